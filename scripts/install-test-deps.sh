@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the real peers the tests drive: SIPp (sip-tester), baresip, tshark, socat.
+# Idempotent; needs root (or sudo) only when something is missing.
+set -euo pipefail
+need=()
+command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
+command -v baresip >/dev/null 2>&1 || need+=(baresip-core)
+command -v tshark >/dev/null 2>&1 || need+=(tshark)
+command -v socat >/dev/null 2>&1 || need+=(socat)
+if [ ${#need[@]} -eq 0 ]; then
+    exit 0
+fi
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
+        echo "install-test-deps: missing ${need[*]} and not root; peer tests will skip (fail under CI=true)" >&2
+        exit 0
+    fi
+fi
+echo "install-test-deps: installing ${need[*]}" >&2
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
