@@ -1,1 +1,1 @@
-"""imsconf.keys"""
+"""imsconf.keys: the key authority (SRTP master keys made at the AS)."""

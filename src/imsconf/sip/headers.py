@@ -34,15 +34,16 @@ COMPACT = {
 }
 
 _KNOWN = [
-    "Accept", "Accept-Contact", "Accept-Encoding", "Accept-Language", "Alert-Info", "Allow", "Allow-Events",
-    "Authentication-Info", "Authorization", "Call-ID", "Call-Info", "Contact", "Content-Disposition",
-    "Content-Encoding", "Content-Language", "Content-Length", "Content-Type", "CSeq", "Date", "Error-Info",
-    "Event", "Expires", "From", "In-Reply-To", "Max-Forwards", "Min-Expires", "Min-SE", "MIME-Version",
-    "Organization", "P-Asserted-Identity", "P-Preferred-Identity", "Priority", "Privacy", "Proxy-Authenticate",
-    "Proxy-Authorization", "Proxy-Require", "RAck", "Reason", "Record-Route", "Refer-To", "Referred-By",
-    "Reject-Contact", "Replaces", "Reply-To", "Request-Disposition", "Require", "Retry-After", "Route", "RSeq",
-    "Server", "Session-Expires", "Subject", "Subscription-State", "Supported", "Target-Dialog", "Timestamp",
-    "To", "Unsupported", "User-Agent", "Via", "Warning", "WWW-Authenticate", "Identity", "Identity-Info",
+    "Accept", "Accept-Contact", "Accept-Encoding", "Accept-Language", "Alert-Info", "Allow",
+    "Allow-Events", "Authentication-Info", "Authorization", "Call-ID", "Call-Info", "Contact",
+    "Content-Disposition", "Content-Encoding", "Content-Language", "Content-Length", "Content-Type",
+    "CSeq", "Date", "Error-Info", "Event", "Expires", "From", "In-Reply-To", "Max-Forwards",
+    "Min-Expires", "Min-SE", "MIME-Version", "Organization", "P-Asserted-Identity",
+    "P-Preferred-Identity", "Priority", "Privacy", "Proxy-Authenticate", "Proxy-Authorization",
+    "Proxy-Require", "RAck", "Reason", "Record-Route", "Refer-To", "Referred-By", "Reject-Contact",
+    "Replaces", "Reply-To", "Request-Disposition", "Require", "Retry-After", "Route", "RSeq", "Server",
+    "Session-Expires", "Subject", "Subscription-State", "Supported", "Target-Dialog", "Timestamp", "To",
+    "Unsupported", "User-Agent", "Via", "Warning", "WWW-Authenticate", "Identity", "Identity-Info",
     "Path", "Service-Route", "Refer-Sub",
 ]  # fmt: skip
 _CANONICAL = {n.lower(): n for n in _KNOWN}
@@ -51,15 +52,17 @@ _CANONICAL = {n.lower(): n for n in _KNOWN}
 LIST_HEADERS = frozenset(
     n.lower()
     for n in [
-        "Accept", "Accept-Encoding", "Accept-Language", "Allow", "Allow-Events", "Contact", "Content-Encoding",
-        "Content-Language", "In-Reply-To", "Proxy-Require", "Record-Route", "Require", "Route", "Supported",
-        "Unsupported", "Via", "Path", "Service-Route", "P-Asserted-Identity", "Reason", "Warning",
-        "Alert-Info", "Call-Info", "Error-Info",
+        "Accept", "Accept-Encoding", "Accept-Language", "Allow", "Allow-Events", "Contact",
+        "Content-Encoding", "Content-Language", "In-Reply-To", "Proxy-Require", "Record-Route",
+        "Require", "Route", "Supported", "Unsupported", "Via", "Path", "Service-Route",
+        "P-Asserted-Identity", "Reason", "Warning", "Alert-Info", "Call-Info", "Error-Info",
     ]
 )  # fmt: skip
 
 # Headers that must appear at most once (RFC 3261 §20 table; RFC 4475 §3.3.8).
-SINGLE_HEADERS = frozenset(["call-id", "cseq", "from", "to", "max-forwards", "content-length", "content-type"])
+SINGLE_HEADERS = frozenset(
+    ["call-id", "cseq", "from", "to", "max-forwards", "content-length", "content-type"]
+)
 
 
 def canonical_name(name: str) -> str:
@@ -137,17 +140,23 @@ class Headers:
 
 
 def split_header_value(name: str, value: str) -> list[str]:
-    """Split a received header line into its list elements where the header is a list."""
+    """Split a received header line into its list elements where the header is a list (RFC 3261 §7.3.1).
+
+    Commas inside quoted strings and <...> do not split.  An empty value is kept as one empty element (some
+    list headers, e.g. Supported and Accept, may legally be empty).  Leniency: empty elements between commas
+    ("a,,b") are dropped; a value made only of commas is refused.
+    """
     if name.lower() not in LIST_HEADERS:
         return [value]
-    if name.lower() == "contact" and value.strip() == "*":
+    stripped = value.strip()
+    if not stripped:
+        return [""]
+    if name.lower() == "contact" and stripped == "*":
         return ["*"]
     parts = [p.strip() for p in split_quoted(value, ",")]
-    if any(not p for p in parts):
-        # "a,,b" is tolerated by dropping empties; a value of only commas is an error
-        parts = [p for p in parts if p]
-        if not parts:
-            raise SipParseError(f"empty {name} header")
+    parts = [p for p in parts if p]
+    if not parts:
+        raise SipParseError(f"empty {name} header")
     return parts
 
 
@@ -183,6 +192,23 @@ class Via:
     def branch(self) -> str | None:
         return self.params.get("branch")
 
+    @property
+    def received(self) -> str | None:
+        return self.params.get("received")
+
+    @property
+    def rport_requested(self) -> bool:
+        """True when the sender asked for symmetric response routing (RFC 3581): ``rport`` present at all."""
+        return "rport" in self.params
+
+    @property
+    def rport(self) -> int | None:
+        """The port filled in by the server (``rport=5060``); None when absent, empty or not a port number."""
+        v = self.params.get("rport")
+        if v is None or not grammar.DIGITS_RE.fullmatch(v) or len(v) > 5 or int(v) > 65535:
+            return None
+        return int(v)
+
 
 @dataclass(frozen=True, slots=True)
 class CSeq:
@@ -207,20 +233,42 @@ def parse_name_addr(value: str) -> NameAddr:
 
 
 def parse_auth_params(value: str) -> tuple[str, dict[str, str]]:
-    """``Digest a="b", c=d`` -> ("digest", {"a": "b", "c": "d"}) with quotes removed."""
-    scheme, _, rest = value.strip().partition(" ")
+    """``Digest a="b", c=d`` -> ("digest", {"a": "b", "c": "d"}) with quotes removed (RFC 3261 §25.1).
+
+    challenge/credentials = auth-scheme LWS auth-param *(COMMA auth-param) ; auth-param = token EQUAL
+    ( token / quoted-string ).  The scheme is lower-cased, so are parameter names; values keep their case.
+    """
+    m = grammar.AUTH_SCHEME_RE.match(value.strip(" \t"))
+    if not m:
+        raise SipParseError("malformed authentication scheme")
+    scheme, rest = m.group(1), m.group(2) or ""
     params: dict[str, str] = {}
     for item in split_quoted(rest, ",", brackets=False):
         item = item.strip()
         if not item:
             continue
         k, sep, v = item.partition("=")
-        if not sep:
+        k = k.strip()
+        if not sep or not grammar.FULL_TOKEN_RE.match(k):
             raise SipParseError("malformed authentication parameter")
         v = v.strip()
         if v.startswith('"'):
-            if len(v) < 2 or not v.endswith('"'):
+            if not grammar.QUOTED_STRING_RE.fullmatch(v):
                 raise SipParseError("unterminated quoted authentication parameter")
-            v = v[1:-1].replace('\\"', '"').replace("\\\\", "\\")
-        params[k.strip().lower()] = v
+            v = unquote_string(v)
+        params[k.lower()] = v
     return scheme.lower(), params
+
+
+def unquote_string(text: str) -> str:
+    """Strip the quotes of a quoted-string and resolve its quoted-pairs (``\\x`` -> ``x``)."""
+    if len(text) >= 2 and text[0] == '"' and text[-1] == '"':
+        text = text[1:-1]
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        if text[i] == "\\" and i + 1 < len(text):
+            i += 1
+        out.append(text[i])
+        i += 1
+    return "".join(out)

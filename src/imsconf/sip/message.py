@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import grammar
-from .errors import SipParseError
+from .errors import LocalProtocolError, SipParseError
 from .headers import SINGLE_HEADERS, CSeq, Headers, Via, canonical_name, split_header_value
 from .uri import NameAddr, SipUri
 
@@ -106,8 +106,18 @@ def _required(headers: Headers, name: str) -> str:
 
 
 def _serialize(start: str, headers: Headers, body: bytes) -> bytes:
+    if any(c in start for c in "\r\n"):
+        raise LocalProtocolError("CR or LF in the start line")
     lines = [start]
-    lines.extend(f"{n}: {v}" for n, v in headers.items if n != "Content-Length")
+    for n, v in headers.items:
+        if n == "Content-Length":
+            continue
+        if not grammar.FULL_TOKEN_RE.match(n):
+            raise LocalProtocolError(f"header name is not a token: {n[:40]!r}")
+        if "\r" in v or "\n" in v:
+            # a folded or injected line would be read as another header by the peer
+            raise LocalProtocolError(f"CR or LF in the value of {n}")
+        lines.append(f"{n}: {v}")
     lines.append(f"Content-Length: {len(body)}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape") + body
 
@@ -116,13 +126,25 @@ def _serialize(start: str, headers: Headers, body: bytes) -> bytes:
 
 
 def _split_head(data: bytes) -> tuple[bytes, bytes]:
-    idx = data.find(b"\r\n\r\n")
-    if idx >= 0:
-        return data[:idx], data[idx + 4 :]
-    idx = data.find(b"\n\n")  # bare LF tolerated (RFC 3261 §7 says CRLF; robustness principle)
-    if idx >= 0:
-        return data[:idx], data[idx + 2 :]
-    raise SipParseError("no blank line after headers")
+    # The first empty line ends the head, CRLF CRLF or (leniently) bare LF: whichever comes first, so that a
+    # bare-LF head is never extended into a body that happens to contain CRLF CRLF.
+    m = grammar.BLANK_LINE_RE.search(data)
+    if m is None:
+        raise SipParseError("no blank line after headers")
+    return data[: m.start()], data[m.end() :]
+
+
+def _content_length(value: str, current: int | None, msg: Request | Response) -> int:
+    # Content-Length = 1*DIGIT.  More than 9 digits cannot be honoured (no message that large is accepted).
+    if not grammar.DIGITS_RE.fullmatch(value):
+        raise SipParseError("bad Content-Length", 400, msg)
+    if len(value.lstrip("0")) > 9:
+        raise SipParseError("Content-Length too large", 513, msg)
+    n = int(value)
+    if current is not None and n != current:
+        # RFC 4475 §3.3.9: the body's extent is unknowable; answer 400
+        raise SipParseError("conflicting Content-Length headers", 400, msg)
+    return n
 
 
 def parse_head(head: bytes) -> tuple[Request | Response, int | None]:
@@ -144,7 +166,10 @@ def parse_head(head: bytes) -> tuple[Request | Response, int | None]:
         status = int(m.group(2))
         if not 100 <= status <= 699:
             raise SipParseError("status code out of range")
-        msg = Response(status, m.group(3), version=m.group(1))
+        reason = m.group(3) or ""
+        if "\r" in reason:
+            raise SipParseError("CR inside the status line")
+        msg = Response(status, reason, version=m.group(1))
     else:
         m = grammar.REQUEST_LINE_RE.match(start)
         if not m:
@@ -154,21 +179,18 @@ def parse_head(head: bytes) -> tuple[Request | Response, int | None]:
         raise SipParseError("too many header lines", 513, msg)
     content_length: int | None = None
     for line in lines[1:]:
-        if not line.strip():
+        if not line.strip(" \t"):
             continue
+        if "\r" in line:
+            # a lone CR is not a line break here but is one for some peers: refuse the ambiguity
+            raise SipParseError("CR inside a header line", 400, msg)
         hm = grammar.HEADER_LINE_RE.match(line)
         if not hm:
             raise SipParseError(f"malformed header line {line[:40]!r}", 400, msg)
         name = canonical_name(hm.group(1))
-        value = hm.group(2).strip()
+        value = hm.group(2).strip(" \t")
         if name == "Content-Length":
-            if not value.isdigit():
-                raise SipParseError("bad Content-Length", 400, msg)
-            if content_length is not None and int(value) != content_length:
-                raise SipParseError("conflicting Content-Length headers", 400, msg)
-            if len(value) > 9:
-                raise SipParseError("Content-Length too large", 513, msg)
-            content_length = int(value)
+            content_length = _content_length(value, content_length, msg)
             continue
         try:
             for part in split_header_value(name, value):
@@ -179,7 +201,14 @@ def parse_head(head: bytes) -> tuple[Request | Response, int | None]:
 
 
 def parse_message(data: bytes, *, datagram: bool = True) -> Request | Response:
-    """Parse one complete message.  On a datagram, octets past Content-Length are discarded (§18.3)."""
+    """Parse one complete message.  On a datagram, octets past Content-Length are discarded (§18.3).
+
+    Leading CRLFs before the start line are ignored (RFC 3261 §7.5).  Without Content-Length, a datagram's
+    body runs to its end; on a stream that is an error.
+    """
+    if len(data) > MAX_MESSAGE_SIZE:
+        raise SipParseError("message too large", 513)
+    data = data.lstrip(b"\r\n")
     head, rest = _split_head(data)
     msg, clen = parse_head(head)
     if clen is None:
@@ -194,7 +223,15 @@ def parse_message(data: bytes, *, datagram: bool = True) -> Request | Response:
 
 
 def validate(msg: Request | Response) -> None:
-    """Check the headers every transaction needs (RFC 3261 §8.1.1).  Raises SipParseError."""
+    """Check what every transaction relies on (RFC 3261 §8.1.1, §8.2.2).  Raises SipParseError.
+
+    Checked: the version (505), the presence of Via/From/To/Call-ID/CSeq and the uniqueness of
+    single-valued headers (400), that every Via, From, To, Contact and CSeq parses, Max-Forwards is 0-255,
+    and for requests the Request-URI parses, carries no headers, and the CSeq method equals the request
+    method (400, or 501 when the method is unknown, RFC 4475 §3.1.2.18).  Semantic checks (Require,
+    schemes, Content-Type, Max-Forwards 0) are left to the application: RFC 4475 §3.3 expects those
+    messages to be parsed.
+    """
     if msg.version != grammar.VERSION:
         raise SipParseError("SIP version not supported", 505, msg)
     for name in ("Via", "From", "To", "Call-ID", "CSeq"):
@@ -203,19 +240,28 @@ def validate(msg: Request | Response) -> None:
     for name in SINGLE_HEADERS:
         if len(msg.headers.get_all(name)) > 1:
             raise SipParseError(f"more than one {canonical_name(name)} header", 400, msg)
+    if not msg.call_id.strip():
+        raise SipParseError("empty Call-ID", 400, msg)
     try:
         cseq = msg.cseq
         msg.from_  # noqa: B018 - parse for validity
         msg.to  # noqa: B018
-        msg.top_via  # noqa: B018
+        for via in msg.headers.get_all("Via"):
+            Via.parse(via)
+        for contact in msg.headers.get_all("Contact"):
+            if contact != "*":
+                NameAddr.parse(contact)
     except SipParseError as exc:
         raise SipParseError(exc.reason, 400, msg) from None
+    mf = msg.headers.get("Max-Forwards")
+    if mf is not None:
+        m = grammar.MAX_FORWARDS_RE.match(mf)
+        if m is None or int(m.group(1)) > 255:
+            raise SipParseError("bad Max-Forwards", 400, msg)
     if isinstance(msg, Request):
         if cseq.method != msg.method:
-            raise SipParseError("CSeq method does not match the request method", 400, msg)
-        mf = msg.headers.get("Max-Forwards")
-        if mf is not None and (not mf.strip().isdigit() or len(mf.strip()) > 3 or int(mf) > 255):
-            raise SipParseError("bad Max-Forwards", 400, msg)
+            status = 400 if msg.method in grammar.KNOWN_METHODS else 501
+            raise SipParseError("CSeq method does not match the request method", status, msg)
         try:
             uri = msg.request_uri
         except SipParseError as exc:
@@ -229,7 +275,9 @@ class StreamFramer:
 
     ``feed(data)`` returns a list of items: a parsed message (body attached, not yet validated) or one of
     the keep-alive markers :data:`PING` (CRLFCRLF: answer with CRLF) and :data:`PONG` (a lone CRLF).
-    A framing error raises SipParseError; the connection must then be closed (state is unusable).
+    A CRLF alone at the end of the buffer is held until the next octet tells whether it was a pong or the
+    first half of a ping.  A framing error raises SipParseError; the connection must then be closed, and
+    every later ``feed`` raises the same error.
     """
 
     PING = "ping"  # CRLFCRLF from the peer: answer CRLF
@@ -240,8 +288,20 @@ class StreamFramer:
         self._max = max_size
         self._head: Request | Response | None = None
         self._need = 0
+        self._scanned = 0  # octets of _buf already searched for the end of the head
+        self._error: SipParseError | None = None
 
     def feed(self, data: bytes) -> list[Request | Response | str]:
+        if self._error is not None:
+            raise self._error
+        try:
+            return self._feed(data)
+        except SipParseError as exc:
+            self._error = exc
+            self._buf.clear()
+            raise
+
+    def _feed(self, data: bytes) -> list[Request | Response | str]:
         self._buf += data
         out: list[Request | Response | str] = []
         while True:
@@ -249,21 +309,24 @@ class StreamFramer:
                 # keep-alives between messages
                 if self._buf.startswith(b"\r\n\r\n"):
                     del self._buf[:4]
+                    self._scanned = 0
                     out.append(self.PING)
                     continue
                 if self._buf.startswith(b"\r\n"):
                     if len(self._buf) < 4 and self._buf == b"\r\n\r"[: len(self._buf)]:
                         break  # might be the start of a CRLFCRLF
                     del self._buf[:2]
+                    self._scanned = 0
                     out.append(self.PONG)
                     continue
-                idx = self._buf.find(b"\r\n\r\n")
+                idx = self._buf.find(b"\r\n\r\n", max(0, self._scanned - 3))
                 if idx < 0:
                     if len(self._buf) > MAX_HEADER_BLOCK:
                         raise SipParseError("header block too large", 513)
+                    self._scanned = len(self._buf)
                     break
-                head = bytes(self._buf[:idx])
-                msg, clen = parse_head(head)
+                self._scanned = 0
+                msg, clen = parse_head(bytes(self._buf[:idx]))
                 if clen is None:
                     raise SipParseError("missing Content-Length on a stream transport", 400, msg)
                 if idx + 4 + clen > self._max:

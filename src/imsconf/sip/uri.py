@@ -84,14 +84,16 @@ class SipUri:
     password: str | None = None
     host: str = ""
     port: int | None = None
-    params: dict[str, str | None] = field(default_factory=dict, compare=False, hash=False)
+    params: dict[str, str | None] = field(default_factory=dict, hash=False)
     headers: str | None = None
     opaque: str | None = None
 
     @classmethod
     def parse(cls, text: str) -> SipUri:
-        if any(c in text for c in " \t\r\n"):
-            raise SipParseError("whitespace inside URI")
+        if not text.isascii() or not text.isprintable() or " " in text:
+            # RFC 3986/3261: a URI is printable US-ASCII; anything else must be %-escaped.
+            # RFC 4475 §3.1.2.14: LWS inside <...> is refused (400) rather than silently dropped.
+            raise SipParseError("whitespace or non-ASCII character inside URI")
         m = grammar.SCHEME_RE.match(text)
         if not m:
             raise SipParseError(f"URI without scheme: {text[:60]!r}")
@@ -116,6 +118,8 @@ class SipUri:
                 user = userinfo
             if not user or not grammar.USER_RE.match(user):
                 raise SipParseError("bad user part in URI")
+            if password is not None and not grammar.PASSWORD_RE.match(password):
+                raise SipParseError("bad password in URI")
         hostport, _, ptext = rest.partition(";")
         port: int | None = None
         if hostport.startswith("["):
@@ -172,25 +176,62 @@ class SipUri:
             self.scheme, self.user, self.password, self.host, self.port, params, self.headers, self.opaque
         )
 
+    @property
+    def unescaped_params(self) -> dict[str, str | None]:
+        """URI parameters, %-escapes decoded, names lower-cased (RFC 4475 §3.1.1.3: ``%6C%72`` is lr)."""
+        return {unquote(k).lower(): (None if v is None else unquote(v)) for k, v in self.params.items()}
+
+    @property
+    def header_fields(self) -> list[tuple[str, str]]:
+        """The ``?name=value&...`` part as decoded (name, value) pairs, in order."""
+        if not self.headers:
+            return []
+        out: list[tuple[str, str]] = []
+        for item in self.headers.split("&"):
+            name, _, value = item.partition("=")
+            out.append((unquote(name), unquote(value)))
+        return out
+
     def equivalent(self, other: SipUri) -> bool:
-        """RFC 3261 §19.1.4 comparison (user case-sensitive after unescaping, host case-insensitive)."""
+        """RFC 3261 §19.1.4 comparison.
+
+        Userinfo is case-sensitive, every other component case-insensitive, all after %-unescaping.  A user,
+        ttl, method or maddr parameter present in only one URI never matches, and neither does transport: the
+        rule text puts it with "all other" parameters, but the section's own example (``sip:bob@biloxi.com``
+        vs ``sip:bob@biloxi.com;transport=udp``, not equivalent) requires it; we follow the example.  Other
+        parameters count only when present in both.  Header components must match exactly, as a set.
+        """
         if self.scheme != other.scheme:
             return False
         if self.opaque is not None or other.opaque is not None:
             return self.opaque == other.opaque
-        if self.user_unescaped != other.user_unescaped or self.password != other.password:
+        if self.user_unescaped != other.user_unescaped:
             return False
-        if self.host != other.host or self.port != other.port:
+        pa = None if self.password is None else unquote(self.password)
+        pb = None if other.password is None else unquote(other.password)
+        if pa != pb or self.host != other.host or self.port != other.port:
             return False
-        for name in ("user", "ttl", "method", "maddr", "transport"):
-            a, b = self.params.get(name), other.params.get(name)
+        mine, theirs = self.unescaped_params, other.unescaped_params
+        for name in mine.keys() | theirs.keys():
+            if name not in mine or name not in theirs:
+                if name in _MUST_MATCH_PARAMS:
+                    return False
+                continue
+            a, b = mine[name], theirs[name]
             if (a is None) != (b is None) or (a is not None and b is not None and a.lower() != b.lower()):
                 return False
-        return True
+        return _header_set(self) == _header_set(other)
+
+
+_MUST_MATCH_PARAMS = frozenset(["user", "ttl", "method", "maddr", "transport"])
+
+
+def _header_set(uri: SipUri) -> frozenset[tuple[str, str]]:
+    return frozenset((n.lower(), v.lower()) for n, v in uri.header_fields)
 
 
 def _port(text: str) -> int:
-    if not text.isdigit() or len(text) > 5 or int(text) > 65535:
+    if not grammar.DIGITS_RE.fullmatch(text) or len(text) > 5 or int(text) > 65535:
         raise SipParseError("bad port in URI")
     return int(text)
 
@@ -201,7 +242,7 @@ class NameAddr:
 
     uri: SipUri
     display: str | None = None
-    params: dict[str, str | None] = field(default_factory=dict)
+    params: dict[str, str | None] = field(default_factory=dict, hash=False)
 
     @classmethod
     def parse(cls, text: str) -> NameAddr:
@@ -214,7 +255,9 @@ class NameAddr:
             disp = text[:lt].strip()
             if disp:
                 if disp.startswith('"'):
-                    if not (len(disp) >= 2 and disp.endswith('"') and grammar.QUOTED_STRING_RE.fullmatch(disp)):
+                    if not (
+                        len(disp) >= 2 and disp.endswith('"') and grammar.QUOTED_STRING_RE.fullmatch(disp)
+                    ):
                         raise SipParseError("bad quoted display name")
                     display = disp
                 elif grammar.DISPLAY_TOKENS_RE.match(disp):
@@ -231,12 +274,17 @@ class NameAddr:
             return cls(uri, display, parse_params(rest))
         if '"' in text:
             raise SipParseError("quoted display name without <uri>")
-        # addr-spec: URI parameters cannot appear here; a ';' starts header parameters.
+        # addr-spec: URI parameters cannot appear here; a ';' starts header parameters (SEMI = SWS ";" SWS,
+        # so LWS before it is legal: RFC 4475 §3.1.1.1 "sip:vivekg@chair-dnrc.example.com ;   tag = ...").
         uri_text, _, ptext = text.partition(";")
+        uri_text = uri_text.rstrip(" \t")
         if any(c in uri_text for c in " \t"):
             raise SipParseError("whitespace inside addr-spec")
-        if "?" in uri_text or "," in uri_text:
+        if "," in uri_text:
             raise SipParseError("addr-spec with reserved characters must use <>")
+        # Leniency (RFC 4475 §3.1.2.13): a URI with '?headers' must be enclosed in <>, but since header values
+        # cannot contain an unescaped ';' or ',' there is no ambiguity left once those are split off, so the
+        # brackets are inferred instead of answering 400.
         return cls(SipUri.parse(uri_text), None, parse_params(ptext))
 
     def __str__(self) -> str:

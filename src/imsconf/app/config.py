@@ -1,0 +1,272 @@
+"""Settings: defaults, then a TOML file, then command-line overrides.
+
+TOML keys are the field names of :class:`Settings`, at top level::
+
+    domain = "example.com"
+    listen = ["udp:0.0.0.0:5060", "tls:[::]:5061"]
+    data_dir = "/var/lib/imsconf"     # relative paths are relative to the config file
+    rtp_port_range = [20000, 29999]
+
+An unknown key is an error naming the key, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from imsconf.sip.grammar import USER_RE
+
+__all__ = ["Listen", "Settings", "load_settings", "parse_hostport", "parse_listen"]
+
+Transport = Literal["udp", "tcp", "tls"]
+_TRANSPORTS: tuple[Transport, ...] = ("udp", "tcp", "tls")
+_DEFAULT_PORTS: dict[str, int] = {"udp": 5060, "tcp": 5060, "tls": 5061}
+_LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+_HOSTNAME_RE = re.compile(
+    r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
+)
+
+
+def _check_host(host: str, what: str) -> str:
+    if not host:
+        raise ValueError(f"{what}: empty host")
+    try:
+        ipaddress.ip_address(host)
+        return host
+    except ValueError:
+        pass
+    if len(host) > 253 or not _HOSTNAME_RE.fullmatch(host):
+        raise ValueError(f"{what}: {host!r} is neither an IP address nor a host name")
+    return host
+
+
+def parse_hostport(text: str, default_port: int | None = None, *, what: str = "address") -> tuple[str, int]:
+    """``HOST:PORT`` / ``[IPv6]:PORT`` (PORT optional when *default_port* is given) -> (host, port)."""
+    text = text.strip()
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise ValueError(f"{what} {text!r}: missing ']' after the IPv6 address")
+        host, rest = text[1:end], text[end + 1 :]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{what} {text!r}: {host!r} is not an IPv6 address") from None
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"{what} {text!r}: expected ':PORT' after ']'")
+        port_text = rest[1:] if rest else None
+    else:
+        if text.count(":") > 1:
+            raise ValueError(f"{what} {text!r}: put an IPv6 address in brackets, as in [::1]:5060")
+        host, sep, port_text_ = text.partition(":")
+        port_text = port_text_ if sep else None
+        _check_host(host, f"{what} {text!r}")
+    if port_text is None:
+        if default_port is None:
+            raise ValueError(f"{what} {text!r}: missing ':PORT'")
+        return host, default_port
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"{what} {text!r}: port must be a number from 1 to 65535")
+    return host, int(port_text)
+
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    transport: Transport
+    host: str
+    port: int
+
+    def __post_init__(self) -> None:
+        if self.transport not in _TRANSPORTS:
+            raise ValueError(f"transport must be one of {', '.join(_TRANSPORTS)}, not {self.transport!r}")
+        if not 0 < self.port < 65536:
+            raise ValueError(f"port {self.port} out of range")
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.transport}:{host}:{self.port}"
+
+
+def parse_listen(text: str) -> Listen:
+    """``"tls:127.0.0.1:5061"``, ``"udp:[::1]:5060"``, ``"tcp:0.0.0.0"`` (default port 5060, 5061 for tls)."""
+    if not isinstance(text, str):
+        raise ValueError(f"listen address must be a string like 'udp:127.0.0.1:5060', not {text!r}")
+    transport, sep, rest = text.strip().partition(":")
+    transport = transport.lower()
+    if not sep or transport not in _TRANSPORTS:
+        raise ValueError(
+            f"listen address {text!r}: must start with a transport (udp:, tcp: or tls:), "
+            "as in 'tls:127.0.0.1:5061'"
+        )
+    host, port = parse_hostport(rest, _DEFAULT_PORTS[transport], what=f"listen address {text!r}:")
+    return Listen(transport, host, port)
+
+
+def _default_listen() -> tuple[Listen, ...]:
+    return (
+        Listen("udp", "127.0.0.1", 5060),
+        Listen("tcp", "127.0.0.1", 5060),
+        Listen("tls", "127.0.0.1", 5061),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    domain: str = "localhost"
+    listen: tuple[Listen, ...] = field(default_factory=_default_listen)
+    data_dir: Path = Path("./var")
+    auth: Literal["digest", "none"] = "digest"
+    realm: str = ""  # empty: the domain (filled in by __post_init__)
+    factory_user: str = "conference-factory"
+    require_tls_for_sdes: bool = True
+    allow_plain_rtp: bool = False
+    allow_sdes_over_udp: bool = False
+    rtp_port_range: tuple[int, int] = (20000, 29999)
+    media_host: str = "127.0.0.1"
+    log_level: str = "info"
+    http: str | None = None  # "HOST:PORT" of the REST/console listener, None for off
+    # digest algorithms offered, preferred first (RFC 8760 §2.4); legacy MD5-only clients that answer the
+    # first challenge they see (SIPp 3.6) need "MD5" first
+    digest_algorithms: tuple[str, ...] = ("SHA-256", "MD5")
+
+    def __post_init__(self) -> None:
+        _check_host(self.domain, "domain")
+        if not self.realm:
+            object.__setattr__(self, "realm", self.domain)
+        if any(c in self.realm for c in '"\\') or any(ord(c) < 0x20 for c in self.realm):
+            raise ValueError("realm: quotes, backslashes and control characters are not allowed")
+        if not self.listen:
+            raise ValueError("listen: at least one listen address is needed")
+        if self.auth not in ("digest", "none"):
+            raise ValueError(f"auth must be 'digest' or 'none', not {self.auth!r}")
+        if not USER_RE.match(self.factory_user):
+            raise ValueError(f"factory_user: {self.factory_user!r} is not a valid SIP user part")
+        lo, hi = self.rtp_port_range
+        if not 1024 <= lo < hi <= 65535:
+            raise ValueError(f"rtp_port_range: need 1024 <= low < high <= 65535, got {lo}..{hi}")
+        _check_host(self.media_host, "media_host")
+        if self.log_level not in _LOG_LEVELS:
+            raise ValueError(f"log_level must be one of {', '.join(_LOG_LEVELS)}, not {self.log_level!r}")
+        if self.http is not None:
+            parse_hostport(self.http, what="http")
+        known = ("SHA-256", "MD5", "SHA-512-256")
+        if not self.digest_algorithms or any(a not in known for a in self.digest_algorithms):
+            raise ValueError(f"digest_algorithms: choose from {', '.join(known)}, got {self.digest_algorithms!r}")
+
+    @property
+    def factory_uri(self) -> str:
+        """The conference factory PSI, ``sip:conference-factory@DOMAIN``."""
+        host = f"[{self.domain}]" if ":" in self.domain else self.domain
+        return f"sip:{self.factory_user}@{host}"
+
+    @property
+    def http_address(self) -> tuple[str, int] | None:
+        return None if self.http is None else parse_hostport(self.http, what="http")
+
+
+_FIELDS = {f.name for f in fields(Settings)}
+_BOOL_WORDS = {
+    "true": True,
+    "yes": True,
+    "on": True,
+    "1": True,
+    "false": False,
+    "no": False,
+    "off": False,
+    "0": False,
+}
+
+
+def _coerce(key: str, value: Any, base: Path | None) -> Any:
+    """Turn a TOML or command-line value into the field's type; ValueError naming *key* otherwise."""
+
+    def bad(expected: str) -> ValueError:
+        return ValueError(f"setting {key!r}: expected {expected}, got {value!r}")
+
+    if key == "listen":
+        items = [value] if isinstance(value, str | Listen) else value
+        if not isinstance(items, list | tuple):
+            raise bad("a list of 'transport:host:port' strings")
+        return tuple(v if isinstance(v, Listen) else parse_listen(v) for v in items)
+    if key == "data_dir":
+        if not isinstance(value, str | Path):
+            raise bad("a path")
+        p = Path(value).expanduser()
+        return base / p if base is not None and not p.is_absolute() else p
+    if key in ("require_tls_for_sdes", "allow_plain_rtp", "allow_sdes_over_udp"):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in _BOOL_WORDS:
+            return _BOOL_WORDS[value.lower()]
+        raise bad("true or false")
+    if key == "rtp_port_range":
+        if isinstance(value, str):
+            lo, sep, hi = value.partition("-")
+            if not sep or not lo.strip().isdigit() or not hi.strip().isdigit():
+                raise bad("LOW-HIGH")
+            return (int(lo), int(hi))
+        if (
+            not isinstance(value, list | tuple)
+            or len(value) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        ):
+            raise bad("two port numbers [low, high]")
+        return (value[0], value[1])
+    if key == "digest_algorithms":
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple) or not all(isinstance(v, str) for v in items):
+            raise bad("a list of algorithm names")
+        return tuple(v.strip().upper() for v in items)
+    if key == "log_level":
+        if not isinstance(value, str):
+            raise bad("a level name")
+        return value.lower()
+    if key == "http":
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str):
+            raise bad("'HOST:PORT'")
+        return value
+    if not isinstance(value, str):
+        raise bad("a string")
+    return value
+
+
+def load_settings(config_file: Path | None = None, overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Defaults, then *config_file* (TOML), then *overrides* (``None`` values mean "not given").
+
+    ValueError names the offending key (and file) for unknown keys and bad values.
+    """
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        config_file = Path(config_file)
+        try:
+            with config_file.open("rb") as f:
+                doc = tomllib.load(f)
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{config_file}: invalid TOML: {exc}") from None
+        base = config_file.resolve().parent
+        for key, value in doc.items():
+            if key not in _FIELDS:
+                raise ValueError(f"{config_file}: unknown setting {key!r}")
+            try:
+                values[key] = _coerce(key, value, base)
+            except ValueError as exc:
+                raise ValueError(f"{config_file}: {exc}") from None
+    for key, value in (overrides or {}).items():
+        if key not in _FIELDS:
+            raise ValueError(f"unknown setting {key!r}")
+        if value is None:
+            continue
+        values[key] = _coerce(key, value, None)
+    try:
+        return Settings(**values)
+    except ValueError as exc:
+        where = f"{config_file}: " if config_file is not None else ""
+        raise ValueError(f"{where}{exc}") from None

@@ -1,0 +1,158 @@
+"""The server runtime: settings → PKI, users, transports, SIP endpoint, application; signals; shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import signal
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from imsconf.sip.auth import DigestAuthenticator
+from imsconf.sip.endpoint import Application, EndpointConfig, SipEndpoint
+from imsconf.sip.errors import SipParseError
+from imsconf.sip.message import Request, Response
+from imsconf.sip.peer import Peer
+from imsconf.sip.screening import Capabilities
+from imsconf.transport.manager import Receiver, TransportManager
+
+from .config import Settings
+from .pki import PkiPaths, client_ssl_context, ensure_dev_pki, server_ssl_context
+from .users import UserStore
+
+log = logging.getLogger("imsconf.server")
+
+
+class EndpointDriver(Receiver):
+    """Feeds the sans-I/O endpoint from the transports and flushes what it wants sent; one timer."""
+
+    def __init__(self, endpoint: SipEndpoint) -> None:
+        self.endpoint = endpoint
+        self.transports: TransportManager | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._loop = asyncio.get_running_loop()
+
+    def now(self) -> float:
+        return self._loop.time()
+
+    def receive_datagram(self, data: bytes, peer: Peer) -> None:
+        self.endpoint.receive_datagram(data, peer, self.now())
+        self.flush()
+
+    def receive_message(self, msg: Request | Response, peer: Peer) -> None:
+        self.endpoint.receive_message(msg, peer, self.now())
+        self.flush()
+
+    def receive_stream_error(self, error: SipParseError, peer: Peer) -> None:
+        self.endpoint.receive_stream_error(error, peer, self.now())
+        self.flush()
+
+    def flush(self) -> None:
+        assert self.transports is not None
+        for data, peer in self.endpoint.take_outbox():
+            self.transports.send(data, peer)
+        self._rearm()
+
+    def _rearm(self) -> None:
+        deadline = self.endpoint.next_deadline()
+        if deadline == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = deadline
+        if deadline is not None:
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        try:
+            self.endpoint.handle_timer(self.now())
+        except Exception:
+            log.exception("event=timer_error")
+        self.flush()
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+@dataclass
+class Server:
+    settings: Settings
+    pki: PkiPaths
+    endpoint: SipEndpoint
+    driver: EndpointDriver
+    transports: TransportManager
+    bound: list[tuple[str, str, int]] = field(default_factory=list)
+
+    async def close(self) -> None:
+        self.driver.close()
+        await self.transports.close()
+
+
+def build_capabilities() -> Capabilities:
+    return Capabilities(
+        allow=("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS"),
+        supported=(),
+        accept=("application/sdp",),
+    )
+
+
+async def start_server(settings: Settings, app: Application | None = None) -> Server:
+    data_dir = Path(settings.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    pki = ensure_dev_pki(data_dir, [settings.domain])
+    authenticator: DigestAuthenticator | None = None
+    if settings.auth == "digest":
+        users = UserStore(data_dir / "users.json")
+        authenticator = DigestAuthenticator(
+            settings.realm, users.ha1, secrets.token_bytes(32), algorithms=settings.digest_algorithms
+        )
+    endpoint = SipEndpoint(EndpointConfig(caps=build_capabilities()), app, authenticator)
+    driver = EndpointDriver(endpoint)
+    transports = TransportManager(
+        driver, server_ssl=server_ssl_context(pki), client_ssl=client_ssl_context(pki.ca_cert)
+    )
+    driver.transports = transports
+    server = Server(settings, pki, endpoint, driver, transports)
+    try:
+        for listen in settings.listen:
+            host, port = await transports.listen(listen.transport, listen.host, listen.port)
+            endpoint.config.local.setdefault(listen.transport, (host, port))
+            server.bound.append((listen.transport, host, port))
+    except OSError:
+        await server.close()
+        raise
+    return server
+
+
+async def run_server(settings: Settings) -> int:
+    try:
+        server = await start_server(settings)
+    except OSError as exc:
+        print(f"imsconf: cannot listen: {exc}", file=sys.stderr)
+        return 1
+    for transport, host, port in server.bound:
+        shown = f"[{host}]" if ":" in host else host
+        print(f"listening {transport} {shown}:{port}", flush=True)
+    print(f"conference factory {settings.factory_uri}", flush=True)
+    log.info("event=started domain=%s auth=%s", settings.domain, settings.auth)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("event=stopping")
+    try:
+        await asyncio.wait_for(server.close(), 1.5)
+    except TimeoutError:
+        log.warning("event=shutdown_timeout")
+    log.info("event=stopped counters=%s", dict(sorted(server.endpoint.counters.items())))
+    return 0

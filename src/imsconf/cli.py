@@ -1,0 +1,128 @@
+"""Command line: ``imsconf serve``, ``imsconf users add|remove|list``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _serve_parser(sub: Any) -> None:
+    p = sub.add_parser("serve", help="run the conference server")
+    p.add_argument("--config", type=Path, help="TOML configuration file")
+    p.add_argument("--domain", help="SIP domain served (default localhost)")
+    p.add_argument(
+        "--listen",
+        action="append",
+        metavar="TRANSPORT:HOST:PORT",
+        help="udp:HOST:PORT, tcp:HOST:PORT or tls:HOST:PORT (repeatable; default UDP+TCP 5060, TLS 5061)",
+    )
+    p.add_argument("--data-dir", type=Path, help="data directory (default ./var)")
+    p.add_argument("--auth", choices=["digest", "none"], help="participant authentication (default digest)")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+
+
+def _users_parser(sub: Any) -> None:
+    p = sub.add_parser("users", help="manage digest users in the data directory")
+    p.add_argument("--config", type=Path)
+    p.add_argument("--data-dir", type=Path)
+    p.add_argument("--domain", help="realm (default: the configured domain)")
+    us = p.add_subparsers(dest="users_cmd", required=True)
+    a = us.add_parser("add", help="add or replace a user")
+    a.add_argument("username")
+    g = a.add_mutually_exclusive_group()
+    g.add_argument("--password", help="the password (prefer --password-stdin: argv is visible to others)")
+    g.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    r = us.add_parser("remove", help="remove a user")
+    r.add_argument("username")
+    us.add_parser("list", help="list user names")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="imsconf", description="Secure IMS conference server")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _serve_parser(sub)
+    _users_parser(sub)
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in ("domain", "data_dir", "auth", "log_level"):
+        value = getattr(args, name, None)
+        if value is not None:
+            out[name] = value
+    if getattr(args, "listen", None):
+        out["listen"] = list(args.listen)
+    return out
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from imsconf.app.config import load_settings
+    from imsconf.app.logging import setup_logging
+    from imsconf.app.server import run_server
+
+    try:
+        settings = load_settings(args.config, _overrides(args))
+    except (ValueError, OSError) as exc:
+        print(f"imsconf: configuration error: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(settings.log_level)
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop is optional
+        runner = asyncio.run
+    return runner(run_server(settings))
+
+
+def _cmd_users(args: argparse.Namespace) -> int:
+    from imsconf.app.config import load_settings
+    from imsconf.app.users import UserStore, UserStoreError
+
+    try:
+        settings = load_settings(args.config, _overrides(args))
+    except (ValueError, OSError) as exc:
+        print(f"imsconf: configuration error: {exc}", file=sys.stderr)
+        return 2
+    store = UserStore(Path(settings.data_dir) / "users.json")
+    try:
+        if args.users_cmd == "add":
+            if args.password is not None:
+                password = args.password
+            elif args.password_stdin:
+                password = sys.stdin.readline().rstrip("\r\n")
+            else:
+                password = getpass.getpass(f"password for {args.username}: ")
+            if not password:
+                print("imsconf: empty password refused", file=sys.stderr)
+                return 2
+            store.add(args.username, password, settings.realm, replace=True)
+            print(f"user {args.username} added (realm {settings.realm})")
+        elif args.users_cmd == "remove":
+            store.remove(args.username)
+            print(f"user {args.username} removed")
+        else:
+            for name in store.list():
+                print(name)
+    except (KeyError, ValueError, UserStoreError) as exc:
+        print(f"imsconf: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        return _cmd_serve(args)
+    if args.command == "users":
+        return _cmd_users(args)
+    return 2  # pragma: no cover - argparse enforces the choices
+
+
+if __name__ == "__main__":
+    sys.exit(main())

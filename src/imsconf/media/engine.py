@@ -1,0 +1,779 @@
+"""The conference media engine (MRFP core), sans-I/O.
+
+Driven by the UDP adapter (:mod:`imsconf.media.udp`) or by tests in memory:
+
+* :meth:`MediaEngine.receive` with each datagram, the local port it arrived on, its source address, and
+  ``now`` (monotonic seconds);
+* :meth:`MediaEngine.tick` every 20 ms, which returns the datagrams to send as
+  ``(local_port, data, remote_addr)``;
+* :meth:`MediaEngine.events` to drain DTMF, RTCP and latching events.
+
+Source addresses. A leg accepts RTP only from the address the remote SDP gave (``remote_rtp``; RTCP
+from ``remote_rtcp``, or the RTP address with rtcp-mux) and counts anything else as ``wrong_source``.
+With ``latch=True`` (off by default) the first packet that *authenticates* (SRTP) from another address
+moves the leg to that address once; afterwards the leg is strict again. Addresses are compared as
+``(numeric_ip, port)``, so the focus must hand numeric addresses.
+
+Direction (:class:`Direction`) is the mixer's side of the SDP, i.e. what our answer says:
+
+========== =================================== ======================== ===========================
+direction   typical cause                        participant's audio       participant receives
+========== =================================== ======================== ===========================
+sendrecv    normal                               mixed                     the mix
+sendonly    participant offered recvonly         dropped (not mixed)       the mix
+recvonly    participant holds (offered sendonly) dropped (no music on hold)  nothing
+inactive    hold / inactive                      dropped                   nothing
+========== =================================== ======================== ===========================
+
+RTCP keeps flowing in every direction (RFC 3264 §5.1).
+
+Outbound streams: each leg has its own SSRC, sequence number and timestamp (random starts, timestamp
++160 per tick whether or not a packet goes out), protected with the leg's own transmit key. A new
+transmit key starts a new SSRC, so one (key, SSRC) pair only ever carries one packet sequence.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .dtmf import DtmfError, DtmfEvent, DtmfReceiver
+from .g711 import G711Codec, codec_by_name
+from .jitter import JitterBuffer
+from .mixer import CODEC_IDS, FRAME_SAMPLES, Mixer, decode_batch, encode_rows
+from .rtp import ReceiverReport as RtcpReceiverReport
+from .rtp import (
+    ReceptionStats,
+    ReportBlock,
+    RtcpPacket,
+    RtpError,
+    SenderReport,
+    SourceDescription,
+    ntp_from_unix,
+    ntp_middle32,
+    pack_rtp_header,
+    parse_rtcp,
+    parse_rtp_fast,
+    serialize_rtcp,
+)
+from .srtp import (
+    NullReceiver,
+    NullSender,
+    SrtpError,
+    SrtpKeys,
+    SrtpReceiver,
+    SrtpSender,
+    make_receiver,
+    make_sender,
+)
+
+__all__ = [
+    "KEEP",
+    "Addr",
+    "Datagram",
+    "Direction",
+    "DtmfReceived",
+    "InboundKeyConfirmed",
+    "Keep",
+    "LegConfig",
+    "LegStats",
+    "MediaEngine",
+    "MediaEngineError",
+    "MediaEvent",
+    "RtcpReport",
+    "SourceLatched",
+]
+
+Addr = tuple[str, int]
+Datagram = tuple[int, bytes, Addr]  # (local port, data, destination)
+
+_ENCODE_TABLES = (codec_by_name("PCMU").encode_table, codec_by_name("PCMA").encode_table)
+CN_PT = 13  # RFC 3389 comfort noise: accepted and ignored
+TICK = 0.020
+
+
+class MediaEngineError(Exception):
+    """A control-plane mistake (unknown leg, duplicate id, plain RTP where SRTP is required...)."""
+
+
+class Direction(enum.Enum):
+    SENDRECV = "sendrecv"
+    SENDONLY = "sendonly"
+    RECVONLY = "recvonly"
+    INACTIVE = "inactive"
+
+    @property
+    def mixes_input(self) -> bool:
+        return self is Direction.SENDRECV
+
+    @property
+    def sends(self) -> bool:
+        return self is Direction.SENDRECV or self is Direction.SENDONLY
+
+
+@dataclass(frozen=True, slots=True)
+class LegConfig:
+    """What the SDP offer/answer settled for one leg."""
+
+    remote_rtp: Addr
+    remote_rtcp: Addr | None  # None: RTP port + 1, or the RTP address itself with rtcp-mux
+    codec_pt: int
+    codec_name: str  # "PCMU" or "PCMA"
+    dtmf_pt: int | None = None
+    direction: Direction = Direction.SENDRECV
+    latch: bool = False
+
+    def __post_init__(self) -> None:
+        codec_by_name(self.codec_name)
+        for pt in (self.codec_pt, self.dtmf_pt):
+            if pt is not None and not (0 <= pt <= 127 and not 64 <= pt <= 95):
+                raise ValueError(f"payload type {pt} is not usable (0-63, 96-127)")
+        if self.dtmf_pt is not None and self.dtmf_pt == self.codec_pt:
+            raise ValueError("telephone-event and audio share a payload type")
+
+
+# ----------------------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True, slots=True)
+class DtmfReceived:
+    leg_id: str
+    conference_id: str
+    event: DtmfEvent
+
+
+@dataclass(frozen=True, slots=True)
+class RtcpReport:
+    """A receiver's report about the stream we send it (e.g. to see whether it decrypts: loss stays
+    at 100 % when it cannot)."""
+
+    leg_id: str
+    block: ReportBlock
+
+
+@dataclass(frozen=True, slots=True)
+class SourceLatched:
+    leg_id: str
+    rtcp: bool
+    addr: Addr
+
+
+@dataclass(frozen=True, slots=True)
+class InboundKeyConfirmed:
+    """The first packet under a new inbound key arrived; the old key is gone."""
+
+    leg_id: str
+
+
+MediaEvent = DtmfReceived | RtcpReport | SourceLatched | InboundKeyConfirmed
+
+
+@dataclass(frozen=True, slots=True)
+class LegStats:
+    received: int  # RTP packets accepted (authenticated, well formed, right source)
+    decrypt_failed: int  # SRTP/SRTCP authentication failures
+    replayed: int  # SRTP replay-check failures
+    srtp_other: int  # other libsrtp refusals
+    wrong_source: int
+    unconfigured: int  # packets before configure_leg
+    malformed: int
+    unknown_pt: int
+    late: int
+    duplicate: int
+    overflow: int
+    concealed: int
+    played: int
+    sent: int
+    rtcp_received: int
+    rtcp_sent: int
+    dtmf_events: int
+    jitter: int  # interarrival jitter, timestamp units
+    ssrc: int  # our current SSRC towards this leg
+    remote_ssrc: int | None
+
+
+# ----------------------------------------------------------------------------------------- legs
+
+
+class _Counters:
+    __slots__ = (
+        "decrypt_failed",
+        "dtmf_events",
+        "malformed",
+        "received",
+        "replayed",
+        "rtcp_received",
+        "rtcp_sent",
+        "sent",
+        "srtp_other",
+        "unconfigured",
+        "unknown_pt",
+        "wrong_source",
+    )
+
+    def __init__(self) -> None:
+        self.received = 0
+        self.decrypt_failed = 0
+        self.replayed = 0
+        self.srtp_other = 0
+        self.wrong_source = 0
+        self.unconfigured = 0
+        self.malformed = 0
+        self.unknown_pt = 0
+        self.sent = 0
+        self.rtcp_received = 0
+        self.rtcp_sent = 0
+        self.dtmf_events = 0
+
+
+class _Leg:
+    __slots__ = (
+        "c",
+        "codec",
+        "codec_id",
+        "codec_pt",
+        "conf_idx",
+        "conference_id",
+        "direction",
+        "dtmf",
+        "dtmf_pt",
+        "jitter",
+        "last_sr_at",
+        "last_sr_mid",
+        "latch",
+        "latched",
+        "leg_id",
+        "marker",
+        "mix_payload",
+        "mixes_in",
+        "next_rtcp",
+        "octets_sent",
+        "packets_sent",
+        "remote_rtcp",
+        "remote_rtp",
+        "remote_ssrc",
+        "rstats",
+        "rtcp_mux",
+        "rtcp_port",
+        "rtp_port",
+        "rx",
+        "sends",
+        "seq",
+        "speaker",
+        "ssrc",
+        "ts",
+        "tx",
+    )
+
+    def __init__(
+        self, leg_id: str, conference_id: str, rtp_port: int, rtcp_port: int, rtcp_mux: bool
+    ) -> None:
+        self.leg_id = leg_id
+        self.conference_id = conference_id
+        self.rtp_port = rtp_port
+        self.rtcp_port = rtcp_port
+        self.rtcp_mux = rtcp_mux
+        self.c = _Counters()
+        self.remote_rtp: Addr | None = None
+        self.remote_rtcp: Addr | None = None
+        self.codec: G711Codec = codec_by_name("PCMU")
+        self.codec_id = 0
+        self.codec_pt = -1
+        self.dtmf_pt = -1
+        self.tx: SrtpSender | NullSender | None = None
+        self.rx: SrtpReceiver | NullReceiver | None = None
+        self.direction = Direction.INACTIVE
+        self.mixes_in = False
+        self.sends = False
+        self.latch = False
+        self.latched = False
+        self.ssrc = 0
+        self.seq = 0
+        self.ts = 0
+        self.marker = True
+        self.jitter = JitterBuffer()
+        self.dtmf = DtmfReceiver()
+        self.rstats = ReceptionStats()
+        self.remote_ssrc: int | None = None
+        self.conf_idx = 0
+        self.speaker = False
+        self.mix_payload: bytes | None = None
+        self.packets_sent = 0
+        self.octets_sent = 0
+        self.next_rtcp = 0.0
+        self.last_sr_mid = 0
+        self.last_sr_at = 0.0
+
+
+class Keep(enum.Enum):
+    """Sentinel type for "leave this setting as it is" where None is a meaningful value."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
+
+
+class MediaEngine:
+    """All legs and conferences of one mixer. Single-threaded; every method takes ``now`` where time
+    matters. ``wallclock`` is used only for RTCP NTP timestamps."""
+
+    def __init__(
+        self,
+        *,
+        k: int = 3,
+        jitter_delay: float = 0.060,
+        jitter_capacity: float = 0.200,
+        allow_plain_rtp: bool = False,
+        rtcp_interval: float = 5.0,
+        cname: str = "imsconf-mixer",
+        wallclock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.mixer = Mixer(k=k)
+        self._jitter_delay = jitter_delay
+        self._jitter_capacity = jitter_capacity
+        self.allow_plain_rtp = allow_plain_rtp
+        self._rtcp_interval = rtcp_interval
+        self._cname = cname.encode()
+        self._wallclock = wallclock
+        self._rng = rng or random.SystemRandom()
+        self._legs: dict[str, _Leg] = {}
+        self._ports: dict[int, tuple[_Leg, bool]] = {}  # local port -> (leg, is the RTCP port)
+        self._ssrcs: set[int] = set()
+        self._order: list[_Leg] = []
+        self._n_conf = 0
+        self._mixed_codecs = False
+        self._codecs_used: list[int] = []
+        self._dirty = True
+        self._speakers: list[_Leg] = []
+        self._dtmf_active: set[_Leg] = set()
+        self._events: list[MediaEvent] = []
+        self.unknown_port = 0
+        self.ticks = 0
+
+    # ------------------------------------------------------------------------------ control plane
+
+    def add_leg(self, leg_id: str, conference_id: str, rtp_port: int, rtcp_port: int, rtcp_mux: bool) -> None:
+        """Register a leg on its local ports. It stays silent until :meth:`configure_leg`."""
+        if leg_id in self._legs:
+            raise MediaEngineError(f"leg {leg_id!r} exists")
+        ports = {rtp_port} if rtcp_mux else {rtp_port, rtcp_port}
+        if rtcp_mux and rtcp_port != rtp_port:
+            raise MediaEngineError("with rtcp-mux the RTCP port is the RTP port")
+        if any(p in self._ports for p in ports) or len(ports) != (1 if rtcp_mux else 2):
+            raise MediaEngineError("local port already in use")
+        leg = _Leg(leg_id, conference_id, rtp_port, rtcp_port, rtcp_mux)
+        leg.jitter = JitterBuffer(delay=self._jitter_delay, capacity=self._jitter_capacity)
+        leg.ssrc = self._new_ssrc()
+        leg.seq = self._rng.randrange(1 << 16)
+        leg.ts = self._rng.randrange(1 << 32)
+        self._legs[leg_id] = leg
+        self._ports[rtp_port] = (leg, False)
+        if not rtcp_mux:
+            self._ports[rtcp_port] = (leg, True)
+        self._dirty = True
+
+    def configure_leg(
+        self,
+        leg_id: str,
+        config: LegConfig,
+        tx_keys: SrtpKeys | None,
+        rx_keys: SrtpKeys | None,
+        now: float = 0.0,
+    ) -> None:
+        """Apply the negotiated session. The engine derives libsrtp sessions from the keys and keeps no
+        reference to them: the caller may :meth:`SrtpKeys.wipe` them afterwards."""
+        leg = self._leg(leg_id)
+        if (tx_keys is None or rx_keys is None) and not self.allow_plain_rtp:
+            raise MediaEngineError("plain RTP is disabled: SRTP keys are required both ways")
+        self._apply_config(leg, config)
+        leg.tx = make_sender(tx_keys)
+        leg.rx = make_receiver(rx_keys)
+        leg.next_rtcp = now + self._rtcp_delay()
+
+    def update_leg(
+        self,
+        leg_id: str,
+        *,
+        config: LegConfig | None = None,
+        direction: Direction | None = None,
+        tx_keys: SrtpKeys | Keep | None = KEEP,
+        rx_keys: SrtpKeys | Keep | None = KEEP,
+    ) -> None:
+        """Change a configured leg (re-INVITE/UPDATE): a new config, a new direction (hold/resume), a new
+        transmit key (starts a new SSRC) or a new receive key (the old key keeps working until a packet
+        authenticates under the new one). Omitted arguments stay as they are."""
+        leg = self._leg(leg_id)
+        if leg.rx is None:
+            raise MediaEngineError(f"leg {leg_id!r} is not configured")
+        if config is not None:
+            self._apply_config(leg, config)
+        if direction is not None:
+            self._set_direction(leg, direction)
+        if not isinstance(tx_keys, Keep):
+            if tx_keys is None and not self.allow_plain_rtp:
+                raise MediaEngineError("plain RTP is disabled")
+            leg.tx = make_sender(tx_keys)
+            self._ssrcs.discard(leg.ssrc)
+            leg.ssrc = self._new_ssrc()
+            leg.seq = self._rng.randrange(1 << 16)
+            leg.marker = True
+            leg.packets_sent = leg.octets_sent = 0
+        if rx_keys is None:
+            if not self.allow_plain_rtp:
+                raise MediaEngineError("plain RTP is disabled")
+            leg.rx = NullReceiver()
+        elif isinstance(rx_keys, SrtpKeys):
+            if isinstance(leg.rx, SrtpReceiver):
+                leg.rx.rekey(rx_keys)
+            else:
+                leg.rx = SrtpReceiver(rx_keys)
+
+    def remove_leg(self, leg_id: str) -> None:
+        leg = self._legs.pop(leg_id, None)
+        if leg is None:
+            raise MediaEngineError(f"no leg {leg_id!r}")
+        self._ports.pop(leg.rtp_port, None)
+        if not leg.rtcp_mux:
+            self._ports.pop(leg.rtcp_port, None)
+        self._ssrcs.discard(leg.ssrc)
+        self._dtmf_active.discard(leg)
+        if leg in self._speakers:
+            self._speakers.remove(leg)
+        self._dirty = True
+
+    def remove_conference(self, conference_id: str) -> list[str]:
+        """Remove every leg of a conference; returns their ids."""
+        ids = [lid for lid, leg in self._legs.items() if leg.conference_id == conference_id]
+        for lid in ids:
+            self.remove_leg(lid)
+        return ids
+
+    def legs(self) -> Iterable[str]:
+        return self._legs.keys()
+
+    def leg_conference(self, leg_id: str) -> str:
+        return self._leg(leg_id).conference_id
+
+    def leg_ports(self, leg_id: str) -> tuple[int, int]:
+        leg = self._leg(leg_id)
+        return leg.rtp_port, leg.rtcp_port
+
+    def leg_stats(self, leg_id: str) -> LegStats:
+        leg = self._leg(leg_id)
+        c, js = leg.c, leg.jitter.stats
+        return LegStats(
+            received=c.received,
+            decrypt_failed=c.decrypt_failed,
+            replayed=c.replayed,
+            srtp_other=c.srtp_other,
+            wrong_source=c.wrong_source,
+            unconfigured=c.unconfigured,
+            malformed=c.malformed,
+            unknown_pt=c.unknown_pt,
+            late=js.late,
+            duplicate=js.duplicate,
+            overflow=js.overflow,
+            concealed=js.concealed,
+            played=js.played,
+            sent=c.sent,
+            rtcp_received=c.rtcp_received,
+            rtcp_sent=c.rtcp_sent,
+            dtmf_events=c.dtmf_events,
+            jitter=leg.rstats.jitter,
+            ssrc=leg.ssrc,
+            remote_ssrc=leg.remote_ssrc,
+        )
+
+    @property
+    def has_events(self) -> bool:
+        return bool(self._events)
+
+    def events(self) -> list[MediaEvent]:
+        """Drain the events queued since the last call."""
+        out, self._events = self._events, []
+        return out
+
+    # ------------------------------------------------------------------------------ internals
+
+    def _leg(self, leg_id: str) -> _Leg:
+        try:
+            return self._legs[leg_id]
+        except KeyError:
+            raise MediaEngineError(f"no leg {leg_id!r}") from None
+
+    def _new_ssrc(self) -> int:
+        while True:
+            ssrc = self._rng.randrange(1, 1 << 32)
+            if ssrc not in self._ssrcs:
+                self._ssrcs.add(ssrc)
+                return ssrc
+
+    def _rtcp_delay(self) -> float:
+        return self._rtcp_interval * (0.5 + self._rng.random())  # RFC 3550 §6.3.1 randomisation
+
+    def _apply_config(self, leg: _Leg, cfg: LegConfig) -> None:
+        if cfg.remote_rtp != leg.remote_rtp or cfg.latch != leg.latch:
+            leg.latched = False
+        leg.remote_rtp = cfg.remote_rtp
+        if cfg.remote_rtcp is not None:
+            leg.remote_rtcp = cfg.remote_rtcp
+        elif leg.rtcp_mux:
+            leg.remote_rtcp = cfg.remote_rtp
+        else:
+            leg.remote_rtcp = (cfg.remote_rtp[0], cfg.remote_rtp[1] + 1)
+        if leg.rtcp_mux and leg.remote_rtcp != leg.remote_rtp:
+            raise MediaEngineError("rtcp-mux: the remote RTCP address must be the RTP address")
+        codec = codec_by_name(cfg.codec_name)
+        if codec is not leg.codec or cfg.codec_pt != leg.codec_pt:
+            leg.jitter.reset()
+        leg.codec = codec
+        leg.codec_id = CODEC_IDS[codec.name]
+        leg.codec_pt = cfg.codec_pt
+        leg.dtmf_pt = -1 if cfg.dtmf_pt is None else cfg.dtmf_pt
+        leg.latch = cfg.latch
+        self._set_direction(leg, cfg.direction)
+        self._dirty = True
+
+    def _set_direction(self, leg: _Leg, direction: Direction) -> None:
+        if direction is not leg.direction:
+            leg.direction = direction
+            leg.mixes_in = direction.mixes_input
+            leg.sends = direction.sends
+            leg.marker = True
+            leg.jitter.reset()
+            self._dirty = True
+
+    def _rebuild(self) -> None:
+        order = sorted(
+            (leg for leg in self._legs.values() if leg.rx is not None),
+            key=lambda leg: leg.conference_id,
+        )
+        conf_ids: dict[str, int] = {}
+        for leg in order:
+            leg.conf_idx = conf_ids.setdefault(leg.conference_id, len(conf_ids))
+        self._order = order
+        self._n_conf = len(conf_ids)
+        self._codecs_used = sorted({leg.codec_id for leg in order})
+        self._mixed_codecs = len(self._codecs_used) > 1
+        self._dirty = False
+
+    # ------------------------------------------------------------------------------ receive
+
+    def receive(self, local_port: int, data: bytes, src: Addr, now: float) -> None:
+        """One datagram that arrived on ``local_port`` from ``src``."""
+        entry = self._ports.get(local_port)
+        if entry is None:
+            self.unknown_port += 1
+            return
+        leg, on_rtcp_port = entry
+        c = leg.c
+        rx = leg.rx
+        if rx is None:
+            c.unconfigured += 1
+            return
+        rtcp = on_rtcp_port or (leg.rtcp_mux and len(data) > 1 and 192 <= data[1] <= 223)
+        expected = leg.remote_rtcp if rtcp else leg.remote_rtp
+        latching = False
+        if src != expected and (src[0], src[1]) != expected:
+            if not leg.latch or leg.latched:
+                c.wrong_source += 1
+                return
+            latching = True
+        was_pending = isinstance(rx, SrtpReceiver) and rx.rekey_pending
+        try:
+            plain = rx.unprotect_rtcp(data) if rtcp else rx.unprotect(data)
+        except SrtpError as exc:
+            if exc.kind == "auth":
+                c.decrypt_failed += 1
+            elif exc.kind == "replay":
+                c.replayed += 1
+            else:
+                c.srtp_other += 1
+            return
+        if was_pending and isinstance(rx, SrtpReceiver) and not rx.rekey_pending:
+            self._events.append(InboundKeyConfirmed(leg.leg_id))
+        if leg.latch and not leg.latched:
+            leg.latched = True
+            if latching:
+                addr: Addr = (src[0], src[1])
+                if rtcp:
+                    leg.remote_rtcp = addr
+                else:
+                    leg.remote_rtp = addr
+                    if leg.rtcp_mux:
+                        leg.remote_rtcp = addr
+                self._events.append(SourceLatched(leg.leg_id, rtcp, addr))
+        if rtcp:
+            self._receive_rtcp(leg, plain, now)
+            return
+        try:
+            pt, _marker, seq, ts, ssrc, payload = parse_rtp_fast(plain)
+        except RtpError:
+            c.malformed += 1
+            return
+        if ssrc != leg.remote_ssrc:
+            if leg.remote_ssrc is not None:  # a new source (e.g. a new key epoch): new sequence space
+                leg.jitter.reset()
+                leg.rstats = ReceptionStats()
+            leg.remote_ssrc = ssrc
+        c.received += 1
+        if pt == leg.codec_pt:
+            leg.rstats.update(seq, ts, int(now * 8000))
+            if leg.mixes_in:
+                leg.jitter.push(seq, payload, now)
+        elif pt == leg.dtmf_pt:
+            try:
+                dtmf = leg.dtmf.feed(payload, ts, now)
+            except DtmfError:
+                c.malformed += 1
+                return
+            for ev in dtmf:
+                c.dtmf_events += 1
+                self._events.append(DtmfReceived(leg.leg_id, leg.conference_id, ev))
+            if leg.dtmf.active:
+                self._dtmf_active.add(leg)
+            else:
+                self._dtmf_active.discard(leg)
+        elif pt != CN_PT:
+            c.unknown_pt += 1
+
+    def _receive_rtcp(self, leg: _Leg, plain: bytes, now: float) -> None:
+        try:
+            packets = parse_rtcp(plain)
+        except RtpError:
+            leg.c.malformed += 1
+            return
+        leg.c.rtcp_received += 1
+        for p in packets:
+            if isinstance(p, SenderReport):
+                leg.last_sr_mid = ntp_middle32(p.ntp_timestamp)
+                leg.last_sr_at = now
+            if isinstance(p, SenderReport | RtcpReceiverReport):
+                for block in p.reports:
+                    if block.ssrc == leg.ssrc:
+                        self._events.append(RtcpReport(leg.leg_id, block))
+
+    # ------------------------------------------------------------------------------ tick
+
+    def tick(self, now: float) -> list[Datagram]:
+        """Play out one 20 ms frame per input, mix, and return the datagrams to send."""
+        if self._dirty:
+            self._rebuild()
+        self.ticks += 1
+        order = self._order
+        payloads: list[bytes] = []
+        in_legs: list[_Leg] = []
+        concealed: list[tuple[int, float]] = []
+        for leg in order:
+            if leg.mixes_in:
+                frame = leg.jitter.pop(now)
+                if frame is not None:
+                    p = frame[0]
+                    if len(p) != FRAME_SAMPLES:
+                        p = (p + bytes([leg.codec.silence]) * FRAME_SAMPLES)[:FRAME_SAMPLES]
+                    if frame[2]:
+                        concealed.append((len(payloads), frame[1]))
+                    payloads.append(p)
+                    in_legs.append(leg)
+        for leg in self._speakers:
+            leg.speaker = False
+            leg.mix_payload = None
+        self._speakers = []
+        common = self._mix(payloads, in_legs, concealed)
+        out: list[Datagram] = []
+        append = out.append
+        for leg in order:
+            if leg.sends:
+                payload = leg.mix_payload or common[leg.codec_id][leg.conf_idx]
+                seq = leg.seq
+                pkt = pack_rtp_header(leg.codec_pt, seq, leg.ts, leg.ssrc, leg.marker) + payload
+                leg.marker = False
+                leg.seq = (seq + 1) & 0xFFFF
+                tx = leg.tx
+                assert tx is not None and leg.remote_rtp is not None
+                append((leg.rtp_port, tx.protect(pkt), leg.remote_rtp))
+                leg.c.sent += 1
+                leg.packets_sent += 1
+                leg.octets_sent += len(payload)
+            leg.ts = (leg.ts + FRAME_SAMPLES) & 0xFFFF_FFFF
+            if now >= leg.next_rtcp:
+                self._send_rtcp(leg, now, append)
+        if self._dtmf_active:
+            for leg in list(self._dtmf_active):
+                for ev in leg.dtmf.poll(now):
+                    leg.c.dtmf_events += 1
+                    self._events.append(DtmfReceived(leg.leg_id, leg.conference_id, ev))
+                if not leg.dtmf.active:
+                    self._dtmf_active.discard(leg)
+        return out
+
+    def _mix(
+        self, payloads: list[bytes], in_legs: list[_Leg], concealed: list[tuple[int, float]]
+    ) -> list[list[bytes]]:
+        """Mix; mark speakers with their N-1 payload; return the common payload per [codec][conference]."""
+        codec_ids = None
+        if self._mixed_codecs and payloads:
+            codec_ids = np.fromiter((leg.codec_id for leg in in_legs), dtype=np.intp, count=len(in_legs))
+        frames = decode_batch(b"".join(payloads), codec_ids)
+        if concealed:
+            rows = np.fromiter((r for r, _ in concealed), dtype=np.intp, count=len(concealed))
+            gains = np.fromiter((g for _, g in concealed), dtype=np.float32, count=len(concealed))
+            frames[rows] = (frames[rows] * gains[:, None]).astype(np.int32)
+        n = len(in_legs)
+        conf_index = np.fromiter((leg.conf_idx for leg in in_legs), dtype=np.intp, count=n)
+        prev = np.fromiter((leg.speaker for leg in in_legs), dtype=np.bool_, count=n)
+        res = self.mixer.mix(frames, conf_index, max(self._n_conf, 1), prev)
+        common: list[list[bytes]] = [[], []]
+        tables = _ENCODE_TABLES
+        for cid in self._codecs_used:
+            common[cid] = encode_rows(res.common, tables[cid])
+        speakers = [in_legs[i] for i in res.speakers.tolist()]
+        if speakers:
+            if self._mixed_codecs:
+                for leg, row in zip(speakers, res.speaker_mix, strict=True):
+                    leg.mix_payload = encode_rows(row[None, :], tables[leg.codec_id])[0]
+            else:
+                encoded = encode_rows(res.speaker_mix, tables[speakers[0].codec_id])
+                for leg, enc in zip(speakers, encoded, strict=True):
+                    leg.mix_payload = enc
+            for leg in speakers:
+                leg.speaker = True
+        self._speakers = speakers
+        return common
+
+    def _send_rtcp(self, leg: _Leg, now: float, append: Callable[[Datagram], None]) -> None:
+        leg.next_rtcp = now + self._rtcp_delay()
+        block = None
+        if leg.remote_ssrc is not None:
+            lsr = leg.last_sr_mid
+            dlsr = int((now - leg.last_sr_at) * 65536) if lsr else 0
+            block = leg.rstats.report_block(leg.remote_ssrc, lsr, dlsr)
+        blocks = (block,) if block is not None else ()
+        first: RtcpPacket
+        if leg.sends and leg.packets_sent:
+            first = SenderReport(
+                leg.ssrc,
+                ntp_from_unix(self._wallclock()),
+                leg.ts,
+                leg.packets_sent,
+                leg.octets_sent,
+                blocks,
+            )
+        else:
+            first = RtcpReceiverReport(leg.ssrc, blocks)
+        data = serialize_rtcp([first, SourceDescription(((leg.ssrc, self._cname),))])
+        tx = leg.tx
+        assert tx is not None and leg.remote_rtcp is not None
+        try:
+            protected = tx.protect_rtcp(data)
+        except SrtpError:
+            return
+        append((leg.rtcp_port, protected, leg.remote_rtcp))
+        leg.c.rtcp_sent += 1

@@ -1,0 +1,255 @@
+"""The asyncio adapter of the media engine: sockets and the 20 ms clock, nothing else.
+
+* Each leg gets its own non-blocking UDP socket(s) from a port range (RTP on an even port, RTCP on the
+  next one unless rtcp-mux). Reads use ``loop.add_reader`` and drain until ``BlockingIOError``: stock
+  ``DatagramProtocol`` costs 5x more per packet on CPython 3.11 (PERF-BUDGET §2).
+* The tick runs on absolute deadlines ``t0 + n * 20 ms`` of ``loop.time()``. A tick that starts more
+  than ``late_after`` behind its deadline counts as late; when a whole deadline has passed, the clock
+  skips ahead to the next future deadline (no burst of catch-up ticks) and counts the skipped ones.
+* Outputs go out with ``sendto``; a full socket buffer drops the packet and counts it.
+
+Every decision about packets is the engine's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+import time
+from collections.abc import Callable
+
+from .control import LocalMediaControl
+from .engine import TICK, MediaEngine
+
+__all__ = ["TickStats", "UdpMediaTransport", "local_media"]
+
+_RECV_SIZE = 2048
+_DRAIN_MAX = 256  # packets per readiness callback, so one flooded socket cannot starve the tick
+
+
+class TickStats:
+    """Counters and the recent tick timings (for metrics and the capacity benchmark)."""
+
+    __slots__ = (
+        "durations",
+        "keep",
+        "lags",
+        "late",
+        "recv_errors",
+        "send_dropped",
+        "send_errors",
+        "skipped",
+        "ticks",
+    )
+
+    def __init__(self, keep: int = 3000) -> None:
+        self.ticks = 0
+        self.late = 0
+        self.skipped = 0
+        self.send_dropped = 0
+        self.send_errors = 0
+        self.recv_errors = 0
+        self.keep = keep
+        self.durations: list[float] = []  # seconds of work per tick (most recent `keep`)
+        self.lags: list[float] = []  # seconds between deadline and tick start
+
+    def reset_window(self) -> None:
+        self.durations.clear()
+        self.lags.clear()
+        self.late = self.skipped = 0
+
+
+class UdpMediaTransport:
+    """Owns the media sockets of one engine and runs its tick. Implements ``PortAllocator``."""
+
+    def __init__(
+        self,
+        engine: MediaEngine,
+        host: str = "127.0.0.1",
+        port_min: int = 40000,
+        port_max: int = 49999,
+        *,
+        after_tick: Callable[[], None] | None = None,
+        late_after: float = 0.010,
+    ) -> None:
+        if port_min % 2:
+            port_min += 1
+        if port_max - port_min < 2:
+            raise ValueError("empty port range")
+        self.engine = engine
+        self._host = host
+        self._port_min = port_min
+        self._port_max = port_max
+        self._next_port = port_min
+        self._socks: dict[int, socket.socket] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._t0 = 0.0
+        self._n = 0
+        self.after_tick = after_tick
+        self.late_after = late_after
+        self.stats = TickStats()
+
+    @property
+    def host(self) -> str:
+        return self._host
+
+    def now(self) -> float:
+        """The loop's monotonic time (0.0 before :meth:`start`)."""
+        return self._loop.time() if self._loop is not None else 0.0
+
+    # ------------------------------------------------------------------------------ ports
+
+    def _bind(self, port: int) -> socket.socket | None:
+        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.bind((self._host, port))
+        except OSError as exc:
+            sock.close()
+            if exc.errno == errno.EADDRINUSE:
+                return None
+            raise
+        sock.setblocking(False)
+        return sock
+
+    def open_ports(self, rtcp_mux: bool) -> tuple[int, int]:
+        """Bind an even RTP port (and RTCP on the next port unless rtcp-mux) and start reading."""
+        span = self._port_max - self._port_min
+        for _ in range(0, span, 2):
+            port = self._next_port
+            self._next_port += 2
+            if self._next_port + 1 > self._port_max:
+                self._next_port = self._port_min
+            if port in self._socks or port + 1 in self._socks:
+                continue
+            rtp = self._bind(port)
+            if rtp is None:
+                continue
+            if rtcp_mux:
+                self._add(port, rtp)
+                return port, port
+            rtcp = self._bind(port + 1)
+            if rtcp is None:
+                rtp.close()
+                continue
+            self._add(port, rtp)
+            self._add(port + 1, rtcp)
+            return port, port + 1
+        raise OSError(errno.EADDRINUSE, "media port range exhausted")
+
+    def _add(self, port: int, sock: socket.socket) -> None:
+        self._socks[port] = sock
+        if self._loop is not None:
+            self._loop.add_reader(sock.fileno(), self._on_readable, sock, port)
+
+    def close_ports(self, rtp_port: int, rtcp_port: int) -> None:
+        for port in {rtp_port, rtcp_port}:
+            sock = self._socks.pop(port, None)
+            if sock is not None:
+                if self._loop is not None:
+                    self._loop.remove_reader(sock.fileno())
+                sock.close()
+
+    # ------------------------------------------------------------------------------ I/O
+
+    def _on_readable(self, sock: socket.socket, port: int) -> None:
+        assert self._loop is not None
+        now = self._loop.time()
+        recv = sock.recvfrom
+        receive = self.engine.receive
+        for _ in range(_DRAIN_MAX):
+            try:
+                data, addr = recv(_RECV_SIZE)
+            except BlockingIOError:
+                return
+            except OSError:  # e.g. an ICMP error reported on the socket
+                self.stats.recv_errors += 1
+                return
+            receive(port, data, addr, now)
+
+    def start(self) -> None:
+        """Attach the sockets to the running loop and start ticking."""
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        for port, sock in self._socks.items():
+            loop.add_reader(sock.fileno(), self._on_readable, sock, port)
+        self._t0 = loop.time()
+        self._n = 1
+        self._timer = loop.call_at(self._t0 + TICK, self._on_tick)
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._loop is not None:
+            for sock in self._socks.values():
+                self._loop.remove_reader(sock.fileno())
+        self._loop = None
+
+    def close(self) -> None:
+        self.stop()
+        for sock in self._socks.values():
+            sock.close()
+        self._socks.clear()
+
+    def _on_tick(self) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        started = loop.time()
+        t_work = time.perf_counter()
+        deadline = self._t0 + self._n * TICK
+        st = self.stats
+        lag = started - deadline
+        if lag > self.late_after:
+            st.late += 1
+        st.ticks += 1
+        socks = self._socks
+        for port, data, addr in self.engine.tick(started):
+            sock = socks.get(port)
+            if sock is None:
+                continue
+            try:
+                sock.sendto(data, addr)
+            except BlockingIOError:
+                st.send_dropped += 1
+            except OSError:
+                st.send_errors += 1
+        if self.after_tick is not None:
+            self.after_tick()
+        durations = st.durations
+        durations.append(time.perf_counter() - t_work)
+        st.lags.append(lag)
+        if len(durations) > st.keep:
+            del durations[: len(durations) - st.keep]
+            del st.lags[: len(st.lags) - st.keep]
+        # Next deadline; skip ahead (without catch-up bursts) if we are already past it.
+        self._n += 1
+        now = loop.time()
+        nxt = self._t0 + self._n * TICK
+        if nxt <= now:
+            n_now = int((now - self._t0) / TICK) + 1
+            st.skipped += n_now - self._n
+            self._n = n_now
+            nxt = self._t0 + self._n * TICK
+        self._timer = loop.call_at(nxt, self._on_tick)
+
+
+def local_media(
+    engine: MediaEngine | None = None,
+    host: str = "127.0.0.1",
+    port_min: int = 40000,
+    port_max: int = 49999,
+) -> tuple[LocalMediaControl, UdpMediaTransport]:
+    """The in-process media plane: an engine, its UDP adapter, and the control the focus drives.
+
+    Call ``transport.start()`` inside the running loop; DTMF and RTCP events reach the sink given to
+    ``control.set_event_sink`` after each tick.
+    """
+    engine = engine or MediaEngine()
+    transport = UdpMediaTransport(engine, host, port_min, port_max)
+    control = LocalMediaControl(engine, transport, now=transport.now)
+    transport.after_tick = control.deliver_events
+    return control, transport

@@ -1,0 +1,622 @@
+"""Offer/answer (RFC 3264) for the audio leg of a conference focus.
+
+The focus mixes one audio stream per participant.  ``decide_answer(offer, policy)`` reads a remote offer and
+returns an ``AudioDecision`` (which m-line, codec, DTMF payload type, where to send RTP/RTCP, direction,
+SRTP key of the remote) or raises ``OfferAnswerError`` with the SIP status to answer (488, or 400 for an
+inconsistent description).  ``build_answer`` turns a decision into our SDP; ``build_offer`` and
+``parse_answer`` are the other side, when the focus sends the INVITE (dial-out, re-INVITE with a new key).
+
+Security rules (DESIGN §3): plain RTP is refused unless the policy allows it; SDES keys are accepted only
+when the signalling is protected (TLS) unless the policy says otherwise; an ``a=crypto`` line is used only
+with a suite we implement and no session parameter we do not understand (RFC 4568 §6.3: such a line is
+skipped, and ``UNENCRYPTED_SRTP`` and the like are never honoured).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Final
+
+from .errors import OfferAnswerError, SdesError
+from .sdes import SUITES, CryptoAttribute
+from .session import Attribute, Connection, MediaDescription, Origin, SessionDescription, Timing
+
+__all__ = [
+    "KNOWN_CODECS",
+    "AnswerPolicy",
+    "AudioDecision",
+    "Codec",
+    "Direction",
+    "Endpoint",
+    "SrtpParams",
+    "build_answer",
+    "build_offer",
+    "decide_answer",
+    "is_hold",
+    "parse_answer",
+]
+
+
+class Direction(StrEnum):
+    """RFC 3264 §5.1 stream direction, as seen by whoever wrote the attribute."""
+
+    SENDRECV = "sendrecv"
+    SENDONLY = "sendonly"
+    RECVONLY = "recvonly"
+    INACTIVE = "inactive"
+
+    @property
+    def sends(self) -> bool:
+        return self in (Direction.SENDRECV, Direction.SENDONLY)
+
+    @property
+    def receives(self) -> bool:
+        return self in (Direction.SENDRECV, Direction.RECVONLY)
+
+    @classmethod
+    def of(cls, sends: bool, receives: bool) -> Direction:
+        if sends and receives:
+            return cls.SENDRECV
+        if sends:
+            return cls.SENDONLY
+        return cls.RECVONLY if receives else cls.INACTIVE
+
+    def reverse(self) -> Direction:
+        """The direction the other side should write (RFC 3264 §6.1: sendonly ↔ recvonly)."""
+        return Direction.of(self.receives, self.sends)
+
+    def intersect(self, other: Direction) -> Direction:
+        return Direction.of(self.sends and other.sends, self.receives and other.receives)
+
+
+@dataclass(frozen=True, slots=True)
+class Codec:
+    """An RTP payload format: encoding name, payload type, RTP clock rate, channels."""
+
+    name: str
+    payload_type: int
+    clock_rate: int = 8000
+    channels: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.payload_type <= 127:
+            raise ValueError(f"payload type out of range: {self.payload_type}")
+
+    def rtpmap(self) -> str:
+        value = f"{self.payload_type} {self.name}/{self.clock_rate}"
+        return value if self.channels == 1 else f"{value}/{self.channels}"
+
+
+# Codecs the focus can mix: name -> (static payload type or None, RTP clock rate).  G.722 keeps an RTP
+# clock of 8000 for historical reasons (RFC 3551 §4.5.2).
+KNOWN_CODECS: Final[dict[str, tuple[int | None, int]]] = {
+    "PCMU": (0, 8000),
+    "PCMA": (8, 8000),
+    "G722": (9, 8000),
+}
+_STATIC_PT: Final[dict[int, tuple[str, int]]] = {
+    pt: (name, rate) for name, (pt, rate) in KNOWN_CODECS.items() if pt is not None
+}
+TELEPHONE_EVENT = "telephone-event"
+_DIRECTIONS = frozenset(d.value for d in Direction)
+DEFAULT_SUITES: Final = ("AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32", "AEAD_AES_128_GCM")
+# RFC 4568 session parameters we can honour: only the window-size hint, which changes nothing on the wire.
+_HARMLESS_SESSION_PARAMS = re.compile(r"^WSH=[0-9]+$")
+_PLAIN_PROFILES = frozenset({"RTP/AVP", "RTP/AVPF"})
+_SDES_PROFILES = frozenset({"RTP/SAVP", "RTP/SAVPF"})
+_RTPMAP_RE = re.compile(r"^([0-9]{1,3}) ([^/\s]+)/([0-9]{1,6})(?:/([0-9]{1,2}))?$")
+_RTCP_RE = re.compile(r"^([0-9]{1,5})(?: (\S+) (\S+) (\S+))?$")
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerPolicy:
+    """What the focus accepts on an audio leg.
+
+    ``secure_signalling`` is a fact about the request being answered (did it arrive over TLS?); the other
+    fields are service policy.  Plain RTP is accepted only when ``allow_plain_rtp`` and not
+    ``require_srtp``.  ``codecs`` and ``srtp_suites`` are in our preference order, but the offerer's order
+    decides among those we support (RFC 3264 §6.1).
+    """
+
+    allow_plain_rtp: bool = False
+    require_srtp: bool = True
+    secure_signalling: bool = True
+    allow_sdes_over_insecure: bool = False
+    codecs: tuple[str, ...] = ("PCMU", "PCMA")
+    dtmf: bool = True
+    rtcp_mux: bool = True
+    srtp_suites: tuple[str, ...] = DEFAULT_SUITES
+
+    def __post_init__(self) -> None:
+        if not self.codecs:
+            raise ValueError("a policy needs at least one codec")
+        for c in self.codecs:
+            if c.upper() not in KNOWN_CODECS:
+                raise ValueError(f"codec {c} is not one the focus can mix")
+        for s in self.srtp_suites:
+            if s not in SUITES:
+                raise ValueError(f"unknown SRTP suite {s}")
+
+    @property
+    def plain_rtp_allowed(self) -> bool:
+        return self.allow_plain_rtp and not self.require_srtp
+
+    @property
+    def sdes_allowed(self) -> bool:
+        return self.secure_signalling or self.allow_sdes_over_insecure
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A transport address as written in SDP (the host may be a name; resolving is the adapter's job)."""
+
+    host: str
+    port: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port out of range: {self.port}")
+
+
+@dataclass(frozen=True, slots=True)
+class SrtpParams:
+    """The SDES choice for a stream: the tag and suite agreed, and the remote side's key (its send key)."""
+
+    tag: int
+    suite: str
+    remote: CryptoAttribute
+
+    def __post_init__(self) -> None:
+        if self.remote.tag != self.tag or self.remote.suite != self.suite:
+            raise ValueError("remote crypto attribute does not match tag/suite")
+
+
+@dataclass(frozen=True, slots=True)
+class AudioDecision:
+    """The negotiated audio stream of one leg.
+
+    ``remote_direction`` is the remote's effective direction (an unspecified ``c=`` address removes its
+    receive side); ``local_direction`` is ours, to write in the answer.  ``on_hold`` is true when the
+    remote put the stream on hold (sendonly/inactive, or ``c=0.0.0.0``).  ``rejected`` lists the indexes
+    of the other m-lines, answered with port 0.
+    """
+
+    mline_index: int
+    proto: str
+    codec: Codec
+    remote_rtp: Endpoint
+    remote_rtcp: Endpoint
+    remote_direction: Direction
+    local_direction: Direction
+    telephone_event: int | None = None
+    telephone_event_fmtp: str | None = None
+    rtcp_mux: bool = False
+    on_hold: bool = False
+    ptime: int | None = None
+    srtp: SrtpParams | None = None
+    rejected: tuple[int, ...] = field(default=())
+
+    @property
+    def secure(self) -> bool:
+        return self.srtp is not None
+
+
+def is_hold(sd: SessionDescription) -> bool:
+    """True when the first active audio stream of ``sd`` is on hold (sendonly/inactive or c=0.0.0.0)."""
+    for m in sd.media:
+        if m.media == "audio" and m.port != 0:
+            conn = m.connections[0] if m.connections else sd.connection
+            return _direction(sd, m) in (Direction.SENDONLY, Direction.INACTIVE) or (
+                conn is not None and conn.is_unspecified
+            )
+    return False
+
+
+# --------------------------------------------------------------------------------------------------
+# answering
+
+
+def decide_answer(offer: SessionDescription, policy: AnswerPolicy) -> AudioDecision:
+    """Choose the audio stream of ``offer`` to accept; every other m-line is rejected.
+
+    Raises ``OfferAnswerError`` (status 488, or 400 for an inconsistent offer) when no audio stream is
+    acceptable; the reason names what was wrong with the first audio stream.
+    """
+    accepted: AudioDecision | None = None
+    first_error: OfferAnswerError | None = None
+    rejected: list[int] = []
+    for index, m in enumerate(offer.media):
+        if accepted is None and m.media == "audio":
+            try:
+                accepted = _answer_audio(offer, index, m, policy)
+                continue
+            except OfferAnswerError as exc:
+                first_error = first_error or exc
+        rejected.append(index)
+    if accepted is None:
+        raise first_error or OfferAnswerError("the offer has no audio stream")
+    return replace(accepted, rejected=tuple(rejected))
+
+
+def _answer_audio(
+    sd: SessionDescription, index: int, m: MediaDescription, policy: AnswerPolicy
+) -> AudioDecision:
+    if m.port == 0:
+        raise OfferAnswerError("the audio stream is disabled (port 0)")
+    proto = m.proto.upper()
+    if proto not in _PLAIN_PROFILES | _SDES_PROFILES:
+        if "TLS" in proto:
+            raise OfferAnswerError(f"{m.proto}: DTLS-SRTP is not supported, offer SDES (RTP/SAVP)")
+        raise OfferAnswerError(f"unsupported transport protocol {m.proto}")
+    srtp = _choose_crypto(m, policy, secure_profile=proto in _SDES_PROFILES)
+    if srtp is None and not policy.plain_rtp_allowed:
+        raise OfferAnswerError("plain RTP refused: SRTP (RTP/SAVP with a=crypto) is required")
+    codec, te, te_fmtp = _choose_codec(m, policy.codecs, {})
+    if not policy.dtmf:
+        te, te_fmtp = None, None
+    rtp, rtcp, mux, unspecified = _transport(sd, m, mux_allowed=policy.rtcp_mux)
+    offered = _direction(sd, m)
+    remote = Direction.of(offered.sends, offered.receives and not unspecified)
+    return AudioDecision(
+        mline_index=index,
+        proto=m.proto,
+        codec=codec,
+        remote_rtp=rtp,
+        remote_rtcp=rtcp,
+        remote_direction=remote,
+        local_direction=remote.reverse(),
+        telephone_event=te,
+        telephone_event_fmtp=te_fmtp,
+        rtcp_mux=mux,
+        on_hold=not remote.receives or offered in (Direction.SENDONLY, Direction.INACTIVE),
+        ptime=_ptime(m),
+        srtp=srtp,
+    )
+
+
+def _choose_crypto(m: MediaDescription, policy: AnswerPolicy, *, secure_profile: bool) -> SrtpParams | None:
+    lines = m.get_attributes("crypto")
+    if not lines:
+        if secure_profile:
+            raise OfferAnswerError(f"{m.proto} offered without a=crypto: only SDES keying is supported")
+        return None
+    if not policy.sdes_allowed:
+        if secure_profile or not policy.plain_rtp_allowed:
+            raise OfferAnswerError("SDES keys refused over insecure signalling: use SIP over TLS (sips:)")
+        return None  # best-effort SRTP over plain signalling: fall back to the plain RTP the policy allows
+    offered: list[str] = []
+    for value in lines:
+        try:
+            crypto = CryptoAttribute.parse(value)
+        except SdesError as exc:
+            offered.append(f"<{exc.reason}>")
+            continue
+        offered.append(crypto.suite)
+        if crypto.suite not in policy.srtp_suites:
+            continue
+        if not all(_HARMLESS_SESSION_PARAMS.match(p) for p in crypto.session_params):
+            continue
+        return SrtpParams(crypto.tag, crypto.suite, crypto)
+    if secure_profile or not policy.plain_rtp_allowed:
+        raise OfferAnswerError(
+            f"no acceptable a=crypto line (offered: {', '.join(offered)}; "
+            f"supported: {', '.join(policy.srtp_suites)})"
+        )
+    return None
+
+
+def _rtpmaps(m: MediaDescription) -> dict[int, tuple[str, int, int]]:
+    out: dict[int, tuple[str, int, int]] = {}
+    for value in m.get_attributes("rtpmap"):
+        r = _RTPMAP_RE.match(value.strip())
+        if r is not None and int(r.group(1)) <= 127:
+            out.setdefault(int(r.group(1)), (r.group(2), int(r.group(3)), int(r.group(4) or 1)))
+    return out
+
+
+def _fmtp(m: MediaDescription, pt: int) -> str | None:
+    for value in m.get_attributes("fmtp"):
+        head, _, rest = value.partition(" ")
+        if head == str(pt):
+            return rest.strip()
+    return None
+
+
+def _choose_codec(
+    m: MediaDescription, codecs: Sequence[str], fallback_maps: dict[int, tuple[str, int, int]]
+) -> tuple[Codec, int | None, str | None]:
+    """First format of ``m`` (its order) among ``codecs``; and the telephone-event payload type."""
+    maps = _rtpmaps(m)
+    wanted = {c.upper() for c in codecs}
+    codec: Codec | None = None
+    te: int | None = None
+    for fmt in m.formats:
+        if not fmt.isdigit() or int(fmt) > 127:
+            continue
+        pt = int(fmt)
+        mapped = maps.get(pt) or fallback_maps.get(pt)
+        if mapped is None:
+            if pt not in _STATIC_PT:
+                continue
+            name, rate = _STATIC_PT[pt]
+            mapped = (name, rate, 1)
+        name, rate, channels = mapped
+        if name.lower() == TELEPHONE_EVENT and rate == 8000:
+            te = pt if te is None else te
+        elif (
+            codec is None
+            and name.upper() in wanted
+            and channels == 1
+            and KNOWN_CODECS[name.upper()][1] == rate
+        ):
+            codec = Codec(name.upper(), pt, rate)
+    if codec is None:
+        raise OfferAnswerError(
+            f"no acceptable codec (offered formats: {' '.join(m.formats) or 'none'}; "
+            f"supported: {', '.join(codecs)})"
+        )
+    return codec, te, (_fmtp(m, te) if te is not None else None)
+
+
+def _transport(
+    sd: SessionDescription, m: MediaDescription, *, mux_allowed: bool
+) -> tuple[Endpoint, Endpoint, bool, bool]:
+    """(RTP endpoint, RTCP endpoint, rtcp-mux, connection address unspecified)."""
+    conn = m.connections[0] if m.connections else sd.connection
+    if conn is None:
+        raise OfferAnswerError("no c= line for the audio stream (RFC 8866 §5.7)", 400)
+    _check_unicast(conn)
+    rtp = Endpoint(conn.address, m.port)
+    if mux_allowed and m.has_attribute("rtcp-mux"):
+        return rtp, rtp, True, conn.is_unspecified
+    rtcp_value = m.get_attribute("rtcp")
+    if rtcp_value is None:
+        if m.port == 65535:
+            raise OfferAnswerError("RTP port 65535 leaves no room for RTCP", 400)
+        return rtp, Endpoint(conn.address, m.port + 1), False, conn.is_unspecified
+    r = _RTCP_RE.match(rtcp_value.strip())
+    if r is None or int(r.group(1)) > 65535:
+        raise OfferAnswerError(f"malformed a=rtcp attribute (RFC 3605): {rtcp_value!r}", 400)
+    host = r.group(4) if r.group(4) is not None else conn.address
+    return rtp, Endpoint(host, int(r.group(1))), False, conn.is_unspecified
+
+
+def _check_unicast(conn: Connection) -> None:
+    if conn.nettype != "IN" or conn.addrtype not in ("IP4", "IP6"):
+        raise OfferAnswerError(f"unsupported network type {conn.nettype} {conn.addrtype}")
+    if conn.ttl is not None or conn.count is not None:
+        raise OfferAnswerError("multicast media is not supported")
+    try:
+        addr = ipaddress.ip_address(conn.address)
+    except ValueError:
+        return  # a host name: resolved by the transport adapter
+    if addr.is_multicast:
+        raise OfferAnswerError("multicast media is not supported")
+    if (addr.version == 6) != (conn.addrtype == "IP6"):
+        raise OfferAnswerError(f"address {conn.address} does not match {conn.addrtype}", 400)
+
+
+def _direction(sd: SessionDescription, m: MediaDescription) -> Direction:
+    for attrs in (m.attributes, sd.attributes):
+        for a in attrs:
+            if a.value is None and a.name.lower() in _DIRECTIONS:
+                return Direction(a.name.lower())
+    return Direction.SENDRECV
+
+
+def _ptime(m: MediaDescription) -> int | None:
+    value = m.get_attribute("ptime")
+    if value is not None and value.strip().isdigit() and 0 < int(value) <= 1000:
+        return int(value)
+    return None
+
+
+def _origin(local_host: str, session_id: int, version: int, username: str) -> Origin:
+    return Origin(username, session_id, version, local_host, "IN", _addrtype(local_host))
+
+
+def _addrtype(host: str) -> str:
+    return "IP6" if ":" in host else "IP4"
+
+
+def build_answer(
+    offer: SessionDescription,
+    decision: AudioDecision,
+    local_host: str,
+    local_rtp_port: int,
+    local_rtcp_port: int | None,
+    our_crypto: CryptoAttribute | None,
+    session_id: int,
+    version: int,
+    *,
+    username: str = "-",
+    session_name: str = "imsconf",
+) -> SessionDescription:
+    """Our answer to ``offer``: one m-line per offered m-line, in order (RFC 3264 §6).
+
+    ``our_crypto`` (our send key, from the key authority) is required exactly when the decision is SRTP,
+    with the decision's tag and suite.  ``local_rtcp_port`` is written as ``a=rtcp`` (RFC 3605) unless
+    rtcp-mux was agreed.  A wrong call raises ``ValueError`` (a local bug, not a remote error).
+    """
+    if (decision.srtp is None) != (our_crypto is None):
+        raise ValueError("our_crypto must be given exactly when the decision uses SRTP")
+    if (
+        decision.srtp is not None
+        and our_crypto is not None
+        and (our_crypto.tag, our_crypto.suite) != (decision.srtp.tag, decision.srtp.suite)
+    ):
+        raise ValueError("our_crypto must use the tag and suite of the accepted offer line")
+    if not 0 < local_rtp_port <= 65535:
+        raise ValueError("local RTP port out of range")
+    media: list[MediaDescription] = []
+    for index, m in enumerate(offer.media):
+        if index != decision.mline_index:
+            media.append(MediaDescription(m.media, 0, m.proto, m.formats or ("0",)))
+            continue
+        media.append(_audio_section(decision, local_rtcp_port, our_crypto, local_rtp_port))
+    return SessionDescription(
+        origin=_origin(local_host, session_id, version, username),
+        name=session_name,
+        connection=Connection(local_host, "IN", _addrtype(local_host)),
+        timings=(Timing(0, 0),),
+        media=tuple(media),
+    )
+
+
+def _audio_section(
+    d: AudioDecision, local_rtcp_port: int | None, crypto: CryptoAttribute | None, port: int
+) -> MediaDescription:
+    formats = [str(d.codec.payload_type)]
+    attrs = [Attribute("rtpmap", d.codec.rtpmap())]
+    if d.telephone_event is not None:
+        formats.append(str(d.telephone_event))
+        attrs.append(Attribute("rtpmap", f"{d.telephone_event} {TELEPHONE_EVENT}/8000"))
+        if d.telephone_event_fmtp:
+            attrs.append(Attribute("fmtp", f"{d.telephone_event} {d.telephone_event_fmtp}"))
+    if d.ptime is not None:
+        attrs.append(Attribute("ptime", str(d.ptime)))
+    if d.rtcp_mux:
+        attrs.append(Attribute("rtcp-mux"))
+    elif local_rtcp_port is not None:
+        attrs.append(Attribute("rtcp", str(local_rtcp_port)))
+    if crypto is not None:
+        attrs.append(crypto.to_attribute())
+    attrs.append(Attribute(d.local_direction.value))
+    return MediaDescription("audio", port, d.proto, tuple(formats), attributes=tuple(attrs))
+
+
+# --------------------------------------------------------------------------------------------------
+# offering
+
+
+def build_offer(
+    local_host: str,
+    local_rtp_port: int,
+    session_id: int,
+    version: int,
+    *,
+    local_rtcp_port: int | None = None,
+    codecs: Sequence[str] = ("PCMU", "PCMA"),
+    telephone_event: int | None = 101,
+    crypto: Sequence[CryptoAttribute] = (),
+    feedback: bool = False,
+    direction: Direction = Direction.SENDRECV,
+    rtcp_mux: bool = False,
+    ptime: int | None = 20,
+    username: str = "-",
+    session_name: str = "imsconf",
+) -> SessionDescription:
+    """Our offer for one audio stream (dial-out, or a re-INVITE that carries a new key or holds).
+
+    With ``crypto`` the profile is RTP/SAVP (RTP/SAVPF with ``feedback``) and each attribute becomes one
+    ``a=crypto`` line, in order; without, RTP/AVP.  Codecs without a static payload type get 96, 97, ...
+    """
+    if not codecs:
+        raise ValueError("an offer needs at least one codec")
+    tags = [c.tag for c in crypto]
+    if len(set(tags)) != len(tags):
+        raise ValueError("crypto tags must be distinct")
+    dynamic = iter(pt for pt in range(96, 128) if pt != telephone_event)
+    formats: list[str] = []
+    attrs: list[Attribute] = []
+    for name in codecs:
+        if name.upper() not in KNOWN_CODECS:
+            raise ValueError(f"unknown codec {name}")
+        static, rate = KNOWN_CODECS[name.upper()]
+        codec = Codec(name.upper(), static if static is not None else next(dynamic), rate)
+        formats.append(str(codec.payload_type))
+        attrs.append(Attribute("rtpmap", codec.rtpmap()))
+    if telephone_event is not None:
+        formats.append(str(telephone_event))
+        attrs.append(Attribute("rtpmap", f"{telephone_event} {TELEPHONE_EVENT}/8000"))
+        attrs.append(Attribute("fmtp", f"{telephone_event} 0-15"))
+    if ptime is not None:
+        attrs.append(Attribute("ptime", str(ptime)))
+    if rtcp_mux:
+        attrs.append(Attribute("rtcp-mux"))
+    if local_rtcp_port is not None:
+        attrs.append(Attribute("rtcp", str(local_rtcp_port)))
+    attrs.extend(c.to_attribute() for c in crypto)
+    attrs.append(Attribute(direction.value))
+    proto = ("RTP/SAVPF" if feedback else "RTP/SAVP") if crypto else ("RTP/AVPF" if feedback else "RTP/AVP")
+    audio = MediaDescription("audio", local_rtp_port, proto, tuple(formats), attributes=tuple(attrs))
+    return SessionDescription(
+        origin=_origin(local_host, session_id, version, username),
+        name=session_name,
+        connection=Connection(local_host, "IN", _addrtype(local_host)),
+        timings=(Timing(0, 0),),
+        media=(audio,),
+    )
+
+
+def parse_answer(offer: SessionDescription, answer: SessionDescription) -> AudioDecision:
+    """Read the remote's answer to our ``offer`` (built by ``build_offer``).
+
+    The result's ``srtp.remote`` is the remote's key for the tag it picked (our key for that tag is the one
+    we offered).  Raises ``OfferAnswerError``: 400 when the answer does not match the offer's shape, 488
+    when it rejects or changes the audio stream in a way we cannot use.
+    """
+    if len(answer.media) != len(offer.media):
+        raise OfferAnswerError(
+            f"the answer has {len(answer.media)} media sections, the offer had {len(offer.media)}", 400
+        )
+    index = next((i for i, m in enumerate(offer.media) if m.media == "audio" and m.port != 0), None)
+    if index is None:
+        raise ValueError("our offer has no active audio stream")
+    ours, theirs = offer.media[index], answer.media[index]
+    if theirs.media != "audio":
+        raise OfferAnswerError(f"m-line {index} of the answer is {theirs.media}, not audio", 400)
+    if theirs.port == 0:
+        raise OfferAnswerError("the remote rejected the audio stream")
+    if theirs.proto.upper() != ours.proto.upper():
+        raise OfferAnswerError(f"the answer changed the transport from {ours.proto} to {theirs.proto}")
+    srtp = _answer_crypto(ours, theirs)
+    offered_codecs = [name for name, _, _ in _rtpmaps(ours).values() if name.upper() in KNOWN_CODECS]
+    codec, te, te_fmtp = _choose_codec(theirs, offered_codecs, _rtpmaps(ours))
+    offered_te = any(n.lower() == TELEPHONE_EVENT for n, _, _ in _rtpmaps(ours).values())
+    rtp, rtcp, mux, unspecified = _transport(answer, theirs, mux_allowed=ours.has_attribute("rtcp-mux"))
+    answered = _direction(answer, theirs)
+    remote = Direction.of(answered.sends, answered.receives and not unspecified)
+    return AudioDecision(
+        mline_index=index,
+        proto=ours.proto,
+        codec=codec,
+        remote_rtp=rtp,
+        remote_rtcp=rtcp,
+        remote_direction=remote,
+        local_direction=remote.reverse().intersect(_direction(offer, ours)),
+        telephone_event=te if offered_te else None,
+        telephone_event_fmtp=te_fmtp if offered_te else None,
+        rtcp_mux=mux,
+        on_hold=not remote.receives or answered in (Direction.SENDONLY, Direction.INACTIVE),
+        ptime=_ptime(theirs),
+        srtp=srtp,
+        rejected=tuple(i for i in range(len(offer.media)) if i != index),
+    )
+
+
+def _answer_crypto(ours: MediaDescription, theirs: MediaDescription) -> SrtpParams | None:
+    offered: dict[int, str] = {}
+    for value in ours.get_attributes("crypto"):
+        c = CryptoAttribute.parse(value)
+        offered[c.tag] = c.suite
+    lines = theirs.get_attributes("crypto")
+    if not offered:
+        if lines:
+            raise OfferAnswerError("the answer carries a=crypto but we offered none")
+        return None
+    if len(lines) != 1:
+        raise OfferAnswerError(f"the answer must carry exactly one a=crypto line, it has {len(lines)}")
+    try:
+        crypto = CryptoAttribute.parse(lines[0])
+    except SdesError as exc:
+        raise OfferAnswerError(f"bad a=crypto in the answer: {exc.reason}") from None
+    if offered.get(crypto.tag) != crypto.suite:
+        raise OfferAnswerError(f"the answer's a=crypto tag {crypto.tag} / {crypto.suite} was not offered")
+    if crypto.session_params and not all(_HARMLESS_SESSION_PARAMS.match(p) for p in crypto.session_params):
+        raise OfferAnswerError("the answer's a=crypto carries session parameters we do not support")
+    return SrtpParams(crypto.tag, crypto.suite, crypto)

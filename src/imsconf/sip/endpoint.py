@@ -1,0 +1,339 @@
+"""The UA core of the server (RFC 3261 §8.2): sans-I/O glue between the transaction layer and the application.
+
+Bytes or parsed messages come in with a :class:`~.peer.Peer` and ``now``; what must be sent is collected
+in :attr:`SipEndpoint.outbox` as ``(bytes, Peer)`` for the adapter to drain.  The endpoint screens every
+new request (method, Max-Forwards, Require, content), answers OPTIONS, challenges out-of-dialog requests
+with digest authentication, and hands the rest to the :class:`Application`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from .auth import AuthResult, DigestAuthenticator
+from .errors import LocalProtocolError, SipParseError
+from .events import (
+    AckReceived,
+    CancelReceived,
+    MessageDiscarded,
+    RequestReceived,
+    ResponseReceived,
+    StrayResponse,
+    TransactionKey,
+    TransactionTerminated,
+    TransactionTimeout,
+    Transmit,
+    TransportFailure,
+)
+from .headers import Headers, Via
+from .message import Request, Response, parse_message, validate
+from .peer import Peer
+from .screening import Capabilities, options_response, screen_request
+from .transaction import TransactionLayer
+from .util import make_response, new_branch, response_destination
+
+log = logging.getLogger("imsconf.sip")
+
+UDP_MTU_LIMIT = 1300  # RFC 3261 §18.1.1
+CHALLENGED_METHODS = frozenset(["INVITE", "SUBSCRIBE", "REFER", "MESSAGE", "PUBLISH"])
+
+ResponseCallback = Callable[[Response, float], None]
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingRequest:
+    """A new request that passed the core's checks; answer it with :meth:`SipEndpoint.respond`."""
+
+    key: TransactionKey
+    request: Request
+    peer: Peer
+    authenticated_user: str | None = None  # digest username, when the request carried valid credentials
+
+    @property
+    def secure(self) -> bool:
+        return self.peer.secure
+
+
+class Application(Protocol):
+    """What the endpoint calls for requests that reach the application (the focus)."""
+
+    def on_request(self, ep: SipEndpoint, req: IncomingRequest, now: float) -> None: ...
+
+    def on_ack(self, ep: SipEndpoint, ack: Request, peer: Peer, now: float) -> None: ...
+
+    def on_cancel(self, ep: SipEndpoint, invite_key: TransactionKey, now: float) -> None: ...
+
+    def on_stray_response(self, ep: SipEndpoint, resp: Response, peer: Peer, now: float) -> None: ...
+
+    def on_server_timeout(self, ep: SipEndpoint, key: TransactionKey, now: float) -> None: ...
+
+
+class NullApplication:
+    """No conference service: every request that is not OPTIONS gets a plain answer."""
+
+    def on_request(self, ep: SipEndpoint, req: IncomingRequest, now: float) -> None:
+        if req.request.headers.get("To") and req.request.to.tag:
+            ep.respond(req.key, make_response(req.request, 481), now)
+        else:
+            ep.respond(req.key, make_response(req.request, 404, to_tag=ep.new_tag()), now)
+
+    def on_ack(self, ep: SipEndpoint, ack: Request, peer: Peer, now: float) -> None:
+        return None
+
+    def on_cancel(self, ep: SipEndpoint, invite_key: TransactionKey, now: float) -> None:
+        return None
+
+    def on_stray_response(self, ep: SipEndpoint, resp: Response, peer: Peer, now: float) -> None:
+        return None
+
+    def on_server_timeout(self, ep: SipEndpoint, key: TransactionKey, now: float) -> None:
+        return None
+
+
+@dataclass(slots=True)
+class _Pending:
+    callback: ResponseCallback
+    peer: Peer
+
+
+@dataclass(slots=True)
+class EndpointConfig:
+    caps: Capabilities = field(default_factory=Capabilities)
+    # local sent-by per transport ("udp", "tcp", "tls") -> (host, port), used in our Vias and Contacts
+    local: dict[str, tuple[str, int]] = field(default_factory=dict)
+    challenged_methods: frozenset[str] = CHALLENGED_METHODS
+
+
+class SipEndpoint:
+    def __init__(
+        self,
+        config: EndpointConfig,
+        app: Application | None = None,
+        authenticator: DigestAuthenticator | None = None,
+        layer: TransactionLayer | None = None,
+    ) -> None:
+        self.config = config
+        self.app: Application = app if app is not None else NullApplication()
+        self.auth = authenticator
+        self.layer = layer if layer is not None else TransactionLayer()
+        self.outbox: list[tuple[bytes, Peer]] = []
+        self.counters: dict[str, int] = {}
+        self._pending: dict[TransactionKey, _Pending] = {}
+        self._conn_of: dict[tuple[str, str, int], int | None] = {}
+
+    # ---- helpers ---------------------------------------------------------------------------------
+    def count(self, name: str) -> None:
+        self.counters[name] = self.counters.get(name, 0) + 1
+
+    @staticmethod
+    def new_tag() -> str:
+        from .util import new_tag
+
+        return new_tag()
+
+    def take_outbox(self) -> list[tuple[bytes, Peer]]:
+        out, self.outbox = self.outbox, []
+        return out
+
+    def next_deadline(self) -> float | None:
+        return self.layer.next_deadline()
+
+    def handle_timer(self, now: float) -> None:
+        self.layer.handle_timer(now)
+        self._drain(now)
+
+    # ---- input -----------------------------------------------------------------------------------
+    def receive_datagram(self, data: bytes, peer: Peer, now: float) -> None:
+        if not data.strip(b"\r\n\x00 "):
+            self.count("keepalive")
+            return  # CRLF keep-alives over UDP are ignored
+        try:
+            msg = parse_message(data, datagram=True)
+        except SipParseError as exc:
+            self._parse_failure(exc, peer, now)
+            return
+        self.receive_message(msg, peer, now)
+
+    def receive_stream_error(self, error: SipParseError, peer: Peer, now: float) -> None:
+        self._parse_failure(error, peer, now)
+
+    def receive_message(self, msg: Request | Response, peer: Peer, now: float) -> None:
+        self.count("rx_request" if isinstance(msg, Request) else "rx_response")
+        try:
+            validate(msg)  # here, so that the answer's reason phrase can name the fault
+        except SipParseError as exc:
+            if exc.partial is None:
+                exc.partial = msg
+            self._parse_failure(exc, peer, now)
+            return
+        self._conn_of[(peer.transport.upper(), peer.host, peer.port)] = peer.conn
+        self.layer.receive(msg, (peer.host, peer.port), peer.transport.upper(), now)
+        self._drain(now, peer)
+
+    def _parse_failure(self, exc: SipParseError, peer: Peer, now: float) -> None:
+        partial = exc.partial
+        if isinstance(partial, Request) and partial.method != "ACK":
+            self.count("rx_malformed_request")
+            log.info("event=malformed_request src=%s status=%d reason=%r", peer, exc.status_hint, exc.reason)
+            try:
+                resp = make_response(partial, exc.status_hint, _reason(exc))
+                dest = peer if peer.reliable else _dest_peer(response_destination(partial, "UDP"), peer)
+            except (SipParseError, LocalProtocolError, ValueError):
+                return  # not enough of a request to answer: dropped
+            self.outbox.append((bytes(resp), dest))
+        elif isinstance(partial, Response):
+            self.count("rx_garbled_response")
+            log.info("event=garbled_response_dropped src=%s reason=%r", peer, exc.reason)
+        else:
+            self.count("rx_garbage")
+            log.info("event=unparseable_dropped src=%s reason=%r", peer, exc.reason)
+
+    # ---- the TU: answering -----------------------------------------------------------------------
+    def respond(self, key: TransactionKey, response: Response, now: float) -> None:
+        _stamp_server(response, self.config.caps)
+        self.layer.send_response(key, response, now)
+        self._drain(now)
+
+    def send_request(
+        self, request: Request, dest: Peer, now: float, on_response: ResponseCallback | None = None
+    ) -> TransactionKey:
+        """Start a client transaction.  The top Via is set here (transport, our sent-by, a new branch)."""
+        dest = self._choose_transport(request, dest)
+        self._set_via(request, dest)
+        tx = self.layer.send_request(request, dest.transport.upper(), (dest.host, dest.port), now)
+        if on_response is not None:
+            self._pending[tx.key] = _Pending(on_response, dest)
+        self._conn_of.setdefault((dest.transport.upper(), dest.host, dest.port), dest.conn)
+        self._drain(now)
+        return tx.key
+
+    def send_stateless(self, message: Request | Response, dest: Peer) -> None:
+        """ACK for a 2xx, or a 2xx retransmission: no transaction."""
+        if isinstance(message, Request) and message.method == "ACK" and not message.headers.get("Via"):
+            self._set_via(message, dest)
+        self.outbox.append((bytes(message), dest))
+
+    def local_address(self, transport: str) -> tuple[str, int]:
+        t = transport.lower()
+        if t in self.config.local:
+            return self.config.local[t]
+        return next(iter(self.config.local.values()), ("127.0.0.1", 5060))
+
+    def _choose_transport(self, request: Request, dest: Peer) -> Peer:
+        if dest.transport == "udp" and "tcp" in self.config.local and len(bytes(request)) > UDP_MTU_LIMIT:
+            self.count("udp_to_tcp_switch")
+            return Peer("tcp", dest.host, dest.port)
+        return dest
+
+    def _set_via(self, request: Request, dest: Peer) -> None:
+        host, port = self.local_address(dest.transport)
+        via = Via(dest.transport.upper(), host, port, {"branch": new_branch(), "rport": None})
+        request.headers.remove("Via")
+        request.headers.prepend("Via", str(via))
+
+    # ---- draining the transaction layer -------------------------------------------------------------
+    def _drain(self, now: float, origin: Peer | None = None) -> None:
+        while (ev := self.layer.next_event()) is not None:
+            if isinstance(ev, Transmit):
+                self._transmit(ev, origin)
+            elif isinstance(ev, RequestReceived):
+                self._on_request(ev, now)
+            elif isinstance(ev, ResponseReceived):
+                pending = self._pending.get(ev.key)
+                if pending is not None:
+                    if ev.response.status >= 200 and ev.key.method != "INVITE":
+                        del self._pending[ev.key]
+                    pending.callback(ev.response, now)
+            elif isinstance(ev, AckReceived):
+                self.app.on_ack(self, ev.request, self._peer(ev.transport, ev.source), now)
+            elif isinstance(ev, CancelReceived):
+                self._on_cancel(ev, now)
+            elif isinstance(ev, StrayResponse):
+                self.count("rx_stray_response")
+                self.app.on_stray_response(self, ev.response, self._peer(ev.transport, ev.source), now)
+            elif isinstance(ev, TransactionTimeout | TransportFailure):
+                pending = self._pending.pop(ev.key, None)
+                if pending is not None:
+                    status = 408 if isinstance(ev, TransactionTimeout) else 503
+                    pending.callback(_local_failure(status), now)
+                elif isinstance(ev, TransactionTimeout):
+                    self.app.on_server_timeout(self, ev.key, now)
+            elif isinstance(ev, TransactionTerminated):
+                self._pending.pop(ev.key, None)
+            elif isinstance(ev, MessageDiscarded):
+                self.count("rx_discarded")
+                log.info("event=message_discarded src=%s:%d reason=%r", ev.source[0], ev.source[1], ev.reason)
+
+    def _peer(self, transport: str, address: tuple[str, int]) -> Peer:
+        conn = self._conn_of.get((transport, address[0], address[1]))
+        return Peer(transport.lower(), address[0], address[1], conn)
+
+    def _transmit(self, ev: Transmit, origin: Peer | None) -> None:
+        peer = self._peer(ev.transport, ev.destination)
+        if origin is not None and origin.local is not None and not peer.reliable:
+            peer = Peer(peer.transport, peer.host, peer.port, None, origin.local)
+        self.count("tx_retransmission" if ev.retransmission else "tx")
+        self.outbox.append((bytes(ev.message), peer))
+
+    def _on_request(self, ev: RequestReceived, now: float) -> None:
+        req = ev.request
+        peer = self._peer(ev.transport, ev.source)
+        caps = self.config.caps
+        reject = screen_request(req, caps)
+        if reject is not None:
+            self.count(f"tx_reject_{reject.status}")
+            self.respond(ev.key, reject, now)
+            return
+        if req.method == "OPTIONS":
+            self.respond(ev.key, options_response(req, caps), now)
+            return
+        user: str | None = None
+        if self.auth is not None and req.method in self.config.challenged_methods and not req.to.tag:
+            result = self._authenticate(req, now)
+            if not result.ok:
+                self.count("auth_challenge" if not result.reason else "auth_failed")
+                if result.reason:
+                    log.info("event=auth_failed src=%s user=%s reason=%r", peer, result.username, result.reason)
+                hdrs = Headers.of(self.auth.challenge_headers(now, stale=result.stale))
+                self.respond(ev.key, make_response(req, 401, to_tag=self.new_tag(), headers=hdrs), now)
+                return
+            user = result.username
+        self.app.on_request(self, IncomingRequest(ev.key, req, peer, user), now)
+
+    def _authenticate(self, req: Request, now: float) -> AuthResult:
+        assert self.auth is not None
+        value = self.auth.select_credentials(req.headers.get_all("Authorization"))
+        if value is None:
+            return AuthResult(False, reason="")
+        return self.auth.verify(req.method, value, now, req.body, request_uri=None)
+
+    def _on_cancel(self, ev: CancelReceived, now: float) -> None:
+        if ev.invite_key is None:
+            self.respond(ev.key, make_response(ev.request, 481), now)
+            return
+        self.respond(ev.key, make_response(ev.request, 200), now)
+        self.app.on_cancel(self, ev.invite_key, now)
+
+
+def _reason(exc: SipParseError) -> str:
+    """A reason phrase naming the fault, safe for a status line."""
+    text = "".join(c if 0x20 <= ord(c) < 0x7F else "?" for c in exc.reason)[:100]
+    base = {400: "Bad Request", 505: "Version Not Supported", 513: "Message Too Large"}.get(exc.status_hint)
+    return f"{base} ({text})" if base and text else (base or text or "Bad Request")
+
+
+def _dest_peer(addr: tuple[str, int], origin: Peer) -> Peer:
+    return Peer(origin.transport, addr[0], addr[1], None, origin.local)
+
+
+def _local_failure(status: int) -> Response:
+    reason = "Request Timeout" if status == 408 else "Service Unavailable"
+    return Response(status, reason)
+
+
+def _stamp_server(resp: Response, caps: Capabilities) -> None:
+    if resp.headers.get("Server") is None:
+        resp.headers.add("Server", caps.user_agent)

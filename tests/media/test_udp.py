@@ -1,0 +1,118 @@
+"""The asyncio adapter over real loopback sockets, with pylibsrtp phones written in the test."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+
+from media_peer import Peer, goertzel, make_keys
+
+from imsconf.media.control import LegPorts
+from imsconf.media.dtmf import DtmfEvent, TelephoneEvent
+from imsconf.media.engine import Direction, DtmfReceived, MediaEngine, MediaEvent
+from imsconf.media.udp import local_media
+
+FREQS = [440.0, 1000.0, 1700.0]
+
+
+class UdpPhone:
+    def __init__(self, loop: asyncio.AbstractEventLoop, peer: Peer) -> None:
+        self.peer = peer
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.setblocking(False)
+        self.rtcp_packets = 0
+        loop.add_reader(self.sock.fileno(), self._readable)
+        self.loop = loop
+
+    @property
+    def addr(self) -> tuple[str, int]:
+        host, port = self.sock.getsockname()
+        return host, port
+
+    def _readable(self) -> None:
+        while True:
+            try:
+                data, _ = self.sock.recvfrom(2048)
+            except BlockingIOError:
+                return
+            if 192 <= data[1] <= 223:
+                self.rtcp_packets += 1
+            else:
+                self.peer.deliver(data)
+
+    def close(self) -> None:
+        self.loop.remove_reader(self.sock.fileno())
+        self.sock.close()
+
+
+async def scenario() -> None:
+    loop = asyncio.get_running_loop()
+    base = random.Random().randrange(20000, 60000, 2)
+    control, transport = local_media(MediaEngine(rtcp_interval=0.5), "127.0.0.1", base, base + 200)
+    events: list[MediaEvent] = []
+    control.set_event_sink(events.append)
+    transport.start()
+    phones: dict[str, UdpPhone] = {}
+    ports: dict[str, LegPorts] = {}
+    try:
+        for i, freq in enumerate(FREQS):
+            leg = f"p{i}"
+            tx, rx = make_keys(), make_keys()
+            phone = UdpPhone(loop, Peer(freq, send_keys=rx, recv_keys=tx))
+            mux = i != 1  # p1 uses a separate RTCP port
+            ports[leg] = control.allocate_leg("conf", leg, rtcp_mux=mux)
+            assert ports[leg].host == "127.0.0.1" and ports[leg].rtp_port % 2 == 0
+            assert (ports[leg].rtcp_port == ports[leg].rtp_port) == mux
+            control.configure_leg(
+                leg,
+                remote_rtp=phone.addr,
+                remote_rtcp=phone.addr if mux else None,
+                codec_pt=0,
+                codec_name="PCMU",
+                dtmf_pt=101,
+                tx_keys=tx,
+                rx_keys=rx,
+                direction=Direction.SENDRECV,
+            )
+            phones[leg] = phone
+        stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        stranger.bind(("127.0.0.1", 0))
+        t0 = loop.time()
+        for n in range(75):  # 1.5 s of audio, paced on absolute deadlines
+            await asyncio.sleep(max(0.0, t0 + n * 0.020 - loop.time()))
+            for leg, phone in phones.items():
+                phone.sock.sendto(phone.peer.next_packet(), ("127.0.0.1", ports[leg].rtp_port))
+            stranger.sendto(b"\x80\x00" + bytes(180), ("127.0.0.1", ports["p0"].rtp_port))
+        p0 = phones["p0"].peer
+        for d, end in ((160, False), (320, True), (320, True), (320, True)):
+            pkt = p0.raw_packet(101, bytes(TelephoneEvent(7, end, 10, d)), ts=123456)
+            phones["p0"].sock.sendto(pkt, ("127.0.0.1", ports["p0"].rtp_port))
+        await asyncio.sleep(0.1)
+        stranger.close()
+
+        for i, leg in enumerate(phones):
+            heard = phones[leg].peer.heard(20)
+            assert goertzel(heard, FREQS[i]) < 100, f"{leg} hears itself"
+            for j, f in enumerate(FREQS):
+                if j != i:
+                    assert goertzel(heard, f) > 2000, f"{leg} does not hear {f} Hz"
+            assert phones[leg].rtcp_packets >= 1 or leg == "p1"  # p1 gets RTCP on its port + 1
+            assert len(phones[leg].peer.received) >= 60
+        st = control.leg_stats("p0")
+        assert st.wrong_source == 75 and st.decrypt_failed == 0 and st.received >= 75
+        assert transport.stats.ticks >= 70
+        dtmf = [e.event for e in events if isinstance(e, DtmfReceived)]
+        assert dtmf == [DtmfEvent("7", 20, 10, False), DtmfEvent("7", 40, 10, True)]
+        control.release_leg("p1")
+        control.release_conference("conf")
+        assert list(control.engine.legs()) == []
+    finally:
+        for phone in phones.values():
+            phone.close()
+        transport.close()
+
+
+def test_three_srtp_phones_over_loopback() -> None:
+    asyncio.run(scenario())
