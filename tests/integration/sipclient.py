@@ -96,7 +96,7 @@ class SipClient:
                 if not chunk:
                     return None
                 self.buf += chunk
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             return None
 
     def recv_final(self, timeout: float = 5.0) -> bytes | None:
@@ -138,8 +138,10 @@ def digest_authorization(
 ) -> str:
     """Authorization value answering one WWW-Authenticate challenge (RFC 7616), written independently."""
     params = dict(re.findall(r'(\w+)="?([^",]*)"?', challenge))
-    h = (lambda s: hashlib.sha256(s.encode()).hexdigest()) if algorithm == "SHA-256" else (
-        lambda s: hashlib.md5(s.encode()).hexdigest()
+    h = (
+        (lambda s: hashlib.sha256(s.encode()).hexdigest())
+        if algorithm == "SHA-256"
+        else (lambda s: hashlib.md5(s.encode()).hexdigest())
     )
     ha1 = h(f"{username}:{params['realm']}:{password}")
     ha2 = h(f"{method}:{uri}")

@@ -117,10 +117,14 @@ def test_tls_digest_authentication(server: ServerProcess, algorithm: str) -> Non
         assert "algorithm=SHA-256" in challenges[0]  # preferred first (RFC 8760)
         chal = next(ch for ch in challenges if f"algorithm={algorithm}," in ch)
         auth = digest_authorization(chal, "INVITE", ruri, "alice", "wonderland", algorithm)
-        second = c.request("INVITE", ruri, cseq=2, call_id="auth2-" + algorithm, extra=[f"Authorization: {auth}"])
+        second = c.request(
+            "INVITE", ruri, cseq=2, call_id="auth2-" + algorithm, extra=[f"Authorization: {auth}"]
+        )
         assert status_of(second) == 404  # authenticated, and nobody is served there
         wrong = digest_authorization(chal, "INVITE", ruri, "alice", "nope", algorithm)
-        third = c.request("INVITE", ruri, cseq=3, call_id="auth3-" + algorithm, extra=[f"Authorization: {wrong}"])
+        third = c.request(
+            "INVITE", ruri, cseq=3, call_id="auth3-" + algorithm, extra=[f"Authorization: {wrong}"]
+        )
         assert status_of(third) == 401
     finally:
         c.close()
@@ -140,7 +144,13 @@ CASES = [
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
 @pytest.mark.parametrize(("desc", "method", "extra", "status", "must"), CASES, ids=[c[0] for c in CASES])
 def test_core_answers(
-    server: ServerProcess, transport: str, desc: str, method: str, extra: list[str], status: int, must: str | None
+    server: ServerProcess,
+    transport: str,
+    desc: str,
+    method: str,
+    extra: list[str],
+    status: int,
+    must: str | None,
 ) -> None:
     c = SipClient(transport, ("127.0.0.1", server.port))
     try:

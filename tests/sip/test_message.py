@@ -529,6 +529,22 @@ def test_parse_errors(data: bytes, status: int) -> None:
     assert info.value.status_hint == status
 
 
+def test_malformed_request_line_keeps_a_partial_to_answer() -> None:
+    data = msg_bytes(base=BASE.replace("OPTIONS sip:conf@example.com SIP/2.0", "OPTIONS  sip:a@b SIP/2.0 "))
+    with pytest.raises(SipParseError) as info:
+        parse_message(data)
+    partial = info.value.partial
+    assert isinstance(partial, Request) and partial.method == "OPTIONS" and partial.call_id == "c1@192.0.2.1"
+    # broken headers too: the partial keeps what came before them
+    with pytest.raises(SipParseError) as info:
+        parse_message(data.replace(b"CSeq: 1 OPTIONS", b"CSeq 1 OPTIONS"))
+    assert isinstance(info.value.partial, Request) and "Call-ID" in info.value.partial.headers
+    for start in (b"OPTIONS sip:a@b", b"<bad> sip:a@b SIP/2.0", b"OPTIONS sip:a@b HTTP/1.1"):
+        with pytest.raises(SipParseError) as info:
+            parse_message(start + b"\r\nCall-ID: x\r\n\r\n")
+        assert info.value.partial is None
+
+
 def test_content_length_leading_zeros_and_duplicates() -> None:
     m = parse_message(msg_bytes("Content-Length: 003\r\nl: 3\r\n", b"abc", clen=False))
     assert m.body == b"abc"
@@ -677,3 +693,26 @@ def test_stream_garbage_start_line() -> None:
     with pytest.raises(SipParseError) as info:
         StreamFramer().feed(b"HELLO WORLD\r\n\r\n")
     assert info.value.status_hint == 400 and info.value.partial is None
+
+
+def test_stream_next_item_hands_out_messages_before_an_error() -> None:
+    one = msg_bytes()
+    framer = StreamFramer()
+    framer.receive(one + b"\r\n" + one + b"GARBAGE\r\n\r\n")
+    assert framer.next_item() == parse_message(one)
+    assert framer.next_item() == StreamFramer.PONG
+    assert framer.next_item() == parse_message(one)
+    with pytest.raises(SipParseError):
+        framer.next_item()
+    with pytest.raises(SipParseError):
+        framer.receive(one)
+    assert framer.buffered == 0
+    # feed() raises at once instead
+    with pytest.raises(SipParseError):
+        StreamFramer().feed(one + b"GARBAGE\r\n\r\n")
+    f2 = StreamFramer()
+    f2.receive(one[:20])
+    assert f2.next_item() is None
+    f2.receive(one[20:])
+    assert f2.next_item() == parse_message(one)
+    assert f2.next_item() is None

@@ -370,6 +370,11 @@ def test_rfc4475_lwsruri() -> None:
     with pytest.raises(SipParseError) as info:
         parse_message(raw("lwsruri"))
     assert info.value.status_hint == 400
+    # the headers are still read, so that the 400 can be addressed back
+    assert (
+        isinstance(info.value.partial, Request)
+        and info.value.partial.call_id == "lwsruri.asdfasdoeoi2323-asdfwrn23-asd834rk423"
+    )
 
 
 def test_rfc4475_lwsstart() -> None:
@@ -377,6 +382,11 @@ def test_rfc4475_lwsstart() -> None:
     with pytest.raises(SipParseError) as info:
         parse_message(raw("lwsstart"))
     assert info.value.status_hint == 400
+    # the headers are still read, so that the 400 can be addressed back
+    assert (
+        isinstance(info.value.partial, Request)
+        and info.value.partial.call_id == "lwsstart.dfknq234oi243099adsdfnawe3@example.com"
+    )
 
 
 def test_rfc4475_trws() -> None:
@@ -384,6 +394,11 @@ def test_rfc4475_trws() -> None:
     with pytest.raises(SipParseError) as info:
         parse_message(raw("trws"))
     assert info.value.status_hint == 400
+    # the headers are still read, so that the 400 can be addressed back
+    assert (
+        isinstance(info.value.partial, Request)
+        and info.value.partial.call_id == "trws.oicu34958239neffasdhr2345r"
+    )
 
 
 def test_rfc4475_escruri() -> None:

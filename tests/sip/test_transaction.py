@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from imsconf.sip.dialog import AnswerRetransmitter, Dialog
 from imsconf.sip.errors import LocalProtocolError
@@ -565,7 +567,7 @@ def test_every_table_row_targets_a_state_of_its_machine() -> None:
                 assert tr.target in table, (state, stimulus)
         assert table[State.TERMINATED] == {}
     # the only TU stimuli are the start and the responses
-    assert {s.value for s in TU_STIMULI} == {"start", "TU 1xx", "TU 2xx", "TU 300-699"}
+    assert {s.value for s in TU_STIMULI} == {"start", "TU 1xx", "TU 2xx", "TU 300-699", "TU abandon"}
 
 
 def test_render_tables() -> None:
@@ -954,3 +956,127 @@ def test_pair_total_loss_times_out() -> None:
     pair.run(request())
     assert [type(t) for t in pair.timeouts] == [TransactionTimeout]
     assert pair.net.count == 7  # INVITE + 6 retransmissions before Timer B
+
+
+def test_layer_abandon_invite_in_proceeding() -> None:
+    layer = TransactionLayer()
+    tx = layer.send_request(request(), "UDP", SERVER, 0.0)
+    with pytest.raises(LocalProtocolError):
+        layer.abandon(tx.key, 0.1)  # Calling: Timer B still guards it
+    layer.receive(answer(tx.request, 180), SERVER, "UDP", 0.2)
+    layer.events()
+    layer.abandon(tx.key, 40.0)
+    assert layer.events() == [TransactionTerminated(tx.key)] and len(layer) == 0
+    with pytest.raises(LocalProtocolError):
+        layer.abandon(tx.key, 41.0)
+    other = layer.send_request(request("OPTIONS"), "UDP", SERVER, 0.0)
+    with pytest.raises(LocalProtocolError):
+        layer.abandon(other.key, 0.1)
+
+
+def test_small_api_edges() -> None:
+    with pytest.raises(LocalProtocolError):
+        TransactionKey("", "INVITE")
+    tx = invite_client()
+    assert "INVITE" in repr(tx) and "Calling" in repr(tx)
+    with pytest.raises(LocalProtocolError):
+        InviteServerTransaction(request("ACK"), "UDP", CLIENT)
+    with pytest.raises(LocalProtocolError):
+        NonInviteServerTransaction(request("ACK"), "UDP", CLIENT)
+
+
+# ---- property: random stimuli never corrupt a machine ------------------------------------------------
+
+OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("request"), st.just(0)),
+        st.tuples(st.just("ack"), st.just(0)),
+        st.tuples(st.just("respond"), st.sampled_from([100, 180, 200, 202, 404, 486, 603])),
+        st.tuples(st.just("timer"), st.integers(0, 40)),
+        st.tuples(st.just("error"), st.just(0)),
+    ),
+    max_size=25,
+)
+
+
+@given(ops=OPS, invite_method=st.booleans(), transport=st.sampled_from(["UDP", "TCP"]))
+@settings(max_examples=300, deadline=None)
+def test_server_machines_survive_any_sequence(
+    ops: list[tuple[str, int]], invite_method: bool, transport: str
+) -> None:
+    req = request("INVITE" if invite_method else "OPTIONS", transport=transport)
+    tx: InviteServerTransaction | NonInviteServerTransaction
+    if invite_method:
+        tx = InviteServerTransaction(req, transport, CLIENT)
+    else:
+        tx = NonInviteServerTransaction(req, transport, CLIENT)
+    ack = request("ACK", via=req.headers.get_all("Via")[0])
+    now = 0.0
+    finals = 0
+    for op, arg in ops:
+        before = (state(tx), len(tx.outbox), tx.next_deadline())
+        if op == "request":
+            tx.receive(req, now)
+        elif op == "ack":
+            tx.receive(ack, now)
+        elif op == "respond":
+            try:
+                tx.send_response(answer(req, arg), now)
+            except LocalProtocolError:
+                assert (state(tx), len(tx.outbox), tx.next_deadline()) == before
+                continue
+            if arg >= 200:
+                finals += 1
+        elif op == "timer":
+            now += arg
+            tx.handle_timer(now)
+        else:
+            tx.transport_error(now)
+        if state(tx) is State.TERMINATED:
+            assert tx.next_deadline() is None
+            assert sum(isinstance(e, TransactionTerminated) for e in tx.outbox) == 1
+    # at most one final response, except the 2xx retransmissions the TU may push in Accepted
+    final_statuses = {s for s in statuses(tx.outbox) if s >= 200}
+    assert len(final_statuses) <= 1 or (all(200 <= s < 300 for s in final_statuses) and finals >= 1)
+
+
+@given(
+    responses=st.lists(
+        st.tuples(st.sampled_from([100, 180, 200, 404, 500]), st.integers(0, 10)), max_size=15
+    ),
+    invite_method=st.booleans(),
+    transport=st.sampled_from(["UDP", "TLS"]),
+)
+@settings(max_examples=300, deadline=None)
+def test_client_machines_survive_any_sequence(
+    responses: list[tuple[int, int]], invite_method: bool, transport: str
+) -> None:
+    req = request("INVITE" if invite_method else "OPTIONS", transport=transport)
+    tx: InviteClientTransaction | NonInviteClientTransaction
+    if invite_method:
+        tx = InviteClientTransaction(req, transport, SERVER)
+    else:
+        tx = NonInviteClientTransaction(req, transport, SERVER)
+    tx.start(0.0)
+    now = 0.0
+    for status, dt in responses:
+        now += dt
+        tx.handle_timer(now)
+        tx.receive(answer(req, status), now)
+    tx.handle_timer(now + 1000)
+    if state(tx) is State.PROCEEDING and invite_method:
+        assert tx.next_deadline() is None  # no timeout in Proceeding: the TU CANCELs, then abandons
+        tx.abandon(now + 1000)
+    assert state(tx) is State.TERMINATED and tx.next_deadline() is None
+    passed = [e.response.status for e in tx.outbox if isinstance(e, ResponseReceived)]
+    non2xx_finals = [s for s in passed if s >= 300]
+    ok_finals = [s for s in passed if 200 <= s < 300]
+    assert len(non2xx_finals) <= 1
+    assert not (non2xx_finals and ok_finals)
+    if not invite_method:
+        assert len(ok_finals) <= 1  # only INVITE passes 2xx retransmissions up (RFC 6026)
+    acks = [t for t in sent(tx.outbox) if isinstance(t.message, Request) and t.message.method == "ACK"]
+    assert bool(acks) == (invite_method and bool(non2xx_finals))
+    if transport == "TLS":
+        assert not any(t.retransmission for t in sent(tx.outbox) if isinstance(t.message, Request)
+                       and t.message.method != "ACK")  # fmt: skip

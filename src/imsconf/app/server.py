@@ -11,6 +11,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from imsconf.focus.app import Focus, FocusConfig
+from imsconf.media.engine import MediaEngine
+from imsconf.media.udp import UdpMediaTransport, local_media
 from imsconf.sip.auth import DigestAuthenticator
 from imsconf.sip.endpoint import Application, EndpointConfig, SipEndpoint
 from imsconf.sip.errors import SipParseError
@@ -89,19 +92,37 @@ class Server:
     endpoint: SipEndpoint
     driver: EndpointDriver
     transports: TransportManager
+    media: UdpMediaTransport | None = None
+    focus: Focus | None = None
     bound: list[tuple[str, str, int]] = field(default_factory=list)
 
     async def close(self) -> None:
         self.driver.close()
+        if self.media is not None:
+            self.media.close()
         await self.transports.close()
 
 
 def build_capabilities() -> Capabilities:
     return Capabilities(
-        allow=("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS"),
-        supported=(),
+        allow=("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "UPDATE", "INFO"),
+        supported=("timer",),
         accept=("application/sdp",),
     )
+
+
+def build_focus(settings: Settings) -> tuple[Focus, UdpMediaTransport]:
+    engine = MediaEngine(allow_plain_rtp=settings.allow_plain_rtp)
+    lo, hi = settings.rtp_port_range
+    control, media = local_media(engine, settings.media_host, lo, hi)
+    config = FocusConfig(
+        domain=settings.domain,
+        factory_user=settings.factory_user,
+        allow_plain_rtp=settings.allow_plain_rtp,
+        allow_sdes_over_insecure=settings.allow_sdes_over_udp,
+        media_host=settings.media_host,
+    )
+    return Focus(config, control), media
 
 
 async def start_server(settings: Settings, app: Application | None = None) -> Server:
@@ -114,13 +135,19 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
         authenticator = DigestAuthenticator(
             settings.realm, users.ha1, secrets.token_bytes(32), algorithms=settings.digest_algorithms
         )
+    media: UdpMediaTransport | None = None
+    focus: Focus | None = None
+    if app is None:
+        focus, media = build_focus(settings)
+        app = focus
+        media.start()
     endpoint = SipEndpoint(EndpointConfig(caps=build_capabilities()), app, authenticator)
     driver = EndpointDriver(endpoint)
     transports = TransportManager(
         driver, server_ssl=server_ssl_context(pki), client_ssl=client_ssl_context(pki.ca_cert)
     )
     driver.transports = transports
-    server = Server(settings, pki, endpoint, driver, transports)
+    server = Server(settings, pki, endpoint, driver, transports, media, focus)
     try:
         for listen in settings.listen:
             host, port = await transports.listen(listen.transport, listen.host, listen.port)

@@ -34,22 +34,34 @@ transmit key starts a new SSRC, so one (key, SSRC) pair only ever carries one pa
 
 from __future__ import annotations
 
-import enum
 import random
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 import numpy as np
 
-from .dtmf import DtmfError, DtmfEvent, DtmfReceiver
+from .dtmf import DtmfError, DtmfReceiver
+from .events import (
+    KEEP,
+    Addr,
+    Datagram,
+    Direction,
+    DtmfReceived,
+    InboundKeyConfirmed,
+    Keep,
+    LegConfig,
+    LegStats,
+    MediaEngineError,
+    MediaEvent,
+    RtcpReport,
+    SourceLatched,
+)
 from .g711 import G711Codec, codec_by_name
 from .jitter import JitterBuffer
 from .mixer import CODEC_IDS, FRAME_SAMPLES, Mixer, decode_batch, encode_rows
 from .rtp import ReceiverReport as RtcpReceiverReport
 from .rtp import (
     ReceptionStats,
-    ReportBlock,
     RtcpPacket,
     RtpError,
     SenderReport,
@@ -89,112 +101,10 @@ __all__ = [
     "SourceLatched",
 ]
 
-Addr = tuple[str, int]
-Datagram = tuple[int, bytes, Addr]  # (local port, data, destination)
 
 _ENCODE_TABLES = (codec_by_name("PCMU").encode_table, codec_by_name("PCMA").encode_table)
 CN_PT = 13  # RFC 3389 comfort noise: accepted and ignored
 TICK = 0.020
-
-
-class MediaEngineError(Exception):
-    """A control-plane mistake (unknown leg, duplicate id, plain RTP where SRTP is required...)."""
-
-
-class Direction(enum.Enum):
-    SENDRECV = "sendrecv"
-    SENDONLY = "sendonly"
-    RECVONLY = "recvonly"
-    INACTIVE = "inactive"
-
-    @property
-    def mixes_input(self) -> bool:
-        return self is Direction.SENDRECV
-
-    @property
-    def sends(self) -> bool:
-        return self is Direction.SENDRECV or self is Direction.SENDONLY
-
-
-@dataclass(frozen=True, slots=True)
-class LegConfig:
-    """What the SDP offer/answer settled for one leg."""
-
-    remote_rtp: Addr
-    remote_rtcp: Addr | None  # None: RTP port + 1, or the RTP address itself with rtcp-mux
-    codec_pt: int
-    codec_name: str  # "PCMU" or "PCMA"
-    dtmf_pt: int | None = None
-    direction: Direction = Direction.SENDRECV
-    latch: bool = False
-
-    def __post_init__(self) -> None:
-        codec_by_name(self.codec_name)
-        for pt in (self.codec_pt, self.dtmf_pt):
-            if pt is not None and not (0 <= pt <= 127 and not 64 <= pt <= 95):
-                raise ValueError(f"payload type {pt} is not usable (0-63, 96-127)")
-        if self.dtmf_pt is not None and self.dtmf_pt == self.codec_pt:
-            raise ValueError("telephone-event and audio share a payload type")
-
-
-# ----------------------------------------------------------------------------------------- events
-
-
-@dataclass(frozen=True, slots=True)
-class DtmfReceived:
-    leg_id: str
-    conference_id: str
-    event: DtmfEvent
-
-
-@dataclass(frozen=True, slots=True)
-class RtcpReport:
-    """A receiver's report about the stream we send it (e.g. to see whether it decrypts: loss stays
-    at 100 % when it cannot)."""
-
-    leg_id: str
-    block: ReportBlock
-
-
-@dataclass(frozen=True, slots=True)
-class SourceLatched:
-    leg_id: str
-    rtcp: bool
-    addr: Addr
-
-
-@dataclass(frozen=True, slots=True)
-class InboundKeyConfirmed:
-    """The first packet under a new inbound key arrived; the old key is gone."""
-
-    leg_id: str
-
-
-MediaEvent = DtmfReceived | RtcpReport | SourceLatched | InboundKeyConfirmed
-
-
-@dataclass(frozen=True, slots=True)
-class LegStats:
-    received: int  # RTP packets accepted (authenticated, well formed, right source)
-    decrypt_failed: int  # SRTP/SRTCP authentication failures
-    replayed: int  # SRTP replay-check failures
-    srtp_other: int  # other libsrtp refusals
-    wrong_source: int
-    unconfigured: int  # packets before configure_leg
-    malformed: int
-    unknown_pt: int
-    late: int
-    duplicate: int
-    overflow: int
-    concealed: int
-    played: int
-    sent: int
-    rtcp_received: int
-    rtcp_sent: int
-    dtmf_events: int
-    jitter: int  # interarrival jitter, timestamp units
-    ssrc: int  # our current SSRC towards this leg
-    remote_ssrc: int | None
 
 
 # ----------------------------------------------------------------------------------------- legs
@@ -254,6 +164,7 @@ class _Leg:
         "next_rtcp",
         "octets_sent",
         "packets_sent",
+        "rekey_pending",
         "remote_rtcp",
         "remote_rtp",
         "remote_ssrc",
@@ -300,6 +211,7 @@ class _Leg:
         self.dtmf = DtmfReceiver()
         self.rstats = ReceptionStats()
         self.remote_ssrc: int | None = None
+        self.rekey_pending = False
         self.conf_idx = 0
         self.speaker = False
         self.mix_payload: bytes | None = None
@@ -308,15 +220,6 @@ class _Leg:
         self.next_rtcp = 0.0
         self.last_sr_mid = 0
         self.last_sr_at = 0.0
-
-
-class Keep(enum.Enum):
-    """Sentinel type for "leave this setting as it is" where None is a meaningful value."""
-
-    KEEP = "keep"
-
-
-KEEP = Keep.KEEP
 
 
 class MediaEngine:
@@ -432,6 +335,7 @@ class MediaEngine:
         elif isinstance(rx_keys, SrtpKeys):
             if isinstance(leg.rx, SrtpReceiver):
                 leg.rx.rekey(rx_keys)
+                leg.rekey_pending = True
             else:
                 leg.rx = SrtpReceiver(rx_keys)
 
@@ -586,7 +490,6 @@ class MediaEngine:
                 c.wrong_source += 1
                 return
             latching = True
-        was_pending = isinstance(rx, SrtpReceiver) and rx.rekey_pending
         try:
             plain = rx.unprotect_rtcp(data) if rtcp else rx.unprotect(data)
         except SrtpError as exc:
@@ -597,7 +500,8 @@ class MediaEngine:
             else:
                 c.srtp_other += 1
             return
-        if was_pending and isinstance(rx, SrtpReceiver) and not rx.rekey_pending:
+        if leg.rekey_pending and isinstance(rx, SrtpReceiver) and not rx.rekey_pending:
+            leg.rekey_pending = False
             self._events.append(InboundKeyConfirmed(leg.leg_id))
         if leg.latch and not leg.latched:
             leg.latched = True
@@ -701,7 +605,7 @@ class MediaEngine:
                 append((leg.rtp_port, tx.protect(pkt), leg.remote_rtp))
                 leg.c.sent += 1
                 leg.packets_sent += 1
-                leg.octets_sent += len(payload)
+                leg.octets_sent += FRAME_SAMPLES
             leg.ts = (leg.ts + FRAME_SAMPLES) & 0xFFFF_FFFF
             if now >= leg.next_rtcp:
                 self._send_rtcp(leg, now, append)

@@ -464,8 +464,8 @@ class ReceptionStats:
         transit = arrival - timestamp
         prev = self._transit
         if prev is not None:
-            d = ts_diff(transit & 0xFFFF_FFFF, prev & 0xFFFF_FFFF)
-            self._jitter += (abs(d) - self._jitter) / 16.0
+            d = ((transit - prev + 0x8000_0000) & 0xFFFF_FFFF) - 0x8000_0000
+            self._jitter += ((d if d >= 0 else -d) - self._jitter) * 0.0625
         self._transit = transit
 
     @property

@@ -245,7 +245,10 @@ class SrtpReceiver:
         return out
 
     def unprotect(self, data: bytes) -> bytes:
-        return self._run(data, False)
+        try:
+            return self._current.unprotect(data)
+        except (pylibsrtp.Error, ValueError):
+            return self._run(data, False)  # slow path: classify, or try the pending key
 
     def unprotect_rtcp(self, data: bytes) -> bytes:
         return self._run(data, True)

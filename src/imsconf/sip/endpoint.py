@@ -70,6 +70,10 @@ class Application(Protocol):
 
     def on_server_timeout(self, ep: SipEndpoint, key: TransactionKey, now: float) -> None: ...
 
+    def next_deadline(self) -> float | None: ...
+
+    def handle_timer(self, ep: SipEndpoint, now: float) -> None: ...
+
 
 class NullApplication:
     """No conference service: every request that is not OPTIONS gets a plain answer."""
@@ -90,6 +94,12 @@ class NullApplication:
         return None
 
     def on_server_timeout(self, ep: SipEndpoint, key: TransactionKey, now: float) -> None:
+        return None
+
+    def next_deadline(self) -> float | None:
+        return None
+
+    def handle_timer(self, ep: SipEndpoint, now: float) -> None:
         return None
 
 
@@ -139,10 +149,18 @@ class SipEndpoint:
         return out
 
     def next_deadline(self) -> float | None:
-        return self.layer.next_deadline()
+        a, b = self.layer.next_deadline(), self.app.next_deadline()
+        return a if b is None else b if a is None else min(a, b)
 
     def handle_timer(self, now: float) -> None:
         self.layer.handle_timer(now)
+        self._drain(now)
+        deadline = self.app.next_deadline()
+        if deadline is not None and deadline <= now:
+            try:
+                self.app.handle_timer(self, now)
+            except Exception:
+                log.exception("event=application_timer_error")
         self._drain(now)
 
     # ---- input -----------------------------------------------------------------------------------
@@ -296,12 +314,23 @@ class SipEndpoint:
             if not result.ok:
                 self.count("auth_challenge" if not result.reason else "auth_failed")
                 if result.reason:
-                    log.info("event=auth_failed src=%s user=%s reason=%r", peer, result.username, result.reason)
+                    log.info(
+                        "event=auth_failed src=%s user=%s reason=%r", peer, result.username, result.reason
+                    )
                 hdrs = Headers.of(self.auth.challenge_headers(now, stale=result.stale))
                 self.respond(ev.key, make_response(req, 401, to_tag=self.new_tag(), headers=hdrs), now)
                 return
             user = result.username
-        self.app.on_request(self, IncomingRequest(ev.key, req, peer, user), now)
+        try:
+            self.app.on_request(self, IncomingRequest(ev.key, req, peer, user), now)
+        except Exception:
+            # a bug in the application: answer 500 rather than leave the peer retransmitting
+            log.exception("event=application_error method=%s", req.method)
+            tx = self.layer.server(ev.key)
+            if tx is not None and not tx.has_final_response:
+                self.respond(
+                    ev.key, make_response(req, 500, "Server Internal Error", to_tag=self.new_tag()), now
+                )
 
     def _authenticate(self, req: Request, now: float) -> AuthResult:
         assert self.auth is not None

@@ -18,12 +18,12 @@ TRANSPORTS = frozenset({"UDP", "TCP", "TLS", "SCTP", "TLS-SCTP", "WS", "WSS"})
 RELIABLE_TRANSPORTS = frozenset({"TCP", "TLS", "SCTP", "TLS-SCTP", "WS", "WSS"})
 
 
-def _check_transport(transport: str) -> None:
+def check_transport(transport: str) -> None:
     if transport not in TRANSPORTS:
         raise LocalProtocolError(f"unknown transport {transport!r} (expected upper-case, e.g. 'UDP')")
 
 
-def _check_address(address: Address) -> None:
+def check_address(address: Address) -> None:
     host, port = address
     if not host or not 0 < port < 65536:
         raise LocalProtocolError(f"bad address {address!r}")
@@ -67,8 +67,8 @@ class Transmit:
     retransmission: bool = False
 
     def __post_init__(self) -> None:
-        _check_transport(self.transport)
-        _check_address(self.destination)
+        check_transport(self.transport)
+        check_address(self.destination)
 
 
 # ---- to the transaction user ----------------------------------------------------------------------

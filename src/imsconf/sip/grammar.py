@@ -41,6 +41,7 @@ REQUEST_LINE_RE = re.compile(rf"({TOKEN}) ([\x21-\x7e]+) (SIP/[0-9]+\.[0-9]+)\Z"
 # missing final SP before an empty reason phrase is accepted.
 STATUS_LINE_RE = re.compile(r"(SIP/[0-9]+\.[0-9]+) ([0-9]{3})(?: (.*))?\Z", A | re.DOTALL)
 VERSION = "SIP/2.0"
+VERSION_RE = re.compile(r"SIP/[0-9]+\.[0-9]+\Z", A)
 
 # header-name = token ; HCOLON = *( SP / HTAB ) ":" SWS
 HEADER_LINE_RE = re.compile(rf"({TOKEN})[ \t]*:[ \t]*(.*)\Z", A | re.DOTALL)

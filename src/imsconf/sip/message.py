@@ -6,6 +6,7 @@ body's real length, so ``parse(bytes(m)) == m`` holds for every message the core
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 from . import grammar
@@ -173,8 +174,30 @@ def parse_head(head: bytes) -> tuple[Request | Response, int | None]:
     else:
         m = grammar.REQUEST_LINE_RE.match(start)
         if not m:
-            raise SipParseError("malformed request line")
+            partial = _lenient_request_line(start)
+            if partial is not None:
+                # RFC 4475 §3.1.2.8-10 want a 400 answer, which needs Via/From/To/Call-ID/CSeq: read the
+                # headers into a partial request, then refuse it
+                with contextlib.suppress(SipParseError):
+                    _parse_headers(lines, partial)
+            raise SipParseError("malformed request line", 400, partial)
         msg = Request(m.group(1), m.group(2), version=m.group(3))
+    return msg, _parse_headers(lines, msg)
+
+
+def _lenient_request_line(start: str) -> Request | None:
+    """A request line with extra or embedded whitespace, read only to have something to answer 400 to."""
+    parts = start.split(" ")
+    parts = [p for p in parts if p]
+    if len(parts) < 3 or not grammar.FULL_TOKEN_RE.match(parts[0]):
+        return None
+    if not grammar.VERSION_RE.match(parts[-1]):
+        return None
+    return Request(parts[0], " ".join(parts[1:-1]), version=parts[-1])
+
+
+def _parse_headers(lines: list[str], msg: Request | Response) -> int | None:
+    """Add the header lines (after the start line) to *msg*; return the Content-Length, if any."""
     if len(lines) - 1 > MAX_HEADER_LINES:
         raise SipParseError("too many header lines", 513, msg)
     content_length: int | None = None
@@ -197,7 +220,7 @@ def parse_head(head: bytes) -> tuple[Request | Response, int | None]:
                 msg.headers.add(name, part)
         except SipParseError as exc:
             raise SipParseError(exc.reason, 400, msg) from None
-    return msg, content_length
+    return content_length
 
 
 def parse_message(data: bytes, *, datagram: bool = True) -> Request | Response:
@@ -273,11 +296,14 @@ def validate(msg: Request | Response) -> None:
 class StreamFramer:
     """Content-Length framing for TCP/TLS (RFC 3261 §18.3), with RFC 5626 keep-alives.
 
-    ``feed(data)`` returns a list of items: a parsed message (body attached, not yet validated) or one of
-    the keep-alive markers :data:`PING` (CRLFCRLF: answer with CRLF) and :data:`PONG` (a lone CRLF).
-    A CRLF alone at the end of the buffer is held until the next octet tells whether it was a pong or the
-    first half of a ping.  A framing error raises SipParseError; the connection must then be closed, and
-    every later ``feed`` raises the same error.
+    Items are a parsed message (body attached, not yet validated) or one of the keep-alive markers
+    :data:`PING` (CRLFCRLF: answer with CRLF) and :data:`PONG` (a lone CRLF).  A CRLF alone at the end of the
+    buffer is held until the next octet tells whether it was a pong or the first half of a ping.
+
+    Two ways to drive it: ``feed(data)`` returns every item framed so far, or, h11-style, ``receive(data)``
+    then ``next_item()`` until it returns None.  A framing error raises SipParseError, from then on on every
+    call: the connection must be closed.  With ``feed`` the items framed before the error in the same call
+    are lost with it; ``next_item`` hands them out first.
     """
 
     PING = "ping"  # CRLFCRLF from the peer: answer CRLF
@@ -292,55 +318,63 @@ class StreamFramer:
         self._error: SipParseError | None = None
 
     def feed(self, data: bytes) -> list[Request | Response | str]:
+        self.receive(data)
+        out: list[Request | Response | str] = []
+        while (item := self.next_item()) is not None:
+            out.append(item)
+        return out
+
+    def receive(self, data: bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        self._buf += data
+
+    def next_item(self) -> Request | Response | str | None:
+        """The next framed item, or None when more octets are needed."""
         if self._error is not None:
             raise self._error
         try:
-            return self._feed(data)
+            return self._next()
         except SipParseError as exc:
             self._error = exc
             self._buf.clear()
             raise
 
-    def _feed(self, data: bytes) -> list[Request | Response | str]:
-        self._buf += data
-        out: list[Request | Response | str] = []
-        while True:
-            if self._head is None:
-                # keep-alives between messages
-                if self._buf.startswith(b"\r\n\r\n"):
-                    del self._buf[:4]
-                    self._scanned = 0
-                    out.append(self.PING)
-                    continue
-                if self._buf.startswith(b"\r\n"):
-                    if len(self._buf) < 4 and self._buf == b"\r\n\r"[: len(self._buf)]:
-                        break  # might be the start of a CRLFCRLF
-                    del self._buf[:2]
-                    self._scanned = 0
-                    out.append(self.PONG)
-                    continue
-                idx = self._buf.find(b"\r\n\r\n", max(0, self._scanned - 3))
-                if idx < 0:
-                    if len(self._buf) > MAX_HEADER_BLOCK:
-                        raise SipParseError("header block too large", 513)
-                    self._scanned = len(self._buf)
-                    break
+    def _next(self) -> Request | Response | str | None:
+        if self._head is None:
+            # keep-alives between messages
+            if self._buf.startswith(b"\r\n\r\n"):
+                del self._buf[:4]
                 self._scanned = 0
-                msg, clen = parse_head(bytes(self._buf[:idx]))
-                if clen is None:
-                    raise SipParseError("missing Content-Length on a stream transport", 400, msg)
-                if idx + 4 + clen > self._max:
-                    raise SipParseError("message too large", 513, msg)
-                self._head = msg
-                self._need = clen
-                del self._buf[: idx + 4]
-            if len(self._buf) < self._need:
-                break
-            self._head.body = bytes(self._buf[: self._need])
-            del self._buf[: self._need]
-            out.append(self._head)
-            self._head = None
-        return out
+                return self.PING
+            if self._buf.startswith(b"\r\n"):
+                if len(self._buf) < 4 and self._buf == b"\r\n\r"[: len(self._buf)]:
+                    return None  # might be the start of a CRLFCRLF
+                del self._buf[:2]
+                self._scanned = 0
+                return self.PONG
+            idx = self._buf.find(b"\r\n\r\n", max(0, self._scanned - 3))
+            if idx < 0:
+                if len(self._buf) > MAX_HEADER_BLOCK:
+                    raise SipParseError("header block too large", 513)
+                self._scanned = len(self._buf)
+                return None
+            self._scanned = 0
+            msg, clen = parse_head(bytes(self._buf[:idx]))
+            if clen is None:
+                raise SipParseError("missing Content-Length on a stream transport", 400, msg)
+            if idx + 4 + clen > self._max:
+                raise SipParseError("message too large", 513, msg)
+            self._head = msg
+            self._need = clen
+            del self._buf[: idx + 4]
+        if len(self._buf) < self._need:
+            return None
+        msg = self._head
+        msg.body = bytes(self._buf[: self._need])
+        del self._buf[: self._need]
+        self._head = None
+        return msg
 
     @property
     def buffered(self) -> int:

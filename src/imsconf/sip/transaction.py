@@ -22,7 +22,7 @@ from .events import (
     TransactionEvent,
     TransactionKey,
     Transmit,
-    _check_transport,
+    check_transport,
 )
 from .message import Request, Response, validate
 from .timers import TimerConfig
@@ -156,6 +156,15 @@ class TransactionLayer:
         tx.send_response(response, now)
         self._forget_if_done(tx)
 
+    def abandon(self, key: TransactionKey, now: float) -> None:
+        """Terminate an INVITE client transaction stuck in Proceeding (§9.1, 64*T1 after our CANCEL got no
+        487).  Raises LocalProtocolError for an unknown key or any other transaction/state."""
+        tx = self._clients.get(key)
+        if tx is None:
+            raise LocalProtocolError(f"no client transaction {key}")
+        tx.abandon(now)
+        self._forget_if_done(tx)
+
     def send_stateless(self, message: Request | Response, transport: str, destination: Address) -> None:
         """Transmit outside any transaction: the ACK for a 2xx, or a 2xx retransmitted by the TU after the
         INVITE server transaction is gone."""
@@ -173,7 +182,7 @@ class TransactionLayer:
 
     def receive(self, msg: Request | Response, source: Address, transport: str, now: float) -> None:
         """Feed a parsed message that arrived from *source* over *transport* (``"UDP"``, ``"TLS"``...)."""
-        _check_transport(transport)
+        check_transport(transport)
         try:
             validate(msg)
         except SipParseError as exc:

@@ -25,8 +25,8 @@ from .events import (
     TransactionTimeout,
     Transmit,
     TransportFailure,
-    _check_address,
-    _check_transport,
+    check_address,
+    check_transport,
 )
 from .message import Request, Response
 from .timers import RETRANSMIT_TIMERS, TimerConfig, TimerName, TimerSet
@@ -56,6 +56,7 @@ class Stimulus(StrEnum):
     SEND_1XX = "TU 1xx"
     SEND_2XX = "TU 2xx"
     SEND_FAILURE = "TU 300-699"
+    ABANDON = "TU abandon"  # RFC 3261 §9.1: no final response 64*T1 after a CANCEL
     # timers
     TIMER_A = "Timer A"
     TIMER_B = "Timer B"
@@ -71,7 +72,9 @@ class Stimulus(StrEnum):
     TIMER_M = "Timer M"
 
 
-TU_STIMULI = frozenset({Stimulus.START, Stimulus.SEND_1XX, Stimulus.SEND_2XX, Stimulus.SEND_FAILURE})
+TU_STIMULI = frozenset(
+    {Stimulus.START, Stimulus.SEND_1XX, Stimulus.SEND_2XX, Stimulus.SEND_FAILURE, Stimulus.ABANDON}
+)
 TIMER_STIMULUS = {t: Stimulus(f"Timer {t.value}") for t in TimerName}
 
 
@@ -147,6 +150,7 @@ INVITE_CLIENT_TABLE: Table = {
         X.RECV_2XX: _t(S.ACCEPTED, A.PASS_RESPONSE, Start(T.M)),
         X.RECV_FAILURE: _t(S.COMPLETED, A.SEND_ACK, A.PASS_RESPONSE, Start(T.D)),
         X.TRANSPORT_ERROR: _t(S.TERMINATED, A.REPORT_TRANSPORT_ERROR),
+        X.ABANDON: _t(S.TERMINATED),
     },
     S.COMPLETED: {
         X.RECV_FAILURE: _t(S.COMPLETED, A.RESEND_ACK),
@@ -208,8 +212,8 @@ class TableMachine:
         config: TimerConfig,
         outbox: deque[TransactionEvent] | None,
     ) -> None:
-        _check_transport(transport)
-        _check_address(destination)
+        check_transport(transport)
+        check_address(destination)
         self.key = key
         self.transport = transport
         self.destination = destination
@@ -340,6 +344,11 @@ class ClientTransaction(TableMachine):
             raise LocalProtocolError("the client transaction was already started")
         self._step(Stimulus.START, now, None)
         self._started = True
+
+    def abandon(self, now: float) -> None:
+        """Give up on an INVITE stuck in Proceeding (RFC 3261 §9.1: the TU sent CANCEL and no final response
+        came within 64*T1).  Allowed only for an INVITE client transaction in the Proceeding state."""
+        self._step(Stimulus.ABANDON, now, None)
 
     def receive(self, response: Response, now: float) -> bool:
         """Feed a response that matched this transaction.  Returns whether a transition happened."""

@@ -146,6 +146,11 @@ class ServerTransaction(TableMachine):
         self.source = source
         self.last_response: Response | None = None
 
+    @property
+    def has_final_response(self) -> bool:
+        """Whether the TU already answered 200-699 (on CANCEL: send 487 only when this is False)."""
+        return self.last_response is not None and self.last_response.status >= 200
+
     def receive(self, request: Request, now: float) -> bool:
         """Feed a retransmission of the request (or an ACK, for INVITE).  Returns whether it was expected."""
         stimulus = Stimulus.RECV_ACK if request.method == "ACK" else Stimulus.RECV_REQUEST
@@ -192,10 +197,6 @@ class InviteServerTransaction(ServerTransaction):
         if request.method != "INVITE":
             raise LocalProtocolError("InviteServerTransaction needs an INVITE")
         super().__init__(request, transport, source, config, outbox)
-
-    @property
-    def has_final_response(self) -> bool:
-        return self.last_response is not None and self.last_response.status >= 200
 
 
 class NonInviteServerTransaction(ServerTransaction):

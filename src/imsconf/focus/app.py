@@ -1,0 +1,495 @@
+"""The conference focus (RFC 4579, TS 24.147): the SIP application behind the factory and conference URIs.
+
+Sans-I/O: it is driven by :class:`imsconf.sip.endpoint.SipEndpoint` callbacks with ``now``, talks to the
+mixer only through :class:`imsconf.media.control.MediaControl`, and keeps its own deadlines (2xx
+retransmission, session timers) for the endpoint's single timer.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from imsconf.conference.errors import ConferenceError
+from imsconf.conference.events import (
+    ConferenceClosed,
+    ConferenceEvent,
+    DisconnectRequired,
+    MediaReleaseRequired,
+    ParticipantJoined,
+    ParticipantLeft,
+)
+from imsconf.conference.model import Conference, ConferencePolicy
+from imsconf.conference.participant import MediaDirection, MediaInfo, ParticipantStatus
+from imsconf.conference.registry import ConferenceRegistry
+from imsconf.media.control import MediaControl
+from imsconf.media.events import DtmfReceived, MediaEvent
+from imsconf.sdp.offer_answer import AnswerPolicy
+from imsconf.sip.dialog import AnswerRetransmitter, Dialog, DialogId, DialogRegistry, DialogReject
+from imsconf.sip.endpoint import IncomingRequest, SipEndpoint
+from imsconf.sip.errors import SipParseError
+from imsconf.sip.events import TransactionKey
+from imsconf.sip.headers import Headers
+from imsconf.sip.message import Request, Response
+from imsconf.sip.peer import Peer
+from imsconf.sip.timers import TimerConfig
+from imsconf.sip.uri import SipUri
+from imsconf.sip.util import default_port, make_response, new_tag
+
+from .media_session import MediaSession, NegotiationError
+
+log = logging.getLogger("imsconf.focus")
+
+MIN_SE = 90  # RFC 4028 §4 minimum Session-Expires
+DEFAULT_SE = 1800
+
+
+@dataclass(slots=True)
+class FocusConfig:
+    domain: str = "localhost"
+    factory_user: str = "conference-factory"
+    allow_plain_rtp: bool = False
+    allow_sdes_over_insecure: bool = False
+    media_host: str = "127.0.0.1"
+    session_expires: int = DEFAULT_SE
+    policy: ConferencePolicy = field(default_factory=ConferencePolicy)
+
+    def answer_policy(self, secure_signalling: bool) -> AnswerPolicy:
+        return AnswerPolicy(
+            allow_plain_rtp=self.allow_plain_rtp,
+            require_srtp=not self.allow_plain_rtp,
+            secure_signalling=secure_signalling,
+            allow_sdes_over_insecure=self.allow_sdes_over_insecure,
+        )
+
+
+@dataclass(slots=True)
+class Leg:
+    """A participant's SIP session with the focus."""
+
+    leg_id: str
+    conf_id: str
+    user: str
+    peer: Peer
+    media: MediaSession
+    invite_key: TransactionKey | None = None
+    dialog: Dialog | None = None
+    answer_2xx: Response | None = None
+    retrans: AnswerRetransmitter | None = None
+    session_interval: int | None = None
+    session_deadline: float | None = None
+    closing: bool = False
+
+
+class Focus:
+    """Implements :class:`imsconf.sip.endpoint.Application`."""
+
+    def __init__(self, config: FocusConfig, media: MediaControl, registry: ConferenceRegistry | None = None):
+        self.config = config
+        self.media = media
+        self.registry = registry if registry is not None else ConferenceRegistry(config.domain, scheme="sip")
+        self.legs: dict[str, Leg] = {}
+        self.dialogs = DialogRegistry()
+        self._by_dialog: dict[DialogId, Leg] = {}
+        self._by_invite: dict[TransactionKey, Leg] = {}
+        self.timers = TimerConfig()
+        self._ep: SipEndpoint | None = None
+        self.dtmf_log: list[tuple[str, str]] = []
+        media.set_event_sink(self._on_media_event)
+
+    # ---- Application protocol ------------------------------------------------------------------------
+    def on_request(self, ep: SipEndpoint, inc: IncomingRequest, now: float) -> None:
+        self._ep = ep
+        req = inc.request
+        if req.to.tag:
+            self._in_dialog(ep, inc, now)
+        elif req.method == "INVITE":
+            self._initial_invite(ep, inc, now)
+        else:
+            ep.respond(
+                inc.key, make_response(req, 481 if req.method == "BYE" else 405, to_tag=new_tag()), now
+            )
+
+    def on_ack(self, ep: SipEndpoint, ack: Request, peer: Peer, now: float) -> None:
+        dialog = self.dialogs.match_request(ack)
+        leg = self._by_dialog.get(dialog.id) if dialog is not None else None
+        if leg is None or leg.retrans is None:
+            return
+        leg.retrans.ack_received()
+        leg.retrans = None
+        conf = self.registry.get(leg.conf_id)
+        if conf is not None and leg.leg_id in conf and not leg.closing:
+            want = ParticipantStatus.ON_HOLD if leg.media.on_hold else ParticipantStatus.CONNECTED
+            if conf.participant(leg.leg_id).status is not want:
+                self._apply(ep, conf, conf.set_status(leg.leg_id, want), now)
+
+    def on_cancel(self, ep: SipEndpoint, invite_key: TransactionKey, now: float) -> None:
+        leg = self._by_invite.get(invite_key)
+        tx = ep.layer.server(invite_key)
+        if tx is not None and not tx.has_final_response:
+            ep.respond(invite_key, make_response(tx.request, 487, to_tag=new_tag()), now)
+        if leg is not None and leg.dialog is None:
+            self._drop_leg(ep, leg, "cancelled", now)
+
+    def on_stray_response(self, ep: SipEndpoint, resp: Response, peer: Peer, now: float) -> None:
+        return None
+
+    def on_server_timeout(self, ep: SipEndpoint, key: TransactionKey, now: float) -> None:
+        return None
+
+    def next_deadline(self) -> float | None:
+        best: float | None = None
+        for leg in self.legs.values():
+            for d in (leg.retrans.next_deadline() if leg.retrans else None, leg.session_deadline):
+                if d is not None and (best is None or d < best):
+                    best = d
+        return best
+
+    def handle_timer(self, ep: SipEndpoint, now: float) -> None:
+        for leg in list(self.legs.values()):
+            if leg.retrans is not None and leg.invite_key is not None and leg.answer_2xx is not None:
+                if leg.retrans.handle_timer(now):
+                    try:
+                        ep.respond(leg.invite_key, leg.answer_2xx, now)
+                    except Exception:  # the server transaction is gone: nothing more to retransmit
+                        leg.retrans = None
+                elif leg.retrans.next_deadline() is None:  # no ACK within 64*T1 (RFC 3261 §13.3.1.4)
+                    log.info("event=no_ack leg=%s", leg.leg_id)
+                    leg.retrans = None
+                    self._disconnect(ep, leg, "no ACK", now, send_bye=True)
+                    continue
+            if leg.session_deadline is not None and now >= leg.session_deadline:
+                log.info("event=session_expired leg=%s", leg.leg_id)
+                leg.session_deadline = None
+                self._disconnect(ep, leg, "session expired", now, send_bye=True)
+
+    # ---- initial INVITE: create or join ----------------------------------------------------------------
+    def _initial_invite(self, ep: SipEndpoint, inc: IncomingRequest, now: float) -> None:
+        req = inc.request
+        try:
+            ruri = req.request_uri
+        except SipParseError:
+            ep.respond(inc.key, make_response(req, 400, "Bad Request-URI", to_tag=new_tag()), now)
+            return
+        user = ruri.user_unescaped or ""
+        conf: Conference | None = None
+        creating = user == self.config.factory_user
+        if not creating:
+            if user.startswith("conf-"):
+                conf = self.registry.get(user[5:])
+            if conf is None:
+                ep.respond(inc.key, make_response(req, 404, "Conference Not Found", to_tag=new_tag()), now)
+                return
+        if not req.body:
+            ep.respond(inc.key, make_response(req, 488, "Offer Required", to_tag=new_tag()), now)
+            return
+        se = self._session_timer(req)
+        if isinstance(se, Response):
+            ep.respond(inc.key, se, now)
+            return
+        aor = req.from_.uri.aor
+        identity_ok = (
+            inc.authenticated_user is not None and req.from_.uri.user_unescaped == inc.authenticated_user
+        )
+        privacy = "id" in [p.strip().lower() for p in ",".join(req.headers.get_all("Privacy")).split(";")]
+        created = False
+        try:
+            if conf is None:
+                conf = self.registry.create(now, owner=aor, policy=self.config.policy)
+                created = True
+            events = conf.join(
+                aor,
+                now,
+                display=req.from_.display_unquoted,
+                identity_authenticated=identity_ok,
+                privacy=privacy,
+            )
+        except ConferenceError as exc:
+            ep.respond(inc.key, make_response(req, exc.status, exc.reason[:80], to_tag=new_tag()), now)
+            return
+        joined = next(e for e in events if isinstance(e, ParticipantJoined))
+        pid = joined.participant.participant_id
+        leg = Leg(
+            f"{conf.conf_id}.{pid}",
+            conf.conf_id,
+            aor,
+            inc.peer,
+            MediaSession(f"{conf.conf_id}.{pid}", conf.conf_id),
+        )
+        leg.invite_key = inc.key
+        self._by_invite[inc.key] = leg
+        try:
+            answer = leg.media.negotiate(
+                req.body,
+                self.config.answer_policy(inc.secure),
+                self.media,
+                host=self.config.media_host,
+                initial=True,
+            )
+        except NegotiationError as exc:
+            log.info("event=offer_refused src=%s status=%d reason=%r", inc.peer, exc.status, exc.reason)
+            self._by_invite.pop(inc.key, None)
+            leave = conf.leave(pid, "offer refused")
+            self._apply(ep, conf, leave, now)
+            if created:
+                self.registry.remove(conf.conf_id)
+            resp = make_response(
+                req, exc.status, f"Not Acceptable Here ({exc.reason[:80]})", to_tag=new_tag()
+            )
+            resp.headers.add("Warning", f'304 imsconf "{_warning_text(exc.reason)}"')
+            ep.respond(inc.key, resp, now)
+            return
+        self.legs[leg.leg_id] = leg
+        host, port = ep.local_address(inc.peer.transport)
+        contact_uri = f"sip:conf-{conf.conf_id}@{_host(host)}:{port};transport={inc.peer.transport}"
+        hdrs = Headers()
+        hdrs.add("Contact", f"<{contact_uri}>;isfocus")
+        hdrs.add("Allow", ", ".join(ep.config.caps.allow))
+        hdrs.add("Supported", ", ".join(ep.config.caps.supported))
+        if se is not None:
+            leg.session_interval = se
+            hdrs.add("Session-Expires", f"{se};refresher=uac")
+            if "timer" in req.headers.tokens("Supported") or req.headers.get("Session-Expires"):
+                hdrs.add("Require", "timer")
+            leg.session_deadline = now + se
+        hdrs.add("Content-Type", "application/sdp")
+        resp = make_response(req, 200, "OK", to_tag=new_tag(), headers=hdrs, body=answer)
+        leg.answer_2xx = resp
+        try:
+            dialog = Dialog.from_uas(req, resp, local_contact=f"<{contact_uri}>", secure=inc.secure)
+        except DialogReject as exc:
+            leg.media.release(self.media)
+            self.legs.pop(leg.leg_id, None)
+            self._apply(ep, conf, conf.leave(pid, "bad request"), now)
+            ep.respond(inc.key, make_response(req, exc.status, exc.reason, to_tag=new_tag()), now)
+            return
+        leg.dialog = dialog
+        self.dialogs.add(dialog)
+        self._by_dialog[dialog.id] = leg
+        leg.retrans = AnswerRetransmitter(now, reliable=inc.peer.reliable, config=self.timers)
+        media_info = MediaInfo(
+            srtp=leg.media.secure,
+            direction=_conf_direction(leg.media),
+            codec=leg.media.decision.codec.name if leg.media.decision else None,
+        )
+        events += conf.set_media(pid, media_info)
+        if created:
+            log.info(
+                "event=conference_created conf_uri=%s contact=<%s> owner=%s",
+                conf.uri,
+                contact_uri,
+                aor,
+            )
+        log.info(
+            "event=participant_joined conf=%s leg=%s user=%s srtp=%s transport=%s",
+            conf.uri,
+            leg.leg_id,
+            aor,
+            leg.media.secure,
+            inc.peer.transport,
+        )
+        ep.respond(inc.key, resp, now)
+        self._apply(ep, conf, events, now)
+
+    def _session_timer(self, req: Request) -> int | Response | None:
+        """RFC 4028: the interval to use, a 422 to send, or None when the UAC knows nothing of timers."""
+        value = req.headers.get("Session-Expires")
+        supports = "timer" in req.headers.tokens("Supported")
+        if value is None:
+            return self.config.session_expires if supports else None
+        try:
+            interval = int(value.split(";")[0].strip())
+        except ValueError:
+            return make_response(req, 400, "Bad Session-Expires", to_tag=new_tag())
+        if interval < MIN_SE:
+            resp = make_response(req, 422, "Session Interval Too Small", to_tag=new_tag())
+            resp.headers.add("Min-SE", str(MIN_SE))
+            return resp
+        return min(interval, self.config.session_expires) if interval > 0 else None
+
+    # ---- in-dialog requests ------------------------------------------------------------------------------
+    def _in_dialog(self, ep: SipEndpoint, inc: IncomingRequest, now: float) -> None:
+        req = inc.request
+        dialog = self.dialogs.match_request(req)
+        leg = self._by_dialog.get(dialog.id) if dialog is not None else None
+        if dialog is None or leg is None:
+            ep.respond(inc.key, make_response(req, 481, "Call/Transaction Does Not Exist"), now)
+            return
+        try:
+            dialog.receive_request(req)
+        except DialogReject as exc:
+            ep.respond(inc.key, make_response(req, exc.status, exc.reason), now)
+            return
+        if req.method == "BYE":
+            ep.respond(inc.key, make_response(req, 200, "OK"), now)
+            self._disconnect(ep, leg, "left", now, send_bye=False)
+        elif req.method in ("INVITE", "UPDATE"):
+            self._refresh(ep, inc, leg, now)
+        elif req.method == "INFO":
+            ep.respond(inc.key, make_response(req, 200, "OK"), now)
+        else:
+            ep.respond(inc.key, make_response(req, 405, "Method Not Allowed"), now)
+
+    def _refresh(self, ep: SipEndpoint, inc: IncomingRequest, leg: Leg, now: float) -> None:
+        """re-INVITE or UPDATE: hold/resume, codec change, new key, session refresh."""
+        req = inc.request
+        if req.method == "INVITE" and leg.retrans is not None:
+            ep.respond(inc.key, make_response(req, 491, "Request Pending"), now)
+            return
+        body = leg.media.answer
+        if req.body:
+            try:
+                body = leg.media.negotiate(
+                    req.body,
+                    self.config.answer_policy(inc.secure),
+                    self.media,
+                    host=self.config.media_host,
+                    initial=False,
+                )
+            except NegotiationError as exc:
+                resp = make_response(req, exc.status, f"Not Acceptable Here ({exc.reason[:80]})")
+                ep.respond(inc.key, resp, now)
+                return
+        hdrs = Headers()
+        assert leg.dialog is not None
+        if leg.dialog.local_contact:
+            hdrs.add("Contact", f"{leg.dialog.local_contact};isfocus")
+        if leg.session_interval is not None:
+            se = self._session_timer(req)
+            if isinstance(se, Response):
+                ep.respond(inc.key, se, now)
+                return
+            leg.session_interval = se or leg.session_interval
+            hdrs.add("Session-Expires", f"{leg.session_interval};refresher=uac")
+            leg.session_deadline = now + leg.session_interval
+        if body:
+            hdrs.add("Content-Type", "application/sdp")
+        resp = make_response(req, 200, "OK", headers=hdrs, body=body)
+        if req.method == "INVITE":
+            leg.invite_key = inc.key
+            leg.answer_2xx = resp
+            leg.retrans = AnswerRetransmitter(now, reliable=inc.peer.reliable, config=self.timers)
+        ep.respond(inc.key, resp, now)
+        conf = self.registry.get(leg.conf_id)
+        if conf is not None and leg.leg_id.split(".", 1)[1] in conf:
+            pid = leg.leg_id.split(".", 1)[1]
+            events: list[ConferenceEvent] = []
+            want = ParticipantStatus.ON_HOLD if leg.media.on_hold else ParticipantStatus.CONNECTED
+            if conf.participant(pid).status is not want:
+                events += conf.set_status(pid, want)
+            info = MediaInfo(
+                srtp=leg.media.secure,
+                direction=_conf_direction(leg.media),
+                codec=leg.media.decision.codec.name if leg.media.decision else None,
+            )
+            if conf.participant(pid).media != info:
+                events += conf.set_media(pid, info)
+            self._apply(ep, conf, events, now)
+
+    # ---- leaving -----------------------------------------------------------------------------------------
+    def _disconnect(self, ep: SipEndpoint, leg: Leg, reason: str, now: float, *, send_bye: bool) -> None:
+        if leg.closing:
+            return
+        leg.closing = True
+        if send_bye:
+            self._send_bye(ep, leg, now)
+        conf = self.registry.get(leg.conf_id)
+        pid = leg.leg_id.split(".", 1)[1]
+        if conf is not None and pid in conf:
+            self._apply(ep, conf, conf.leave(pid, reason), now)
+        self._forget(leg)
+
+    def _drop_leg(self, ep: SipEndpoint, leg: Leg, reason: str, now: float) -> None:
+        leg.closing = True
+        conf = self.registry.get(leg.conf_id)
+        pid = leg.leg_id.split(".", 1)[1]
+        if conf is not None and pid in conf:
+            self._apply(ep, conf, conf.leave(pid, reason), now)
+        self._forget(leg)
+
+    def _forget(self, leg: Leg) -> None:
+        leg.media.release(self.media)
+        self.legs.pop(leg.leg_id, None)
+        if leg.invite_key is not None:
+            self._by_invite.pop(leg.invite_key, None)
+        if leg.dialog is not None:
+            self._by_dialog.pop(leg.dialog.id, None)
+            self.dialogs.remove(leg.dialog.id)
+            leg.dialog.terminate()
+        leg.retrans = None
+        leg.session_deadline = None
+
+    def _send_bye(self, ep: SipEndpoint, leg: Leg, now: float) -> None:
+        if leg.dialog is None or leg.dialog.terminated:
+            return
+        bye = leg.dialog.create_request("BYE")
+        dest = self._dialog_destination(leg)
+        log.info("event=bye_sent leg=%s dst=%s", leg.leg_id, dest)
+        ep.send_request(bye, dest, now, on_response=lambda resp, t: None)
+
+    def _dialog_destination(self, leg: Leg) -> Peer:
+        """Where in-dialog requests go: the connection the dialog came in on (stream), else its target."""
+        if leg.peer.reliable:
+            return leg.peer
+        assert leg.dialog is not None
+        target, routes = leg.dialog.target_and_routes()
+        uri_text = routes[0] if routes else target
+        if uri_text.startswith("<"):
+            uri_text = uri_text[1 : uri_text.index(">")]
+        try:
+            uri = SipUri.parse(uri_text)
+        except SipParseError:
+            return leg.peer
+        transport = (uri.params.get("transport") or leg.peer.transport).lower()
+        if transport not in ("udp", "tcp", "tls"):
+            transport = leg.peer.transport
+        host = uri.params.get("maddr") or uri.host
+        port = uri.port or default_port(transport.upper())
+        return Peer(transport, host.strip("[]"), port)
+
+    # ---- conference events -----------------------------------------------------------------------------
+    def _apply(self, ep: SipEndpoint, conf: Conference, events: list[ConferenceEvent], now: float) -> None:
+        queue = list(events)
+        while queue:
+            ev = queue.pop(0)
+            if isinstance(ev, DisconnectRequired):
+                leg = self.legs.get(f"{ev.conf_id}.{ev.participant_id}")
+                if leg is not None and not leg.closing:
+                    leg.closing = True
+                    self._send_bye(ep, leg, now)
+                    self._forget(leg)
+                if ev.participant_id in conf:
+                    queue.extend(conf.leave(ev.participant_id, ev.reason))
+            elif isinstance(ev, ParticipantLeft):
+                log.info(
+                    "event=participant_left conf=%s pid=%s reason=%s",
+                    conf.uri,
+                    ev.participant.participant_id,
+                    ev.reason,
+                )
+            elif isinstance(ev, MediaReleaseRequired):
+                self.media.release_conference(conf.conf_id)
+                log.info("event=media_released conf=%s", conf.uri)
+            elif isinstance(ev, ConferenceClosed):
+                self.registry.apply([ev])
+                log.info("event=conference_closed conf=%s", conf.uri)
+
+    # ---- media events -------------------------------------------------------------------------------------
+    def _on_media_event(self, ev: MediaEvent) -> None:
+        if isinstance(ev, DtmfReceived):
+            self.dtmf_log.append((ev.leg_id, ev.event.digit))
+            log.info("event=dtmf leg=%s digit=%s", ev.leg_id, ev.event.digit)
+
+
+def _host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _warning_text(reason: str) -> str:
+    return "".join(c for c in reason if c not in '"\\\r\n')[:120]
+
+
+def _conf_direction(ms: MediaSession) -> MediaDirection:
+    if ms.decision is None:
+        return MediaDirection.SENDRECV
+    return MediaDirection(ms.decision.remote_direction.value)

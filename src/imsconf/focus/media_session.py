@@ -1,0 +1,154 @@
+"""One participant's media negotiation: SDP offer → decision → keys from the key authority → mixer leg → answer.
+
+The focus calls this for the initial INVITE and for every re-INVITE/UPDATE that carries an offer.  Keys are
+made by :mod:`imsconf.keys` (never by the mixer) and handed to the MRFP through :class:`MediaControl`.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+
+from imsconf.keys.authority import MasterKey, new_master_key
+from imsconf.media.control import LegPorts, MediaControl
+from imsconf.media.events import Direction as MediaDirection
+from imsconf.media.srtp import SrtpKeys
+from imsconf.sdp.errors import OfferAnswerError, SdpParseError
+from imsconf.sdp.offer_answer import AnswerPolicy, AudioDecision, build_answer, decide_answer
+from imsconf.sdp.sdes import CryptoAttribute
+from imsconf.sdp.session import SessionDescription
+
+
+class NegotiationError(Exception):
+    """The offer cannot be accepted; ``status`` is the SIP answer (488 or 400), ``reason`` names why."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def _media_direction(value: str) -> MediaDirection:
+    return MediaDirection(value) if not isinstance(value, MediaDirection) else value
+
+
+@dataclass(slots=True)
+class MediaSession:
+    """The media state of one leg, owned by the focus."""
+
+    leg_id: str
+    conf_id: str
+    ports: LegPorts | None = None
+    decision: AudioDecision | None = None
+    tx_key: MasterKey | None = None
+    rx_key_salt: bytes | None = None  # fingerprint of the remote key in use, to see a change
+    crypto_tag: int | None = None
+    session_id: int = field(default_factory=lambda: secrets.randbelow(2**31))
+    version: int = 0
+    answer: bytes = b""
+
+    def negotiate(
+        self, body: bytes, policy: AnswerPolicy, media: MediaControl, *, host: str, initial: bool
+    ) -> bytes:
+        """Answer the offer in *body*; configure (or update) the mixer leg.  Raises NegotiationError."""
+        try:
+            offer = SessionDescription.parse(body)
+        except SdpParseError as exc:
+            raise NegotiationError(400, f"bad SDP: {exc.reason}") from None
+        try:
+            decision = decide_answer(offer, policy)
+        except OfferAnswerError as exc:
+            raise NegotiationError(exc.status, exc.reason) from None
+        tx_keys: SrtpKeys | None = None
+        rx_keys: SrtpKeys | None = None
+        new_tx = False
+        if decision.srtp is not None:
+            suite = decision.srtp.suite
+            if self.tx_key is None or self.tx_key.suite != suite:
+                if self.tx_key is not None:
+                    self.tx_key.wipe()
+                self.tx_key = new_master_key(suite)
+                new_tx = True
+            tx_keys = SrtpKeys(suite, self.tx_key.key, self.tx_key.salt)
+            remote = decision.srtp.remote
+            rx_keys = SrtpKeys(suite, remote.master_key, remote.master_salt)
+        elif self.tx_key is not None:
+            self.tx_key.wipe()
+            self.tx_key = None
+            new_tx = True
+        remote_rtp = (decision.remote_rtp.host, decision.remote_rtp.port)
+        remote_rtcp = None if decision.rtcp_mux else (decision.remote_rtcp.host, decision.remote_rtcp.port)
+        direction = _media_direction(decision.local_direction.value)
+        dtmf = decision.telephone_event
+        if initial or self.ports is None:
+            self.ports = media.allocate_leg(self.conf_id, self.leg_id, rtcp_mux=decision.rtcp_mux)
+            try:
+                media.configure_leg(
+                    self.leg_id,
+                    remote_rtp=remote_rtp,
+                    remote_rtcp=remote_rtcp,
+                    codec_pt=decision.codec.payload_type,
+                    codec_name=decision.codec.name,
+                    dtmf_pt=dtmf,
+                    tx_keys=tx_keys,
+                    rx_keys=rx_keys,
+                    direction=direction,
+                )
+            except Exception:
+                media.release_leg(self.leg_id)
+                self.ports = None
+                raise
+        else:
+            rx_changed = rx_keys is not None and rx_keys.key_salt() != self.rx_key_salt
+            media.update_leg(
+                self.leg_id,
+                remote_rtp=remote_rtp,
+                remote_rtcp=remote_rtcp,
+                codec_pt=decision.codec.payload_type,
+                codec_name=decision.codec.name,
+                dtmf_pt=dtmf,
+                direction=direction,
+                **({"tx_keys": tx_keys} if new_tx else {}),
+                **({"rx_keys": rx_keys} if rx_changed or (rx_keys is None and self.rx_key_salt) else {}),
+            )
+        self.rx_key_salt = rx_keys.key_salt() if rx_keys is not None else None
+        self.decision = decision
+        our_crypto = None
+        if decision.srtp is not None and self.tx_key is not None:
+            our_crypto = CryptoAttribute.from_key(
+                decision.srtp.tag, decision.srtp.suite, self.tx_key.key_salt
+            )
+        self.version += 1
+        assert self.ports is not None
+        answer = build_answer(
+            offer,
+            decision,
+            host,
+            self.ports.rtp_port,
+            None if decision.rtcp_mux else self.ports.rtcp_port,
+            our_crypto,
+            self.session_id,
+            self.version,
+        )
+        self.answer = bytes(answer)
+        return self.answer
+
+    @property
+    def on_hold(self) -> bool:
+        return self.decision is not None and self.decision.on_hold
+
+    @property
+    def secure(self) -> bool:
+        return self.decision is not None and self.decision.srtp is not None
+
+    def release(self, media: MediaControl) -> None:
+        if self.ports is not None:
+            try:
+                media.release_leg(self.leg_id)
+            except Exception:  # already gone with its conference
+                pass
+            self.ports = None
+        if self.tx_key is not None:
+            self.tx_key.wipe()
+            self.tx_key = None
+        self.rx_key_salt = None

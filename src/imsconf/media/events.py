@@ -1,0 +1,142 @@
+"""Values that cross the media plane's boundary: leg configuration, direction, events, statistics.
+
+Frozen, slotted dataclasses validated at construction. These are what the focus (through
+:mod:`imsconf.media.control`) hands in and gets back, and what a remote control channel would carry.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from .dtmf import DtmfEvent
+from .g711 import codec_by_name
+from .rtp import ReportBlock
+
+__all__ = [
+    "KEEP",
+    "Addr",
+    "Datagram",
+    "Direction",
+    "DtmfReceived",
+    "InboundKeyConfirmed",
+    "Keep",
+    "LegConfig",
+    "LegStats",
+    "MediaEngineError",
+    "MediaEvent",
+    "RtcpReport",
+    "SourceLatched",
+]
+
+Addr = tuple[str, int]
+Datagram = tuple[int, bytes, Addr]  # (local port, data, destination)
+
+
+class MediaEngineError(Exception):
+    """A control-plane mistake (unknown leg, duplicate id, plain RTP where SRTP is required...)."""
+
+
+class Direction(enum.Enum):
+    SENDRECV = "sendrecv"
+    SENDONLY = "sendonly"
+    RECVONLY = "recvonly"
+    INACTIVE = "inactive"
+
+    @property
+    def mixes_input(self) -> bool:
+        return self is Direction.SENDRECV
+
+    @property
+    def sends(self) -> bool:
+        return self is Direction.SENDRECV or self is Direction.SENDONLY
+
+
+@dataclass(frozen=True, slots=True)
+class LegConfig:
+    """What the SDP offer/answer settled for one leg."""
+
+    remote_rtp: Addr
+    remote_rtcp: Addr | None  # None: RTP port + 1, or the RTP address itself with rtcp-mux
+    codec_pt: int
+    codec_name: str  # "PCMU" or "PCMA"
+    dtmf_pt: int | None = None
+    direction: Direction = Direction.SENDRECV
+    latch: bool = False
+
+    def __post_init__(self) -> None:
+        codec_by_name(self.codec_name)
+        for pt in (self.codec_pt, self.dtmf_pt):
+            if pt is not None and not (0 <= pt <= 127 and not 64 <= pt <= 95):
+                raise ValueError(f"payload type {pt} is not usable (0-63, 96-127)")
+        if self.dtmf_pt is not None and self.dtmf_pt == self.codec_pt:
+            raise ValueError("telephone-event and audio share a payload type")
+
+
+# ----------------------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True, slots=True)
+class DtmfReceived:
+    leg_id: str
+    conference_id: str
+    event: DtmfEvent
+
+
+@dataclass(frozen=True, slots=True)
+class RtcpReport:
+    """A receiver's report about the stream we send it (e.g. to see whether it decrypts: loss stays
+    at 100 % when it cannot)."""
+
+    leg_id: str
+    block: ReportBlock
+
+
+@dataclass(frozen=True, slots=True)
+class SourceLatched:
+    leg_id: str
+    rtcp: bool
+    addr: Addr
+
+
+@dataclass(frozen=True, slots=True)
+class InboundKeyConfirmed:
+    """The first packet under a new inbound key arrived; the old key is gone."""
+
+    leg_id: str
+
+
+MediaEvent = DtmfReceived | RtcpReport | SourceLatched | InboundKeyConfirmed
+
+
+@dataclass(frozen=True, slots=True)
+class LegStats:
+    received: int  # RTP packets accepted (authenticated, well formed, right source)
+    decrypt_failed: int  # SRTP/SRTCP authentication failures
+    replayed: int  # SRTP replay-check failures
+    srtp_other: int  # other libsrtp refusals
+    wrong_source: int
+    unconfigured: int  # packets before configure_leg
+    malformed: int
+    unknown_pt: int
+    late: int
+    duplicate: int
+    overflow: int
+    concealed: int
+    played: int
+    sent: int
+    rtcp_received: int
+    rtcp_sent: int
+    dtmf_events: int
+    jitter: int  # interarrival jitter, timestamp units
+    ssrc: int  # our current SSRC towards this leg
+    remote_ssrc: int | None
+
+
+class Keep(enum.Enum):
+    """Sentinel type for "leave this setting as it is" where None is a meaningful value."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
