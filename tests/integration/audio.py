@@ -1,10 +1,11 @@
 """Tone generation and spectrum checks for real-phone media tests.
 
-``write_tone_wav`` makes the source file for baresip's ``aufile`` (which needs a 16-bit wav whose sample rate and
-channel count equal ``ausrc_srate``/``ausrc_channels``, and hangs the call up at end of file, so make it long).
-``read_wav`` reads what baresip's ``sndfile`` module recorded (any rate, channels mixed down, 16-bit PCM or float,
-tolerating a header whose sizes were never finalised). ``tone_levels`` measures a few frequencies against the
-recording's noise floor, ``assert_hears`` turns that into a test verdict with a readable message.
+``write_tone_wav`` makes the source file for baresip's ``aufile`` (which needs a 16-bit wav whose sample rate
+and channel count equal ``ausrc_srate``/``ausrc_channels``, and hangs the call up at end of file: make it
+long). ``read_wav`` reads what baresip's ``sndfile`` module recorded (any rate, channels mixed down, 16-bit
+PCM or float, tolerating a header whose sizes were never finalised). ``tone_levels`` measures a few
+frequencies against the recording's noise floor, ``assert_hears`` turns that into a test verdict
+with a readable message.
 """
 
 from __future__ import annotations
@@ -56,7 +57,9 @@ def write_tone_wav(
     channels: int = 1,
     amplitude: float = 0.25,
 ) -> Path:
-    """A pure sine of *freq* Hz, 16-bit. Amplitude 0.25 (-12 dBFS) leaves headroom for a mixer summing two tones."""
+    """A pure sine of *freq* Hz, 16-bit.
+
+    Amplitude 0.25 (-12 dBFS) leaves headroom for a mixer summing two tones."""
     n = int(seconds * rate)
     t = np.arange(n, dtype=np.float64) / rate
     return write_wav(path, amplitude * np.sin(2.0 * math.pi * freq * t), rate, channels)
@@ -65,8 +68,8 @@ def write_tone_wav(
 def read_wav(path: Path) -> tuple[FloatArray, int]:
     """(mono float samples in -1..1, sample rate). Accepts PCM 8/16/24/32-bit, float32/64 and EXTENSIBLE wavs.
 
-    A wav still being written (libsndfile fills the sizes in on close) has a zero or too large data size: the rest of
-    the file is then taken as data.
+    A wav still being written (libsndfile fills the sizes in on close) has a zero or too large data size: the
+    rest of the file is then taken as data.
     """
     raw = path.read_bytes()
     if len(raw) < 12 or raw[:4] != b"RIFF" or raw[8:12] != b"WAVE":
@@ -148,7 +151,8 @@ def _db(p: float) -> float:
 def spectrum_levels(
     x: FloatArray, rate: int, freqs: Iterable[float], *, band_hz: float = 8.0
 ) -> tuple[dict[float, float], float]:
-    """Peak power (dB re a full-scale sine) within +-band_hz of each frequency, and the median bin power in 100..3400 Hz."""
+    """Peak power (dB re a full-scale sine) within +-band_hz of each frequency, and the median bin power in
+    100..3400 Hz (the noise floor)."""
     n = len(x)
     win = np.hanning(n)
     spec = np.fft.rfft(x * win)
@@ -165,17 +169,31 @@ def spectrum_levels(
 
 
 def tone_levels(
-    wav_path: Path, freqs: Sequence[float], skip_seconds: float = 2.0, *, max_seconds: float | None = None
+    wav_path: Path,
+    freqs: Sequence[float],
+    skip_seconds: float = 2.0,
+    *,
+    max_seconds: float | None = None,
+    last_seconds: float | None = None,
+    drop_last_seconds: float = 0.0,
 ) -> ToneLevels:
-    """Levels of *freqs* in the recording at *wav_path*, ignoring the first *skip_seconds* (call setup, jitter buffer)."""
+    """Levels of *freqs* in the recording at *wav_path*.
+
+    The first *skip_seconds* (call setup, jitter buffer fill) are ignored, at most *max_seconds* after that
+    are analysed. With *last_seconds*, the window is counted from the end instead: the *last_seconds* before
+    the final *drop_last_seconds* (for a recording whose end is known, e.g. the hang-up, better than its
+    start)."""
     x, rate = read_wav(wav_path)
-    start = int(skip_seconds * rate)
-    x = x[start:]
-    if max_seconds is not None:
-        x = x[: int(max_seconds * rate)]
+    if last_seconds is not None:
+        end = max(0, len(x) - int(drop_last_seconds * rate))
+        x = x[max(0, end - int(last_seconds * rate)) : end]
+    else:
+        x = x[int(skip_seconds * rate) :]
+        if max_seconds is not None:
+            x = x[: int(max_seconds * rate)]
     if len(x) < rate // 2:
         raise AssertionError(
-            f"{wav_path}: only {len(x) / rate:.2f} s of audio after skipping {skip_seconds} s "
+            f"{wav_path}: only {len(x) / rate:.2f} s of audio to analyse "
             f"({wav_path.stat().st_size} bytes, {rate} Hz)"
         )
     rms = float(np.sqrt(np.mean(x**2)))
@@ -191,8 +209,8 @@ def assert_hears(
     margin_db: float = 20.0,
     who: str = "",
 ) -> None:
-    """Every *present* tone is >= margin_db above the noise floor, and the weakest present tone is >= margin_db above
-    every *absent* tone (with nothing present, absent tones must stay within margin_db of the floor)."""
+    """Every *present* tone is >= margin_db above the noise floor, and the weakest present tone is
+    >= margin_db above every *absent* tone (with nothing present, absent tones must stay near the floor)."""
     problems: list[str] = []
     for f in present:
         if levels[f] < levels.floor + margin_db:
@@ -204,8 +222,8 @@ def assert_hears(
         for f in absent:
             if weakest - levels[f] < margin_db:
                 problems.append(
-                    f"{f:g} Hz should NOT be heard but is only {weakest - levels[f]:.1f} dB below the weakest "
-                    f"present tone (need {margin_db:g} dB)"
+                    f"{f:g} Hz should NOT be heard but is only {weakest - levels[f]:.1f} dB below "
+                    f"the weakest present tone (need {margin_db:g} dB)"
                 )
     elif absent:
         for f in absent:
@@ -219,7 +237,7 @@ def assert_hears(
 
 
 def pcmu_encode(samples: FloatArray) -> bytes:
-    """G.711 mu-law encoding of float samples (-1..1), used to build known-plaintext payloads in self-tests."""
+    """G.711 mu-law encoding of float samples (-1..1), for known-plaintext payloads in self-tests."""
     bias = 0x84
     clip = 32635
     s = np.clip(np.round(samples * 32767.0), -32768, 32767).astype(np.int32)

@@ -2,9 +2,9 @@
 
 Usage::
 
-    pki = make_test_pki(tmp / "pki")                       # or the server's D/pki/{ca.pem,server-combined.pem}
+    pki = make_test_pki(tmp / "pki")      # or the server's D/pki/{ca.pem,server-combined.pem}
     tone = write_tone_wav(tmp / "440.wav", 440, seconds=90)
-    with BaresipPhone("alice", tmp / "alice", tone_wav=tone, ca_pem=pki.ca, cert_combined_pem=pki.combined) as a:
+    with BaresipPhone("alice", tmp / "a", tone_wav=tone, ca_pem=pki.ca, cert_combined_pem=pki.combined) as a:
         a.dial("sip:bob@127.0.0.1:5063")                   # the account adds ;transport=tls itself
         a.wait_event("CALL_ESTABLISHED", 10)
         a.hangup()
@@ -12,6 +12,8 @@ Usage::
     a.dec_wavs()                                           # what alice heard (sndfile: dump-*-dec.wav)
 
 Ports are picked at runtime (SIP P for UDP/TCP, P+1 for TLS, a ctrl_tcp port, a small RTP range) unless given.
+ctrl_tcp events are collected by a background thread; every event gets ``_t`` = time.monotonic() at receipt.
+A BYE from the peer shows up as ``CALL_CLOSED`` with param ``Connection reset by peer`` in baresip 1.0.0.
 Only the process started here is ever signalled, by its PID.
 """
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -31,11 +34,13 @@ from pathlib import Path
 from typing import Any
 
 from harness import free_port_pair
+
 from peers import require_peer
 
 __all__ = ["BaresipError", "BaresipPhone", "Pki", "free_tcp_port", "free_udp_range", "make_test_pki"]
 
 Event = dict[str, Any]
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 MODULES = ("g711.so", "aubridge.so", "aufile.so", "sndfile.so", "srtp.so")
 MODULES_TMP = ("uuid.so", "account.so")
@@ -56,9 +61,24 @@ _claimed_ranges: list[tuple[int, int]] = []
 _claim_lock = threading.Lock()
 
 
-def free_udp_range(count: int, lo: int = 40000, hi: int = 60000) -> tuple[int, int]:
-    """A range of *count* consecutive UDP ports on 127.0.0.1 that bind now and were not handed out before in this
-    process (baresip and the server bind RTP ports lazily, so two ranges must never overlap)."""
+def _media_port_area() -> tuple[int, int]:
+    """Ports above the kernel's ephemeral range when there is room (no client socket of another test can take
+    them there), else a middle area."""
+    try:
+        _, eph_hi = (int(v) for v in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        return 40000, 60000
+    if 65000 - eph_hi >= 2000:
+        return eph_hi + 1, 65000
+    return 40000, 60000
+
+
+def free_udp_range(count: int, lo: int | None = None, hi: int | None = None) -> tuple[int, int]:
+    """A range of *count* consecutive UDP ports on 127.0.0.1 that bind now and were not handed out before in
+    this process (baresip and the server bind RTP ports lazily, so two ranges must never overlap)."""
+    area_lo, area_hi = _media_port_area()
+    lo = area_lo if lo is None else lo
+    hi = area_hi if hi is None else hi
     rng = random.Random(os.getpid() ^ time.monotonic_ns())
     for _ in range(500):
         base = rng.randrange(lo, hi - count) & ~1
@@ -178,6 +198,7 @@ class BaresipPhone:
             f"audio_alert\taubridge,{self.name}sink",
             f"rtp_ports\t{self.rtp_ports[0]}-{self.rtp_ports[1]}",
             "rtcp_mux\tno",
+            "statmode_default\toff",  # no "[0:00:01] audio=64000/64000 (bit/s)" status line spam in the log
             "rtp_stats\tyes",
             "net_interface\t127.0.0.1",
             "module_path\t/usr/lib/baresip/modules",
@@ -226,7 +247,9 @@ class BaresipPhone:
         last_err: OSError | None = None
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise BaresipError(f"{self.name}: baresip exited with {self.proc.returncode}\n{self.log_tail()}")
+                raise BaresipError(
+                    f"{self.name}: baresip exited with {self.proc.returncode}\n{self.log_tail()}"
+                )
             try:
                 self._sock = socket.create_connection(("127.0.0.1", self.ctrl_port), timeout=1.0)
                 break
@@ -337,8 +360,10 @@ class BaresipPhone:
         where: Callable[[Event], bool] | None = None,
         fail_on: tuple[str, ...] = (),
     ) -> Event:
-        """The first event of *type_* (at index >= *since*); BaresipError with the log tail on timeout, or as soon as
-        an event in *fail_on* (e.g. ``CALL_CLOSED`` while waiting for ``CALL_ESTABLISHED``) shows up first."""
+        """The first event of *type_* (at index >= *since*).
+
+        BaresipError with the log tail on timeout, or as soon as an event in *fail_on* (e.g. ``CALL_CLOSED``
+        while waiting for ``CALL_ESTABLISHED``) shows up first."""
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
@@ -347,8 +372,8 @@ class BaresipPhone:
                         return ev
                     if ev.get("type") in fail_on:
                         raise BaresipError(
-                            f"{self.name}: got {ev.get('type')} ({ev.get('param')}) while waiting for {type_}; "
-                            f"events {self.event_types_locked()}\n{self.log_tail()}"
+                            f"{self.name}: got {ev.get('type')} ({ev.get('param')}) while waiting for "
+                            f"{type_}; events {self.event_types_locked()}\n{self.log_tail()}"
                         )
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -394,7 +419,7 @@ class BaresipPhone:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def log_tail(self, lines: int = 40) -> str:
-        tail = self.log_text().splitlines()[-lines:]
+        tail = [ANSI.sub("", line) for line in self.log_text().splitlines()[-lines:]]
         return f"--- {self.name} baresip log (last {len(tail)} lines) ---\n" + "\n".join(tail)
 
     def dec_wavs(self) -> list[Path]:

@@ -198,7 +198,7 @@ def test_rfc4475_longreq() -> None:
     assert m.call_id == "longreq.one" + "really" * 20 + "longcallid"
     assert len(m.call_id) == 141
     (long_name,) = [n for n, _ in m.headers if n.startswith("Unknown-")]
-    assert long_name == "Unknown-" + "Long" * 20 + "-Name"
+    assert long_name.lower() == ("Unknown-" + "Long" * 20 + "-Name").lower()
     long_value = m.headers.get(long_name) or ""
     assert len(long_name) + 2 + len(long_value) == 401
     assert long_value.endswith("-parameter-name = unknown-" + "long" * 20 + "-parameter-value")

@@ -1,1 +1,70 @@
-"""imsconf.floor"""
+"""BFCP floor control (RFC 8855 over TCP/TLS, RFC 8856 SDP): sans-I/O codec and server, asyncio adapter."""
+
+from .attributes import (
+    Attribute,
+    BeneficiaryId,
+    BeneficiaryInformation,
+    ErrorCode,
+    ErrorInfo,
+    FloorId,
+    FloorRequestId,
+    FloorRequestInformation,
+    FloorRequestStatus,
+    OverallRequestStatus,
+    ParticipantProvidedInfo,
+    Priority,
+    RequestedByInformation,
+    RequestStatus,
+    StatusInfo,
+    SupportedAttributes,
+    SupportedPrimitives,
+    UnknownAttribute,
+    UserDisplayName,
+    UserUri,
+)
+from .codec import BfcpFramer, CommonHeader, Message, error_for, error_response
+from .constants import AttributeType, ErrorCodeValue, Primitive, PriorityLevel, RequestState
+from .errors import BfcpDecodeError
+from .events import FloorEvent, FloorGranted, FloorReleased, FloorRevoked
+from .server import FloorConfig, FloorControlServer, Policy
+
+__all__ = [
+    "Attribute",
+    "AttributeType",
+    "BeneficiaryId",
+    "BeneficiaryInformation",
+    "BfcpDecodeError",
+    "BfcpFramer",
+    "CommonHeader",
+    "ErrorCode",
+    "ErrorCodeValue",
+    "ErrorInfo",
+    "FloorConfig",
+    "FloorControlServer",
+    "FloorEvent",
+    "FloorGranted",
+    "FloorId",
+    "FloorReleased",
+    "FloorRequestId",
+    "FloorRequestInformation",
+    "FloorRequestStatus",
+    "FloorRevoked",
+    "Message",
+    "OverallRequestStatus",
+    "ParticipantProvidedInfo",
+    "Policy",
+    "Primitive",
+    "Priority",
+    "PriorityLevel",
+    "RequestState",
+    "RequestStatus",
+    "RequestedByInformation",
+    "StatusInfo",
+    "SupportedAttributes",
+    "SupportedPrimitives",
+    "UnknownAttribute",
+    "UserDisplayName",
+    "UserUri",
+    "error_for",
+    "error_response",
+]

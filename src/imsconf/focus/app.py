@@ -80,6 +80,11 @@ class Leg:
     session_deadline: float | None = None
     closing: bool = False
 
+    @property
+    def pid(self) -> str:
+        """The participant id in the conference model (``leg_id`` is ``<conf_id>.<pid>``)."""
+        return self.leg_id.split(".", 1)[1]
+
 
 class Focus:
     """Implements :class:`imsconf.sip.endpoint.Application`."""
@@ -115,13 +120,15 @@ class Focus:
         leg = self._by_dialog.get(dialog.id) if dialog is not None else None
         if leg is None or leg.retrans is None:
             return
+        if leg.answer_2xx is not None and ack.cseq.number != leg.answer_2xx.cseq.number:
+            return  # a late ACK for an earlier INVITE of this dialog does not acknowledge the newer 2xx
         leg.retrans.ack_received()
         leg.retrans = None
         conf = self.registry.get(leg.conf_id)
-        if conf is not None and leg.leg_id in conf and not leg.closing:
+        if conf is not None and leg.pid in conf and not leg.closing:
             want = ParticipantStatus.ON_HOLD if leg.media.on_hold else ParticipantStatus.CONNECTED
-            if conf.participant(leg.leg_id).status is not want:
-                self._apply(ep, conf, conf.set_status(leg.leg_id, want), now)
+            if conf.participant(leg.pid).status is not want:
+                self._apply(ep, conf, conf.set_status(leg.pid, want), now)
 
     def on_cancel(self, ep: SipEndpoint, invite_key: TransactionKey, now: float) -> None:
         leg = self._by_invite.get(invite_key)
@@ -233,11 +240,7 @@ class Focus:
             self._apply(ep, conf, leave, now)
             if created:
                 self.registry.remove(conf.conf_id)
-            resp = make_response(
-                req, exc.status, f"Not Acceptable Here ({exc.reason[:80]})", to_tag=new_tag()
-            )
-            resp.headers.add("Warning", f'304 imsconf "{_warning_text(exc.reason)}"')
-            ep.respond(inc.key, resp, now)
+            ep.respond(inc.key, _refusal(req, exc, to_tag=new_tag()), now)
             return
         self.legs[leg.leg_id] = leg
         host, port = ep.local_address(inc.peer.transport)
@@ -249,8 +252,7 @@ class Focus:
         if se is not None:
             leg.session_interval = se
             hdrs.add("Session-Expires", f"{se};refresher=uac")
-            if "timer" in req.headers.tokens("Supported") or req.headers.get("Session-Expires"):
-                hdrs.add("Require", "timer")
+            hdrs.add("Require", "timer")  # RFC 4028 §9: refresher=uac (se is None unless the UAC supports it)
             leg.session_deadline = now + se
         hdrs.add("Content-Type", "application/sdp")
         resp = make_response(req, 200, "OK", to_tag=new_tag(), headers=hdrs, body=answer)
@@ -260,6 +262,7 @@ class Focus:
         except DialogReject as exc:
             leg.media.release(self.media)
             self.legs.pop(leg.leg_id, None)
+            self._by_invite.pop(inc.key, None)
             self._apply(ep, conf, conf.leave(pid, "bad request"), now)
             ep.respond(inc.key, make_response(req, exc.status, exc.reason, to_tag=new_tag()), now)
             return
@@ -305,6 +308,10 @@ class Focus:
             resp = make_response(req, 422, "Session Interval Too Small", to_tag=new_tag())
             resp.headers.add("Min-SE", str(MIN_SE))
             return resp
+        if not supports:
+            # RFC 4028 §9: a UAC without "timer" cannot be the refresher, and the focus does not refresh
+            # sessions itself: no timer, no Session-Expires in the answer (§8.1: then none is in force).
+            return None
         return min(interval, self.config.session_expires) if interval > 0 else None
 
     # ---- in-dialog requests ------------------------------------------------------------------------------
@@ -336,7 +343,16 @@ class Focus:
         if req.method == "INVITE" and leg.retrans is not None:
             ep.respond(inc.key, make_response(req, 491, "Request Pending"), now)
             return
-        body = leg.media.answer
+        se: int | None = None
+        if leg.session_interval is not None:
+            timer = self._session_timer(req)  # before the offer: a 422 must leave the session unchanged
+            if isinstance(timer, Response):
+                ep.respond(inc.key, timer, now)
+                return
+            se = timer
+        # an offerless re-INVITE gets our last SDP as the offer; a 2xx to an offerless UPDATE has no body
+        # (RFC 3311 §5.2)
+        body = leg.media.answer if req.method == "INVITE" else b""
         if req.body:
             try:
                 body = leg.media.negotiate(
@@ -347,25 +363,24 @@ class Focus:
                     initial=False,
                 )
             except NegotiationError as exc:
-                resp = make_response(req, exc.status, f"Not Acceptable Here ({exc.reason[:80]})")
-                ep.respond(inc.key, resp, now)
+                ep.respond(inc.key, _refusal(req, exc), now)
                 return
         hdrs = Headers()
         assert leg.dialog is not None
         if leg.dialog.local_contact:
             hdrs.add("Contact", f"{leg.dialog.local_contact};isfocus")
         if leg.session_interval is not None:
-            se = self._session_timer(req)
-            if isinstance(se, Response):
-                ep.respond(inc.key, se, now)
-                return
             leg.session_interval = se or leg.session_interval
             hdrs.add("Session-Expires", f"{leg.session_interval};refresher=uac")
+            if "timer" in req.headers.tokens("Supported"):
+                hdrs.add("Require", "timer")  # RFC 4028 §9: MUST with refresher=uac
             leg.session_deadline = now + leg.session_interval
         if body:
             hdrs.add("Content-Type", "application/sdp")
         resp = make_response(req, 200, "OK", headers=hdrs, body=body)
         if req.method == "INVITE":
+            if leg.invite_key is not None:
+                self._by_invite.pop(leg.invite_key, None)  # only the latest INVITE is remembered
             leg.invite_key = inc.key
             leg.answer_2xx = resp
             leg.retrans = AnswerRetransmitter(now, reliable=inc.peer.reliable, config=self.timers)
@@ -486,7 +501,18 @@ def _host(host: str) -> str:
 
 
 def _warning_text(reason: str) -> str:
-    return "".join(c for c in reason if c not in '"\\\r\n')[:120]
+    return "".join(c for c in reason if 0x20 <= ord(c) < 0x7F and c not in '"\\')[:120]
+
+
+def _refusal(req: Request, exc: NegotiationError, *, to_tag: str | None = None) -> Response:
+    """The answer to an offer we cannot take: 400 for a broken SDP, else 488; the reason phrase names why
+    (printable ASCII only: the text may come from the peer's SDP) and a Warning repeats it."""
+    text = "".join(c if 0x20 <= ord(c) < 0x7F else "?" for c in exc.reason)[:80]
+    base = "Bad Request" if exc.status == 400 else "Not Acceptable Here"
+    resp = make_response(req, exc.status, f"{base} ({text})", to_tag=to_tag)
+    code = 399 if exc.status == 400 else 304  # RFC 3261 §20.43: 399 miscellaneous, 304 media not available
+    resp.headers.add("Warning", f'{code} imsconf "{_warning_text(exc.reason)}"')
+    return resp
 
 
 def _conf_direction(ms: MediaSession) -> MediaDirection:

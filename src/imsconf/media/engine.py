@@ -30,15 +30,30 @@ RTCP keeps flowing in every direction (RFC 3264 §5.1).
 Outbound streams: each leg has its own SSRC, sequence number and timestamp (random starts, timestamp
 +160 per tick whether or not a packet goes out), protected with the leg's own transmit key. A new
 transmit key starts a new SSRC, so one (key, SSRC) pair only ever carries one packet sequence.
+
+Hot path. Besides the sans-I/O :meth:`MediaEngine.receive` / :meth:`MediaEngine.tick`, the UDP adapter
+uses a zero-copy path with the same behaviour: it reads a datagram straight into the engine's receive
+buffer (:attr:`MediaEngine.rx_buffer`) from a socket *connected* to the leg's remote RTP address (the
+kernel has then checked the source) and calls :meth:`MediaEngine.receive_buffer`; and it registers a
+send function per leg (:meth:`MediaEngine.set_send`) so that :meth:`MediaEngine.tick_send` protects each
+outgoing packet in one preallocated buffer and sends it without building a datagram list. libsrtp is
+called through pylibsrtp's cffi binding directly (``srtp_protect``/``srtp_unprotect`` on the session
+handle), without a per-packet copy or ``bytes`` object. Anything unusual (RTCP, DTMF, a new SSRC, a
+pending rekey, latching, CSRCs or extensions) falls back to :meth:`MediaEngine.receive`.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import random
+import struct
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from .dtmf import DtmfError, DtmfReceiver
 from .events import (
@@ -68,7 +83,6 @@ from .rtp import (
     SourceDescription,
     ntp_from_unix,
     ntp_middle32,
-    pack_rtp_header,
     parse_rtcp,
     parse_rtp_fast,
     serialize_rtcp,
@@ -80,8 +94,11 @@ from .srtp import (
     SrtpKeys,
     SrtpReceiver,
     SrtpSender,
+    error_kind,
     make_receiver,
     make_sender,
+    srtp_ffi,
+    srtp_lib,
 )
 
 __all__ = [
@@ -105,6 +122,13 @@ __all__ = [
 _ENCODE_TABLES = (codec_by_name("PCMU").encode_table, codec_by_name("PCMA").encode_table)
 CN_PT = 13  # RFC 3389 comfort noise: accepted and ignored
 TICK = 0.020
+BUFFER_SIZE = 2048  # receive and transmit buffers; longer datagrams are truncated by the socket read
+_MAX_SRTP_IN = 1500  # longest datagram SrtpReceiver.unprotect accepts (pylibsrtp's buffer)
+_HDR = struct.Struct("!BBHII")
+_TS_MASK = 0xFFFF_FFFF
+
+SendFunc = Callable[[Any], object]  # socket.send of a connected socket
+RemoteListener = Callable[[int, "Addr | None"], None]
 
 
 # ----------------------------------------------------------------------------------------- legs
@@ -119,7 +143,6 @@ class _Counters:
         "replayed",
         "rtcp_received",
         "rtcp_sent",
-        "sent",
         "srtp_other",
         "unconfigured",
         "unknown_pt",
@@ -135,7 +158,6 @@ class _Counters:
         self.unconfigured = 0
         self.malformed = 0
         self.unknown_pt = 0
-        self.sent = 0
         self.rtcp_received = 0
         self.rtcp_sent = 0
         self.dtmf_events = 0
@@ -160,6 +182,7 @@ class _Leg:
         "leg_id",
         "marker",
         "mix_payload",
+        "mix_pos",
         "mixes_in",
         "next_rtcp",
         "octets_sent",
@@ -173,11 +196,13 @@ class _Leg:
         "rtcp_port",
         "rtp_port",
         "rx",
+        "send",
         "sends",
+        "sent_before",
         "seq",
         "speaker",
         "ssrc",
-        "ts",
+        "ts0",
         "tx",
     )
 
@@ -205,7 +230,7 @@ class _Leg:
         self.latched = False
         self.ssrc = 0
         self.seq = 0
-        self.ts = 0
+        self.ts0 = 0  # the RTP timestamp at engine tick 0: ts = ts0 + 160 * ticks
         self.marker = True
         self.jitter = JitterBuffer()
         self.dtmf = DtmfReceiver()
@@ -215,8 +240,10 @@ class _Leg:
         self.conf_idx = 0
         self.speaker = False
         self.mix_payload: bytes | None = None
-        self.packets_sent = 0
-        self.octets_sent = 0
+        self.mix_pos = -1  # index among the engine's mixing legs (valid after a rebuild)
+        self.send: SendFunc | None = None  # direct send (connected socket), set by the adapter
+        self.packets_sent = 0  # since the current transmit key (RTCP SR); octets = 160 per packet
+        self.sent_before = 0  # packets sent under earlier transmit keys
         self.next_rtcp = 0.0
         self.last_sr_mid = 0
         self.last_sr_at = 0.0
@@ -250,6 +277,11 @@ class MediaEngine:
         self._ports: dict[int, tuple[_Leg, bool]] = {}  # local port -> (leg, is the RTCP port)
         self._ssrcs: set[int] = set()
         self._order: list[_Leg] = []
+        self._mixing: list[_Leg] = []  # configured legs whose input is mixed, in _order
+        self._sending: list[_Leg] = []  # configured legs that receive the mix, in _order
+        self._mix_conf = np.zeros(0, dtype=np.intp)  # conference index of each mixing leg
+        self._rtcp_due: list[tuple[float, int, _Leg]] = []  # heap of (next_rtcp, tie, leg)
+        self._rtcp_tie = itertools.count()
         self._n_conf = 0
         self._mixed_codecs = False
         self._codecs_used: list[int] = []
@@ -259,6 +291,20 @@ class MediaEngine:
         self._events: list[MediaEvent] = []
         self.unknown_port = 0
         self.ticks = 0
+        self.protect_failed = 0
+        # One receive and one transmit buffer for the whole engine (it is single-threaded).
+        self._lenp: Any = srtp_ffi.new("int *")
+        self._rxc: Any = srtp_ffi.new("unsigned char[]", BUFFER_SIZE)
+        self._rxb: Any = srtp_ffi.buffer(self._rxc)
+        self._txc: Any = srtp_ffi.new("unsigned char[]", BUFFER_SIZE)
+        self._txb: Any = srtp_ffi.buffer(self._txc)
+        self._txview = memoryview(self._txb)
+        self.remote_listener: RemoteListener | None = None
+
+    @property
+    def rx_buffer(self) -> Any:
+        """The writable buffer the adapter reads a datagram into before :meth:`receive_buffer`."""
+        return self._rxb
 
     # ------------------------------------------------------------------------------ control plane
 
@@ -275,7 +321,7 @@ class MediaEngine:
         leg.jitter = JitterBuffer(delay=self._jitter_delay, capacity=self._jitter_capacity)
         leg.ssrc = self._new_ssrc()
         leg.seq = self._rng.randrange(1 << 16)
-        leg.ts = self._rng.randrange(1 << 32)
+        leg.ts0 = (self._rng.randrange(1 << 32) - FRAME_SAMPLES * self.ticks) & _TS_MASK
         self._legs[leg_id] = leg
         self._ports[rtp_port] = (leg, False)
         if not rtcp_mux:
@@ -298,7 +344,8 @@ class MediaEngine:
         self._apply_config(leg, config)
         leg.tx = make_sender(tx_keys)
         leg.rx = make_receiver(rx_keys)
-        leg.next_rtcp = now + self._rtcp_delay()
+        self._schedule_rtcp(leg, now + self._rtcp_delay())
+        self._dirty = True
 
     def update_leg(
         self,
@@ -327,7 +374,8 @@ class MediaEngine:
             leg.ssrc = self._new_ssrc()
             leg.seq = self._rng.randrange(1 << 16)
             leg.marker = True
-            leg.packets_sent = leg.octets_sent = 0
+            leg.sent_before += leg.packets_sent
+            leg.packets_sent = 0
         if rx_keys is None:
             if not self.allow_plain_rtp:
                 raise MediaEngineError("plain RTP is disabled")
@@ -350,7 +398,10 @@ class MediaEngine:
         self._dtmf_active.discard(leg)
         if leg in self._speakers:
             self._speakers.remove(leg)
+        leg.send = None
         self._dirty = True
+        if self.remote_listener is not None:
+            self.remote_listener(leg.rtp_port, None)
 
     def remove_conference(self, conference_id: str) -> list[str]:
         """Remove every leg of a conference; returns their ids."""
@@ -386,7 +437,7 @@ class MediaEngine:
             overflow=js.overflow,
             concealed=js.concealed,
             played=js.played,
-            sent=c.sent,
+            sent=leg.sent_before + leg.packets_sent,
             rtcp_received=c.rtcp_received,
             rtcp_sent=c.rtcp_sent,
             dtmf_events=c.dtmf_events,
@@ -422,9 +473,30 @@ class MediaEngine:
     def _rtcp_delay(self) -> float:
         return self._rtcp_interval * (0.5 + self._rng.random())  # RFC 3550 §6.3.1 randomisation
 
+    def set_send(self, rtp_port: int, send: SendFunc | None) -> None:
+        """Let :meth:`tick_send` hand the leg's RTP packets to ``send`` (the ``send`` of a socket
+        connected to the leg's remote RTP address), or stop doing so (``None``)."""
+        entry = self._ports.get(rtp_port)
+        if entry is not None and not entry[1]:
+            entry[0].send = send
+
+    def remote_rtp(self, rtp_port: int) -> Addr | None:
+        """The address the leg on ``rtp_port`` currently sends to and accepts RTP from."""
+        entry = self._ports.get(rtp_port)
+        return None if entry is None else entry[0].remote_rtp
+
+    def _notify_remote(self, leg: _Leg) -> None:
+        if self.remote_listener is not None:
+            self.remote_listener(leg.rtp_port, leg.remote_rtp)
+
+    def _schedule_rtcp(self, leg: _Leg, at: float) -> None:
+        leg.next_rtcp = at
+        heapq.heappush(self._rtcp_due, (at, next(self._rtcp_tie), leg))
+
     def _apply_config(self, leg: _Leg, cfg: LegConfig) -> None:
         if cfg.remote_rtp != leg.remote_rtp or cfg.latch != leg.latch:
             leg.latched = False
+        moved = cfg.remote_rtp != leg.remote_rtp
         leg.remote_rtp = cfg.remote_rtp
         if cfg.remote_rtcp is not None:
             leg.remote_rtcp = cfg.remote_rtcp
@@ -444,6 +516,8 @@ class MediaEngine:
         leg.latch = cfg.latch
         self._set_direction(leg, cfg.direction)
         self._dirty = True
+        if moved:
+            self._notify_remote(leg)
 
     def _set_direction(self, leg: _Leg, direction: Direction) -> None:
         if direction is not leg.direction:
@@ -462,7 +536,13 @@ class MediaEngine:
         conf_ids: dict[str, int] = {}
         for leg in order:
             leg.conf_idx = conf_ids.setdefault(leg.conference_id, len(conf_ids))
+            leg.mix_pos = -1
         self._order = order
+        self._mixing = [leg for leg in order if leg.mixes_in]
+        self._sending = [leg for leg in order if leg.sends]
+        for i, leg in enumerate(self._mixing):
+            leg.mix_pos = i
+        self._mix_conf = np.array([leg.conf_idx for leg in self._mixing], dtype=np.intp)
         self._n_conf = len(conf_ids)
         self._codecs_used = sorted({leg.codec_id for leg in order})
         self._mixed_codecs = len(self._codecs_used) > 1
@@ -513,10 +593,64 @@ class MediaEngine:
                     leg.remote_rtp = addr
                     if leg.rtcp_mux:
                         leg.remote_rtcp = addr
+                if not rtcp:
+                    self._notify_remote(leg)
                 self._events.append(SourceLatched(leg.leg_id, rtcp, addr))
         if rtcp:
             self._receive_rtcp(leg, plain, now)
             return
+        self._receive_rtp(leg, plain, now)
+
+    def receive_buffer(self, local_port: int, n: int, now: float) -> None:
+        """:meth:`receive` for the ``n`` bytes at the start of :attr:`rx_buffer`, read from the leg's
+        RTP socket while it was connected to the leg's remote RTP address: the kernel delivered only
+        datagrams from that address, so the source needs no check. Same counters, events and effects
+        as :meth:`receive`."""
+        entry = self._ports.get(local_port)
+        if entry is None:
+            self.unknown_port += 1
+            return
+        leg, on_rtcp_port = entry
+        rx = leg.rx
+        rxc = self._rxc
+        if (
+            rx is None
+            or on_rtcp_port
+            or n < 12
+            or n > _MAX_SRTP_IN
+            or leg.rekey_pending
+            or (leg.latch and not leg.latched)
+            or (leg.rtcp_mux and 192 <= rxc[1] <= 223)
+        ):
+            src = leg.remote_rtcp if on_rtcp_port else leg.remote_rtp
+            self.receive(local_port, self._rxb[0:n], src or ("", 0), now)
+            return
+        handle = rx.handle
+        if handle is not None:
+            lenp = self._lenp
+            lenp[0] = n
+            rc = srtp_lib.srtp_unprotect(handle, rxc, lenp)
+            if rc:
+                kind = error_kind(rc)
+                if kind == "auth":
+                    leg.c.decrypt_failed += 1
+                elif kind == "replay":
+                    leg.c.replayed += 1
+                else:
+                    leg.c.srtp_other += 1
+                return
+            n = lenp[0]
+        b0, b1, seq, ts, ssrc = _HDR.unpack_from(self._rxb)
+        if b0 != 0x80 or n < 12 or (b1 & 0x7F) != leg.codec_pt or ssrc != leg.remote_ssrc:
+            self._receive_rtp(leg, self._rxb[0:n], now)
+            return
+        leg.c.received += 1
+        leg.rstats.update(seq, ts, int(now * 8000))
+        if leg.mixes_in:
+            leg.jitter.push(seq, self._rxb[12:n], now)
+
+    def _receive_rtp(self, leg: _Leg, plain: bytes, now: float) -> None:
+        c = leg.c
         try:
             pt, _marker, seq, ts, ssrc, payload = parse_rtp_fast(plain)
         except RtpError:
@@ -568,46 +702,95 @@ class MediaEngine:
 
     def tick(self, now: float) -> list[Datagram]:
         """Play out one 20 ms frame per input, mix, and return the datagrams to send."""
+        return self._tick(now, None)
+
+    def tick_send(self, now: float) -> tuple[list[Datagram], int, int]:
+        """:meth:`tick`, but a leg with a send function (:meth:`set_send`) gets its RTP packet through
+        it. Returns the other datagrams (RTCP, legs without one) and the numbers of packets that the
+        send functions dropped (``BlockingIOError``) and refused (other ``OSError``)."""
+        errors = [0, 0]
+        return self._tick(now, errors), errors[0], errors[1]
+
+    def _tick(self, now: float, direct: list[int] | None) -> list[Datagram]:
         if self._dirty:
             self._rebuild()
         self.ticks += 1
-        order = self._order
+        mixing = self._mixing
         payloads: list[bytes] = []
         in_legs: list[_Leg] = []
         concealed: list[tuple[int, float]] = []
-        for leg in order:
-            if leg.mixes_in:
-                frame = leg.jitter.pop(now)
-                if frame is not None:
-                    p = frame[0]
-                    if len(p) != FRAME_SAMPLES:
-                        p = (p + bytes([leg.codec.silence]) * FRAME_SAMPLES)[:FRAME_SAMPLES]
-                    if frame[2]:
-                        concealed.append((len(payloads), frame[1]))
-                    payloads.append(p)
-                    in_legs.append(leg)
+        for leg in mixing:
+            jb = leg.jitter
+            p = jb.pop_payload(now)
+            if p is not None:
+                if len(p) != FRAME_SAMPLES:
+                    p = (p + bytes([leg.codec.silence]) * FRAME_SAMPLES)[:FRAME_SAMPLES]
+                gain = jb.conceal_gain
+                if gain is not None:
+                    concealed.append((len(payloads), gain))
+                payloads.append(p)
+                in_legs.append(leg)
+        # Last tick's speakers (hysteresis), then forget their N-1 mixes.
+        n_in = len(in_legs)
+        if n_in == len(mixing):
+            prev = np.zeros(n_in, dtype=np.bool_)
+            if self._speakers:
+                prev[[leg.mix_pos for leg in self._speakers]] = True
+        else:
+            prev = np.fromiter((leg.speaker for leg in in_legs), dtype=np.bool_, count=n_in)
         for leg in self._speakers:
             leg.speaker = False
             leg.mix_payload = None
         self._speakers = []
-        common = self._mix(payloads, in_legs, concealed)
+        common = self._mix(payloads, in_legs, concealed, prev)
         out: list[Datagram] = []
         append = out.append
-        for leg in order:
-            if leg.sends:
-                payload = leg.mix_payload or common[leg.codec_id][leg.conf_idx]
-                seq = leg.seq
-                pkt = pack_rtp_header(leg.codec_pt, seq, leg.ts, leg.ssrc, leg.marker) + payload
+        pack_into = _HDR.pack_into
+        txb = self._txb
+        txc = self._txc
+        view = self._txview
+        lenp = self._lenp
+        protect = srtp_lib.srtp_protect
+        ts_now = FRAME_SAMPLES * (self.ticks - 1)
+        end = 12 + FRAME_SAMPLES
+        dropped = errors = 0
+        for leg in self._sending:
+            payload = leg.mix_payload or common[leg.codec_id][leg.conf_idx]
+            seq = leg.seq
+            pt = leg.codec_pt
+            if leg.marker:
+                pt |= 0x80
                 leg.marker = False
-                leg.seq = (seq + 1) & 0xFFFF
-                tx = leg.tx
-                assert tx is not None and leg.remote_rtp is not None
-                append((leg.rtp_port, tx.protect(pkt), leg.remote_rtp))
-                leg.c.sent += 1
-                leg.packets_sent += 1
-                leg.octets_sent += FRAME_SAMPLES
-            leg.ts = (leg.ts + FRAME_SAMPLES) & 0xFFFF_FFFF
-            if now >= leg.next_rtcp:
+            pack_into(txb, 0, 0x80, pt, seq, (leg.ts0 + ts_now) & _TS_MASK, leg.ssrc)
+            txb[12:end] = payload
+            leg.seq = (seq + 1) & 0xFFFF
+            handle = leg.tx.handle  # type: ignore[union-attr]
+            n = end
+            if handle is not None:
+                lenp[0] = end
+                if protect(handle, txc, lenp):
+                    self.protect_failed += 1
+                    continue
+                n = lenp[0]
+            leg.packets_sent += 1
+            send = leg.send
+            if send is None or direct is None:
+                assert leg.remote_rtp is not None
+                append((leg.rtp_port, txb[0:n], leg.remote_rtp))
+                continue
+            try:
+                send(view[:n])
+            except BlockingIOError:
+                dropped += 1
+            except OSError:
+                errors += 1
+        if direct is not None:
+            direct[0] += dropped
+            direct[1] += errors
+        due = self._rtcp_due
+        while due and due[0][0] <= now:
+            at, _, leg = heapq.heappop(due)
+            if at == leg.next_rtcp and leg.rx is not None and self._legs.get(leg.leg_id) is leg:
                 self._send_rtcp(leg, now, append)
         if self._dtmf_active:
             for leg in list(self._dtmf_active):
@@ -619,7 +802,11 @@ class MediaEngine:
         return out
 
     def _mix(
-        self, payloads: list[bytes], in_legs: list[_Leg], concealed: list[tuple[int, float]]
+        self,
+        payloads: list[bytes],
+        in_legs: list[_Leg],
+        concealed: list[tuple[int, float]],
+        prev: npt.NDArray[np.bool_],
     ) -> list[list[bytes]]:
         """Mix; mark speakers with their N-1 payload; return the common payload per [codec][conference]."""
         codec_ids = None
@@ -631,8 +818,10 @@ class MediaEngine:
             gains = np.fromiter((g for _, g in concealed), dtype=np.float32, count=len(concealed))
             frames[rows] = (frames[rows] * gains[:, None]).astype(np.int32)
         n = len(in_legs)
-        conf_index = np.fromiter((leg.conf_idx for leg in in_legs), dtype=np.intp, count=n)
-        prev = np.fromiter((leg.speaker for leg in in_legs), dtype=np.bool_, count=n)
+        if n == len(self._mixing):
+            conf_index = self._mix_conf
+        else:
+            conf_index = np.fromiter((leg.conf_idx for leg in in_legs), dtype=np.intp, count=n)
         res = self.mixer.mix(frames, conf_index, max(self._n_conf, 1), prev)
         common: list[list[bytes]] = [[], []]
         tables = _ENCODE_TABLES
@@ -653,7 +842,7 @@ class MediaEngine:
         return common
 
     def _send_rtcp(self, leg: _Leg, now: float, append: Callable[[Datagram], None]) -> None:
-        leg.next_rtcp = now + self._rtcp_delay()
+        self._schedule_rtcp(leg, now + self._rtcp_delay())
         block = None
         if leg.remote_ssrc is not None:
             lsr = leg.last_sr_mid
@@ -665,9 +854,9 @@ class MediaEngine:
             first = SenderReport(
                 leg.ssrc,
                 ntp_from_unix(self._wallclock()),
-                leg.ts,
+                (leg.ts0 + FRAME_SAMPLES * self.ticks) & _TS_MASK,
                 leg.packets_sent,
-                leg.octets_sent,
+                leg.packets_sent * FRAME_SAMPLES,
                 blocks,
             )
         else:

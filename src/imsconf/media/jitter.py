@@ -20,8 +20,6 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .rtp import seq_diff
-
 __all__ = ["Frame", "JitterBuffer", "JitterStats"]
 
 FADE = (1.0, 0.8, 0.6, 0.4, 0.2)
@@ -63,6 +61,7 @@ class JitterBuffer:
         "_misses",
         "_next",
         "_start_at",
+        "conceal_gain",
         "stats",
     )
 
@@ -84,6 +83,7 @@ class JitterBuffer:
         self._start_at: float | None = None  # playout starts at this time (prefill)
         self._last: bytes | None = None
         self._misses = 0
+        self.conceal_gain: float | None = None  # set by pop_payload: None for a real frame
         self.stats = JitterStats()
 
     def reset(self) -> None:
@@ -109,8 +109,8 @@ class JitterBuffer:
             self._frames[seq] = payload
             st.pushed += 1
             return True
-        ext = nxt + seq_diff(seq, nxt & 0xFFFF)
-        ahead = ext - nxt
+        ahead = ((seq - nxt + 0x8000) & 0xFFFF) - 0x8000  # seq_diff(seq, nxt & 0xFFFF)
+        ext = nxt + ahead
         if ahead < 0:
             if ahead < -4 * self._capacity_frames:  # the sender jumped backwards: start over
                 st.resync += 1
@@ -147,6 +147,15 @@ class JitterBuffer:
 
     def pop(self, now: float) -> Frame | None:
         """The frame to play at this tick, a concealment frame, or None (silent / not started)."""
+        payload = self.pop_payload(now)
+        if payload is None:
+            return None
+        gain = self.conceal_gain
+        return Frame(payload, 1.0, False) if gain is None else Frame(payload, gain, True)
+
+    def pop_payload(self, now: float) -> bytes | None:
+        """:meth:`pop` without the :class:`Frame`: the payload, with :attr:`conceal_gain` set to None
+        for a real frame and to the concealment gain for a repeated one (the mixer's hot path)."""
         nxt = self._next
         if nxt is None:
             return None
@@ -157,23 +166,24 @@ class JitterBuffer:
             self._start_at = None
         payload = self._frames.pop(nxt, None)
         self._next = nxt + 1
-        st = self.stats
         if payload is not None:
             self._last = payload
             self._misses = 0
-            st.played += 1
-            return Frame(payload, 1.0, False)
+            self.conceal_gain = None
+            self.stats.played += 1
+            return payload
         misses = self._misses
         last = self._last
         if last is not None and misses < len(self._fade):
             self._misses = misses + 1
-            st.concealed += 1
-            return Frame(last, self._fade[misses], True)
+            self.stats.concealed += 1
+            self.conceal_gain = self._fade[misses]
+            return last
         if self._frames:  # a gap longer than concealment, but more audio is buffered: skip ahead
             self._next = min(self._frames)
             self._misses = 0
-            return self.pop(now)
+            return self.pop_payload(now)
         # Nothing left: the talker stopped. The next packet starts a new talkspurt.
-        st.underruns += 1
+        self.stats.underruns += 1
         self.reset()
         return None

@@ -454,12 +454,13 @@ class ReceptionStats:
         self._transit: int | None = None
 
     def update(self, seq: int, timestamp: int, arrival: int) -> None:
+        mx = self._max
         if self._base is None:
             self._base = self._max = seq
         else:
-            ext = self._max + seq_diff(seq, self._max & 0xFFFF)
-            if ext > self._max:
-                self._max = ext
+            d = ((seq - mx + 0x8000) & 0xFFFF) - 0x8000  # seq_diff(seq, mx & 0xFFFF)
+            if d > 0:
+                self._max = mx + d
         self.received += 1
         transit = arrival - timestamp
         prev = self._transit

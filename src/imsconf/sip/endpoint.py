@@ -198,9 +198,16 @@ class SipEndpoint:
             log.info("event=malformed_request src=%s status=%d reason=%r", peer, exc.status_hint, exc.reason)
             try:
                 resp = make_response(partial, exc.status_hint, _reason(exc))
+            except (SipParseError, LocalProtocolError, ValueError):
+                # missing From/To/Call-ID (RFC 4475 §3.3.1): answer with what there is
+                resp = Response(exc.status_hint, _reason(exc))
+                for name in ("Via", "From", "To", "Call-ID", "CSeq"):
+                    for value in partial.headers.get_all(name):
+                        resp.headers.add(name, value)
+            try:
                 dest = peer if peer.reliable else _dest_peer(response_destination(partial, "UDP"), peer)
             except (SipParseError, LocalProtocolError, ValueError):
-                return  # not enough of a request to answer: dropped
+                return  # no Via to answer to over UDP: dropped
             self.outbox.append((bytes(resp), dest))
         elif isinstance(partial, Response):
             self.count("rx_garbled_response")

@@ -65,10 +65,29 @@ SINGLE_HEADERS = frozenset(
 )
 
 
+_NAME_CACHE: dict[str, str] = {}
+_NAME_CACHE_MAX = 4096
+
+
 def canonical_name(name: str) -> str:
+    """The one spelling a header name is stored and looked up under (compact forms expanded).
+
+    Known names take their RFC spelling; extension names their hyphen-separated capitalisation
+    (``x-foo-BAR`` -> ``X-Foo-Bar``).  Header names are case-insensitive (RFC 3261 §7.3.1), so lookups
+    compare these spellings exactly.  Memoised: this runs for every header of every message.
+    """
+    cached = _NAME_CACHE.get(name)
+    if cached is not None:
+        return cached
     low = name.lower()
     low = COMPACT[low].lower() if low in COMPACT else low
-    return _CANONICAL.get(low, name)
+    canon = _CANONICAL.get(low)
+    if canon is None:
+        canon = "-".join(part[:1].upper() + part[1:] for part in low.split("-"))
+    if len(_NAME_CACHE) >= _NAME_CACHE_MAX:
+        _NAME_CACHE.clear()  # bounded: extension names are attacker-chosen
+    _NAME_CACHE[name] = canon
+    return canon
 
 
 @dataclass(slots=True)
@@ -76,6 +95,13 @@ class Headers:
     """Ordered (name, value) pairs; names canonicalised, lookups case-insensitive."""
 
     items: list[tuple[str, str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        items = self.items
+        for i, (n, v) in enumerate(items):
+            c = canonical_name(n)
+            if c is not n and c != n:
+                items[i] = (c, v)
 
     @classmethod
     def of(cls, pairs: Iterable[tuple[str, str]]) -> Headers:
@@ -88,24 +114,23 @@ class Headers:
         self.items.append((canonical_name(name), value))
 
     def get(self, name: str) -> str | None:
-        low = canonical_name(name).lower()
+        cname = canonical_name(name)
         for n, v in self.items:
-            if n.lower() == low:
+            if n == cname:
                 return v
         return None
 
     def get_all(self, name: str) -> list[str]:
-        low = canonical_name(name).lower()
-        return [v for n, v in self.items if n.lower() == low]
+        cname = canonical_name(name)
+        return [v for n, v in self.items if n == cname]
 
     def set(self, name: str, value: str) -> None:
         """Replace every value of *name* by one (kept at the first position, or appended)."""
         cname = canonical_name(name)
-        low = cname.lower()
         out: list[tuple[str, str]] = []
         placed = False
         for n, v in self.items:
-            if n.lower() == low:
+            if n == cname:
                 if not placed:
                     out.append((cname, value))
                     placed = True
@@ -116,8 +141,8 @@ class Headers:
         self.items = out
 
     def remove(self, name: str) -> None:
-        low = canonical_name(name).lower()
-        self.items = [(n, v) for n, v in self.items if n.lower() != low]
+        cname = canonical_name(name)
+        self.items = [(n, v) for n, v in self.items if n != cname]
 
     def prepend(self, name: str, value: str) -> None:
         self.items.insert(0, (canonical_name(name), value))

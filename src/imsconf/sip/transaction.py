@@ -9,6 +9,8 @@ and call :meth:`~TransactionLayer.handle_timer` when it fires.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from collections import deque
 
 from .errors import LocalProtocolError, SipParseError
@@ -88,6 +90,11 @@ class TransactionLayer:
         self._events: deque[TransactionEvent] = deque()
         self._clients: dict[TransactionKey, ClientTransaction] = {}
         self._servers: dict[TransactionKey, ServerTransaction] = {}
+        # (deadline, seq, transaction); an entry is stale when the transaction's deadline moved or it was
+        # forgotten.  Keeps next_deadline/handle_timer O(log n) with thousands of lingering transactions
+        # (Timer J keeps every UDP non-INVITE server transaction for 64*T1).
+        self._heap: list[tuple[float, int, Transaction]] = []
+        self._seq = itertools.count()
 
     def __len__(self) -> int:
         return len(self._clients) + len(self._servers)
@@ -105,21 +112,28 @@ class TransactionLayer:
         return out
 
     def next_deadline(self) -> float | None:
-        deadlines = [
-            d
-            for tx in (*self._clients.values(), *self._servers.values())
-            if (d := tx.next_deadline()) is not None
-        ]
-        return min(deadlines) if deadlines else None
+        heap = self._heap
+        while heap:
+            deadline, _, tx = heap[0]
+            if self._live(tx) and tx.next_deadline() == deadline:
+                return deadline
+            heapq.heappop(heap)
+        return None
 
     def handle_timer(self, now: float) -> None:
         """Advance every transaction with a due timer; forget the terminated ones."""
-        txs: list[Transaction] = [*self._clients.values(), *self._servers.values()]
-        for tx in txs:
-            deadline = tx.next_deadline()
-            if deadline is not None and deadline <= now:
-                tx.handle_timer(now)
-                self._forget_if_done(tx)
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            deadline, _, tx = heapq.heappop(heap)
+            if not self._live(tx) or tx.next_deadline() != deadline:
+                continue  # stale entry
+            tx.handle_timer(now)
+            self._forget_if_done(tx)
+
+    def _live(self, tx: Transaction) -> bool:
+        table: dict[TransactionKey, ClientTransaction] | dict[TransactionKey, ServerTransaction]
+        table = self._clients if isinstance(tx, ClientTransaction) else self._servers
+        return table.get(tx.key) is tx
 
     # ---- lookups ----------------------------------------------------------------------------------
 
@@ -221,6 +235,7 @@ class TransactionLayer:
             self._events.append(RequestReceived(tx.key, req, source, transport))
         if req.method == "INVITE" and self.auto_trying:
             tx.send_response(make_response(req, 100), now)
+        self._forget_if_done(tx)
 
     def _receive_response(self, resp: Response, source: Address, transport: str, now: float) -> None:
         if len(resp.headers.get_all("Via")) != 1:
@@ -249,7 +264,11 @@ class TransactionLayer:
         self._events.append(Transmit(resp, transport, dest))
 
     def _forget_if_done(self, tx: Transaction) -> None:
+        """After any change to *tx*: drop it when terminated, else (re)schedule its next deadline."""
         if not tx.terminated:
+            deadline = tx.next_deadline()
+            if deadline is not None:
+                heapq.heappush(self._heap, (deadline, next(self._seq), tx))
             return
         if isinstance(tx, ClientTransaction):
             self._clients.pop(tx.key, None)

@@ -11,6 +11,11 @@ from .errors import SipParseError
 
 def split_quoted(text: str, sep: str, *, brackets: bool = True) -> list[str]:
     """Split on *sep* outside double quotes (and outside <...> when *brackets*)."""
+    if '"' not in text:  # fast paths: nothing quoted
+        if sep not in text:
+            return [text]
+        if not brackets or "<" not in text:
+            return text.split(sep)
     parts: list[str] = []
     buf: list[str] = []
     in_quote = False

@@ -99,24 +99,23 @@ class _StreamConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         assert self.peer is not None
         self._touch()
+        framer = self.framer
         try:
-            items = self.framer.feed(data)
+            framer.receive(data)
+            while (item := framer.next_item()) is not None:
+                if item == StreamFramer.PING:
+                    self.write(b"\r\n")  # RFC 5626 §3.5.1 pong
+                elif isinstance(item, Request | Response):
+                    try:
+                        self.mgr.receiver.receive_message(item, self.peer)
+                    except Exception:
+                        log.exception("event=core_error transport=%s", self.kind)
         except SipParseError as exc:
+            # messages framed before the garbage were delivered; the byte stream cannot be resynchronised
             self.mgr.count("stream_framing_error")
             with contextlib.suppress(Exception):
                 self.mgr.receiver.receive_stream_error(exc, self.peer)
-            self.close()  # the byte stream cannot be resynchronised
-            return
-        for item in items:
-            if item == StreamFramer.PING:
-                self.write(b"\r\n")  # RFC 5626 §3.5.1 pong
-            elif item == StreamFramer.PONG:
-                continue
-            elif isinstance(item, Request | Response):
-                try:
-                    self.mgr.receiver.receive_message(item, self.peer)
-                except Exception:
-                    log.exception("event=core_error transport=%s", self.kind)
+            self.close()
 
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
