@@ -55,7 +55,8 @@ def start_server(work: Path, port: int) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "imsconf.cli", "serve", "--config", str(cfg), "--data-dir", str(work / "var"),
            "--auth", "none", "--listen", f"udp:127.0.0.1:{port}", "--listen", f"tcp:127.0.0.1:{port}",
            "--listen", f"tls:127.0.0.1:{port + 1}"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=open(work / "server.log", "wb"), cwd=REPO)  # noqa: SIM115
+    log = open(work / "server.log", "wb")  # noqa: SIM115 - kept open for the server's lifetime
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, cwd=REPO)
     assert proc.stdout is not None
     for line in proc.stdout:
         if b"conference factory" in line:
@@ -68,7 +69,9 @@ def start_server(work: Path, port: int) -> subprocess.Popen[bytes]:
     return proc
 
 
-def run_step(sipp: str, target: str, scenario: list[str], rate: int, seconds: float, work: Path) -> tuple[float, int, int]:
+def run_step(
+    sipp: str, target: str, scenario: list[str], rate: int, seconds: float, work: Path
+) -> tuple[float, int, int]:
     calls = max(1, int(rate * seconds))
     cmd = [sipp, target, *scenario, "-i", "127.0.0.1", "-p", "0", "-r", str(rate), "-m", str(calls),
            "-nostdin", "-timeout", f"{int(seconds * 4 + 10)}s", "-l", "100000", "-trace_stat", "-fd", "1",
@@ -117,7 +120,10 @@ def bench_mode(mode: str, rates: list[int], seconds: float, sipp: str, work: Pat
         per_call = 2  # INVITE and BYE transactions (the ACK is not a transaction)
         label = "joins (INVITE+ACK, then BYE)"
     print(f"\n== {mode}: {label}, {seconds:.0f} s per step, server pinned to CPU 1, SIPp to CPU 0")
-    print(f"{'requested/s':>12} {'achieved/s':>11} {'ok':>7} {'failed':>7} {'server CPU s/1000 calls':>24} {'CPU %':>6}")
+    print(
+        f"{'requested/s':>12} {'achieved/s':>11} {'ok':>7} {'failed':>7} "
+        f"{'server CPU s/1000 calls':>24} {'CPU %':>6}"
+    )
     best = 0
     for rate in rates:
         c0 = cpu_seconds(server.pid)

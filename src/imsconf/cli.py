@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import getpass
 import sys
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -71,11 +72,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         print(f"imsconf: configuration error: {exc}", file=sys.stderr)
         return 2
     setup_logging(settings.log_level)
+    runner: Callable[[Coroutine[Any, Any, int]], int]
     try:
         import uvloop
 
         runner = uvloop.run
-    except ImportError:  # pragma: no cover - uvloop is optional
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
         runner = asyncio.run
     return runner(run_server(settings))
 

@@ -32,7 +32,10 @@ from imsconf.floor.primitives import PRIMITIVE_RULES
 
 FRI = FloorRequestInformation(
     7,
-    (FloorRequestStatus(1, RequestStatus(RequestState.GRANTED)), FloorRequestStatus(2, RequestStatus(RequestState.PENDING, 3))),
+    (
+        FloorRequestStatus(1, RequestStatus(RequestState.GRANTED)),
+        FloorRequestStatus(2, RequestStatus(RequestState.PENDING, 3)),
+    ),
     OverallRequestStatus(7, RequestStatus(RequestState.ACCEPTED, 1), StatusInfo("chair ok")),
     BeneficiaryInformation(5, UserDisplayName("Bob"), UserUri("sip:bob@example.com")),
     RequestedByInformation(9, UserDisplayName("Chair"), UserUri("sip:chair@example.com")),
@@ -55,7 +58,9 @@ ATTRIBUTES: dict[str, Attribute] = {
     "SUPPORTED-PRIMITIVES": SupportedPrimitives(tuple(Primitive)),
     "USER-DISPLAY-NAME": UserDisplayName("Zoë"),
     "USER-URI": UserUri("sips:alice@example.com"),
-    "BENEFICIARY-INFORMATION": BeneficiaryInformation(3, UserDisplayName("A"), None, (UnknownAttribute(60, b"x"),)),
+    "BENEFICIARY-INFORMATION": BeneficiaryInformation(
+        3, UserDisplayName("A"), None, (UnknownAttribute(60, b"x"),)
+    ),
     "FLOOR-REQUEST-INFORMATION": FRI,
     "REQUESTED-BY-INFORMATION": RequestedByInformation(4, None, UserUri("sip:x@y")),
     "FLOOR-REQUEST-STATUS": FloorRequestStatus(1, RequestStatus(RequestState.DENIED), StatusInfo("no")),
@@ -66,7 +71,13 @@ ATTRIBUTES: dict[str, Attribute] = {
 SMALL_FRI = FloorRequestInformation(3, (FloorRequestStatus(1, RequestStatus(RequestState.PENDING, 1)),))
 
 MESSAGES: dict[Primitive, tuple[Attribute, ...]] = {
-    Primitive.FLOOR_REQUEST: (FloorId(1), FloorId(2), BeneficiaryId(5), ParticipantProvidedInfo("hi"), Priority()),
+    Primitive.FLOOR_REQUEST: (
+        FloorId(1),
+        FloorId(2),
+        BeneficiaryId(5),
+        ParticipantProvidedInfo("hi"),
+        Priority(),
+    ),
     Primitive.FLOOR_RELEASE: (FloorRequestId(3),),
     Primitive.FLOOR_REQUEST_QUERY: (FloorRequestId(3),),
     Primitive.FLOOR_REQUEST_STATUS: (FRI,),
@@ -95,9 +106,7 @@ def sample_message(primitive: Primitive, tid: int = 1) -> Message:
 u16 = st.integers(0, 0xFFFF)
 text = st.text(max_size=12)
 m_bit = st.booleans()
-unknown = st.builds(
-    UnknownAttribute, st.integers(19, 127), st.binary(max_size=12), st.just(False)
-)
+unknown = st.builds(UnknownAttribute, st.integers(19, 127), st.binary(max_size=12), st.just(False))
 extensions = st.lists(unknown, max_size=1).map(tuple)
 request_status = st.builds(RequestStatus, st.sampled_from(RequestState), st.integers(0, 255), m_bit)
 opt = st.none
@@ -127,10 +136,14 @@ def _maybe(t: AttributeType) -> st.SearchStrategy[Attribute | None]:
     return st.one_of(st.none(), simple[t])
 
 
-user_info = st.tuples(u16, _maybe(AttributeType.USER_DISPLAY_NAME), _maybe(AttributeType.USER_URI), extensions, m_bit)
+user_info = st.tuples(
+    u16, _maybe(AttributeType.USER_DISPLAY_NAME), _maybe(AttributeType.USER_URI), extensions, m_bit
+)
 beneficiary_information = user_info.map(lambda a: BeneficiaryInformation(*a))  # type: ignore[arg-type]
 requested_by_information = user_info.map(lambda a: RequestedByInformation(*a))  # type: ignore[arg-type]
-status_parts = st.tuples(u16, st.one_of(st.none(), request_status), _maybe(AttributeType.STATUS_INFO), extensions, m_bit)
+status_parts = st.tuples(
+    u16, st.one_of(st.none(), request_status), _maybe(AttributeType.STATUS_INFO), extensions, m_bit
+)
 floor_request_status = status_parts.map(lambda a: FloorRequestStatus(*a))  # type: ignore[arg-type]
 overall_request_status = status_parts.map(lambda a: OverallRequestStatus(*a))  # type: ignore[arg-type]
 
@@ -174,4 +187,12 @@ def messages(draw: st.DrawFn) -> Message:
         attrs += [draw(any_attribute[t]) for _ in range(n)]
     attrs += draw(st.lists(unknown, max_size=2))
     attrs = draw(st.permutations(attrs))
-    return Message(primitive, draw(st.integers(0, 0xFFFFFFFF)), draw(u16), draw(u16), tuple(attrs), 1, draw(st.booleans()))
+    return Message(
+        primitive,
+        draw(st.integers(0, 0xFFFFFFFF)),
+        draw(u16),
+        draw(u16),
+        tuple(attrs),
+        1,
+        draw(st.booleans()),
+    )

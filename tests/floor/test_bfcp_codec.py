@@ -73,7 +73,7 @@ def test_attribute_golden_bytes(attr: object, wire: str) -> None:
 
 def test_golden_hello() -> None:
     msg = Message(Primitive.HELLO, 0x01020304, 0x0506, 0x0708)
-    assert bytes(msg).hex() == "200b0000" "01020304" "05060708"
+    assert bytes(msg).hex() == "200b00000102030405060708"
 
 
 def test_grouped_length_counts_padded_children() -> None:
@@ -170,7 +170,9 @@ def test_unknown_optional_attribute_is_kept() -> None:
 def test_bad_utf8_and_bad_values() -> None:
     base = bytes(Message(Primitive.ERROR, 1, 2, 3, (ErrorCode(E.GENERIC_ERROR), ErrorInfo("ab"))))
     assert _parse_error(base[:-4] + bytes([7 << 1, 4, 0xFF, 0xFE])).code == E.UNABLE_TO_PARSE_MESSAGE
-    status = bytes(Message(Primitive.FLOOR_REQUEST_STATUS, 1, 2, 3, (ATTRIBUTES["FLOOR-REQUEST-INFORMATION"],)))
+    status = bytes(
+        Message(Primitive.FLOOR_REQUEST_STATUS, 1, 2, 3, (ATTRIBUTES["FLOOR-REQUEST-INFORMATION"],))
+    )
     # FRI(4) then OVERALL-REQUEST-STATUS(4) then its REQUEST-STATUS value: set an unassigned status 9
     assert _parse_error(_patch(status, 12 + 4 + 4 + 2, b"\x09")).code == E.UNABLE_TO_PARSE_MESSAGE
 

@@ -87,9 +87,14 @@ def test_setup_connection_fingerprint_version() -> None:
     assert parse_fingerprint("SHA-256 4a:AD") == ("sha-256", "4A:AD")
     assert build_fingerprint("sha-256", b"\x4a\xad") == "sha-256 4A:AD"
     assert parse_bfcpver("1 2") == (1, 2)
-    for fn, bad in ((parse_setup, "both"), (parse_connection, "old"), (parse_fingerprint, "sha-256 4g"), (parse_bfcpver, "0")):
+    for fn, bad in (
+        (parse_setup, "both"),
+        (parse_connection, "old"),
+        (parse_fingerprint, "sha-256 4g"),
+        (parse_bfcpver, "0"),
+    ):
         with pytest.raises(SdpParseError):
-            fn(bad)  # type: ignore[operator]
+            fn(bad)
 
 
 def test_bfcp_media_through_a_session_description() -> None:

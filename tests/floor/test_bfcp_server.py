@@ -53,7 +53,9 @@ class Harness:
     def connect(self, conn_id: int, user_id: int | None) -> int:
         self.server.connection_made(conn_id, self.now)
         if user_id is not None:
-            self.server.bind(conn_id, user_id, display_name=f"user{user_id}", uri=f"sip:u{user_id}@example.com")
+            self.server.bind(
+                conn_id, user_id, display_name=f"user{user_id}", uri=f"sip:u{user_id}@example.com"
+            )
         self.inbox[conn_id] = []
         self.framers[conn_id] = BfcpFramer()
         return conn_id
@@ -68,9 +70,14 @@ class Harness:
         self.pump()
 
     def send(
-        self, conn_id: int, primitive: Primitive, *attrs: Attribute, user_id: int | None = None, conf: int = CONF
+        self,
+        conn_id: int,
+        primitive: Primitive,
+        *attrs: Attribute,
+        user_id: int | None = None,
+        conf: int = CONF,
     ) -> Message:
-        """Send a request; returns the response (same transaction id) and leaves notifications in the inbox."""
+        """Send a request and return its response; notifications stay in the inbox."""
         self.tid += 1
         uid = conn_id if user_id is None else user_id
         self.raw(conn_id, bytes(Message(primitive, conf, self.tid, uid, attrs)))
@@ -93,7 +100,9 @@ def fri_of(msg: Message) -> FloorRequestInformation:
 def state_of(msg: Message, floor_id: int | None = None) -> RequestState:
     fri = fri_of(msg)
     if floor_id is None:
-        assert fri.overall_request_status is not None and fri.overall_request_status.request_status is not None
+        assert (
+            fri.overall_request_status is not None and fri.overall_request_status.request_status is not None
+        )
         return fri.overall_request_status.request_status.state
     (frs,) = [s for s in fri.floor_request_statuses if s.floor_id == floor_id]
     assert frs.request_status is not None
@@ -107,7 +116,9 @@ def error_code(msg: Message) -> int:
     return code.code
 
 
-def chair_action(frid: int, floor_id: int, state: RequestState, info: str | None = None) -> FloorRequestInformation:
+def chair_action(
+    frid: int, floor_id: int, state: RequestState, info: str | None = None
+) -> FloorRequestInformation:
     return FloorRequestInformation(
         frid, (FloorRequestStatus(floor_id, RequestStatus(state), StatusInfo(info) if info else None),)
     )
@@ -148,7 +159,9 @@ def test_auto_floor_grant_queue_release(h: Harness) -> None:
     assert note.transaction_id == 0 and note.user_id == 3 and state_of(note) == S.GRANTED
     assert h.server.holders(AUDIO) == {2, 3}
     assert h.server.events() == [FloorReleased(AUDIO, 1, 1), FloorGranted(AUDIO, 3, fri3.floor_request_id)]
-    assert error_code(h.send(1, Primitive.FLOOR_RELEASE, FloorRequestId(1))) == E.FLOOR_REQUEST_ID_DOES_NOT_EXIST
+    assert (
+        error_code(h.send(1, Primitive.FLOOR_RELEASE, FloorRequestId(1))) == E.FLOOR_REQUEST_ID_DOES_NOT_EXIST
+    )
 
 
 def test_cancel_a_pending_request(h: Harness) -> None:
@@ -204,7 +217,10 @@ def test_chair_deny(h: Harness) -> None:
     frid = fri_of(h.send(2, Primitive.FLOOR_REQUEST, FloorId(SLIDES))).floor_request_id
     h.send(CHAIR, Primitive.CHAIR_ACTION, chair_action(frid, SLIDES, S.DENIED), user_id=CHAIR)
     assert [state_of(m) for m in h.take(2)] == [S.DENIED]
-    assert error_code(h.send(2, Primitive.FLOOR_RELEASE, FloorRequestId(frid))) == E.FLOOR_REQUEST_ID_DOES_NOT_EXIST
+    assert (
+        error_code(h.send(2, Primitive.FLOOR_RELEASE, FloorRequestId(frid)))
+        == E.FLOOR_REQUEST_ID_DOES_NOT_EXIST
+    )
 
 
 def test_chair_action_rules(h: Harness) -> None:
@@ -214,19 +230,19 @@ def test_chair_action_rules(h: Harness) -> None:
     assert error_code(rsp) == E.UNAUTHORIZED_OPERATION
     assert h.server.holders(SLIDES) == set()
     # the chair of another floor only
-    assert error_code(h.send(CHAIR, Primitive.CHAIR_ACTION, chair_action(frid, AUDIO, S.GRANTED), user_id=CHAIR)) == (
-        E.UNAUTHORIZED_OPERATION
-    )
-    assert error_code(h.send(CHAIR, Primitive.CHAIR_ACTION, chair_action(999, SLIDES, S.GRANTED), user_id=CHAIR)) == (
-        E.FLOOR_REQUEST_ID_DOES_NOT_EXIST
-    )
-    assert error_code(h.send(CHAIR, Primitive.CHAIR_ACTION, chair_action(frid, 9, S.GRANTED), user_id=CHAIR)) == (
-        E.INVALID_FLOOR_ID
-    )
+    assert error_code(
+        h.send(CHAIR, Primitive.CHAIR_ACTION, chair_action(frid, AUDIO, S.GRANTED), user_id=CHAIR)
+    ) == (E.UNAUTHORIZED_OPERATION)
+    assert error_code(
+        h.send(CHAIR, Primitive.CHAIR_ACTION, chair_action(999, SLIDES, S.GRANTED), user_id=CHAIR)
+    ) == (E.FLOOR_REQUEST_ID_DOES_NOT_EXIST)
+    assert error_code(
+        h.send(CHAIR, Primitive.CHAIR_ACTION, chair_action(frid, 9, S.GRANTED), user_id=CHAIR)
+    ) == (E.INVALID_FLOOR_ID)
     # Pending -> Revoked is not a transition
-    assert error_code(h.send(CHAIR, Primitive.CHAIR_ACTION, chair_action(frid, SLIDES, S.REVOKED), user_id=CHAIR)) == (
-        E.GENERIC_ERROR
-    )
+    assert error_code(
+        h.send(CHAIR, Primitive.CHAIR_ACTION, chair_action(frid, SLIDES, S.REVOKED), user_id=CHAIR)
+    ) == (E.GENERIC_ERROR)
     h.send(CHAIR, Primitive.CHAIR_ACTION, chair_action(frid, SLIDES, S.GRANTED), user_id=CHAIR)
     other = fri_of(h.send(2, Primitive.FLOOR_REQUEST, FloorId(SLIDES))).floor_request_id
     # max_holders=1: a second grant is refused
@@ -238,7 +254,9 @@ def test_chair_action_rules(h: Harness) -> None:
 def test_overall_status_applies_to_listed_floors(h: Harness) -> None:
     frid = fri_of(h.send(1, Primitive.FLOOR_REQUEST, FloorId(SLIDES))).floor_request_id
     fri = FloorRequestInformation(
-        frid, (FloorRequestStatus(SLIDES),), OverallRequestStatus(frid, RequestStatus(S.GRANTED), StatusInfo("ok"))
+        frid,
+        (FloorRequestStatus(SLIDES),),
+        OverallRequestStatus(frid, RequestStatus(S.GRANTED), StatusInfo("ok")),
     )
     assert h.send(CHAIR, Primitive.CHAIR_ACTION, fri, user_id=CHAIR).primitive == Primitive.CHAIR_ACTION_ACK
     assert h.server.holders(SLIDES) == {1}
@@ -246,7 +264,9 @@ def test_overall_status_applies_to_listed_floors(h: Harness) -> None:
 
 def test_identity_rules(h: Harness) -> None:
     # a mismatching user id in the header
-    assert error_code(h.send(1, Primitive.FLOOR_REQUEST, FloorId(AUDIO), user_id=2)) == E.UNAUTHORIZED_OPERATION
+    assert (
+        error_code(h.send(1, Primitive.FLOOR_REQUEST, FloorId(AUDIO), user_id=2)) == E.UNAUTHORIZED_OPERATION
+    )
     # the wrong conference
     assert error_code(h.send(1, Primitive.HELLO, conf=9)) == E.CONFERENCE_DOES_NOT_EXIST
     # an unbound connection
@@ -288,7 +308,8 @@ def test_floor_query_subscribes_to_floor_status(h: Harness) -> None:
     (fri,) = note.get_all(FloorRequestInformation)
     assert fri.floor_request_id == frid and state_of(note, SLIDES) == S.PENDING
     assert fri.beneficiary_information == BeneficiaryInformation(
-        1, fri.beneficiary_information.display_name if fri.beneficiary_information else None,
+        1,
+        fri.beneficiary_information.display_name if fri.beneficiary_information else None,
         fri.beneficiary_information.uri if fri.beneficiary_information else None,
     )
     h.send(CHAIR, Primitive.CHAIR_ACTION, chair_action(frid, SLIDES, S.GRANTED), user_id=CHAIR)
@@ -308,7 +329,9 @@ def test_floor_request_query_and_user_query(h: Harness) -> None:
     frid = fri_of(h.send(1, Primitive.FLOOR_REQUEST, FloorId(AUDIO))).floor_request_id
     rsp = h.send(1, Primitive.FLOOR_REQUEST_QUERY, FloorRequestId(frid))
     assert rsp.primitive == Primitive.FLOOR_REQUEST_STATUS and state_of(rsp) == S.GRANTED
-    assert error_code(h.send(2, Primitive.FLOOR_REQUEST_QUERY, FloorRequestId(frid))) == E.UNAUTHORIZED_OPERATION
+    assert (
+        error_code(h.send(2, Primitive.FLOOR_REQUEST_QUERY, FloorRequestId(frid))) == E.UNAUTHORIZED_OPERATION
+    )
     assert h.send(CHAIR, Primitive.FLOOR_REQUEST_QUERY, FloorRequestId(frid), user_id=CHAIR).primitive == (
         Primitive.FLOOR_REQUEST_STATUS
     )
@@ -320,7 +343,10 @@ def test_floor_request_query_and_user_query(h: Harness) -> None:
     rsp = h.send(CHAIR, Primitive.USER_QUERY, BeneficiaryId(1), user_id=CHAIR)
     info = rsp.get(BeneficiaryInformation)
     assert info is not None and info.display_name is not None and info.display_name.text == "user1"
-    assert error_code(h.send(CHAIR, Primitive.USER_QUERY, BeneficiaryId(88), user_id=CHAIR)) == E.USER_DOES_NOT_EXIST
+    assert (
+        error_code(h.send(CHAIR, Primitive.USER_QUERY, BeneficiaryId(88), user_id=CHAIR))
+        == E.USER_DOES_NOT_EXIST
+    )
 
 
 def test_goodbye_releases_and_closes(h: Harness) -> None:
@@ -389,7 +415,11 @@ def test_unbound_connections_time_out() -> None:
 
 def test_multi_floor_request_ends_as_a_whole(h: Harness) -> None:
     rsp = h.send(1, Primitive.FLOOR_REQUEST, FloorId(AUDIO), FloorId(SLIDES))
-    assert state_of(rsp, AUDIO) == S.GRANTED and state_of(rsp, SLIDES) == S.PENDING and state_of(rsp) == S.PENDING
+    assert (
+        state_of(rsp, AUDIO) == S.GRANTED
+        and state_of(rsp, SLIDES) == S.PENDING
+        and state_of(rsp) == S.PENDING
+    )
     frid = fri_of(rsp).floor_request_id
     h.send(CHAIR, Primitive.CHAIR_ACTION, chair_action(frid, SLIDES, S.DENIED), user_id=CHAIR)
     (note,) = h.take(1)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from harness import SCENARIOS, ServerProcess, free_port_pair, run_sipp, sipp_errors
+
 from peers import require_peer
 
 pytestmark = pytest.mark.peer
@@ -33,8 +34,9 @@ def plain_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPro
 def _sipp_bg(scenario: str, port: int, transport: str, workdir: Path, *extra: str) -> subprocess.Popen[bytes]:
     sipp = require_peer("sipp")
     workdir.mkdir(parents=True, exist_ok=True)
-    cmd = [sipp, f"127.0.0.1:{port}", "-sf", str(SCENARIOS / scenario), "-t", transport, "-i", "127.0.0.1",
-           "-p", "0", "-m", "1", "-nostdin", "-timeout", "20s", "-timeout_error", "-trace_err", *extra]  # fmt: skip
+    cmd = [sipp, f"127.0.0.1:{port}", "-sf", str(SCENARIOS / scenario), "-t", transport,
+           "-i", "127.0.0.1", "-p", "0", "-m", "1", "-nostdin", "-timeout", "20s", "-timeout_error",
+           "-trace_err", *extra]  # fmt: skip
     return subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 

@@ -157,7 +157,9 @@ class Settings:
             parse_hostport(self.http, what="http")
         known = ("SHA-256", "MD5", "SHA-512-256")
         if not self.digest_algorithms or any(a not in known for a in self.digest_algorithms):
-            raise ValueError(f"digest_algorithms: choose from {', '.join(known)}, got {self.digest_algorithms!r}")
+            raise ValueError(
+                f"digest_algorithms: choose from {', '.join(known)}, got {self.digest_algorithms!r}"
+            )
 
     @property
     def factory_uri(self) -> str:

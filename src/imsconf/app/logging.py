@@ -144,7 +144,7 @@ class KeyValueFormatter(logging.Formatter):
             f"ts={ts}",
             f"level={record.levelname.lower()}",
             f"logger={_format_value(record.name)}",
-            # messages already written as "event=name k=v ..." (the sans-I/O cores log that way) stay as they are
+            # messages already written as "event=name k=v ..." (the sans-I/O cores log so) stay as they are
             message if message.startswith("event=") else f"event={_format_value(message)}",
         ]
         fields = getattr(record, "fields", None)

@@ -207,7 +207,8 @@ class Message:
         problem = _check_grammar(self.primitive, self.attributes)
         if problem is not None:
             raise ValueError(problem)
-        if len(self._payload()) > 4 * 0xFFFF:
+        # each attribute is at most 256 octets padded, so only very long lists need measuring
+        if len(self.attributes) * 256 > 4 * 0xFFFF and len(self._payload()) > 4 * 0xFFFF:
             raise ValueError("message too long for the 16-bit payload length")
 
     def _payload(self) -> bytes:

@@ -174,6 +174,7 @@ class _Leg:
         "direction",
         "dtmf",
         "dtmf_pt",
+        "fast",
         "jitter",
         "last_sr_at",
         "last_sr_mid",
@@ -237,6 +238,7 @@ class _Leg:
         self.rstats = ReceptionStats()
         self.remote_ssrc: int | None = None
         self.rekey_pending = False
+        self.fast = False  # receive_buffer may take its fast path (see MediaEngine._refresh_fast)
         self.conf_idx = 0
         self.speaker = False
         self.mix_payload: bytes | None = None
@@ -346,6 +348,7 @@ class MediaEngine:
         leg.rx = make_receiver(rx_keys)
         self._schedule_rtcp(leg, now + self._rtcp_delay())
         self._dirty = True
+        self._refresh_fast(leg)
 
     def update_leg(
         self,
@@ -386,6 +389,7 @@ class MediaEngine:
                 leg.rekey_pending = True
             else:
                 leg.rx = SrtpReceiver(rx_keys)
+        self._refresh_fast(leg)
 
     def remove_leg(self, leg_id: str) -> None:
         leg = self._legs.pop(leg_id, None)
@@ -485,6 +489,12 @@ class MediaEngine:
         entry = self._ports.get(rtp_port)
         return None if entry is None else entry[0].remote_rtp
 
+    @staticmethod
+    def _refresh_fast(leg: _Leg) -> None:
+        """A leg's packets may skip :meth:`receive` when it is configured, no inbound rekey is
+        pending (that needs the two-key trial) and it is not waiting to latch."""
+        leg.fast = leg.rx is not None and not leg.rekey_pending and not (leg.latch and not leg.latched)
+
     def _notify_remote(self, leg: _Leg) -> None:
         if self.remote_listener is not None:
             self.remote_listener(leg.rtp_port, leg.remote_rtp)
@@ -516,6 +526,7 @@ class MediaEngine:
         leg.latch = cfg.latch
         self._set_direction(leg, cfg.direction)
         self._dirty = True
+        self._refresh_fast(leg)
         if moved:
             self._notify_remote(leg)
 
@@ -582,9 +593,11 @@ class MediaEngine:
             return
         if leg.rekey_pending and isinstance(rx, SrtpReceiver) and not rx.rekey_pending:
             leg.rekey_pending = False
+            self._refresh_fast(leg)
             self._events.append(InboundKeyConfirmed(leg.leg_id))
         if leg.latch and not leg.latched:
             leg.latched = True
+            self._refresh_fast(leg)
             if latching:
                 addr: Addr = (src[0], src[1])
                 if rtcp:
@@ -611,21 +624,12 @@ class MediaEngine:
             self.unknown_port += 1
             return
         leg, on_rtcp_port = entry
-        rx = leg.rx
         rxc = self._rxc
-        if (
-            rx is None
-            or on_rtcp_port
-            or n < 12
-            or n > _MAX_SRTP_IN
-            or leg.rekey_pending
-            or (leg.latch and not leg.latched)
-            or (leg.rtcp_mux and 192 <= rxc[1] <= 223)
-        ):
+        if not leg.fast or on_rtcp_port or n < 12 or n > _MAX_SRTP_IN or 192 <= rxc[1] <= 223:
             src = leg.remote_rtcp if on_rtcp_port else leg.remote_rtp
             self.receive(local_port, self._rxb[0:n], src or ("", 0), now)
             return
-        handle = rx.handle
+        handle = leg.rx.handle  # type: ignore[union-attr]
         if handle is not None:
             lenp = self._lenp
             lenp[0] = n

@@ -188,7 +188,7 @@ class SipEndpoint:
             self._parse_failure(exc, peer, now)
             return
         self._conn_of[(peer.transport.upper(), peer.host, peer.port)] = peer.conn
-        self.layer.receive(msg, (peer.host, peer.port), peer.transport.upper(), now)
+        self.layer.receive(msg, (peer.host, peer.port), peer.transport.upper(), now, validated=True)
         self._drain(now, peer)
 
     def _parse_failure(self, exc: SipParseError, peer: Peer, now: float) -> None:

@@ -194,11 +194,16 @@ class TransactionLayer:
 
     # ---- from the network -------------------------------------------------------------------------
 
-    def receive(self, msg: Request | Response, source: Address, transport: str, now: float) -> None:
-        """Feed a parsed message that arrived from *source* over *transport* (``"UDP"``, ``"TLS"``...)."""
+    def receive(
+        self, msg: Request | Response, source: Address, transport: str, now: float, *, validated: bool = False
+    ) -> None:
+        """Feed a parsed message that arrived from *source* over *transport* (``"UDP"``, ``"TLS"``...).
+
+        *validated*: the caller already ran :func:`.message.validate` on it (and answered failures)."""
         check_transport(transport)
         try:
-            validate(msg)
+            if not validated:
+                validate(msg)
         except SipParseError as exc:
             if isinstance(msg, Request):
                 self._reject(msg, exc, source, transport)
