@@ -19,7 +19,7 @@ from imsconf.media.g711 import ulaw_encode
 from imsconf.media.rtp import pack_rtp_header
 from imsconf.media.srtp import SrtpKeys, SrtpSender
 
-SUITE = "AES_CM_128_HMAC_SHA1_80"
+SUITE = os.environ.get("SRTP_SUITE", "AES_CM_128_HMAC_SHA1_80")
 
 
 def build(n: int, layout: str, frames: int, plain: bool) -> tuple[MediaEngine, list[list[bytes]], socket.socket]:
@@ -32,8 +32,9 @@ def build(n: int, layout: str, frames: int, plain: bool) -> tuple[MediaEngine, l
     for i in range(n):
         conf = "c0" if layout == "one" else f"c{i // 5}"
         eng.add_leg(f"l{i}", conf, 10000 + 2 * i, 10000 + 2 * i, True)
-        k_rx = (os.urandom(16), os.urandom(14))
-        k_tx = (os.urandom(16), os.urandom(14))
+        salt = 12 if "GCM" in SUITE else 14
+        k_rx = (os.urandom(16), os.urandom(salt))
+        k_tx = (os.urandom(16), os.urandom(salt))
         cfg = LegConfig(("127.0.0.1", 20000 + i), None, 0, "PCMU", 101, Direction.SENDRECV, False)
         eng.configure_leg(
             f"l{i}", cfg, None if plain else SrtpKeys(SUITE, *k_tx), None if plain else SrtpKeys(SUITE, *k_rx)

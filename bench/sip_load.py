@@ -133,11 +133,13 @@ def bench_mode(mode: str, rates: list[int], seconds: float, sipp: str, work: Pat
         cpu = cpu_seconds(server.pid) - c0
         per_k = cpu / max(ok, 1) * 1000
         print(f"{rate:>12} {achieved:>11.0f} {ok:>7} {failed:>7} {per_k:>24.3f} {100 * cpu / wall:>6.0f}")
-        if failed == 0:
+        # a step passes with no failed call and the requested rate actually carried (a server that falls
+        # behind stretches the run instead of failing calls)
+        if failed == 0 and achieved >= 0.95 * rate:
             best = max(best, rate)
         else:
             break
-    print(f"highest rate with zero failures: {best}/s ({best * per_call} transactions/s)")
+    print(f"highest rate carried with zero failures: {best}/s ({best * per_call} transactions/s)")
     if owner is not None:
         owner.send_signal(signal.SIGINT)
         try:

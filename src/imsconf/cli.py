@@ -1,4 +1,4 @@
-"""Command line: ``imsconf serve``, ``imsconf users add|remove|list``."""
+"""Command line: ``imsconf serve``, ``imsconf users add|remove|list``, ``imsconf book ...``."""
 
 from __future__ import annotations
 
@@ -24,6 +24,17 @@ def _serve_parser(sub: Any) -> None:
     p.add_argument("--data-dir", type=Path, help="data directory (default ./var)")
     p.add_argument("--auth", choices=["digest", "none"], help="participant authentication (default digest)")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--http",
+        metavar="HOST:PORT",
+        type=_http_address,
+        help="serve the booking HTTP API (a bare PORT means 127.0.0.1:PORT); token in DATA_DIR/api-token",
+    )
+
+
+def _http_address(text: str) -> str:
+    """``--http 8080`` is loopback: ``127.0.0.1:8080``."""
+    return f"127.0.0.1:{text}" if text.isdigit() else text
 
 
 def _users_parser(sub: Any) -> None:
@@ -47,12 +58,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
     _users_parser(sub)
+    from imsconf.booking.cli import add_book_parser
+
+    add_book_parser(sub)
     return parser
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for name in ("domain", "data_dir", "auth", "log_level"):
+    for name in ("domain", "data_dir", "auth", "log_level", "http"):
         value = getattr(args, name, None)
         if value is not None:
             out[name] = value
@@ -123,6 +137,10 @@ def main(argv: list[str] | None = None) -> int:
         return _cmd_serve(args)
     if args.command == "users":
         return _cmd_users(args)
+    if args.command == "book":
+        from imsconf.booking.cli import run_book
+
+        return run_book(args, _overrides(args))
     return 2  # pragma: no cover - argparse enforces the choices
 
 

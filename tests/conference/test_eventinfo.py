@@ -39,7 +39,7 @@ from imsconf.conference.eventinfo import (
     apply_partial,
 )
 
-SCHEMAS = Path("/work/shared/vectors/schemas")
+SCHEMAS = Path(__file__).resolve().parents[1] / "data" / "schemas"
 OWNER = "sip:alice@example.com"
 BOB = "sip:bob@example.com"
 CAROL = "sip:carol@example.com"

@@ -248,6 +248,7 @@ class UA:
         body: bytes = b"",
         extra: tuple[tuple[str, str], ...] = (),
         contact: bool = True,
+        content_type: str = "application/sdp",
     ) -> tuple[bytes, str]:
         branch = branch or f"z9hG4bK-t{next(_branches)}-{secrets.token_hex(3)}"
         to = f"<{self.ruri}>" + (f";tag={self.to_tag}" if self.to_tag else "")
@@ -264,7 +265,7 @@ class UA:
             lines.append(f"Contact: {self.contact()}")
         lines += [f"{k}: {v}" for k, v in extra]
         if body:
-            lines.append("Content-Type: application/sdp")
+            lines.append(f"Content-Type: {content_type}")
         lines.append(f"Content-Length: {len(body)}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode() + body, branch
 
@@ -272,10 +273,16 @@ class UA:
         """Any request of this dialog with the current CSeq (bump ``cseq`` first for a new one)."""
         return self._request(method, uri, body=body)[0]
 
-    def invite(self, ruri: str, body: bytes = b"", extra: tuple[tuple[str, str], ...] = ()) -> bytes:
+    def invite(
+        self,
+        ruri: str,
+        body: bytes = b"",
+        extra: tuple[tuple[str, str], ...] = (),
+        content_type: str = "application/sdp",
+    ) -> bytes:
         """The initial INVITE (out of dialog)."""
         self.ruri = ruri
-        data, branch = self._request("INVITE", ruri, body=body, extra=extra)
+        data, branch = self._request("INVITE", ruri, body=body, extra=extra, content_type=content_type)
         self.last_invite, self.last_invite_cseq, self.last_invite_branch = data, self.cseq, branch
         return data
 
@@ -292,6 +299,26 @@ class UA:
     def update(self, body: bytes = b"", extra: tuple[tuple[str, str], ...] = ()) -> bytes:
         self.cseq += 1
         return self._request("UPDATE", self.target(), body=body, extra=extra)[0]
+
+    def subscribe(self, uri: str | None = None, expires: int | None = 600, event: str = "conference") -> bytes:
+        """SUBSCRIBE: out of dialog to *uri* (the conference URI), or a refresh in the dialog (uri None)."""
+        extra: tuple[tuple[str, str], ...] = (("Event", event),)
+        if expires is not None:
+            extra += (("Expires", str(expires)),)
+        if uri is not None and self.to_tag is None:
+            self.ruri = uri
+            return self._request("SUBSCRIBE", uri, extra=extra)[0]
+        self.cseq += 1
+        return self._request("SUBSCRIBE", self.target(), extra=extra)[0]
+
+    def refer(self, refer_to: str, uri: str | None = None, extra: tuple[tuple[str, str], ...] = ()) -> bytes:
+        """REFER: in the current dialog, or out of dialog to *uri* (the conference URI)."""
+        headers = (("Refer-To", refer_to), *extra)
+        if uri is not None:
+            self.ruri = uri
+            return self._request("REFER", uri, extra=headers)[0]
+        self.cseq += 1
+        return self._request("REFER", self.target(), extra=headers)[0]
 
     def ack(self, cseq: int | None = None) -> bytes:
         """ACK for a 2xx: in-dialog, new branch, CSeq number of the INVITE."""
@@ -322,14 +349,28 @@ class UA:
         self.remote_target = contact[contact.index("<") + 1 : contact.index(">")]
 
 
-def answer_to(req: Request) -> bytes:
-    """A 200 OK to a request the focus sent (e.g. its BYE)."""
-    head = ["SIP/2.0 200 OK"]
+def answer_to(
+    req: Request,
+    status: int = 200,
+    reason: str = "OK",
+    *,
+    to_tag: str | None = None,
+    contact: str | None = None,
+    body: bytes = b"",
+) -> bytes:
+    """A response to a request the focus sent (its BYE, NOTIFY, or a dial-out INVITE with *to_tag*)."""
+    head = [f"SIP/2.0 {status} {reason}"]
     for name in ("Via", "From", "To", "Call-ID", "CSeq"):
         for value in req.headers.get_all(name):
+            if name == "To" and to_tag is not None:
+                value = f"{value};tag={to_tag}"
             head.append(f"{name}: {value}")
-    head.append("Content-Length: 0")
-    return ("\r\n".join(head) + "\r\n\r\n").encode()
+    if contact is not None:
+        head.append(f"Contact: {contact}")
+    if body:
+        head.append("Content-Type: application/sdp")
+    head.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 
 # ---------------------------------------------------------------------------------------------- harness

@@ -233,4 +233,4 @@ def test_dialog_tables_are_emptied_after_reinvites() -> None:
     h.send(alice, alice.bye())
     assert h.focus.legs == {}
     assert h.focus._by_invite == {}
-    assert h.focus._by_dialog == {}
+    assert h.focus.by_dialog == {}

@@ -159,7 +159,7 @@ def test_closed_conference_with_many_participants_forgets_every_dialog() -> None
     assert len(requests(sent, "BYE")) == 5
     assert len(h.focus.dialogs) == 0
     assert h.focus.legs == {}
-    assert h.focus._by_dialog == {}
+    assert h.focus.by_dialog == {}
     assert h.focus._by_invite == {}
 
 

@@ -13,9 +13,7 @@ import pytest
 from harness import REPO, ServerProcess, free_port_pair, run_sipp, sipp_errors
 from sipclient import SipClient, build_request, digest_authorization, header, status_of
 
-RFC4475 = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "rfc4475"
-if not RFC4475.exists():
-    RFC4475 = REPO.parent / "shared" / "vectors" / "rfc4475"
+RFC4475 = REPO / "tests" / "data" / "rfc4475"
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ _SCALE = max(1, int(os.environ.get("IMSCONF_FUZZ_SCALE", "1")))
 PROPS = settings(max_examples=300 * _SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FUZZ = settings(max_examples=500 * _SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-VECTORS = sorted(Path("/work/shared/vectors/rfc4475").glob("*.dat"))
+VECTORS = sorted((Path(__file__).resolve().parents[1] / "data" / "rfc4475").glob("*.dat"))
 SEEDS = [p.read_bytes() for p in VECTORS]
 
 # ---- building blocks ----------------------------------------------------------------------------------

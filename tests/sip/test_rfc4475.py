@@ -17,7 +17,7 @@ from imsconf.sip.headers import CSeq, Via, parse_auth_params
 from imsconf.sip.message import Request, Response, StreamFramer, parse_message, validate
 from imsconf.sip.uri import NameAddr, SipUri
 
-VECTORS = Path("/work/shared/vectors/rfc4475")
+VECTORS = Path(__file__).resolve().parents[1] / "data" / "rfc4475"
 
 SDP_BODY = (
     b"v=0\r\no=mhandley 29739 7272939 IN IP4 192.0.2.%s\r\ns=-\r\nc=IN IP4 192.0.2.%s\r\nt=0 0\r\n"

@@ -11,6 +11,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from imsconf.booking.http import BookingApi, start_http
+from imsconf.booking.store import BookingStore
 from imsconf.focus.app import Focus, FocusConfig
 from imsconf.media.engine import MediaEngine
 from imsconf.media.udp import UdpMediaTransport, local_media
@@ -95,8 +97,14 @@ class Server:
     media: UdpMediaTransport | None = None
     focus: Focus | None = None
     bound: list[tuple[str, str, int]] = field(default_factory=list)
+    bookings: BookingStore | None = None
+    http: BookingApi | None = None
 
     async def close(self) -> None:
+        if self.http is not None:
+            await self.http.close()
+        if self.bookings is not None:
+            self.bookings.close()
         self.driver.close()
         if self.media is not None:
             self.media.close()
@@ -105,9 +113,14 @@ class Server:
 
 def build_capabilities() -> Capabilities:
     return Capabilities(
-        allow=("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "UPDATE", "INFO"),
-        supported=("timer",),
-        accept=("application/sdp",),
+        allow=("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "UPDATE", "INFO", "REFER", "SUBSCRIBE", "NOTIFY"),
+        supported=("timer", "recipient-list-invite", "norefersub"),
+        accept=(
+            "application/sdp",
+            "application/resource-lists+xml",
+            "multipart/mixed",
+            "message/sipfrag",
+        ),
     )
 
 
@@ -153,6 +166,10 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
             host, port = await transports.listen(listen.transport, listen.host, listen.port)
             endpoint.config.local.setdefault(listen.transport, (host, port))
             server.bound.append((listen.transport, host, port))
+        if settings.http is not None:
+            server.bookings = BookingStore.open(data_dir)
+            server.http = await start_http(settings, server.bookings)
+            server.bound.append(("http", *server.http.address))
     except OSError:
         await server.close()
         raise

@@ -2,15 +2,20 @@
 
 Sans-I/O: it is driven by :class:`imsconf.sip.endpoint.SipEndpoint` callbacks with ``now``, talks to the
 mixer only through :class:`imsconf.media.control.MediaControl`, and keeps its own deadlines (2xx
-retransmission, session timers) for the endpoint's single timer.
+retransmission, session timers, dial-out ringing, subscription expiry) for the endpoint's single timer.
+
+Conference control lives beside it: URI lists (:mod:`.urilist`), dial-out (:mod:`.dialout`), REFER
+(:mod:`.refer`, handled in :mod:`.control`) and the event packages (:mod:`.subscriptions`).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from imsconf.conference.errors import ConferenceError
+from imsconf.conference.eventinfo import AuthMethod, EndpointDetails, JoiningMethod
 from imsconf.conference.events import (
     ConferenceClosed,
     ConferenceEvent,
@@ -32,11 +37,18 @@ from imsconf.sip.events import TransactionKey
 from imsconf.sip.headers import Headers
 from imsconf.sip.message import Request, Response
 from imsconf.sip.peer import Peer
+from imsconf.sip.subscription import ExpiresPolicy
 from imsconf.sip.timers import TimerConfig
-from imsconf.sip.uri import SipUri
-from imsconf.sip.util import default_port, make_response, new_tag
+from imsconf.sip.uri import NameAddr, SipUri
+from imsconf.sip.util import make_response, new_tag
 
+from .control import Control
+from .dialout import Dialer
 from .media_session import MediaSession, NegotiationError
+from .refer import referred_by_uri
+from .routing import dialog_destination
+from .subscriptions import Notifier
+from .urilist import UriListEntry, UriListError, split_invite_body
 
 log = logging.getLogger("imsconf.focus")
 
@@ -53,6 +65,20 @@ class FocusConfig:
     media_host: str = "127.0.0.1"
     session_expires: int = DEFAULT_SE
     policy: ConferencePolicy = field(default_factory=ConferencePolicy)
+    dial_timeout: float = 60.0  # a dial-out without a final answer by then is cancelled
+    max_uri_list: int = 32
+    # NOTIFYs of the conference package carry the roster: by default a subscription must arrive over TLS,
+    # unless SDES over insecure signalling is allowed anyway (the relaxation for test peers without TLS).
+    allow_insecure_subscriptions: bool | None = None
+    subscription_expires: ExpiresPolicy = field(
+        default_factory=lambda: ExpiresPolicy.for_package("conference")
+    )
+
+    @property
+    def insecure_subscriptions_allowed(self) -> bool:
+        if self.allow_insecure_subscriptions is not None:
+            return self.allow_insecure_subscriptions
+        return self.allow_sdes_over_insecure
 
     def answer_policy(self, secure_signalling: bool) -> AnswerPolicy:
         return AnswerPolicy(
@@ -79,6 +105,14 @@ class Leg:
     session_interval: int | None = None
     session_deadline: float | None = None
     closing: bool = False
+    # dial-out (the focus is the UAC)
+    dialed_out: bool = False
+    dial_target: SipUri | None = None
+    referred_by: str | None = None  # Referred-By value copied into our INVITE
+    invite_request: Request | None = None
+    ack: Request | None = None
+    local_contact: str | None = None
+    ring_deadline: float | None = None
 
     @property
     def pid(self) -> str:
@@ -95,11 +129,23 @@ class Focus:
         self.registry = registry if registry is not None else ConferenceRegistry(config.domain, scheme="sip")
         self.legs: dict[str, Leg] = {}
         self.dialogs = DialogRegistry()
-        self._by_dialog: dict[DialogId, Leg] = {}
+        self.by_dialog: dict[DialogId, Leg] = {}
         self._by_invite: dict[TransactionKey, Leg] = {}
         self.timers = TimerConfig()
         self._ep: SipEndpoint | None = None
         self.dtmf_log: list[tuple[str, str]] = []
+        self.details: dict[
+            str, EndpointDetails
+        ] = {}  # by leg id: what the event package shows beyond the model
+        self._bye_watch: dict[str, Callable[[int, str, float], None]] = {}
+        self.notifier = Notifier(
+            self.dialogs,
+            details=lambda conf_id, pid: self.details.get(f"{conf_id}.{pid}", _NO_DETAILS),
+            focus_uri=lambda conf: conf.uri,
+            dialog_shared=lambda dialog_id: dialog_id in self.by_dialog,
+        )
+        self.dialer = Dialer(self)
+        self.control = Control(self)
         media.set_event_sink(self._on_media_event)
 
     # ---- Application protocol ------------------------------------------------------------------------
@@ -110,6 +156,10 @@ class Focus:
             self._in_dialog(ep, inc, now)
         elif req.method == "INVITE":
             self._initial_invite(ep, inc, now)
+        elif req.method == "SUBSCRIBE":
+            self.control.subscribe(ep, inc, now, None, None)
+        elif req.method == "REFER":
+            self.control.refer(ep, inc, now, None, None)
         else:
             ep.respond(
                 inc.key, make_response(req, 481 if req.method == "BYE" else 405, to_tag=new_tag()), now
@@ -117,7 +167,7 @@ class Focus:
 
     def on_ack(self, ep: SipEndpoint, ack: Request, peer: Peer, now: float) -> None:
         dialog = self.dialogs.match_request(ack)
-        leg = self._by_dialog.get(dialog.id) if dialog is not None else None
+        leg = self.by_dialog.get(dialog.id) if dialog is not None else None
         if leg is None or leg.retrans is None:
             return
         if leg.answer_2xx is not None and ack.cseq.number != leg.answer_2xx.cseq.number:
@@ -128,7 +178,7 @@ class Focus:
         if conf is not None and leg.pid in conf and not leg.closing:
             want = ParticipantStatus.ON_HOLD if leg.media.on_hold else ParticipantStatus.CONNECTED
             if conf.participant(leg.pid).status is not want:
-                self._apply(ep, conf, conf.set_status(leg.pid, want), now)
+                self.apply(ep, conf, conf.set_status(leg.pid, want), now)
 
     def on_cancel(self, ep: SipEndpoint, invite_key: TransactionKey, now: float) -> None:
         leg = self._by_invite.get(invite_key)
@@ -139,15 +189,25 @@ class Focus:
             self._drop_leg(ep, leg, "cancelled", now)
 
     def on_stray_response(self, ep: SipEndpoint, resp: Response, peer: Peer, now: float) -> None:
-        return None
+        """A 2xx retransmission to a dial-out INVITE whose transaction is over: ACK it again."""
+        if resp.cseq.method != "INVITE" or not 200 <= resp.status < 300:
+            return
+        dialog = self.dialogs.match_response(resp)
+        leg = self.by_dialog.get(dialog.id) if dialog is not None else None
+        if leg is not None and leg.ack is not None and leg.dialog is not None:
+            ep.send_stateless(leg.ack, dialog_destination(leg.dialog, leg.peer))
 
     def on_server_timeout(self, ep: SipEndpoint, key: TransactionKey, now: float) -> None:
         return None
 
     def next_deadline(self) -> float | None:
-        best: float | None = None
+        best = self.notifier.next_deadline()
         for leg in self.legs.values():
-            for d in (leg.retrans.next_deadline() if leg.retrans else None, leg.session_deadline):
+            for d in (
+                leg.retrans.next_deadline() if leg.retrans else None,
+                leg.session_deadline,
+                leg.ring_deadline,
+            ):
                 if d is not None and (best is None or d < best):
                     best = d
         return best
@@ -169,6 +229,9 @@ class Focus:
                 log.info("event=session_expired leg=%s", leg.leg_id)
                 leg.session_deadline = None
                 self._disconnect(ep, leg, "session expired", now, send_bye=True)
+            if leg.ring_deadline is not None and now >= leg.ring_deadline and not leg.closing:
+                self.dialer.timeout(ep, leg, now)
+        self.notifier.handle_timer(ep, now)
 
     # ---- initial INVITE: create or join ----------------------------------------------------------------
     def _initial_invite(self, ep: SipEndpoint, inc: IncomingRequest, now: float) -> None:
@@ -189,6 +252,17 @@ class Focus:
                 return
         if not req.body:
             ep.respond(inc.key, make_response(req, 488, "Offer Required", to_tag=new_tag()), now)
+            return
+        try:
+            offer, uri_list = split_invite_body(
+                req.headers.get("Content-Type") or "application/sdp",
+                req.body,
+                max_entries=self.config.max_uri_list,
+            )
+        except UriListError as exc:
+            log.info("event=uri_list_refused src=%s status=%d reason=%r", inc.peer, exc.status, exc.reason)
+            text = "".join(c if 0x20 <= ord(c) < 0x7F else "?" for c in exc.reason)[:80]
+            ep.respond(inc.key, make_response(req, exc.status, text, to_tag=new_tag()), now)
             return
         se = self._session_timer(req)
         if isinstance(se, Response):
@@ -216,6 +290,13 @@ class Focus:
             return
         joined = next(e for e in events if isinstance(e, ParticipantJoined))
         pid = joined.participant.participant_id
+        referrer = req.headers.get("Referred-By")  # a user REFERred here by someone (RFC 3892)
+        self.details[f"{conf.conf_id}.{pid}"] = EndpointDetails(
+            contact=_contact_uri(req),
+            joining_method=JoiningMethod.DIALED_IN,
+            referred_by=referred_by_uri(referrer),
+            auth_method=AuthMethod.DIGEST if identity_ok else None,
+        )
         leg = Leg(
             f"{conf.conf_id}.{pid}",
             conf.conf_id,
@@ -227,7 +308,7 @@ class Focus:
         self._by_invite[inc.key] = leg
         try:
             answer = leg.media.negotiate(
-                req.body,
+                offer,
                 self.config.answer_policy(inc.secure),
                 self.media,
                 host=self.config.media_host,
@@ -237,7 +318,7 @@ class Focus:
             log.info("event=offer_refused src=%s status=%d reason=%r", inc.peer, exc.status, exc.reason)
             self._by_invite.pop(inc.key, None)
             leave = conf.leave(pid, "offer refused")
-            self._apply(ep, conf, leave, now)
+            self.apply(ep, conf, events + leave, now)
             if created:
                 self.registry.remove(conf.conf_id)
             ep.respond(inc.key, _refusal(req, exc, to_tag=new_tag()), now)
@@ -263,19 +344,14 @@ class Focus:
             leg.media.release(self.media)
             self.legs.pop(leg.leg_id, None)
             self._by_invite.pop(inc.key, None)
-            self._apply(ep, conf, conf.leave(pid, "bad request"), now)
+            self.apply(ep, conf, events + conf.leave(pid, "bad request"), now)
             ep.respond(inc.key, make_response(req, exc.status, exc.reason, to_tag=new_tag()), now)
             return
         leg.dialog = dialog
         self.dialogs.add(dialog)
-        self._by_dialog[dialog.id] = leg
+        self.by_dialog[dialog.id] = leg
         leg.retrans = AnswerRetransmitter(now, reliable=inc.peer.reliable, config=self.timers)
-        media_info = MediaInfo(
-            srtp=leg.media.secure,
-            direction=_conf_direction(leg.media),
-            codec=leg.media.decision.codec.name if leg.media.decision else None,
-        )
-        events += conf.set_media(pid, media_info)
+        events += conf.set_media(pid, self.media_info(leg))
         if created:
             log.info(
                 "event=conference_created conf_uri=%s contact=<%s> owner=%s",
@@ -292,7 +368,38 @@ class Focus:
             inc.peer.transport,
         )
         ep.respond(inc.key, resp, now)
-        self._apply(ep, conf, events, now)
+        self.apply(ep, conf, events, now)
+        if uri_list:
+            self._invite_list(ep, conf, aor, uri_list, inc.peer.transport, now)
+
+    def _invite_list(
+        self,
+        ep: SipEndpoint,
+        conf: Conference,
+        by: str,
+        entries: tuple[UriListEntry, ...],
+        transport: str,
+        now: float,
+    ) -> None:
+        """RFC 5366: the INVITE carried a URI list; invite each listed user (not the requester itself)."""
+        try:
+            conf.authorize_invite(by)
+        except ConferenceError as exc:
+            log.info("event=uri_list_ignored conf=%s by=%s reason=%r", conf.uri, by, exc.reason)
+            return
+        for entry in entries:
+            target = SipUri.parse(entry.uri)
+            if target.aor == by:
+                continue
+            try:
+                leg, events = self.dialer.prepare(
+                    ep, conf, target, now, transport=transport, display=entry.display
+                )
+            except ConferenceError as exc:
+                log.info("event=dial_out_refused conf=%s target=%s status=%d", conf.uri, target, exc.status)
+                continue
+            self.apply(ep, conf, events, now)
+            self.dialer.start(ep, leg, now)
 
     def _session_timer(self, req: Request) -> int | Response | None:
         """RFC 4028: the interval to use, a 422 to send, or None when the UAC knows nothing of timers."""
@@ -318,8 +425,8 @@ class Focus:
     def _in_dialog(self, ep: SipEndpoint, inc: IncomingRequest, now: float) -> None:
         req = inc.request
         dialog = self.dialogs.match_request(req)
-        leg = self._by_dialog.get(dialog.id) if dialog is not None else None
-        if dialog is None or leg is None:
+        leg = self.by_dialog.get(dialog.id) if dialog is not None else None
+        if dialog is None or (leg is None and not self.notifier.usages_in(dialog.id)):
             ep.respond(inc.key, make_response(req, 481, "Call/Transaction Does Not Exist"), now)
             return
         try:
@@ -327,7 +434,14 @@ class Focus:
         except DialogReject as exc:
             ep.respond(inc.key, make_response(req, exc.status, exc.reason), now)
             return
-        if req.method == "BYE":
+        if req.method == "SUBSCRIBE":
+            self.control.subscribe(ep, inc, now, dialog, leg)
+        elif req.method == "REFER":
+            self.control.refer(ep, inc, now, dialog, leg)
+        elif leg is None:  # a dialog of subscriptions only (RFC 6665 §4.5.2)
+            status = 481 if req.method in ("BYE", "INVITE", "UPDATE") else 405
+            ep.respond(inc.key, make_response(req, status), now)
+        elif req.method == "BYE":
             ep.respond(inc.key, make_response(req, 200, "OK"), now)
             self._disconnect(ep, leg, "left", now, send_bye=False)
         elif req.method in ("INVITE", "UPDATE"):
@@ -392,14 +506,10 @@ class Focus:
             want = ParticipantStatus.ON_HOLD if leg.media.on_hold else ParticipantStatus.CONNECTED
             if conf.participant(pid).status is not want:
                 events += conf.set_status(pid, want)
-            info = MediaInfo(
-                srtp=leg.media.secure,
-                direction=_conf_direction(leg.media),
-                codec=leg.media.decision.codec.name if leg.media.decision else None,
-            )
+            info = self.media_info(leg)
             if conf.participant(pid).media != info:
                 events += conf.set_media(pid, info)
-            self._apply(ep, conf, events, now)
+            self.apply(ep, conf, events, now)
 
     # ---- leaving -----------------------------------------------------------------------------------------
     def _disconnect(self, ep: SipEndpoint, leg: Leg, reason: str, now: float, *, send_bye: bool) -> None:
@@ -407,72 +517,83 @@ class Focus:
             return
         leg.closing = True
         if send_bye:
-            self._send_bye(ep, leg, now)
+            self.send_bye(ep, leg, now)
         conf = self.registry.get(leg.conf_id)
         pid = leg.leg_id.split(".", 1)[1]
         if conf is not None and pid in conf:
-            self._apply(ep, conf, conf.leave(pid, reason), now)
-        self._forget(leg)
+            self.apply(ep, conf, conf.leave(pid, reason), now)
+        self.forget(leg, now)
 
     def _drop_leg(self, ep: SipEndpoint, leg: Leg, reason: str, now: float) -> None:
         leg.closing = True
         conf = self.registry.get(leg.conf_id)
         pid = leg.leg_id.split(".", 1)[1]
         if conf is not None and pid in conf:
-            self._apply(ep, conf, conf.leave(pid, reason), now)
-        self._forget(leg)
+            self.apply(ep, conf, conf.leave(pid, reason), now)
+        self.forget(leg, now)
 
-    def _forget(self, leg: Leg) -> None:
+    def forget(self, leg: Leg, now: float) -> None:
         leg.media.release(self.media)
         self.legs.pop(leg.leg_id, None)
         if leg.invite_key is not None:
             self._by_invite.pop(leg.invite_key, None)
         if leg.dialog is not None:
-            self._by_dialog.pop(leg.dialog.id, None)
+            self.by_dialog.pop(leg.dialog.id, None)
             self.dialogs.remove(leg.dialog.id)
             leg.dialog.terminate()
+            self.notifier.dialog_gone(leg.dialog.id)
         leg.retrans = None
         leg.session_deadline = None
+        leg.ring_deadline = None
+        watcher = self._bye_watch.pop(leg.leg_id, None)
+        if watcher is not None:  # a removal nobody could BYE (no dialog): it is done all the same
+            watcher(200, "OK", now)
 
-    def _send_bye(self, ep: SipEndpoint, leg: Leg, now: float) -> None:
+    def send_bye(self, ep: SipEndpoint, leg: Leg, now: float) -> None:
+        """End the leg's session: BYE in its dialog, or CANCEL while a dial-out still rings."""
+        watcher = self._bye_watch.pop(leg.leg_id, None)
+        if leg.dialog is None and leg.dialed_out and leg.invite_request is not None:
+            self.dialer.cancel(ep, leg, now)
+            if watcher is not None:
+                watcher(200, "OK", now)
+            return
         if leg.dialog is None or leg.dialog.terminated:
+            if watcher is not None:
+                watcher(200, "OK", now)
             return
         bye = leg.dialog.create_request("BYE")
-        dest = self._dialog_destination(leg)
+        dest = dialog_destination(leg.dialog, leg.peer)
         log.info("event=bye_sent leg=%s dst=%s", leg.leg_id, dest)
-        ep.send_request(bye, dest, now, on_response=lambda resp, t: None)
 
-    def _dialog_destination(self, leg: Leg) -> Peer:
-        """Where in-dialog requests go: the connection the dialog came in on (stream), else its target."""
-        if leg.peer.reliable:
-            return leg.peer
-        assert leg.dialog is not None
-        target, routes = leg.dialog.target_and_routes()
-        uri_text = routes[0] if routes else target
-        if uri_text.startswith("<"):
-            uri_text = uri_text[1 : uri_text.index(">")]
-        try:
-            uri = SipUri.parse(uri_text)
-        except SipParseError:
-            return leg.peer
-        transport = (uri.params.get("transport") or leg.peer.transport).lower()
-        if transport not in ("udp", "tcp", "tls"):
-            transport = leg.peer.transport
-        host = uri.params.get("maddr") or uri.host
-        port = uri.port or default_port(transport.upper())
-        return Peer(transport, host.strip("[]"), port)
+        def done(resp: Response, t: float) -> None:
+            if watcher is not None and resp.status >= 200:
+                watcher(resp.status, resp.reason, t)
+
+        ep.send_request(bye, dest, now, on_response=done)
+
+    def watch_bye(self, leg_id: str, callback: Callable[[int, str, float], None]) -> None:
+        """Call ``callback(status, reason, now)`` with the final answer to the BYE the leg gets next."""
+        self._bye_watch[leg_id] = callback
+
+    def media_info(self, leg: Leg) -> MediaInfo:
+        return MediaInfo(
+            srtp=leg.media.secure,
+            direction=conf_direction(leg.media),
+            codec=leg.media.decision.codec.name if leg.media.decision else None,
+        )
 
     # ---- conference events -----------------------------------------------------------------------------
-    def _apply(self, ep: SipEndpoint, conf: Conference, events: list[ConferenceEvent], now: float) -> None:
+    def apply(self, ep: SipEndpoint, conf: Conference, events: list[ConferenceEvent], now: float) -> None:
         queue = list(events)
         while queue:
             ev = queue.pop(0)
+            self.notifier.on_event(ep, conf, ev, now)
             if isinstance(ev, DisconnectRequired):
                 leg = self.legs.get(f"{ev.conf_id}.{ev.participant_id}")
                 if leg is not None and not leg.closing:
                     leg.closing = True
-                    self._send_bye(ep, leg, now)
-                    self._forget(leg)
+                    self.send_bye(ep, leg, now)
+                    self.forget(leg, now)
                 if ev.participant_id in conf:
                     queue.extend(conf.leave(ev.participant_id, ev.reason))
             elif isinstance(ev, ParticipantLeft):
@@ -487,6 +608,9 @@ class Focus:
                 log.info("event=media_released conf=%s", conf.uri)
             elif isinstance(ev, ConferenceClosed):
                 self.registry.apply([ev])
+                prefix = f"{conf.conf_id}."
+                for key in [k for k in self.details if k.startswith(prefix)]:
+                    del self.details[key]
                 log.info("event=conference_closed conf=%s", conf.uri)
 
     # ---- media events -------------------------------------------------------------------------------------
@@ -515,7 +639,20 @@ def _refusal(req: Request, exc: NegotiationError, *, to_tag: str | None = None) 
     return resp
 
 
-def _conf_direction(ms: MediaSession) -> MediaDirection:
+_NO_DETAILS = EndpointDetails()
+
+
+def _contact_uri(req: Request) -> str | None:
+    value = req.headers.get("Contact")
+    if not value or value.strip() == "*":
+        return None
+    try:
+        return str(NameAddr.parse(value).uri)
+    except SipParseError:
+        return None
+
+
+def conf_direction(ms: MediaSession) -> MediaDirection:
     if ms.decision is None:
         return MediaDirection.SENDRECV
     return MediaDirection(ms.decision.remote_direction.value)

@@ -1,4 +1,4 @@
-"""One participant's media negotiation: SDP offer → decision → keys from the key authority → mixer leg → answer.
+"""One participant's media negotiation: SDP offer → decision → keys from the key authority → mixer leg.
 
 The focus calls this for the initial INVITE and for every re-INVITE/UPDATE that carries an offer.  Keys are
 made by :mod:`imsconf.keys` (never by the mixer) and handed to the MRFP through :class:`MediaControl`.
@@ -14,9 +14,18 @@ from imsconf.media.control import LegPorts, MediaControl
 from imsconf.media.events import Direction as MediaDirection
 from imsconf.media.srtp import SrtpKeys
 from imsconf.sdp.errors import OfferAnswerError, SdpParseError
-from imsconf.sdp.offer_answer import AnswerPolicy, AudioDecision, build_answer, decide_answer
+from imsconf.sdp.offer_answer import (
+    AnswerPolicy,
+    AudioDecision,
+    build_answer,
+    build_offer,
+    decide_answer,
+    parse_answer,
+)
 from imsconf.sdp.sdes import CryptoAttribute
 from imsconf.sdp.session import SessionDescription
+
+OFFER_SUITE = "AES_CM_128_HMAC_SHA1_80"
 
 
 class NegotiationError(Exception):
@@ -45,7 +54,10 @@ class MediaSession:
     crypto_tag: int | None = None
     session_id: int = field(default_factory=lambda: secrets.randbelow(2**31))
     version: int = 0
-    answer: bytes = b""
+    answer: bytes = (
+        b""  # our last SDP (answer, or offer for a dial-out): offered again on an offerless re-INVITE
+    )
+    _offer: SessionDescription | None = None  # our pending offer (dial-out), until the answer arrives
 
     def negotiate(
         self, body: bytes, policy: AnswerPolicy, media: MediaControl, *, host: str, initial: bool
@@ -132,6 +144,67 @@ class MediaSession:
         )
         self.answer = bytes(answer)
         return self.answer
+
+    def offer(self, media: MediaControl, *, host: str, srtp: bool, suite: str = OFFER_SUITE) -> bytes:
+        """Our initial offer for a dial-out: a mixer leg is allocated now (separate RTCP port, no mux), the
+        send key is made by the key authority when ``srtp`` (one ``a=crypto`` line, tag 1)."""
+        if self.ports is not None:
+            raise ValueError("the leg already has media")
+        self.ports = media.allocate_leg(self.conf_id, self.leg_id, rtcp_mux=False)
+        crypto: tuple[CryptoAttribute, ...] = ()
+        if srtp:
+            self.tx_key = new_master_key(suite)
+            crypto = (CryptoAttribute.from_key(1, suite, self.tx_key.key_salt),)
+        self.version += 1
+        sd = build_offer(
+            host,
+            self.ports.rtp_port,
+            self.session_id,
+            self.version,
+            local_rtcp_port=self.ports.rtcp_port,
+            crypto=crypto,
+        )
+        self._offer = sd
+        self.answer = bytes(sd)
+        return self.answer
+
+    def accept_answer(self, body: bytes, media: MediaControl) -> None:
+        """The remote's answer to :meth:`offer`: configure the mixer leg.  Raises NegotiationError."""
+        if self._offer is None or self.ports is None:
+            raise NegotiationError(500, "no offer outstanding")
+        try:
+            answer = SessionDescription.parse(body)
+        except SdpParseError as exc:
+            raise NegotiationError(400, f"bad SDP: {exc.reason}") from None
+        try:
+            decision = parse_answer(self._offer, answer)
+        except OfferAnswerError as exc:
+            raise NegotiationError(exc.status, exc.reason) from None
+        tx_keys: SrtpKeys | None = None
+        rx_keys: SrtpKeys | None = None
+        if decision.srtp is not None:
+            if self.tx_key is None:  # pragma: no cover - parse_answer refuses crypto we did not offer
+                raise NegotiationError(488, "SRTP answer to a plain offer")
+            suite = decision.srtp.suite
+            tx_keys = SrtpKeys(suite, self.tx_key.key, self.tx_key.salt)
+            remote = decision.srtp.remote
+            rx_keys = SrtpKeys(suite, remote.master_key, remote.master_salt)
+        elif self.tx_key is not None:  # pragma: no cover - parse_answer needs a=crypto for SAVP
+            raise NegotiationError(488, "plain answer to an SRTP offer")
+        media.configure_leg(
+            self.leg_id,
+            remote_rtp=(decision.remote_rtp.host, decision.remote_rtp.port),
+            remote_rtcp=None if decision.rtcp_mux else (decision.remote_rtcp.host, decision.remote_rtcp.port),
+            codec_pt=decision.codec.payload_type,
+            codec_name=decision.codec.name,
+            dtmf_pt=decision.telephone_event,
+            tx_keys=tx_keys,
+            rx_keys=rx_keys,
+            direction=_media_direction(decision.local_direction.value),
+        )
+        self.rx_key_salt = rx_keys.key_salt() if rx_keys is not None else None
+        self.decision = decision
+        self._offer = None
 
     @property
     def on_hold(self) -> bool:

@@ -50,6 +50,7 @@ __all__ = ["TickStats", "UdpMediaTransport", "local_media"]
 
 _RECV_SIZE = 2048
 _DRAIN_MAX = 256  # packets per readiness callback, so one flooded socket cannot starve the tick
+_DRAIN_BUDGET = 0.004  # seconds: a drain yields to the loop (and the tick) after this long
 
 
 class TickStats:
@@ -310,9 +311,11 @@ class UdpMediaTransport:
         receive_buffer = engine.receive_buffer
         rx_buffer = engine.rx_buffer
         got = 0
+        clock = time.perf_counter
+        until = clock() + _DRAIN_BUDGET
         for _ in range(_DRAIN_MAX):
             ready = poll(0)
-            if not ready:
+            if not ready or clock() > until:
                 break
             for fd, _events in ready:
                 entry = by_fd.get(fd)

@@ -284,19 +284,24 @@ class _AttributeMixin:
 
     def get_attribute(self, name: str) -> str | None:
         """Value of the first attribute called ``name`` (case-insensitive); ``""`` for a flag; else None."""
+        low = name.lower()
         for a in self.attributes:
-            if a.name.lower() == name.lower():
+            if a.name == name or a.name.lower() == low:
                 return "" if a.value is None else a.value
         return None
 
     def get_attributes(self, name: str) -> tuple[str, ...]:
         """Values of every attribute called ``name``, in order (``""`` for flags)."""
+        low = name.lower()
         return tuple(
-            "" if a.value is None else a.value for a in self.attributes if a.name.lower() == name.lower()
+            "" if a.value is None else a.value
+            for a in self.attributes
+            if a.name == name or a.name.lower() == low
         )
 
     def has_attribute(self, name: str) -> bool:
-        return any(a.name.lower() == name.lower() for a in self.attributes)
+        low = name.lower()
+        return any(a.name == name or a.name.lower() == low for a in self.attributes)
 
 
 @dataclass(frozen=True, slots=True)

@@ -198,6 +198,18 @@ class Via:
 
     @classmethod
     def parse(cls, value: str) -> Via:
+        """Parse (memoised by text: the result is an immutable value; errors are not cached)."""
+        hit = _VIA_MEMO.get(value)
+        if hit is not None:
+            return hit
+        parsed = cls._parse(value)
+        if len(_VIA_MEMO) >= _MEMO_MAX:
+            _VIA_MEMO.clear()
+        _VIA_MEMO[value] = parsed
+        return parsed
+
+    @classmethod
+    def _parse(cls, value: str) -> Via:
         m = grammar.VIA_RE.match(value.strip())
         if not m:
             raise SipParseError("malformed Via header")
@@ -242,6 +254,18 @@ class CSeq:
 
     @classmethod
     def parse(cls, value: str) -> CSeq:
+        """Parse (memoised by text: the result is an immutable value; errors are not cached)."""
+        hit = _CSEQ_MEMO.get(value)
+        if hit is not None:
+            return hit
+        parsed = cls._parse(value)
+        if len(_CSEQ_MEMO) >= _MEMO_MAX:
+            _CSEQ_MEMO.clear()
+        _CSEQ_MEMO[value] = parsed
+        return parsed
+
+    @classmethod
+    def _parse(cls, value: str) -> CSeq:
         m = grammar.CSEQ_RE.match(value.strip())
         if not m:
             raise SipParseError("malformed CSeq header")
@@ -297,3 +321,9 @@ def unquote_string(text: str) -> str:
         out.append(text[i])
         i += 1
     return "".join(out)
+
+
+# Parsed views are immutable values: memoise them by their text (bounded; peers choose the text).
+_MEMO_MAX = 4096
+_VIA_MEMO: dict[str, Via] = {}
+_CSEQ_MEMO: dict[str, CSeq] = {}

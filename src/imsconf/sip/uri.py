@@ -95,6 +95,18 @@ class SipUri:
 
     @classmethod
     def parse(cls, text: str) -> SipUri:
+        """Parse (memoised by text: the result is an immutable value; errors are not cached)."""
+        hit = _URI_MEMO.get(text)
+        if hit is not None:
+            return hit
+        parsed = cls._parse(text)
+        if len(_URI_MEMO) >= _MEMO_MAX:
+            _URI_MEMO.clear()
+        _URI_MEMO[text] = parsed
+        return parsed
+
+    @classmethod
+    def _parse(cls, text: str) -> SipUri:
         if not text.isascii() or not text.isprintable() or " " in text:
             # RFC 3986/3261: a URI is printable US-ASCII; anything else must be %-escaped.
             # RFC 4475 §3.1.2.14: LWS inside <...> is refused (400) rather than silently dropped.
@@ -251,6 +263,18 @@ class NameAddr:
 
     @classmethod
     def parse(cls, text: str) -> NameAddr:
+        """Parse (memoised by text: the result is an immutable value; errors are not cached)."""
+        hit = _NAME_ADDR_MEMO.get(text)
+        if hit is not None:
+            return hit
+        parsed = cls._parse(text)
+        if len(_NAME_ADDR_MEMO) >= _MEMO_MAX:
+            _NAME_ADDR_MEMO.clear()
+        _NAME_ADDR_MEMO[text] = parsed
+        return parsed
+
+    @classmethod
+    def _parse(cls, text: str) -> NameAddr:
         text = text.strip()
         if not text:
             raise SipParseError("empty address")
@@ -339,3 +363,9 @@ def _find_unquoted(text: str, ch: str) -> int:
             return i
         i += 1
     return -1
+
+
+# Parsed views are immutable values: memoise them by their text (bounded; peers choose the text).
+_MEMO_MAX = 4096
+_URI_MEMO: dict[str, SipUri] = {}
+_NAME_ADDR_MEMO: dict[str, NameAddr] = {}

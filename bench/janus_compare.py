@@ -1,0 +1,285 @@
+"""Janus AudioBridge vs the imsconf mixer, side by side in one run (not a test).
+
+Both mixers run pinned to CPU 1 (nice -10, as in mixer_capacity.py), one after the other, with the same
+load generator (``mixer_load.generator_main``, CPU 0): plain RTP PCMU, 20 ms, 50 packets/s per
+participant, and a sample of participants reading what the mixer sends them. Janus cannot decrypt SRTP
+from plain-RTP participants (PEERS §6), so the comparison is plain RTP; imsconf therefore runs with
+``allow_plain_rtp=True`` (security relaxed: no SRTP) for this half. imsconf's SRTP capacity
+(AES_CM_128_HMAC_SHA1_80, nothing relaxed) is measured in the same run and printed beside it.
+
+Capacity = the largest N where the mixer stays under 100 % of its core and every sampled participant
+receives >= 49 packets/s with a p99 inter-arrival under 40 ms (for imsconf also: no late ticks).
+
+Janus 1.1.2 is started by this script from a copy of /etc/janus in a temporary directory (HTTP transport
+on 127.0.0.1, unused plugins and transports disabled, audiobridge bound to 127.0.0.1), one fresh process
+per step, and stopped by PID. Rooms are created with ``allow_rtp_participants`` and the room rate given
+by ``--janus-rate`` (8000 by default: no resampling for PCMU); each participant is a handle that joins
+with ``"codec": "pcmu"`` and an ``rtp`` block naming its generator socket.
+
+    .venv/bin/python bench/janus_compare.py
+    .venv/bin/python bench/janus_compare.py --janus-sizes 200,300,400,500 --imsconf-sizes 1500,2000,2500
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from mixer_capacity import capacity
+from mixer_load import TICK, core_busy, generator_main, proc_cpu
+
+PLUGINS = Path("/usr/lib/x86_64-linux-gnu/janus/plugins")
+TRANSPORTS = Path("/usr/lib/x86_64-linux-gnu/janus/transports")
+NICE = -10
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Janus:
+    """One Janus process with its own config copy; HTTP API over urllib."""
+
+    def __init__(self, workdir: Path, rtp_range: str) -> None:
+        self.http_port = free_port()
+        etc = workdir / "etc"
+        if etc.exists():
+            shutil.rmtree(etc)
+        shutil.copytree("/etc/janus", etc)
+        keep_plugins = {"libjanus_audiobridge.so"}
+        keep_transports = {"libjanus_http.so"}
+        off_p = ",".join(p.name for p in PLUGINS.glob("*.so") if p.name not in keep_plugins)
+        off_t = ",".join(p.name for p in TRANSPORTS.glob("*.so") if p.name not in keep_transports)
+        cfg = (etc / "janus.jcfg").read_text()
+        cfg = cfg.replace('#disable = "libjanus_voicemail.so,libjanus_recordplay.so"', f'disable = "{off_p}"')
+        cfg = cfg.replace('#disable = "libjanus_rabbitmq.so"', f'disable = "{off_t}"')
+        cfg = cfg.replace("#session_timeout = 60", "session_timeout = 0")
+        (etc / "janus.jcfg").write_text(cfg)
+        http = (etc / "janus.transport.http.jcfg").read_text()
+        http = http.replace("port = 8088", f"port = {self.http_port}")
+        http = http.replace('#ip = "192.168.0.1"', 'ip = "127.0.0.1"', 1)
+        (etc / "janus.transport.http.jcfg").write_text(http)
+        ab = (etc / "janus.plugin.audiobridge.jcfg").read_text()
+        ab = ab.replace('#rtp_port_range = "50000-60000"', f'rtp_port_range = "{rtp_range}"')
+        ab = ab.replace('#local_ip = "1.2.3.4"', 'local_ip = "127.0.0.1"')
+        (etc / "janus.plugin.audiobridge.jcfg").write_text(ab)
+        self.log = open(workdir / "janus.log", "w")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            ["taskset", "-c", "1", "janus", "-F", str(etc), "-i", "127.0.0.1", "-r", "20000-20100"],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            os.setpriority(os.PRIO_PROCESS, self.proc.pid, NICE)
+        except OSError:
+            pass
+        self.base = f"http://127.0.0.1:{self.http_port}/janus"
+        self.events: dict[int, list[dict[str, Any]]] = {}
+        self.cond = threading.Condition()
+        self._stop = False
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"{self.base}/info", timeout=1).read()
+                break
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"janus exited ({self.proc.returncode}); see {workdir / 'janus.log'}")
+                time.sleep(0.1)
+        else:
+            raise RuntimeError("janus did not answer on HTTP")
+        self.session = self.post(self.base, {"janus": "create"})["data"]["id"]
+        self.poller = threading.Thread(target=self._poll, daemon=True)
+        self.poller.start()
+
+    def post(self, url: str, body: dict[str, Any]) -> dict[str, Any]:
+        body = {**body, "transaction": os.urandom(6).hex()}
+        req = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            out: dict[str, Any] = json.loads(r.read())
+        if out.get("janus") == "error":
+            raise RuntimeError(f"janus error: {out}")
+        return out
+
+    def _poll(self) -> None:
+        while not self._stop:
+            try:
+                with urllib.request.urlopen(f"{self.base}/{self.session}?maxev=50", timeout=35) as r:
+                    evs = json.loads(r.read())
+            except OSError:
+                if self._stop:
+                    return
+                time.sleep(0.1)
+                continue
+            for ev in evs if isinstance(evs, list) else [evs]:
+                sender = ev.get("sender")
+                if sender is not None:
+                    with self.cond:
+                        self.events.setdefault(sender, []).append(ev)
+                        self.cond.notify_all()
+
+    def attach(self) -> int:
+        out = self.post(f"{self.base}/{self.session}", {"janus": "attach", "plugin": "janus.plugin.audiobridge"})
+        return int(out["data"]["id"])
+
+    def message(self, handle: int, body: dict[str, Any]) -> dict[str, Any]:
+        return self.post(f"{self.base}/{self.session}/{handle}", {"janus": "message", "body": body})
+
+    def join_rtp(self, handle: int, room: int, port: int) -> int:
+        """Join a plain-RTP PCMU participant; returns the port Janus receives its RTP on."""
+        self.message(
+            handle,
+            {"request": "join", "room": room, "codec": "pcmu", "rtp": {"ip": "127.0.0.1", "port": port, "payload_type": 0}},
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        with self.cond:
+            while time.monotonic() < deadline:
+                for ev in self.events.get(handle, []):
+                    data = ev.get("plugindata", {}).get("data", {})
+                    if data.get("audiobridge") == "joined" and "rtp" in data:
+                        return int(data["rtp"]["port"])
+                    if "error" in data:
+                        raise RuntimeError(f"join failed: {data}")
+                self.cond.wait(0.5)
+        raise RuntimeError("no joined event from janus")
+
+    def close(self) -> None:
+        self._stop = True
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(10)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self.log.close()
+
+
+def janus_step(workdir: Path, n: int, layout: str, rate: int, warm: float, measure: float) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    g_parent, g_child = ctx.Pipe()
+    gen = ctx.Process(target=generator_main, args=(g_child, n, 16))
+    gen.start()
+    janus = None
+    try:
+        addrs = g_parent.recv()
+        janus = Janus(workdir, "21000-29999")
+        rooms = 1 if layout == "one" else (n + 4) // 5
+        admin = janus.attach()
+        for r in range(rooms):
+            janus.message(
+                admin,
+                {"request": "create", "room": 1000 + r, "allow_rtp_participants": True, "sampling_rate": rate},
+            )
+        dests = []
+        for i in range(n):
+            h = janus.attach()
+            room = 1000 + (0 if layout == "one" else i // 5)
+            dests.append(("127.0.0.1", janus.join_rtp(h, room, addrs[i][1])))
+        g_parent.send((dests, None))
+        assert g_parent.recv() == "ready"
+        g_parent.send((warm + measure + 0.5, warm, warm + measure))
+        time.sleep(warm)
+        c0, w0 = proc_cpu(janus.proc.pid), time.monotonic()
+        b0 = core_busy(1)
+        time.sleep(measure)
+        c1, w1, b1 = proc_cpu(janus.proc.pid), time.monotonic(), core_busy(1)
+        r: dict[str, Any] = g_parent.recv()
+        r["cpu"] = (c1 - c0) / (w1 - w0)
+        r["foreign"] = max(0.0, (b1 - b0) - (c1 - c0)) / (w1 - w0)
+        return r
+    finally:
+        if janus is not None:
+            janus.close()
+        gen.join(15)
+        if gen.is_alive():
+            gen.kill()
+            gen.join()
+
+
+def janus_passes(r: dict[str, Any]) -> bool:
+    return bool(r["cpu"] < 1.0 and r["min_pps"] >= 49 and r["max_p99_ia"] < 40)
+
+
+def janus_capacity(workdir: Path, layouts: list[str], sizes: list[int], rate: int, warm: float, measure: float) -> dict[str, int]:  # fmt: skip
+    out = {}
+    print(f"{'layout':7} {'N':>5} {'cpu%':>6} {'us/leg-tick':>11} {'min pps':>7} {'ia99 ms':>7} {'other%':>6}  verdict")
+    for layout in layouts:
+        best = 0
+        for n in sizes:
+            try:
+                r = janus_step(workdir, n, layout, rate, warm, measure)
+            except RuntimeError as exc:
+                print(f"{layout:7} {n:>5}  janus failed: {exc}")
+                break
+            ok = janus_passes(r)
+            print(
+                f"{layout:7} {n:>5} {100 * r['cpu']:>6.1f} {r['cpu'] * TICK * 1e6 / n:>11.2f} {r['min_pps']:>7.1f} "
+                f"{r['max_p99_ia']:>7.1f} {100 * r['foreign']:>6.1f}  {'PASS' if ok else 'FAIL'}",
+                flush=True,
+            )
+            if not ok:
+                break
+            best = n
+        out[layout] = best
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--janus-sizes", default="200,300,400,500,600")
+    ap.add_argument("--imsconf-sizes", default="1000,1500,2000,2500,3000")
+    ap.add_argument("--srtp-sizes", default="1000,1500")
+    ap.add_argument("--layouts", default="one,fives")
+    ap.add_argument("--janus-rate", type=int, default=8000)
+    ap.add_argument("--warm", type=float, default=2.0)
+    ap.add_argument("--measure", type=float, default=3.0)
+    ap.add_argument("--repeat", type=int, default=1, help="imsconf runs per step (median)")
+    args = ap.parse_args()
+    layouts = args.layouts.split(",")
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; mixers on CPU 1 (nice {NICE}), generator on CPU 0")
+    janus: dict[str, int] | None = None
+    why = ""
+    if shutil.which("janus") is None or not (PLUGINS / "libjanus_audiobridge.so").exists():
+        why = "janus (with the audiobridge plugin) is not installed: apt-get install -y janus"
+    else:
+        print(f"\n== Janus AudioBridge, plain RTP PCMU participants, {args.janus_rate} Hz rooms")
+        with tempfile.TemporaryDirectory(prefix="janus-bench-") as d:
+            try:
+                janus = janus_capacity(Path(d), layouts, [int(x) for x in args.janus_sizes.split(",")],
+                                       args.janus_rate, args.warm, args.measure)  # fmt: skip
+            except (OSError, RuntimeError) as exc:
+                why = f"janus could not be run: {exc}"
+    if why:
+        print(f"\n!! {why}; running the imsconf half only")
+    print("\n== imsconf, plain RTP PCMU (allow_plain_rtp=True: SRTP relaxed for the comparison)")
+    plain = capacity(layouts, [int(x) for x in args.imsconf_sizes.split(",")], True, args.repeat,
+                     args.warm, args.measure, 40000)  # fmt: skip
+    print("\n== imsconf, SRTP AES_CM_128_HMAC_SHA1_80 (nothing relaxed)")
+    srtp = capacity(layouts, [int(x) for x in args.srtp_sizes.split(",")], False, args.repeat,
+                    args.warm, args.measure, 40000)  # fmt: skip
+    print("\nparticipants per core (largest passing N; the last step is the resolution)")
+    print(f"{'layout':7} {'Janus plain':>12} {'imsconf plain':>14} {'ratio':>6} {'imsconf SRTP':>13}")
+    for layout in layouts:
+        j = janus.get(layout, 0) if janus else None
+        p, s = plain[layout], srtp[layout]
+        ratio = f"{p / j:.1f}x" if j else "n/a"
+        print(f"{layout:7} {j if j is not None else 'n/a':>12} {p:>14} {ratio:>6} {s:>13}")
+
+
+if __name__ == "__main__":
+    main()

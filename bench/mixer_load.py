@@ -1,0 +1,252 @@
+"""Shared pieces of the mixer benchmarks (not a test): the imsconf mixer process and the load generator.
+
+* :func:`imsconf_main` runs the real media plane (MediaEngine + UdpMediaTransport: one connected socket
+  per leg, rtcp-mux, timed socket drains) in its own process, pinned to CPU 1.
+* :func:`generator_main` is the phones, in another process on CPU 0: N sockets, each sending 50 packets/s
+  of PCMU (pre-protected SRTP, AES_CM_128_HMAC_SHA1_80, or plain RTP), spread over the 20 ms period in
+  bursts. Most sockets never read (their receive buffers are at the kernel minimum, as in PERF-BUDGET
+  §6); a sample of them do, timestamping each packet to check what the participants get.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import resource
+import select
+import socket
+import threading
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+import numpy as np
+
+from imsconf.media.control import LocalMediaControl
+from imsconf.media.engine import Direction, MediaEngine
+from imsconf.media.g711 import ulaw_encode
+from imsconf.media.rtp import pack_rtp_header
+from imsconf.media.srtp import SrtpKeys, SrtpSender
+from imsconf.media.udp import UdpMediaTransport
+
+SUITE = "AES_CM_128_HMAC_SHA1_80"
+TICK = 0.020
+SLOTS = 10  # the generator spreads each 20 ms period over this many send bursts
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+def pin(cpu: int) -> str:
+    try:
+        os.sched_setaffinity(0, {cpu})
+        return f"cpu{cpu}"
+    except (AttributeError, OSError):
+        return "unpinned"
+
+
+def raise_nofile() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system, all threads) of a process."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK
+
+
+def core_busy(cpu: int) -> float:
+    """Busy seconds of one CPU so far (everything but idle and iowait)."""
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith(f"cpu{cpu} "):
+                v = [int(x) for x in line.split()[1:]]
+                return (sum(v[:8]) - v[3] - v[4]) / CLK
+    return 0.0
+
+
+def conference_of(i: int, layout: str) -> str:
+    return "c0" if layout == "one" else f"c{i // 5}"
+
+
+# --------------------------------------------------------------------------------- imsconf mixer
+
+
+def set_nice(nice: int) -> str:
+    """Raise the scheduling priority (as a media server deployment would): this VM is shared, and a
+    competing process on the mixer's core otherwise delays ticks by whole scheduler slices."""
+    if nice:
+        try:
+            os.setpriority(os.PRIO_PROCESS, 0, nice)
+        except OSError:
+            return ""
+    return f" nice {nice}" if nice else ""
+
+
+def imsconf_main(conn: Connection, n: int, layout: str, plain: bool, port_base: int, nice: int = 0) -> None:
+    """Mixer process. Protocol: send ports; recv (remote addrs, keys); send "ready"; recv "window" ->
+    reset the window; recv "report" -> send the window's figures; recv "stop"."""
+    where = pin(1) + set_nice(nice)
+    raise_nofile()
+    asyncio.run(_imsconf(conn, n, layout, plain, port_base, where))
+
+
+async def _imsconf(conn: Connection, n: int, layout: str, plain: bool, port_base: int, where: str) -> None:
+    loop = asyncio.get_running_loop()
+    engine = MediaEngine(allow_plain_rtp=plain)
+    transport = UdpMediaTransport(engine, "127.0.0.1", port_base, port_base + 2 * n + 400)
+    control = LocalMediaControl(engine, transport, now=transport.now)
+    transport.after_tick = control.deliver_events
+    ports = [
+        control.allocate_leg(conference_of(i, layout), f"l{i}", rtcp_mux=True).rtp_port for i in range(n)
+    ]
+    conn.send(ports)
+    remote_addrs, keys = conn.recv()
+    for i in range(n):
+        tx = rx = None
+        if keys is not None:
+            (tx_key, tx_salt), (rx_key, rx_salt) = keys[i]
+            tx, rx = SrtpKeys(SUITE, tx_key, tx_salt), SrtpKeys(SUITE, rx_key, rx_salt)
+        control.configure_leg(
+            f"l{i}",
+            remote_rtp=tuple(remote_addrs[i]),
+            remote_rtcp=None,
+            codec_pt=0,
+            codec_name="PCMU",
+            dtmf_pt=101,
+            tx_keys=tx,
+            rx_keys=rx,
+            direction=Direction.SENDRECV,
+        )
+    if os.environ.get("BENCH_GC") == "freeze":
+        gc.freeze()
+    transport.start()
+    conn.send(("ready", os.getpid(), where))
+
+    def received() -> int:
+        return sum(engine.leg_stats(f"l{i}").received for i in range(n))
+
+    st = transport.stats
+    rx0 = 0
+    t0 = 0.0
+    while True:
+        cmd = await loop.run_in_executor(None, conn.recv)
+        if cmd == "window":
+            st.reset_window()
+            st.keep = 100_000
+            rx0, t0 = received(), loop.time()
+        elif cmd == "report":
+            wall = loop.time() - t0
+            d = np.array(st.durations or [0.0]) * 1000
+            conn.send(
+                {
+                    "p50": float(np.percentile(d, 50)),
+                    "p99": float(np.percentile(d, 99)),
+                    "lag99": float(np.percentile(np.array(st.lags or [0.0]) * 1000, 99)),
+                    "late": st.late,
+                    "skipped": st.skipped,
+                    "rx_ratio": (received() - rx0) / (n * wall / TICK),
+                    "decrypt_failed": sum(engine.leg_stats(f"l{i}").decrypt_failed for i in range(n)),
+                    "send_dropped": st.send_dropped,
+                }
+            )
+        else:
+            break
+    transport.close()
+
+
+# --------------------------------------------------------------------------------- load generator
+
+
+def generator_main(conn: Connection, n: int, sample: int) -> None:
+    """Phones. Protocol: send local addrs; recv (dest addrs, keys or None); send "ready"; recv
+    (seconds, window_start, window_end) and run; send the report."""
+    pin(0)
+    raise_nofile()
+    socks = []
+    sampled = set(np.linspace(0, n - 1, min(sample, n)).astype(int).tolist()) if sample else set()
+    for i in range(n):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        if i not in sampled:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)  # never read: keep the queue minimal
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+    conn.send([s.getsockname() for s in socks])
+    dests, keys = conn.recv()
+    frames = 600  # 12 s of audio, repeated (SRTP: the sequence keeps counting, so re-protect per lap)
+    t = np.arange(160 * frames) / 8000
+    payloads: list[list[bytes]] = []
+    for i in range(n):
+        amp = 300 + (i * 7919) % 6000  # distinct loudness per leg, so the K loudest are stable
+        pcm = np.round(amp * np.sin(2 * np.pi * (300 + (i % 50) * 50) * t)).astype(np.int16)
+        payloads.append([ulaw_encode(pcm[160 * k : 160 * (k + 1)]) for k in range(frames)])
+    senders = [SrtpSender(SrtpKeys(SUITE, *keys[i])) for i in range(n)] if keys is not None else None
+    for i, s in enumerate(socks):
+        if i not in sampled:
+            s.connect(tuple(dests[i]))
+    conn.send("ready")
+    seconds, w0, w1 = conn.recv()
+    arrivals: dict[int, list[float]] = {i: [] for i in sampled}
+    stop = threading.Event()
+
+    def reader() -> None:
+        by_fd = {socks[i].fileno(): i for i in sampled}
+        ep = select.epoll()
+        for fd in by_fd:
+            ep.register(fd, select.EPOLLIN)
+        while not stop.is_set():
+            for fd, _ in ep.poll(0.05):
+                i = by_fd[fd]
+                try:
+                    socks[i].recv(2048)
+                except OSError:
+                    continue
+                arrivals[i].append(time.monotonic())
+        ep.close()
+
+    th = threading.Thread(target=reader, daemon=True)
+    th.start()
+    slot_legs = [range(s * n // SLOTS, (s + 1) * n // SLOTS) for s in range(SLOTS)]
+    t0 = time.monotonic()
+    dropped = behind = 0
+    sends = [socks[i].send if i not in sampled else None for i in range(n)]
+    dest_t = [tuple(d) for d in dests]
+    for k in range(int(seconds / TICK)):
+        f = k % frames
+        for s, legs in enumerate(slot_legs):
+            delay = t0 + k * TICK + s * TICK / SLOTS - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            elif delay < -0.010:
+                behind += 1
+            for i in legs:
+                pkt = pack_rtp_header(0, k & 0xFFFF, (160 * k) & 0xFFFFFFFF, 0x1000 + i) + payloads[i][f]
+                if senders is not None:
+                    pkt = senders[i].protect(pkt)
+                snd = sends[i]
+                try:
+                    if snd is not None:
+                        snd(pkt)
+                    else:
+                        socks[i].sendto(pkt, dest_t[i])
+                except OSError:
+                    dropped += 1
+    stop.set()
+    th.join()
+    rates, p99s = [], []
+    for ts in arrivals.values():
+        a = np.array([x for x in ts if t0 + w0 <= x <= t0 + w1])
+        rates.append(len(a) / (w1 - w0))
+        p99s.append(float(np.percentile(np.diff(a), 99)) * 1000 if len(a) > 2 else float("inf"))
+    conn.send(
+        {
+            "gen_dropped": dropped,
+            "gen_behind": behind,
+            "min_pps": min(rates) if rates else float("nan"),
+            "max_p99_ia": max(p99s) if p99s else float("nan"),
+        }
+    )
+    for s in socks:
+        s.close()

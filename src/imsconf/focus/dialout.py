@@ -1,0 +1,242 @@
+"""The focus as UAC: it INVITEs users into a conference (URI lists, RFC 5366; REFER, RFC 4579 §5.5).
+
+The user enters the roster at once as ``joining`` with ``joining-method`` dialed-out (shown as
+``dialing-out`` in the event package), so that subscribers see the attempt; the INVITE carries our offer
+(mixer ports allocated, SDES key from the key authority when the signalling allows SDES) and, for a REFER,
+the ``Referred-By`` of the referrer.  On a 2xx the answer configures the mixer leg and the ACK goes out; a
+failure (final non-2xx, a bad answer, no answer within ``dial_timeout``) removes the user again with a
+disconnection reason that the event package reports (``busy`` or ``failed``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from imsconf.conference.errors import PolicyError
+from imsconf.conference.eventinfo import EndpointDetails, JoiningMethod
+from imsconf.conference.events import ConferenceEvent, ParticipantJoined
+from imsconf.conference.model import Conference
+from imsconf.conference.participant import ParticipantStatus
+from imsconf.sip.dialog import Dialog, DialogReject
+from imsconf.sip.endpoint import SipEndpoint
+from imsconf.sip.errors import LocalProtocolError, SipParseError
+from imsconf.sip.headers import Headers
+from imsconf.sip.message import Request, Response
+from imsconf.sip.uri import SipUri
+from imsconf.sip.util import make_cancel, new_call_id, new_tag
+
+from .media_session import MediaSession, NegotiationError
+from .routing import dialog_destination, uri_destination
+
+if TYPE_CHECKING:
+    from .app import Focus, Leg
+
+log = logging.getLogger("imsconf.focus")
+
+# progress(status, reason, now): 1xx while ringing, then exactly one final status
+Progress = Callable[[int, str, float], None]
+
+
+def _host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+class Dialer:
+    """Dial-out legs of a :class:`Focus` (shares its legs, dialogs and media)."""
+
+    def __init__(self, focus: Focus) -> None:
+        self.focus = focus
+        self._progress: dict[str, Progress] = {}
+
+    def prepare(
+        self,
+        ep: SipEndpoint,
+        conf: Conference,
+        target: SipUri,
+        now: float,
+        *,
+        transport: str,
+        display: str | None = None,
+        referred_by: str | None = None,
+        referred_by_uri: str | None = None,
+    ) -> tuple[Leg, list[ConferenceEvent]]:
+        """Put the user in the roster (``joining``) and make its leg; nothing is sent yet.
+
+        Raises ``PolicyError`` (403/480/486/503 from the model; 488 when the offer could only be plain RTP
+        and the policy requires SRTP).
+        """
+        from .app import Leg
+
+        cfg = self.focus.config
+        dest = uri_destination(target, transport)
+        srtp = dest.transport == "tls" or cfg.allow_sdes_over_insecure
+        if not srtp and not cfg.allow_plain_rtp:
+            raise PolicyError("SRTP keys cannot be offered over unprotected signalling", 488)
+        events = conf.join(target.aor, now, display=display)
+        joined = next(e for e in events if isinstance(e, ParticipantJoined))
+        pid = joined.participant.participant_id
+        leg_id = f"{conf.conf_id}.{pid}"
+        leg = Leg(leg_id, conf.conf_id, target.aor, dest, MediaSession(leg_id, conf.conf_id))
+        leg.dialed_out = True
+        leg.dial_target = target
+        leg.referred_by = referred_by
+        self.focus.details[leg_id] = EndpointDetails(
+            contact=str(target),
+            joining_method=JoiningMethod.DIALED_OUT,
+            referred_by=referred_by_uri,
+        )
+        self.focus.legs[leg_id] = leg
+        return leg, events
+
+    def start(self, ep: SipEndpoint, leg: Leg, now: float, progress: Progress | None = None) -> None:
+        """Send the INVITE of a prepared leg."""
+        focus = self.focus
+        conf = focus.registry.get(leg.conf_id)
+        assert leg.dial_target is not None
+        if conf is None or leg.closing:
+            return
+        if progress is not None:
+            self._progress[leg.leg_id] = progress
+        host, port = ep.local_address(leg.peer.transport)
+        contact = f"<sip:conf-{conf.conf_id}@{_host(host)}:{port};transport={leg.peer.transport}>"
+        scheme = "sips" if leg.peer.transport == "tls" else "sip"
+        contact = contact.replace("<sip:", f"<{scheme}:", 1)
+        leg.local_contact = contact
+        try:
+            body = leg.media.offer(
+                focus.media,
+                host=focus.config.media_host,
+                srtp=leg.peer.transport == "tls" or focus.config.allow_sdes_over_insecure,
+            )
+        except Exception as exc:  # no media port: report and drop
+            log.warning("event=dial_out_failed leg=%s reason=%r", leg.leg_id, str(exc))
+            self._fail(ep, leg, 503, "Service Unavailable", now)
+            return
+        h = Headers()
+        h.add("Max-Forwards", "70")
+        h.add("From", f"<{conf.uri}>;tag={new_tag()}")
+        h.add("To", f"<{leg.dial_target}>")
+        h.add("Call-ID", new_call_id(host))
+        h.add("CSeq", "1 INVITE")
+        h.add("Contact", f"{contact};isfocus")
+        h.add("Allow", ", ".join(ep.config.caps.allow))
+        if ep.config.caps.supported:
+            h.add("Supported", ", ".join(ep.config.caps.supported))
+        if leg.referred_by is not None:
+            h.add("Referred-By", leg.referred_by)
+        h.add("Content-Type", "application/sdp")
+        invite = Request("INVITE", str(leg.dial_target), h, body)
+        leg.invite_request = invite
+        leg.ring_deadline = now + focus.config.dial_timeout
+        log.info(
+            "event=dial_out conf=%s leg=%s target=%s dst=%s", conf.uri, leg.leg_id, leg.dial_target, leg.peer
+        )
+        ep.send_request(invite, leg.peer, now, on_response=lambda r, t: self._on_response(ep, leg, r, t))
+
+    # ------------------------------------------------------------------ responses
+
+    def _on_response(self, ep: SipEndpoint, leg: Leg, resp: Response, now: float) -> None:
+        focus = self.focus
+        if resp.status < 200:
+            if resp.status in (180, 183) and not leg.closing:
+                self._report(leg, resp.status, resp.reason, now, final=False)
+            return
+        if 200 <= resp.status < 300:
+            if leg.dialog is not None and leg.ack is not None:  # a retransmitted 2xx: ACK again
+                ep.send_stateless(leg.ack, dialog_destination(leg.dialog, leg.peer))
+                return
+            self._answered(ep, leg, resp, now)
+            return
+        if leg.closing or leg.leg_id not in focus.legs:
+            return
+        reason = "busy" if resp.status in (486, 600) else "failed"
+        log.info("event=dial_out_refused leg=%s status=%d", leg.leg_id, resp.status)
+        self._fail(ep, leg, resp.status, resp.reason, now, reason=f"{reason} ({resp.status} {resp.reason})")
+
+    def _answered(self, ep: SipEndpoint, leg: Leg, resp: Response, now: float) -> None:
+        focus = self.focus
+        assert leg.invite_request is not None
+        leg.ring_deadline = None
+        try:
+            dialog = Dialog.from_uac(leg.invite_request, resp, local_contact=leg.local_contact)
+        except (SipParseError, LocalProtocolError, DialogReject) as exc:
+            log.info("event=dial_out_bad_answer leg=%s reason=%r", leg.leg_id, str(exc))
+            self._fail(ep, leg, 502, "Bad Gateway", now)
+            return
+        leg.dialog = dialog
+        leg.ack = dialog.create_ack(leg.invite_request.cseq.number)
+        ep.send_stateless(leg.ack, dialog_destination(dialog, leg.peer))
+        if leg.closing or leg.leg_id not in focus.legs:  # given up meanwhile: end the late call
+            focus.send_bye(ep, leg, now)
+            dialog.terminate()
+            return
+        focus.dialogs.add(dialog)
+        focus.by_dialog[dialog.id] = leg
+        try:
+            leg.media.accept_answer(resp.body, focus.media)
+        except NegotiationError as exc:
+            log.info("event=dial_out_bad_answer leg=%s reason=%r", leg.leg_id, exc.reason)
+            focus.send_bye(ep, leg, now)
+            self._fail(ep, leg, 488, "Not Acceptable Here", now, reason=f"failed (media: {exc.reason[:60]})")
+            return
+        conf = focus.registry.get(leg.conf_id)
+        if conf is None or leg.pid not in conf:
+            focus.send_bye(ep, leg, now)
+            focus.forget(leg, now)
+            return
+        want = ParticipantStatus.ON_HOLD if leg.media.on_hold else ParticipantStatus.CONNECTED
+        events = conf.set_status(leg.pid, want)
+        events += conf.set_media(leg.pid, focus.media_info(leg))
+        log.info(
+            "event=participant_joined conf=%s leg=%s user=%s srtp=%s transport=%s dialed_out=true",
+            conf.uri,
+            leg.leg_id,
+            leg.user,
+            leg.media.secure,
+            leg.peer.transport,
+        )
+        self._report(leg, resp.status, resp.reason, now, final=True)
+        focus.apply(ep, conf, events, now)
+
+    # ------------------------------------------------------------------ giving up
+
+    def cancel(self, ep: SipEndpoint, leg: Leg, now: float) -> None:
+        """Stop a dial-out that has no answer yet (CANCEL); the roster is the caller's business."""
+        leg.ring_deadline = None
+        if leg.invite_request is not None and leg.dialog is None:
+            self._send_cancel(ep, leg)
+        self._report(leg, 487, "Request Terminated", now, final=True)
+
+    def timeout(self, ep: SipEndpoint, leg: Leg, now: float) -> None:
+        log.info("event=dial_out_timeout leg=%s", leg.leg_id)
+        if leg.invite_request is not None and leg.dialog is None:
+            self._send_cancel(ep, leg)
+        self._fail(ep, leg, 408, "Request Timeout", now, reason="failed (no answer)")
+
+    @staticmethod
+    def _send_cancel(ep: SipEndpoint, leg: Leg) -> None:
+        # Sent without a transaction: SipEndpoint.send_request would give it a new Via branch, and a CANCEL
+        # must carry the INVITE's (RFC 3261 §9.1).  Its 200 arrives as a stray response.
+        assert leg.invite_request is not None
+        ep.send_stateless(make_cancel(leg.invite_request), leg.peer)
+
+    def _fail(
+        self, ep: SipEndpoint, leg: Leg, status: int, text: str, now: float, *, reason: str | None = None
+    ) -> None:
+        focus = self.focus
+        leg.ring_deadline = None
+        self._report(leg, status, text, now, final=True)
+        if leg.closing:
+            return
+        leg.closing = True
+        conf = focus.registry.get(leg.conf_id)
+        if conf is not None and leg.pid in conf:
+            focus.apply(ep, conf, conf.leave(leg.pid, reason or f"failed ({status} {text})"), now)
+        focus.forget(leg, now)
+
+    def _report(self, leg: Leg, status: int, reason: str, now: float, *, final: bool) -> None:
+        cb = self._progress.pop(leg.leg_id, None) if final else self._progress.get(leg.leg_id)
+        if cb is not None:
+            cb(status, reason, now)

@@ -1,0 +1,293 @@
+"""The SQLite store: CRUD, the overlap rule, window status, WAL + synchronous=FULL, migrations, PIN never
+in clear on disk, and bookings surviving a kill -9 right after the commit returned."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from booking_cases import DOMAIN, END, NOW, START, iso, valid_request
+
+from imsconf.booking.model import Booking, InvalidBooking, WindowState, booking_from_request
+from imsconf.booking.store import (
+    DB_NAME,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    BookingConflict,
+    BookingStore,
+    BookingStoreError,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[BookingStore]:
+    s = BookingStore.open(tmp_path / "var")
+    yield s
+    s.close()
+
+
+def make(**changes: Any) -> Booking:
+    base: dict[str, Any] = {"uri": "sip:weekly@example.com", "start": iso(START), "end": iso(END)}
+    base.update(changes)
+    return booking_from_request(base, domain=DOMAIN, now=NOW)
+
+
+def test_create_get_list_cancel(store: BookingStore) -> None:
+    full = booking_from_request(valid_request(), domain=DOMAIN, now=NOW)
+    assert store.create(full) is full
+    assert store.get(full.id) == full  # every field round-trips, invitees in order
+    other = store.create(make(uri="sip:daily@example.com", start=iso(START + timedelta(hours=3)),
+                              end=iso(END + timedelta(hours=3))))  # fmt: skip
+    assert [b.id for b in store.list()] == [full.id, other.id]
+    assert store.get("nosuchbooking") is None
+    cancelled = store.cancel(full.id, NOW)
+    assert cancelled is not None and cancelled.cancelled
+    assert store.cancel(full.id, NOW) == cancelled  # idempotent
+    assert store.cancel("nosuchbooking") is None
+    assert [b.id for b in store.list()] == [other.id]
+    assert [b.id for b in store.list(include_cancelled=True)] == [full.id, other.id]
+
+
+def test_list_active_at(store: BookingStore) -> None:
+    a = store.create(make())
+    b = store.create(make(uri="sip:later@example.com", start=iso(END), end=iso(END + timedelta(hours=1))))
+    assert [x.id for x in store.list(active_at=START)] == [a.id]
+    assert [x.id for x in store.list(active_at=END)] == [b.id]  # the window is [start, end)
+    assert store.list(active_at=NOW) == []
+
+
+def test_duplicate_id_refused(store: BookingStore) -> None:
+    a = store.create(make())
+    with pytest.raises(InvalidBooking) as info:
+        store.create(dataclasses.replace(a, uri="sip:other@example.com"))
+    assert info.value.fields == ("id",)
+
+
+OVERLAP: list[tuple[str, str, timedelta, timedelta, bool]] = [
+    ("same-window", "sip:weekly@example.com", timedelta(0), timedelta(0), True),
+    ("inside", "sip:weekly@example.com", timedelta(minutes=10), timedelta(minutes=-10), True),
+    ("covering", "sip:weekly@example.com", timedelta(minutes=-10), timedelta(minutes=10), True),
+    ("tail-overlap", "sip:weekly@example.com", timedelta(minutes=59), timedelta(hours=1), True),
+    ("sips-same-room", "sips:weekly@example.com", timedelta(0), timedelta(0), True),
+    ("host-case", "sip:weekly@EXAMPLE.com", timedelta(0), timedelta(0), True),
+    ("adjacent-after", "sip:weekly@example.com", timedelta(hours=1), timedelta(hours=1), False),
+    ("adjacent-before", "sip:weekly@example.com", timedelta(hours=-1), timedelta(hours=-1), False),
+    ("other-user", "sip:monthly@example.com", timedelta(0), timedelta(0), False),
+    (
+        "user-case-differs",
+        "sip:Weekly@example.com",
+        timedelta(0),
+        timedelta(0),
+        False,
+    ),  # RFC 3261: case-sensitive
+]
+
+
+@pytest.mark.parametrize(
+    ("uri", "ds", "de", "conflict"), [c[1:] for c in OVERLAP], ids=[c[0] for c in OVERLAP]
+)
+def test_overlap_rule(store: BookingStore, uri: str, ds: timedelta, de: timedelta, conflict: bool) -> None:
+    first = store.create(make())
+    second = make(uri=uri, start=iso(START + ds), end=iso(END + de))
+    if conflict:
+        with pytest.raises(BookingConflict) as info:
+            store.create(second)
+        assert info.value.fields == ("uri",) and info.value.other_id == first.id
+        assert len(store.list()) == 1
+    else:
+        store.create(second)
+        assert len(store.list()) == 2
+
+
+def test_cancelled_booking_frees_the_window(store: BookingStore) -> None:
+    first = store.create(make())
+    store.cancel(first.id, NOW)
+    store.create(make())
+    assert len(store.list(include_cancelled=True)) == 2
+
+
+def test_overlap_rule_holds_across_two_connections(tmp_path: Path) -> None:
+    """The CLI and a running server open the same file: the check and the insert are one transaction."""
+    with BookingStore.open(tmp_path) as a, BookingStore.open(tmp_path) as b:
+        a.create(make())
+        with pytest.raises(BookingConflict):
+            b.create(make())
+        assert len(b.list()) == 1
+
+
+def test_window_status(store: BookingStore) -> None:
+    early = store.create(make())
+    later = store.create(make(start=iso(START + timedelta(days=1)), end=iso(END + timedelta(days=1))))
+    gone = store.create(make(uri="sip:gone@example.com"))
+    store.cancel(gone.id, NOW)
+    ruri = "sips:weekly@example.com:5061;transport=tls;pin=0123"
+    assert store.window_status(ruri, NOW) == (early, WindowState.EARLY)
+    assert store.window_status(ruri, START) == (early, WindowState.OPEN)
+    assert store.window_status(ruri, END) == (later, WindowState.EARLY)
+    assert store.window_status(ruri, END + timedelta(days=1)) == (later, WindowState.ENDED)
+    status = store.window_status("sip:gone@example.com", START)
+    assert status[1] is WindowState.CANCELLED and status[0] is not None and status[0].id == gone.id
+    assert store.window_status("sip:nobody@example.com", START) == (None, WindowState.UNKNOWN)
+    assert store.window_status("not a uri", START) == (None, WindowState.UNKNOWN)
+    assert store.window_status("tel:+123", START) == (None, WindowState.UNKNOWN)
+
+
+def test_verify_pin(store: BookingStore) -> None:
+    with_pin = store.create(make(pin="24680"))
+    without = store.create(make(uri="sip:open@example.com"))
+    assert store.verify_pin(with_pin.id, "24680")
+    assert not store.verify_pin(with_pin.id, "24681")
+    assert not store.verify_pin(with_pin.id, "")
+    assert store.verify_pin(without.id, "")
+    assert not store.verify_pin("nosuchbooking", "24680")
+
+
+def test_wal_full_sync_and_private_file(store: BookingStore) -> None:
+    assert store.journal_mode == "wal"
+    assert store.synchronous == 2  # FULL
+    assert stat.S_IMODE(os.stat(store.path).st_mode) == 0o600
+    store.create(make())
+    for suffix in ("-wal", "-shm"):
+        side = Path(str(store.path) + suffix)
+        if side.exists():
+            assert stat.S_IMODE(os.stat(side).st_mode) == 0o600
+    with sqlite3.connect(store.path) as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # persistent in the file
+
+
+def test_no_clear_pin_on_disk(tmp_path: Path) -> None:
+    pins = ["73915804", "46029931", "583920174466"]
+    with BookingStore.open(tmp_path) as s:
+        for i, pin in enumerate(pins):
+            s.create(make(uri=f"sip:room{i}@example.com", pin=pin))
+        files = [p for p in tmp_path.iterdir() if p.name.startswith(DB_NAME)]
+        assert files
+        blob = b"".join(p.read_bytes() for p in files)  # DB, WAL and SHM while open
+    blob += b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith(DB_NAME))
+    for pin in pins:
+        assert pin.encode() not in blob
+        assert pin.encode("utf-16-le") not in blob
+    assert b"scrypt$" in blob
+
+
+def test_schema_version_table(store: BookingStore) -> None:
+    assert store.schema_version == SCHEMA_VERSION == len(MIGRATIONS) >= 2
+    with sqlite3.connect(store.path) as raw:
+        assert raw.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+
+
+def test_migrates_an_old_database(tmp_path: Path) -> None:
+    path = tmp_path / DB_NAME
+    with BookingStore(path, migrate_to=1) as old:
+        assert old.schema_version == 1
+    # a v1 row, written as a v1 imsconf would have
+    b = make(pin="1357", invitees=[{"uri": "sip:a@example.com", "role": "chair"}])
+    with sqlite3.connect(path) as raw:
+        cols = [r[1] for r in raw.execute("PRAGMA table_info(bookings)")]
+        assert "subject" not in cols
+        raw.execute(
+            "INSERT INTO bookings (id, uri, uri_key, start_ts, end_ts, pin_hash, capacity, downlink,"
+            " rekey, allow_pin_in_uri, dial_out, created_ts)"
+            " VALUES (?, ?, ?, ?, ?, ?, 10, 'group', 'both', 0, 0, ?)",
+            (b.id, b.uri, b.key, int(b.start.timestamp()), int(b.end.timestamp()), b.pin_hash,
+             int(b.created_at.timestamp())),
+        )  # fmt: skip
+        raw.execute("INSERT INTO invitees VALUES (?, 0, 'sip:a@example.com', 'chair')", (b.id,))
+    with BookingStore(path) as new:
+        assert new.schema_version == SCHEMA_VERSION
+        got = new.get(b.id)
+        assert got is not None and got.subject is None and got.invitees == b.invitees
+        assert new.verify_pin(b.id, "1357")
+        new.cancel(b.id, NOW)  # uses the v2 column cancelled_ts
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("SELECT cancelled_ts FROM bookings").fetchone()[0] == int(NOW.timestamp())
+        indexes = {r[1] for r in raw.execute("PRAGMA index_list(bookings)")}
+        assert "bookings_by_uri" in indexes
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / DB_NAME
+    BookingStore(path).close()
+    with sqlite3.connect(path) as raw:
+        raw.execute("UPDATE schema_version SET version = 99")
+    with pytest.raises(BookingStoreError, match="newer"):
+        BookingStore(path)
+
+
+def test_corrupt_file_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / DB_NAME
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(BookingStoreError, match="bookings database"):
+        BookingStore(path)
+
+
+# -- crash safety: kill -9 right after create() returned --
+
+CHILD = textwrap.dedent(
+    """
+    import os, signal, sys
+    from datetime import UTC, datetime, timedelta
+    from imsconf.booking.model import booking_from_request
+    from imsconf.booking.store import BookingStore
+
+    data_dir, count, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    store = BookingStore.open(data_dir)
+    now = datetime.now(UTC).replace(microsecond=0)
+    for i in range(count):
+        b = booking_from_request(
+            {"uri": f"sip:room{i}@example.com", "start": (now + timedelta(hours=1)).isoformat(),
+             "end": (now + timedelta(hours=2)).isoformat()},
+            domain="example.com", now=now)
+        store.create(b)
+        os.write(1, (b.id + "\\n").encode())  # reported only once the commit has returned
+        if mode == "self" and i == count - 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+    if mode == "wait":
+        signal.pause()
+    """
+)
+
+
+def _run_child(data_dir: Path, count: int, mode: str) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(data_dir), str(count), mode], stdout=subprocess.PIPE, env=env
+    )
+
+
+def test_bookings_survive_kill_9_right_after_commit(tmp_path: Path) -> None:
+    proc = _run_child(tmp_path, 25, "self")
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    ids = out.decode().split()
+    assert len(ids) == 25
+    with BookingStore.open(tmp_path) as s:
+        assert {b.id for b in s.list()} == set(ids)
+
+
+def test_bookings_survive_kill_9_mid_stream(tmp_path: Path) -> None:
+    """Killed from outside while it keeps creating: every booking it reported is there."""
+    proc = _run_child(tmp_path, 400, "wait")
+    assert proc.stdout is not None
+    ids = [proc.stdout.readline().decode().strip() for _ in range(15)]
+    os.kill(proc.pid, signal.SIGKILL)
+    rest, _ = proc.communicate(timeout=30)
+    ids += rest.decode().split()
+    assert proc.returncode == -signal.SIGKILL
+    with BookingStore.open(tmp_path) as s:
+        stored = {b.id for b in s.list()}
+    assert set(ids) <= stored
+    assert len(stored) - len(ids) <= 1  # at most the one committed between its write and the kill
