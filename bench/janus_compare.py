@@ -20,6 +20,7 @@ with ``"codec": "pcmu"`` and an ``rtp`` block naming its generator socket.
     .venv/bin/python bench/janus_compare.py --janus-sizes 200,300,400,500 --imsconf-sizes 1500,2000,2500
 """
 
+# ruff: noqa: E501  (benchmark output lines)
 from __future__ import annotations
 
 import argparse
@@ -99,7 +100,9 @@ class Janus:
                 break
             except OSError:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"janus exited ({self.proc.returncode}); see {workdir / 'janus.log'}")
+                    raise RuntimeError(
+                        f"janus exited ({self.proc.returncode}); see {workdir}/janus.log"
+                    ) from None
                 time.sleep(0.1)
         else:
             raise RuntimeError("janus did not answer on HTTP")
@@ -134,7 +137,9 @@ class Janus:
                         self.cond.notify_all()
 
     def attach(self) -> int:
-        out = self.post(f"{self.base}/{self.session}", {"janus": "attach", "plugin": "janus.plugin.audiobridge"})
+        out = self.post(
+            f"{self.base}/{self.session}", {"janus": "attach", "plugin": "janus.plugin.audiobridge"}
+        )
         return int(out["data"]["id"])
 
     def message(self, handle: int, body: dict[str, Any]) -> dict[str, Any]:
@@ -144,8 +149,13 @@ class Janus:
         """Join a plain-RTP PCMU participant; returns the port Janus receives its RTP on."""
         self.message(
             handle,
-            {"request": "join", "room": room, "codec": "pcmu", "rtp": {"ip": "127.0.0.1", "port": port, "payload_type": 0}},
-        )  # fmt: skip
+            {
+                "request": "join",
+                "room": room,
+                "codec": "pcmu",
+                "rtp": {"ip": "127.0.0.1", "port": port, "payload_type": 0},
+            },
+        )
         deadline = time.monotonic() + 10
         with self.cond:
             while time.monotonic() < deadline:
@@ -183,7 +193,12 @@ def janus_step(workdir: Path, n: int, layout: str, rate: int, warm: float, measu
         for r in range(rooms):
             janus.message(
                 admin,
-                {"request": "create", "room": 1000 + r, "allow_rtp_participants": True, "sampling_rate": rate},
+                {
+                    "request": "create",
+                    "room": 1000 + r,
+                    "allow_rtp_participants": True,
+                    "sampling_rate": rate,
+                },
             )
         dests = []
         for i in range(n):
@@ -215,9 +230,13 @@ def janus_passes(r: dict[str, Any]) -> bool:
     return bool(r["cpu"] < 1.0 and r["min_pps"] >= 49 and r["max_p99_ia"] < 40)
 
 
-def janus_capacity(workdir: Path, layouts: list[str], sizes: list[int], rate: int, warm: float, measure: float) -> dict[str, int]:  # fmt: skip
+def janus_capacity(
+    workdir: Path, layouts: list[str], sizes: list[int], rate: int, warm: float, measure: float
+) -> dict[str, int]:
     out = {}
-    print(f"{'layout':7} {'N':>5} {'cpu%':>6} {'us/leg-tick':>11} {'min pps':>7} {'ia99 ms':>7} {'other%':>6}  verdict")
+    print(
+        f"{'layout':7} {'N':>5} {'cpu%':>6} {'us/leg-tick':>11} {'min pps':>7} {'ia99 ms':>7} {'other%':>6}  verdict"
+    )
     for layout in layouts:
         best = 0
         for n in sizes:
@@ -251,7 +270,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, help="imsconf runs per step (median)")
     args = ap.parse_args()
     layouts = args.layouts.split(",")
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; mixers on CPU 1 (nice {NICE}), generator on CPU 0")
+    print(
+        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; mixers on CPU 1 (nice {NICE}), generator on CPU 0"
+    )
     janus: dict[str, int] | None = None
     why = ""
     if shutil.which("janus") is None or not (PLUGINS / "libjanus_audiobridge.so").exists():
@@ -260,18 +281,38 @@ def main() -> None:
         print(f"\n== Janus AudioBridge, plain RTP PCMU participants, {args.janus_rate} Hz rooms")
         with tempfile.TemporaryDirectory(prefix="janus-bench-") as d:
             try:
-                janus = janus_capacity(Path(d), layouts, [int(x) for x in args.janus_sizes.split(",")],
-                                       args.janus_rate, args.warm, args.measure)  # fmt: skip
+                janus = janus_capacity(
+                    Path(d),
+                    layouts,
+                    [int(x) for x in args.janus_sizes.split(",")],
+                    args.janus_rate,
+                    args.warm,
+                    args.measure,
+                )
             except (OSError, RuntimeError) as exc:
                 why = f"janus could not be run: {exc}"
     if why:
         print(f"\n!! {why}; running the imsconf half only")
     print("\n== imsconf, plain RTP PCMU (allow_plain_rtp=True: SRTP relaxed for the comparison)")
-    plain = capacity(layouts, [int(x) for x in args.imsconf_sizes.split(",")], True, args.repeat,
-                     args.warm, args.measure, 40000)  # fmt: skip
+    plain = capacity(
+        layouts,
+        [int(x) for x in args.imsconf_sizes.split(",")],
+        True,
+        args.repeat,
+        args.warm,
+        args.measure,
+        40000,
+    )
     print("\n== imsconf, SRTP AES_CM_128_HMAC_SHA1_80 (nothing relaxed)")
-    srtp = capacity(layouts, [int(x) for x in args.srtp_sizes.split(",")], False, args.repeat,
-                    args.warm, args.measure, 40000)  # fmt: skip
+    srtp = capacity(
+        layouts,
+        [int(x) for x in args.srtp_sizes.split(",")],
+        False,
+        args.repeat,
+        args.warm,
+        args.measure,
+        40000,
+    )
     print("\nparticipants per core (largest passing N; the last step is the resolution)")
     print(f"{'layout':7} {'Janus plain':>12} {'imsconf plain':>14} {'ratio':>6} {'imsconf SRTP':>13}")
     for layout in layouts:

@@ -20,6 +20,7 @@ received >= 49 packets/s with a p99 inter-arrival under 40 ms.
     .venv/bin/python bench/mixer_capacity.py --sizes 1000,1500 --repeat 5
 """
 
+# ruff: noqa: E501  (benchmark output lines)
 from __future__ import annotations
 
 import argparse
@@ -31,7 +32,6 @@ import time
 from typing import Any
 
 from mixer_load import SUITE, TICK, core_busy, generator_main, imsconf_main, proc_cpu
-
 
 NICE = -10
 
@@ -112,9 +112,15 @@ def fmt(layout: str, n: int, r: dict[str, Any], ok: bool, verdicts: str) -> str:
 
 
 def capacity(
-    layouts: list[str], sizes: list[int], plain: bool, repeat: int, warm: float, measure: float,
-    port_base: int, keep_going: bool = False,
-) -> dict[str, int]:  # fmt: skip
+    layouts: list[str],
+    sizes: list[int],
+    plain: bool,
+    repeat: int,
+    warm: float,
+    measure: float,
+    port_base: int,
+    keep_going: bool = False,
+) -> dict[str, int]:
     """Step N per layout; the median of `repeat` runs decides. Returns the largest passing N."""
     summary = {}
     for layout in layouts:
@@ -156,9 +162,15 @@ def main() -> None:
         f"mixer on CPU 1 (nice {args.nice}), generator on CPU 0, median of {args.repeat} runs of {args.measure:g} s"
     )
     summary = capacity(
-        args.layouts.split(","), sizes, args.plain, args.repeat, args.warm, args.measure, args.port_base,
+        args.layouts.split(","),
+        sizes,
+        args.plain,
+        args.repeat,
+        args.warm,
+        args.measure,
+        args.port_base,
         args.keep_going,
-    )  # fmt: skip
+    )
     for layout, best in summary.items():
         print(f"largest passing N ({layout}): {best}")
 

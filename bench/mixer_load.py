@@ -19,7 +19,6 @@ import socket
 import threading
 import time
 from multiprocessing.connection import Connection
-from typing import Any
 
 import numpy as np
 

@@ -1,8 +1,9 @@
 """In-process tick pipeline (no sockets): µs per leg-tick of receive + tick, for profiling.
 
-    .venv/bin/python bench/mixer_pipeline.py --n 1000 --layout one [--profile]
+.venv/bin/python bench/mixer_pipeline.py --n 1000 --layout one [--profile]
 """
 
+# ruff: noqa: E501  (benchmark output lines)
 from __future__ import annotations
 
 import argparse
@@ -22,7 +23,9 @@ from imsconf.media.srtp import SrtpKeys, SrtpSender
 SUITE = os.environ.get("SRTP_SUITE", "AES_CM_128_HMAC_SHA1_80")
 
 
-def build(n: int, layout: str, frames: int, plain: bool) -> tuple[MediaEngine, list[list[bytes]], socket.socket]:
+def build(
+    n: int, layout: str, frames: int, plain: bool
+) -> tuple[MediaEngine, list[list[bytes]], socket.socket]:
     eng = MediaEngine(allow_plain_rtp=plain)
     sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sink.bind(("127.0.0.1", 0))
@@ -60,7 +63,9 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=150)
     ap.add_argument("--plain", action="store_true")
     ap.add_argument("--profile", action="store_true")
-    ap.add_argument("--no-send", action="store_true", help="sans-I/O tick() (datagram list) instead of sending")
+    ap.add_argument(
+        "--no-send", action="store_true", help="sans-I/O tick() (datagram list) instead of sending"
+    )
     a = ap.parse_args()
     eng, pkts, _sink = build(a.n, a.layout, a.frames, a.plain)
     buf = eng.rx_buffer
@@ -94,7 +99,9 @@ def main() -> None:
         prof.disable()
         pstats.Stats(prof).sort_stats("tottime").print_stats(18)
     m = (a.frames - 10) * a.n
-    print(f"N={a.n} {a.layout}: receive {1e6 * t_rx / m:.2f} us/leg-tick, tick {1e6 * t_tick / m:.2f} us/leg-tick")
+    print(
+        f"N={a.n} {a.layout}: receive {1e6 * t_rx / m:.2f} us/leg-tick, tick {1e6 * t_tick / m:.2f} us/leg-tick"
+    )
 
 
 if __name__ == "__main__":

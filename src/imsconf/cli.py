@@ -53,11 +53,57 @@ def _users_parser(sub: Any) -> None:
     us.add_parser("list", help="list user names")
 
 
+def _mixer_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "mixer", help="run the media mixer (MRFP) as its own process, controlled over mutual TLS"
+    )
+    p.add_argument("--config", type=Path)
+    p.add_argument(
+        "--data-dir", type=Path, help="holds pki/ (the conference CA issues the mixer's certificate)"
+    )
+    p.add_argument(
+        "--listen", dest="mixer_listen", metavar="HOST:PORT", help="control channel (default 127.0.0.1:7100)"
+    )
+    p.add_argument("--media-host")
+    p.add_argument("--rtp-port-range", metavar="LOW-HIGH")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+
+
+def _cmd_mixer(args: argparse.Namespace) -> int:
+    from imsconf.app.config import load_settings
+    from imsconf.app.logging import setup_logging
+    from imsconf.app.mixer import run_mixer
+
+    overrides = _overrides(args)
+    for name in ("media_host", "rtp_port_range"):
+        if getattr(args, name, None) is not None:
+            overrides[name] = getattr(args, name)
+    try:
+        settings = load_settings(args.config, overrides)
+    except (ValueError, OSError) as exc:
+        print(f"imsconf: configuration error: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(settings.log_level)
+    return _run(run_mixer(settings, args.mixer_listen))
+
+
+def _run(coro: Coroutine[Any, Any, int]) -> int:
+    runner: Callable[[Coroutine[Any, Any, int]], int]
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        runner = asyncio.run
+    return runner(coro)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="imsconf", description="Secure IMS conference server")
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
     _users_parser(sub)
+    _mixer_parser(sub)
     from imsconf.booking.cli import add_book_parser
 
     add_book_parser(sub)
@@ -86,14 +132,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         print(f"imsconf: configuration error: {exc}", file=sys.stderr)
         return 2
     setup_logging(settings.log_level)
-    runner: Callable[[Coroutine[Any, Any, int]], int]
-    try:
-        import uvloop
-
-        runner = uvloop.run
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        runner = asyncio.run
-    return runner(run_server(settings))
+    return _run(run_server(settings))
 
 
 def _cmd_users(args: argparse.Namespace) -> int:
@@ -137,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
         return _cmd_serve(args)
     if args.command == "users":
         return _cmd_users(args)
+    if args.command == "mixer":
+        return _cmd_mixer(args)
     if args.command == "book":
         from imsconf.booking.cli import run_book
 

@@ -300,7 +300,9 @@ class UA:
         self.cseq += 1
         return self._request("UPDATE", self.target(), body=body, extra=extra)[0]
 
-    def subscribe(self, uri: str | None = None, expires: int | None = 600, event: str = "conference") -> bytes:
+    def subscribe(
+        self, uri: str | None = None, expires: int | None = 600, event: str = "conference"
+    ) -> bytes:
         """SUBSCRIBE: out of dialog to *uri* (the conference URI), or a refresh in the dialog (uri None)."""
         extra: tuple[tuple[str, str], ...] = (("Event", event),)
         if expires is not None:

@@ -49,7 +49,7 @@ def create_with_list(h: Harness, *phones: Phone) -> tuple[object, str, list[obje
 def test_uri_list_creation_invites_each_listed_user() -> None:
     h = Harness()
     bob, carol = phone("bob", n=50), phone("carol", n=51)
-    alice, uri, sent = create_with_list(h, bob, carol)
+    _alice, uri, sent = create_with_list(h, bob, carol)
     conf = h.conference(uri)
     # the creator's 200 carries an SDP answer only
     ok = h.final(sent)  # type: ignore[arg-type]
@@ -64,7 +64,7 @@ def test_uri_list_creation_invites_each_listed_user() -> None:
     assert by_user["sip:bob@198.51.100.50"].status is ParticipantStatus.JOINING
     # bob answers: ACK, connected, mixer leg configured with both keys
     out = answer(h, bob, invite_for(sent, bob))  # type: ignore[arg-type]
-    (ack, dest), = requests(out, "ACK")
+    ((ack, dest),) = requests(out, "ACK")
     assert ack.to.tag == bob.to_tag and dest.host == bob.peer.host
     p_bob = conf.participants_of("sip:bob@198.51.100.50")[0]
     assert p_bob.status is ParticipantStatus.CONNECTED
@@ -83,7 +83,7 @@ def test_uri_list_creation_invites_each_listed_user() -> None:
 def test_uri_list_failure_is_shown_in_the_event_package() -> None:
     h = Harness()
     bob = phone("bob")
-    alice, uri, sent = create_with_list(h, bob)
+    _alice, uri, sent = create_with_list(h, bob)
     owner_sub = h.ua("alice")
     resp, subsent = subscribe(h, owner_sub, uri)
     assert resp.status == 200
@@ -106,7 +106,7 @@ def test_uri_list_failure_is_shown_in_the_event_package() -> None:
 def test_uri_list_on_insecure_signalling_without_sdes_is_not_dialled() -> None:
     h = Harness(FocusConfig(domain=DOMAIN, media_host="198.18.0.1", allow_plain_rtp=False))
     udp_phone = phone("bob", "udp")
-    alice, uri, sent = create_with_list(h, udp_phone)
+    _alice, uri, sent = create_with_list(h, udp_phone)
     assert requests(sent, "INVITE") == []  # type: ignore[arg-type]
     assert len(h.conference(uri)) == 1
 
@@ -148,7 +148,7 @@ def test_dial_out_without_answer_is_cancelled() -> None:
 def test_owner_leaving_cancels_ringing_dial_outs() -> None:
     h = Harness()
     bob = phone("bob")
-    alice, uri, sent = create_with_list(h, bob)
+    alice, _uri, sent = create_with_list(h, bob)
     out = h.send(alice, alice.bye())  # type: ignore[attr-defined]
     assert len(requests(out, "CANCEL")) == 1
     assert len(h.focus.registry) == 0
@@ -169,7 +169,7 @@ def test_refer_in_dialog_invites_the_user_and_reports_progress() -> None:
     conf = h.conference(uri)
     bob = phone("bob")
     sent = h.send(alice, alice.refer(f"<{bob.uri()}>", extra=(("Referred-By", f"<{alice.aor}>"),)))
-    (r202, _), = responses(sent, 202)
+    ((_r202, _),) = responses(sent, 202)
     (trying,) = notifies(sent, "refer")
     assert trying.headers.get("Event") == f"refer;id={alice.cseq}"
     assert trying.headers.get("Content-Type") == "message/sipfrag;version=2.0"
@@ -201,7 +201,7 @@ def test_refer_in_dialog_invites_the_user_and_reports_progress() -> None:
 def test_refer_failure_is_the_final_sipfrag() -> None:
     h = Harness()
     alice = h.ua("alice")
-    _, uri = h.create(alice)
+    _, _uri = h.create(alice)
     bob = phone("bob")
     sent = h.send(alice, alice.refer(f"<{bob.uri()}>"))
     ok_all(h, alice, sent)
@@ -218,7 +218,7 @@ def test_refer_out_of_dialog_makes_its_own_dialog() -> None:
     other = h.ua("alice")  # the owner, from another device, outside the INVITE dialog
     bob = phone("bob")
     sent = h.send(other, other.refer(f"<{bob.uri()}>", uri=uri))
-    (r202, _), = responses(sent, 202)
+    ((r202, _),) = responses(sent, 202)
     assert r202.to.tag and (r202.headers.get("Contact") or "").startswith("<sips:conf-")
     (trying,) = notifies(sent, "refer")
     assert trying.headers.get("Event") == "refer"
@@ -257,7 +257,7 @@ def test_refer_bye_by_owner_removes_the_participant() -> None:
     conf = h.conference(uri)
     sent = h.send(alice, alice.refer(f"<{bob.aor};method=BYE>"))
     assert [r.status for r, _ in responses(sent)] == [202]
-    (bye, dest), = requests(sent, "BYE")
+    ((bye, dest),) = requests(sent, "BYE")
     assert bye.call_id == bob.call_id and dest == bob.peer
     (trying,) = notifies(sent, "refer")
     assert trying.body == b"SIP/2.0 100 Trying\r\n"
@@ -288,7 +288,9 @@ def test_refer_bye_by_a_moderator_and_unknown_targets() -> None:
     _, uri = h.create(alice)
     h.join(mod, uri)
     h.join(bob, uri)
-    assert [r.status for r, _ in responses(h.send(mod, mod.refer("<sip:nobody@example.net;method=BYE>")))] == [404]
+    assert [
+        r.status for r, _ in responses(h.send(mod, mod.refer("<sip:nobody@example.net;method=BYE>")))
+    ] == [404]
     assert [r.status for r, _ in responses(h.send(mod, mod.refer(f"<{alice.aor};method=BYE>")))] == [403]
     assert [r.status for r, _ in responses(h.send(mod, mod.refer(f"<{bob.aor};method=BYE>")))] == [202]
     assert not h.conference(uri).participants_of(bob.aor)
@@ -297,7 +299,7 @@ def test_refer_bye_by_a_moderator_and_unknown_targets() -> None:
 def test_refer_with_other_methods_or_headers_is_refused() -> None:
     h = Harness()
     alice = h.ua("alice")
-    _, uri = h.create(alice)
+    _, _uri = h.create(alice)
     for refer_to, status in [
         ("<sip:bob@example.net;method=MESSAGE>", 403),
         ("<sip:bob@example.net?Replaces=abc%3Bto-tag%3D1%3Bfrom-tag%3D2>", 403),
@@ -311,10 +313,10 @@ def test_refer_with_other_methods_or_headers_is_refused() -> None:
 def test_refer_sub_false_sends_no_notify() -> None:
     h = Harness()
     alice = h.ua("alice")
-    _, uri = h.create(alice)
+    _, _uri = h.create(alice)
     bob = phone("bob")
     sent = h.send(alice, alice.refer(f"<{bob.uri()}>", extra=(("Refer-Sub", "false"),)))
-    (r202, _), = responses(sent, 202)
+    ((r202, _),) = responses(sent, 202)
     assert r202.headers.get("Refer-Sub") == "false"
     assert notifies(sent) == []
     assert len(requests(sent, "INVITE")) == 1

@@ -76,7 +76,11 @@ def test_too_many_entries_413() -> None:
     [
         (resource_list(BOB, extra='<entry-ref ref="x/y"/>'), 403),
         (resource_list(BOB, extra='<external anchor="http://x/y"/>'), 403),
-        (b"<resource-lists xmlns='urn:ietf:params:xml:ns:resource-lists'><list><entry/></list></resource-lists>", 400),
+        (
+            b"<resource-lists xmlns='urn:ietf:params:xml:ns:resource-lists'><list><entry/></list>"
+            b"</resource-lists>",
+            400,
+        ),
         (b"<resource-lists xmlns='urn:other'><list/></resource-lists>", 400),
         (b"<resource-lists", 400),
         (resource_list("tel:+123"), 400),

@@ -156,3 +156,55 @@ def run_sipp(
 
 def sipp_errors(workdir: Path) -> str:
     return "\n".join(p.read_text(errors="replace")[-3000:] for p in workdir.glob("*errors.log"))
+
+
+@dataclass
+class MixerProcess:
+    """``imsconf mixer`` as a subprocess (the MRFP in its own process, mutual TLS control channel)."""
+
+    data_dir: Path
+    listen: str
+    config: Path | None = None
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    def start(self, timeout: float = 20.0) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "imsconf.cli", "mixer", "--data-dir", str(self.data_dir),
+               "--listen", self.listen]  # fmt: skip
+        if self.config is not None:
+            cmd += ["--config", str(self.config)]
+        self.log_path = self.data_dir / "mixer.log"
+        err = open(self.log_path, "wb")  # noqa: SIM115 - kept open for the process lifetime
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, cwd=REPO)
+        assert self.proc.stdout is not None
+        line = b""
+        deadline = time.monotonic() + timeout
+        os.set_blocking(self.proc.stdout.fileno(), False)
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mixer exited with {self.proc.returncode}: {self.log()}")
+            line += self.proc.stdout.read() or b""
+            if b"mixer listening" in line:
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"mixer did not start: {line!r} {self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def free_tcp_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -24,7 +24,7 @@ import pytest
 from audio import assert_hears, tone_levels, write_tone_wav
 from baresip import BaresipError, BaresipPhone, free_udp_range
 from capture import Capture, analyse_media, assert_srtp_only, read_pcap
-from harness import ServerProcess, free_port_pair
+from harness import MixerProcess, ServerProcess, free_port_pair, free_tcp_port
 
 from peers import require_peer
 
@@ -84,18 +84,31 @@ class ConfServer:
     rtp_range: tuple[int, int]
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ConfServer]:
+@pytest.fixture(params=["in-process-mixer", "separate-mixer"])
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ConfServer]:
+    """The server with its mixer in process (default), or ``imsconf mixer`` in its own process over
+    mutual TLS (issue 5): the same phones must hear the same conference either way."""
     srv = ServerProcess(tmp_path / "srv", free_port_pair())
     srv.data_dir.mkdir(parents=True)
     lo, hi = free_udp_range(100)
     cfg = tmp_path / "imsconf.toml"
-    cfg.write_text(f'rtp_port_range = [{lo}, {hi}]\nmedia_host = "127.0.0.1"\n')
+    text = f'rtp_port_range = [{lo}, {hi}]\nmedia_host = "127.0.0.1"\n'
+    mixer: MixerProcess | None = None
+    if request.param == "separate-mixer":
+        text += f'mixer = "127.0.0.1:{free_tcp_port()}"\n'
+    cfg.write_text(text)
     try:
+        if request.param == "separate-mixer":
+            mixer = MixerProcess(srv.data_dir, "", cfg)
+            mixer.listen = text.split('mixer = "')[1].split('"')[0]
+            mixer.start()
         srv.start("--config", str(cfg), auth="none")
         yield ConfServer(srv, (lo, hi))
     finally:
         srv.stop()
+        if mixer is not None:
+            mixer.stop()
+            assert "focus_connected cn=focus" in mixer.log(), mixer.log()[-2000:]
 
 
 @pytest.mark.peer

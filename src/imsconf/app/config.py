@@ -134,6 +134,8 @@ class Settings:
     # digest algorithms offered, preferred first (RFC 8760 §2.4); legacy MD5-only clients that answer the
     # first challenge they see (SIPp 3.6) need "MD5" first
     digest_algorithms: tuple[str, ...] = ("SHA-256", "MD5")
+    # "HOST:PORT" of a separate `imsconf mixer` (mutual TLS); None: the mixer runs in process
+    mixer: str | None = None
 
     def __post_init__(self) -> None:
         _check_host(self.domain, "domain")
@@ -155,6 +157,8 @@ class Settings:
             raise ValueError(f"log_level must be one of {', '.join(_LOG_LEVELS)}, not {self.log_level!r}")
         if self.http is not None:
             parse_hostport(self.http, what="http")
+        if self.mixer is not None:
+            parse_hostport(self.mixer, what="mixer")
         known = ("SHA-256", "MD5", "SHA-512-256")
         if not self.digest_algorithms or any(a not in known for a in self.digest_algorithms):
             raise ValueError(
@@ -229,6 +233,12 @@ def _coerce(key: str, value: Any, base: Path | None) -> Any:
         if not isinstance(value, str):
             raise bad("a level name")
         return value.lower()
+    if key == "mixer":
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str):
+            raise bad("'HOST:PORT'")
+        return value
     if key == "http":
         if value is None or value == "":
             return None

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import secrets
 import signal
+import ssl
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,9 @@ from pathlib import Path
 from imsconf.booking.http import BookingApi, start_http
 from imsconf.booking.store import BookingStore
 from imsconf.focus.app import Focus, FocusConfig
+from imsconf.media.control import MediaControl
 from imsconf.media.engine import MediaEngine
+from imsconf.media.remote import RemoteMediaControl
 from imsconf.media.udp import UdpMediaTransport, local_media
 from imsconf.sip.auth import DigestAuthenticator
 from imsconf.sip.endpoint import Application, EndpointConfig, SipEndpoint
@@ -25,6 +28,7 @@ from imsconf.sip.screening import Capabilities
 from imsconf.transport.manager import Receiver, TransportManager
 
 from .config import Settings
+from .mixer import connect_mixer
 from .pki import PkiPaths, client_ssl_context, ensure_dev_pki, server_ssl_context
 from .users import UserStore
 
@@ -96,6 +100,7 @@ class Server:
     transports: TransportManager
     media: UdpMediaTransport | None = None
     focus: Focus | None = None
+    remote: RemoteMediaControl | None = None
     bound: list[tuple[str, str, int]] = field(default_factory=list)
     bookings: BookingStore | None = None
     http: BookingApi | None = None
@@ -108,6 +113,8 @@ class Server:
         self.driver.close()
         if self.media is not None:
             self.media.close()
+        if self.remote is not None:
+            await self.remote.close()
         await self.transports.close()
 
 
@@ -124,10 +131,15 @@ def build_capabilities() -> Capabilities:
     )
 
 
-def build_focus(settings: Settings) -> tuple[Focus, UdpMediaTransport]:
-    engine = MediaEngine(allow_plain_rtp=settings.allow_plain_rtp)
-    lo, hi = settings.rtp_port_range
-    control, media = local_media(engine, settings.media_host, lo, hi)
+def build_focus(
+    settings: Settings, control: MediaControl | None = None
+) -> tuple[Focus, UdpMediaTransport | None]:
+    """The focus over the in-process mixer (default) or over *control* (a separate mixer process)."""
+    media: UdpMediaTransport | None = None
+    if control is None:
+        engine = MediaEngine(allow_plain_rtp=settings.allow_plain_rtp)
+        lo, hi = settings.rtp_port_range
+        control, media = local_media(engine, settings.media_host, lo, hi)
     config = FocusConfig(
         domain=settings.domain,
         factory_user=settings.factory_user,
@@ -150,17 +162,22 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
         )
     media: UdpMediaTransport | None = None
     focus: Focus | None = None
+    remote: RemoteMediaControl | None = None
     if app is None:
-        focus, media = build_focus(settings)
+        if settings.mixer is not None:
+            remote = await connect_mixer(settings)
+            log.info("event=mixer_connected mixer=%s", settings.mixer)
+        focus, media = build_focus(settings, remote)
         app = focus
-        media.start()
+        if media is not None:
+            media.start()
     endpoint = SipEndpoint(EndpointConfig(caps=build_capabilities()), app, authenticator)
     driver = EndpointDriver(endpoint)
     transports = TransportManager(
         driver, server_ssl=server_ssl_context(pki), client_ssl=client_ssl_context(pki.ca_cert)
     )
     driver.transports = transports
-    server = Server(settings, pki, endpoint, driver, transports, media, focus)
+    server = Server(settings, pki, endpoint, driver, transports, media, focus, remote)
     try:
         for listen in settings.listen:
             host, port = await transports.listen(listen.transport, listen.host, listen.port)
@@ -179,8 +196,9 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
 async def run_server(settings: Settings) -> int:
     try:
         server = await start_server(settings)
-    except OSError as exc:
-        print(f"imsconf: cannot listen: {exc}", file=sys.stderr)
+    except (OSError, TimeoutError, ssl.SSLError) as exc:
+        # cannot listen, or the separate mixer cannot be reached / refused our certificate
+        print(f"imsconf: cannot start: {exc.__class__.__name__}: {exc}", file=sys.stderr)
         return 1
     for transport, host, port in server.bound:
         shown = f"[{host}]" if ":" in host else host

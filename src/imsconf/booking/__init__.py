@@ -1,1 +1,45 @@
-"""imsconf.booking"""
+"""Planned conferences (DESIGN §2 flow 8): validated bookings in SQLite, a CLI and an HTTP JSON API.
+
+For the focus (dial-in)::
+
+    booking, state = store.window_status(request_uri, now)   # WindowState.OPEN / EARLY / ENDED / ...
+    booking.capacity, booking.invitees, booking.downlink, booking.rekey, booking.allow_pin_in_uri
+    store.verify_pin(booking.id, digits)  or  booking.verify_pin(digits)   # scrypt: run off the loop
+    pin_from_uri(request_uri)                                # only if booking.allow_pin_in_uri
+
+``imsconf.booking.http`` (the API server) is imported on its own: it needs the app settings.
+"""
+
+from .model import (
+    Booking,
+    BookingError,
+    Downlink,
+    InvalidBooking,
+    Invitee,
+    InviteeRole,
+    RekeyPolicy,
+    WindowState,
+    booking_from_request,
+    booking_to_json,
+    conference_key,
+    pin_from_uri,
+)
+from .store import BookingConflict, BookingStore, BookingStoreError
+
+__all__ = [
+    "Booking",
+    "BookingConflict",
+    "BookingError",
+    "BookingStore",
+    "BookingStoreError",
+    "Downlink",
+    "InvalidBooking",
+    "Invitee",
+    "InviteeRole",
+    "RekeyPolicy",
+    "WindowState",
+    "booking_from_request",
+    "booking_to_json",
+    "conference_key",
+    "pin_from_uri",
+]

@@ -47,7 +47,7 @@ from imsconf.conference.events import (
     RosterEvent,
 )
 from imsconf.conference.model import Conference
-from imsconf.conference.participant import Role
+from imsconf.conference.participant import ConferenceState, Role
 from imsconf.sip.dialog import Dialog, DialogId, DialogRegistry
 from imsconf.sip.endpoint import SipEndpoint
 from imsconf.sip.errors import SipParseError
@@ -313,6 +313,8 @@ class Notifier:
 
     def _revoke(self, ep: SipEndpoint, conf: Conference, user: str, now: float) -> None:
         feed = self.feeds.get(conf.conf_id)
+        if conf.state is not ConferenceState.ACTIVE:
+            return  # closing: every subscription ends with noresource instead
         for u in self.of_conference(conf.conf_id):
             if u.user != user or feed is None:
                 continue

@@ -1,0 +1,410 @@
+"""The MRFC→MRFP control channel when the mixer runs in its own process (``imsconf mixer``).
+
+One TLS connection, both sides presenting certificates from the conference CA (mutual TLS; anything else is
+refused at the handshake).  Newline-delimited JSON messages:
+
+* focus → mixer: commands ``{"op": ..., "args": {...}}``, pipelined, applied in order, never answered
+  unless they fail (``{"error": ..., "op": ..., "leg": ...}`` comes back);
+* mixer → focus: ``{"hello": {...}}`` once, ``{"pool": [[rtp, rtcp], ...]}`` (pre-bound port pairs the focus
+  may hand out), and media events (``{"event": "dtmf", ...}``).
+
+Pre-bound pairs keep :class:`MediaControl` synchronous for the focus: ``allocate_leg`` takes a pair from the
+pool at once and the command follows on the ordered stream.  SRTP keys cross only this channel (base64 in
+JSON inside TLS); nothing here logs them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import ssl
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from .control import EventSink, LegPorts, LocalMediaControl
+from .engine import KEEP, Addr, Direction, Keep, LegStats, MediaEngine, MediaEngineError, MediaEvent
+from .events import DtmfReceived, InboundKeyConfirmed, SourceLatched
+from .srtp import SrtpKeys
+
+log = logging.getLogger("imsconf.mixer")
+
+POOL_TARGET = 16  # pre-bound pairs offered to the focus; refilled one for one as legs are allocated
+MAX_LINE = 65536
+
+
+# ---- values on the wire -------------------------------------------------------------------------------
+
+
+def _keys_out(keys: SrtpKeys | Keep | None) -> Any:
+    if isinstance(keys, Keep):
+        return "keep"
+    if keys is None:
+        return None
+    return {"suite": keys.suite, "inline": base64.b64encode(keys.key_salt()).decode("ascii")}
+
+
+def _keys_in(value: Any) -> SrtpKeys | Keep | None:
+    if value == "keep":
+        return KEEP
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValueError("bad keys")
+    return SrtpKeys.from_inline(str(value["suite"]), str(value["inline"]))
+
+
+def _addr(value: Any) -> Addr | None:
+    if value is None:
+        return None
+    host, port = value
+    return (str(host), int(port))
+
+
+def _event_out(ev: MediaEvent) -> dict[str, Any] | None:
+    if isinstance(ev, DtmfReceived):
+        e = ev.event
+        return {
+            "event": "dtmf",
+            "leg": ev.leg_id,
+            "conf": ev.conference_id,
+            "digit": e.digit,
+            "duration_ms": e.duration_ms,
+            "volume": e.volume,
+            "end": e.end,
+        }
+    if isinstance(ev, InboundKeyConfirmed):
+        return {"event": "inbound_key_confirmed", "leg": ev.leg_id}
+    if isinstance(ev, SourceLatched):
+        return {"event": "source_latched", "leg": ev.leg_id, "rtcp": ev.rtcp, "addr": list(ev.addr)}
+    return None  # RTCP reports stay in the mixer (statistics only)
+
+
+def _event_in(msg: dict[str, Any]) -> MediaEvent | None:
+    from .dtmf import DtmfEvent
+
+    kind = msg.get("event")
+    if kind == "dtmf":
+        return DtmfReceived(
+            str(msg["leg"]),
+            str(msg["conf"]),
+            DtmfEvent(str(msg["digit"]), int(msg["duration_ms"]), int(msg["volume"]), bool(msg["end"])),
+        )
+    if kind == "inbound_key_confirmed":
+        return InboundKeyConfirmed(str(msg["leg"]))
+    if kind == "source_latched":
+        addr = _addr(msg["addr"])
+        assert addr is not None
+        return SourceLatched(str(msg["leg"]), bool(msg["rtcp"]), addr)
+    return None
+
+
+# ---- focus side --------------------------------------------------------------------------------------
+
+
+class RemoteMediaControl:
+    """:class:`MediaControl` over the mutual-TLS channel to an ``imsconf mixer`` process."""
+
+    def __init__(self) -> None:
+        self._writer: asyncio.StreamWriter | None = None
+        self._reader_task: asyncio.Task[None] | None = None
+        self._pool: deque[tuple[int, int]] = deque()
+        self._host = ""
+        self._legs: dict[str, tuple[str, int, int]] = {}  # leg -> (conference, rtp, rtcp pair)
+        self._sink: EventSink | None = None
+        self.errors: list[dict[str, Any]] = []
+        self.connected = asyncio.Event()
+
+    async def connect(self, host: str, port: int, ctx: ssl.SSLContext, timeout: float = 10.0) -> None:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, ssl=ctx, server_hostname=host, limit=MAX_LINE), timeout
+        )
+        self._writer = writer
+        self._reader_task = asyncio.get_running_loop().create_task(self._read(reader))
+        await asyncio.wait_for(self.connected.wait(), timeout)
+
+    async def close(self) -> None:
+        if self._reader_task is not None:
+            self._reader_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader_task
+        if self._writer is not None:
+            self._writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._writer.wait_closed(), 1.0)
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        try:
+            while line := await reader.readline():
+                msg = json.loads(line)
+                if "hello" in msg:
+                    self._host = str(msg["hello"]["host"])
+                    self.connected.set()
+                elif "pool" in msg:
+                    self._pool.extend((int(a), int(b)) for a, b in msg["pool"])
+                elif "error" in msg:
+                    self.errors.append(msg)
+                    log.warning(
+                        "event=mixer_error op=%s leg=%s error=%r", msg.get("op"), msg.get("leg"), msg["error"]
+                    )
+                elif "event" in msg and self._sink is not None:
+                    ev = _event_in(msg)
+                    if ev is not None:
+                        self._sink(ev)
+        except (ConnectionError, ssl.SSLError, ValueError, asyncio.IncompleteReadError) as exc:
+            log.error("event=mixer_link_lost error=%s", exc.__class__.__name__)
+        finally:
+            self.connected.clear()
+
+    def _send(self, op: str, **args: Any) -> None:
+        if self._writer is None or not self.connected.is_set():
+            raise MediaEngineError("the mixer is not connected")
+        self._writer.write(json.dumps({"op": op, "args": args}, separators=(",", ":")).encode() + b"\n")
+
+    # MediaControl
+    def allocate_leg(self, conference_id: str, leg_id: str, rtcp_mux: bool) -> LegPorts:
+        if leg_id in self._legs:
+            raise MediaEngineError(f"leg {leg_id!r} exists")
+        if not self._pool:
+            raise MediaEngineError("the mixer has no free media ports")
+        rtp, rtcp = self._pool.popleft()
+        self._send("allocate_leg", conf=conference_id, leg=leg_id, mux=rtcp_mux, rtp=rtp, rtcp=rtcp)
+        self._legs[leg_id] = (conference_id, rtp, rtcp)
+        return LegPorts(self._host, rtp, rtp if rtcp_mux else rtcp)
+
+    def configure_leg(
+        self,
+        leg_id: str,
+        *,
+        remote_rtp: Addr,
+        remote_rtcp: Addr | None,
+        codec_pt: int,
+        codec_name: str,
+        dtmf_pt: int | None,
+        tx_keys: SrtpKeys | None,
+        rx_keys: SrtpKeys | None,
+        direction: Direction = Direction.SENDRECV,
+        latch: bool = False,
+    ) -> None:
+        self._send(
+            "configure_leg",
+            leg=leg_id,
+            remote_rtp=list(remote_rtp),
+            remote_rtcp=list(remote_rtcp) if remote_rtcp else None,
+            codec_pt=codec_pt,
+            codec_name=codec_name,
+            dtmf_pt=dtmf_pt,
+            tx_keys=_keys_out(tx_keys),
+            rx_keys=_keys_out(rx_keys),
+            direction=direction.value,
+            latch=latch,
+        )
+
+    def update_leg(
+        self,
+        leg_id: str,
+        *,
+        remote_rtp: Addr | None = None,
+        remote_rtcp: Addr | None = None,
+        codec_pt: int | None = None,
+        codec_name: str | None = None,
+        dtmf_pt: int | Keep | None = KEEP,
+        direction: Direction | None = None,
+        tx_keys: SrtpKeys | Keep | None = KEEP,
+        rx_keys: SrtpKeys | Keep | None = KEEP,
+    ) -> None:
+        self._send(
+            "update_leg",
+            leg=leg_id,
+            remote_rtp=list(remote_rtp) if remote_rtp else None,
+            remote_rtcp=list(remote_rtcp) if remote_rtcp else None,
+            codec_pt=codec_pt,
+            codec_name=codec_name,
+            dtmf_pt="keep" if isinstance(dtmf_pt, Keep) else dtmf_pt,
+            direction=direction.value if direction is not None else None,
+            tx_keys=_keys_out(tx_keys),
+            rx_keys=_keys_out(rx_keys),
+        )
+
+    def release_leg(self, leg_id: str) -> None:
+        if self._legs.pop(leg_id, None) is not None and self.connected.is_set():
+            self._send("release_leg", leg=leg_id)
+
+    def release_conference(self, conference_id: str) -> None:
+        for leg_id in [lid for lid, (conf, _, _) in self._legs.items() if conf == conference_id]:
+            self.release_leg(leg_id)
+
+    def leg_stats(self, leg_id: str) -> LegStats:
+        raise MediaEngineError("statistics stay in the mixer process")
+
+    def set_event_sink(self, sink: EventSink | None) -> None:
+        self._sink = sink
+
+
+# ---- mixer side --------------------------------------------------------------------------------------
+
+
+class _PoolPorts:
+    """A PortAllocator that hands the engine the pre-bound pair the focus chose."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.chosen: tuple[int, int] | None = None
+        self.pairs: dict[int, int] = {}  # rtp -> the rtcp port bound with it
+
+    @property
+    def host(self) -> str:
+        return str(self.inner.host)
+
+    def prebind(self) -> tuple[int, int]:
+        rtp, rtcp = self.inner.open_ports(False)
+        self.pairs[rtp] = rtcp
+        return int(rtp), int(rtcp)
+
+    def open_ports(self, rtcp_mux: bool) -> tuple[int, int]:
+        if self.chosen is None or self.chosen[0] not in self.pairs:
+            raise MediaEngineError("port pair not offered by this mixer")
+        rtp, rtcp = self.chosen
+        return (rtp, rtp) if rtcp_mux else (rtp, rtcp)
+
+    def close_ports(self, rtp_port: int, rtcp_port: int) -> None:
+        rtcp = self.pairs.pop(rtp_port, rtcp_port)
+        self.inner.close_ports(rtp_port, rtcp)
+
+
+class MixerControlServer:
+    """Serves the control channel in the mixer process, over one in-process media plane."""
+
+    def __init__(self, control: LocalMediaControl, ports: _PoolPorts) -> None:
+        self.control = control
+        self.ports = ports
+        self._clients: set[asyncio.StreamWriter] = set()
+        control.set_event_sink(self._on_event)
+
+    @classmethod
+    def build(cls, engine: MediaEngine, transport: Any) -> MixerControlServer:
+        ports = _PoolPorts(transport)
+        control = LocalMediaControl(engine, ports, now=transport.now)
+        transport.after_tick = control.deliver_events
+        return cls(control, ports)
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peercert") or {}
+        subject = dict(x[0] for x in peer.get("subject", ())) if isinstance(peer, dict) else {}
+        log.info("event=focus_connected cn=%s", subject.get("commonName", "?"))
+        self._clients.add(writer)
+        legs: set[str] = set()
+        offered: set[int] = set()
+        try:
+            self._write(writer, {"hello": {"host": self.ports.host, "version": 1}})
+            pool = []
+            for _ in range(POOL_TARGET):
+                pair = self._prebind()
+                if pair is None:
+                    break
+                pool.append(list(pair))
+            offered.update(rtp for rtp, _ in pool)
+            self._write(writer, {"pool": pool})
+            while line := await reader.readline():
+                try:
+                    msg = json.loads(line)
+                    self._apply(msg, legs, offered, writer)
+                except (ValueError, KeyError, TypeError, MediaEngineError) as exc:
+                    op = msg.get("op") if isinstance(msg, dict) else None
+                    leg = msg.get("args", {}).get("leg") if isinstance(msg, dict) else None
+                    self._write(
+                        writer, {"error": f"{exc.__class__.__name__}: {exc}"[:200], "op": op, "leg": leg}
+                    )
+        except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError, ValueError):
+            pass
+        finally:
+            self._clients.discard(writer)
+            for leg_id in legs:  # the focus is gone: its legs go too
+                with contextlib.suppress(Exception):
+                    self.control.release_leg(leg_id)
+            for rtp in offered - {p for p in legs}:
+                if rtp in self.ports.pairs:
+                    with contextlib.suppress(Exception):
+                        self.ports.close_ports(rtp, self.ports.pairs[rtp])
+            writer.close()
+            log.info("event=focus_disconnected")
+
+    def _apply(
+        self, msg: dict[str, Any], legs: set[str], offered: set[int], writer: asyncio.StreamWriter
+    ) -> None:
+        op, a = msg["op"], msg["args"]
+        c = self.control
+        if op == "allocate_leg":
+            rtp, rtcp = int(a["rtp"]), int(a["rtcp"])
+            if rtp not in offered:
+                raise MediaEngineError("port pair not offered to this focus")
+            self.ports.chosen = (rtp, rtcp)
+            try:
+                c.allocate_leg(str(a["conf"]), str(a["leg"]), bool(a["mux"]))
+            finally:
+                self.ports.chosen = None
+            offered.discard(rtp)
+            legs.add(str(a["leg"]))
+            new = self._prebind()
+            if new is not None:
+                offered.add(new[0])
+                self._write(writer, {"pool": [list(new)]})
+        elif op == "configure_leg":
+            remote = _addr(a["remote_rtp"])
+            assert remote is not None
+            tx, rx = _keys_in(a["tx_keys"]), _keys_in(a["rx_keys"])
+            c.configure_leg(
+                str(a["leg"]),
+                remote_rtp=remote,
+                remote_rtcp=_addr(a["remote_rtcp"]),
+                codec_pt=int(a["codec_pt"]),
+                codec_name=str(a["codec_name"]),
+                dtmf_pt=None if a["dtmf_pt"] is None else int(a["dtmf_pt"]),
+                tx_keys=None if isinstance(tx, Keep) else tx,
+                rx_keys=None if isinstance(rx, Keep) else rx,
+                direction=Direction(a["direction"]),
+                latch=bool(a["latch"]),
+            )
+        elif op == "update_leg":
+            dtmf = a["dtmf_pt"]
+            c.update_leg(
+                str(a["leg"]),
+                remote_rtp=_addr(a["remote_rtp"]),
+                remote_rtcp=_addr(a["remote_rtcp"]),
+                codec_pt=a["codec_pt"],
+                codec_name=a["codec_name"],
+                dtmf_pt=KEEP if dtmf == "keep" else dtmf,
+                direction=Direction(a["direction"]) if a["direction"] else None,
+                tx_keys=_keys_in(a["tx_keys"]),
+                rx_keys=_keys_in(a["rx_keys"]),
+            )
+        elif op == "release_leg":
+            leg = str(a["leg"])
+            if leg in legs:
+                legs.discard(leg)
+                c.release_leg(leg)
+        else:
+            raise ValueError(f"unknown op {op!r}")
+
+    def _prebind(self) -> tuple[int, int] | None:
+        try:
+            return self.ports.prebind()
+        except (MediaEngineError, OSError) as exc:  # port range exhausted: offer fewer pairs
+            log.warning("event=mixer_ports_exhausted error=%r", str(exc)[:100])
+            return None
+
+    def _write(self, writer: asyncio.StreamWriter, msg: dict[str, Any]) -> None:
+        if not writer.is_closing():
+            writer.write(json.dumps(msg, separators=(",", ":")).encode() + b"\n")
+
+    def _on_event(self, ev: MediaEvent) -> None:
+        out = _event_out(ev)
+        if out is not None:
+            for w in list(self._clients):
+                self._write(w, out)
+
+
+Starter = Callable[[], None]
