@@ -158,6 +158,8 @@ def main() -> None:
     if sipp is None:
         sys.exit("sipp is not installed (scripts/install-test-deps.sh)")
     rates = [int(r) for r in args.rates.split(",")]
+    print("security relaxed for SIPp (no TLS/SRTP in its Debian build): --auth none, allow_plain_rtp,")
+    print("allow_sdes_over_udp; media legs are still allocated in the in-process mixer for every join")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         port = free_port()

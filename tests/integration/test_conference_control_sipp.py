@@ -195,22 +195,22 @@ def test_refer_bye_by_owner_and_by_participant(server: ServerProcess, transport:
 def _check_versions(path: Path, trace_dir: Path) -> None:
     lines = [line.split() for line in path.read_text().splitlines() if line.strip()]
     versions = [int(v) for v, _ in lines]
-    states = [s for _, s in lines]
-    assert states[0] == "full"
-    # three joins (joined, media, connected each) and one leave, partial, each +1; the final NOTIFY
-    # (terminated, noresource) is full state
-    partials = [v for v, s in lines if s == "partial"]
-    assert len(partials) >= 10, lines
-    assert partials == list(range(versions[0] + 1, versions[0] + 1 + len(partials))), lines
-    # the bodies: applying the partials in order to the first full document gives each following state
+    assert [s for _, s in lines] == ["full"] + ["partial"] * 10 + ["final"], lines
+    # three joins (joined, media, connected) and one leave: ten changes, each version +1
+    assert versions[:11] == list(range(versions[0], versions[0] + 11)), lines
+    assert versions[11] == versions[10]  # the final NOTIFY: the same state, in full
+    # the bodies: applying the partials in order to the first full document gives the final full state
     msgs = "".join(p.read_text(errors="replace") for p in trace_dir.glob("*_messages.log"))
     bodies = [b.encode() for b in _notify_bodies(msgs)]
+    assert len(bodies) == 12, len(bodies)
     local = bodies[0]
-    for body in bodies[1:]:
+    for body in bodies[1:11]:
         local = apply_partial(local, body)
-    root = etree.fromstring(local)
+    c14n = lambda b: etree.tostring(etree.fromstring(b), method="c14n")  # noqa: E731
+    assert c14n(local) == c14n(bodies[11])
     ns = "{urn:ietf:params:xml:ns:conference-info}"
-    assert root.findtext(f"{ns}conference-state/{ns}active") == "false"
+    users = [u.get("entity") for u in etree.fromstring(local).iter(f"{ns}user")]
+    assert users == ["sip:owner@127.0.0.1", "sip:member1@127.0.0.1"], users
 
 
 def _notify_bodies(log: str) -> list[str]:
