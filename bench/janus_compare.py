@@ -24,6 +24,7 @@ with ``"codec": "pcmu"`` and an ``rtp`` block naming its generator socket.
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import multiprocessing as mp
 import os
@@ -124,7 +125,7 @@ class Janus:
             try:
                 with urllib.request.urlopen(f"{self.base}/{self.session}?maxev=50", timeout=35) as r:
                     evs = json.loads(r.read())
-            except OSError:
+            except (OSError, ValueError, http.client.HTTPException):
                 if self._stop:
                     return
                 time.sleep(0.1)

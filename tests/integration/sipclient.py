@@ -111,8 +111,34 @@ class SipClient:
         return None
 
     def request(self, method: str, ruri: str, **kw: Any) -> bytes | None:
-        self.send_raw(build_request(method, ruri, transport=self.transport, local=self.local, **kw))
-        return self.recv_final()
+        """Send a request and return its final response (matched by Call-ID and CSeq, so that stale
+        retransmissions of earlier responses are skipped); a non-2xx answer to INVITE is ACKed."""
+        data = build_request(method, ruri, transport=self.transport, local=self.local, **kw)
+        self.send_raw(data)
+        head = data.split(b"\r\n\r\n")[0].decode()
+        call_id = next(ln.split(":", 1)[1].strip() for ln in head.split("\r\n") if ln.startswith("Call-ID:"))
+        cseq = next(ln.split(":", 1)[1].strip() for ln in head.split("\r\n") if ln.startswith("CSeq:"))
+        deadline = time.monotonic() + 5.0
+        while (left := deadline - time.monotonic()) > 0:
+            resp = self.recv_final(left)
+            if resp is None:
+                return None
+            if header(resp, "Call-ID") == [call_id] and header(resp, "CSeq") == [cseq]:
+                status = status_of(resp) or 0
+                if method == "INVITE" and status >= 300:
+                    self._ack(data, resp)
+                return resp
+        return None
+
+    def _ack(self, invite: bytes, resp: bytes) -> None:
+        """ACK for a non-2xx final response (RFC 3261 §17.1.1.3): same branch, the response's To."""
+        lines = invite.split(b"\r\n\r\n")[0].decode().split("\r\n")
+        ruri = lines[0].split(" ")[1]
+        keep = [ln for ln in lines[1:] if ln.split(":")[0] in ("Via", "From", "Call-ID", "Max-Forwards")]
+        cseq_n = next(ln for ln in lines if ln.startswith("CSeq:")).split()[1]
+        ack = [f"ACK {ruri} SIP/2.0", *keep, f"To: {header(resp, 'To')[0]}", f"CSeq: {cseq_n} ACK",
+               "Content-Length: 0", "", ""]  # fmt: skip
+        self.send_raw("\r\n".join(ack).encode())
 
 
 def status_of(msg: bytes | None) -> int | None:

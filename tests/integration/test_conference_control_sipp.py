@@ -114,7 +114,9 @@ def _tp(transport: str) -> str:
     return "udp" if transport == "u1" else "tcp"
 
 
-def _create(srv: ServerProcess, transport: str, tmp: Path, stay_ms: int) -> tuple[subprocess.Popen[bytes], str]:
+def _create(
+    srv: ServerProcess, transport: str, tmp: Path, stay_ms: int
+) -> tuple[subprocess.Popen[bytes], str]:
     conf_file = tmp / "conf.txt"
     owner = _sipp_bg("conf_create.xml", srv.port, transport, tmp / "owner",
                      "-key", "conf_file", str(conf_file), "-d", str(stay_ms))  # fmt: skip
@@ -130,8 +132,8 @@ def test_uri_list_creation_invites_two_users(server: ServerProcess, transport: s
     ports = [_free_udp_tcp_port(), _free_udp_tcp_port()]
     while ports[1] == ports[0]:
         ports[1] = _free_udp_tcp_port()
-    uas = [_sipp_bg("conf_uas.xml", server.port, transport, tmp_path / f"uas{i}", "-p", str(p), "-s", f"user{i}")
-           for i, p in enumerate(ports)]  # fmt: skip
+    uas = [_sipp_bg("conf_uas.xml", server.port, transport, tmp_path / f"uas{i}",
+                    "-p", str(p), "-s", f"user{i}") for i, p in enumerate(ports)]  # fmt: skip
     time.sleep(0.3)  # the answerers listen
     tp = _tp(transport)
     users = [f"sip:user{i}@127.0.0.1:{p};transport={tp}" for i, p in enumerate(ports)]
@@ -151,15 +153,19 @@ def test_uri_list_creation_invites_two_users(server: ServerProcess, transport: s
 
 
 @pytest.mark.parametrize("transport", ["u1", "t1"])
-def test_refer_to_focus_invites_with_sipfrag_progress(server: ServerProcess, transport: str, tmp_path: Path) -> None:
+def test_refer_to_focus_invites_with_sipfrag_progress(
+    server: ServerProcess, transport: str, tmp_path: Path
+) -> None:
     port = _free_udp_tcp_port()
     uas = _sipp_bg("conf_uas.xml", server.port, transport, tmp_path / "invitee", "-p", str(port),
                    "-s", "invitee", "-trace_msg")  # fmt: skip
     time.sleep(0.2)
     owner, conf = _create(server, transport, tmp_path, 3000)
     target = f"sip:invitee@127.0.0.1:{port};transport={_tp(transport)}"
-    res = run_sipp("conf_refer.xml", f"127.0.0.1:{server.port}", transport=transport, workdir=tmp_path / "refer",
-                   extra=["-key", "conf", conf, "-key", "refer_from", "owner", "-key", "refer_to", target])  # fmt: skip
+    res = run_sipp("conf_refer.xml", f"127.0.0.1:{server.port}", transport=transport,
+                   workdir=tmp_path / "refer",
+                   extra=["-key", "conf", conf, "-key", "refer_from", "owner",
+                          "-key", "refer_to", target])  # fmt: skip
     assert res.returncode == 0, sipp_errors(tmp_path / "refer") + server.log()[-3000:]
     _finish(owner, tmp_path / "owner", server)
     _finish(uas, tmp_path / "invitee", server)
@@ -170,10 +176,10 @@ def test_refer_to_focus_invites_with_sipfrag_progress(server: ServerProcess, tra
 @pytest.mark.parametrize("transport", ["u1", "t1"])
 def test_refer_bye_by_owner_and_by_participant(server: ServerProcess, transport: str, tmp_path: Path) -> None:
     owner, conf = _create(server, transport, tmp_path, 4000)
-    member = _sipp_bg("conf_join_closed.xml", server.port, transport, tmp_path / "member", "-key", "conf", conf)
+    member = _sipp_bg(
+        "conf_join_closed.xml", server.port, transport, tmp_path / "member", "-key", "conf", conf
+    )
     _joined(server, conf, 2)
-    target = f"{server.port}"
-    del target
     # the member (a plain participant) may not remove the owner: 403
     res = run_sipp("conf_refer_forbidden.xml", f"127.0.0.1:{server.port}", transport=transport,
                    workdir=tmp_path / "forbidden",
@@ -181,7 +187,8 @@ def test_refer_bye_by_owner_and_by_participant(server: ServerProcess, transport:
                           "-key", "refer_to", "sip:owner@127.0.0.1;method=BYE"])  # fmt: skip
     assert res.returncode == 0, sipp_errors(tmp_path / "forbidden") + server.log()[-3000:]
     # the owner removes the member: 202, sipfrag 100 then 200; the member gets the focus's BYE
-    res = run_sipp("conf_refer.xml", f"127.0.0.1:{server.port}", transport=transport, workdir=tmp_path / "remove",
+    res = run_sipp("conf_refer.xml", f"127.0.0.1:{server.port}", transport=transport,
+                   workdir=tmp_path / "remove",
                    extra=["-key", "conf", conf, "-key", "refer_from", "owner",
                           "-key", "refer_to", "sip:member1@127.0.0.1;method=BYE"])  # fmt: skip
     assert res.returncode == 0, sipp_errors(tmp_path / "remove") + server.log()[-3000:]
@@ -193,16 +200,22 @@ def test_refer_bye_by_owner_and_by_participant(server: ServerProcess, transport:
 
 
 def _check_versions(path: Path, trace_dir: Path) -> None:
-    lines = [line.split() for line in path.read_text().splitlines() if line.strip()]
-    versions = [int(v) for v, _ in lines]
-    assert [s for _, s in lines] == ["full"] + ["partial"] * 10 + ["final"], lines
-    # three joins (joined, media, connected) and one leave: ten changes, each version +1
-    assert versions[:11] == list(range(versions[0], versions[0] + 11)), lines
-    assert versions[11] == versions[10]  # the final NOTIFY: the same state, in full
-    # the bodies: applying the partials in order to the first full document gives the final full state
+    # SIPp's <exec> forks a shell per line, so the file's order can race: compare as sorted lists, and
+    # take the order from the message trace
+    lines = sorted(
+        (line.split() for line in path.read_text().splitlines() if line.strip()), key=lambda x: x[1]
+    )
     msgs = "".join(p.read_text(errors="replace") for p in trace_dir.glob("*_messages.log"))
     bodies = [b.encode() for b in _notify_bodies(msgs)]
     assert len(bodies) == 12, len(bodies)
+    roots = [etree.fromstring(b) for b in bodies]
+    versions = [int(str(r.get("version"))) for r in roots]
+    assert [r.get("state") for r in roots] == ["full"] + ["partial"] * 10 + ["full"]
+    assert sorted(int(v) for v, _ in lines) == sorted(versions), lines
+    # three joins (joined, media, connected) and one leave: ten changes, each version +1
+    assert versions[:11] == list(range(versions[0], versions[0] + 11)), versions
+    assert versions[11] == versions[10]  # the final NOTIFY: the same state, in full
+    # applying the partials in order to the first full document gives the final full state
     local = bodies[0]
     for body in bodies[1:11]:
         local = apply_partial(local, body)

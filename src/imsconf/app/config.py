@@ -136,6 +136,9 @@ class Settings:
     digest_algorithms: tuple[str, ...] = ("SHA-256", "MD5")
     # "HOST:PORT" of a separate `imsconf mixer` (mutual TLS); None: the mixer runs in process
     mixer: str | None = None
+    # digest brute force: this many wrong credentials from one host within 60 s block it for this long
+    auth_max_failures: int = 5
+    auth_block_seconds: float = 60.0
 
     def __post_init__(self) -> None:
         _check_host(self.domain, "domain")
@@ -233,6 +236,10 @@ def _coerce(key: str, value: Any, base: Path | None) -> Any:
         if not isinstance(value, str):
             raise bad("a level name")
         return value.lower()
+    if key in ("auth_max_failures", "auth_block_seconds"):
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise bad("a positive number")
+        return int(value) if key == "auth_max_failures" else float(value)
     if key == "mixer":
         if value is None or value == "":
             return None

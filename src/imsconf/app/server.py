@@ -20,7 +20,7 @@ from imsconf.media.engine import MediaEngine
 from imsconf.media.remote import RemoteMediaControl
 from imsconf.media.udp import UdpMediaTransport, local_media
 from imsconf.sip.auth import DigestAuthenticator
-from imsconf.sip.endpoint import Application, EndpointConfig, SipEndpoint
+from imsconf.sip.endpoint import Application, AuthThrottle, EndpointConfig, SipEndpoint
 from imsconf.sip.errors import SipParseError
 from imsconf.sip.message import Request, Response
 from imsconf.sip.peer import Peer
@@ -171,7 +171,8 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
         app = focus
         if media is not None:
             media.start()
-    endpoint = SipEndpoint(EndpointConfig(caps=build_capabilities()), app, authenticator)
+    throttle = AuthThrottle(max_failures=settings.auth_max_failures, block=settings.auth_block_seconds)
+    endpoint = SipEndpoint(EndpointConfig(caps=build_capabilities(), throttle=throttle), app, authenticator)
     driver = EndpointDriver(endpoint)
     transports = TransportManager(
         driver, server_ssl=server_ssl_context(pki), client_ssl=client_ssl_context(pki.ca_cert)

@@ -110,11 +110,52 @@ class _Pending:
 
 
 @dataclass(slots=True)
+class AuthThrottle:
+    """Per source host: after *max_failures* wrong credentials within *window* seconds, refuse that host's
+    authenticated requests for *block* seconds (digest brute force, DESIGN §3).  Bounded memory."""
+
+    max_failures: int = 5
+    window: float = 60.0
+    block: float = 60.0
+    max_hosts: int = 10000
+    _failures: dict[str, list[float]] = field(default_factory=dict)
+    _blocked: dict[str, float] = field(default_factory=dict)
+
+    def blocked(self, host: str, now: float) -> bool:
+        until = self._blocked.get(host)
+        if until is None:
+            return False
+        if now >= until:
+            del self._blocked[host]
+            return False
+        return True
+
+    def failure(self, host: str, now: float) -> bool:
+        """Record a failure; True when the host is now blocked."""
+        times = [t for t in self._failures.get(host, ()) if now - t < self.window]
+        times.append(now)
+        if len(self._failures) >= self.max_hosts and host not in self._failures:
+            self._failures.pop(next(iter(self._failures)))  # oldest entry first (insertion order)
+        self._failures[host] = times
+        if len(times) >= self.max_failures:
+            self._failures.pop(host, None)
+            if len(self._blocked) >= self.max_hosts:
+                self._blocked.pop(next(iter(self._blocked)))
+            self._blocked[host] = now + self.block
+            return True
+        return False
+
+    def success(self, host: str) -> None:
+        self._failures.pop(host, None)
+
+
+@dataclass(slots=True)
 class EndpointConfig:
     caps: Capabilities = field(default_factory=Capabilities)
     # local sent-by per transport ("udp", "tcp", "tls") -> (host, port), used in our Vias and Contacts
     local: dict[str, tuple[str, int]] = field(default_factory=dict)
     challenged_methods: frozenset[str] = CHALLENGED_METHODS
+    throttle: AuthThrottle = field(default_factory=AuthThrottle)
 
 
 class SipEndpoint:
@@ -317,6 +358,11 @@ class SipEndpoint:
             return
         user: str | None = None
         if self.auth is not None and req.method in self.config.challenged_methods and not req.to.tag:
+            throttle = self.config.throttle
+            if throttle.blocked(peer.host, now):
+                self.count("auth_blocked")
+                self.respond(ev.key, make_response(req, 403, "Too Many Authentication Failures"), now)
+                return
             result = self._authenticate(req, now)
             if not result.ok:
                 self.count("auth_challenge" if not result.reason else "auth_failed")
@@ -324,10 +370,13 @@ class SipEndpoint:
                     log.info(
                         "event=auth_failed src=%s user=%s reason=%r", peer, result.username, result.reason
                     )
+                    if not result.stale and throttle.failure(peer.host, now):
+                        log.warning("event=auth_source_blocked src=%s seconds=%s", peer.host, throttle.block)
                 hdrs = Headers.of(self.auth.challenge_headers(now, stale=result.stale))
                 self.respond(ev.key, make_response(req, 401, to_tag=self.new_tag(), headers=hdrs), now)
                 return
             user = result.username
+            throttle.success(peer.host)
         try:
             self.app.on_request(self, IncomingRequest(ev.key, req, peer, user), now)
         except Exception:
