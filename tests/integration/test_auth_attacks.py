@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 from harness import ServerProcess, free_port_pair
-from peers import in_ci
 from sipclient import SipClient, digest_authorization, header, status_of
+
+from peers import in_ci
 
 
 @pytest.fixture(scope="module")
