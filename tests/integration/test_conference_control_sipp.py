@@ -2,22 +2,20 @@
 conference event package (RFC 5366, RFC 4579, RFC 3515, RFC 4575).
 
 Debian's SIPp has neither TLS nor SRTP, so the server runs with ``allow_plain_rtp`` and
-``allow_sdes_over_udp`` (which also lets subscriptions arrive over plain signalling).  The subscription over
-UDP uses a server that listens on UDP only: ``SipEndpoint`` moves requests above 1300 bytes to TCP
-(RFC 3261 §18.1.1) when it has a TCP listener, and a SIPp started with ``-t u1`` has no TCP socket.
+``allow_sdes_over_udp`` (which also lets subscriptions arrive over plain signalling).  A full-state NOTIFY is
+larger than 1300 bytes, so the server first tries TCP (RFC 3261 §18.1.1); a SIPp started with ``-t u1`` has
+no TCP socket, and the server falls back to UDP for it.
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import REPO, SCENARIOS, ServerProcess, free_port_pair, run_sipp, sipp_errors
+from harness import SCENARIOS, ServerProcess, free_port_pair, run_sipp, sipp_errors
 from lxml import etree
 
 from imsconf.conference.eventinfo import apply_partial
@@ -35,39 +33,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     cfg.write_text(CONFIG)
     srv = ServerProcess(base / "var", free_port_pair())
     srv.start("--config", str(cfg), auth="none")
-    yield srv
-    srv.stop()
-
-
-class UdpOnlyServer(ServerProcess):
-    def start(self, *extra: str, auth: str = "none", timeout: float = 20.0) -> None:
-        cmd = [sys.executable, "-m", "imsconf.cli", "serve", "--data-dir", str(self.data_dir),
-               "--listen", f"udp:127.0.0.1:{self.port}", "--auth", auth, *extra]  # fmt: skip
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = self.data_dir / "server.log"
-        err = open(self.log_path, "wb")  # noqa: SIM115 - kept open for the process lifetime
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, cwd=REPO, env=env)
-        assert self.proc.stdout is not None
-        os.set_blocking(self.proc.stdout.fileno(), False)
-        deadline, buf = time.monotonic() + timeout, b""
-        while time.monotonic() < deadline:
-            buf += self.proc.stdout.read() or b""
-            if b"conference factory" in buf:
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise RuntimeError(f"server did not start: {buf!r} {self.log()}")
-
-
-@pytest.fixture(scope="module")
-def udp_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    base = tmp_path_factory.mktemp("control-udp")
-    cfg = base / "imsconf.toml"
-    cfg.write_text(CONFIG.replace("33000, 33999", "34000, 34999"))
-    srv = UdpOnlyServer(base / "var", free_port_pair())
-    srv.start("--config", str(cfg))
     yield srv
     srv.stop()
 
@@ -237,9 +202,9 @@ def _notify_bodies(log: str) -> list[str]:
 
 @pytest.mark.parametrize("transport", ["u1", "t1"])
 def test_subscription_full_then_partial_across_three_joins_and_a_leave(
-    server: ServerProcess, udp_server: ServerProcess, transport: str, tmp_path: Path
+    server: ServerProcess, transport: str, tmp_path: Path
 ) -> None:
-    srv = udp_server if transport == "u1" else server
+    srv = server
     owner, conf = _create(srv, transport, tmp_path, 6000)
     versions, ready = tmp_path / "versions.txt", tmp_path / "ready.txt"
     sub = _sipp_bg("conf_subscribe.xml", srv.port, transport, tmp_path / "sub", "-trace_msg",

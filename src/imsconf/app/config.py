@@ -127,6 +127,8 @@ class Settings:
     require_tls_for_sdes: bool = True
     allow_plain_rtp: bool = False
     allow_sdes_over_udp: bool = False
+    # RFC 4575 NOTIFYs over unencrypted SIP; None: follows allow_sdes_over_udp
+    allow_insecure_subscriptions: bool | None = None
     rtp_port_range: tuple[int, int] = (20000, 29999)
     media_host: str = "127.0.0.1"
     log_level: str = "info"
@@ -208,7 +210,12 @@ def _coerce(key: str, value: Any, base: Path | None) -> Any:
             raise bad("a path")
         p = Path(value).expanduser()
         return base / p if base is not None and not p.is_absolute() else p
-    if key in ("require_tls_for_sdes", "allow_plain_rtp", "allow_sdes_over_udp"):
+    if key in (
+        "require_tls_for_sdes",
+        "allow_plain_rtp",
+        "allow_sdes_over_udp",
+        "allow_insecure_subscriptions",
+    ):
         if isinstance(value, bool):
             return value
         if isinstance(value, str) and value.lower() in _BOOL_WORDS:

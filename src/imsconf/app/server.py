@@ -60,6 +60,10 @@ class EndpointDriver(Receiver):
         self.endpoint.receive_stream_error(error, peer, self.now())
         self.flush()
 
+    def connect_failed(self, peer: Peer) -> None:
+        self.endpoint.connect_failed(peer, self.now())
+        self.flush()
+
     def flush(self) -> None:
         assert self.transports is not None
         for data, peer in self.endpoint.take_outbox():
@@ -146,6 +150,7 @@ def build_focus(
         allow_plain_rtp=settings.allow_plain_rtp,
         allow_sdes_over_insecure=settings.allow_sdes_over_udp,
         media_host=settings.media_host,
+        allow_insecure_subscriptions=settings.allow_insecure_subscriptions,
     )
     return Focus(config, control), media
 

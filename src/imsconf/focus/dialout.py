@@ -206,21 +206,20 @@ class Dialer:
         """Stop a dial-out that has no answer yet (CANCEL); the roster is the caller's business."""
         leg.ring_deadline = None
         if leg.invite_request is not None and leg.dialog is None:
-            self._send_cancel(ep, leg)
+            self._send_cancel(ep, leg, now)
         self._report(leg, 487, "Request Terminated", now, final=True)
 
     def timeout(self, ep: SipEndpoint, leg: Leg, now: float) -> None:
         log.info("event=dial_out_timeout leg=%s", leg.leg_id)
         if leg.invite_request is not None and leg.dialog is None:
-            self._send_cancel(ep, leg)
+            self._send_cancel(ep, leg, now)
         self._fail(ep, leg, 408, "Request Timeout", now, reason="failed (no answer)")
 
     @staticmethod
-    def _send_cancel(ep: SipEndpoint, leg: Leg) -> None:
-        # Sent without a transaction: SipEndpoint.send_request would give it a new Via branch, and a CANCEL
-        # must carry the INVITE's (RFC 3261 §9.1).  Its 200 arrives as a stray response.
+    def _send_cancel(ep: SipEndpoint, leg: Leg, now: float) -> None:
+        # its own non-INVITE transaction (retransmitted over UDP), with the INVITE's Via (RFC 3261 §9.1)
         assert leg.invite_request is not None
-        ep.send_stateless(make_cancel(leg.invite_request), leg.peer)
+        ep.send_request(make_cancel(leg.invite_request), leg.peer, now, keep_via=True)
 
     def _fail(
         self, ep: SipEndpoint, leg: Leg, status: int, text: str, now: float, *, reason: str | None = None

@@ -126,7 +126,16 @@ class RetireEpoch:
     epoch: int
 
 
-Action = Rekey | OfferKey | SwitchListener | SettleListener | DemoteListener | DropListener | StopListener | RetireEpoch
+Action = (
+    Rekey
+    | OfferKey
+    | SwitchListener
+    | SettleListener
+    | DemoteListener
+    | DropListener
+    | StopListener
+    | RetireEpoch
+)
 
 
 # ----------------------------------------------------------------------------------------------- events

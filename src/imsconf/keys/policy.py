@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from .authority import SUITES
 
@@ -48,7 +48,7 @@ class PolicyError(ValueError):
     """A policy string or setting is invalid."""
 
 
-class DownlinkMode(str, Enum):
+class DownlinkMode(StrEnum):
     PER_PARTICIPANT = "per-participant"
     GROUP = "group"
 

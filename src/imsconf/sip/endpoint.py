@@ -107,6 +107,9 @@ class NullApplication:
 class _Pending:
     callback: ResponseCallback
     peer: Peer
+    # a request moved from UDP to TCP for its size (RFC 3261 §18.1.1): what to send over UDP instead if
+    # the TCP connection cannot be made (a UDP-only peer)
+    fallback: tuple[Request, Peer] | None = None
 
 
 @dataclass(slots=True)
@@ -169,7 +172,9 @@ class SipEndpoint:
         self.config = config
         self.app: Application = app if app is not None else NullApplication()
         self.auth = authenticator
-        self.layer = layer if layer is not None else TransactionLayer()
+        # 100 Trying only when the application has not answered an INVITE by the time it returns
+        # (RFC 3261 §17.2.1): the focus answers most INVITEs at once, and a 100 then is a wasted message
+        self.layer = layer if layer is not None else TransactionLayer(auto_trying=False)
         self.outbox: list[tuple[bytes, Peer]] = []
         self.counters: dict[str, int] = {}
         self._pending: dict[TransactionKey, _Pending] = {}
@@ -264,17 +269,38 @@ class SipEndpoint:
         self._drain(now)
 
     def send_request(
-        self, request: Request, dest: Peer, now: float, on_response: ResponseCallback | None = None
+        self,
+        request: Request,
+        dest: Peer,
+        now: float,
+        on_response: ResponseCallback | None = None,
+        *,
+        keep_via: bool = False,
+        allow_tcp_switch: bool = True,
     ) -> TransactionKey:
-        """Start a client transaction.  The top Via is set here (transport, our sent-by, a new branch)."""
-        dest = self._choose_transport(request, dest)
-        self._set_via(request, dest)
+        """Start a client transaction.  The top Via is set here (transport, our sent-by, a new branch)
+        unless *keep_via* (a CANCEL must carry its INVITE's Via, RFC 3261 §9.1)."""
+        fallback: tuple[Request, Peer] | None = None
+        if not (keep_via and request.headers.get("Via")):
+            chosen = self._choose_transport(request, dest) if allow_tcp_switch else dest
+            if chosen.transport != dest.transport:
+                fallback = (Request(request.method, request.uri, request.headers.copy(), request.body), dest)
+            dest = chosen
+            self._set_via(request, dest)
         tx = self.layer.send_request(request, dest.transport.upper(), (dest.host, dest.port), now)
-        if on_response is not None:
-            self._pending[tx.key] = _Pending(on_response, dest)
+        if on_response is not None or fallback is not None:
+            self._pending[tx.key] = _Pending(on_response or _ignore, dest, fallback)
         self._conn_of.setdefault((dest.transport.upper(), dest.host, dest.port), dest.conn)
         self._drain(now)
         return tx.key
+
+    def connect_failed(self, dest: Peer, now: float) -> None:
+        """The transport could not open a connection to *dest*: fail the transactions waiting on it."""
+        for key, pending in list(self._pending.items()):
+            p = pending.peer
+            if (p.transport, p.host, p.port) == (dest.transport, dest.host, dest.port):
+                self.layer.transport_error(key, now)
+        self._drain(now)
 
     def send_stateless(self, message: Request | Response, dest: Peer) -> None:
         """ACK for a 2xx, or a 2xx retransmission: no transaction."""
@@ -322,7 +348,12 @@ class SipEndpoint:
                 self.app.on_stray_response(self, ev.response, self._peer(ev.transport, ev.source), now)
             elif isinstance(ev, TransactionTimeout | TransportFailure):
                 pending = self._pending.pop(ev.key, None)
-                if pending is not None:
+                if pending is not None and pending.fallback is not None and isinstance(ev, TransportFailure):
+                    # the peer takes no TCP: send it over UDP after all (a fresh transaction)
+                    req, udp_dest = pending.fallback
+                    self.count("tcp_to_udp_fallback")
+                    self.send_request(req, udp_dest, now, pending.callback, allow_tcp_switch=False)
+                elif pending is not None:
                     status = 408 if isinstance(ev, TransactionTimeout) else 503
                     pending.callback(_local_failure(status), now)
                 elif isinstance(ev, TransactionTimeout):
@@ -379,6 +410,10 @@ class SipEndpoint:
             throttle.success(peer.host)
         try:
             self.app.on_request(self, IncomingRequest(ev.key, req, peer, user), now)
+            if req.method == "INVITE" and not self.layer.auto_trying:
+                tx = self.layer.server(ev.key)
+                if tx is not None and tx.last_response is None:
+                    self.respond(ev.key, make_response(req, 100), now)
         except Exception:
             # a bug in the application: answer 500 rather than leave the peer retransmitting
             log.exception("event=application_error method=%s", req.method)
@@ -401,6 +436,10 @@ class SipEndpoint:
             return
         self.respond(ev.key, make_response(ev.request, 200), now)
         self.app.on_cancel(self, ev.invite_key, now)
+
+
+def _ignore(resp: Response, now: float) -> None:
+    return None
 
 
 def _reason(exc: SipParseError) -> str:

@@ -36,6 +36,9 @@ class Receiver:
     def receive_stream_error(self, error: SipParseError, peer: Peer) -> None:  # pragma: no cover
         raise NotImplementedError
 
+    def connect_failed(self, peer: Peer) -> None:  # pragma: no cover - optional
+        return None
+
 
 class _UdpEndpoint:
     """A non-blocking UDP socket drained on readiness (cheaper than DatagramProtocol on 3.11)."""
@@ -295,6 +298,10 @@ class TransportManager:
                 exc.__class__.__name__,
             )
             self.count("connect_failed")
+            try:
+                self.receiver.connect_failed(dest)
+            except Exception:
+                log.exception("event=core_error transport=%s", dest.transport)
             return None
         return proto
 
