@@ -7,6 +7,7 @@ ARGS ?=
 .PHONY: run test venv test-deps lint typecheck unit bench clean
 
 $(BIN)/imsconf: pyproject.toml
+	bash scripts/ensure-python.sh $(PY)
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
