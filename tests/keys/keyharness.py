@@ -102,7 +102,7 @@ class Plane:
                 assert a.listener not in self.gone, "offer to a leaver"
                 assert a.epoch in self.live
                 assert a.listener not in self.offers, "two offers in flight"
-                assert any(b"\0" != bytes([x]) for x in a.key.key)  # not wiped
+                assert any(a.key.key)  # not wiped
                 self.offers[a.listener] = a.epoch
             elif isinstance(a, SwitchListener):
                 assert a.listener not in self.gone

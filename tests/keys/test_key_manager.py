@@ -69,7 +69,7 @@ def test_join_offers_group_key_but_switches_only_after_answer_and_keeps_own_unti
     sw = p.of(SwitchListener, acts)
     assert len(sw) == 1 and sw[0].keep_own  # probation: own stream continues
     assert p.mgr.state("a") is ListenerState.PROBATION
-    assert p.mgr.downlink("a") .also_own
+    assert p.mgr.downlink("a").also_own
     acts = p.confirm("a")
     assert p.of(SettleListener, acts) == [SettleListener("a", 1)]
     assert p.mgr.state("a") is ListenerState.GROUP
@@ -81,7 +81,9 @@ def test_no_proof_within_timeout_demotes_for_good() -> None:
     p.join("baresip")
     p.answer("baresip")  # 200 OK ... but it keeps its old key
     acts = p.advance(6.5)
-    assert p.of(DemoteListener, acts) == [DemoteListener("baresip", "no proof of key use within confirm_timeout")]
+    assert p.of(DemoteListener, acts) == [
+        DemoteListener("baresip", "no proof of key use within confirm_timeout")
+    ]
     assert p.sent["baresip"] is None
     assert p.mgr.state("baresip") is ListenerState.DEMOTING
     p.demote_result("baresip", ok=True)
@@ -178,7 +180,9 @@ def test_leave_of_own_key_participant_does_not_rekey() -> None:
     p = plane()
     promote(p, "a")
     p.join("phone")
-    p.answer("phone", accepted=False)  # stays on its own key, never knew the current group key? it was sent it
+    p.answer(
+        "phone", accepted=False
+    )  # stays on its own key, never knew the current group key? it was sent it
     # it *was* sent the key in the offer, so its leave must rekey
     acts = p.leave("phone")
     assert p.of(Rekey, acts)
@@ -345,7 +349,10 @@ def test_never_never_rekeys() -> None:
         p.leave("b" if i == 0 else f"x{i - 1}")
     settle(p)
     assert len(p.of(Rekey)) == 1
-    assert "never" in (RekeyPolicy.__doc__ or "") or "never" in __import__("imsconf.keys.policy").keys.policy.__doc__
+    assert (
+        "never" in (RekeyPolicy.__doc__ or "")
+        or "never" in __import__("imsconf.keys.policy").keys.policy.__doc__
+    )
 
 
 def test_request_rekey_ignores_batching() -> None:
@@ -357,7 +364,7 @@ def test_request_rekey_ignores_batching() -> None:
 
 
 def test_ssrcs_never_repeat_even_with_a_repeating_source() -> None:
-    seq = itertools.cycle([7, 7, 8, 8, 9, 10, 11, 12, 7, 13, 14, 15, 16, 17, 18, 19, 20] + list(range(21, 500)))
+    seq = itertools.cycle([7, 7, 8, 8, 9, 10, 11, 12, 7, 13, 14, 15, 16, 17, 18, 19, 20, *range(21, 500)])
     m = GroupKeyManager(config=CFG, ssrc_source=lambda: next(seq))
     m.reserve_ssrcs([9])
     p = Plane(m)
@@ -419,9 +426,9 @@ def test_close_retires_and_wipes_everything() -> None:
     promote(p, "a", "b")
     keys = [r.key for r in p.of(Rekey)]
     acts = p.mgr.close(p.now)
-    assert {a.epoch for a in acts if isinstance(a, RetireEpoch)} == {e.number for e in p.mgr.snapshot().epochs} | {
-        a.epoch for a in acts if isinstance(a, RetireEpoch)
-    }
+    assert {a.epoch for a in acts if isinstance(a, RetireEpoch)} == {
+        e.number for e in p.mgr.snapshot().epochs
+    } | {a.epoch for a in acts if isinstance(a, RetireEpoch)}
     assert all(not any(k.key) for k in keys)
     with pytest.raises(RuntimeError):
         p.mgr.join("c", p.now)

@@ -27,7 +27,8 @@ def test_parse(text: str, join: bool, leave: bool, interval: float | None, canon
 
 
 @pytest.mark.parametrize(
-    "text", ["", "sometimes", "interval:", "interval:0", "interval:-1", "interval:1h", "interval:100000", "on-join;"]
+    "text",
+    ["", "sometimes", "interval:", "interval:0", "interval:-1", "interval:1h", "interval:100000", "on-join;"],
 )
 def test_parse_rejects(text: str) -> None:
     with pytest.raises(PolicyError):

@@ -134,9 +134,14 @@ class KeyMachine(RuleBasedStateMachine):
         for a in p.log:
             lid = getattr(a, "listener", None)
             epoch = getattr(a, "epoch", None)
-            if lid is not None and epoch is not None and lid in p.left_at_epoch and type(a).__name__ != "KeyAnswer":
+            if (
+                lid is not None
+                and epoch is not None
+                and lid in p.left_at_epoch
+                and type(a).__name__ != "KeyAnswer"
+            ):
                 assert epoch <= p.left_at_epoch[lid]
-        # backward security with on-join: a joiner is never offered an epoch offered to anyone before it joined
+        # backward security with on-join: a joiner is never offered an epoch offered to anyone before it came
         if self.policy.on_join:
             for a in p.of(OfferKey):
                 assert a.epoch not in self.offered_before_join.get(a.listener, set())

@@ -31,7 +31,7 @@ def tone_windows(samples: np.ndarray, freq: float, rate: int = 8000, window_ms: 
     """:func:`tone_present` over consecutive windows."""
     step = rate * window_ms // 1000
     count = len(samples) // step
-    return np.array([tone_present(samples[i * step:(i + 1) * step], freq, rate) for i in range(count)])
+    return np.array([tone_present(samples[i * step : (i + 1) * step], freq, rate) for i in range(count)])
 
 
 def arrival_gap_ms(times: Sequence[float], since: float | None = None, until: float | None = None) -> float:
@@ -47,9 +47,10 @@ def arrival_gap_ms(times: Sequence[float], since: float | None = None, until: fl
     return float(np.max(np.diff(ts)) * 1000)
 
 
-def tone_gap_ms(samples: np.ndarray, freq: float, rate: int = 8000, window_ms: int = 10,
-                threshold_db: float | None = None) -> float:  # fmt: skip
-    """Longest run (ms) in which the tone is absent. ``threshold_db`` defaults to 20 dB under the median level.
+def tone_gap_ms(
+    samples: np.ndarray, freq: float, rate: int = 8000, window_ms: int = 10, threshold_db: float | None = None
+) -> float:
+    """Longest run (ms) without the tone; ``threshold_db`` defaults to 20 dB under the median level.
 
     Use on a time-aligned signal such as :meth:`MediaStream.timeline` (lost packets are zeros there).
     """
@@ -64,8 +65,14 @@ def tone_gap_ms(samples: np.ndarray, freq: float, rate: int = 8000, window_ms: i
     return float(longest * window_ms)
 
 
-def gaps(data: Sequence[float] | np.ndarray, freq: float | None = None, *, rate: int = 8000,
-         since: float | None = None, until: float | None = None) -> float:  # fmt: skip
+def gaps(
+    data: Sequence[float] | np.ndarray,
+    freq: float | None = None,
+    *,
+    rate: int = 8000,
+    since: float | None = None,
+    until: float | None = None,
+) -> float:
     """Longest gap in ms: of arrival times (a list of seconds, e.g. ``MediaStream.arrival_times()``),
     or, with ``freq``, of the tone in time-aligned samples (e.g. ``MediaStream.timeline()``)."""
     if freq is not None:
@@ -77,8 +84,11 @@ def _packets(packets: Iterable[bytes | tuple[float, bytes]]) -> list[bytes]:
     return [p[1] if isinstance(p, tuple) else p for p in packets]
 
 
-def try_decrypt(packets: Iterable[bytes | tuple[float, bytes]], key_salt_b64: str | bytes | Crypto,
-                suite: str = "AES_CM_128_HMAC_SHA1_80") -> int:  # fmt: skip
+def try_decrypt(
+    packets: Iterable[bytes | tuple[float, bytes]],
+    key_salt_b64: str | bytes | Crypto,
+    suite: str = "AES_CM_128_HMAC_SHA1_80",
+) -> int:
     """How many captured SRTP packets authenticate and decrypt under the given master key||salt."""
     if isinstance(key_salt_b64, Crypto):
         crypto = key_salt_b64

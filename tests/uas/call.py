@@ -31,9 +31,19 @@ def resolve(uri: str, transport: str) -> tuple[str, int]:
 class Dialog:
     """The state shared by INVITE dialogs and subscriptions (SUBSCRIBE, REFER)."""
 
-    def __init__(self, ua: UserAgent, call_id: str, local_tag: str, local_uri: str, remote_uri: str, *,
-                 remote_tag: str | None = None, remote_target: str | None = None,
-                 route_set: list[str] | None = None, flow: Flow | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        ua: UserAgent,
+        call_id: str,
+        local_tag: str,
+        local_uri: str,
+        remote_uri: str,
+        *,
+        remote_tag: str | None = None,
+        remote_target: str | None = None,
+        route_set: list[str] | None = None,
+        flow: Flow | None = None,
+    ) -> None:
         self.ua = ua
         self.call_id = call_id
         self.local_tag = local_tag
@@ -49,8 +59,14 @@ class Dialog:
         self.requests: list[SipMessage] = []  # every in-dialog request received
         self._cond = threading.Condition()
 
-    def request(self, method: str, body: bytes = b"", content_type: str | None = None,
-                extra: list[tuple[str, str]] | None = None, cseq: int | None = None) -> SipMessage:  # fmt: skip
+    def request(
+        self,
+        method: str,
+        body: bytes = b"",
+        content_type: str | None = None,
+        extra: list[tuple[str, str]] | None = None,
+        cseq: int | None = None,
+    ) -> SipMessage:
         if cseq is None:
             self.local_cseq += 1
             cseq = self.local_cseq
@@ -83,8 +99,9 @@ class Dialog:
             self.notifies.append(msg)
             self._cond.notify_all()
 
-    def wait_notify(self, predicate: Callable[[SipMessage], bool] | None = None,
-                    timeout: float = 5.0) -> SipMessage | None:  # fmt: skip
+    def wait_notify(
+        self, predicate: Callable[[SipMessage], bool] | None = None, timeout: float = 5.0
+    ) -> SipMessage | None:
         """The first received NOTIFY (old or new) that matches ``predicate``, waiting up to ``timeout``."""
         deadline = time.monotonic() + timeout
         with self._cond:
@@ -112,7 +129,9 @@ class Subscription(Dialog):
 
     def unsubscribe(self, timeout: float = 5.0) -> SipMessage:
         req = self.request("SUBSCRIBE", extra=[("Event", self.event), ("Expires", "0")])
-        return self.ua.run(self.ua.send_request(req, self.next_hop(), self.flow, timeout=timeout), timeout + 1)
+        return self.ua.run(
+            self.ua.send_request(req, self.next_hop(), self.flow, timeout=timeout), timeout + 1
+        )
 
 
 @dataclass
@@ -130,14 +149,29 @@ class OfferRecord:
 class Call(Dialog):
     """One INVITE dialog with its media. Blocking methods; run from the test thread, not the SIP loop."""
 
-    def __init__(self, ua: UserAgent, call_id: str, local_tag: str, local_uri: str, remote_uri: str, *,
-                 outgoing: bool, srtp: bool, **kw: object) -> None:  # fmt: skip
+    def __init__(
+        self,
+        ua: UserAgent,
+        call_id: str,
+        local_tag: str,
+        local_uri: str,
+        remote_uri: str,
+        *,
+        outgoing: bool,
+        srtp: bool,
+        **kw: object,
+    ) -> None:
         super().__init__(ua, call_id, local_tag, local_uri, remote_uri, **kw)  # type: ignore[arg-type]
         self.outgoing = outgoing
         self.srtp = srtp
         self.state = "calling" if outgoing else "incoming"
-        self.media = MediaStream(ua.host, tone_hz=ua.tone_hz, amplitude=ua.amplitude,
-                                 rtcp_interval=ua.rtcp_interval, cname=f"{ua.user}@{ua.host}")  # fmt: skip
+        self.media = MediaStream(
+            ua.host,
+            tone_hz=ua.tone_hz,
+            amplitude=ua.amplitude,
+            rtcp_interval=ua.rtcp_interval,
+            cname=f"{ua.user}@{ua.host}",
+        )
         self.session_id = str(secrets.randbelow(1 << 30))
         self.sdp_version = 0
         self.tx_crypto: Crypto | None = Crypto.generate(ua.suite) if srtp else None
@@ -155,6 +189,10 @@ class Call(Dialog):
         self.terminated = threading.Event()
         self._pending_tx: Crypto | None = None
         self._rx_offer: Crypto | None = None
+        self.target_headers: dict[str, str] = {}  # headers embedded in the target URI (e.g. Replaces)
+        self.invite_flow: Flow | None = None
+        self.reoffer_pending = False
+        self.await_ack_answer = False
         self._invite_branch = ""
 
     def __repr__(self) -> str:
@@ -170,9 +208,16 @@ class Call(Dialog):
             crypto = Crypto.generate(self.ua.suite) if new_key or self.tx_crypto is None else self.tx_crypto
             self._pending_tx = crypto
         self.local_direction = self.want_direction
-        return build_sdp(self.ua.host, self.media.rtp_port, session_id=self.session_id,
-                         version=self.sdp_version, crypto=crypto, direction=self.want_direction,
-                         rtcp_port=self.media.rtcp_port, username=self.ua.user)  # fmt: skip
+        return build_sdp(
+            self.ua.host,
+            self.media.rtp_port,
+            session_id=self.session_id,
+            version=self.sdp_version,
+            crypto=crypto,
+            direction=self.want_direction,
+            rtcp_port=self.media.rtcp_port,
+            username=self.ua.user,
+        )
 
     def apply_answer(self, body: bytes) -> None:
         """The peer's answer to our offer: its key for what we receive; our offered key becomes live."""
@@ -206,14 +251,25 @@ class Call(Dialog):
             self.srtp = False
         new_rx = rx is not None and not self.media.rx.known(rx)
         direction = answer_direction(sdp.direction, self.want_direction)
-        self.offers_received.append(OfferRecord(time.monotonic(), method, sdp.direction, new_rx and
-                                                self.remote_sdp is not None, rx, direction))  # fmt: skip
+        self.offers_received.append(
+            OfferRecord(
+                time.monotonic(), method, sdp.direction, new_rx and self.remote_sdp is not None, rx, direction
+            )
+        )
         self.sdp_version += 1
         pts = tuple(p for p in sdp.payload_types if p == 0 or p == sdp.telephone_event_pt) or (0,)
-        body = build_sdp(self.ua.host, self.media.rtp_port, session_id=self.session_id,
-                         version=self.sdp_version, crypto=tx, direction=direction, payload_types=pts,
-                         dtmf_pt=sdp.telephone_event_pt or 101, rtcp_port=self.media.rtcp_port,
-                         username=self.ua.user)  # fmt: skip
+        body = build_sdp(
+            self.ua.host,
+            self.media.rtp_port,
+            session_id=self.session_id,
+            version=self.sdp_version,
+            crypto=tx,
+            direction=direction,
+            payload_types=pts,
+            dtmf_pt=sdp.telephone_event_pt or 101,
+            rtcp_port=self.media.rtcp_port,
+            username=self.ua.user,
+        )
         first = self.remote_sdp is None
         self._pending_tx = tx
         self.local_direction = direction
@@ -240,8 +296,16 @@ class Call(Dialog):
             return
         rtcp = (sdp.ip, sdp.rtcp_port or sdp.port + 1) if sdp.port else None
         sending = self.local_direction in ("sendrecv", "sendonly") and sdp.port != 0
-        self.media.configure((sdp.ip, sdp.port), rtcp, tx=self.tx_crypto, rx=self._rx_offer,
-                             srtp=self.srtp, pt=0, dtmf_pt=sdp.telephone_event_pt, sending=sending)  # fmt: skip
+        self.media.configure(
+            (sdp.ip, sdp.port),
+            rtcp,
+            tx=self.tx_crypto,
+            rx=self._rx_offer,
+            srtp=self.srtp,
+            pt=0,
+            dtmf_pt=sdp.telephone_event_pt,
+            sending=sending,
+        )
         self.media.start()
 
     # ---------------------------------------------------------------------------------- blocking API
@@ -249,6 +313,13 @@ class Call(Dialog):
     def rx_crypto(self) -> Crypto | None:
         """The key this call currently decrypts with (the peer's last authenticated key)."""
         return self.media.rx.current
+
+    def answer(self, code: int = 200) -> None:
+        """Answer an incoming call (only needed with ``auto_answer=False``); code >= 300 rejects it."""
+        self.ua.answer_call(self, code)
+
+    def reject(self, code: int = 486) -> None:
+        self.ua.answer_call(self, code)
 
     def wait_confirmed(self, timeout: float = 10.0) -> bool:
         return self.confirmed.wait(timeout)
@@ -281,13 +352,20 @@ class Call(Dialog):
     def cancel(self, timeout: float = 5.0) -> SipMessage | None:
         return self.ua.run(self.ua.send_cancel(self, timeout), timeout + 1)
 
-    def reinvite(self, direction: str | None = None, new_key: bool = False, timeout: float = 10.0,
-                 method: str = "INVITE") -> SipMessage:  # fmt: skip
+    def reinvite(
+        self,
+        direction: str | None = None,
+        new_key: bool = False,
+        timeout: float = 10.0,
+        method: str = "INVITE",
+    ) -> SipMessage:
         """Send a re-INVITE (or UPDATE) with a fresh offer; ``new_key`` offers a new send key (used
         once the answer arrives). Returns the final response."""
         return self.ua.run(self.ua.send_reoffer(self, method, direction, new_key, timeout), timeout + 1)
 
-    def update(self, direction: str | None = None, new_key: bool = False, timeout: float = 10.0) -> SipMessage:
+    def update(
+        self, direction: str | None = None, new_key: bool = False, timeout: float = 10.0
+    ) -> SipMessage:
         return self.reinvite(direction, new_key, timeout, method="UPDATE")
 
     def hold(self, inactive: bool = False) -> SipMessage:
@@ -305,19 +383,26 @@ class Call(Dialog):
         base = SipUri.parse(uri or self.remote_target).without_headers()
         return f"{base}?Replaces={quote(self.replaces_value(), safe='')}"
 
-    def refer(self, refer_to: str, replaces: Call | None = None, timeout: float = 5.0,
-              extra: list[tuple[str, str]] | None = None) -> SipMessage:  # fmt: skip
+    def refer(
+        self,
+        refer_to: str,
+        replaces: Call | None = None,
+        timeout: float = 5.0,
+        extra: list[tuple[str, str]] | None = None,
+    ) -> SipMessage:
         """In-dialog REFER. With ``replaces``, ``refer_to`` gets ``?Replaces=`` of that call (e.g. A REFERs
         the focus to B with the A-B dialog). NOTIFYs arrive in ``notifies``; see :meth:`wait_refer_final`."""
         if replaces is not None:
             refer_to = replaces.refer_target(refer_to)
         headers = [("Refer-To", f"<{refer_to}>"), ("Referred-By", f"<{self.ua.aor}>"), *(extra or [])]
         req = self.request("REFER", extra=headers)
-        return self.ua.run(self.ua.send_request(req, self.next_hop(), self.flow, dialog=self,
-                                                timeout=timeout), timeout + 1)  # fmt: skip
+        return self.ua.run(
+            self.ua.send_request(req, self.next_hop(), self.flow, dialog=self, timeout=timeout), timeout + 1
+        )
 
     def wait_refer_final(self, timeout: float = 10.0) -> int | None:
         """The final sipfrag status reported by NOTIFY (Event: refer), or None."""
+
         def final(n: SipMessage) -> bool:
             st = sipfrag_status(n.body)
             return (n.get("Event") or "").startswith("refer") and st is not None and st >= 200
@@ -328,10 +413,13 @@ class Call(Dialog):
     def send_dtmf(self, digits: str, duration_ms: int = 100, pause_ms: int = 80, wait: bool = True) -> None:
         self.media.send_dtmf(digits, duration_ms, pause_ms, wait=wait)
 
-    def info(self, body: bytes, content_type: str = "application/dtmf-relay", timeout: float = 5.0) -> SipMessage:
+    def info(
+        self, body: bytes, content_type: str = "application/dtmf-relay", timeout: float = 5.0
+    ) -> SipMessage:
         req = self.request("INFO", body, content_type)
-        return self.ua.run(self.ua.send_request(req, self.next_hop(), self.flow, dialog=self,
-                                                timeout=timeout), timeout + 1)  # fmt: skip
+        return self.ua.run(
+            self.ua.send_request(req, self.next_hop(), self.flow, dialog=self, timeout=timeout), timeout + 1
+        )
 
     def _terminate(self, by: str) -> None:
         if self.state == "terminated":

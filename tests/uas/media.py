@@ -13,9 +13,21 @@ import numpy as np
 import pylibsrtp
 
 from .rtp import (
-    KeySwitch, RecvStats, RxKeyRing, alaw_decode, build_dtmf_payload, build_rtcp_report, build_rtp,
-    is_rtcp, parse_dtmf_payload, parse_rtcp_sr, parse_rtp, srtp_session, ulaw_decode, ulaw_encode,
-)  # fmt: skip
+    KeySwitch,
+    RecvStats,
+    RxKeyRing,
+    alaw_decode,
+    build_dtmf_payload,
+    build_rtcp_report,
+    build_rtp,
+    is_rtcp,
+    parse_dtmf_payload,
+    parse_rtcp_sr,
+    parse_rtp,
+    srtp_session,
+    ulaw_decode,
+    ulaw_encode,
+)
 from .sdp import Crypto
 
 FRAME = 160  # samples per 20 ms at 8 kHz
@@ -90,8 +102,16 @@ class MediaStream:
     Thread-safe: the SIP thread changes keys/remote/direction while the media threads run.
     """
 
-    def __init__(self, ip: str = "127.0.0.1", *, tone_hz: float = 440.0, amplitude: float = 0.25,
-                 capture: bool = True, rtcp_interval: float = 1.0, cname: str = "uas") -> None:  # fmt: skip
+    def __init__(
+        self,
+        ip: str = "127.0.0.1",
+        *,
+        tone_hz: float = 440.0,
+        amplitude: float = 0.25,
+        capture: bool = True,
+        rtcp_interval: float = 1.0,
+        cname: str = "uas",
+    ) -> None:
         self.ip = ip
         self.tone_hz = tone_hz
         self.amplitude = amplitude
@@ -135,9 +155,18 @@ class MediaStream:
     def rtcp_port(self) -> int:
         return int(self.rtcp_sock.getsockname()[1])
 
-    def configure(self, remote: tuple[str, int] | None, remote_rtcp: tuple[str, int] | None, *,
-                  tx: Crypto | None, rx: Crypto | None, srtp: bool, pt: int = 0,
-                  dtmf_pt: int | None = None, sending: bool = True) -> None:  # fmt: skip
+    def configure(
+        self,
+        remote: tuple[str, int] | None,
+        remote_rtcp: tuple[str, int] | None,
+        *,
+        tx: Crypto | None,
+        rx: Crypto | None,
+        srtp: bool,
+        pt: int = 0,
+        dtmf_pt: int | None = None,
+        sending: bool = True,
+    ) -> None:
         """Apply a negotiated SDP. A changed rx key becomes pending (kept until it authenticates)."""
         with self._lock:
             self.remote = remote if remote and remote[1] else None
@@ -169,8 +198,9 @@ class MediaStream:
         self.rtp_sock.close()
         self.rtcp_sock.close()
 
-    def send_dtmf(self, digits: str, duration_ms: int = 100, pause_ms: int = 80, volume: int = 10,
-                  wait: bool = True) -> None:  # fmt: skip
+    def send_dtmf(
+        self, digits: str, duration_ms: int = 100, pause_ms: int = 80, volume: int = 10, wait: bool = True
+    ) -> None:
         """Send digits as RFC 4733 events (needs a telephone-event PT in the peer's SDP)."""
         if self.dtmf_pt is None:
             raise RuntimeError("the peer did not offer telephone-event")
@@ -181,19 +211,26 @@ class MediaStream:
             self._dtmf_idle.wait(timeout=5 + len(digits) * (duration_ms + pause_ms + 80) / 1000)
 
     # ---------------------------------------------------------------------------------------- results
-    def audio(self, since: float | None = None, until: float | None = None,
-              ssrc: int | None = None) -> np.ndarray:  # fmt: skip
+    def audio(
+        self, since: float | None = None, until: float | None = None, ssrc: int | None = None
+    ) -> np.ndarray:
         """Received samples in arrival order (no padding for lost packets)."""
         with self._lock:
-            chunks = [f.samples for f in self.frames if (since is None or f.at >= since)
-                      and (until is None or f.at < until) and (ssrc is None or f.ssrc == ssrc)]  # fmt: skip
+            chunks = [
+                f.samples
+                for f in self.frames
+                if (since is None or f.at >= since)
+                and (until is None or f.at < until)
+                and (ssrc is None or f.ssrc == ssrc)
+            ]
         return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int16)
 
     def timeline(self, since: float | None = None, until: float | None = None) -> np.ndarray:
         """Received audio placed by arrival time (8 kHz): zeros wherever nothing arrived."""
         with self._lock:
-            frames = [f for f in self.frames
-                      if (since is None or f.at >= since) and (until is None or f.at < until)]  # fmt: skip
+            frames = [
+                f for f in self.frames if (since is None or f.at >= since) and (until is None or f.at < until)
+            ]
         if not frames:
             return np.zeros(0, dtype=np.int16)
         t0 = since if since is not None else frames[0].at - PTIME
@@ -202,7 +239,7 @@ class MediaStream:
         for f in frames:
             stop = int((f.at - t0) * 8000)
             start = max(0, stop - len(f.samples))
-            out[start:stop] = f.samples[len(f.samples) - (stop - start):]
+            out[start:stop] = f.samples[len(f.samples) - (stop - start) :]
         return out
 
     def arrival_times(self, ssrc: int | None = None) -> list[float]:
@@ -322,7 +359,7 @@ class MediaStream:
     def _on_rtcp(self, data: bytes, now: float) -> None:
         with self._lock:
             if self.srtp:
-                plain = self.rx.unprotect(data, rtcp=True)
+                plain = self.rx.unprotect(data, rtcp=True, now=now)
                 if plain is None:
                     self.stats.rx_rtcp_auth_fail += 1
                     return
@@ -337,7 +374,7 @@ class MediaStream:
             if self.capture:
                 self.captured.append((now, data))
             if self.srtp:
-                plain = self.rx.unprotect(data, rtcp=False)
+                plain = self.rx.unprotect(data, rtcp=False, now=now)
                 if plain is None:
                     self.stats.rx_auth_fail += 1
                     return

@@ -98,8 +98,12 @@ def is_rtcp(data: bytes) -> bool:
 
 
 def build_dtmf_payload(digit: str, end: bool, volume: int, duration: int) -> bytes:
-    return struct.pack("!BBH", DTMF_DIGITS.index(digit.upper()), (0x80 if end else 0) | (volume & 0x3F),
-                       min(duration, 0xFFFF))  # fmt: skip
+    return struct.pack(
+        "!BBH",
+        DTMF_DIGITS.index(digit.upper()),
+        (0x80 if end else 0) | (volume & 0x3F),
+        min(duration, 0xFFFF),
+    )
 
 
 def parse_dtmf_payload(payload: bytes) -> tuple[str, bool, int, int] | None:
@@ -152,18 +156,33 @@ class RecvStats:
         self.expected_prior, self.received_prior = expected, self.received
         lost_int = exp_int - rec_int
         fraction = 0 if exp_int == 0 or lost_int <= 0 else min(255, (lost_int << 8) // exp_int)
-        return struct.pack("!IIIIII", ssrc, (fraction << 24) | (lost & 0xFFFFFF), ext_max & 0xFFFFFFFF,
-                           int(self.jitter) & 0xFFFFFFFF, lsr, dlsr)  # fmt: skip
+        return struct.pack(
+            "!IIIIII",
+            ssrc,
+            (fraction << 24) | (lost & 0xFFFFFF),
+            ext_max & 0xFFFFFFFF,
+            int(self.jitter) & 0xFFFFFFFF,
+            lsr,
+            dlsr,
+        )
 
 
-def build_rtcp_report(ssrc: int, blocks: list[bytes], cname: str,
-                      sender: tuple[int, int, int] | None = None) -> bytes:  # fmt: skip
+def build_rtcp_report(
+    ssrc: int, blocks: list[bytes], cname: str, sender: tuple[int, int, int] | None = None
+) -> bytes:
     """Compound SR-or-RR + SDES(CNAME). ``sender`` = (rtp_ts, packet count, octet count) makes it an SR."""
     blocks = blocks[:31]
     if sender is not None:
         ntp = ntp_now()
-        body = struct.pack("!IIIIII", ssrc, ntp >> 32, ntp & 0xFFFFFFFF, sender[0] & 0xFFFFFFFF,
-                           sender[1] & 0xFFFFFFFF, sender[2] & 0xFFFFFFFF) + b"".join(blocks)  # fmt: skip
+        body = struct.pack(
+            "!IIIIII",
+            ssrc,
+            ntp >> 32,
+            ntp & 0xFFFFFFFF,
+            sender[0] & 0xFFFFFFFF,
+            sender[1] & 0xFFFFFFFF,
+            sender[2] & 0xFFFFFFFF,
+        ) + b"".join(blocks)
         pt = 200
     else:
         body = struct.pack("!I", ssrc) + b"".join(blocks)
@@ -241,7 +260,7 @@ class RxKeyRing:
             self.pending = None
         return True
 
-    def unprotect(self, data: bytes, rtcp: bool) -> bytes | None:
+    def unprotect(self, data: bytes, rtcp: bool, now: float | None = None) -> bytes | None:
         order: list[tuple[Crypto, pylibsrtp.Session] | None] = [*self.active[:1], None, *self.active[1:]]
         for entry in order:
             if entry is None:
@@ -259,6 +278,6 @@ class RxKeyRing:
                 self.active = [(crypto, sess), *self.active[:1]]
                 self.pending = None
                 ssrc = struct.unpack_from("!I", data, 4 if rtcp else 8)[0]
-                self.switches.append(KeySwitch(time.monotonic(), crypto, ssrc, offered))
+                self.switches.append(KeySwitch(now or time.monotonic(), crypto, ssrc, offered))
             return plain
         return None

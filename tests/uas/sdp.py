@@ -24,7 +24,7 @@ class Crypto:
 
     tag: int
     suite: str
-    key_salt: bytes
+    key_salt: bytes = field(repr=False)
 
     @classmethod
     def generate(cls, suite: str = "AES_CM_128_HMAC_SHA1_80", tag: int = 1) -> Crypto:

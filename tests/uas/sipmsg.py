@@ -12,28 +12,79 @@ from dataclasses import dataclass, field
 from urllib.parse import quote, unquote
 
 COMPACT = {
-    "v": "Via", "f": "From", "t": "To", "i": "Call-ID", "m": "Contact", "l": "Content-Length",
-    "c": "Content-Type", "k": "Supported", "e": "Content-Encoding", "s": "Subject", "r": "Refer-To",
-    "b": "Referred-By", "o": "Event", "u": "Allow-Events", "x": "Session-Expires",
-}  # fmt: skip
+    "v": "Via",
+    "f": "From",
+    "t": "To",
+    "i": "Call-ID",
+    "m": "Contact",
+    "l": "Content-Length",
+    "c": "Content-Type",
+    "k": "Supported",
+    "e": "Content-Encoding",
+    "s": "Subject",
+    "r": "Refer-To",
+    "b": "Referred-By",
+    "o": "Event",
+    "u": "Allow-Events",
+    "x": "Session-Expires",
+}
 CANONICAL = {
     name.lower(): name
     for name in (
-        "Via", "From", "To", "Call-ID", "CSeq", "Contact", "Content-Length", "Content-Type", "Max-Forwards",
-        "Route", "Record-Route", "Refer-To", "Referred-By", "Replaces", "Event", "Subscription-State",
-        "WWW-Authenticate", "Proxy-Authenticate", "Authorization", "Proxy-Authorization", "Allow",
-        "Supported", "Require", "Session-Expires", "User-Agent", "Expires", "Allow-Events", "Accept",
+        "Via",
+        "From",
+        "To",
+        "Call-ID",
+        "CSeq",
+        "Contact",
+        "Content-Length",
+        "Content-Type",
+        "Max-Forwards",
+        "Route",
+        "Record-Route",
+        "Refer-To",
+        "Referred-By",
+        "Replaces",
+        "Event",
+        "Subscription-State",
+        "WWW-Authenticate",
+        "Proxy-Authenticate",
+        "Authorization",
+        "Proxy-Authorization",
+        "Allow",
+        "Supported",
+        "Require",
+        "Session-Expires",
+        "User-Agent",
+        "Expires",
+        "Allow-Events",
+        "Accept",
     )
-}  # fmt: skip
+}
 # headers whose comma-separated values are separate entries
 MULTI = {"via", "route", "record-route", "contact", "allow", "supported", "require"}
 REASONS = {
-    100: "Trying", 180: "Ringing", 183: "Session Progress", 200: "OK", 202: "Accepted", 400: "Bad Request",
-    401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 407:
-    "Proxy Authentication Required", 481: "Call/Transaction Does Not Exist", 486: "Busy Here",
-    487: "Request Terminated", 488: "Not Acceptable Here", 489: "Bad Event", 491: "Request Pending",
-    500: "Server Internal Error", 501: "Not Implemented", 603: "Decline",
-}  # fmt: skip
+    100: "Trying",
+    180: "Ringing",
+    183: "Session Progress",
+    200: "OK",
+    202: "Accepted",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    407: "Proxy Authentication Required",
+    481: "Call/Transaction Does Not Exist",
+    486: "Busy Here",
+    487: "Request Terminated",
+    488: "Not Acceptable Here",
+    489: "Bad Event",
+    491: "Request Pending",
+    500: "Server Internal Error",
+    501: "Not Implemented",
+    603: "Decline",
+}
 
 
 class SipParseError(ValueError):
@@ -252,8 +303,14 @@ class SipUri:
             for h in m.group(6).split("&"):
                 k, _, v = h.partition("=")
                 headers[unquote(k)] = unquote(v)
-        return cls(m.group(1).lower(), m.group(2), m.group(3), int(m.group(4)) if m.group(4) else None,
-                   _parse_params(m.group(5)), headers)  # fmt: skip
+        return cls(
+            m.group(1).lower(),
+            m.group(2),
+            m.group(3),
+            int(m.group(4)) if m.group(4) else None,
+            _parse_params(m.group(5)),
+            headers,
+        )
 
     def __str__(self) -> str:
         s = f"{self.scheme}:"
@@ -350,12 +407,11 @@ def digest_credentials(
     a2 = f"{method}:{uri}" + (f":{_h(alg, body.decode('latin-1'))}" if qop == "auth-int" else "")
     ha2 = _h(alg, a2)
     ncs = f"{nc:08x}"
-    if qop:
-        resp = _h(alg, f"{ha1}:{nonce}:{ncs}:{cnonce}:{qop}:{ha2}")
-    else:
-        resp = _h(alg, f"{ha1}:{nonce}:{ha2}")
-    out = (f'Digest username="{username}", realm="{realm}", nonce="{nonce}", uri="{uri}", '
-           f'response="{resp}", algorithm={alg}')  # fmt: skip
+    resp = _h(alg, f"{ha1}:{nonce}:{ncs}:{cnonce}:{qop}:{ha2}") if qop else _h(alg, f"{ha1}:{nonce}:{ha2}")
+    out = (
+        f'Digest username="{username}", realm="{realm}", nonce="{nonce}", uri="{uri}", '
+        f'response="{resp}", algorithm={alg}'
+    )
     if qop:
         out += f', cnonce="{cnonce}", nc={ncs}, qop={qop}'
     if "opaque" in p:

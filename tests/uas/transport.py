@@ -42,6 +42,7 @@ class StreamProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.peer: tuple[str, int] = ("", 0)
+        self.local: tuple[str, int] = ("", 0)
         self.flow: Flow | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -49,6 +50,8 @@ class StreamProtocol(asyncio.Protocol):
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.peer = (peer[0], peer[1])
+        local = transport.get_extra_info("sockname")
+        self.local = (local[0], local[1])
         self.flow = Flow(self.owner.kind, self.peer, self)
         self.owner.connections.setdefault(self.peer, self)
 
@@ -92,9 +95,18 @@ class SipTransport:
     to reuse our outbound connection for its requests.
     """
 
-    def __init__(self, kind: str, host: str, port: int, on_message: OnMessage, *,
-                 ca_file: str | None = None, cert_file: str | None = None, key_file: str | None = None,
-                 tls_server_name: str | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        kind: str,
+        host: str,
+        port: int,
+        on_message: OnMessage,
+        *,
+        ca_file: str | None = None,
+        cert_file: str | None = None,
+        key_file: str | None = None,
+        tls_server_name: str | None = None,
+    ) -> None:
         if kind not in ("udp", "tcp", "tls"):
             raise ValueError(f"unknown transport {kind!r}")
         self.kind, self.host, self.port = kind, host, port
@@ -106,6 +118,7 @@ class SipTransport:
         self._thread = threading.Thread(target=self._run, name=f"uas-sip-{kind}", daemon=True)
         self._udp: asyncio.DatagramTransport | None = None
         self._server: asyncio.base_events.Server | None = None
+        self.listening = False
         self.trace: list[tuple[str, bytes]] = []  # ("in"/"out", raw) for debugging
         self.keep_trace = True
 
@@ -125,12 +138,16 @@ class SipTransport:
             t, _ = await self.loop.create_datagram_endpoint(lambda: _Udp(self), sock=sock)
             self._udp = t  # type: ignore[assignment]
             self.port = sock.getsockname()[1]
+            self.listening = True
             return
         ctx = self.server_context()
         if self.kind == "tls" and ctx is None:
             return
-        self._server = await self.loop.create_server(lambda: StreamProtocol(self), self.host, self.port, ssl=ctx)
+        self._server = await self.loop.create_server(
+            lambda: StreamProtocol(self), self.host, self.port, ssl=ctx
+        )
         self.port = self._server.sockets[0].getsockname()[1]
+        self.listening = True
 
     def close(self) -> None:
         if not self._thread.is_alive():
@@ -194,6 +211,18 @@ class SipTransport:
         except Exception:  # a handler bug must not kill the loop
             log.exception("error handling SIP message from %s", flow)
 
+    async def prepare(self, dest: tuple[str, int]) -> None:
+        """Without a listener (TLS and no certificate), connect first so that Via/Contact can name the
+        outbound connection's local port: the peer must then reuse that connection."""
+        if self.kind != "udp" and not self.listening:
+            try:
+                conn = await self.connect(dest)
+            except OSError as exc:  # ssl.SSLError included; the send that follows reports it as 408
+                log.info("connect to %s failed: %s", dest, exc)
+                return
+            if self.port == 0:
+                self.port = conn.local[1]
+
     async def connect(self, dest: tuple[str, int]) -> StreamProtocol:
         existing = self.connections.get(dest)
         if existing is not None and not existing.closed:
@@ -206,8 +235,9 @@ class SipTransport:
         self.connections[dest] = proto
         return proto
 
-    async def send(self, data: bytes, dest: tuple[str, int] | None, flow: Flow | None = None,
-                   reply: bool = False) -> Flow:  # fmt: skip
+    async def send(
+        self, data: bytes, dest: tuple[str, int] | None, flow: Flow | None = None, reply: bool = False
+    ) -> Flow:
         """Send one message. A reply goes back on ``flow``; a request goes to ``dest`` (an open connection to
         it is reused, else the dialog's ``flow`` if still open, else a new connection)."""
         if self.keep_trace:

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from imsconf.sip.grammar import USER_RE
 
-__all__ = ["Listen", "Settings", "load_settings", "parse_hostport", "parse_listen"]
+__all__ = ["Listen", "Settings", "load_settings", "parse_bfcp_listen", "parse_hostport", "parse_listen"]
 
 Transport = Literal["udp", "tcp", "tls"]
 _TRANSPORTS: tuple[Transport, ...] = ("udp", "tcp", "tls")
@@ -108,6 +108,20 @@ def parse_listen(text: str) -> Listen:
     return Listen(transport, host, port)
 
 
+def parse_bfcp_listen(text: str) -> tuple[str, str | None, int]:
+    """``"tls"``, ``"tcp:127.0.0.1:5070"`` -> (transport, host or None for the media host, port; 0: any)."""
+    transport, sep, rest = text.strip().partition(":")
+    if transport.lower() not in ("tcp", "tls"):
+        raise ValueError(f"bfcp_listen {text!r}: must be tcp or tls, as in 'tls:127.0.0.1:5070'")
+    if not sep:
+        return transport.lower(), None, 0
+    host, _, port = rest.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"bfcp_listen {text!r}: expected {transport}:HOST:PORT")
+    return transport.lower(), _check_host(host, f"bfcp_listen {text!r}"), int(port)
+
+
 def _default_listen() -> tuple[Listen, ...]:
     return (
         Listen("udp", "127.0.0.1", 5060),
@@ -141,6 +155,10 @@ class Settings:
     # digest brute force: this many wrong credentials from one host within 60 s block it for this long
     auth_max_failures: int = 5
     auth_block_seconds: float = 60.0
+    # BFCP floor control (RFC 8855/8856) listeners: "tcp" / "tls", optionally ":HOST:PORT" (default: the
+    # media host, an ephemeral port: the SDP answer carries it); empty for no BFCP
+    bfcp_listen: tuple[str, ...] = ("tcp", "tls")
+    bfcp_policy: Literal["chair", "auto"] = "chair"  # chair-controlled floors, or first-come grant
 
     def __post_init__(self) -> None:
         _check_host(self.domain, "domain")
@@ -162,6 +180,10 @@ class Settings:
             raise ValueError(f"log_level must be one of {', '.join(_LOG_LEVELS)}, not {self.log_level!r}")
         if self.http is not None:
             parse_hostport(self.http, what="http")
+        for item in self.bfcp_listen:
+            parse_bfcp_listen(item)
+        if self.bfcp_policy not in ("chair", "auto"):
+            raise ValueError(f"bfcp_policy must be 'chair' or 'auto', not {self.bfcp_policy!r}")
         if self.mixer is not None:
             parse_hostport(self.mixer, what="mixer")
         known = ("SHA-256", "MD5", "SHA-512-256")
@@ -247,6 +269,11 @@ def _coerce(key: str, value: Any, base: Path | None) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             raise bad("a positive number")
         return int(value) if key == "auth_max_failures" else float(value)
+    if key == "bfcp_listen":
+        items = [v for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+        if not isinstance(items, list | tuple) or not all(isinstance(v, str) for v in items):
+            raise bad("a list like ['tcp', 'tls:127.0.0.1:5070']")
+        return tuple(v.strip() for v in items)
     if key == "mixer":
         if value is None or value == "":
             return None

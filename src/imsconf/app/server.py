@@ -15,6 +15,7 @@ from pathlib import Path
 from imsconf.booking.http import BookingApi, start_http
 from imsconf.booking.store import BookingStore
 from imsconf.focus.app import Focus, FocusConfig
+from imsconf.focus.floor import FloorListeners, start_floor_listeners
 from imsconf.media.control import MediaControl
 from imsconf.media.engine import MediaEngine
 from imsconf.media.remote import RemoteMediaControl
@@ -108,10 +109,13 @@ class Server:
     bound: list[tuple[str, str, int]] = field(default_factory=list)
     bookings: BookingStore | None = None
     http: BookingApi | None = None
+    floor: FloorListeners | None = None  # BFCP (TCP/TLS) listeners of the focus
 
     async def close(self) -> None:
         if self.http is not None:
             await self.http.close()
+        if self.floor is not None:
+            await self.floor.close()
         if self.bookings is not None:
             self.bookings.close()
         self.driver.close()
@@ -189,6 +193,17 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
             host, port = await transports.listen(listen.transport, listen.host, listen.port)
             endpoint.config.local.setdefault(listen.transport, (host, port))
             server.bound.append((listen.transport, host, port))
+        if focus is not None and settings.bfcp_listen:
+            server.floor = await start_floor_listeners(
+                focus.floor,
+                settings.bfcp_listen,
+                media_host=settings.media_host,
+                policy=settings.bfcp_policy,
+                cert=pki.server_cert,
+                key=pki.server_key,
+                ca=pki.ca_cert,
+            )
+            server.bound += server.floor.bound
         if settings.http is not None:
             server.bookings = BookingStore.open(data_dir)
             server.http = await start_http(settings, server.bookings)

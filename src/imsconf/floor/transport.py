@@ -11,14 +11,34 @@ server directly (``bind``, ``remove_user``, ``set_chair``), call ``transmit()``.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import ssl
 from collections.abc import Callable
-from typing import cast
+from typing import Protocol, cast
 
 from .events import FloorEvent
-from .server import FloorControlServer
 
-__all__ = ["BfcpTransport"]
+__all__ = ["BfcpTransport", "FloorServerPort"]
+
+
+class FloorServerPort(Protocol):
+    """What the adapter drives: a ``FloorControlServer``, or a dispatcher over many (the focus's)."""
+
+    def connection_made(self, conn_id: int, now: float) -> None: ...
+
+    def connection_lost(self, conn_id: int) -> None: ...
+
+    def receive(self, conn_id: int, data: bytes, now: float) -> None: ...
+
+    def outputs(self) -> list[tuple[int, bytes]]: ...
+
+    def connections_to_close(self) -> list[int]: ...
+
+    def events(self) -> list[FloorEvent]: ...
+
+    def next_deadline(self) -> float | None: ...
+
+    def handle_timer(self, now: float) -> None: ...
 
 
 class _Connection(asyncio.Protocol):
@@ -39,7 +59,7 @@ class _Connection(asyncio.Protocol):
 class BfcpTransport:
     def __init__(
         self,
-        server: FloorControlServer,
+        server: FloorServerPort,
         *,
         on_connection: Callable[[int, asyncio.Transport], None] | None = None,
         on_events: Callable[[list[FloorEvent]], None] | None = None,
@@ -48,39 +68,38 @@ class BfcpTransport:
         self._on_connection = on_connection
         self._on_events = on_events
         self._transports: dict[int, asyncio.Transport] = {}
-        self._next_id = 1
-        self._listener: asyncio.Server | None = None
+        self._conn_ids = itertools.count(1)
+        self._listeners: list[asyncio.Server] = []
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> int:
-        """Listen; returns the bound port (useful with ``port=0``)."""
+        """Listen; returns the bound port (useful with ``port=0``).  May be called again for another
+        listener (e.g. TCP and TLS) feeding the same server."""
         self._loop = asyncio.get_running_loop()
-        self._listener = await self._loop.create_server(
-            lambda: _Connection(self), host, port, ssl=ssl_context
-        )
-        sockname = self._listener.sockets[0].getsockname()
+        listener = await self._loop.create_server(lambda: _Connection(self), host, port, ssl=ssl_context)
+        self._listeners.append(listener)
+        sockname = listener.sockets[0].getsockname()
         return int(sockname[1])
 
     async def close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._listener is not None:
-            self._listener.close()
+        listeners, self._listeners = self._listeners, []
+        for listener in listeners:
+            listener.close()
         for transport in list(self._transports.values()):
             transport.close()
-        if self._listener is not None:
-            await self._listener.wait_closed()
-            self._listener = None
+        for listener in listeners:
+            await listener.wait_closed()
 
     def _now(self) -> float:
         assert self._loop is not None
         return self._loop.time()
 
     def _attach(self, transport: asyncio.Transport) -> int:
-        conn_id = self._next_id
-        self._next_id += 1
+        conn_id = next(self._conn_ids)
         self._transports[conn_id] = transport
         self.server.connection_made(conn_id, self._now())
         if self._on_connection is not None:

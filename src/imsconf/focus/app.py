@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from imsconf.conference.errors import ConferenceError
 from imsconf.conference.eventinfo import AuthMethod, EndpointDetails, JoiningMethod
@@ -44,11 +45,15 @@ from imsconf.sip.util import make_response, new_tag
 
 from .control import Control
 from .dialout import Dialer
+from .floor import FocusFloor
 from .media_session import MediaSession, NegotiationError
 from .refer import referred_by_uri
 from .routing import dialog_destination
 from .subscriptions import Notifier
 from .urilist import UriListEntry, UriListError, split_invite_body
+
+if TYPE_CHECKING:
+    from .planned import DialIn, PlannedConferences
 
 log = logging.getLogger("imsconf.focus")
 
@@ -113,6 +118,7 @@ class Leg:
     ack: Request | None = None
     local_contact: str | None = None
     ring_deadline: float | None = None
+    replaces: str | None = None  # Replaces header of a 3PTY dial-out (RFC 3891, .threeparty)
 
     @property
     def pid(self) -> str:
@@ -146,6 +152,8 @@ class Focus:
         )
         self.dialer = Dialer(self)
         self.control = Control(self)
+        self.planned: PlannedConferences | None = None  # booked conferences (.planned.enable_planned)
+        self.floor = FocusFloor(media)  # BFCP (imsconf.focus.floor): the runtime adds its listeners
         media.set_event_sink(self._on_media_event)
 
     # ---- Application protocol ------------------------------------------------------------------------
@@ -202,6 +210,8 @@ class Focus:
 
     def next_deadline(self) -> float | None:
         best = self.notifier.next_deadline()
+        if self.planned is not None and (p := self.planned.next_deadline()) is not None:
+            best = p if best is None else min(best, p)
         for leg in self.legs.values():
             for d in (
                 leg.retrans.next_deadline() if leg.retrans else None,
@@ -232,6 +242,8 @@ class Focus:
             if leg.ring_deadline is not None and now >= leg.ring_deadline and not leg.closing:
                 self.dialer.timeout(ep, leg, now)
         self.notifier.handle_timer(ep, now)
+        if self.planned is not None:
+            self.planned.handle_timer(ep, now)
 
     # ---- initial INVITE: create or join ----------------------------------------------------------------
     def _initial_invite(self, ep: SipEndpoint, inc: IncomingRequest, now: float) -> None:
@@ -243,10 +255,16 @@ class Focus:
             return
         user = ruri.user_unescaped or ""
         conf: Conference | None = None
+        dial_in: DialIn | None = None
         creating = user == self.config.factory_user
         if not creating:
             if user.startswith("conf-"):
                 conf = self.registry.get(user[5:])
+            if self.planned is not None and (conf is None or self.planned.owns(conf)):
+                dial_in = self.planned.dial_in(ep, inc, now, conf)  # booked: window, capacity, PIN lobby
+                if dial_in is None:
+                    return
+                conf = dial_in.conf
             if conf is None:
                 ep.respond(inc.key, make_response(req, 404, "Conference Not Found", to_tag=new_tag()), now)
                 return
@@ -278,18 +296,24 @@ class Focus:
             if conf is None:
                 conf = self.registry.create(now, owner=aor, policy=self.config.policy)
                 created = True
-            events = conf.join(
-                aor,
-                now,
-                display=req.from_.display_unquoted,
-                identity_authenticated=identity_ok,
-                privacy=privacy,
+            events = (
+                []
+                if dial_in is not None and dial_in.lobby_pid
+                else conf.join(
+                    aor,
+                    now,
+                    display=req.from_.display_unquoted,
+                    identity_authenticated=identity_ok,
+                    privacy=privacy,
+                )
             )
         except ConferenceError as exc:
             ep.respond(inc.key, make_response(req, exc.status, exc.reason[:80], to_tag=new_tag()), now)
             return
-        joined = next(e for e in events if isinstance(e, ParticipantJoined))
-        pid = joined.participant.participant_id
+        if dial_in is not None and dial_in.lobby_pid:
+            pid = dial_in.lobby_pid  # a PIN lobby caller joins the roster once admitted (.planned)
+        else:
+            pid = next(e for e in events if isinstance(e, ParticipantJoined)).participant.participant_id
         referrer = req.headers.get("Referred-By")  # a user REFERred here by someone (RFC 3892)
         self.details[f"{conf.conf_id}.{pid}"] = EndpointDetails(
             contact=_contact_uri(req),
@@ -304,6 +328,9 @@ class Focus:
             inc.peer,
             MediaSession(f"{conf.conf_id}.{pid}", conf.conf_id),
         )
+        leg.media.sdp_hook = self.floor.sdp_hook(
+            conf, leg.leg_id, aor, display=req.from_.display_unquoted, peer_host=inc.peer.host
+        )
         leg.invite_key = inc.key
         self._by_invite[inc.key] = leg
         try:
@@ -317,7 +344,7 @@ class Focus:
         except NegotiationError as exc:
             log.info("event=offer_refused src=%s status=%d reason=%r", inc.peer, exc.status, exc.reason)
             self._by_invite.pop(inc.key, None)
-            leave = conf.leave(pid, "offer refused")
+            leave = conf.leave(pid, "offer refused") if pid in conf else []
             self.apply(ep, conf, events + leave, now)
             if created:
                 self.registry.remove(conf.conf_id)
@@ -344,14 +371,15 @@ class Focus:
             leg.media.release(self.media)
             self.legs.pop(leg.leg_id, None)
             self._by_invite.pop(inc.key, None)
-            self.apply(ep, conf, events + conf.leave(pid, "bad request"), now)
+            self.apply(ep, conf, events + (conf.leave(pid, "bad request") if pid in conf else []), now)
             ep.respond(inc.key, make_response(req, exc.status, exc.reason, to_tag=new_tag()), now)
             return
         leg.dialog = dialog
         self.dialogs.add(dialog)
         self.by_dialog[dialog.id] = leg
         leg.retrans = AnswerRetransmitter(now, reliable=inc.peer.reliable, config=self.timers)
-        events += conf.set_media(pid, self.media_info(leg))
+        if pid in conf:
+            events += conf.set_media(pid, self.media_info(leg))
         if created:
             log.info(
                 "event=conference_created conf_uri=%s contact=<%s> owner=%s",
@@ -369,6 +397,8 @@ class Focus:
         )
         ep.respond(inc.key, resp, now)
         self.apply(ep, conf, events, now)
+        if dial_in is not None and self.planned is not None:
+            self.planned.answered(ep, leg, dial_in, inc, now)
         if uri_list:
             self._invite_list(ep, conf, aor, uri_list, inc.peer.transport, now)
 
@@ -479,6 +509,8 @@ class Focus:
             except NegotiationError as exc:
                 ep.respond(inc.key, _refusal(req, exc), now)
                 return
+            if self.planned is not None:
+                self.planned.after_media_update(leg)  # a lobby leg stays out of the mix
         hdrs = Headers()
         assert leg.dialog is not None
         if leg.dialog.local_contact:
@@ -588,6 +620,7 @@ class Focus:
         while queue:
             ev = queue.pop(0)
             self.notifier.on_event(ep, conf, ev, now)
+            self.floor.on_event(conf, ev)
             if isinstance(ev, DisconnectRequired):
                 leg = self.legs.get(f"{ev.conf_id}.{ev.participant_id}")
                 if leg is not None and not leg.closing:
@@ -617,6 +650,8 @@ class Focus:
     def _on_media_event(self, ev: MediaEvent) -> None:
         if isinstance(ev, DtmfReceived):
             self.dtmf_log.append((ev.leg_id, ev.event.digit))
+            if self.planned is not None:
+                self.planned.on_dtmf(ev)
             log.info("event=dtmf leg=%s digit=%s", ev.leg_id, ev.event.digit)
 
 

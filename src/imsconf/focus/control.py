@@ -271,6 +271,7 @@ class Control:
                 display=target.display,
                 referred_by=ref_by,
                 referred_by_uri=referred_by_uri(ref_by),
+                replaces=target.replaces,
             )
         except ConferenceError as exc:
             log.info("event=refer_refused conf=%s by=%s action=INVITE status=%d", conf.uri, by, exc.status)

@@ -29,6 +29,7 @@ from imsconf.sip.util import make_cancel, new_call_id, new_tag
 
 from .media_session import MediaSession, NegotiationError
 from .routing import dialog_destination, uri_destination
+from .threeparty import add_replaces
 
 if TYPE_CHECKING:
     from .app import Focus, Leg
@@ -61,6 +62,7 @@ class Dialer:
         display: str | None = None,
         referred_by: str | None = None,
         referred_by_uri: str | None = None,
+        replaces: str | None = None,
     ) -> tuple[Leg, list[ConferenceEvent]]:
         """Put the user in the roster (``joining``) and make its leg; nothing is sent yet.
 
@@ -82,6 +84,7 @@ class Dialer:
         leg.dialed_out = True
         leg.dial_target = target
         leg.referred_by = referred_by
+        leg.replaces = replaces
         self.focus.details[leg_id] = EndpointDetails(
             contact=str(target),
             joining_method=JoiningMethod.DIALED_OUT,
@@ -126,6 +129,8 @@ class Dialer:
             h.add("Supported", ", ".join(ep.config.caps.supported))
         if leg.referred_by is not None:
             h.add("Referred-By", leg.referred_by)
+        if leg.replaces is not None:
+            add_replaces(h, leg.replaces)  # 3PTY: the invitee drops its dialog with the referrer
         h.add("Content-Type", "application/sdp")
         invite = Request("INVITE", str(leg.dial_target), h, body)
         leg.invite_request = invite

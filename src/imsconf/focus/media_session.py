@@ -7,6 +7,7 @@ made by :mod:`imsconf.keys` (never by the mixer) and handed to the MRFP through 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from imsconf.keys.authority import MasterKey, new_master_key
@@ -58,6 +59,8 @@ class MediaSession:
         b""  # our last SDP (answer, or offer for a dial-out): offered again on an offerless re-INVITE
     )
     _offer: SessionDescription | None = None  # our pending offer (dial-out), until the answer arrives
+    # (offer, answer) -> answer, run last on every answer: the BFCP stream (imsconf.focus.floor)
+    sdp_hook: Callable[[SessionDescription, SessionDescription], SessionDescription] | None = None
 
     def negotiate(
         self, body: bytes, policy: AnswerPolicy, media: MediaControl, *, host: str, initial: bool
@@ -142,6 +145,8 @@ class MediaSession:
             self.session_id,
             self.version,
         )
+        if self.sdp_hook is not None:
+            answer = self.sdp_hook(offer, answer)
         self.answer = bytes(answer)
         return self.answer
 

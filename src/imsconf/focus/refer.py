@@ -14,6 +14,8 @@ from imsconf.sip.errors import SipParseError
 from imsconf.sip.message import Request
 from imsconf.sip.uri import NameAddr, SipUri
 
+from .threeparty import ThreePartyError, replaces_from_uri_headers
+
 __all__ = ["ReferAction", "ReferError", "ReferTarget", "parse_refer", "referred_by"]
 
 
@@ -34,6 +36,7 @@ class ReferTarget:
     action: ReferAction
     uri: SipUri  # without the method parameter and headers: what the focus INVITEs
     display: str | None = None
+    replaces: str | None = None  # 3PTY: the Replaces embedded in Refer-To (RFC 3891), for our INVITE
 
     @property
     def aor(self) -> str:
@@ -57,12 +60,17 @@ def parse_refer(req: Request) -> ReferTarget:
         action = ReferAction(method)
     except ValueError:
         raise ReferError(f"the focus does not carry out {method[:16]} for others", 403) from None
-    if uri.headers is not None:
-        # Replaces and other embedded headers (three-party flows) are not handled here
-        raise ReferError("headers in Refer-To are not supported", 403)
+    replaces = None
+    if uri.headers is not None:  # only a Replaces (three-party merge, .threeparty) is accepted
+        if action is not ReferAction.INVITE:
+            raise ReferError("headers in Refer-To are not supported", 403)
+        try:
+            replaces = str(replaces_from_uri_headers(uri.headers))
+        except ThreePartyError as exc:
+            raise ReferError(exc.reason, exc.status) from None
     params = {k: v for k, v in uri.params.items() if k.lower() != "method"}
     clean = SipUri(uri.scheme, uri.user, None, uri.host, uri.port, params)
-    return ReferTarget(action, clean, addr.display_unquoted)
+    return ReferTarget(action, clean, addr.display_unquoted, replaces)
 
 
 def referred_by(req: Request, requester: str) -> str:

@@ -6,7 +6,11 @@ from .dtmf import DtmfEvent
 from .engine import (
     KEEP,
     Direction,
+    DownlinkMode,
     DtmfReceived,
+    GroupEpochStats,
+    GroupStreamConfirmed,
+    GroupStreamFailing,
     InboundKeyConfirmed,
     Keep,
     LegConfig,
@@ -14,19 +18,26 @@ from .engine import (
     MediaEngine,
     MediaEngineError,
     MediaEvent,
+    PromptFinished,
     RtcpReport,
     SourceLatched,
 )
+from .prompts import PROMPTS, register_prompt, spoken_prompt
 from .srtp import SUITES, SrtpError, SrtpKeys
 from .udp import UdpMediaTransport
 
 __all__ = [
     "KEEP",
+    "PROMPTS",
     "SUITES",
     "Direction",
+    "DownlinkMode",
     "DtmfEvent",
     "DtmfReceived",
     "EventSink",
+    "GroupEpochStats",
+    "GroupStreamConfirmed",
+    "GroupStreamFailing",
     "InboundKeyConfirmed",
     "Keep",
     "LegConfig",
@@ -38,9 +49,12 @@ __all__ = [
     "MediaEngineError",
     "MediaEvent",
     "PortAllocator",
+    "PromptFinished",
     "RtcpReport",
     "SourceLatched",
     "SrtpError",
     "SrtpKeys",
     "UdpMediaTransport",
+    "register_prompt",
+    "spoken_prompt",
 ]

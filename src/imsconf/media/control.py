@@ -18,6 +18,21 @@ Typical use by the focus, per participant::
 ``tx_keys`` is the key the mixer sends with (the one in *our* ``a=crypto``), ``rx_keys`` the key the
 participant sends with (theirs). ``None`` for both means plain RTP, which the engine refuses unless it
 was built with ``allow_plain_rtp=True``.
+
+Group downlink keying (driven by the key manager in :mod:`imsconf.keys`, which decides; the mixer
+executes)::
+
+    media.set_downlink_mode(conf_id, "group")
+    media.add_group_epoch(conf_id, epoch, group_key, ssrc)         # Rekey: a new common stream
+    media.set_listener_stream(leg_id, epoch, speaker_ssrc=s, keep_own=True)   # SwitchListener
+    media.set_listener_stream(leg_id, epoch, speaker_ssrc=s, keep_own=False)  # SettleListener
+    media.set_listener_stream(leg_id, None)                        # DemoteListener: own key again
+    media.retire_group_epoch(conf_id, old_epoch)                   # RetireEpoch
+
+and answers with :class:`GroupStreamConfirmed` / :class:`GroupStreamFailing` events (from the listeners'
+SRTCP receiver reports) through the event sink. Floor-controlled audio: ``set_floor_control`` and
+``set_floor_holders``. Lobby (PIN collection): ``set_lobby(leg, True)`` + ``play_prompt(leg, "enter-pin")``;
+DTMF keeps arriving as :class:`DtmfReceived`; ``set_lobby(leg, False)`` joins the conference.
 """
 
 from __future__ import annotations
@@ -30,6 +45,7 @@ from .engine import (
     KEEP,
     Addr,
     Direction,
+    DownlinkMode,
     Keep,
     LegConfig,
     LegStats,
@@ -37,6 +53,7 @@ from .engine import (
     MediaEngineError,
     MediaEvent,
 )
+from .events import GroupEpochStats
 from .srtp import SrtpKeys
 
 __all__ = ["EventSink", "LegPorts", "LocalMediaControl", "MediaControl", "PortAllocator"]
@@ -105,6 +122,36 @@ class MediaControl(Protocol):
     def leg_stats(self, leg_id: str) -> LegStats: ...
 
     def set_event_sink(self, sink: EventSink | None) -> None: ...
+
+    # group downlink keying (issue 5)
+    def set_downlink_mode(self, conference_id: str, mode: DownlinkMode) -> None: ...
+
+    def add_group_epoch(
+        self,
+        conference_id: str,
+        epoch: int,
+        keys: SrtpKeys,
+        ssrc: int,
+        *,
+        codec_name: str = "PCMU",
+        codec_pt: int = 0,
+    ) -> None: ...
+
+    def retire_group_epoch(self, conference_id: str, epoch: int) -> None: ...
+
+    def set_listener_stream(
+        self, leg_id: str, epoch: int | None, *, speaker_ssrc: int | None = None, keep_own: bool = False
+    ) -> None: ...
+
+    # floor-controlled audio (issue 7)
+    def set_floor_control(self, conference_id: str, enabled: bool) -> None: ...
+
+    def set_floor_holders(self, conference_id: str, leg_ids: frozenset[str]) -> None: ...
+
+    # lobby and prompts (issue 6)
+    def set_lobby(self, leg_id: str, in_lobby: bool) -> None: ...
+
+    def play_prompt(self, leg_id: str, name: str | None, loop: bool = True) -> None: ...
 
 
 class LocalMediaControl:
@@ -193,12 +240,54 @@ class LocalMediaControl:
     def release_conference(self, conference_id: str) -> None:
         for leg_id in [lid for lid in self.engine.legs() if self.engine.leg_conference(lid) == conference_id]:
             self.release_leg(leg_id)
+        self.engine.drop_conference(conference_id)
 
     def leg_stats(self, leg_id: str) -> LegStats:
         return self.engine.leg_stats(leg_id)
 
     def set_event_sink(self, sink: EventSink | None) -> None:
         self._sink = sink
+
+    def set_downlink_mode(self, conference_id: str, mode: DownlinkMode) -> None:
+        self.engine.set_downlink_mode(conference_id, mode)
+
+    def add_group_epoch(
+        self,
+        conference_id: str,
+        epoch: int,
+        keys: SrtpKeys,
+        ssrc: int,
+        *,
+        codec_name: str = "PCMU",
+        codec_pt: int = 0,
+    ) -> None:
+        self.engine.add_group_epoch(
+            conference_id, epoch, keys, ssrc, codec_name=codec_name, codec_pt=codec_pt
+        )
+
+    def retire_group_epoch(self, conference_id: str, epoch: int) -> None:
+        self.engine.retire_group_epoch(conference_id, epoch)
+
+    def set_listener_stream(
+        self, leg_id: str, epoch: int | None, *, speaker_ssrc: int | None = None, keep_own: bool = False
+    ) -> None:
+        self.engine.set_listener_stream(leg_id, epoch, speaker_ssrc=speaker_ssrc, keep_own=keep_own)
+
+    def set_floor_control(self, conference_id: str, enabled: bool) -> None:
+        self.engine.set_floor_control(conference_id, enabled)
+
+    def set_floor_holders(self, conference_id: str, leg_ids: frozenset[str]) -> None:
+        self.engine.set_floor_holders(conference_id, leg_ids)
+
+    def set_lobby(self, leg_id: str, in_lobby: bool) -> None:
+        self.engine.set_lobby(leg_id, in_lobby)
+
+    def play_prompt(self, leg_id: str, name: str | None, loop: bool = True) -> None:
+        self.engine.play_prompt(leg_id, name, loop)
+
+    def group_epoch_stats(self, conference_id: str, epoch: int) -> GroupEpochStats:
+        """Mixer-side statistics (not part of :class:`MediaControl`: they stay in the mixer process)."""
+        return self.engine.group_epoch_stats(conference_id, epoch)
 
     def deliver_events(self) -> None:
         """Hand the engine's queued events to the sink (the adapter calls this after each tick)."""

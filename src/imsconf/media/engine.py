@@ -61,22 +61,29 @@ from .events import (
     Addr,
     Datagram,
     Direction,
+    DownlinkMode,
     DtmfReceived,
+    GroupEpochStats,
+    GroupStreamConfirmed,
+    GroupStreamFailing,
     InboundKeyConfirmed,
     Keep,
     LegConfig,
     LegStats,
     MediaEngineError,
     MediaEvent,
+    PromptFinished,
     RtcpReport,
     SourceLatched,
 )
 from .g711 import G711Codec, codec_by_name
 from .jitter import JitterBuffer
 from .mixer import CODEC_IDS, FRAME_SAMPLES, Mixer, decode_batch, encode_rows
+from .prompts import Prompt, get_prompt
 from .rtp import ReceiverReport as RtcpReceiverReport
 from .rtp import (
     ReceptionStats,
+    ReportBlock,
     RtcpPacket,
     RtpError,
     SenderReport,
@@ -106,7 +113,11 @@ __all__ = [
     "Addr",
     "Datagram",
     "Direction",
+    "DownlinkMode",
     "DtmfReceived",
+    "GroupEpochStats",
+    "GroupStreamConfirmed",
+    "GroupStreamFailing",
     "InboundKeyConfirmed",
     "Keep",
     "LegConfig",
@@ -114,12 +125,14 @@ __all__ = [
     "MediaEngine",
     "MediaEngineError",
     "MediaEvent",
+    "PromptFinished",
     "RtcpReport",
     "SourceLatched",
 ]
 
 
 _ENCODE_TABLES = (codec_by_name("PCMU").encode_table, codec_by_name("PCMA").encode_table)
+_SILENCE = (bytes([codec_by_name("PCMU").silence]) * 160, bytes([codec_by_name("PCMA").silence]) * 160)
 CN_PT = 13  # RFC 3389 comfort noise: accepted and ignored
 TICK = 0.020
 BUFFER_SIZE = 2048  # receive and transmit buffers; longer datagrams are truncated by the socket read
@@ -163,6 +176,105 @@ class _Counters:
         self.dtmf_events = 0
 
 
+class _Epoch:
+    """One group key epoch of a conference: the common listener stream (its own SSRC, sequence and
+    timestamp) and the SRTP context of the epoch key, which also protects the listeners' private streams."""
+
+    __slots__ = (
+        "codec_id",
+        "codec_pt",
+        "conference_id",
+        "encrypted",
+        "epoch",
+        "handle",
+        "last_tick",
+        "listeners",
+        "private_encrypted",
+        "private_sent",
+        "sent",
+        "seq",
+        "ssrc",
+        "ts0",
+        "tx",
+    )
+
+    def __init__(
+        self, conference_id: str, epoch: int, ssrc: int, tx: SrtpSender, codec_id: int, codec_pt: int
+    ) -> None:
+        self.conference_id = conference_id
+        self.epoch = epoch
+        self.ssrc = ssrc
+        self.tx: SrtpSender | None = tx
+        self.handle: Any = tx.handle
+        self.codec_id = codec_id
+        self.codec_pt = codec_pt
+        self.seq = 0
+        self.ts0 = 0
+        self.last_tick = -2  # engine tick of the last common packet (a gap sets the marker bit)
+        self.listeners: list[_Leg] = []  # effective listeners that receive (rebuilt)
+        self.encrypted = 0
+        self.sent = 0
+        self.private_encrypted = 0
+        self.private_sent = 0
+
+
+class _Assign:
+    """A leg's place on a group epoch: the epoch and the leg's private stream under the epoch key (its
+    N-1 mix while it speaks, or a prompt), on its own SSRC with its own sequence and timestamp."""
+
+    __slots__ = (
+        "absent",
+        "confirmed",
+        "ep",
+        "failing",
+        "keep_own",
+        "plast",
+        "private_ticks",
+        "pseq",
+        "pssrc",
+        "pts0",
+        "rr_tick",
+        "start_tick",
+    )
+
+    def __init__(self, ep: _Epoch, pssrc: int, pseq: int, pts0: int, keep_own: bool, tick: int) -> None:
+        self.ep = ep
+        self.pssrc = pssrc
+        self.pseq = pseq
+        self.pts0 = pts0
+        self.plast = -2
+        self.keep_own = keep_own
+        self.confirmed = False
+        self.failing = False
+        self.absent = 0  # consecutive receiver reports naming the own stream but no stream of the epoch
+        self.private_ticks = 0  # ticks on the private stream since the leg's last receiver report
+        self.rr_tick = tick
+        self.start_tick = tick
+
+
+class _Conf:
+    """Per-conference settings that outlive legs: downlink mode, group epochs, floor control."""
+
+    __slots__ = ("epochs", "floor", "holders", "mode", "used_epochs", "used_ssrcs")
+
+    def __init__(self) -> None:
+        self.mode: DownlinkMode = "per-participant"
+        self.epochs: dict[int, _Epoch] = {}
+        self.used_epochs: set[int] = set()
+        self.used_ssrcs: set[int] = set()  # every group SSRC (common or private) ever used here
+        self.floor = False
+        self.holders: frozenset[str] = frozenset()
+
+
+class _PromptPlay:
+    __slots__ = ("loop", "pos", "prompt")
+
+    def __init__(self, prompt: Prompt, loop: bool) -> None:
+        self.prompt = prompt
+        self.loop = loop
+        self.pos = 0
+
+
 class _Leg:
     __slots__ = (
         "c",
@@ -175,12 +287,15 @@ class _Leg:
         "dtmf",
         "dtmf_pt",
         "fast",
+        "group",
+        "group_sent",
         "jitter",
         "last_sr_at",
         "last_sr_mid",
         "latch",
         "latched",
         "leg_id",
+        "lobby",
         "marker",
         "mix_payload",
         "mix_pos",
@@ -188,6 +303,7 @@ class _Leg:
         "next_rtcp",
         "octets_sent",
         "packets_sent",
+        "prompt",
         "rekey_pending",
         "remote_rtcp",
         "remote_rtp",
@@ -249,6 +365,10 @@ class _Leg:
         self.next_rtcp = 0.0
         self.last_sr_mid = 0
         self.last_sr_at = 0.0
+        self.group: _Assign | None = None
+        self.group_sent = 0
+        self.lobby = False
+        self.prompt: _PromptPlay | None = None
 
 
 class MediaEngine:
@@ -266,6 +386,8 @@ class MediaEngine:
         cname: str = "imsconf-mixer",
         wallclock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        confirm_max_loss: int = 26,
+        failing_min_loss: int = 230,
     ) -> None:
         self.mixer = Mixer(k=k)
         self._jitter_delay = jitter_delay
@@ -302,6 +424,16 @@ class MediaEngine:
         self._txb: Any = srtp_ffi.buffer(self._txc)
         self._txview = memoryview(self._txb)
         self.remote_listener: RemoteListener | None = None
+        # Group downlink keying, floor control, lobby (see the "Group downlink" section below).
+        self._confs: dict[str, _Conf] = {}
+        self._group_live: list[_Epoch] = []  # epochs with at least one effective listener (rebuilt)
+        self._prompting: list[_Leg] = []  # legs in the lobby or with a prompt playing (rebuilt)
+        self._burned: set[int] = set()  # group SSRCs ever used: never handed out again
+        self.confirm_max_loss = confirm_max_loss  # RR fraction lost (/256) up to which a stream is confirmed
+        self.failing_min_loss = failing_min_loss  # and from which it is failing
+        self.tick_protects = 0  # srtp_protect calls for RTP in the last tick
+        self.tick_sent = 0  # RTP datagrams produced in the last tick
+        self.protects_total = 0
 
     @property
     def rx_buffer(self) -> Any:
@@ -399,6 +531,10 @@ class MediaEngine:
         if not leg.rtcp_mux:
             self._ports.pop(leg.rtcp_port, None)
         self._ssrcs.discard(leg.ssrc)
+        if leg.group is not None:
+            self._ssrcs.discard(leg.group.pssrc)
+            leg.group = None
+        leg.prompt = None
         self._dtmf_active.discard(leg)
         if leg in self._speakers:
             self._speakers.remove(leg)
@@ -408,10 +544,11 @@ class MediaEngine:
             self.remote_listener(leg.rtp_port, None)
 
     def remove_conference(self, conference_id: str) -> list[str]:
-        """Remove every leg of a conference; returns their ids."""
+        """Remove every leg of a conference and its settings (group epochs, floor); returns the leg ids."""
         ids = [lid for lid, leg in self._legs.items() if leg.conference_id == conference_id]
         for lid in ids:
             self.remove_leg(lid)
+        self.drop_conference(conference_id)
         return ids
 
     def legs(self) -> Iterable[str]:
@@ -448,6 +585,10 @@ class MediaEngine:
             jitter=leg.rstats.jitter,
             ssrc=leg.ssrc,
             remote_ssrc=leg.remote_ssrc,
+            group_epoch=None if leg.group is None else leg.group.ep.epoch,
+            group_sent=leg.group_sent,
+            lobby=leg.lobby,
+            prompt=None if leg.prompt is None else leg.prompt.prompt.name,
         )
 
     @property
@@ -459,6 +600,206 @@ class MediaEngine:
         out, self._events = self._events, []
         return out
 
+    # ------------------------------------------------------------------------------ group downlink
+
+    def set_downlink_mode(self, conference_id: str, mode: DownlinkMode) -> None:
+        """``per-participant`` (the default: every leg its own stream under its own key) or ``group``
+        (listeners may be put on a common stream per epoch). Going back to ``per-participant`` retires
+        every epoch of the conference (its listeners return to their own streams)."""
+        if mode not in ("per-participant", "group"):
+            raise MediaEngineError(f"unknown downlink mode {mode!r}")
+        st = self._conf(conference_id)
+        if mode == "per-participant":
+            for epoch in list(st.epochs):
+                self.retire_group_epoch(conference_id, epoch)
+        st.mode = mode
+
+    def add_group_epoch(
+        self,
+        conference_id: str,
+        epoch: int,
+        keys: SrtpKeys,
+        ssrc: int,
+        *,
+        codec_name: str = "PCMU",
+        codec_pt: int = 0,
+    ) -> None:
+        """Create the common listener stream of ``epoch``: SRTP under ``keys`` (the engine keeps only the
+        libsrtp context: the caller may wipe ``keys``), SSRC ``ssrc``, random sequence and timestamp
+        origins, ``codec_name``/``codec_pt`` for every packet (listeners must have negotiated the same).
+        Nobody receives it until :meth:`set_listener_stream`. An epoch number or an SSRC that this
+        conference has used before is refused (one (key, SSRC) pair, one packet sequence)."""
+        st = self._conf(conference_id)
+        if st.mode != "group":
+            raise MediaEngineError(f"conference {conference_id!r} is not in group downlink mode")
+        if epoch in st.used_epochs:
+            raise MediaEngineError(f"epoch {epoch} of {conference_id!r} exists or existed")
+        self._check_new_ssrc(st, ssrc)
+        if keys.wiped:
+            raise MediaEngineError("the epoch keys were wiped")
+        codec = codec_by_name(codec_name)
+        LegConfig(("0.0.0.0", 9), None, codec_pt, codec_name)  # validates the payload type
+        ep = _Epoch(conference_id, epoch, ssrc, SrtpSender(keys), CODEC_IDS[codec.name], codec_pt)
+        ep.seq = self._rng.randrange(1 << 16)
+        ep.ts0 = (self._rng.randrange(1 << 32) - FRAME_SAMPLES * self.ticks) & _TS_MASK
+        st.epochs[epoch] = ep
+        st.used_epochs.add(epoch)
+        st.used_ssrcs.add(ssrc)
+        self._ssrcs.add(ssrc)
+        self._burned.add(ssrc)
+
+    def retire_group_epoch(self, conference_id: str, epoch: int) -> None:
+        """Stop the epoch's streams and drop its SRTP context (libsrtp zeroes its key schedule when the
+        context is deallocated, which happens here: the engine holds the only reference). Legs still
+        on it fall back to their own per-participant streams."""
+        st = self._confs.get(conference_id)
+        ep = None if st is None else st.epochs.pop(epoch, None)
+        if ep is None:
+            raise MediaEngineError(f"no live epoch {epoch} in {conference_id!r}")
+        for leg in self._legs.values():
+            if leg.group is not None and leg.group.ep is ep:
+                self._ssrcs.discard(leg.group.pssrc)
+                leg.group = None
+        self._ssrcs.discard(ep.ssrc)
+        ep.listeners = []
+        ep.handle = None
+        ep.tx = None
+        self._dirty = True
+
+    def set_listener_stream(
+        self,
+        leg_id: str,
+        epoch: int | None,
+        *,
+        speaker_ssrc: int | None = None,
+        keep_own: bool = False,
+    ) -> None:
+        """Choose what a leg hears its conference on, from the next tick:
+
+        * ``None``: its own per-participant stream (own transmit key, own SSRC), as in per-participant
+          mode;
+        * an epoch: the epoch's common stream, the same packet as every other listener on it, while it
+          is not a speaker; while it is one (or hears a prompt) its private stream: its N-1 mix under the
+          *epoch key* on ``speaker_ssrc`` (chosen by the engine when ``None``; it must be new to the
+          conference). Calling again with the same epoch keeps the private stream and changes
+          ``keep_own`` only.
+
+        ``keep_own=True`` (probation) also keeps its own stream going, so a phone that did not take the
+        epoch key is never deaf; evidence arrives as :class:`GroupStreamConfirmed` /
+        :class:`GroupStreamFailing`. A leg in the lobby, or whose codec/payload type differs from the
+        epoch's, stays on its own stream while that lasts."""
+        leg = self._leg(leg_id)
+        old = leg.group
+        if epoch is None:
+            if old is not None:
+                self._ssrcs.discard(old.pssrc)
+                leg.group = None
+                self._dirty = True
+            return
+        st = self._confs.get(leg.conference_id)
+        ep = None if st is None else st.epochs.get(epoch)
+        if st is None or ep is None:
+            raise MediaEngineError(f"no live epoch {epoch} in {leg.conference_id!r}")
+        if leg.rx is not None and (leg.codec_id != ep.codec_id or leg.codec_pt != ep.codec_pt):
+            raise MediaEngineError(f"leg {leg_id!r} does not use the codec of epoch {epoch}'s stream")
+        if old is not None and old.ep is ep and speaker_ssrc in (None, old.pssrc):
+            old.keep_own = keep_own
+            self._dirty = True
+            return
+        if speaker_ssrc is None:
+            speaker_ssrc = self._new_ssrc()
+            self._ssrcs.discard(speaker_ssrc)
+        self._check_new_ssrc(st, speaker_ssrc)
+        if old is not None:
+            self._ssrcs.discard(old.pssrc)
+        pts0 = (self._rng.randrange(1 << 32) - FRAME_SAMPLES * self.ticks) & _TS_MASK
+        leg.group = _Assign(ep, speaker_ssrc, self._rng.randrange(1 << 16), pts0, keep_own, self.ticks)
+        st.used_ssrcs.add(speaker_ssrc)
+        self._ssrcs.add(speaker_ssrc)
+        self._burned.add(speaker_ssrc)
+        self._dirty = True
+
+    def group_epochs(self, conference_id: str) -> list[int]:
+        st = self._confs.get(conference_id)
+        return [] if st is None else sorted(st.epochs)
+
+    def group_epoch_stats(self, conference_id: str, epoch: int) -> GroupEpochStats:
+        st = self._confs.get(conference_id)
+        ep = None if st is None else st.epochs.get(epoch)
+        if ep is None:
+            raise MediaEngineError(f"no live epoch {epoch} in {conference_id!r}")
+        return GroupEpochStats(
+            conference_id,
+            epoch,
+            ep.ssrc,
+            sum(1 for leg in self._legs.values() if leg.group is not None and leg.group.ep is ep),
+            ep.encrypted,
+            ep.sent,
+            ep.private_encrypted,
+            ep.private_sent,
+        )
+
+    def downlink_mode(self, conference_id: str) -> DownlinkMode:
+        st = self._confs.get(conference_id)
+        return "per-participant" if st is None else st.mode
+
+    # ------------------------------------------------------------------------------ floor, lobby
+
+    def set_floor_control(self, conference_id: str, enabled: bool) -> None:
+        """Floor-controlled audio: when enabled only the floor holders' audio is mixed (everyone still
+        hears the mix; a holder that speaks hears the others, not itself)."""
+        st = self._conf(conference_id)
+        st.floor = bool(enabled)
+        self._refresh_mixing(conference_id)
+
+    def set_floor_holders(self, conference_id: str, leg_ids: Iterable[str]) -> None:
+        """The legs holding the audio floor (ids of legs not present yet count when they arrive)."""
+        st = self._conf(conference_id)
+        st.holders = frozenset(leg_ids)
+        self._refresh_mixing(conference_id)
+
+    def set_lobby(self, leg_id: str, in_lobby: bool) -> None:
+        """A leg in the lobby is not mixed and does not hear the conference: it hears its prompt (see
+        :meth:`play_prompt`) or silence, on its own stream. DTMF from it still arrives as events."""
+        leg = self._leg(leg_id)
+        in_lobby = bool(in_lobby)
+        if in_lobby == leg.lobby:
+            return
+        leg.lobby = in_lobby
+        if not in_lobby and leg.prompt is None:
+            leg.mix_payload = None
+        self._update_mixing(leg)
+        self._dirty = True
+
+    def play_prompt(self, leg_id: str, name: str | None, loop: bool = True) -> None:
+        """Play the named prompt (:mod:`imsconf.media.prompts`) to the leg from its start, replacing any
+        prompt playing; ``loop`` repeats it until changed, otherwise :class:`PromptFinished` follows its
+        end. Outside the lobby the prompt replaces the conference for that leg while it plays. ``None``
+        stops the prompt (silence in the lobby; the conference outside)."""
+        leg = self._leg(leg_id)
+        if name is None:
+            if leg.prompt is not None:
+                leg.prompt = None
+                if not leg.lobby:
+                    leg.mix_payload = None
+                self._dirty = True
+            return
+        try:
+            prompt = get_prompt(name)
+        except KeyError as exc:
+            raise MediaEngineError(str(exc.args[0])) from None
+        leg.prompt = _PromptPlay(prompt, bool(loop))
+        self._dirty = True
+
+    def drop_conference(self, conference_id: str) -> None:
+        """Forget a conference's settings and retire its epochs (after its legs are gone)."""
+        st = self._confs.get(conference_id)
+        if st is None:
+            return
+        for epoch in list(st.epochs):
+            self.retire_group_epoch(conference_id, epoch)
+        del self._confs[conference_id]
+
     # ------------------------------------------------------------------------------ internals
 
     def _leg(self, leg_id: str) -> _Leg:
@@ -467,10 +808,37 @@ class MediaEngine:
         except KeyError:
             raise MediaEngineError(f"no leg {leg_id!r}") from None
 
+    def _conf(self, conference_id: str) -> _Conf:
+        st = self._confs.get(conference_id)
+        if st is None:
+            st = self._confs[conference_id] = _Conf()
+        return st
+
+    def _check_new_ssrc(self, st: _Conf, ssrc: int) -> None:
+        if not 0 <= ssrc < 1 << 32:
+            raise MediaEngineError(f"SSRC {ssrc} out of range")
+        if ssrc in st.used_ssrcs or ssrc in self._ssrcs or ssrc in self._burned:
+            raise MediaEngineError(f"SSRC {ssrc:#010x} is or was in use: an SSRC is never reused")
+
+    def _refresh_mixing(self, conference_id: str) -> None:
+        for leg in self._legs.values():
+            if leg.conference_id == conference_id:
+                self._update_mixing(leg)
+
+    @staticmethod
+    def _group_effective(leg: _Leg, a: _Assign) -> bool:
+        ep = a.ep
+        return (
+            not leg.lobby
+            and ep.tx is not None
+            and leg.codec_id == ep.codec_id
+            and leg.codec_pt == ep.codec_pt
+        )
+
     def _new_ssrc(self) -> int:
         while True:
             ssrc = self._rng.randrange(1, 1 << 32)
-            if ssrc not in self._ssrcs:
+            if ssrc not in self._ssrcs and ssrc not in self._burned:
                 self._ssrcs.add(ssrc)
                 return ssrc
 
@@ -533,9 +901,23 @@ class MediaEngine:
     def _set_direction(self, leg: _Leg, direction: Direction) -> None:
         if direction is not leg.direction:
             leg.direction = direction
-            leg.mixes_in = direction.mixes_input
             leg.sends = direction.sends
             leg.marker = True
+            leg.jitter.reset()
+            self._dirty = True
+            self._update_mixing(leg)
+
+    def _update_mixing(self, leg: _Leg) -> None:
+        """Whether the leg's audio goes into the mix: sendrecv, not in the lobby, and holding the floor
+        when the conference is floor controlled."""
+        st = self._confs.get(leg.conference_id)
+        mixes = (
+            leg.direction.mixes_input
+            and not leg.lobby
+            and (st is None or not st.floor or leg.leg_id in st.holders)
+        )
+        if mixes != leg.mixes_in:
+            leg.mixes_in = mixes
             leg.jitter.reset()
             self._dirty = True
 
@@ -550,7 +932,25 @@ class MediaEngine:
             leg.mix_pos = -1
         self._order = order
         self._mixing = [leg for leg in order if leg.mixes_in]
-        self._sending = [leg for leg in order if leg.sends]
+        sending: list[_Leg] = []
+        live: list[_Epoch] = []
+        for st in self._confs.values():
+            for ep in st.epochs.values():
+                ep.listeners = []
+        for leg in order:
+            if not leg.sends:
+                continue
+            a = leg.group
+            if a is not None and self._group_effective(leg, a):
+                if not a.ep.listeners:
+                    live.append(a.ep)
+                a.ep.listeners.append(leg)
+                if not a.keep_own:
+                    continue
+            sending.append(leg)
+        self._sending = sending
+        self._group_live = live
+        self._prompting = [leg for leg in order if leg.lobby or leg.prompt is not None]
         for i, leg in enumerate(self._mixing):
             leg.mix_pos = i
         self._mix_conf = np.array([leg.conf_idx for leg in self._mixing], dtype=np.intp)
@@ -693,6 +1093,8 @@ class MediaEngine:
             leg.c.malformed += 1
             return
         leg.c.rtcp_received += 1
+        a = leg.group
+        own_seen = group_seen = False
         for p in packets:
             if isinstance(p, SenderReport):
                 leg.last_sr_mid = ntp_middle32(p.ntp_timestamp)
@@ -700,7 +1102,44 @@ class MediaEngine:
             if isinstance(p, SenderReport | RtcpReceiverReport):
                 for block in p.reports:
                     if block.ssrc == leg.ssrc:
+                        own_seen = True
                         self._events.append(RtcpReport(leg.leg_id, block))
+                    elif a is not None and (block.ssrc == a.ep.ssrc or block.ssrc == a.pssrc):
+                        group_seen = True
+                        self._group_evidence(leg, a, block)
+        if a is not None and (own_seen or group_seen):
+            self._absent_evidence(leg, a, own_seen, group_seen)
+            a.private_ticks = 0
+            a.rr_tick = self.ticks
+
+    def _group_evidence(self, leg: _Leg, a: _Assign, block: ReportBlock) -> None:
+        """A receiver report block about one of the leg's epoch streams."""
+        if block.fraction_lost <= self.confirm_max_loss:
+            if not a.confirmed:
+                a.confirmed = True
+                self._events.append(GroupStreamConfirmed(leg.leg_id, a.ep.epoch))
+            return
+        if block.ssrc != a.ep.ssrc or a.confirmed or a.failing or block.fraction_lost < self.failing_min_loss:
+            return
+        # The loss figure counts the common packets it did not get because it was speaking (they went
+        # on its private stream): trust it only when the leg was on the common stream most of the time.
+        interval = max(1, self.ticks - a.rr_tick)
+        if a.private_ticks * 2 < interval:
+            a.failing = True
+            self._events.append(GroupStreamFailing(leg.leg_id, a.ep.epoch, block.fraction_lost / 256))
+
+    def _absent_evidence(self, leg: _Leg, a: _Assign, own_seen: bool, group_seen: bool) -> None:
+        """On probation (both streams sent): reports that keep naming the own stream and never the
+        epoch's mean the phone did not take the epoch key."""
+        if group_seen or not a.keep_own:
+            a.absent = 0
+            return
+        if self.ticks - a.start_tick < 50 or a.confirmed or a.failing:
+            return  # give the phone one second of the epoch's stream before judging
+        a.absent += 1
+        if a.absent >= 2:
+            a.failing = True
+            self._events.append(GroupStreamFailing(leg.leg_id, a.ep.epoch, 1.0, "absent"))
 
     # ------------------------------------------------------------------------------ tick
 
@@ -739,7 +1178,7 @@ class MediaEngine:
         if n_in == len(mixing):
             prev = np.zeros(n_in, dtype=np.bool_)
             if self._speakers:
-                prev[[leg.mix_pos for leg in self._speakers]] = True
+                prev[[leg.mix_pos for leg in self._speakers if leg.mix_pos >= 0]] = True
         else:
             prev = np.fromiter((leg.speaker for leg in in_legs), dtype=np.bool_, count=n_in)
         for leg in self._speakers:
@@ -747,6 +1186,8 @@ class MediaEngine:
             leg.mix_payload = None
         self._speakers = []
         common = self._mix(payloads, in_legs, concealed, prev)
+        if self._prompting:
+            self._play_prompts()
         out: list[Datagram] = []
         append = out.append
         pack_into = _HDR.pack_into
@@ -757,8 +1198,9 @@ class MediaEngine:
         protect = srtp_lib.srtp_protect
         ts_now = FRAME_SAMPLES * (self.ticks - 1)
         end = 12 + FRAME_SAMPLES
-        dropped = errors = 0
-        for leg in self._sending:
+        dropped = errors = protects = 0
+        sending = self._sending
+        for leg in sending:
             payload = leg.mix_payload or common[leg.codec_id][leg.conf_idx]
             seq = leg.seq
             pt = leg.codec_pt
@@ -772,6 +1214,7 @@ class MediaEngine:
             n = end
             if handle is not None:
                 lenp[0] = end
+                protects += 1
                 if protect(handle, txc, lenp):
                     self.protect_failed += 1
                     continue
@@ -788,6 +1231,17 @@ class MediaEngine:
                 dropped += 1
             except OSError:
                 errors += 1
+        sent = len(sending)
+        if self._group_live:
+            for ep in self._group_live:
+                n_prot, n_sent, d, e = self._send_group(ep, common, ts_now, direct is not None, append)
+                protects += n_prot
+                sent += n_sent
+                dropped += d
+                errors += e
+        self.tick_protects = protects
+        self.tick_sent = sent
+        self.protects_total += protects
         if direct is not None:
             direct[0] += dropped
             direct[1] += errors
@@ -845,6 +1299,118 @@ class MediaEngine:
         self._speakers = speakers
         return common
 
+    def _send_group(
+        self,
+        ep: _Epoch,
+        common: list[list[bytes]],
+        ts_now: int,
+        direct: bool,
+        append: Callable[[Datagram], None],
+    ) -> tuple[int, int, int, int]:
+        """Send one epoch's streams for this tick: the common packet, protected once and the same bytes
+        to every listener that neither speaks nor hears a prompt, and a private packet (N-1 mix or
+        prompt) under the epoch key to each of the others. Returns (protect calls, datagrams, dropped,
+        refused)."""
+        txb = self._txb
+        txc = self._txc
+        lenp = self._lenp
+        handle = ep.handle
+        end = 12 + FRAME_SAMPLES
+        tick = self.ticks
+        data: bytes | None = None
+        private: list[_Leg] | None = None
+        protects = sent = dropped = errors = 0
+        for leg in ep.listeners:
+            if leg.mix_payload is not None:
+                if private is None:
+                    private = []
+                private.append(leg)
+                continue
+            if data is None:
+                pt = ep.codec_pt
+                if ep.last_tick != tick - 1:
+                    pt |= 0x80  # first packet of the stream, or after a tick nobody needed it
+                ep.last_tick = tick
+                _HDR.pack_into(txb, 0, 0x80, pt, ep.seq, (ep.ts0 + ts_now) & _TS_MASK, ep.ssrc)
+                txb[12:end] = common[ep.codec_id][leg.conf_idx]
+                ep.seq = (ep.seq + 1) & 0xFFFF
+                lenp[0] = end
+                protects += 1
+                if srtp_lib.srtp_protect(handle, txc, lenp):
+                    self.protect_failed += 1
+                    break
+                ep.encrypted += 1
+                data = txb[0 : lenp[0]]
+            leg.group_sent += 1
+            sent += 1
+            send = leg.send
+            if send is None or not direct:
+                append((leg.rtp_port, data, leg.remote_rtp))  # type: ignore[arg-type]
+                continue
+            try:
+                send(data)
+            except BlockingIOError:
+                dropped += 1
+            except OSError:
+                errors += 1
+        ep.sent += sent
+        if private is not None:
+            for leg in private:
+                a = leg.group
+                assert a is not None
+                pt = ep.codec_pt
+                if a.plast != tick - 1:
+                    pt |= 0x80  # a talkspurt (or prompt) starts on the private stream
+                a.plast = tick
+                a.private_ticks += 1
+                _HDR.pack_into(txb, 0, 0x80, pt, a.pseq, (a.pts0 + ts_now) & _TS_MASK, a.pssrc)
+                txb[12:end] = leg.mix_payload
+                a.pseq = (a.pseq + 1) & 0xFFFF
+                lenp[0] = end
+                protects += 1
+                if srtp_lib.srtp_protect(handle, txc, lenp):
+                    self.protect_failed += 1
+                    continue
+                n = lenp[0]
+                ep.private_encrypted += 1
+                ep.private_sent += 1
+                leg.group_sent += 1
+                sent += 1
+                send = leg.send
+                if send is None or not direct:
+                    append((leg.rtp_port, txb[0:n], leg.remote_rtp))  # type: ignore[arg-type]
+                    continue
+                try:
+                    send(self._txview[:n])
+                except BlockingIOError:
+                    dropped += 1
+                except OSError:
+                    errors += 1
+        return protects, sent, dropped, errors
+
+    def _play_prompts(self) -> None:
+        """Give each lobby/prompt leg this tick's frame (its ``mix_payload``, which wins over the mix)."""
+        for leg in self._prompting:
+            play = leg.prompt
+            if play is not None:
+                frames = play.prompt.frames[leg.codec_id]
+                if play.pos >= len(frames):
+                    if play.loop:
+                        play.pos = 0
+                    else:
+                        leg.prompt = None
+                        self._dirty = True
+                        self._events.append(PromptFinished(leg.leg_id, play.prompt.name))
+                        play = None
+                if play is not None:
+                    leg.mix_payload = frames[play.pos]
+                    play.pos += 1
+                    continue
+            if leg.lobby:
+                leg.mix_payload = _SILENCE[leg.codec_id]
+            elif not leg.speaker:
+                leg.mix_payload = None  # the prompt ended: back to the conference
+
     def _send_rtcp(self, leg: _Leg, now: float, append: Callable[[Datagram], None]) -> None:
         self._schedule_rtcp(leg, now + self._rtcp_delay())
         block = None
@@ -854,6 +1420,20 @@ class MediaEngine:
             block = leg.rstats.report_block(leg.remote_ssrc, lsr, dlsr)
         blocks = (block,) if block is not None else ()
         first: RtcpPacket
+        a = leg.group
+        if a is not None and not a.keep_own and a.ep.tx is not None and self._group_effective(leg, a):
+            # The phone holds only the epoch key for our direction: report from its private SSRC.
+            data = serialize_rtcp(
+                [RtcpReceiverReport(a.pssrc, blocks), SourceDescription(((a.pssrc, self._cname),))]
+            )
+            try:
+                protected = a.ep.tx.protect_rtcp(data)
+            except SrtpError:
+                return
+            assert leg.remote_rtcp is not None
+            append((leg.rtcp_port, protected, leg.remote_rtcp))
+            leg.c.rtcp_sent += 1
+            return
         if leg.sends and leg.packets_sent:
             first = SenderReport(
                 leg.ssrc,

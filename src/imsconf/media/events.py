@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Literal
 
 from .dtmf import DtmfEvent
 from .g711 import codec_by_name
@@ -18,18 +19,24 @@ __all__ = [
     "Addr",
     "Datagram",
     "Direction",
+    "DownlinkMode",
     "DtmfReceived",
+    "GroupEpochStats",
+    "GroupStreamConfirmed",
+    "GroupStreamFailing",
     "InboundKeyConfirmed",
     "Keep",
     "LegConfig",
     "LegStats",
     "MediaEngineError",
     "MediaEvent",
+    "PromptFinished",
     "RtcpReport",
     "SourceLatched",
 ]
 
 Addr = tuple[str, int]
+DownlinkMode = Literal["per-participant", "group"]
 Datagram = tuple[int, bytes, Addr]  # (local port, data, destination)
 
 
@@ -106,7 +113,59 @@ class InboundKeyConfirmed:
     leg_id: str
 
 
-MediaEvent = DtmfReceived | RtcpReport | SourceLatched | InboundKeyConfirmed
+@dataclass(frozen=True, slots=True)
+class GroupStreamConfirmed:
+    """The listener's SRTCP receiver report shows a stream of ``epoch`` (the common SSRC or its private
+    speaker SSRC) received with low loss: it decrypts under the epoch key. Once per assignment."""
+
+    leg_id: str
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class GroupStreamFailing:
+    """Evidence that the listener does not decrypt ``epoch``'s stream. ``evidence`` is ``"loss"`` (its
+    report gives the common SSRC a very high ``fraction_lost``, 0..1, while the mixer was sending it that
+    stream) or ``"absent"`` (on probation with ``keep_own``: reports name its own stream but never the
+    epoch's, ``fraction_lost`` is then 1.0). Once per assignment."""
+
+    leg_id: str
+    epoch: int
+    fraction_lost: float
+    evidence: str = "loss"
+
+
+@dataclass(frozen=True, slots=True)
+class PromptFinished:
+    """A prompt started with ``loop=False`` has played to its end (or was replaced / stopped)."""
+
+    leg_id: str
+    name: str
+
+
+MediaEvent = (
+    DtmfReceived
+    | RtcpReport
+    | SourceLatched
+    | InboundKeyConfirmed
+    | GroupStreamConfirmed
+    | GroupStreamFailing
+    | PromptFinished
+)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupEpochStats:
+    """Counters of one group epoch's streams (mixer side; for metrics and the evaluation benchmark)."""
+
+    conference_id: str
+    epoch: int
+    ssrc: int
+    listeners: int  # legs assigned to the epoch (whether speaking or not)
+    packets_encrypted: int  # common-stream packets protected (one per tick with a non-speaking listener)
+    packets_sent: int  # common-stream datagrams handed out (the same bytes to every listener)
+    private_encrypted: int  # speaker/prompt packets protected under the epoch key (private SSRCs)
+    private_sent: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +190,10 @@ class LegStats:
     jitter: int  # interarrival jitter, timestamp units
     ssrc: int  # our current SSRC towards this leg
     remote_ssrc: int | None
+    group_epoch: int | None = None  # the group epoch the leg listens on, if any
+    group_sent: int = 0  # packets sent to it under group keys (common + private streams)
+    lobby: bool = False
+    prompt: str | None = None  # the prompt playing to it, if any
 
 
 class Keep(enum.Enum):

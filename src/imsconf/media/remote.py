@@ -6,7 +6,14 @@ refused at the handshake).  Newline-delimited JSON messages:
 * focus → mixer: commands ``{"op": ..., "args": {...}}``, pipelined, applied in order, never answered
   unless they fail (``{"error": ..., "op": ..., "leg": ...}`` comes back);
 * mixer → focus: ``{"hello": {...}}`` once, ``{"pool": [[rtp, rtcp], ...]}`` (pre-bound port pairs the focus
-  may hand out), and media events (``{"event": "dtmf", ...}``).
+  may hand out), and media events (``{"event": "dtmf", ...}``, ``group_confirmed``, ``group_failing``,
+  ``prompt_finished``, ``inbound_key_confirmed``, ``source_latched``).
+
+Every :class:`MediaControl` operation has its op: ``allocate_leg``, ``configure_leg``, ``update_leg``,
+``release_leg``, ``release_conference``, ``set_downlink_mode``, ``add_group_epoch`` (the group key as
+``{"suite", "inline"}`` like the leg keys; the mixer wipes its copy once the SRTP context exists),
+``retire_group_epoch``, ``set_listener_stream``, ``set_floor_control``, ``set_floor_holders``, ``set_lobby``,
+``play_prompt``.
 
 Pre-bound pairs keep :class:`MediaControl` synchronous for the focus: ``allocate_leg`` takes a pair from the
 pool at once and the command follows on the ordered stream.  SRTP keys cross only this channel (base64 in
@@ -27,7 +34,15 @@ from typing import Any
 
 from .control import EventSink, LegPorts, LocalMediaControl
 from .engine import KEEP, Addr, Direction, Keep, LegStats, MediaEngine, MediaEngineError, MediaEvent
-from .events import DtmfReceived, InboundKeyConfirmed, SourceLatched
+from .events import (
+    DownlinkMode,
+    DtmfReceived,
+    GroupStreamConfirmed,
+    GroupStreamFailing,
+    InboundKeyConfirmed,
+    PromptFinished,
+    SourceLatched,
+)
 from .srtp import SrtpKeys
 
 log = logging.getLogger("imsconf.mixer")
@@ -80,6 +95,18 @@ def _event_out(ev: MediaEvent) -> dict[str, Any] | None:
         return {"event": "inbound_key_confirmed", "leg": ev.leg_id}
     if isinstance(ev, SourceLatched):
         return {"event": "source_latched", "leg": ev.leg_id, "rtcp": ev.rtcp, "addr": list(ev.addr)}
+    if isinstance(ev, GroupStreamConfirmed):
+        return {"event": "group_confirmed", "leg": ev.leg_id, "epoch": ev.epoch}
+    if isinstance(ev, GroupStreamFailing):
+        return {
+            "event": "group_failing",
+            "leg": ev.leg_id,
+            "epoch": ev.epoch,
+            "fraction_lost": ev.fraction_lost,
+            "evidence": ev.evidence,
+        }
+    if isinstance(ev, PromptFinished):
+        return {"event": "prompt_finished", "leg": ev.leg_id, "name": ev.name}
     return None  # RTCP reports stay in the mixer (statistics only)
 
 
@@ -99,6 +126,14 @@ def _event_in(msg: dict[str, Any]) -> MediaEvent | None:
         addr = _addr(msg["addr"])
         assert addr is not None
         return SourceLatched(str(msg["leg"]), bool(msg["rtcp"]), addr)
+    if kind == "group_confirmed":
+        return GroupStreamConfirmed(str(msg["leg"]), int(msg["epoch"]))
+    if kind == "group_failing":
+        return GroupStreamFailing(
+            str(msg["leg"]), int(msg["epoch"]), float(msg["fraction_lost"]), str(msg["evidence"])
+        )
+    if kind == "prompt_finished":
+        return PromptFinished(str(msg["leg"]), str(msg["name"]))
     return None
 
 
@@ -236,12 +271,65 @@ class RemoteMediaControl:
     def release_conference(self, conference_id: str) -> None:
         for leg_id in [lid for lid, (conf, _, _) in self._legs.items() if conf == conference_id]:
             self.release_leg(leg_id)
+        if self.connected.is_set():
+            self._send("release_conference", conf=conference_id)
 
     def leg_stats(self, leg_id: str) -> LegStats:
         raise MediaEngineError("statistics stay in the mixer process")
 
     def set_event_sink(self, sink: EventSink | None) -> None:
         self._sink = sink
+
+    def set_downlink_mode(self, conference_id: str, mode: DownlinkMode) -> None:
+        if mode not in ("per-participant", "group"):
+            raise MediaEngineError(f"unknown downlink mode {mode!r}")
+        self._send("set_downlink_mode", conf=conference_id, mode=mode)
+
+    def add_group_epoch(
+        self,
+        conference_id: str,
+        epoch: int,
+        keys: SrtpKeys,
+        ssrc: int,
+        *,
+        codec_name: str = "PCMU",
+        codec_pt: int = 0,
+    ) -> None:
+        self._send(
+            "add_group_epoch",
+            conf=conference_id,
+            epoch=epoch,
+            keys=_keys_out(keys),
+            ssrc=ssrc,
+            codec_name=codec_name,
+            codec_pt=codec_pt,
+        )
+
+    def retire_group_epoch(self, conference_id: str, epoch: int) -> None:
+        self._send("retire_group_epoch", conf=conference_id, epoch=epoch)
+
+    def set_listener_stream(
+        self, leg_id: str, epoch: int | None, *, speaker_ssrc: int | None = None, keep_own: bool = False
+    ) -> None:
+        self._send(
+            "set_listener_stream", leg=leg_id, epoch=epoch, speaker_ssrc=speaker_ssrc, keep_own=keep_own
+        )
+
+    def set_floor_control(self, conference_id: str, enabled: bool) -> None:
+        self._send("set_floor_control", conf=conference_id, enabled=bool(enabled))
+
+    def set_floor_holders(self, conference_id: str, leg_ids: frozenset[str]) -> None:
+        self._send("set_floor_holders", conf=conference_id, legs=sorted(leg_ids))
+
+    def set_lobby(self, leg_id: str, in_lobby: bool) -> None:
+        self._send("set_lobby", leg=leg_id, lobby=bool(in_lobby))
+
+    def play_prompt(self, leg_id: str, name: str | None, loop: bool = True) -> None:
+        self._send("play_prompt", leg=leg_id, name=name, loop=bool(loop))
+
+
+def _opt_int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 # ---- mixer side --------------------------------------------------------------------------------------
@@ -386,8 +474,63 @@ class MixerControlServer:
             if leg in legs:
                 legs.discard(leg)
                 c.release_leg(leg)
+        elif op == "release_conference":
+            conf = str(a["conf"])
+            for leg in [lid for lid in legs if c.engine.leg_conference(lid) == conf]:
+                legs.discard(leg)
+                c.release_leg(leg)
+            c.engine.drop_conference(conf)
+        elif op == "set_downlink_mode":
+            mode = str(a["mode"])
+            if mode not in ("per-participant", "group"):
+                raise ValueError(f"unknown downlink mode {mode!r}")
+            c.set_downlink_mode(str(a["conf"]), "group" if mode == "group" else "per-participant")
+        elif op == "add_group_epoch":
+            keys = _keys_in(a["keys"])
+            if not isinstance(keys, SrtpKeys):
+                raise ValueError("an epoch needs SRTP keys")
+            try:
+                c.add_group_epoch(
+                    str(a["conf"]),
+                    int(a["epoch"]),
+                    keys,
+                    int(a["ssrc"]),
+                    codec_name=str(a["codec_name"]),
+                    codec_pt=int(a["codec_pt"]),
+                )
+            finally:
+                keys.wipe()
+        elif op == "retire_group_epoch":
+            c.retire_group_epoch(str(a["conf"]), int(a["epoch"]))
+        elif op == "set_listener_stream":
+            self._own(a, legs)
+            c.set_listener_stream(
+                str(a["leg"]),
+                _opt_int(a["epoch"]),
+                speaker_ssrc=_opt_int(a["speaker_ssrc"]),
+                keep_own=bool(a["keep_own"]),
+            )
+        elif op == "set_floor_control":
+            c.set_floor_control(str(a["conf"]), bool(a["enabled"]))
+        elif op == "set_floor_holders":
+            holders = a["legs"]
+            if not isinstance(holders, list):
+                raise ValueError("legs must be a list")
+            c.set_floor_holders(str(a["conf"]), frozenset(str(x) for x in holders))
+        elif op == "set_lobby":
+            self._own(a, legs)
+            c.set_lobby(str(a["leg"]), bool(a["lobby"]))
+        elif op == "play_prompt":
+            self._own(a, legs)
+            name = a["name"]
+            c.play_prompt(str(a["leg"]), None if name is None else str(name), bool(a["loop"]))
         else:
             raise ValueError(f"unknown op {op!r}")
+
+    @staticmethod
+    def _own(a: dict[str, Any], legs: set[str]) -> None:
+        if str(a["leg"]) not in legs:
+            raise MediaEngineError("leg not allocated by this focus")
 
     def _prebind(self) -> tuple[int, int] | None:
         try:

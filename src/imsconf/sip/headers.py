@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from . import grammar
 from .errors import SipParseError
+from .memo import memoised
 from .uri import NameAddr, format_params, parse_params, split_quoted
 
 # RFC 3261 §7.3.3 and later RFCs: compact forms.
@@ -199,14 +200,7 @@ class Via:
     @classmethod
     def parse(cls, value: str) -> Via:
         """Parse (memoised by text: the result is an immutable value; errors are not cached)."""
-        hit = _VIA_MEMO.get(value)
-        if hit is not None:
-            return hit
-        parsed = cls._parse(value)
-        if len(_VIA_MEMO) >= _MEMO_MAX:
-            _VIA_MEMO.clear()
-        _VIA_MEMO[value] = parsed
-        return parsed
+        return memoised(_VIA_MEMO, value, cls._parse)
 
     @classmethod
     def _parse(cls, value: str) -> Via:
@@ -255,14 +249,7 @@ class CSeq:
     @classmethod
     def parse(cls, value: str) -> CSeq:
         """Parse (memoised by text: the result is an immutable value; errors are not cached)."""
-        hit = _CSEQ_MEMO.get(value)
-        if hit is not None:
-            return hit
-        parsed = cls._parse(value)
-        if len(_CSEQ_MEMO) >= _MEMO_MAX:
-            _CSEQ_MEMO.clear()
-        _CSEQ_MEMO[value] = parsed
-        return parsed
+        return memoised(_CSEQ_MEMO, value, cls._parse)
 
     @classmethod
     def _parse(cls, value: str) -> CSeq:
@@ -323,7 +310,6 @@ def unquote_string(text: str) -> str:
     return "".join(out)
 
 
-# Parsed views are immutable values: memoise them by their text (bounded; peers choose the text).
-_MEMO_MAX = 4096
+# Parsed views are immutable values: memoised by their text (see memo.py).
 _VIA_MEMO: dict[str, Via] = {}
 _CSEQ_MEMO: dict[str, CSeq] = {}

@@ -19,8 +19,35 @@ MAX_HEADER_LINES = 256
 MAX_HEADER_BLOCK = 16384
 
 
+class _Accessors:
+    """Typed views of the headers every transaction needs (raise SipParseError when missing/malformed)."""
+
+    __slots__ = ()
+    headers: Headers
+
+    @property
+    def call_id(self) -> str:
+        return _required(self.headers, "Call-ID")
+
+    @property
+    def cseq(self) -> CSeq:
+        return CSeq.parse(_required(self.headers, "CSeq"))
+
+    @property
+    def from_(self) -> NameAddr:
+        return NameAddr.parse(_required(self.headers, "From"))
+
+    @property
+    def to(self) -> NameAddr:
+        return NameAddr.parse(_required(self.headers, "To"))
+
+    @property
+    def top_via(self) -> Via:
+        return Via.parse(_required(self.headers, "Via"))
+
+
 @dataclass(slots=True)
-class Request:
+class Request(_Accessors):
     method: str
     uri: str
     headers: Headers = field(default_factory=Headers)
@@ -38,30 +65,10 @@ class Request:
     def request_uri(self) -> SipUri:
         return SipUri.parse(self.uri)
 
-    # convenience accessors (raise SipParseError when the header is missing or malformed)
-    @property
-    def call_id(self) -> str:
-        return _required(self.headers, "Call-ID")
-
-    @property
-    def cseq(self) -> CSeq:
-        return CSeq.parse(_required(self.headers, "CSeq"))
-
-    @property
-    def from_(self) -> NameAddr:
-        return NameAddr.parse(_required(self.headers, "From"))
-
-    @property
-    def to(self) -> NameAddr:
-        return NameAddr.parse(_required(self.headers, "To"))
-
-    @property
-    def top_via(self) -> Via:
-        return Via.parse(_required(self.headers, "Via"))
 
 
 @dataclass(slots=True)
-class Response:
+class Response(_Accessors):
     status: int
     reason: str
     headers: Headers = field(default_factory=Headers)
@@ -74,26 +81,6 @@ class Response:
 
     def __bytes__(self) -> bytes:
         return _serialize(f"{self.version} {self.status} {self.reason}", self.headers, self.body)
-
-    @property
-    def call_id(self) -> str:
-        return _required(self.headers, "Call-ID")
-
-    @property
-    def cseq(self) -> CSeq:
-        return CSeq.parse(_required(self.headers, "CSeq"))
-
-    @property
-    def from_(self) -> NameAddr:
-        return NameAddr.parse(_required(self.headers, "From"))
-
-    @property
-    def to(self) -> NameAddr:
-        return NameAddr.parse(_required(self.headers, "To"))
-
-    @property
-    def top_via(self) -> Via:
-        return Via.parse(_required(self.headers, "Via"))
 
 
 Message = Request | Response

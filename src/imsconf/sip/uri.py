@@ -7,6 +7,7 @@ from urllib.parse import unquote
 
 from . import grammar
 from .errors import SipParseError
+from .memo import memoised
 
 
 def split_quoted(text: str, sep: str, *, brackets: bool = True) -> list[str]:
@@ -96,14 +97,7 @@ class SipUri:
     @classmethod
     def parse(cls, text: str) -> SipUri:
         """Parse (memoised by text: the result is an immutable value; errors are not cached)."""
-        hit = _URI_MEMO.get(text)
-        if hit is not None:
-            return hit
-        parsed = cls._parse(text)
-        if len(_URI_MEMO) >= _MEMO_MAX:
-            _URI_MEMO.clear()
-        _URI_MEMO[text] = parsed
-        return parsed
+        return memoised(_URI_MEMO, text, cls._parse)
 
     @classmethod
     def _parse(cls, text: str) -> SipUri:
@@ -264,14 +258,7 @@ class NameAddr:
     @classmethod
     def parse(cls, text: str) -> NameAddr:
         """Parse (memoised by text: the result is an immutable value; errors are not cached)."""
-        hit = _NAME_ADDR_MEMO.get(text)
-        if hit is not None:
-            return hit
-        parsed = cls._parse(text)
-        if len(_NAME_ADDR_MEMO) >= _MEMO_MAX:
-            _NAME_ADDR_MEMO.clear()
-        _NAME_ADDR_MEMO[text] = parsed
-        return parsed
+        return memoised(_NAME_ADDR_MEMO, text, cls._parse)
 
     @classmethod
     def _parse(cls, text: str) -> NameAddr:
@@ -365,7 +352,6 @@ def _find_unquoted(text: str, ch: str) -> int:
     return -1
 
 
-# Parsed views are immutable values: memoise them by their text (bounded; peers choose the text).
-_MEMO_MAX = 4096
+# Parsed views are immutable values: memoised by their text (see memo.py).
 _URI_MEMO: dict[str, SipUri] = {}
 _NAME_ADDR_MEMO: dict[str, NameAddr] = {}
