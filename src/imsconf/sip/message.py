@@ -66,7 +66,6 @@ class Request(_Accessors):
         return SipUri.parse(self.uri)
 
 
-
 @dataclass(slots=True)
 class Response(_Accessors):
     status: int
