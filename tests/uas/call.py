@@ -170,6 +170,7 @@ class Call(Dialog):
             tone_hz=ua.tone_hz,
             amplitude=ua.amplitude,
             rtcp_interval=ua.rtcp_interval,
+            rr_only=ua.rtcp_rr_only,
             cname=f"{ua.user}@{ua.host}",
         )
         self.session_id = str(secrets.randbelow(1 << 30))

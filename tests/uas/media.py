@@ -111,6 +111,7 @@ class MediaStream:
         capture: bool = True,
         rtcp_interval: float = 1.0,
         cname: str = "uas",
+        rr_only: bool = False,
     ) -> None:
         self.ip = ip
         self.tone_hz = tone_hz
@@ -118,6 +119,7 @@ class MediaStream:
         self.capture = capture
         self.rtcp_interval = rtcp_interval
         self.cname = cname
+        self.rr_only = rr_only  # RFC 3550 sends SR while sending; True forces RR (+SDES) always
         self.rtp_sock, self.rtcp_sock = _bind_pair(ip)
         self.ssrc = secrets.randbits(32)
         self.stats = MediaStats()
@@ -333,7 +335,8 @@ class MediaStream:
                 lsr = lsr_ssrc if lsr_at else 0
                 dlsr = int((time.monotonic() - lsr_at) * 65536) if lsr_at else 0
                 blocks.append(st.report_block(ssrc, lsr, dlsr))
-            sender = (rtp_ts, self.stats.tx_packets, self._octets) if self._sent_since_report else None
+            sending = self._sent_since_report and not self.rr_only
+            sender = (rtp_ts, self.stats.tx_packets, self._octets) if sending else None
             self._sent_since_report = 0
         self._send(build_rtcp_report(self.ssrc, blocks, self.cname, sender), rtcp=True)
 

@@ -23,12 +23,12 @@ def _build_ulaw_tables() -> tuple[np.ndarray, np.ndarray]:
         exp, mant = (u >> 4) & 7, u & 0x0F
         x = (((mant << 3) + 0x84) << exp) - 0x84
         dec[b] = -x if u & 0x80 else x
-    x = np.arange(-32768, 32768, dtype=np.int32)
-    sign = np.where(x < 0, 0x80, 0)
-    mag = np.minimum(np.abs(x), 32635) + 0x84
-    exp = np.floor(np.log2(mag)).astype(np.int32) - 7
-    mant = (mag >> (exp + 3)) & 0x0F
-    enc = (~(sign | (exp << 4) | mant)) & 0xFF
+    lin = np.arange(-32768, 32768, dtype=np.int32)
+    sign = np.where(lin < 0, 0x80, 0)
+    mag = np.minimum(np.abs(lin), 32635) + 0x84
+    exps = np.floor(np.log2(mag)).astype(np.int32) - 7
+    mants = (mag >> (exps + 3)) & 0x0F
+    enc = (~(sign | (exps << 4) | mants)) & 0xFF
     return dec, enc.astype(np.uint8)
 
 

@@ -136,7 +136,7 @@ class SipTransport:
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             sock.bind((self.host, self.port))
             t, _ = await self.loop.create_datagram_endpoint(lambda: _Udp(self), sock=sock)
-            self._udp = t  # type: ignore[assignment]
+            self._udp = t
             self.port = sock.getsockname()[1]
             self.listening = True
             return

@@ -74,6 +74,7 @@ class UserAgent:
         accept_refer: bool = True,
         rekey_in_answer: bool = False,
         rtcp_interval: float = 1.0,
+        rtcp_rr_only: bool = False,
         display_name: str = "",
         user_agent: str = "imsconf-test-ua/1",
     ) -> None:
@@ -82,6 +83,7 @@ class UserAgent:
         self.proxy = proxy
         self.srtp, self.srtp_required, self.suite = srtp, srtp_required, suite
         self.tone_hz, self.amplitude, self.rtcp_interval = tone_hz, amplitude, rtcp_interval
+        self.rtcp_rr_only = rtcp_rr_only
         self.auto_answer, self.answer_delay = auto_answer, answer_delay
         self.accept_refer, self.rekey_in_answer = accept_refer, rekey_in_answer
         self.display_name, self.user_agent = display_name, user_agent
@@ -355,8 +357,8 @@ class UserAgent:
         tx = self._ctx.get((msg.branch, method))
         status = msg.status or 0
         if tx is None or tx.request.method != method:
-            if method == "INVITE" and 200 <= status < 300 and (ack := self._acks.get((msg.call_id, num))):
-                self._spawn(self.transport.send(ack[0], ack[1], ack[2]))
+            if method == "INVITE" and 200 <= status < 300 and (old := self._acks.get((msg.call_id, num))):
+                self._spawn(self.transport.send(old[0], old[1], old[2]))
             return
         tx.responses.append(msg)
         if status < 200:

@@ -68,16 +68,14 @@ def test_digest_client_matches_rfc_formula(alg: str) -> None:
     chal = f'Digest realm="r", nonce="n1", qop="auth", algorithm={alg}, opaque="o"'
     value = digest_credentials(chal, "INVITE", "sip:x@y", "alice", "pw")
     _, p = parse_auth_params(value)
-    h = (
-        (lambda s: hashlib.sha256(s.encode()).hexdigest())
-        if alg == "SHA-256"
-        else (lambda s: hashlib.md5(s.encode()).hexdigest())
-    )
+
+    def h(text: str) -> str:
+        return (hashlib.sha256 if alg == "SHA-256" else hashlib.md5)(text.encode()).hexdigest()
+
     ha1, ha2 = h("alice:r:pw"), h("INVITE:sip:x@y")
     assert p["response"] == h(f"{ha1}:n1:{p['nc']}:{p['cnonce']}:auth:{ha2}") and p["opaque"] == "o"
-    assert choose_challenge([chal.replace(alg, "MD5"), chal.replace(alg, "SHA-256")]).endswith(
-        'SHA-256, opaque="o"'
-    )
+    picked = choose_challenge([chal.replace(alg, "MD5"), chal.replace(alg, "SHA-256")])
+    assert picked is not None and "algorithm=SHA-256" in picked
 
 
 def test_sdp_round_trip_and_crypto() -> None:
