@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from typing import cast
 
 import pytest
 from helpers import Harness, RecordingMedia, conf_id_of, sdp_offer
@@ -23,6 +24,7 @@ from imsconf.floor.constants import ErrorCodeValue
 from imsconf.floor.sdp import BfcpMedia
 from imsconf.floor.server import Policy
 from imsconf.focus.floor import AUDIO_FLOOR, FocusFloor, certificate_fingerprint
+from imsconf.media.control import MediaControl
 from imsconf.sdp.session import SessionDescription
 
 SERVER_FP = ("sha-256", certificate_fingerprint(b"server certificate"))
@@ -56,7 +58,7 @@ def bfcp_offer(proto: str = "TCP/TLS/BFCP", cert: bytes = b"client", setup: str 
 class Rig:
     def __init__(self, policy: Policy = Policy.CHAIR) -> None:
         self.media = FloorMedia()
-        self.h = Harness(control=self.media)
+        self.h = Harness(control=cast(MediaControl, self.media))
         self.floor: FocusFloor = self.h.focus.floor
         self.floor.policy = policy
         self.floor.set_listener("TCP/TLS/BFCP", "198.18.0.1", 5070, fingerprint=SERVER_FP)
@@ -109,13 +111,15 @@ def test_answer_accepts_tls_bfcp_with_ids_floors_and_fingerprint() -> None:
     # the audio section carries the label the floor points at; the BFCP host is on the m-line
     answer = SessionDescription.parse(rig.h.focus.legs[next(iter(rig.h.focus.legs))].media.answer)
     assert answer.media[0].get_attribute("label") == "1"
-    assert answer.media[1].connections[0].address == "198.18.0.1"
+    assert answer.media[1].connections == ()  # the listener is on the session's c= host
 
 
 def test_tcp_offer_and_unusable_offers() -> None:
     rig = Rig()
     bm, uri, _ = rig.join("alice", None, bfcp_offer("TCP/BFCP"))
     assert bm is not None and bm.proto == "TCP/BFCP" and bm.port == 5071 and not bm.fingerprints
+    leg = next(iter(rig.h.focus.legs.values()))
+    assert SessionDescription.parse(leg.media.answer).media[1].connections[0].address == "198.18.0.2"
     # TLS without a fingerprint, or an offerer that wants to be passive: port 0, the call still works
     body = sdp_offer() + b"m=application 9 TCP/TLS/BFCP *\r\na=floorctrl:c-only\r\na=setup:active\r\n"
     assert rig.join("bob", uri, body)[0] is None
@@ -223,19 +227,20 @@ def test_chair_grants_and_revokes_and_media_follows() -> None:
     assert error_code(rig.send(cb, chair_action(b, frid_b, RequestState.GRANTED, 3))) == 5
     acks = rig.send(cc, chair_action(chair, frid_b, RequestState.GRANTED, 3))
     assert [m.primitive for m in acks] == [Primitive.CHAIR_ACTION_ACK]
-    assert rig.media.floor_holders[conf_id] == [legs[b.user_id]]
+    assert rig.media.floor_holders[conf_id] == [legs[b.user_id or -1]]
     # revoke bob, grant carol: the floor moves
     rig.send(cc, chair_action(chair, frid_b, RequestState.REVOKED, 4))
     assert rig.media.floor_holders[conf_id] == []
     rig.send(cc, chair_action(chair, frid_c, RequestState.GRANTED, 5))
-    assert rig.media.floor_holders[conf_id] == [legs[c.user_id]]
+    assert rig.media.floor_holders[conf_id] == [legs[c.user_id or -1]]
     kinds = [type(ev).__name__ for _, ev in rig.floor.history]
     assert kinds == ["FloorGranted", "FloorRevoked", "FloorGranted"]
     # carol hangs up: her floor is released, the mixer told
-    carol_leg = legs[c.user_id]
+    carol_leg = legs[c.user_id or -1]
     ua_leg = rig.h.focus.legs[carol_leg]
     rig.h.focus._disconnect(rig.h.ep, ua_leg, "left", rig.h.now, send_bye=False)
     assert rig.media.floor_holders[conf_id] == []
+    rig.take()
     assert ccar in rig.closed
 
 
@@ -250,16 +255,16 @@ def test_auto_policy_grants_first_come_and_release_promotes() -> None:
     frid_a = frid_of(rig.send(ca, request(a, 1)))
     rig.send(cb, request(b, 1))
     legs = {u.user_id: u.leg_id for u in rig.floor.conferences[conf_id].users.values()}
-    assert rig.floor.holders(conf_id) == [legs[a.user_id]]
+    assert rig.floor.holders(conf_id) == [legs[a.user_id or -1]]
     assert a.conference_id is not None and a.user_id is not None
     release = Message(Primitive.FLOOR_RELEASE, a.conference_id, 2, a.user_id, (FloorRequestId(frid_a),))
     rig.send(ca, release)
-    assert rig.media.floor_holders[conf_id] == [legs[b.user_id]]
+    assert rig.media.floor_holders[conf_id] == [legs[b.user_id or -1]]
 
 
 def test_conference_close_drops_floors_and_connections() -> None:
     rig = Rig()
-    a, uri, host = rig.join("alice", None, bfcp_offer("TCP/BFCP"))
+    a, _, host = rig.join("alice", None, bfcp_offer("TCP/BFCP"))
     assert a is not None
     ca = rig.connect(tls=False, host=host)
     rig.send(ca, hello(a))
@@ -283,4 +288,3 @@ def test_per_conference_policy(override: Policy) -> None:
     cf = rig.floor.conferences[conf_id]
     assert cf.policy is override and not cf.floor_controlled_audio
     assert conf_id not in rig.media.floor_control
-

@@ -1,4 +1,4 @@
-"""Booked conferences at the focus (DESIGN §2 flow 8): dial-in window, capacity, roles, PIN lobby by DTMF/URI."""
+"""Booked conferences at the focus (DESIGN §2 flow 8): window, capacity, roles, PIN lobby by DTMF or URI."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ from helpers import DOMAIN, FOCUS_HOST, UA, Harness, requests, responses, sdp_of
 from imsconf.booking.model import Booking, Invitee, InviteeRole, hash_pin
 from imsconf.booking.store import BookingStore
 from imsconf.conference.model import Conference
-from imsconf.conference.participant import ParticipantStatus
-from imsconf.conference.participant import Role
+from imsconf.conference.participant import ParticipantStatus, Role
 from imsconf.focus.planned import PlannedConferences, PlannedConfig, Prompt
 from imsconf.media.dtmf import DtmfEvent
 from imsconf.media.events import Direction, DtmfReceived
@@ -96,7 +95,9 @@ class World:
         return self.h.advance(0)  # type: ignore[return-value]
 
     def leg_of(self, ua: UA) -> str:
-        (leg,) = [leg for leg in self.h.focus.legs.values() if leg.dialog and leg.dialog.call_id == ua.call_id]
+        (leg,) = [
+            leg for leg in self.h.focus.legs.values() if leg.dialog and leg.dialog.call_id == ua.call_id
+        ]
         return leg.leg_id
 
 

@@ -299,3 +299,28 @@ def test_listener_rtcp_goes_under_the_epoch_key_from_its_private_ssrc() -> None:
     rx = SrtpReceiver(key)
     packets = parse_rtcp(rx.unprotect_rtcp(room.rtcp["l0"][-1]))
     assert packets[0].ssrc == room.engine._legs["l0"].group.pssrc  # type: ignore[union-attr]
+
+
+def test_direct_send_path_fans_out_the_same_bytes() -> None:
+    room, key, ssrc = group_room(listeners=4)
+    eng = room.engine
+    eng.set_listener_stream("t0", 1)  # a speaker on the epoch: private stream while it speaks
+    sent: dict[str, list[bytes]] = {leg: [] for leg in room.peers}
+    for leg, port in room.port.items():
+        eng.set_send(port, lambda data, leg=leg: sent[leg].append(bytes(data)))
+    for _ in range(20):
+        for leg, on in room.talking.items():
+            if on:
+                eng.receive(room.port[leg], room.peers[leg].next_packet(), room.addr[leg], room.now)
+        rest, dropped, refused = eng.tick_send(room.now)
+        assert (dropped, refused) == (0, 0) and all(192 <= d[1] <= 223 for _p, d, _a in rest)
+        room.now += T
+    assert all(len(v) == 20 for v in sent.values())
+    for t in range(20):
+        assert len({sent[f"l{i}"][t] for i in range(4)}) == 1 and ssrc_of(sent["l0"][t]) == ssrc
+    rx = SrtpReceiver(key)
+    private = [decode(rx, d) for d in sent["t0"][5:]]
+    assert {s for s, _ in private} == {eng._legs["t0"].group.pssrc}  # type: ignore[union-attr]
+    assert goertzel(np.concatenate([p for _, p in private]), F[0]) < 150
+    assert eng.leg_stats("l0").group_sent == 20 and eng.leg_stats("t0").group_sent == 20
+    assert eng.tick_protects == 2 + 1 + 1  # t1, t2 own streams; t0 private; one common packet

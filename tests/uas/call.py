@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import threading
 import time
@@ -193,6 +194,7 @@ class Call(Dialog):
         self.target_headers: dict[str, str] = {}  # headers embedded in the target URI (e.g. Replaces)
         self.invite_flow: Flow | None = None
         self.reoffer_pending = False
+        self.refer_ids: list[int] = []  # CSeq numbers of the REFERs sent in this dialog
         self.await_ack_answer = False
         self._invite_branch = ""
 
@@ -397,16 +399,24 @@ class Call(Dialog):
             refer_to = replaces.refer_target(refer_to)
         headers = [("Refer-To", f"<{refer_to}>"), ("Referred-By", f"<{self.ua.aor}>"), *(extra or [])]
         req = self.request("REFER", extra=headers)
-        return self.ua.run(
+        resp = self.ua.run(
             self.ua.send_request(req, self.next_hop(), self.flow, dialog=self, timeout=timeout), timeout + 1
         )
+        self.refer_ids.append(resp.cseq[0])  # after digest retries: the CSeq the NOTIFYs' id= names
+        return resp
 
-    def wait_refer_final(self, timeout: float = 10.0) -> int | None:
-        """The final sipfrag status reported by NOTIFY (Event: refer), or None."""
+    def wait_refer_final(self, timeout: float = 10.0, refer_id: int | None = None) -> int | None:
+        """The final sipfrag status reported by NOTIFY (Event: refer) for ``refer_id`` (default: the last
+        REFER sent in this dialog; a NOTIFY without ``id=`` matches any), or None on timeout."""
+        want = refer_id if refer_id is not None else (self.refer_ids[-1] if self.refer_ids else None)
 
         def final(n: SipMessage) -> bool:
+            event = n.get("Event") or ""
             st = sipfrag_status(n.body)
-            return (n.get("Event") or "").startswith("refer") and st is not None and st >= 200
+            if not event.startswith("refer") or st is None or st < 200:
+                return False
+            m = re.search(r";\s*id=(\d+)", event)
+            return want is None or m is None or int(m.group(1)) == want
 
         n = self.wait_notify(final, timeout)
         return sipfrag_status(n.body) if n is not None else None

@@ -227,16 +227,18 @@ class KeySwitch:
 
 
 class RxKeyRing:
-    """Receive keys: the current one, the previous one (stragglers), and a pending new one.
+    """Receive keys: the current one, the previous ones (stragglers, at most ``keep``), and pending ones.
 
-    A new key offered by re-INVITE/UPDATE is *pending* until the first packet under it authenticates; then
-    it becomes current (recorded in ``switches``) and the old one is kept for late packets.
+    A key offered by re-INVITE/UPDATE is *pending* until the first packet under it authenticates; then it
+    becomes current (recorded in ``switches``) and the old one is kept for late packets. A key offered
+    again after it was replaced (e.g. a focus moving a listener back to its own key) is pending again.
     """
 
-    def __init__(self, crypto: Crypto | None) -> None:
+    def __init__(self, crypto: Crypto | None, keep: int = 2) -> None:
         self.active: list[tuple[Crypto, pylibsrtp.Session]] = []
-        self.pending: tuple[Crypto, pylibsrtp.Session, float] | None = None
+        self.pending: list[tuple[Crypto, pylibsrtp.Session, float]] = []
         self.switches: list[KeySwitch] = []
+        self.keep = keep
         if crypto is not None:
             self.active.append((crypto, srtp_session(crypto, outbound=False)))
 
@@ -245,38 +247,39 @@ class RxKeyRing:
         return self.active[0][0] if self.active else None
 
     def known(self, crypto: Crypto) -> bool:
-        keys = [c.key_salt for c, _ in self.active]
-        if self.pending is not None:
-            keys.append(self.pending[0].key_salt)
-        return crypto.key_salt in keys
+        """Whether this key is current or already pending (so offering it again changes nothing)."""
+        return (self.current is not None and self.current.key_salt == crypto.key_salt) or any(
+            p[0].key_salt == crypto.key_salt for p in self.pending
+        )
 
     def offer(self, crypto: Crypto) -> bool:
-        """A (possibly) new key from the peer; True if it is new and now pending."""
+        """A key from the peer's SDP; True if it is not the current key and is now pending."""
         if self.known(crypto):
             return False
-        self.pending = (crypto, srtp_session(crypto, outbound=False), time.monotonic())
         if not self.active:  # first key: nothing to keep
-            self.active.append(self.pending[:2])
-            self.pending = None
+            self.active.append((crypto, srtp_session(crypto, outbound=False)))
+            return True
+        old = next((a for a in self.active if a[0].key_salt == crypto.key_salt), None)
+        sess = old[1] if old is not None else srtp_session(crypto, outbound=False)
+        self.pending.insert(0, (crypto, sess, time.monotonic()))  # newest first
         return True
 
     def unprotect(self, data: bytes, rtcp: bool, now: float | None = None) -> bytes | None:
-        order: list[tuple[Crypto, pylibsrtp.Session] | None] = [*self.active[:1], None, *self.active[1:]]
-        for entry in order:
-            if entry is None:
-                if self.pending is None:
-                    continue
-                sess = self.pending[1]
-            else:
-                sess = entry[1]
+        candidates: list[tuple[Crypto, pylibsrtp.Session, float | None]] = [
+            *((c, s, None) for c, s in self.active[:1]),
+            *self.pending,
+            *((c, s, None) for c, s in self.active[1:]),
+        ]
+        for crypto, sess, offered in candidates:
             try:
                 plain = sess.unprotect_rtcp(data) if rtcp else sess.unprotect(data)
             except pylibsrtp.Error:
                 continue
-            if entry is None and self.pending is not None:
-                crypto, sess, offered = self.pending
-                self.active = [(crypto, sess), *self.active[:1]]
-                self.pending = None
+            if offered is not None:  # a pending key authenticated its first packet: switch
+                idx = next(i for i, p in enumerate(self.pending) if p[0] is crypto)
+                self.pending = self.pending[:idx]  # keys offered after this one stay pending
+                rest = [a for a in self.active if a[0].key_salt != crypto.key_salt]
+                self.active = [(crypto, sess), *rest][: self.keep]
                 ssrc = struct.unpack_from("!I", data, 4 if rtcp else 8)[0]
                 self.switches.append(KeySwitch(now or time.monotonic(), crypto, ssrc, offered))
             return plain

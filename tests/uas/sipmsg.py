@@ -353,6 +353,49 @@ class NameAddr:
         return s
 
 
+ALLOW = "INVITE, ACK, CANCEL, BYE, UPDATE, REFER, NOTIFY, SUBSCRIBE, OPTIONS, INFO, MESSAGE"
+
+
+def make_response(
+    req: SipMessage,
+    code: int,
+    *,
+    to_tag: str | None = None,
+    body: bytes = b"",
+    content_type: str | None = None,
+    contact: bool = False,
+    contact_uri: str = "",
+    user_agent: str = "",
+    extra: list[tuple[str, str]] | None = None,
+    reason: str = "",
+) -> SipMessage:
+    """A response to ``req`` (RFC 3261 §8.2.6); ``contact`` adds Contact, Record-Route, Allow, Supported."""
+    resp = SipMessage(status=code, reason=reason or REASONS.get(code, "Unknown"))
+    for v in req.get_all("Via"):
+        resp.add("Via", v)
+    resp.add("From", req.get("From") or "")
+    to = req.get("To") or ""
+    if to_tag and "tag" not in NameAddr.parse(to).params:
+        to += f";tag={to_tag}"
+    resp.add("To", to)
+    resp.add("Call-ID", req.call_id)
+    resp.add("CSeq", req.get("CSeq") or "")
+    if contact:
+        resp.add("Contact", contact_uri)
+        for rr in req.get_all("Record-Route"):
+            resp.add("Record-Route", rr)
+        resp.add("Allow", ALLOW)
+        resp.add("Supported", "replaces")
+    for k, v in extra or []:
+        resp.add(k, v)
+    if content_type:
+        resp.add("Content-Type", content_type)
+    if user_agent:
+        resp.add("User-Agent", user_agent)
+    resp.body = body
+    return resp
+
+
 def new_branch() -> str:
     return "z9hG4bK" + secrets.token_hex(8)
 

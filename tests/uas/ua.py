@@ -13,12 +13,13 @@ from typing import Any, TypeVar
 from . import uas_handlers
 from .call import Call, Dialog, Subscription, resolve
 from .sipmsg import (
-    REASONS,
+    ALLOW,
     NameAddr,
     SipMessage,
     SipUri,
     choose_challenge,
     digest_credentials,
+    make_response,
     new_branch,
     new_tag,
 )
@@ -27,7 +28,6 @@ from .transport import Flow, SipTransport
 log = logging.getLogger("uas")
 T = TypeVar("T")
 T1, T2 = 0.5, 4.0
-ALLOW = "INVITE, ACK, CANCEL, BYE, UPDATE, REFER, NOTIFY, SUBSCRIBE, OPTIONS, INFO, MESSAGE"
 
 
 @dataclass
@@ -526,44 +526,8 @@ class UserAgent:
         else:
             uas_handlers.out_of_dialog(self, msg, flow)
 
-    def response(
-        self,
-        req: SipMessage,
-        code: int,
-        *,
-        to_tag: str | None = None,
-        body: bytes = b"",
-        content_type: str | None = None,
-        contact: bool = False,
-        extra: list[tuple[str, str]] | None = None,
-        reason: str = "",
-    ) -> SipMessage:
-        resp = SipMessage(status=code, reason=reason or REASONS.get(code, "Unknown"))
-        for v in req.get_all("Via"):
-            resp.add("Via", v)
-        resp.add("From", req.get("From") or "")
-        to = req.get("To") or ""
-        if to_tag and "tag" not in NameAddr.parse(to).params:
-            to += f";tag={to_tag}"
-        resp.add("To", to)
-        resp.add("Call-ID", req.call_id)
-        resp.add("CSeq", req.get("CSeq") or "")
-        if contact:
-            resp.add("Contact", self.contact)
-            for rr in req.get_all("Record-Route"):
-                resp.add("Record-Route", rr)
-            resp.add("Allow", ALLOW)
-            resp.add("Supported", "replaces")
-        for k, v in extra or []:
-            resp.add(k, v)
-        if content_type:
-            resp.add("Content-Type", content_type)
-        resp.add("User-Agent", self.user_agent)
-        resp.body = body
-        return resp
-
     def respond(self, req: SipMessage, flow: Flow, code: int, **kw: Any) -> SipMessage:
-        resp = self.response(req, code, **kw)
+        resp = make_response(req, code, contact_uri=self.contact, user_agent=self.user_agent, **kw)
         self._stx[(req.branch, req.method or "")] = (resp, flow)
         self._spawn(self.transport.send(resp.to_bytes(), None, flow, reply=True))
         if req.method == "INVITE" and 200 <= code < 300 and self.transport_kind == "udp":

@@ -47,6 +47,8 @@ def make_ua(pki: Pki, tmp_path: Path) -> Iterator[MakeUa]:
     yield make
     for ua in started:
         ua.close()
+    leftover = [t.name for t in threading.enumerate() if t.name.startswith("uas-") and t.is_alive()]
+    assert not leftover, leftover  # every SIP loop and media thread we started has ended
 
 
 def target(ua: UserAgent) -> str:
@@ -106,10 +108,10 @@ def test_rekey_by_reinvite_and_update_has_no_gap(make_ua: MakeUa) -> None:
     t0 = time.monotonic()
     keys = [ca.tx_crypto]
     for method in ("INVITE", "UPDATE", "INVITE"):
-        old_b_key = cb.tx_crypto
+        old_b_key = ca.remote_sdp.cryptos[0] if ca.remote_sdp else None
         assert ca.reinvite(new_key=True, method=method).status == 200
         keys.append(ca.tx_crypto)
-        assert cb.tx_crypto != old_b_key  # bob changed its own key in the answer
+        assert ca.remote_sdp is not None and ca.remote_sdp.cryptos[0] != old_b_key  # bob's new answer key
         time.sleep(0.25)
     t1 = time.monotonic()
     assert len({k.key_salt for k in keys if k}) == 4

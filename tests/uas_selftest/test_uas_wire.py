@@ -142,3 +142,48 @@ def test_key_ring_switches_on_first_authenticated_packet_and_keeps_old_key() -> 
     straggler = tx_old.protect(build_rtp(0, 3, 480, 5, b"\xff" * 160))
     assert ring.unprotect(straggler, rtcp=False) is not None  # previous key kept for stragglers
     assert try_decrypt([p1, late_old, straggler], old.b64) == 3 and try_decrypt([p_new], old.b64) == 0
+
+
+def test_key_ring_back_to_an_older_key_and_two_pending_keys() -> None:
+    k1, k2, k3 = Crypto.generate(), Crypto.generate(), Crypto.generate()
+    tx = {k: srtp_session(k, outbound=True) for k in (k1, k2, k3)}
+    ring = RxKeyRing(k1)
+    seq = iter(range(1, 100))
+
+    def pkt(k: Crypto, ssrc: int) -> bytes:
+        n = next(seq)
+        return tx[k].protect(build_rtp(0, n, n * 160, ssrc, b"\xff" * 160))
+
+    assert ring.unprotect(pkt(k1, 1), rtcp=False) is not None
+    assert ring.offer(k2) and ring.offer(k3)  # two rekeys before any packet under k2
+    assert ring.unprotect(pkt(k3, 3), rtcp=False) is not None and ring.current == k3
+    assert ring.pending == [] and [s.crypto for s in ring.switches] == [k3]
+    assert ring.offer(k1)  # moved back to the old key: pending again, switch recorded on first packet
+    assert ring.unprotect(pkt(k1, 1), rtcp=False) is not None
+    assert ring.current == k1 and [s.crypto for s in ring.switches] == [k3, k1]
+    assert ring.unprotect(pkt(k2, 2), rtcp=False) is None  # k2 was dropped when k3 took over
+
+
+def test_in_dialog_requests_follow_the_route_set() -> None:
+    from uas import Dialog, UserAgent
+
+    ua = UserAgent("alice", transport="tcp", port=5999)
+    try:
+        routes = ["<sip:127.0.0.1:5080;lr;transport=tcp>", "<sip:p2.example.org;lr>"]
+        target = "sip:bob@192.0.2.9:5070;transport=tcp"
+        d = Dialog(
+            ua, "cid", "lt", ua.aor, "sip:bob@x", remote_tag="rt", remote_target=target, route_set=routes
+        )
+        bye = d.request("BYE")
+        assert bye.uri == "sip:bob@192.0.2.9:5070;transport=tcp"  # loose routing: R-URI = remote target
+        assert bye.get_all("Route") == d.route_set and d.next_hop() == ("127.0.0.1", 5080)
+        assert bye.to_tag == "rt" and bye.from_tag == "lt" and bye.cseq[1] == "BYE"
+        assert bye.get(
+            "Via",
+        ).startswith("SIP/2.0/TCP 127.0.0.1:5999;branch=z9hG4bK")  # type: ignore[union-attr]
+        ack = d.request("ACK", cseq=7)
+        assert ack.cseq == (7, "ACK") and d.local_cseq == bye.cseq[0]  # ACK does not consume a CSeq
+        d.route_set = []
+        assert d.next_hop() == ("192.0.2.9", 5070)
+    finally:
+        ua.transport.loop.close()

@@ -159,6 +159,10 @@ class Settings:
     # media host, an ephemeral port: the SDP answer carries it); empty for no BFCP
     bfcp_listen: tuple[str, ...] = ("tcp", "tls")
     bfcp_policy: Literal["chair", "auto"] = "chair"  # chair-controlled floors, or first-come grant
+    # group downlink keying (DESIGN §3) for conferences without a booking: "per-participant" or "group";
+    # rekey policy: on-join, on-leave, both, interval:T or never (imsconf.keys.policy)
+    downlink: str = "per-participant"
+    rekey: str = "both"
 
     def __post_init__(self) -> None:
         _check_host(self.domain, "domain")
@@ -184,6 +188,10 @@ class Settings:
             parse_bfcp_listen(item)
         if self.bfcp_policy not in ("chair", "auto"):
             raise ValueError(f"bfcp_policy must be 'chair' or 'auto', not {self.bfcp_policy!r}")
+        from imsconf.keys.policy import DownlinkMode, RekeyPolicy
+
+        DownlinkMode.parse(self.downlink)  # PolicyError is a ValueError naming the bad value
+        RekeyPolicy.parse(self.rekey)
         if self.mixer is not None:
             parse_hostport(self.mixer, what="mixer")
         known = ("SHA-256", "MD5", "SHA-512-256")

@@ -16,6 +16,7 @@ from imsconf.booking.http import BookingApi, start_http
 from imsconf.booking.store import BookingStore
 from imsconf.focus.app import Focus, FocusConfig
 from imsconf.focus.floor import FloorListeners, start_floor_listeners
+from imsconf.focus.planned import enable_planned
 from imsconf.media.control import MediaControl
 from imsconf.media.engine import MediaEngine
 from imsconf.media.remote import RemoteMediaControl
@@ -156,7 +157,9 @@ def build_focus(
         media_host=settings.media_host,
         allow_insecure_subscriptions=settings.allow_insecure_subscriptions,
     )
-    return Focus(config, control), media
+    focus = Focus(config, control)
+    focus.keying.configure(settings.downlink, settings.rekey)
+    return focus, media
 
 
 async def start_server(settings: Settings, app: Application | None = None) -> Server:
@@ -188,6 +191,10 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
     )
     driver.transports = transports
     server = Server(settings, pki, endpoint, driver, transports, media, focus, remote)
+    server.bookings = BookingStore.open(data_dir)  # booked conferences: dial-in works with or without --http
+    if focus is not None:
+        enable_planned(focus, server.bookings, loop=asyncio.get_running_loop(), wake=driver.flush)
+        focus.keying.wake = driver.flush  # mixer evidence (SRTCP reports) for the key managers
     try:
         for listen in settings.listen:
             host, port = await transports.listen(listen.transport, listen.host, listen.port)
@@ -205,7 +212,6 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
             )
             server.bound += server.floor.bound
         if settings.http is not None:
-            server.bookings = BookingStore.open(data_dir)
             server.http = await start_http(settings, server.bookings)
             server.bound.append(("http", *server.http.address))
     except OSError:

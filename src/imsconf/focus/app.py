@@ -46,6 +46,7 @@ from imsconf.sip.util import make_response, new_tag
 from .control import Control
 from .dialout import Dialer
 from .floor import FocusFloor
+from .keying import FocusKeying
 from .media_session import MediaSession, NegotiationError
 from .refer import referred_by_uri
 from .routing import dialog_destination
@@ -154,6 +155,7 @@ class Focus:
         self.control = Control(self)
         self.planned: PlannedConferences | None = None  # booked conferences (.planned.enable_planned)
         self.floor = FocusFloor(media)  # BFCP (imsconf.focus.floor): the runtime adds its listeners
+        self.keying = FocusKeying(self)  # group downlink keys and rekeying (imsconf.focus.keying)
         media.set_event_sink(self._on_media_event)
 
     # ---- Application protocol ------------------------------------------------------------------------
@@ -187,6 +189,7 @@ class Focus:
             want = ParticipantStatus.ON_HOLD if leg.media.on_hold else ParticipantStatus.CONNECTED
             if conf.participant(leg.pid).status is not want:
                 self.apply(ep, conf, conf.set_status(leg.pid, want), now)
+        self.keying.on_ack(ep, leg, now)
 
     def on_cancel(self, ep: SipEndpoint, invite_key: TransactionKey, now: float) -> None:
         leg = self._by_invite.get(invite_key)
@@ -200,6 +203,8 @@ class Focus:
         """A 2xx retransmission to a dial-out INVITE whose transaction is over: ACK it again."""
         if resp.cseq.method != "INVITE" or not 200 <= resp.status < 300:
             return
+        if self.keying.stray_2xx(ep, resp):
+            return
         dialog = self.dialogs.match_response(resp)
         leg = self.by_dialog.get(dialog.id) if dialog is not None else None
         if leg is not None and leg.ack is not None and leg.dialog is not None:
@@ -210,6 +215,8 @@ class Focus:
 
     def next_deadline(self) -> float | None:
         best = self.notifier.next_deadline()
+        if (k := self.keying.next_deadline()) is not None:
+            best = k if best is None else min(best, k)
         if self.planned is not None and (p := self.planned.next_deadline()) is not None:
             best = p if best is None else min(best, p)
         for leg in self.legs.values():
@@ -244,6 +251,7 @@ class Focus:
         self.notifier.handle_timer(ep, now)
         if self.planned is not None:
             self.planned.handle_timer(ep, now)
+        self.keying.handle_timer(ep, now)
 
     # ---- initial INVITE: create or join ----------------------------------------------------------------
     def _initial_invite(self, ep: SipEndpoint, inc: IncomingRequest, now: float) -> None:
@@ -484,7 +492,8 @@ class Focus:
     def _refresh(self, ep: SipEndpoint, inc: IncomingRequest, leg: Leg, now: float) -> None:
         """re-INVITE or UPDATE: hold/resume, codec change, new key, session refresh."""
         req = inc.request
-        if req.method == "INVITE" and leg.retrans is not None:
+        ours = bool(req.body) and self.keying.busy(leg.leg_id)  # our key re-INVITE is in flight
+        if (req.method == "INVITE" and leg.retrans is not None) or ours:
             ep.respond(inc.key, make_response(req, 491, "Request Pending"), now)
             return
         se: int | None = None
@@ -565,6 +574,7 @@ class Focus:
         self.forget(leg, now)
 
     def forget(self, leg: Leg, now: float) -> None:
+        self.keying.on_forget(leg, now)
         leg.media.release(self.media)
         self.legs.pop(leg.leg_id, None)
         if leg.invite_key is not None:
@@ -648,6 +658,7 @@ class Focus:
 
     # ---- media events -------------------------------------------------------------------------------------
     def _on_media_event(self, ev: MediaEvent) -> None:
+        self.keying.on_media_event(ev)
         if isinstance(ev, DtmfReceived):
             self.dtmf_log.append((ev.leg_id, ev.event.digit))
             if self.planned is not None:

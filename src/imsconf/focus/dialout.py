@@ -204,6 +204,7 @@ class Dialer:
         )
         self._report(leg, resp.status, resp.reason, now, final=True)
         focus.apply(ep, conf, events, now)
+        focus.keying.on_ack(ep, leg, now)  # group downlink keying (imsconf.focus.keying)
 
     # ------------------------------------------------------------------ giving up
 

@@ -34,7 +34,7 @@ import logging
 import secrets
 import ssl
 import struct
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
@@ -103,7 +103,7 @@ class FloorMediaControl(Protocol):
 
     def set_floor_control(self, conference_id: str, enabled: bool) -> None: ...
 
-    def set_floor_holders(self, conference_id: str, leg_ids: Collection[str]) -> None: ...
+    def set_floor_holders(self, conference_id: str, leg_ids: frozenset[str]) -> None: ...
 
 
 @dataclass(slots=True)
@@ -384,7 +384,7 @@ class FocusFloor:
         self._by_bfcp_id[bfcp_id] = cf
         if audio_mode:
             self._media_call("set_floor_control", conf_id, True)
-            self._media_call("set_floor_holders", conf_id, ())
+            self._media_call("set_floor_holders", conf_id, frozenset())
         log.info(
             "event=floors_created conf=%s confid=%d policy=%s audio_floor=%s",
             conf_id,
@@ -536,7 +536,7 @@ class FocusFloor:
         if holders != cf.audio_holders:
             cf.audio_holders = holders
             if media and cf.floor_controlled_audio:
-                self._media_call("set_floor_holders", cf.conf_id, holders)
+                self._media_call("set_floor_holders", cf.conf_id, frozenset(holders))
         if events and self.on_change is not None:
             self.on_change(cf.conf_id)
 

@@ -51,6 +51,9 @@ class MediaSession:
     ports: LegPorts | None = None
     decision: AudioDecision | None = None
     tx_key: MasterKey | None = None
+    # the downlink group key this listener was last given (imsconf.focus.keying): our answers carry it
+    # instead of tx_key while it is set, so a re-INVITE of its own does not move it off the group key
+    group_key: MasterKey | None = None
     rx_key_salt: bytes | None = None  # fingerprint of the remote key in use, to see a change
     crypto_tag: int | None = None
     session_id: int = field(default_factory=lambda: secrets.randbelow(2**31))
@@ -130,8 +133,9 @@ class MediaSession:
         self.decision = decision
         our_crypto = None
         if decision.srtp is not None and self.tx_key is not None:
+            shown = self.group_key if self.group_key and self.group_key.suite == decision.srtp.suite else None
             our_crypto = CryptoAttribute.from_key(
-                decision.srtp.tag, decision.srtp.suite, self.tx_key.key_salt
+                decision.srtp.tag, decision.srtp.suite, (shown or self.tx_key).key_salt
             )
         self.version += 1
         assert self.ports is not None
@@ -226,7 +230,8 @@ class MediaSession:
             except Exception:  # already gone with its conference
                 pass
             self.ports = None
-        if self.tx_key is not None:
-            self.tx_key.wipe()
-            self.tx_key = None
+        for key in (self.tx_key, self.group_key):
+            if key is not None:
+                key.wipe()
+        self.tx_key = self.group_key = None
         self.rx_key_salt = None

@@ -165,7 +165,7 @@ class MixerLobby:
 
 @dataclass(slots=True)
 class PlannedConfig:
-    pin_timeout: float = 15.0  # per attempt, restarted by each key: no (complete) entry by then is a failure
+    pin_timeout: float = 10.0  # per attempt, restarted by each key: no (complete) entry by then is a failure
     max_pin_attempts: int = 3
     bye_delay: float = 2.0  # lets the goodbye prompt play before the BYE
 

@@ -40,6 +40,24 @@ outgoing packet in one preallocated buffer and sends it without building a datag
 called through pylibsrtp's cffi binding directly (``srtp_protect``/``srtp_unprotect`` on the session
 handle), without a per-packet copy or ``bytes`` object. Anything unusual (RTCP, DTMF, a new SSRC, a
 pending rekey, latching, CSRCs or extensions) falls back to :meth:`MediaEngine.receive`.
+
+Group downlink (DESIGN §3, issue 5). Per conference, :meth:`MediaEngine.set_downlink_mode` chooses
+``per-participant`` (default) or ``group``. In group mode the key manager adds epochs
+(:meth:`MediaEngine.add_group_epoch`: a key, a fresh SSRC) and puts legs on them
+(:meth:`MediaEngine.set_listener_stream`). Each tick, an epoch's *common* packet (the conference mix of the
+K speakers, the epoch's own SSRC, sequence and timestamp) is built and protected **once** and the same bytes
+go to every listener on it. A listener that is a speaker this tick (or hears a prompt) gets instead a
+*private* packet: its N-1 mix under the epoch key on its own private SSRC (the phone holds only the epoch
+key for our direction once it moved to it). Speaker choice, mix and fan-out happen in the same tick, so
+nobody hears itself and every listener gets exactly one packet per tick across speaker changes and epoch
+switches. No (key, SSRC) pair ever carries two packet sequences: an epoch's SSRC and every private SSRC
+are new to the conference and never handed out again. SRTCP receiver reports from a listener that name
+its epoch's SSRCs become :class:`GroupStreamConfirmed` / :class:`GroupStreamFailing`.
+
+Floor control (issue 7): with :meth:`MediaEngine.set_floor_control` on, only the legs named by
+:meth:`MediaEngine.set_floor_holders` are mixed. Lobby (issue 6): a leg in :meth:`MediaEngine.set_lobby`
+is not mixed and hears its prompt (:meth:`MediaEngine.play_prompt`, :mod:`imsconf.media.prompts`) or
+silence, on its own stream.
 """
 
 from __future__ import annotations
@@ -181,6 +199,7 @@ class _Epoch:
     timestamp) and the SRTP context of the epoch key, which also protects the listeners' private streams."""
 
     __slots__ = (
+        "all_direct",
         "codec_id",
         "codec_pt",
         "conference_id",
@@ -191,6 +210,7 @@ class _Epoch:
         "listeners",
         "private_encrypted",
         "private_sent",
+        "sends",
         "sent",
         "seq",
         "ssrc",
@@ -212,6 +232,8 @@ class _Epoch:
         self.ts0 = 0
         self.last_tick = -2  # engine tick of the last common packet (a gap sets the marker bit)
         self.listeners: list[_Leg] = []  # effective listeners that receive (rebuilt)
+        self.sends: list[SendFunc | None] = []  # their send functions, aligned (rebuilt)
+        self.all_direct = False
         self.encrypted = 0
         self.sent = 0
         self.private_encrypted = 0
@@ -228,6 +250,7 @@ class _Assign:
         "ep",
         "failing",
         "keep_own",
+        "live",
         "plast",
         "private_ticks",
         "pseq",
@@ -244,6 +267,7 @@ class _Assign:
         self.pts0 = pts0
         self.plast = -2
         self.keep_own = keep_own
+        self.live = False  # among the epoch's listeners at the last rebuild
         self.confirmed = False
         self.failing = False
         self.absent = 0  # consecutive receiver reports naming the own stream but no stream of the epoch
@@ -287,8 +311,9 @@ class _Leg:
         "dtmf",
         "dtmf_pt",
         "fast",
+        "gacc",
+        "glive_from",
         "group",
-        "group_sent",
         "jitter",
         "last_sr_at",
         "last_sr_mid",
@@ -366,7 +391,8 @@ class _Leg:
         self.last_sr_mid = 0
         self.last_sr_at = 0.0
         self.group: _Assign | None = None
-        self.group_sent = 0
+        self.glive_from = -1  # engine tick after which it receives an epoch's streams (-1: it does not)
+        self.gacc = 0  # ticks on epoch streams before that (one packet per tick: common or private)
         self.lobby = False
         self.prompt: _PromptPlay | None = None
 
@@ -586,7 +612,7 @@ class MediaEngine:
             ssrc=leg.ssrc,
             remote_ssrc=leg.remote_ssrc,
             group_epoch=None if leg.group is None else leg.group.ep.epoch,
-            group_sent=leg.group_sent,
+            group_sent=leg.gacc + (self.ticks - leg.glive_from if leg.glive_from >= 0 else 0),
             lobby=leg.lobby,
             prompt=None if leg.prompt is None else leg.prompt.prompt.name,
         )
@@ -851,6 +877,7 @@ class MediaEngine:
         entry = self._ports.get(rtp_port)
         if entry is not None and not entry[1]:
             entry[0].send = send
+            self._dirty = True  # the epochs' fan-out lists hold the send functions
 
     def remote_rtp(self, rtp_port: int) -> Addr | None:
         """The address the leg on ``rtp_port`` currently sends to and accepts RTP from."""
@@ -937,17 +964,27 @@ class MediaEngine:
         for st in self._confs.values():
             for ep in st.epochs.values():
                 ep.listeners = []
+        t = self.ticks
         for leg in order:
-            if not leg.sends:
-                continue
             a = leg.group
-            if a is not None and self._group_effective(leg, a):
-                if not a.ep.listeners:
-                    live.append(a.ep)
-                a.ep.listeners.append(leg)
-                if not a.keep_own:
-                    continue
-            sending.append(leg)
+            if a is not None:
+                a.live = leg.sends and self._group_effective(leg, a)
+                if a.live:
+                    if leg.glive_from < 0:
+                        leg.glive_from = t
+                    if not a.ep.listeners:
+                        live.append(a.ep)
+                    a.ep.listeners.append(leg)
+                    if not a.keep_own:
+                        continue
+            if leg.glive_from >= 0 and (a is None or not a.live):
+                leg.gacc += t - leg.glive_from
+                leg.glive_from = -1
+            if leg.sends:
+                sending.append(leg)
+        for ep in live:
+            ep.sends = [leg.send for leg in ep.listeners]
+            ep.all_direct = all(send is not None for send in ep.sends)
         self._sending = sending
         self._group_live = live
         self._prompting = [leg for leg in order if leg.lobby or leg.prompt is not None]
@@ -1317,75 +1354,86 @@ class MediaEngine:
         handle = ep.handle
         end = 12 + FRAME_SAMPLES
         tick = self.ticks
-        data: bytes | None = None
-        private: list[_Leg] | None = None
+        listeners = ep.listeners
+        # The listeners that get a private packet this tick: speakers and prompt legs (few).
+        private: list[_Leg] = []
+        for group in (self._speakers, self._prompting):
+            for leg in group:
+                a = leg.group
+                if a is not None and a.live and a.ep is ep and leg.mix_payload is not None:
+                    private.append(leg)
         protects = sent = dropped = errors = 0
-        for leg in ep.listeners:
-            if leg.mix_payload is not None:
-                if private is None:
-                    private = []
-                private.append(leg)
-                continue
-            if data is None:
-                pt = ep.codec_pt
-                if ep.last_tick != tick - 1:
-                    pt |= 0x80  # first packet of the stream, or after a tick nobody needed it
-                ep.last_tick = tick
-                _HDR.pack_into(txb, 0, 0x80, pt, ep.seq, (ep.ts0 + ts_now) & _TS_MASK, ep.ssrc)
-                txb[12:end] = common[ep.codec_id][leg.conf_idx]
-                ep.seq = (ep.seq + 1) & 0xFFFF
-                lenp[0] = end
-                protects += 1
-                if srtp_lib.srtp_protect(handle, txc, lenp):
-                    self.protect_failed += 1
-                    break
+        if len(private) < len(listeners):
+            pt = ep.codec_pt
+            if ep.last_tick != tick - 1:
+                pt |= 0x80  # first packet of the stream, or after ticks nobody needed it
+            ep.last_tick = tick
+            _HDR.pack_into(txb, 0, 0x80, pt, ep.seq, (ep.ts0 + ts_now) & _TS_MASK, ep.ssrc)
+            txb[12:end] = common[ep.codec_id][listeners[0].conf_idx]
+            ep.seq = (ep.seq + 1) & 0xFFFF
+            lenp[0] = end
+            protects = 1
+            if srtp_lib.srtp_protect(handle, txc, lenp):
+                self.protect_failed += 1
+            else:
                 ep.encrypted += 1
                 data = txb[0 : lenp[0]]
-            leg.group_sent += 1
+                if direct and ep.all_direct and not private:
+                    # The hot case: the same bytes to every listener, nothing else per leg.
+                    for send in ep.sends:
+                        try:
+                            send(data)  # type: ignore[misc]
+                        except BlockingIOError:
+                            dropped += 1
+                        except OSError:
+                            errors += 1
+                    sent = len(listeners)
+                else:
+                    for leg in listeners:
+                        if leg.mix_payload is not None:
+                            continue
+                        sent += 1
+                        send = leg.send
+                        if send is None or not direct:
+                            append((leg.rtp_port, data, leg.remote_rtp))  # type: ignore[arg-type]
+                            continue
+                        try:
+                            send(data)
+                        except BlockingIOError:
+                            dropped += 1
+                        except OSError:
+                            errors += 1
+                ep.sent += sent
+        for leg in private:
+            a = leg.group
+            assert a is not None
+            pt = ep.codec_pt
+            if a.plast != tick - 1:
+                pt |= 0x80  # a talkspurt (or prompt) starts on the private stream
+            a.plast = tick
+            a.private_ticks += 1
+            _HDR.pack_into(txb, 0, 0x80, pt, a.pseq, (a.pts0 + ts_now) & _TS_MASK, a.pssrc)
+            txb[12:end] = leg.mix_payload
+            a.pseq = (a.pseq + 1) & 0xFFFF
+            lenp[0] = end
+            protects += 1
+            if srtp_lib.srtp_protect(handle, txc, lenp):
+                self.protect_failed += 1
+                continue
+            n = lenp[0]
+            ep.private_encrypted += 1
+            ep.private_sent += 1
             sent += 1
             send = leg.send
             if send is None or not direct:
-                append((leg.rtp_port, data, leg.remote_rtp))  # type: ignore[arg-type]
+                append((leg.rtp_port, txb[0:n], leg.remote_rtp))  # type: ignore[arg-type]
                 continue
             try:
-                send(data)
+                send(self._txview[:n])
             except BlockingIOError:
                 dropped += 1
             except OSError:
                 errors += 1
-        ep.sent += sent
-        if private is not None:
-            for leg in private:
-                a = leg.group
-                assert a is not None
-                pt = ep.codec_pt
-                if a.plast != tick - 1:
-                    pt |= 0x80  # a talkspurt (or prompt) starts on the private stream
-                a.plast = tick
-                a.private_ticks += 1
-                _HDR.pack_into(txb, 0, 0x80, pt, a.pseq, (a.pts0 + ts_now) & _TS_MASK, a.pssrc)
-                txb[12:end] = leg.mix_payload
-                a.pseq = (a.pseq + 1) & 0xFFFF
-                lenp[0] = end
-                protects += 1
-                if srtp_lib.srtp_protect(handle, txc, lenp):
-                    self.protect_failed += 1
-                    continue
-                n = lenp[0]
-                ep.private_encrypted += 1
-                ep.private_sent += 1
-                leg.group_sent += 1
-                sent += 1
-                send = leg.send
-                if send is None or not direct:
-                    append((leg.rtp_port, txb[0:n], leg.remote_rtp))  # type: ignore[arg-type]
-                    continue
-                try:
-                    send(self._txview[:n])
-                except BlockingIOError:
-                    dropped += 1
-                except OSError:
-                    errors += 1
         return protects, sent, dropped, errors
 
     def _play_prompts(self) -> None:

@@ -370,6 +370,7 @@ class MixerControlServer:
         self.control = control
         self.ports = ports
         self._clients: set[asyncio.StreamWriter] = set()
+        self._confs: dict[asyncio.StreamWriter, set[str]] = {}  # conferences each focus touched
         control.set_event_sink(self._on_event)
 
     @classmethod
@@ -385,6 +386,7 @@ class MixerControlServer:
         log.info("event=focus_connected cn=%s", subject.get("commonName", "?"))
         self._clients.add(writer)
         legs: set[str] = set()
+        self._confs[writer] = set()
         offered: set[int] = set()
         try:
             self._write(writer, {"hello": {"host": self.ports.host, "version": 1}})
@@ -410,6 +412,9 @@ class MixerControlServer:
             pass
         finally:
             self._clients.discard(writer)
+            for conf in self._confs.pop(writer, set()):  # and the group keys of its conferences
+                with contextlib.suppress(Exception):
+                    self.control.engine.drop_conference(conf)
             for leg_id in legs:  # the focus is gone: its legs go too
                 with contextlib.suppress(Exception):
                     self.control.release_leg(leg_id)
@@ -424,6 +429,8 @@ class MixerControlServer:
         self, msg: dict[str, Any], legs: set[str], offered: set[int], writer: asyncio.StreamWriter
     ) -> None:
         op, a = msg["op"], msg["args"]
+        if isinstance(a, dict) and "conf" in a:
+            self._confs.setdefault(writer, set()).add(str(a["conf"]))
         c = self.control
         if op == "allocate_leg":
             rtp, rtcp = int(a["rtp"]), int(a["rtcp"])

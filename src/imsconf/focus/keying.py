@@ -1,0 +1,587 @@
+"""Group downlink keying at the focus: one :class:`~imsconf.keys.GroupKeyManager` per conference, driven from
+the roster and carried out over SIP (re-INVITE with a new ``a=crypto``) and the mixer (MRFC calls).
+
+Policy per conference: the booking's ``downlink`` / ``rekey`` for booked conferences, else the defaults set
+with :meth:`FocusKeying.configure` (``Settings.downlink`` / ``Settings.rekey``).
+
+* **Join**: once the participant's INVITE is acknowledged (or our dial-out INVITE answered) the leg joins
+  its conference's manager.  Legs whose codec is not the common stream's (PCMU/0) are never offered the
+  group key: they stay on their own key.
+* **Leave**: on BYE (either way) and any other release (:meth:`FocusKeying.on_forget`).
+* ``OfferKey`` → a re-INVITE to the listener: our last SDP, ``o=`` version + 1, one ``a=crypto`` with the
+  group key and the tag of the negotiated crypto line.  2xx → ACK, ``KeyAnswerReceived(accepted=True)``
+  (a new key in its answer becomes the mixer's receive key); 491 → one retry after 2.1-4 s (RFC 3261
+  §14.1); anything else or a timeout → ``accepted=False``.
+* ``SwitchListener`` / ``SettleListener`` / ``DemoteListener`` / ``RetireEpoch`` / ``Rekey`` → mixer calls;
+  ``DemoteListener`` also re-INVITEs the listener with its own key (``DemoteDone`` / ``DemoteFailed``);
+  ``DropListener`` → BYE.
+* Mixer evidence ``GroupStreamConfirmed`` / ``GroupStreamFailing`` → ``KeyUseConfirmed`` / ``KeyUseFailed``.
+  Media events arrive without a clock: they are queued, the runtime is woken (``wake``), and they are
+  handled at the next :meth:`handle_timer`.
+* One SIP transaction of ours per leg at a time; while the participant's own INVITE is not yet
+  acknowledged, or ours is outstanding, the next one waits (the participant's re-INVITE meanwhile gets
+  491 from the focus, see :meth:`busy`).  While a listener holds the group key, the answer to its own
+  re-INVITE carries the group key (``MediaSession.group_key``).
+* Key scope per listener goes to the conference event package (``EndpointDetails.key_scope``) and to the
+  log (``event=key_scope``); key bytes never do.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+from imsconf.conference.eventinfo import EndpointDetails, KeyScope
+from imsconf.conference.events import ParticipantMediaChanged
+from imsconf.keys import (
+    Action,
+    DemoteDone,
+    DemoteFailed,
+    DemoteListener,
+    DownlinkMode,
+    DropListener,
+    Event,
+    GroupKeyManager,
+    KeyAnswerReceived,
+    KeyManagerConfig,
+    KeySnapshot,
+    KeyUseConfirmed,
+    KeyUseFailed,
+    MasterKey,
+    OfferKey,
+    PolicyError,
+    Rekey,
+    RekeyPolicy,
+    RetireEpoch,
+    SettleListener,
+    StopListener,
+    SwitchListener,
+)
+from imsconf.keys.authority import SUITES
+from imsconf.media.events import GroupStreamConfirmed, GroupStreamFailing, MediaEngineError, MediaEvent
+from imsconf.media.srtp import SrtpKeys
+from imsconf.sdp.errors import SdpParseError
+from imsconf.sdp.sdes import CryptoAttribute
+from imsconf.sdp.session import SessionDescription
+from imsconf.sip.endpoint import SipEndpoint
+from imsconf.sip.errors import LocalProtocolError
+from imsconf.sip.headers import Headers
+from imsconf.sip.message import Request, Response
+
+from .routing import dialog_destination
+
+if TYPE_CHECKING:
+    from .app import Focus, Leg
+
+log = logging.getLogger("imsconf.focus.keying")
+
+GROUP_CODEC = ("PCMU", 0)  # the common stream's codec (MediaControl.add_group_epoch default)
+
+
+@dataclass(slots=True)
+class _Op:
+    """One re-INVITE of ours: offer the group key of ``epoch`` (``epoch`` None: demote to the own key)."""
+
+    epoch: int | None
+    key: MasterKey | None  # a private copy of the offered key (wiped when done)
+    sdp: bytes = b""
+    invite: Request | None = None
+    sent_at: float | None = None
+    retry_at: float | None = None
+    retried: bool = False
+
+
+@dataclass(slots=True)
+class _LegKeys:
+    leg_id: str
+    conf_id: str
+    joined: bool = False
+    current: _Op | None = None  # the re-INVITE in flight (or waiting for its 491 retry)
+    queue: list[_Op] = field(default_factory=list)
+    route: tuple[int, int] | None = None  # (epoch, speaker ssrc) the mixer sends it
+    scope: KeyScope = KeyScope.PER_PARTICIPANT
+    acks: dict[int, Request] = field(default_factory=dict)  # CSeq -> ACK, for 2xx retransmissions
+
+
+@dataclass(frozen=True, slots=True)
+class KeyingTrace:
+    """A timestamped record of what the keying did (for tests and the evaluation benchmark)."""
+
+    at: float
+    conf_id: str
+    what: str  # rekey, offer, answer, switch, settle, demote, drop, retire, join, leave
+    leg_id: str | None = None
+    epoch: int | None = None
+    detail: str = ""
+
+
+def _copy_key(key: MasterKey) -> MasterKey:
+    return MasterKey(key.suite, bytearray(key.key), bytearray(key.salt))
+
+
+def _wipe(op: _Op) -> None:
+    if op.key is not None:
+        op.key.wipe()
+        op.key = None
+
+
+def _with_crypto(sdp: bytes, version: int, crypto: CryptoAttribute | None) -> bytes:
+    """*sdp* (our last SDP) with ``o=`` version *version* and its ``a=crypto`` lines replaced by *crypto*."""
+    text = sdp.decode("utf-8", "replace")
+    out: list[str] = []
+    placed = False
+    for line in text.split("\r\n"):
+        if line.startswith("o="):
+            parts = line.split(" ")
+            if len(parts) >= 6:
+                parts[2] = str(version)
+                line = " ".join(parts)
+        elif line.startswith("a=crypto:"):
+            if placed or crypto is None:
+                continue
+            line = f"a=crypto:{crypto.to_sdp()}"
+            placed = True
+        out.append(line)
+    return "\r\n".join(out).encode()
+
+
+def _ack_for(invite: Request, resp: Response) -> Request:
+    """The ACK for a 2xx to our in-dialog re-INVITE (RFC 3261 §13.2.2.4): same URI and route set, the To
+    of the response, CSeq number of the INVITE; the endpoint adds a fresh Via."""
+    h = Headers()
+    h.add("Max-Forwards", "70")
+    for route in invite.headers.get_all("Route"):
+        h.add("Route", route)
+    for name in ("From", "Call-ID"):
+        value = invite.headers.get(name)
+        if value is not None:
+            h.add(name, value)
+    to = resp.headers.get("To") or invite.headers.get("To")
+    if to is not None:
+        h.add("To", to)
+    h.add("CSeq", f"{invite.cseq.number} ACK")
+    return Request("ACK", invite.uri, h, b"")
+
+
+class FocusKeying:
+    """The focus's group-key machinery (see the module docstring)."""
+
+    def __init__(self, focus: Focus) -> None:
+        self.focus = focus
+        self.mode = DownlinkMode.PER_PARTICIPANT
+        self.policy = RekeyPolicy.both()
+        self.config = KeyManagerConfig()
+        self.managers: dict[str, GroupKeyManager] = {}
+        self.legs: dict[str, _LegKeys] = {}
+        self.wake: Callable[[], None] | None = None  # the runtime's flush: call handle_timer soon
+        self.capable: Callable[[str], bool] = lambda user: False  # operator: this AoR's phone rekeys
+        self.trace: list[KeyingTrace] | None = None  # set to [] to record
+        self.counters: dict[str, int] = dict.fromkeys(
+            ("reinvites", "reinvite_bytes", "answers_2xx", "answers_failed", "retries_491", "acks"), 0
+        )
+        self._events: list[GroupStreamConfirmed | GroupStreamFailing] = []
+        self._group_confs: set[str] = set()
+        self._ep: SipEndpoint | None = None
+        self._rng = random.Random()
+
+    # ------------------------------------------------------------------------------------------ setup
+
+    def configure(
+        self, downlink: str | DownlinkMode, rekey: str | RekeyPolicy, config: KeyManagerConfig | None = None
+    ) -> None:
+        """Defaults for conferences without a booking.  Raises :class:`PolicyError`."""
+        self.mode = downlink if isinstance(downlink, DownlinkMode) else DownlinkMode.parse(downlink)
+        self.policy = rekey if isinstance(rekey, RekeyPolicy) else RekeyPolicy.parse(rekey)
+        if config is not None:
+            self.config = config
+
+    def policy_for(self, conf_id: str) -> tuple[DownlinkMode, RekeyPolicy]:
+        planned = self.focus.planned
+        booked = planned.keying(conf_id) if planned is not None else None
+        if booked is not None:
+            downlink, rekey = booked
+            try:
+                return DownlinkMode.parse(str(downlink)), RekeyPolicy.parse(str(rekey))
+            except PolicyError as exc:
+                log.warning("event=key_policy_invalid conf=%s reason=%r", conf_id, str(exc))
+        return self.mode, self.policy
+
+    def manager(self, conf_id: str) -> GroupKeyManager:
+        mgr = self.managers.get(conf_id)
+        if mgr is None:
+            mode, policy = self.policy_for(conf_id)
+            if mode is DownlinkMode.GROUP and not hasattr(self.focus.media, "add_group_epoch"):
+                log.warning("event=key_policy_unsupported conf=%s reason=mixer-without-group-keys", conf_id)
+                mode = DownlinkMode.PER_PARTICIPANT  # a media control without group keying (test fakes)
+            mgr = self.managers[conf_id] = GroupKeyManager(mode, policy, self.config, conference_id=conf_id)
+            log.info("event=key_policy conf=%s downlink=%s rekey=%s", conf_id, mode, policy)
+        return mgr
+
+    def snapshot(self, conf_id: str) -> KeySnapshot | None:
+        mgr = self.managers.get(conf_id)
+        return None if mgr is None else mgr.snapshot()
+
+    def scope(self, leg_id: str) -> KeyScope:
+        lk = self.legs.get(leg_id)
+        return KeyScope.PER_PARTICIPANT if lk is None else lk.scope
+
+    # ------------------------------------------------------------------------------------ focus hooks
+
+    def busy(self, leg_id: str) -> bool:
+        """A re-INVITE of ours is in flight on this leg (the participant's own re-INVITE gets 491)."""
+        lk = self.legs.get(leg_id)
+        return lk is not None and lk.current is not None and lk.current.retry_at is None
+
+    def on_ack(self, ep: SipEndpoint, leg: Leg, now: float) -> None:
+        """The leg's INVITE transaction is complete (ACK received, or our dial-out ACKed): join once, and
+        send what waited for it."""
+        self._ep = ep
+        if leg.closing or leg.dialog is None:
+            return
+        lk = self.legs.get(leg.leg_id)
+        if lk is None:
+            lk = self.legs[leg.leg_id] = _LegKeys(leg.leg_id, leg.conf_id)
+        if not lk.joined:
+            lk.joined = True
+            mgr = self.manager(leg.conf_id)
+            decision = leg.media.decision
+            codec_ok = (
+                decision is not None and (decision.codec.name, decision.codec.payload_type) == GROUP_CODEC
+            )
+            if mgr.group_mode and not (leg.media.secure and codec_ok):
+                log.info(
+                    "event=key_scope conf=%s leg=%s scope=per-participant reason=codec-or-plain",
+                    leg.conf_id,
+                    leg.leg_id,
+                )
+            else:
+                self._record(now, leg.conf_id, "join", leg.leg_id)
+                self._run(ep, leg.conf_id, mgr.join(leg.leg_id, now, capable=self.capable(leg.user)), now)
+        self._next(ep, lk, now)
+
+    def on_forget(self, leg: Leg, now: float) -> None:
+        """The leg is being released (BYE either way, failure, conference end)."""
+        lk = self.legs.pop(leg.leg_id, None)
+        if lk is None:
+            return
+        for op in ([lk.current] if lk.current is not None else []) + lk.queue:
+            _wipe(op)
+        lk.current = None
+        lk.queue.clear()
+        mgr = self.managers.get(leg.conf_id)
+        if mgr is None:
+            return
+        if self.focus.registry.get(leg.conf_id) is None:  # the conference is gone, and its media with it
+            mgr.close(now)  # wipes the epoch keys; the mixer dropped its contexts with the conference
+            del self.managers[leg.conf_id]
+            self._group_confs.discard(leg.conf_id)
+            return
+        ep = self._ep
+        if lk.joined and leg.leg_id in mgr:
+            self._record(now, leg.conf_id, "leave", leg.leg_id)
+            actions = mgr.leave(leg.leg_id, now)
+            if ep is not None:
+                self._run(ep, leg.conf_id, actions, now)
+
+    def on_media_event(self, ev: MediaEvent) -> None:
+        if isinstance(ev, GroupStreamConfirmed | GroupStreamFailing):
+            self._events.append(ev)
+            if self.wake is not None:
+                self.wake()
+
+    def stray_2xx(self, ep: SipEndpoint, resp: Response) -> bool:
+        """A retransmitted 2xx to one of our re-INVITEs: ACK it again."""
+        for lk in self.legs.values():
+            ack = lk.acks.get(resp.cseq.number)
+            if ack is not None and resp.call_id == ack.call_id:
+                leg = self.focus.legs.get(lk.leg_id)
+                if leg is not None and leg.dialog is not None:
+                    ep.send_stateless(ack, dialog_destination(leg.dialog, leg.peer))
+                return True
+        return False
+
+    def next_deadline(self) -> float | None:
+        if self._events:
+            return 0.0
+        best: float | None = None
+        for mgr in self.managers.values():
+            d = mgr.next_deadline()
+            if d is not None and (best is None or d < best):
+                best = d
+        for lk in self.legs.values():
+            if lk.current is not None and lk.current.retry_at is not None:
+                d = lk.current.retry_at
+                if best is None or d < best:
+                    best = d
+        return best
+
+    def handle_timer(self, ep: SipEndpoint, now: float) -> None:
+        self._ep = ep
+        events, self._events = self._events, []
+        for ev in events:
+            lk = self.legs.get(ev.leg_id)
+            mgr = self.managers.get(lk.conf_id) if lk is not None else None
+            if lk is None or mgr is None:
+                continue
+            kev: Event = (
+                KeyUseConfirmed(ev.leg_id, ev.epoch)
+                if isinstance(ev, GroupStreamConfirmed)
+                else KeyUseFailed(ev.leg_id, ev.epoch)
+            )
+            if isinstance(ev, GroupStreamFailing):
+                log.info(
+                    "event=key_use_failed leg=%s epoch=%d evidence=%s loss=%.2f",
+                    ev.leg_id,
+                    ev.epoch,
+                    ev.evidence,
+                    ev.fraction_lost,
+                )
+            self._run(ep, lk.conf_id, mgr.handle(kev, now), now)
+        for conf_id, mgr in list(self.managers.items()):
+            d = mgr.next_deadline()
+            if d is not None and d <= now:
+                self._run(ep, conf_id, mgr.handle_timer(now), now)
+        for lk in list(self.legs.values()):
+            op = lk.current
+            if op is not None and op.retry_at is not None and op.retry_at <= now:
+                op.retry_at = None
+                self._send(ep, lk, op, now)
+
+    # ------------------------------------------------------------------------------------ actions
+
+    def _run(self, ep: SipEndpoint, conf_id: str, actions: list[Action], now: float) -> None:
+        media = self.focus.media
+        for a in actions:
+            try:
+                if isinstance(a, Rekey):
+                    if a.epoch == 1 or conf_id not in self._group_confs:
+                        media.set_downlink_mode(conf_id, "group")
+                        self._group_confs.add(conf_id)
+                    media.add_group_epoch(
+                        conf_id, a.epoch, SrtpKeys(a.key.suite, a.key.key, a.key.salt), a.ssrc
+                    )
+                    log.info(
+                        "event=group_rekey conf=%s epoch=%d ssrc=%d reason=%s",
+                        conf_id,
+                        a.epoch,
+                        a.ssrc,
+                        a.reason,
+                    )
+                    self._record(now, conf_id, "rekey", None, a.epoch, a.reason)
+                elif isinstance(a, OfferKey):
+                    self._queue_op(ep, a.listener, _Op(a.epoch, _copy_key(a.key)), now)
+                elif isinstance(a, SwitchListener):
+                    media.set_listener_stream(
+                        a.listener, a.epoch, speaker_ssrc=a.speaker_ssrc, keep_own=a.keep_own
+                    )
+                    lk = self.legs.get(a.listener)
+                    if lk is not None:
+                        lk.route = (a.epoch, a.speaker_ssrc)
+                    self._record(
+                        now, conf_id, "switch", a.listener, a.epoch, "probation" if a.keep_own else ""
+                    )
+                    if not a.keep_own:
+                        self._set_scope(ep, a.listener, KeyScope.GROUP, now)
+                elif isinstance(a, SettleListener):
+                    lk = self.legs.get(a.listener)
+                    speaker = lk.route[1] if lk is not None and lk.route is not None else None
+                    media.set_listener_stream(a.listener, a.epoch, speaker_ssrc=speaker, keep_own=False)
+                    self._record(now, conf_id, "settle", a.listener, a.epoch)
+                    self._set_scope(ep, a.listener, KeyScope.GROUP, now)
+                elif isinstance(a, DemoteListener):
+                    media.set_listener_stream(a.listener, None)
+                    lk = self.legs.get(a.listener)
+                    if lk is not None:
+                        lk.route = None
+                    self._record(now, conf_id, "demote", a.listener, None, a.reason)
+                    self._set_scope(ep, a.listener, KeyScope.PER_PARTICIPANT, now)
+                    self._queue_op(ep, a.listener, _Op(None, None), now)
+                elif isinstance(a, DropListener):
+                    self._record(now, conf_id, "drop", a.listener, None, a.reason)
+                    leg = self.focus.legs.get(a.listener)
+                    log.warning("event=key_drop leg=%s reason=%r", a.listener, a.reason)
+                    if leg is not None and not leg.closing:
+                        self.focus._disconnect(ep, leg, f"key change failed ({a.reason})", now, send_bye=True)
+                elif isinstance(a, StopListener):
+                    pass  # the leg is being released: release_leg stops everything
+                elif isinstance(a, RetireEpoch):
+                    media.retire_group_epoch(conf_id, a.epoch)
+                    self._record(now, conf_id, "retire", None, a.epoch)
+            except (MediaEngineError, KeyError) as exc:
+                log.warning(
+                    "event=key_action_failed conf=%s action=%s reason=%r", conf_id, type(a).__name__, str(exc)
+                )
+                if isinstance(a, SwitchListener | SettleListener):
+                    mgr = self.managers.get(conf_id)
+                    if mgr is not None and a.listener in mgr:
+                        self._run(ep, conf_id, mgr.handle(KeyUseFailed(a.listener, a.epoch), now), now)
+
+    def _set_scope(self, ep: SipEndpoint, leg_id: str, scope: KeyScope, now: float) -> None:
+        lk = self.legs.get(leg_id)
+        if lk is None or lk.scope is scope:
+            return
+        lk.scope = scope
+        leg = self.focus.legs.get(leg_id)
+        if leg is None:
+            return
+        log.info("event=key_scope conf=%s leg=%s scope=%s", leg.conf_id, leg_id, scope.value)
+        details = self.focus.details.get(leg_id)
+        self.focus.details[leg_id] = replace(
+            details if details is not None else EndpointDetails(), key_scope=scope
+        )
+        conf = self.focus.registry.get(leg.conf_id)
+        if conf is None or leg.pid not in conf:
+            return
+        p = conf.participant(leg.pid)
+        # the roster itself does not change: a media event with a new version carries the new key scope
+        ev = ParticipantMediaChanged(conf.conf_id, conf._bump(), p, p.media)
+        self.focus.apply(ep, conf, [ev], now)
+
+    # ------------------------------------------------------------------------------------ SIP
+
+    def _queue_op(self, ep: SipEndpoint, leg_id: str, op: _Op, now: float) -> None:
+        lk = self.legs.get(leg_id)
+        if lk is None:
+            _wipe(op)
+            return
+        if op.epoch is None:  # a demotion cancels queued offers (the manager has forgotten them)
+            for old in lk.queue:
+                _wipe(old)
+            lk.queue.clear()
+        lk.queue.append(op)
+        self._next(ep, lk, now)
+
+    def _next(self, ep: SipEndpoint, lk: _LegKeys, now: float) -> None:
+        leg = self.focus.legs.get(lk.leg_id)
+        if lk.current is not None or not lk.queue or leg is None:
+            return
+        if leg.retrans is not None or leg.dialog is None:
+            return  # the participant's INVITE is not acknowledged yet: on_ack calls again
+        op = lk.queue.pop(0)
+        lk.current = op
+        self._send(ep, lk, op, now)
+
+    def _send(self, ep: SipEndpoint, lk: _LegKeys, op: _Op, now: float) -> None:
+        leg = self.focus.legs.get(lk.leg_id)
+        if leg is None or leg.closing or leg.dialog is None:
+            self._done(ep, lk, op, False, now)
+            return
+        ms = leg.media
+        decision = ms.decision
+        if decision is None or decision.srtp is None or ms.tx_key is None:
+            self._done(ep, lk, op, False, now)
+            return
+        key = op.key if op.key is not None else ms.tx_key
+        if not op.sdp:
+            ms.version += 1
+            crypto = CryptoAttribute.from_key(decision.srtp.tag, key.suite, key.key_salt)
+            op.sdp = _with_crypto(ms.answer, ms.version, crypto)
+        try:
+            hdrs = [("Allow", ", ".join(ep.config.caps.allow)), ("Content-Type", "application/sdp")]
+            invite = leg.dialog.create_request("INVITE", headers=hdrs, body=op.sdp)
+        except LocalProtocolError as exc:
+            log.info("event=key_reinvite_impossible leg=%s reason=%r", lk.leg_id, str(exc))
+            self._done(ep, lk, op, False, now)
+            return
+        op.invite = invite
+        op.sent_at = now
+        self.counters["reinvites"] += 1
+        self.counters["reinvite_bytes"] += len(bytes(invite))
+        self._record(
+            now, lk.conf_id, "offer" if op.epoch is not None else "demote-offer", lk.leg_id, op.epoch
+        )
+        log.info("event=key_reinvite leg=%s epoch=%s", lk.leg_id, op.epoch if op.epoch is not None else "own")
+        dest = dialog_destination(leg.dialog, leg.peer)
+
+        def on_response(resp: Response, t: float) -> None:
+            self._on_response(ep, lk, op, resp, t)
+
+        ep.send_request(invite, dest, now, on_response=on_response)
+
+    def _on_response(self, ep: SipEndpoint, lk: _LegKeys, op: _Op, resp: Response, now: float) -> None:
+        if resp.status < 200 or lk.current is not op:
+            return
+        leg = self.focus.legs.get(lk.leg_id)
+        if leg is None or leg.dialog is None:
+            return
+        self._ep = ep
+        leg.dialog.receive_response(resp)
+        assert op.invite is not None
+        if 200 <= resp.status < 300:
+            ack = _ack_for(op.invite, resp)
+            lk.acks = {op.invite.cseq.number: ack}
+            ep.send_stateless(ack, dialog_destination(leg.dialog, leg.peer))
+            self.counters["acks"] += 1
+            ok = self._take_answer(leg, op, resp)
+            self.counters["answers_2xx" if ok else "answers_failed"] += 1
+            self._done(ep, lk, op, ok, now)
+            return
+        if resp.status == 491 and not op.retried:
+            op.retried = True
+            op.retry_at = now + self._rng.uniform(2.1, 4.0)
+            self.counters["retries_491"] += 1
+            return
+        self.counters["answers_failed"] += 1
+        log.info("event=key_reinvite_refused leg=%s status=%d", lk.leg_id, resp.status)
+        self._done(ep, lk, op, False, now)
+
+    def _take_answer(self, leg: Leg, op: _Op, resp: Response) -> bool:
+        """Apply the listener's SDP answer: its (possibly new) key becomes the mixer's receive key."""
+        ms = leg.media
+        try:
+            sd = SessionDescription.parse(resp.body)
+            values = sd.media[0].get_attributes("crypto") if sd.media else []
+            crypto = CryptoAttribute.parse(values[0]) if values else None
+        except (SdpParseError, ValueError, IndexError):
+            log.info("event=key_answer_bad leg=%s", leg.leg_id)
+            return False
+        if crypto is None:
+            return False
+        if crypto.key_salt != ms.rx_key_salt:
+            try:
+                klen = SUITES[crypto.suite][0]
+                rx = SrtpKeys(crypto.suite, crypto.key_salt[:klen], crypto.key_salt[klen:])
+                self.focus.media.update_leg(leg.leg_id, rx_keys=rx)
+                ms.rx_key_salt = crypto.key_salt
+            except (MediaEngineError, ValueError, KeyError) as exc:
+                log.info("event=key_answer_rx_failed leg=%s reason=%r", leg.leg_id, str(exc))
+                return False
+        ms.answer = op.sdp
+        if ms.group_key is not None:
+            ms.group_key.wipe()
+        ms.group_key = _copy_key(op.key) if op.key is not None else None
+        return True
+
+    def _done(self, ep: SipEndpoint, lk: _LegKeys, op: _Op, ok: bool, now: float) -> None:
+        if lk.current is op:
+            lk.current = None
+        _wipe(op)
+        self._answer(ep, lk, op, ok, now)
+        self._next(ep, lk, now)
+
+    def _answer(self, ep: SipEndpoint, lk: _LegKeys, op: _Op, ok: bool, now: float) -> None:
+        mgr = self.managers.get(lk.conf_id)
+        if mgr is None or lk.leg_id not in mgr:
+            return
+        self._record(now, lk.conf_id, "answer", lk.leg_id, op.epoch, "ok" if ok else "failed")
+        ev: Event
+        if op.epoch is not None:
+            ev = KeyAnswerReceived(lk.leg_id, op.epoch, ok)
+        else:
+            ev = DemoteDone(lk.leg_id) if ok else DemoteFailed(lk.leg_id)
+        self._run(ep, lk.conf_id, mgr.handle(ev, now), now)
+
+    def _record(
+        self,
+        now: float,
+        conf_id: str,
+        what: str,
+        leg_id: str | None = None,
+        epoch: int | None = None,
+        detail: str = "",
+    ) -> None:
+        if self.trace is not None:
+            self.trace.append(KeyingTrace(now, conf_id, what, leg_id, epoch, detail))

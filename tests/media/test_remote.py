@@ -1,0 +1,201 @@
+"""The new control operations over the real mutual-TLS JSON-lines channel (RemoteMediaControl ->
+MixerControlServer) on loopback, with certificates from the dev CA."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from media_peer import make_keys
+
+from imsconf.app.pki import client_ssl_context, ensure_dev_pki, issue_cert, server_ssl_context
+from imsconf.media.engine import (
+    GroupStreamConfirmed,
+    GroupStreamFailing,
+    MediaEngine,
+    MediaEngineError,
+    MediaEvent,
+    PromptFinished,
+)
+from imsconf.media.remote import MixerControlServer, RemoteMediaControl
+from imsconf.media.rtp import ReceiverReport, ReportBlock, serialize_rtcp
+from imsconf.media.srtp import SrtpSender
+
+
+class FakeTransport:
+    """The PortAllocator + clock the mixer side needs (no sockets: the engine is driven by hand)."""
+
+    host = "127.0.0.1"
+
+    def __init__(self) -> None:
+        self.next = 42000
+        self.after_tick: Callable[[], None] | None = None
+
+    def now(self) -> float:
+        return 0.0
+
+    def open_ports(self, rtcp_mux: bool) -> tuple[int, int]:
+        p = self.next
+        self.next += 2
+        return (p, p) if rtcp_mux else (p, p + 1)
+
+    def close_ports(self, rtp_port: int, rtcp_port: int) -> None:
+        pass
+
+
+async def until(cond: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while True:
+        try:
+            if cond():
+                return
+        except MediaEngineError:  # the command that creates the leg has not arrived yet
+            pass
+        if loop.time() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.005)
+
+
+def run(tmp_path: Path, body: Callable[[RemoteMediaControl, MixerControlServer], Awaitable[None]]) -> None:
+    pki = ensure_dev_pki(tmp_path / "data", [])
+    cert, key = issue_cert(pki, "focus", tmp_path / "focus", client=True)
+    server_ctx = server_ssl_context(pki, require_client_cert=True)
+    client_ctx = client_ssl_context(pki.ca_cert, cert, key)
+
+    async def main() -> None:
+        engine = MediaEngine(rng=random.Random(11))
+        transport = FakeTransport()
+        mixer = MixerControlServer.build(engine, transport)
+        server = await asyncio.start_server(mixer.handle, "127.0.0.1", 0, ssl=server_ctx)
+        port = server.sockets[0].getsockname()[1]
+        remote = RemoteMediaControl()
+        try:
+            await remote.connect("127.0.0.1", port, client_ctx)
+            await body(remote, mixer)
+        finally:
+            await remote.close()
+            server.close()
+            await server.wait_closed()
+
+    asyncio.run(main())
+
+
+def test_every_new_operation_round_trips(tmp_path: Path) -> None:
+    async def body(remote: RemoteMediaControl, mixer: MixerControlServer) -> None:
+        eng = mixer.control.engine
+        got: list[MediaEvent] = []
+        remote.set_event_sink(got.append)
+        for leg in ("a", "b"):
+            remote.allocate_leg("c1", leg, rtcp_mux=True)
+        tx, rx = make_keys(), make_keys()
+        remote.configure_leg(
+            "a",
+            remote_rtp=("127.0.0.1", 5000),
+            remote_rtcp=None,
+            codec_pt=0,
+            codec_name="PCMU",
+            dtmf_pt=101,
+            tx_keys=tx,
+            rx_keys=rx,
+        )
+        remote.configure_leg(
+            "b",
+            remote_rtp=("127.0.0.1", 5002),
+            remote_rtcp=None,
+            codec_pt=0,
+            codec_name="PCMU",
+            dtmf_pt=None,
+            tx_keys=make_keys(),
+            rx_keys=make_keys(),
+        )
+        remote.set_downlink_mode("c1", "group")
+        group_key = make_keys()
+        remote.add_group_epoch("c1", 1, group_key, 0x7000_0001)
+        remote.add_group_epoch("c1", 2, make_keys(), 0x7000_0002, codec_name="PCMU", codec_pt=0)
+        remote.set_listener_stream("a", 1, speaker_ssrc=0x7000_0101, keep_own=True)
+        await until(lambda: eng.leg_stats("a").group_epoch == 1, "set_listener_stream")
+        assert eng.downlink_mode("c1") == "group" and eng.group_epochs("c1") == [1, 2]
+        assert not group_key.wiped  # the focus's copy is the focus's business
+        a = eng._legs["a"].group
+        assert a is not None and a.pssrc == 0x7000_0101 and a.keep_own
+        # the mixer executes with the key it was sent: the common stream decrypts with it
+        out = eng.tick(0.0)
+        from imsconf.media.srtp import SrtpReceiver
+
+        common = [d for p, d, _ in out if p == eng.leg_ports("a")[0] and d[8:12] == bytes.fromhex("70000001")]
+        assert len(common) == 1 and SrtpReceiver(group_key).unprotect(common[0])
+
+        remote.retire_group_epoch("c1", 1)
+        await until(lambda: eng.group_epochs("c1") == [2], "retire_group_epoch")
+        assert eng.leg_stats("a").group_epoch is None
+        remote.set_listener_stream("a", 2)
+        remote.set_listener_stream("b", 2)
+        await until(lambda: eng.leg_stats("b").group_epoch == 2, "set_listener_stream 2")
+        remote.set_listener_stream("b", None)
+        await until(lambda: eng.leg_stats("b").group_epoch is None, "set_listener_stream None")
+
+        remote.set_floor_control("c1", True)
+        remote.set_floor_holders("c1", frozenset({"b"}))
+        await until(lambda: eng._confs["c1"].holders == frozenset({"b"}), "set_floor_holders")
+        assert eng._confs["c1"].floor and not eng._legs["a"].mixes_in and eng._legs["b"].mixes_in
+
+        remote.set_lobby("a", True)
+        remote.play_prompt("a", "beep", loop=False)
+        await until(lambda: eng.leg_stats("a").prompt == "beep", "play_prompt")
+        assert eng.leg_stats("a").lobby
+        # events come back: the prompt ends, a receiver report confirms epoch 2 for a
+        remote.set_listener_stream("a", 2)
+        await until(lambda: eng.leg_stats("a").group_epoch == 2, "back on epoch 2")
+        for i in range(12):
+            eng.tick(0.02 * (i + 1))
+        rr = SrtpSender(rx).protect_rtcp(
+            serialize_rtcp([ReceiverReport(1234, (ReportBlock(0x7000_0002, 0, 0, 9, 1),))])
+        )
+        eng.receive(eng.leg_ports("a")[0], rr, ("127.0.0.1", 5000), 0.3)
+        mixer.control.deliver_events()
+        await until(lambda: len(got) >= 2, "events")
+        assert PromptFinished("a", "beep") in got and GroupStreamConfirmed("a", 2) in got
+        # and GroupStreamFailing crosses too
+        mixer._on_event(GroupStreamFailing("b", 2, 0.5, "loss"))
+        await until(lambda: GroupStreamFailing("b", 2, 0.5, "loss") in got, "failing event")
+
+        remote.play_prompt("a", None)
+        remote.set_lobby("a", False)
+        await until(lambda: not eng.leg_stats("a").lobby, "set_lobby False")
+        assert eng.leg_stats("a").prompt is None
+
+        # errors come back on the channel, the stream keeps going
+        remote.retire_group_epoch("c1", 99)
+        remote.add_group_epoch("c1", 3, make_keys(), 0x7000_0002)  # SSRC reuse
+        await until(lambda: len(remote.errors) == 2, "errors")
+        assert [e["op"] for e in remote.errors] == ["retire_group_epoch", "add_group_epoch"]
+        assert "never reused" in remote.errors[1]["error"]
+
+        remote.release_conference("c1")
+        await until(lambda: "c1" not in eng._confs and not list(eng.legs()), "release_conference")
+
+    run(tmp_path, body)
+
+
+def test_bad_mode_is_refused_locally(tmp_path: Path) -> None:
+    async def body(remote: RemoteMediaControl, mixer: MixerControlServer) -> None:
+        with pytest.raises(MediaEngineError):
+            remote.set_downlink_mode("c1", "mixed")  # type: ignore[arg-type]
+
+    run(tmp_path, body)
+
+
+def test_a_vanished_focus_takes_its_group_keys_with_it(tmp_path: Path) -> None:
+    async def body(remote: RemoteMediaControl, mixer: MixerControlServer) -> None:
+        eng = mixer.control.engine
+        remote.set_downlink_mode("c9", "group")
+        remote.add_group_epoch("c9", 1, make_keys(), 0x7100_0001)
+        await until(lambda: eng.group_epochs("c9") == [1], "add_group_epoch")
+        await remote.close()
+        await until(lambda: "c9" not in eng._confs, "conference state dropped on disconnect")
+
+    run(tmp_path, body)
