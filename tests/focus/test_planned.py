@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from control_helpers import notifies, ok_all, users_of
+from control_helpers import notifies, ok_all, subscribe, users_of
 from helpers import DOMAIN, FOCUS_HOST, UA, Harness, requests, responses, sdp_offer
 
 from imsconf.booking.model import Booking, Invitee, InviteeRole, hash_pin
@@ -350,3 +350,18 @@ def test_thread_pin_checker_wakes_the_driver() -> None:
         return got
 
     assert sorted(asyncio.run(run())) == [False, True]  # type: ignore[type-var]
+
+
+def test_out_of_dialog_subscribe_to_the_booked_uri_reaches_the_live_conference(tmp: Path) -> None:
+    """A booked conference keeps its chosen URI: an out-of-dialog SUBSCRIBE to it (at the domain or at our
+    address) finds the running conference, like one to its conf-<id> Contact."""
+    w = World(tmp)
+    alice = w.h.ua("alice")
+    w.dial(alice)
+    for target in (f"sip:weekly@{FOCUS_HOST}", f"sip:weekly@{DOMAIN}"):
+        watcher = w.h.ua("alice")  # the same user from another device: a participant may subscribe
+        resp, sent = subscribe(w.h, watcher, target)
+        assert resp.status == 200, (target, resp.status, resp.reason)
+        (full,) = notifies(sent, "conference")
+        assert users_of(full.body) == ["sip:alice@example.net"]
+        ok_all(w.h, watcher, sent)

@@ -55,13 +55,14 @@ def _keys(call: Call) -> list[bytes]:
     return list(dict.fromkeys(out))
 
 
-def _wait(cond: object, timeout: float, what: str) -> None:
+def _wait(cond: object, timeout: float, what: str, srv: ServerProcess | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if callable(cond) and cond():
             return
         time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    tail = "" if srv is None else "\n" + srv.log()[-6000:]
+    raise AssertionError(f"timed out waiting for {what}{tail}")
 
 
 def _switches(call: Call) -> list[float]:
@@ -115,7 +116,7 @@ def test_group_rekey_join_leave_with_test_uas_and_baresip(server: ServerProcess,
         t_phones = time.monotonic()
         # the listeners end up on the group key; baresip is demoted (its reports never show the epoch)
         _wait(lambda: srv.log().count("scope=per-participant") >= 2 and "scope=group" in srv.log(), 25,
-              "baresip demotions and a listener on the group key:\n" + srv.log()[-3000:])  # fmt: skip
+              "baresip demotions and a listener on the group key", srv)  # fmt: skip
 
         # (a) a leaver
         leaver = call(ua("leaver", 0.0), conf_uri)

@@ -72,10 +72,17 @@ class Control:
 
     def _conference(self, inc: IncomingRequest) -> Conference | None:
         try:
-            user = inc.request.request_uri.user_unescaped or ""
+            ruri = inc.request.request_uri
         except SipParseError:
             return None
-        return self.focus.registry.get(user[5:]) if user.startswith("conf-") else None
+        user = ruri.user_unescaped or ""
+        if user.startswith("conf-"):
+            return self.focus.registry.get(user[5:])
+        # a booked conference keeps its chosen URI (sip:weekly@DOMAIN), reached at our address too
+        registry = self.focus.registry
+        return registry.by_uri(str(ruri)) or (
+            registry.by_uri(f"sip:{ruri.user}@{self.focus.config.domain}") if ruri.user else None
+        )
 
     @staticmethod
     def requester(ep: SipEndpoint, inc: IncomingRequest) -> str | None:
