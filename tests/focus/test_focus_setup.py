@@ -13,6 +13,7 @@ from helpers import (
     FOCUS_HOST,
     SUITE,
     Harness,
+    RecordingMedia,
     answer_crypto,
     conf_id_of,
     new_key,
@@ -21,7 +22,7 @@ from helpers import (
 
 from imsconf.conference.participant import ParticipantStatus
 from imsconf.focus.app import FocusConfig
-from imsconf.media.control import LocalMediaControl
+from imsconf.media.control import LegPorts, LocalMediaControl
 from imsconf.media.engine import Direction, MediaEngine
 from imsconf.sdp.session import SessionDescription
 
@@ -246,3 +247,17 @@ def test_contact_names_the_transport_the_invite_came_on(transport: str) -> None:
     contact = resp.headers.get("Contact") or ""
     port = 5061 if transport == "tls" else 5060
     assert f"@{FOCUS_HOST}:{port};transport={transport}>" in contact
+
+
+class _NoPorts(RecordingMedia):
+    def allocate_leg(self, conference_id: str, leg_id: str, rtcp_mux: bool) -> LegPorts:
+        raise OSError(98, "media port range exhausted")
+
+
+def test_no_media_ports_is_503_with_retry_after_and_leaves_nothing_behind() -> None:
+    h = Harness(control=_NoPorts())
+    ua = h.ua("alice")
+    resp = h.call(ua, FACTORY)
+    assert resp.status == 503 and resp.reason.startswith("Service Unavailable")
+    assert resp.headers.get("Retry-After") == "5"
+    assert len(h.focus.registry) == 0 and not h.focus.legs

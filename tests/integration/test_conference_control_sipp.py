@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from baresip import free_udp_range
 from harness import SCENARIOS, ServerProcess, free_port_pair, run_sipp, sipp_errors
 from lxml import etree
 
@@ -23,7 +24,12 @@ from peers import require_peer
 
 pytestmark = pytest.mark.peer
 
-CONFIG = "allow_plain_rtp = true\nallow_sdes_over_udp = true\nrtp_port_range = [33000, 33999]\n"
+# RTP ports chosen free at run time (fixed ranges collide with other servers on the machine)
+_RTP = free_udp_range(400)
+CONFIG = (
+    "allow_plain_rtp = true\nallow_sdes_over_udp = true\n"
+    f"rtp_port_range = [{_RTP[0]}, {_RTP[1]}]\n"
+)
 
 
 @pytest.fixture(scope="module")

@@ -20,9 +20,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from baresip import free_udp_range
 from harness import REPO, ServerProcess, free_port_pair, run_sipp, sipp_errors
 
 pytestmark = pytest.mark.peer
+
+# RTP ports chosen free at run time (fixed ranges collide with other servers on the machine)
+_RTP = free_udp_range(400)
 
 
 def _iso(dt: datetime) -> str:
@@ -47,7 +51,9 @@ def book(
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     base = tmp_path_factory.mktemp("planned")
     cfg = base / "imsconf.toml"
-    cfg.write_text("allow_plain_rtp = true\nallow_sdes_over_udp = true\nrtp_port_range = [33000, 33999]\n")
+    cfg.write_text(
+        f"allow_plain_rtp = true\nallow_sdes_over_udp = true\nrtp_port_range = [{_RTP[0]}, {_RTP[1]}]\n"
+    )
     srv = ServerProcess(base / "var", free_port_pair())
     srv.start("--config", str(cfg), "--log-level", "debug", auth="none")
     yield srv

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from baresip import free_udp_range
 from harness import ServerProcess, free_port_pair
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -28,12 +29,15 @@ pytestmark = pytest.mark.peer
 
 TONES = {"alice": 440.0, "bob": 1000.0, "carol": 1700.0}
 
+# RTP ports chosen free at run time (fixed ranges collide with other servers on the machine)
+_RTP = free_udp_range(400)
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     base = tmp_path_factory.mktemp("threeparty")
     cfg = base / "imsconf.toml"
-    cfg.write_text("allow_sdes_over_udp = true\nrtp_port_range = [34000, 34999]\n")
+    cfg.write_text(f"allow_sdes_over_udp = true\nrtp_port_range = [{_RTP[0]}, {_RTP[1]}]\n")
     srv = ServerProcess(base / "var", free_port_pair())
     srv.start("--config", str(cfg), auth="none")
     yield srv

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from baresip import free_udp_range
 from harness import SCENARIOS, ServerProcess, free_port_pair, sipp_errors
 
 from peers import require_peer
@@ -25,12 +26,17 @@ from uas import UserAgent
 
 pytestmark = pytest.mark.peer
 
+# RTP ports chosen free at run time (fixed ranges collide with other servers on the machine)
+_RTP = free_udp_range(400)
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     base = tmp_path_factory.mktemp("threeparty_sipp")
     cfg = base / "imsconf.toml"
-    cfg.write_text("allow_plain_rtp = true\nallow_sdes_over_udp = true\nrtp_port_range = [35000, 35999]\n")
+    cfg.write_text(
+        f"allow_plain_rtp = true\nallow_sdes_over_udp = true\nrtp_port_range = [{_RTP[0]}, {_RTP[1]}]\n"
+    )
     srv = ServerProcess(base / "var", free_port_pair())
     srv.start("--config", str(cfg), auth="none")
     yield srv

@@ -48,6 +48,7 @@ from .dialout import Dialer
 from .floor import FocusFloor
 from .keying import FocusKeying
 from .media_session import MediaSession, NegotiationError
+from .presentation import FocusPresentation
 from .refer import referred_by_uri
 from .routing import dialog_destination
 from .subscriptions import Notifier
@@ -155,6 +156,7 @@ class Focus:
         self.control = Control(self)
         self.planned: PlannedConferences | None = None  # booked conferences (.planned.enable_planned)
         self.floor = FocusFloor(media)  # BFCP (imsconf.focus.floor): the runtime adds its listeners
+        self.presentation = FocusPresentation(self)  # video switching, floor state (.presentation)
         self.keying = FocusKeying(self)  # group downlink keys and rekeying (imsconf.focus.keying)
         media.set_event_sink(self._on_media_event)
 
@@ -215,6 +217,8 @@ class Focus:
 
     def next_deadline(self) -> float | None:
         best = self.notifier.next_deadline()
+        if self.presentation.next_deadline() is not None:
+            best = 0.0
         if (k := self.keying.next_deadline()) is not None:
             best = k if best is None else min(best, k)
         if self.planned is not None and (p := self.planned.next_deadline()) is not None:
@@ -249,6 +253,7 @@ class Focus:
             if leg.ring_deadline is not None and now >= leg.ring_deadline and not leg.closing:
                 self.dialer.timeout(ep, leg, now)
         self.notifier.handle_timer(ep, now)
+        self.presentation.handle_timer(ep, now)
         if self.planned is not None:
             self.planned.handle_timer(ep, now)
         self.keying.handle_timer(ep, now)
@@ -336,8 +341,13 @@ class Focus:
             inc.peer,
             MediaSession(f"{conf.conf_id}.{pid}", conf.conf_id),
         )
-        leg.media.sdp_hook = self.floor.sdp_hook(
-            conf, leg.leg_id, aor, display=req.from_.display_unquoted, peer_host=inc.peer.host
+        leg.media.sdp_hook = self.presentation.sdp_hook(
+            conf,
+            leg.leg_id,
+            self.config.answer_policy(inc.secure),
+            self.floor.sdp_hook(
+                conf, leg.leg_id, aor, display=req.from_.display_unquoted, peer_host=inc.peer.host
+            ),
         )
         leg.invite_key = inc.key
         self._by_invite[inc.key] = leg
@@ -631,6 +641,7 @@ class Focus:
             ev = queue.pop(0)
             self.notifier.on_event(ep, conf, ev, now)
             self.floor.on_event(conf, ev)
+            self.presentation.on_event(conf, ev)
             if isinstance(ev, DisconnectRequired):
                 leg = self.legs.get(f"{ev.conf_id}.{ev.participant_id}")
                 if leg is not None and not leg.closing:
@@ -678,8 +689,10 @@ def _refusal(req: Request, exc: NegotiationError, *, to_tag: str | None = None) 
     """The answer to an offer we cannot take: 400 for a broken SDP, else 488; the reason phrase names why
     (printable ASCII only: the text may come from the peer's SDP) and a Warning repeats it."""
     text = "".join(c if 0x20 <= ord(c) < 0x7F else "?" for c in exc.reason)[:80]
-    base = "Bad Request" if exc.status == 400 else "Not Acceptable Here"
+    base = {400: "Bad Request", 503: "Service Unavailable"}.get(exc.status, "Not Acceptable Here")
     resp = make_response(req, exc.status, f"{base} ({text})", to_tag=to_tag)
+    if exc.status == 503:
+        resp.headers.add("Retry-After", "5")  # out of media resources for now (RFC 3261 §21.5.4)
     code = 399 if exc.status == 400 else 304  # RFC 3261 §20.43: 399 miscellaneous, 304 media not available
     resp.headers.add("Warning", f'{code} imsconf "{_warning_text(exc.reason)}"')
     return resp

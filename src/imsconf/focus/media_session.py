@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from imsconf.keys.authority import MasterKey, new_master_key
 from imsconf.media.control import LegPorts, MediaControl
 from imsconf.media.events import Direction as MediaDirection
+from imsconf.media.events import MediaEngineError
 from imsconf.media.srtp import SrtpKeys
 from imsconf.sdp.errors import OfferAnswerError, SdpParseError
 from imsconf.sdp.offer_answer import (
@@ -99,7 +100,10 @@ class MediaSession:
         direction = _media_direction(decision.local_direction.value)
         dtmf = decision.telephone_event
         if initial or self.ports is None:
-            self.ports = media.allocate_leg(self.conf_id, self.leg_id, rtcp_mux=decision.rtcp_mux)
+            try:
+                self.ports = media.allocate_leg(self.conf_id, self.leg_id, rtcp_mux=decision.rtcp_mux)
+            except (OSError, MediaEngineError) as exc:  # no ports, or the separate mixer is unreachable
+                raise NegotiationError(503, f"no media resources: {exc}") from None
             try:
                 media.configure_leg(
                     self.leg_id,
