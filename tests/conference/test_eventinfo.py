@@ -15,6 +15,7 @@ from imsconf.conference import (
     ConferenceError,
     ConferencePolicy,
     ConferenceState,
+    FloorState,
     MediaDirection,
     MediaInfo,
     Participant,
@@ -66,6 +67,17 @@ _EXT_XSD = f"""<?xml version="1.0"?>
    <xs:enumeration value="per-participant"/><xs:enumeration value="group"/></xs:restriction>
   </xs:simpleType></xs:attribute>
   <xs:attribute name="codec" type="xs:string"/></xs:complexType></xs:element>
+ <xs:element name="floors"><xs:complexType><xs:sequence>
+  <xs:element name="floor" minOccurs="0" maxOccurs="unbounded"><xs:complexType><xs:sequence>
+   <xs:element name="holder" minOccurs="0" maxOccurs="unbounded"><xs:complexType>
+    <xs:attribute name="entity" type="xs:anyURI" use="required"/></xs:complexType></xs:element>
+  </xs:sequence>
+  <xs:attribute name="id" use="required"><xs:simpleType><xs:restriction base="xs:unsignedShort">
+   <xs:minInclusive value="1"/></xs:restriction></xs:simpleType></xs:attribute>
+  <xs:attribute name="media" type="xs:token" use="required"/></xs:complexType></xs:element>
+ </xs:sequence></xs:complexType>
+ <xs:unique name="floor-id"><xs:selector xpath="ext:floor"/><xs:field xpath="@id"/></xs:unique>
+ </xs:element>
 </xs:schema>
 """.replace('itemType="auth-method-ref"', 'itemType="ext:auth-method"').replace(
     "<xs:schema ", f'<xs:schema xmlns:ext="{EXT_NS}" ', 1
@@ -406,6 +418,8 @@ OPS = st.lists(
         st.tuples(st.just("remove"), st.integers(0, 9)),
         st.tuples(st.just("status"), st.integers(0, 9), st.sampled_from(ParticipantStatus)),
         st.tuples(st.just("close")),
+        st.tuples(st.just("floor"), st.integers(1, 2), st.lists(st.integers(0, 9), max_size=2)),
+        st.tuples(st.just("floor"), st.integers(1, 2), st.lists(st.integers(0, 9), max_size=2)),
     ),
     min_size=4,
     max_size=30,
@@ -444,6 +458,12 @@ def run_op(conf: Conference, op: tuple[Any, ...]) -> Sequence[object]:
         if kind == "remove":
             pid = pick(op[1])
             return [*conf.remove(OWNER, pid, "removed"), *conf.leave(pid)]
+        if kind == "floor":  # BFCP: floor op[1] now held by the picked participants
+            floors = {f.floor_id: f for f in conf.floors}
+            floors[op[1]] = FloorState(
+                op[1], "audio" if op[1] == 1 else "video", tuple(sorted({pick(i) for i in op[2]}))
+            )
+            return list(conf.set_floors(tuple(floors.values())))
     except ConferenceError:
         return []
     raise AssertionError(kind)

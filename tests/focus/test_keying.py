@@ -7,6 +7,9 @@ streams), takes the mixer's evidence, keeps the group key in its answers, and re
 
 from __future__ import annotations
 
+from datetime import timedelta
+from pathlib import Path
+
 import pytest
 from helpers import (
     UA,
@@ -329,3 +332,53 @@ def test_key_scope_reaches_the_event_package() -> None:
     assert conf.version == before + 1  # a media event carries the new scope to subscribers
     body = h.focus.notifier.feed(conf).full(viewer_for(conf, alice.aor))
     assert b'key="group"' in body
+
+
+def test_booked_conference_policy_and_no_key_for_a_pin_lobby_caller(tmp_path: Path) -> None:
+    """A booked conference takes its downlink/rekey from the booking; a caller held in the PIN lobby is
+    offered no group key until it is admitted."""
+    from test_planned import PIN, PIN_HASH, T0, FakeLobby
+
+    from imsconf.booking.model import Booking, Invitee, InviteeRole
+    from imsconf.booking.store import BookingStore
+    from imsconf.focus.planned import PlannedConferences, PlannedConfig
+    from imsconf.media.dtmf import DtmfEvent
+    from imsconf.media.events import DtmfReceived
+
+    h, media = _harness(downlink="per-participant")  # the default; the booking says group
+    store = BookingStore(tmp_path / "bookings.db")
+    planned = PlannedConferences(
+        h.focus,
+        store,
+        wall=lambda: T0 + timedelta(minutes=5),
+        lobby_media=FakeLobby(),
+        config=PlannedConfig(pin_timeout=10.0, bye_delay=1.0),
+    )
+    h.focus.planned = planned
+    store.create(
+        Booking(
+            id="b00000001",
+            uri="sip:weekly@conf.example.com",
+            start=T0,
+            end=T0 + timedelta(hours=1),
+            created_at=T0 - timedelta(days=1),
+            capacity=5,
+            invitees=(Invitee("sip:alice@example.net", InviteeRole.CHAIR),),
+            pin_hash=PIN_HASH,
+        )
+    )
+    bob = h.ua("bob")
+    ua_keys["bob"] = new_key()
+    assert _reinvites(_connect(h, bob, "sip:weekly@203.0.113.5", ua_keys["bob"])) == []
+    leg = _leg(h, bob)
+    assert planned.in_lobby(leg)
+    assert _reinvites(h.advance(2.0)) == []  # still in the lobby: no key
+    conf_id = leg.split(".")[0]
+    for d in PIN + "#":
+        h.focus._on_media_event(DtmfReceived(leg, conf_id, DtmfEvent(d, 100, 10, end=False)))
+        h.focus._on_media_event(DtmfReceived(leg, conf_id, DtmfEvent(d, 100, 10, end=True)))
+    sent = h.advance(1.0)
+    assert not planned.in_lobby(leg)
+    (offer,) = _reinvites(sent)
+    assert media.modes[conf_id] == "group"
+    assert _key_of(offer) == media.epochs[(conf_id, 1)][0]

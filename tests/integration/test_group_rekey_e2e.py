@@ -69,10 +69,11 @@ def _switches(call: Call) -> list[float]:
     return [s.at for s in call.media.key_switches]
 
 
-def _max_gap_around(call: Call, moments: list[float], half: float = 1.0) -> float:
+def _max_gap_around(call: Call, moments: list[float], since: float, half: float = 1.0) -> float:
+    """Longest tone gap (ms) within ``half`` s of each moment, not before ``since``."""
     worst = 0.0
     for t in moments:
-        tl = call.media.timeline(since=t - half, until=t + half)
+        tl = call.media.timeline(since=max(since, t - half), until=t + half)
         worst = max(worst, tone_gap_ms(tl, TONE, window_ms=10))
     return worst
 
@@ -90,8 +91,9 @@ def test_group_rekey_join_leave_with_test_uas_and_baresip(server: ServerProcess,
     phones: list[BaresipPhone] = []
 
     def ua(user: str, amplitude: float) -> UserAgent:
-        agent = UserAgent(user, transport="tls", ca_file=str(ca), tls_server_name="localhost", tone_hz=TONE,
-                          amplitude=amplitude, srtp=True, srtp_required=True, rtcp_interval=0.5).start()  # fmt: skip
+        agent = UserAgent(user, transport="tls", ca_file=str(ca), tls_server_name="localhost",
+                          tone_hz=TONE, amplitude=amplitude, srtp=True, srtp_required=True,
+                          rtcp_interval=0.5).start()  # fmt: skip
         agents.append(agent)
         return agent
 
@@ -107,27 +109,32 @@ def test_group_rekey_join_leave_with_test_uas_and_baresip(server: ServerProcess,
         conf_user = re.match(r"sips?:([^@]+)@", conf_uri)
         assert conf_user is not None
         l1, l2 = call(ua("l1", 0.0), conf_uri), call(ua("l2", 0.0), conf_uri)
+        time.sleep(1.0)
+        t_listen = time.monotonic()  # both listeners hear the tone from here on
         silent = write_tone_wav(tmp_path / "silence.wav", TONE, seconds=120, amplitude=0.0)
         for name in ("b1", "b2"):
             p = BaresipPhone(name, tmp_path / name, tone_wav=silent, ca_pem=ca, cert_combined_pem=combined)
             phones.append(p.start())
             p.dial(f"sip:{conf_user.group(1)}@127.0.0.1:{srv.tls_port}")
             p.wait_event("CALL_ESTABLISHED", 10, fail_on=("CALL_CLOSED",))
-        t_phones = time.monotonic()
         # the listeners end up on the group key; baresip is demoted (its reports never show the epoch)
-        _wait(lambda: srv.log().count("scope=per-participant") >= 2 and "scope=group" in srv.log(), 25,
+        _wait(lambda: srv.log().count("demoted to its own key") >= 2 and "scope=group" in srv.log(), 25,
               "baresip demotions and a listener on the group key", srv)  # fmt: skip
 
         # (a) a leaver
         leaver = call(ua("leaver", 0.0), conf_uri)
         n1 = len(_switches(l1))
-        _wait(lambda: len(leaver.media.key_switches) >= 1 and len(_switches(l1)) > n1, 10, "leaver on the key")
+        _wait(
+            lambda: len(leaver.media.key_switches) >= 1 and len(_switches(l1)) > n1, 10, "leaver on the key"
+        )
         time.sleep(0.5)
         leaver_keys = _keys(leaver)
         n1, n2 = len(_switches(l1)), len(_switches(l2))
         t_bye = time.monotonic()
         leaver.bye()
-        _wait(lambda: len(_switches(l1)) > n1 and len(_switches(l2)) > n2, 10, "listeners leave the old epoch")
+        _wait(
+            lambda: len(_switches(l1)) > n1 and len(_switches(l2)) > n2, 10, "listeners leave the old epoch"
+        )
         t_l1_switched = _switches(l1)[n1]
         time.sleep(1.5)
 
@@ -135,7 +142,15 @@ def test_group_rekey_join_leave_with_test_uas_and_baresip(server: ServerProcess,
         t_join = time.monotonic()
         n1 = len(_switches(l1))
         joiner = call(ua("joiner", 0.0), conf_uri)
-        _wait(lambda: len(joiner.media.key_switches) >= 1 and len(_switches(l1)) > n1, 10, "joiner on the key")
+        _wait(
+            lambda: len(joiner.media.key_switches) >= 1 and len(_switches(l1)) > n1, 10, "joiner on the key"
+        )
+        time.sleep(1.0)
+
+        # participant-initiated rekey: the speaker offers a new send key; its tone must not break
+        t_own = time.monotonic()
+        resp = speaker.reinvite(new_key=True)
+        assert resp.status == 200, resp
         time.sleep(1.5)
         t_end = time.monotonic()
 
@@ -156,9 +171,9 @@ def test_group_rekey_join_leave_with_test_uas_and_baresip(server: ServerProcess,
 
         # (c) no gap over 60 ms across any rekey, for every remaining listener
         for c in (l1, l2):
-            moments = [t for t in _switches(c) if t_phones < t < t_end - 1.0]
-            assert len(moments) >= 2, (c, _switches(c))
-            gap = _max_gap_around(c, moments)
+            moments = [t for t in _switches(c) if t_listen < t < t_end - 1.0]
+            assert len(moments) >= 4, (c, _switches(c))  # 2 baresip joins, a join, a leave, a join
+            gap = _max_gap_around(c, [*moments, t_own + 0.1], t_listen)
             assert gap <= MAX_GAP_MS, f"{c}: {gap:.0f} ms gap around a rekey"
         window = t_l1_switched - t_bye
         assert window < 1.0, f"BYE to switch took {window * 1000:.0f} ms"

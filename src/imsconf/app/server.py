@@ -195,6 +195,7 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
     if focus is not None:
         enable_planned(focus, server.bookings, loop=asyncio.get_running_loop(), wake=driver.flush)
         focus.keying.wake = driver.flush  # mixer evidence (SRTCP reports) for the key managers
+        focus.presentation.wake = driver.flush  # floor changes for the event package
     try:
         for listen in settings.listen:
             host, port = await transports.listen(listen.transport, listen.host, listen.port)

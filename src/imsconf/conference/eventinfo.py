@@ -29,6 +29,18 @@ Decisions (see the module tests):
   of ``media`` and ``<ext:identity authenticated=".." method=".."/>`` as the last child of ``user``; the
   RFC 4575 schema has ``<xs:any namespace="##other" processContents="lax"/>`` at the end of both
   ``user-type`` and ``media-type``.
+* Floor control (BFCP, issue 7): a conference with floors shows them as the last child of
+  ``conference-state`` (which ends with ``##other`` too)::
+
+      <ext:floors>
+        <ext:floor id="1" media="audio"><ext:holder entity="sip:bob@example.com"/></ext:floor>
+        <ext:floor id="2" media="video"/>
+      </ext:floors>
+
+  Every floor is listed, held or not, and ``ext:floors`` is one element without a key, so a partial
+  document (which always carries the whole ``conference-state``) replaces it as a whole: a floor change is
+  one partial document with no ``users``.  Holders are user entities, anonymised per viewer like the
+  roster; a holder that left is not shown.
 """
 
 from __future__ import annotations
@@ -46,12 +58,15 @@ from lxml import etree
 from .events import (
     ConferenceClosed,
     ConferenceClosing,
+    FloorChanged,
+    FloorState,
     ParticipantJoined,
     ParticipantLeft,
     ParticipantMediaChanged,
     ParticipantRoleChanged,
     ParticipantStatusChanged,
     RosterEvent,
+    drop_holder,
 )
 from .model import Conference
 from .participant import ConferenceState, Participant, ParticipantStatus, Role
@@ -174,16 +189,17 @@ class RosterState:
     version: int
     state: ConferenceState
     participants: tuple[Participant, ...] = ()
+    floors: tuple[FloorState, ...] = ()
 
     @classmethod
     def from_conference(cls, conf: Conference) -> RosterState:
-        return cls(conf.version, conf.state, conf.participants)
+        return cls(conf.version, conf.state, conf.participants, conf.floors)
 
     def apply(self, event: RosterEvent) -> RosterChange:
         """Follow one roster event; its version must be exactly ``version + 1``."""
         if event.version != self.version + 1:
             raise EventInfoError(f"event version {event.version} does not follow {self.version}")
-        state, parts = self.state, self.participants
+        state, parts, floors = self.state, self.participants, self.floors
         if isinstance(event, ParticipantJoined):
             parts = (*parts, event.participant)
         elif isinstance(event, ParticipantStatusChanged | ParticipantMediaChanged | ParticipantRoleChanged):
@@ -194,13 +210,16 @@ class RosterState:
         elif isinstance(event, ParticipantLeft):
             pid = event.participant.participant_id
             parts = tuple(p for p in parts if p.participant_id != pid)
+            floors = drop_holder(floors, pid)
+        elif isinstance(event, FloorChanged):
+            floors = event.floors
         elif isinstance(event, ConferenceClosing):
             state = ConferenceState.CLOSING
         elif isinstance(event, ConferenceClosed):
             state = ConferenceState.CLOSED
         else:  # pragma: no cover - every RosterEvent subclass is handled above
             raise EventInfoError(f"unknown roster event {type(event).__name__}")
-        return RosterChange(event, self, RosterState(event.version, state, parts))
+        return RosterChange(event, self, RosterState(event.version, state, parts, floors))
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,7 +327,7 @@ class ConferenceInfoBuilder:
         if self.maximum_user_count is not None:
             _text(desc, "maximum-user-count", str(self.maximum_user_count))
         groups = self._group(state.participants, viewer)
-        self._conference_state(root, state.state, len(groups))
+        self._conference_state(root, state, len(groups), viewer)
         users = etree.SubElement(root, _q("users"))
         for entity, eps in groups.items():
             self._user(users, entity, eps, viewer, None)
@@ -318,7 +337,7 @@ class ConferenceInfoBuilder:
         """The ``state="partial"`` document of ``change.version``: only the user the change touched."""
         root = self._root("partial", change.version)
         after = self._group(change.after.participants, viewer)
-        self._conference_state(root, change.after.state, len(after))
+        self._conference_state(root, change.after, len(after), viewer)
         p = change.participant
         if p is not None:
             entity = self._user_entity(p, viewer)
@@ -349,11 +368,26 @@ class ConferenceInfoBuilder:
     def _serialise(root: etree._Element) -> bytes:
         return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
 
-    def _conference_state(self, root: etree._Element, state: ConferenceState, count: int) -> None:
+    def _conference_state(self, root: etree._Element, rs: RosterState, count: int, viewer: Viewer) -> None:
+        state = rs.state
         cs = etree.SubElement(root, _q("conference-state"))
         _text(cs, "user-count", str(count))
         _text(cs, "active", "false" if state is ConferenceState.CLOSED else "true")
         _text(cs, "locked", "false" if state is ConferenceState.ACTIVE else "true")
+        if rs.floors:
+            self._floors(cs, rs, viewer)
+
+    def _floors(self, cs: etree._Element, rs: RosterState, viewer: Viewer) -> None:
+        by_id = {p.participant_id: p for p in rs.participants}
+        floors = etree.SubElement(cs, f"{{{EXT_NS}}}floors")
+        for f in rs.floors:
+            el = etree.SubElement(floors, f"{{{EXT_NS}}}floor", id=str(f.floor_id), media=f.media)
+            shown: list[str] = []
+            for pid in f.holders:
+                p = by_id.get(pid)
+                if p is not None and (entity := self._user_entity(p, viewer)) not in shown:
+                    shown.append(entity)
+                    etree.SubElement(el, f"{{{EXT_NS}}}holder", entity=entity)
 
     def _anonymous(self, value: str) -> str:
         uri = self._anon_cache.get(value)

@@ -16,6 +16,8 @@ __all__ = [
     "ConferenceClosing",
     "ConferenceEvent",
     "DisconnectRequired",
+    "FloorChanged",
+    "FloorState",
     "MediaReleaseRequired",
     "ParticipantJoined",
     "ParticipantLeft",
@@ -23,6 +25,7 @@ __all__ = [
     "ParticipantRoleChanged",
     "ParticipantStatusChanged",
     "RosterEvent",
+    "drop_holder",
 ]
 
 
@@ -92,6 +95,37 @@ class ConferenceClosed(RosterEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class FloorState:
+    """One BFCP floor as the conference document shows it: its id, the media it controls (``audio``,
+    ``video``) and the participant ids holding it (sorted)."""
+
+    floor_id: int
+    media: str
+    holders: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _require(0 < self.floor_id <= 0xFFFF, "floor ids are 16-bit and non-zero")
+        _require(bool(self.media), "a floor names its media")
+        _require(tuple(sorted(set(self.holders))) == self.holders, "holders must be sorted and unique")
+
+
+def drop_holder(floors: tuple[FloorState, ...], participant_id: str) -> tuple[FloorState, ...]:
+    """``floors`` without ``participant_id`` among the holders (a participant that left holds nothing)."""
+    if not any(participant_id in f.holders for f in floors):
+        return floors
+    return tuple(
+        FloorState(f.floor_id, f.media, tuple(h for h in f.holders if h != participant_id)) for f in floors
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class FloorChanged(RosterEvent):
+    """The floors (or their holders) changed: every floor of the conference, in floor-id order."""
+
+    floors: tuple[FloorState, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class DisconnectRequired:
     """The focus must end this participant's dialog (BYE), then report it with ``leave()``."""
 
@@ -116,6 +150,7 @@ ConferenceEvent = (
     | ParticipantLeft
     | ConferenceClosing
     | ConferenceClosed
+    | FloorChanged
     | DisconnectRequired
     | MediaReleaseRequired
 )

@@ -29,12 +29,15 @@ from .events import (
     ConferenceClosing,
     ConferenceEvent,
     DisconnectRequired,
+    FloorChanged,
+    FloorState,
     MediaReleaseRequired,
     ParticipantJoined,
     ParticipantLeft,
     ParticipantMediaChanged,
     ParticipantRoleChanged,
     ParticipantStatusChanged,
+    drop_holder,
 )
 from .participant import ConferenceState, MediaInfo, Participant, ParticipantStatus, Role
 
@@ -108,6 +111,7 @@ class Conference:
     created_at: float
     state: ConferenceState = ConferenceState.ACTIVE
     version: int = 0
+    floors: tuple[FloorState, ...] = ()  # BFCP floors and their holders (set by the focus)
     _participants: dict[str, Participant] = field(default_factory=dict, repr=False)
     _pending: dict[str, _PendingDisconnect] = field(default_factory=dict, repr=False)
     _used_ids: set[str] = field(default_factory=set, repr=False)
@@ -275,6 +279,24 @@ class Conference:
         self._participants[participant_id] = new
         return [ParticipantMediaChanged(self.conf_id, self._bump(), new, p.media)]
 
+    def set_floors(self, floors: tuple[FloorState, ...]) -> list[ConferenceEvent]:
+        """Record the floors and their holders (from BFCP); unchanged floors are a no-op.
+
+        Floors are kept in floor-id order; holders that are not in the roster are dropped.
+        """
+        if self.state is ConferenceState.CLOSED:
+            raise PolicyError("conference is closed", 404)
+        ordered = tuple(
+            replace(f, holders=tuple(h for h in f.holders if h in self._participants))
+            for f in sorted(floors, key=lambda f: f.floor_id)
+        )
+        if len({f.floor_id for f in ordered}) != len(ordered):
+            raise ValueError("duplicate floor id")
+        if ordered == self.floors:
+            return []
+        self.floors = ordered
+        return [FloorChanged(self.conf_id, self._bump(), ordered)]
+
     def set_role(self, by: str, participant_id: str, role: Role) -> list[ConferenceEvent]:
         """Make a participant a moderator or a plain participant (owner or operator only)."""
         self._require_active()
@@ -310,6 +332,7 @@ class Conference:
             raise UnknownParticipantError(participant_id, 481)
         pending = self._pending.pop(participant_id, None)
         gone = replace(p, status=ParticipantStatus.DISCONNECTED)
+        self.floors = drop_holder(self.floors, participant_id)  # shown without it from this version on
         events: list[ConferenceEvent] = [
             ParticipantLeft(
                 self.conf_id,

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 
 from imsconf.conference.eventinfo import EndpointDetails, KeyScope
 from imsconf.conference.events import ParticipantMediaChanged
+from imsconf.conference.participant import ConferenceState
 from imsconf.keys import (
     Action,
     DemoteDone,
@@ -79,6 +80,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("imsconf.focus.keying")
 
 GROUP_CODEC = ("PCMU", 0)  # the common stream's codec (MediaControl.add_group_epoch default)
+LOBBY_POLL = 0.25  # how often legs held in a PIN lobby are looked at again (they join once admitted)
 
 
 @dataclass(slots=True)
@@ -180,10 +182,12 @@ class FocusKeying:
         self.capable: Callable[[str], bool] = lambda user: False  # operator: this AoR's phone rekeys
         self.trace: list[KeyingTrace] | None = None  # set to [] to record
         self.counters: dict[str, int] = dict.fromkeys(
-            ("reinvites", "reinvite_bytes", "answers_2xx", "answers_failed", "retries_491", "acks"), 0
+            ("reinvites", "answers_2xx", "answers_failed", "retries_491", "acks"), 0
         )
         self._events: list[GroupStreamConfirmed | GroupStreamFailing] = []
         self._group_confs: set[str] = set()
+        self._lobby: set[str] = set()  # acknowledged legs not (yet) in the roster: no key until admitted
+        self._lobby_due: float | None = None
         self._ep: SipEndpoint | None = None
         self._rng = random.Random()
 
@@ -217,7 +221,7 @@ class FocusKeying:
                 log.warning("event=key_policy_unsupported conf=%s reason=mixer-without-group-keys", conf_id)
                 mode = DownlinkMode.PER_PARTICIPANT  # a media control without group keying (test fakes)
             mgr = self.managers[conf_id] = GroupKeyManager(mode, policy, self.config, conference_id=conf_id)
-            log.info("event=key_policy conf=%s downlink=%s rekey=%s", conf_id, mode, policy)
+            log.info("event=key_policy conf=%s downlink=%s policy=%s", conf_id, mode, policy)
         return mgr
 
     def snapshot(self, conf_id: str) -> KeySnapshot | None:
@@ -245,6 +249,12 @@ class FocusKeying:
         if lk is None:
             lk = self.legs[leg.leg_id] = _LegKeys(leg.leg_id, leg.conf_id)
         if not lk.joined:
+            if not self._admitted(leg):
+                self._lobby.add(leg.leg_id)
+                if self._lobby_due is None:
+                    self._lobby_due = now + LOBBY_POLL
+                return
+            self._lobby.discard(leg.leg_id)
             lk.joined = True
             mgr = self.manager(leg.conf_id)
             decision = leg.media.decision
@@ -262,8 +272,17 @@ class FocusKeying:
                 self._run(ep, leg.conf_id, mgr.join(leg.leg_id, now, capable=self.capable(leg.user)), now)
         self._next(ep, lk, now)
 
+    def _admitted(self, leg: Leg) -> bool:
+        """In the roster of a live conference and not held in a PIN lobby (focus.planned)."""
+        conf = self.focus.registry.get(leg.conf_id)
+        if conf is None or conf.state is not ConferenceState.ACTIVE or leg.pid not in conf:
+            return False
+        planned = self.focus.planned
+        return planned is None or not planned.in_lobby(leg.leg_id)
+
     def on_forget(self, leg: Leg, now: float) -> None:
         """The leg is being released (BYE either way, failure, conference end)."""
+        self._lobby.discard(leg.leg_id)
         lk = self.legs.pop(leg.leg_id, None)
         if lk is None:
             return
@@ -274,7 +293,8 @@ class FocusKeying:
         mgr = self.managers.get(leg.conf_id)
         if mgr is None:
             return
-        if self.focus.registry.get(leg.conf_id) is None:  # the conference is gone, and its media with it
+        conf = self.focus.registry.get(leg.conf_id)
+        if conf is None or conf.state is not ConferenceState.ACTIVE:  # its media goes with it
             mgr.close(now)  # wipes the epoch keys; the mixer dropped its contexts with the conference
             del self.managers[leg.conf_id]
             self._group_confs.discard(leg.conf_id)
@@ -306,7 +326,7 @@ class FocusKeying:
     def next_deadline(self) -> float | None:
         if self._events:
             return 0.0
-        best: float | None = None
+        best: float | None = self._lobby_due
         for mgr in self.managers.values():
             d = mgr.next_deadline()
             if d is not None and (best is None or d < best):
@@ -340,6 +360,14 @@ class FocusKeying:
                     ev.fraction_lost,
                 )
             self._run(ep, lk.conf_id, mgr.handle(kev, now), now)
+        if self._lobby_due is not None and now >= self._lobby_due:
+            self._lobby_due = None
+            for leg_id in sorted(self._lobby):
+                leg = self.focus.legs.get(leg_id)
+                if leg is None:
+                    self._lobby.discard(leg_id)
+                else:
+                    self.on_ack(ep, leg, now)  # joins once admitted, else re-arms the poll
         for conf_id, mgr in list(self.managers.items()):
             d = mgr.next_deadline()
             if d is not None and d <= now:
@@ -489,7 +517,6 @@ class FocusKeying:
         op.invite = invite
         op.sent_at = now
         self.counters["reinvites"] += 1
-        self.counters["reinvite_bytes"] += len(bytes(invite))
         self._record(
             now, lk.conf_id, "offer" if op.epoch is not None else "demote-offer", lk.leg_id, op.epoch
         )

@@ -55,6 +55,7 @@ from .engine import (
 )
 from .events import GroupEpochStats
 from .srtp import SrtpKeys
+from .video_plane import LocalVideoControl
 
 __all__ = ["EventSink", "LegPorts", "LocalMediaControl", "MediaControl", "PortAllocator"]
 
@@ -153,8 +154,30 @@ class MediaControl(Protocol):
 
     def play_prompt(self, leg_id: str, name: str | None, loop: bool = True) -> None: ...
 
+    # presentation video switching (issue 7; imsconf.media.video_plane)
+    def allocate_video(self, conference_id: str, leg_id: str, rtcp_mux: bool) -> LegPorts: ...
 
-class LocalMediaControl:
+    def configure_video(
+        self,
+        leg_id: str,
+        *,
+        remote_rtp: Addr,
+        remote_rtcp: Addr | None,
+        payload_type: int,
+        codec_name: str,
+        clock_rate: int = 90000,
+        direction: Direction = Direction.SENDRECV,
+        pli: bool = False,
+        tx_keys: SrtpKeys | None,
+        rx_keys: SrtpKeys | None,
+    ) -> None: ...
+
+    def release_video(self, leg_id: str) -> None: ...
+
+    def set_video_source(self, conference_id: str, leg_id: str | None) -> None: ...
+
+
+class LocalMediaControl(LocalVideoControl):
     """In-process :class:`MediaControl` over an engine and a port allocator."""
 
     def __init__(
@@ -241,6 +264,7 @@ class LocalMediaControl:
         for leg_id in [lid for lid in self.engine.legs() if self.engine.leg_conference(lid) == conference_id]:
             self.release_leg(leg_id)
         self.engine.drop_conference(conference_id)
+        self.release_video_conference(conference_id)
 
     def leg_stats(self, leg_id: str) -> LegStats:
         return self.engine.leg_stats(leg_id)

@@ -44,6 +44,14 @@ from .events import (
     SourceLatched,
 )
 from .srtp import SrtpKeys
+from .video_plane import VideoPlane
+from .video_remote import (
+    VIDEO_OPS,
+    RemoteVideoControl,
+    apply_video_op,
+    forget_video_conference,
+    release_video_legs,
+)
 
 log = logging.getLogger("imsconf.mixer")
 
@@ -140,7 +148,7 @@ def _event_in(msg: dict[str, Any]) -> MediaEvent | None:
 # ---- focus side --------------------------------------------------------------------------------------
 
 
-class RemoteMediaControl:
+class RemoteMediaControl(RemoteVideoControl):
     """:class:`MediaControl` over the mutual-TLS channel to an ``imsconf mixer`` process."""
 
     def __init__(self) -> None:
@@ -377,6 +385,7 @@ class MixerControlServer:
     def build(cls, engine: MediaEngine, transport: Any) -> MixerControlServer:
         ports = _PoolPorts(transport)
         control = LocalMediaControl(engine, ports, now=transport.now)
+        control.video = VideoPlane(ports.host, allow_plain_rtp=engine.allow_plain_rtp)  # video: pool ports
         transport.after_tick = control.deliver_events
         return cls(control, ports)
 
@@ -415,6 +424,7 @@ class MixerControlServer:
             for conf in self._confs.pop(writer, set()):  # and the group keys of its conferences
                 with contextlib.suppress(Exception):
                     self.control.engine.drop_conference(conf)
+            release_video_legs(self.control, legs)
             for leg_id in legs:  # the focus is gone: its legs go too
                 with contextlib.suppress(Exception):
                     self.control.release_leg(leg_id)
@@ -487,6 +497,7 @@ class MixerControlServer:
                 legs.discard(leg)
                 c.release_leg(leg)
             c.engine.drop_conference(conf)
+            forget_video_conference(legs, conf, c)
         elif op == "set_downlink_mode":
             mode = str(a["mode"])
             if mode not in ("per-participant", "group"):
@@ -531,6 +542,12 @@ class MixerControlServer:
             self._own(a, legs)
             name = a["name"]
             c.play_prompt(str(a["leg"]), None if name is None else str(name), bool(a["loop"]))
+        elif op in VIDEO_OPS:
+            used = apply_video_op(c, self.ports, op, a, legs, offered)
+            new = self._prebind() if used is not None else None
+            if new is not None:
+                offered.add(new[0])
+                self._write(writer, {"pool": [list(new)]})
         else:
             raise ValueError(f"unknown op {op!r}")
 

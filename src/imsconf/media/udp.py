@@ -45,6 +45,7 @@ from collections.abc import Callable
 
 from .control import LocalMediaControl
 from .engine import TICK, MediaEngine
+from .video_plane import VideoPlane
 
 __all__ = ["TickStats", "UdpMediaTransport", "local_media"]
 
@@ -447,5 +448,6 @@ def local_media(
     engine = engine or MediaEngine()
     transport = UdpMediaTransport(engine, host, port_min, port_max)
     control = LocalMediaControl(engine, transport, now=transport.now)
+    control.video = VideoPlane(host, port_min, port_max, allow_plain_rtp=engine.allow_plain_rtp)
     transport.after_tick = control.deliver_events
     return control, transport

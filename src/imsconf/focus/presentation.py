@@ -1,0 +1,260 @@
+"""The presentation side of floor control (issue 7): video switching and floor state in the event package.
+
+One :class:`FocusPresentation` per focus.  It owns three things:
+
+* **Video negotiation.**  :meth:`FocusPresentation.sdp_hook` wraps a leg's answer post-processor (the BFCP
+  one): when the offer has an ``m=video`` line (:mod:`imsconf.sdp.video`), the answer accepts it next to
+  the audio with the conference's video codec, SDES keys from the key authority (our own key for our
+  direction, one per leg) and a video leg in the mixer (``allocate_video`` / ``configure_video``).  A video
+  line we cannot take stays rejected (port 0) and the audio call goes on; a re-offer without video
+  releases the video leg.
+* **Switching.**  The holder of the presentation floor (BFCP floor 2) is the conference's video source
+  (``set_video_source``); nobody holds it, nobody is sent.  Re-evaluated on every floor change
+  (``FocusFloor.on_change``), when a leg's video is (re)negotiated and when a participant leaves.
+* **Floor state in the conference event package.**  A floor change is recorded in the model
+  (``Conference.set_floors``, a ``FloorChanged`` roster event: version + 1), so subscribers get a partial
+  NOTIFY.  ``FocusFloor.on_change`` may fire inside ``Focus.apply`` (a holder left) or from the BFCP
+  adapter, where no SIP endpoint is at hand: the change is queued, ``wake`` (the runtime's flush) is
+  called, and the focus's timer applies it (``next_deadline`` returns 0 while one is queued).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from imsconf.conference.events import (
+    ConferenceClosed,
+    ConferenceEvent,
+    FloorState,
+    MediaReleaseRequired,
+    ParticipantLeft,
+)
+from imsconf.conference.model import Conference
+from imsconf.keys.authority import MasterKey, new_master_key
+from imsconf.media.control import LegPorts
+from imsconf.media.events import Direction as MediaDirection
+from imsconf.media.srtp import SrtpKeys
+from imsconf.sdp.errors import OfferAnswerError
+from imsconf.sdp.offer_answer import AnswerPolicy
+from imsconf.sdp.sdes import CryptoAttribute
+from imsconf.sdp.session import MediaDescription, SessionDescription
+from imsconf.sdp.video import VideoDecision, decide_video, video_index, video_section
+from imsconf.sip.endpoint import SipEndpoint
+
+from .floor import AUDIO_FLOOR, PRESENTATION_FLOOR, SdpHook
+
+if TYPE_CHECKING:
+    from .app import Focus
+
+__all__ = ["FocusPresentation", "VideoLeg", "chain_hooks"]
+
+log = logging.getLogger("imsconf.focus.video")
+
+FLOOR_MEDIA = {AUDIO_FLOOR: "audio", PRESENTATION_FLOOR: "video"}
+
+
+@dataclass(slots=True)
+class VideoLeg:
+    """One participant's negotiated video."""
+
+    leg_id: str
+    conf_id: str
+    ports: LegPorts
+    decision: VideoDecision
+    tx_key: MasterKey | None = None
+
+
+def chain_hooks(first: SdpHook, then: SdpHook | None) -> SdpHook:
+    def hook(offer: SessionDescription, answer: SessionDescription) -> SessionDescription:
+        answer = first(offer, answer)
+        return then(offer, answer) if then is not None else answer
+
+    return hook
+
+
+class FocusPresentation:
+    """See the module docstring."""
+
+    def __init__(self, focus: Focus) -> None:
+        self.focus = focus
+        self.legs: dict[str, VideoLeg] = {}
+        self.codecs: dict[str, str] = {}  # conference -> its video codec (the first negotiated)
+        self.sources: dict[str, str | None] = {}  # conference -> the leg whose video goes out
+        self.wake: Callable[[], None] | None = None
+        self._pending: set[str] = set()  # conferences whose floors changed, for the event package
+        focus.floor.on_change = self.floor_changed
+
+    # ---- SDP ---------------------------------------------------------------------------------------------
+    def sdp_hook(self, conf: Conference, leg_id: str, policy: AnswerPolicy, inner: SdpHook | None) -> SdpHook:
+        """``MediaSession.sdp_hook`` for one leg: the video line, then ``inner`` (BFCP)."""
+        conf_id = conf.conf_id
+
+        def video(offer: SessionDescription, answer: SessionDescription) -> SessionDescription:
+            return self.answer(conf_id, leg_id, policy, offer, answer)
+
+        return chain_hooks(video, inner)
+
+    def answer(
+        self,
+        conf_id: str,
+        leg_id: str,
+        policy: AnswerPolicy,
+        offer: SessionDescription,
+        answer: SessionDescription,
+    ) -> SessionDescription:
+        index = video_index(offer)
+        if index is None or index >= len(answer.media) or answer.media[index].port != 0:
+            self.release(leg_id)  # no video (any more) in this offer
+            return answer
+        try:
+            decision = decide_video(offer, policy, codec=self.codecs.get(conf_id))
+            assert decision is not None
+            section = self._negotiate(conf_id, leg_id, decision)
+        except OfferAnswerError as exc:
+            log.info("event=video_refused leg=%s reason=%r", leg_id, exc.reason)
+            self.release(leg_id)
+            return answer
+        except Exception as exc:  # the mixer has no video, or no port: audio only
+            log.warning("event=video_unavailable leg=%s error=%r", leg_id, str(exc)[:120])
+            self.release(leg_id)
+            return answer
+        media = list(answer.media)
+        media[index] = section
+        self.update_source(conf_id)
+        return replace(answer, media=tuple(media))
+
+    def _negotiate(self, conf_id: str, leg_id: str, d: VideoDecision) -> MediaDescription:
+        media = self.focus.media
+        vl = self.legs.get(leg_id)
+        if vl is not None and vl.decision.rtcp_mux != d.rtcp_mux:
+            self.release(leg_id)
+            vl = None
+        fresh = vl is None
+        if vl is None:
+            ports = media.allocate_video(conf_id, leg_id, d.rtcp_mux)
+            vl = VideoLeg(leg_id, conf_id, ports, d)
+        tx_keys: SrtpKeys | None = None
+        rx_keys: SrtpKeys | None = None
+        crypto: CryptoAttribute | None = None
+        if d.srtp is not None:
+            if vl.tx_key is None or vl.tx_key.suite != d.srtp.suite:
+                if vl.tx_key is not None:
+                    vl.tx_key.wipe()
+                vl.tx_key = new_master_key(d.srtp.suite)
+            tx_keys = SrtpKeys(d.srtp.suite, vl.tx_key.key, vl.tx_key.salt)
+            remote = d.srtp.remote
+            rx_keys = SrtpKeys(d.srtp.suite, remote.master_key, remote.master_salt)
+            crypto = CryptoAttribute.from_key(d.srtp.tag, d.srtp.suite, vl.tx_key.key_salt)
+        elif vl.tx_key is not None:
+            vl.tx_key.wipe()
+            vl.tx_key = None
+        try:
+            media.configure_video(
+                leg_id,
+                remote_rtp=(d.remote_rtp.host, d.remote_rtp.port),
+                remote_rtcp=None if d.rtcp_mux else (d.remote_rtcp.host, d.remote_rtcp.port),
+                payload_type=d.codec.payload_type,
+                codec_name=d.codec.name,
+                clock_rate=d.codec.clock_rate,
+                direction=MediaDirection(d.local_direction.value),
+                pli=d.pli,
+                tx_keys=tx_keys,
+                rx_keys=rx_keys,
+            )
+        except Exception:
+            if fresh:
+                media.release_video(leg_id)
+                if vl.tx_key is not None:
+                    vl.tx_key.wipe()
+            raise
+        vl.decision = d
+        self.legs[leg_id] = vl
+        self.codecs.setdefault(conf_id, d.codec.name)
+        log.info(
+            "event=video_negotiated leg=%s codec=%s pt=%d srtp=%s direction=%s",
+            leg_id,
+            d.codec.name,
+            d.codec.payload_type,
+            d.srtp is not None,
+            d.local_direction.value,
+        )
+        rtcp = None if d.rtcp_mux else vl.ports.rtcp_port
+        return video_section(d, vl.ports.rtp_port, rtcp, crypto)
+
+    def release(self, leg_id: str) -> None:
+        vl = self.legs.pop(leg_id, None)
+        if vl is None:
+            return
+        if vl.tx_key is not None:
+            vl.tx_key.wipe()
+        try:
+            self.focus.media.release_video(leg_id)
+        except Exception:  # gone with its conference already
+            pass
+        self.update_source(vl.conf_id)
+
+    # ---- conference and floor events ------------------------------------------------------------------
+    def on_event(self, conf: Conference, ev: ConferenceEvent) -> None:
+        """From ``Focus.apply``: a participant left; the conference's media went."""
+        if isinstance(ev, ParticipantLeft):
+            self.release(f"{conf.conf_id}.{ev.participant.participant_id}")
+        elif isinstance(ev, MediaReleaseRequired | ConferenceClosed):
+            for leg_id in [lid for lid, vl in self.legs.items() if vl.conf_id == conf.conf_id]:
+                self.release(leg_id)
+            self.codecs.pop(conf.conf_id, None)
+            self.sources.pop(conf.conf_id, None)
+            self._pending.discard(conf.conf_id)
+
+    def floor_changed(self, conf_id: str) -> None:
+        """``FocusFloor.on_change``: switch the video now; queue the event-package update."""
+        self.update_source(conf_id)
+        self._pending.add(conf_id)
+        if self.wake is not None:
+            self.wake()
+
+    def update_source(self, conf_id: str) -> None:
+        holders = self.focus.floor.holders(conf_id, PRESENTATION_FLOOR)
+        source = next((h for h in holders if h in self.legs), None)
+        if self.sources.get(conf_id, None) == source:
+            return
+        self.sources[conf_id] = source
+        try:
+            self.focus.media.set_video_source(conf_id, source)
+        except Exception as exc:  # no video plane: nothing to switch
+            log.warning("event=video_source_failed conf=%s error=%r", conf_id, str(exc)[:120])
+            return
+        log.info("event=video_source conf=%s leg=%s", conf_id, source)
+
+    def floors(self, conf_id: str) -> tuple[FloorState, ...]:
+        """The floors of a conference as the event package shows them (participant ids)."""
+        if conf_id not in self.focus.floor.conferences:
+            return ()
+        return tuple(
+            FloorState(
+                floor_id,
+                media,
+                tuple(sorted({leg.split(".", 1)[1] for leg in self.focus.floor.holders(conf_id, floor_id)})),
+            )
+            for floor_id, media in sorted(FLOOR_MEDIA.items())
+        )
+
+    def next_deadline(self) -> float | None:
+        return 0.0 if self._pending else None
+
+    def handle_timer(self, ep: SipEndpoint, now: float) -> None:
+        pending, self._pending = self._pending, set()
+        for conf_id in sorted(pending):
+            conf = self.focus.registry.get(conf_id)
+            floors = self.floors(conf_id)
+            if conf is None or not floors:
+                continue
+            try:
+                events = conf.set_floors(floors)
+            except Exception as exc:  # closed meanwhile
+                log.info("event=floor_state_skipped conf=%s reason=%r", conf_id, str(exc)[:80])
+                continue
+            if events:
+                self.focus.apply(ep, conf, list(events), now)
