@@ -520,9 +520,10 @@ def write_report(
             "the focus CPU dominates and the re-INVITE burst should be spread (`KeyManagerConfig.max_offers_per_tick`), "
             "which lengthens the window in exchange for smoother load. The focus's cost per listener (≈0.2 ms "
             "to build and send a re-INVITE, ≈0.2 ms to take its 200 OK, ACK it and switch the mixer) is the whole "
-            "Python SIP path in this VM; it grows faster than N at N = 200, where the interpreter's heap of ~200 "
-            "dialogs and legs is large (a spot check with `gc.freeze()` after the setup cut it about 2.5x: a "
-            "cheap win for a long-running server, not applied here)."
+            "Python SIP path in this VM. Across runs the N = 200 figure varied between about 70 and 135 ms: "
+            "garbage-collector passes over the interpreter's heap of ~200 dialogs and legs (a spot check with "
+            "`gc.freeze()` after the setup cut the cost about 2.5x: a cheap win for a long-running server, not "
+            "applied here)."
         )
     add("")
     add("## 3. Rekey policies over membership churn")

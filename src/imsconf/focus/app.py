@@ -10,6 +10,8 @@ Conference control lives beside it: URI lists (:mod:`.urilist`), dial-out (:mod:
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -158,6 +160,11 @@ class Focus:
         self.floor = FocusFloor(media)  # BFCP (imsconf.focus.floor): the runtime adds its listeners
         self.presentation = FocusPresentation(self)  # video switching, floor state (.presentation)
         self.keying = FocusKeying(self)  # group downlink keys and rekeying (imsconf.focus.keying)
+        # legs' deadlines as a lazy heap of (deadline, seq, leg): an entry is stale once the leg's earliest
+        # deadline differs from it (re-pushed at its current value) or the leg is gone.  Keeps next_deadline
+        # O(log n) instead of a scan of every leg after every message.  See schedule().
+        self._leg_timers: list[tuple[float, int, Leg]] = []
+        self._leg_timer_seq = itertools.count()
         media.set_event_sink(self._on_media_event)
 
     # ---- Application protocol ------------------------------------------------------------------------
@@ -223,15 +230,23 @@ class Focus:
             best = k if best is None else min(best, k)
         if self.planned is not None and (p := self.planned.next_deadline()) is not None:
             best = p if best is None else min(best, p)
-        for leg in self.legs.values():
-            for d in (
-                leg.retrans.next_deadline() if leg.retrans else None,
-                leg.session_deadline,
-                leg.ring_deadline,
-            ):
-                if d is not None and (best is None or d < best):
-                    best = d
+        heap = self._leg_timers
+        while heap:
+            d, _, leg = heap[0]
+            current = _leg_deadline(leg) if self.legs.get(leg.leg_id) is leg else None
+            if current == d:
+                return d if best is None else min(best, d)
+            heapq.heappop(heap)  # stale: the deadline moved (later) or the leg is gone
+            if current is not None:
+                heapq.heappush(heap, (current, next(self._leg_timer_seq), leg))
         return best
+
+    def schedule(self, leg: Leg) -> None:
+        """Index *leg*'s earliest deadline.  Call after giving a leg in :attr:`legs` a new or earlier deadline
+        (``retrans``, ``session_deadline``, ``ring_deadline``); later ones and removals need no call."""
+        d = _leg_deadline(leg)
+        if d is not None:
+            heapq.heappush(self._leg_timers, (d, next(self._leg_timer_seq), leg))
 
     def handle_timer(self, ep: SipEndpoint, now: float) -> None:
         for leg in list(self.legs.values()):
@@ -396,6 +411,7 @@ class Focus:
         self.dialogs.add(dialog)
         self.by_dialog[dialog.id] = leg
         leg.retrans = AnswerRetransmitter(now, reliable=inc.peer.reliable, config=self.timers)
+        self.schedule(leg)
         if pid in conf:
             events += conf.set_media(pid, self.media_info(leg))
         if created:
@@ -549,6 +565,7 @@ class Focus:
             leg.invite_key = inc.key
             leg.answer_2xx = resp
             leg.retrans = AnswerRetransmitter(now, reliable=inc.peer.reliable, config=self.timers)
+        self.schedule(leg)
         ep.respond(inc.key, resp, now)
         conf = self.registry.get(leg.conf_id)
         if conf is not None and leg.leg_id.split(".", 1)[1] in conf:
@@ -675,6 +692,15 @@ class Focus:
             if self.planned is not None:
                 self.planned.on_dtmf(ev)
             log.info("event=dtmf leg=%s digit=%s", ev.leg_id, ev.event.digit)
+
+
+def _leg_deadline(leg: Leg) -> float | None:
+    """The earliest of the leg's deadlines: 2xx retransmission/ACK wait, session timer, dial-out ringing."""
+    best = leg.retrans.next_deadline() if leg.retrans is not None else None
+    for d in (leg.session_deadline, leg.ring_deadline):
+        if d is not None and (best is None or d < best):
+            best = d
+    return best
 
 
 def _host(host: str) -> str:

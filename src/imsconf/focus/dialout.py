@@ -135,6 +135,7 @@ class Dialer:
         invite = Request("INVITE", str(leg.dial_target), h, body)
         leg.invite_request = invite
         leg.ring_deadline = now + focus.config.dial_timeout
+        focus.schedule(leg)
         log.info(
             "event=dial_out conf=%s leg=%s target=%s dst=%s", conf.uri, leg.leg_id, leg.dial_target, leg.peer
         )

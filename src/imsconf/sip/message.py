@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from . import grammar
 from .errors import LocalProtocolError, SipParseError
-from .headers import SINGLE_HEADERS, CSeq, Headers, Via, canonical_name, split_header_value
+from .headers import _NAME_CACHE, LIST_HEADERS, SINGLE_HEADERS, CSeq, Headers, Via, canonical_name, split_header_value
 from .uri import NameAddr, SipUri
 
 MAX_MESSAGE_SIZE = 65535  # stream framing cap (header block + body); beyond it: 513 and close
@@ -142,7 +142,8 @@ def parse_head(head: bytes) -> tuple[Request | Response, int | None]:
         text = head.decode("utf-8")
     except UnicodeDecodeError:
         text = head.decode("utf-8", "surrogateescape")
-    text = grammar.FOLD_RE.sub(" ", text)
+    if "\n " in text or "\n\t" in text:  # folded lines (rare): unfold first
+        text = grammar.FOLD_RE.sub(" ", text)
     lines = text.replace("\r\n", "\n").split("\n")
     start = lines[0]
     msg: Request | Response
@@ -187,26 +188,43 @@ def _parse_headers(lines: list[str], msg: Request | Response) -> int | None:
     if len(lines) - 1 > MAX_HEADER_LINES:
         raise SipParseError("too many header lines", 513, msg)
     content_length: int | None = None
+    items = msg.headers.items
+    match = grammar.HEADER_LINE_RE.match
+    names = _NAME_CACHE
     for line in lines[1:]:
         if not line.strip(" \t"):
             continue
         if "\r" in line:
             # a lone CR is not a line break here but is one for some peers: refuse the ambiguity
             raise SipParseError("CR inside a header line", 400, msg)
-        hm = grammar.HEADER_LINE_RE.match(line)
+        hm = match(line)
         if not hm:
             raise SipParseError(f"malformed header line {line[:40]!r}", 400, msg)
-        name = canonical_name(hm.group(1))
-        value = hm.group(2).strip(" \t")
+        raw, value = hm.groups()
+        name = names.get(raw) or canonical_name(raw)
+        value = value.strip(" \t")
         if name == "Content-Length":
             content_length = _content_length(value, content_length, msg)
             continue
+        if name not in _LIST_CANONICAL and not _is_list_header(name):
+            items.append((name, value))  # a single-valued header: as split_header_value would return it
+            continue
         try:
             for part in split_header_value(name, value):
-                msg.headers.add(name, part)
+                items.append((name, part))
         except SipParseError as exc:
             raise SipParseError(exc.reason, 400, msg) from None
     return content_length
+
+
+_LIST_CANONICAL: set[str] = set()  # canonical names seen to be list headers (bounded by LIST_HEADERS)
+
+
+def _is_list_header(name: str) -> bool:
+    if name.lower() in LIST_HEADERS:
+        _LIST_CANONICAL.add(name)
+        return True
+    return False
 
 
 def parse_message(data: bytes, *, datagram: bool = True) -> Request | Response:
@@ -243,26 +261,35 @@ def validate(msg: Request | Response) -> None:
     """
     if msg.version != grammar.VERSION:
         raise SipParseError("SIP version not supported", 505, msg)
+    # one pass over the headers (names are stored canonical): every value of the headers checked here
+    seen: dict[str, list[str]] = {}
+    for n, v in msg.headers.items:
+        if n in _VALIDATED:
+            if n in seen:
+                seen[n].append(v)
+            else:
+                seen[n] = [v]
     for name in ("Via", "From", "To", "Call-ID", "CSeq"):
-        if msg.headers.get(name) is None:
+        if name not in seen:
             raise SipParseError(f"missing {name} header", 400, msg)
-    for name in SINGLE_HEADERS:
-        if len(msg.headers.get_all(name)) > 1:
-            raise SipParseError(f"more than one {canonical_name(name)} header", 400, msg)
-    if not msg.call_id.strip():
+    for name in _SINGLE_ORDER:
+        if len(seen.get(name, ())) > 1:
+            raise SipParseError(f"more than one {name} header", 400, msg)
+    if not seen["Call-ID"][0].strip():
         raise SipParseError("empty Call-ID", 400, msg)
     try:
-        cseq = msg.cseq
-        msg.from_  # noqa: B018 - parse for validity
-        msg.to  # noqa: B018
-        for via in msg.headers.get_all("Via"):
+        cseq = CSeq.parse(seen["CSeq"][0])
+        NameAddr.parse(seen["From"][0])
+        NameAddr.parse(seen["To"][0])
+        for via in seen["Via"]:
             Via.parse(via)
-        for contact in msg.headers.get_all("Contact"):
+        for contact in seen.get("Contact", ()):
             if contact != "*":
                 NameAddr.parse(contact)
     except SipParseError as exc:
         raise SipParseError(exc.reason, 400, msg) from None
-    mf = msg.headers.get("Max-Forwards")
+    mfs = seen.get("Max-Forwards")
+    mf = mfs[0] if mfs else None
     if mf is not None:
         m = grammar.MAX_FORWARDS_RE.match(mf)
         if m is None or int(m.group(1)) > 255:
@@ -277,6 +304,11 @@ def validate(msg: Request | Response) -> None:
             raise SipParseError(f"bad Request-URI: {exc.reason}", 400, msg) from None
         if uri.headers is not None:
             raise SipParseError("headers are not allowed in a Request-URI", 400, msg)
+
+
+# validate(): the single-valued headers in the order their duplicates are reported, and every header it reads
+_SINGLE_ORDER = tuple(canonical_name(n) for n in SINGLE_HEADERS)
+_VALIDATED = frozenset(_SINGLE_ORDER) | {"Via", "Contact"}
 
 
 class StreamFramer:

@@ -127,6 +127,7 @@ class TransactionLayer:
             deadline, _, tx = heapq.heappop(heap)
             if not self._live(tx) or tx.next_deadline() != deadline:
                 continue  # stale entry
+            tx.scheduled = None
             tx.handle_timer(now)
             self._forget_if_done(tx)
 
@@ -228,9 +229,9 @@ class TransactionLayer:
             return
         tx: ServerTransaction
         if req.method == "INVITE":
-            tx = InviteServerTransaction(req, transport, source, self.config, self._events)
+            tx = InviteServerTransaction(req, transport, source, self.config, self._events, key=key)
         else:
-            tx = NonInviteServerTransaction(req, transport, source, self.config, self._events)
+            tx = NonInviteServerTransaction(req, transport, source, self.config, self._events, key=key)
         self._servers[tx.key] = tx
         if req.method == "CANCEL":
             target = cancelled_key(req)
@@ -272,8 +273,12 @@ class TransactionLayer:
         """After any change to *tx*: drop it when terminated, else (re)schedule its next deadline."""
         if not tx.terminated:
             deadline = tx.next_deadline()
-            if deadline is not None:
-                heapq.heappush(self._heap, (deadline, next(self._seq), tx))
+            if deadline != tx.scheduled:
+                # an entry for an unchanged deadline is already in the heap (another would only be popped as a
+                # duplicate): one entry, and one GC-tracked tuple, per deadline change
+                tx.scheduled = deadline
+                if deadline is not None:
+                    heapq.heappush(self._heap, (deadline, next(self._seq), tx))
             return
         if isinstance(tx, ClientTransaction):
             self._clients.pop(tx.key, None)

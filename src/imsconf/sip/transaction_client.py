@@ -222,6 +222,7 @@ class TableMachine:
         self.outbox: deque[TransactionEvent] = outbox if outbox is not None else deque()
         self._state = self.INITIAL
         self._timers = TimerSet()
+        self.scheduled: float | None = None  # the deadline the layer's heap holds for this transaction
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.key.method} {self.key.branch} {self._state}>"

@@ -6,6 +6,7 @@ from collections import deque
 
 from .errors import LocalProtocolError
 from .events import AckReceived, Address, TransactionEvent, TransactionKey
+from .headers import Via
 from .message import Request, Response
 from .timers import TimerConfig
 from .timers import TimerName as T
@@ -80,7 +81,10 @@ NON_INVITE_SERVER_TABLE: Table = {
 
 def sent_by(request: Request) -> str:
     """``host:port`` of the top Via with the default port filled in (for matching, §17.2.3)."""
-    via = request.top_via
+    return _sent_by(request.top_via)
+
+
+def _sent_by(via: Via) -> str:
     return f"{via.host}:{via.port if via.port is not None else default_port(via.transport)}"
 
 
@@ -95,7 +99,7 @@ def server_key(request: Request) -> TransactionKey:
     method = "INVITE" if request.method == "ACK" else request.method
     branch = via.branch
     if branch and branch.startswith(MAGIC_COOKIE):
-        return TransactionKey(branch, method, sent_by(request))
+        return TransactionKey(branch, method, _sent_by(via))
     params = {k: v for k, v in via.params.items() if k not in ("received", "rport")}
     legacy = "|".join(
         [
@@ -107,7 +111,7 @@ def server_key(request: Request) -> TransactionKey:
             request.uri,
         ]
     )
-    return TransactionKey(legacy, method, sent_by(request))
+    return TransactionKey(legacy, method, _sent_by(via))
 
 
 def cancelled_key(cancel: Request) -> TransactionKey:
@@ -137,14 +141,21 @@ class ServerTransaction(TableMachine):
         source: Address,
         config: TimerConfig | None = None,
         outbox: deque[TransactionEvent] | None = None,
+        *,
+        key: TransactionKey | None = None,
     ) -> None:
         if request.method == "ACK":
             raise LocalProtocolError("an ACK creates no server transaction")
         destination = source if is_reliable(transport) else response_destination(request, transport)
-        super().__init__(server_key(request), transport, destination, config or TimerConfig(), outbox)
+        if key is None:
+            key = server_key(request)
+        super().__init__(key, transport, destination, config or TimerConfig(), outbox)
         self.request = request
         self.source = source
         self.last_response: Response | None = None
+        # what every response must match (send_response), read once from the request
+        self._cseq = request.cseq
+        self._branch = request.top_via.branch
 
     @property
     def has_final_response(self) -> bool:
@@ -161,9 +172,10 @@ class ServerTransaction(TableMachine):
     def send_response(self, response: Response, now: float) -> None:
         """Send a response from the TU.  Raises LocalProtocolError if the state forbids it (e.g. a second
         final response) or if the response does not answer this transaction's request."""
-        if response.cseq.number != self.request.cseq.number or response.cseq.method != self.request.method:
+        cseq = response.cseq
+        if cseq.number != self._cseq.number or cseq.method != self.request.method:
             raise LocalProtocolError("response CSeq does not match the request")
-        if response.top_via.branch != self.request.top_via.branch:
+        if response.top_via.branch != self._branch:
             raise LocalProtocolError("response branch differs from the request's (util.make_response)")
         self._step(_send_stimulus(response.status), now, response)
         self.handle_timer(now)
@@ -193,10 +205,12 @@ class InviteServerTransaction(ServerTransaction):
         source: Address,
         config: TimerConfig | None = None,
         outbox: deque[TransactionEvent] | None = None,
+        *,
+        key: TransactionKey | None = None,
     ) -> None:
         if request.method != "INVITE":
             raise LocalProtocolError("InviteServerTransaction needs an INVITE")
-        super().__init__(request, transport, source, config, outbox)
+        super().__init__(request, transport, source, config, outbox, key=key)
 
 
 class NonInviteServerTransaction(ServerTransaction):
@@ -211,7 +225,9 @@ class NonInviteServerTransaction(ServerTransaction):
         source: Address,
         config: TimerConfig | None = None,
         outbox: deque[TransactionEvent] | None = None,
+        *,
+        key: TransactionKey | None = None,
     ) -> None:
         if request.method in ("INVITE", "ACK"):
             raise LocalProtocolError("NonInviteServerTransaction needs a request other than INVITE/ACK")
-        super().__init__(request, transport, source, config, outbox)
+        super().__init__(request, transport, source, config, outbox, key=key)
