@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, TypeAlias, TypeVar
+from typing import ClassVar, Self, TypeAlias, TypeVar
 
 from .buffer import Buffer
 from .constants import MAX_ATTRIBUTE_LENGTH, AttributeType, ErrorCodeValue, PriorityLevel, RequestState
@@ -275,60 +275,47 @@ def _text_value(value: bytes, what: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class ErrorInfo:
+class _TextAttribute:
+    """An attribute whose value is UTF-8 text (ERROR-INFO, STATUS-INFO, USER-URI ...)."""
+
+    TYPE: ClassVar[AttributeType]
+    LABEL: ClassVar[str]
+    text: str
+    mandatory: bool = False
+
+    def __post_init__(self) -> None:
+        _check_text(self.text, self.LABEL)
+
+    def _encode_value(self) -> bytes:
+        return self.text.encode("utf-8")
+
+    @classmethod
+    def _decode(cls, value: bytes, mandatory: bool, ctx: DecodeContext) -> Self:
+        return cls(_text_value(value, cls.LABEL), mandatory)
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo(_TextAttribute):
     """ERROR-INFO (§5.2.7): UTF-8 text describing an error."""
 
     TYPE: ClassVar[AttributeType] = AttributeType.ERROR_INFO
-    text: str
-    mandatory: bool = False
-
-    def __post_init__(self) -> None:
-        _check_text(self.text, "ERROR-INFO")
-
-    def _encode_value(self) -> bytes:
-        return self.text.encode("utf-8")
-
-    @classmethod
-    def _decode(cls, value: bytes, mandatory: bool, ctx: DecodeContext) -> ErrorInfo:
-        return cls(_text_value(value, "ERROR-INFO"), mandatory)
+    LABEL: ClassVar[str] = "ERROR-INFO"
 
 
 @dataclass(frozen=True, slots=True)
-class ParticipantProvidedInfo:
+class ParticipantProvidedInfo(_TextAttribute):
     """PARTICIPANT-PROVIDED-INFO (§5.2.8): UTF-8 text a participant attaches to its request."""
 
     TYPE: ClassVar[AttributeType] = AttributeType.PARTICIPANT_PROVIDED_INFO
-    text: str
-    mandatory: bool = False
-
-    def __post_init__(self) -> None:
-        _check_text(self.text, "PARTICIPANT-PROVIDED-INFO")
-
-    def _encode_value(self) -> bytes:
-        return self.text.encode("utf-8")
-
-    @classmethod
-    def _decode(cls, value: bytes, mandatory: bool, ctx: DecodeContext) -> ParticipantProvidedInfo:
-        return cls(_text_value(value, "PARTICIPANT-PROVIDED-INFO"), mandatory)
+    LABEL: ClassVar[str] = "PARTICIPANT-PROVIDED-INFO"
 
 
 @dataclass(frozen=True, slots=True)
-class StatusInfo:
+class StatusInfo(_TextAttribute):
     """STATUS-INFO (§5.2.9): UTF-8 text about a request's status (e.g. the chair's reason)."""
 
     TYPE: ClassVar[AttributeType] = AttributeType.STATUS_INFO
-    text: str
-    mandatory: bool = False
-
-    def __post_init__(self) -> None:
-        _check_text(self.text, "STATUS-INFO")
-
-    def _encode_value(self) -> bytes:
-        return self.text.encode("utf-8")
-
-    @classmethod
-    def _decode(cls, value: bytes, mandatory: bool, ctx: DecodeContext) -> StatusInfo:
-        return cls(_text_value(value, "STATUS-INFO"), mandatory)
+    LABEL: ClassVar[str] = "STATUS-INFO"
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,41 +359,19 @@ class SupportedPrimitives:
 
 
 @dataclass(frozen=True, slots=True)
-class UserDisplayName:
+class UserDisplayName(_TextAttribute):
     """USER-DISPLAY-NAME (§5.2.12)."""
 
     TYPE: ClassVar[AttributeType] = AttributeType.USER_DISPLAY_NAME
-    text: str
-    mandatory: bool = False
-
-    def __post_init__(self) -> None:
-        _check_text(self.text, "USER-DISPLAY-NAME")
-
-    def _encode_value(self) -> bytes:
-        return self.text.encode("utf-8")
-
-    @classmethod
-    def _decode(cls, value: bytes, mandatory: bool, ctx: DecodeContext) -> UserDisplayName:
-        return cls(_text_value(value, "USER-DISPLAY-NAME"), mandatory)
+    LABEL: ClassVar[str] = "USER-DISPLAY-NAME"
 
 
 @dataclass(frozen=True, slots=True)
-class UserUri:
+class UserUri(_TextAttribute):
     """USER-URI (§5.2.13)."""
 
     TYPE: ClassVar[AttributeType] = AttributeType.USER_URI
-    text: str
-    mandatory: bool = False
-
-    def __post_init__(self) -> None:
-        _check_text(self.text, "USER-URI")
-
-    def _encode_value(self) -> bytes:
-        return self.text.encode("utf-8")
-
-    @classmethod
-    def _decode(cls, value: bytes, mandatory: bool, ctx: DecodeContext) -> UserUri:
-        return cls(_text_value(value, "USER-URI"), mandatory)
+    LABEL: ClassVar[str] = "USER-URI"
 
 
 # --- grouped attributes ----------------------------------------------------------------------------------
