@@ -208,3 +208,27 @@ def free_tcp_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def sipp_bg(
+    scenario: str, port: int, transport: str, workdir: Path, *extra: str, timeout: str = "30s"
+) -> subprocess.Popen[bytes]:
+    """One SIPp call from scenarios/ in the background (the test waits for it); ``-p`` in *extra* wins."""
+    sipp = require_peer("sipp")
+    workdir.mkdir(parents=True, exist_ok=True)
+    cmd = [sipp, f"127.0.0.1:{port}", "-sf", str(SCENARIOS / scenario), "-t", transport,
+           "-i", "127.0.0.1", "-m", "1", "-nostdin", "-timeout", timeout, "-timeout_error",
+           "-trace_err", *extra]  # fmt: skip
+    if "-p" not in extra:
+        cmd += ["-p", "0"]
+    return subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def wait_file(path: Path, timeout: float = 10.0) -> str:
+    """The stripped contents of *path* once a scenario has written it (e.g. the conference user part)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text().strip():
+            return path.read_text().strip()
+        time.sleep(0.05)
+    raise AssertionError(f"{path} was not written")

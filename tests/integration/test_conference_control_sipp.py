@@ -16,20 +16,16 @@ from pathlib import Path
 
 import pytest
 from baresip import free_udp_range
-from harness import SCENARIOS, ServerProcess, free_port_pair, run_sipp, sipp_errors
+from harness import ServerProcess, free_port_pair, run_sipp, sipp_bg, sipp_errors, wait_file
 from lxml import etree
 
 from imsconf.conference.eventinfo import apply_partial
-from peers import require_peer
 
 pytestmark = pytest.mark.peer
 
 # RTP ports chosen free at run time (fixed ranges collide with other servers on the machine)
 _RTP = free_udp_range(400)
-CONFIG = (
-    "allow_plain_rtp = true\nallow_sdes_over_udp = true\n"
-    f"rtp_port_range = [{_RTP[0]}, {_RTP[1]}]\n"
-)
+CONFIG = f"allow_plain_rtp = true\nallow_sdes_over_udp = true\nrtp_port_range = [{_RTP[0]}, {_RTP[1]}]\n"
 
 
 @pytest.fixture(scope="module")
@@ -43,17 +39,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     srv.stop()
 
 
-def _sipp_bg(scenario: str, port: int, transport: str, workdir: Path, *extra: str) -> subprocess.Popen[bytes]:
-    sipp = require_peer("sipp")
-    workdir.mkdir(parents=True, exist_ok=True)
-    cmd = [sipp, f"127.0.0.1:{port}", "-sf", str(SCENARIOS / scenario), "-t", transport,
-           "-i", "127.0.0.1", "-m", "1", "-nostdin", "-timeout", "30s", "-timeout_error",
-           "-trace_err", *extra]  # fmt: skip
-    if "-p" not in extra:
-        cmd += ["-p", "0"]
-    return subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
 def _wait(cond: object, what: str, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -61,11 +46,6 @@ def _wait(cond: object, what: str, timeout: float = 10.0) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
-
-
-def _wait_file(path: Path, timeout: float = 10.0) -> str:
-    _wait(lambda: path.exists() and path.read_text().strip(), str(path), timeout)
-    return path.read_text().strip()
 
 
 def _finish(proc: subprocess.Popen[bytes], workdir: Path, srv: ServerProcess, timeout: float = 30) -> None:
@@ -89,9 +69,9 @@ def _create(
     srv: ServerProcess, transport: str, tmp: Path, stay_ms: int
 ) -> tuple[subprocess.Popen[bytes], str]:
     conf_file = tmp / "conf.txt"
-    owner = _sipp_bg("conf_create.xml", srv.port, transport, tmp / "owner",
+    owner = sipp_bg("conf_create.xml", srv.port, transport, tmp / "owner",
                      "-key", "conf_file", str(conf_file), "-d", str(stay_ms))  # fmt: skip
-    return owner, _wait_file(conf_file)
+    return owner, wait_file(conf_file)
 
 
 def _joined(srv: ServerProcess, conf: str, n: int) -> None:
@@ -103,16 +83,16 @@ def test_uri_list_creation_invites_two_users(server: ServerProcess, transport: s
     ports = [_free_udp_tcp_port(), _free_udp_tcp_port()]
     while ports[1] == ports[0]:
         ports[1] = _free_udp_tcp_port()
-    uas = [_sipp_bg("conf_uas.xml", server.port, transport, tmp_path / f"uas{i}",
+    uas = [sipp_bg("conf_uas.xml", server.port, transport, tmp_path / f"uas{i}",
                     "-p", str(p), "-s", f"user{i}") for i, p in enumerate(ports)]  # fmt: skip
     time.sleep(0.3)  # the answerers listen
     tp = _tp(transport)
     users = [f"sip:user{i}@127.0.0.1:{p};transport={tp}" for i, p in enumerate(ports)]
     conf_file = tmp_path / "conf.txt"
-    owner = _sipp_bg("conf_urilist_create.xml", server.port, transport, tmp_path / "owner",
+    owner = sipp_bg("conf_urilist_create.xml", server.port, transport, tmp_path / "owner",
                      "-key", "user1", users[0], "-key", "user2", users[1],
                      "-key", "conf_file", str(conf_file), "-d", "2500")  # fmt: skip
-    conf = _wait_file(conf_file)
+    conf = wait_file(conf_file)
     _joined(server, conf, 3)
     _finish(owner, tmp_path / "owner", server)
     for i, p in enumerate(uas):
@@ -128,7 +108,7 @@ def test_refer_to_focus_invites_with_sipfrag_progress(
     server: ServerProcess, transport: str, tmp_path: Path
 ) -> None:
     port = _free_udp_tcp_port()
-    uas = _sipp_bg("conf_uas.xml", server.port, transport, tmp_path / "invitee", "-p", str(port),
+    uas = sipp_bg("conf_uas.xml", server.port, transport, tmp_path / "invitee", "-p", str(port),
                    "-s", "invitee", "-trace_msg")  # fmt: skip
     time.sleep(0.2)
     owner, conf = _create(server, transport, tmp_path, 3000)
@@ -147,7 +127,7 @@ def test_refer_to_focus_invites_with_sipfrag_progress(
 @pytest.mark.parametrize("transport", ["u1", "t1"])
 def test_refer_bye_by_owner_and_by_participant(server: ServerProcess, transport: str, tmp_path: Path) -> None:
     owner, conf = _create(server, transport, tmp_path, 4000)
-    member = _sipp_bg(
+    member = sipp_bg(
         "conf_join_closed.xml", server.port, transport, tmp_path / "member", "-key", "conf", conf
     )
     _joined(server, conf, 2)
@@ -213,17 +193,17 @@ def test_subscription_full_then_partial_across_three_joins_and_a_leave(
     srv = server
     owner, conf = _create(srv, transport, tmp_path, 6000)
     versions, ready = tmp_path / "versions.txt", tmp_path / "ready.txt"
-    sub = _sipp_bg("conf_subscribe.xml", srv.port, transport, tmp_path / "sub", "-trace_msg",
+    sub = sipp_bg("conf_subscribe.xml", srv.port, transport, tmp_path / "sub", "-trace_msg",
                    "-key", "conf", conf, "-key", "sub_user", "owner",
                    "-key", "versions_file", str(versions), "-key", "ready_file", str(ready))  # fmt: skip
-    _wait_file(ready)
+    wait_file(ready)
     # an outsider is refused
     res = run_sipp("conf_subscribe_forbidden.xml", f"127.0.0.1:{srv.port}", transport=transport,
                    workdir=tmp_path / "stranger", extra=["-key", "conf", conf])  # fmt: skip
     assert res.returncode == 0, sipp_errors(tmp_path / "stranger") + srv.log()[-3000:]
     members = []
     for i in range(2):
-        members.append(_sipp_bg("conf_join_closed.xml", srv.port, transport, tmp_path / f"m{i}",
+        members.append(sipp_bg("conf_join_closed.xml", srv.port, transport, tmp_path / f"m{i}",
                                 "-key", "conf", conf))  # fmt: skip
         _joined(srv, conf, 2 + i)
     res = run_sipp("conf_join_leave.xml", f"127.0.0.1:{srv.port}", transport=transport,

@@ -7,16 +7,12 @@ is covered with real baresip phones in test_baresip_conference.py.
 
 from __future__ import annotations
 
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from baresip import free_udp_range
-from harness import SCENARIOS, ServerProcess, free_port_pair, run_sipp, sipp_errors
-
-from peers import require_peer
+from harness import ServerProcess, free_port_pair, run_sipp, sipp_bg, sipp_errors, wait_file
 
 pytestmark = pytest.mark.peer
 
@@ -37,40 +33,22 @@ def plain_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPro
     srv.stop()
 
 
-def _sipp_bg(scenario: str, port: int, transport: str, workdir: Path, *extra: str) -> subprocess.Popen[bytes]:
-    sipp = require_peer("sipp")
-    workdir.mkdir(parents=True, exist_ok=True)
-    cmd = [sipp, f"127.0.0.1:{port}", "-sf", str(SCENARIOS / scenario), "-t", transport,
-           "-i", "127.0.0.1", "-p", "0", "-m", "1", "-nostdin", "-timeout", "20s", "-timeout_error",
-           "-trace_err", *extra]  # fmt: skip
-    return subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
-def _wait_file(path: Path, timeout: float = 10.0) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists() and path.read_text().strip():
-            return path.read_text().strip()
-        time.sleep(0.05)
-    raise AssertionError(f"{path} was not written")
-
-
 @pytest.mark.parametrize("transport", ["u1", "t1"])
 def test_create_join_leave_owner_close(plain_server: ServerProcess, transport: str, tmp_path: Path) -> None:
     conf_file = tmp_path / "conf.txt"
-    owner = _sipp_bg(
+    owner = sipp_bg(
         "conf_create.xml", plain_server.port, transport, tmp_path / "owner",
         "-key", "conf_file", str(conf_file), "-d", "4000",
     )  # fmt: skip
     try:
-        conf = _wait_file(conf_file)
+        conf = wait_file(conf_file)
         assert conf.startswith("conf-") and len(conf) >= 5 + 14  # ≥ 80 random bits, base64url
         # a member joins and leaves by itself
         res = run_sipp("conf_join_leave.xml", f"127.0.0.1:{plain_server.port}", transport=transport,
                        workdir=tmp_path / "leaver", extra=["-key", "conf", conf, "-d", "300"])  # fmt: skip
         assert res.returncode == 0, sipp_errors(tmp_path / "leaver") + plain_server.log()[-3000:]
         # another member stays until the owner leaves: the focus BYEs it
-        stayer = _sipp_bg("conf_join_closed.xml", plain_server.port, transport, tmp_path / "stayer",
+        stayer = sipp_bg("conf_join_closed.xml", plain_server.port, transport, tmp_path / "stayer",
                           "-key", "conf", conf)  # fmt: skip
         assert stayer.wait(30) == 0, sipp_errors(tmp_path / "stayer") + plain_server.log()[-3000:]
         assert owner.wait(30) == 0, sipp_errors(tmp_path / "owner")
@@ -91,10 +69,10 @@ def test_create_join_leave_owner_close(plain_server: ServerProcess, transport: s
 def test_many_members_join_and_leave(plain_server: ServerProcess, tmp_path: Path) -> None:
     """20 members join one conference at 20 calls/s and leave again; the owner then closes it."""
     conf_file = tmp_path / "conf.txt"
-    owner = _sipp_bg("conf_create.xml", plain_server.port, "u1", tmp_path / "owner",
+    owner = sipp_bg("conf_create.xml", plain_server.port, "u1", tmp_path / "owner",
                      "-key", "conf_file", str(conf_file), "-d", "6000")  # fmt: skip
     try:
-        conf = _wait_file(conf_file)
+        conf = wait_file(conf_file)
         res = run_sipp("conf_join_leave.xml", f"127.0.0.1:{plain_server.port}", calls=20, rate=20,
                        workdir=tmp_path / "members", extra=["-key", "conf", conf, "-d", "1000"])  # fmt: skip
         assert res.returncode == 0, sipp_errors(tmp_path / "members")
