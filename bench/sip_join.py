@@ -31,6 +31,7 @@ HOST = "127.0.0.1"
 LOCAL = {"udp": (HOST, 5060), "tcp": (HOST, 5060), "tls": (HOST, 5061)}
 PEER = Peer("udp", HOST, 5070, None)
 
+_CONTACT = "Contact: <sip:member@127.0.0.1:5070;transport=udp>\r\nContent-Type: application/sdp\r\n"
 _SDP = (
     "v=0\r\no=member 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
     "m=audio 6000 RTP/AVP 8 0\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\n"
@@ -70,7 +71,9 @@ class Bench:
         self.now = 1000.0
         self.step = 1.0 / rate  # the fake clock moves as at *rate* joins per second
         engine = MediaEngine(allow_plain_rtp=True, rng=random.Random(1))
-        cfg = FocusConfig(domain="localhost", media_host=HOST, allow_plain_rtp=True, allow_sdes_over_insecure=True)
+        cfg = FocusConfig(
+            domain="localhost", media_host=HOST, allow_plain_rtp=True, allow_sdes_over_insecure=True
+        )
         self.engine = engine
         self.next_tick = self.now
         self.focus = Focus(cfg, LocalMediaControl(engine, FakePorts()))
@@ -94,7 +97,7 @@ class Bench:
         """INVITE→200→ACK; returns (remote target, To with tag)."""
         inv = _msg(
             f"INVITE {ruri} SIP/2.0", n, "1 INVITE", f"<{ruri}>",
-            "Contact: <sip:member@127.0.0.1:5070;transport=udp>\r\nContent-Type: application/sdp\r\n", _SDP,
+            _CONTACT, _SDP,
         )  # fmt: skip
         out = self._send(inv)
         resp = parse_message(out[-1])
@@ -117,7 +120,7 @@ class Bench:
             n = next(self.calls)
             inv = _msg(
                 f"INVITE {ruri} SIP/2.0", n, "1 INVITE", f"<{ruri}>",
-                "Contact: <sip:member@127.0.0.1:5070;transport=udp>\r\nContent-Type: application/sdp\r\n", _SDP,
+                _CONTACT, _SDP,
             )  # fmt: skip
             out.append((inv, n))
         return out

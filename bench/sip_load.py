@@ -52,8 +52,8 @@ def start_server(work: Path, port: int) -> subprocess.Popen[bytes]:
         "allow_plain_rtp = true\nallow_sdes_over_udp = true\nrtp_port_range = [33000, 39999]\n"
         'log_level = "warning"\n'
     )
-    cmd = [sys.executable, "-m", "imsconf.cli", "serve", "--config", str(cfg), "--data-dir", str(work / "var"),
-           "--auth", "none", "--listen", f"udp:127.0.0.1:{port}", "--listen", f"tcp:127.0.0.1:{port}",
+    cmd = [sys.executable, "-m", "imsconf.cli", "serve", "--config", str(cfg),
+           "--data-dir", str(work / "var"), "--auth", "none", "--listen", f"udp:127.0.0.1:{port}", "--listen", f"tcp:127.0.0.1:{port}",
            "--listen", f"tls:127.0.0.1:{port + 1}"]  # fmt: skip
     log = open(work / "server.log", "wb")  # noqa: SIM115 - kept open for the server's lifetime
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, cwd=REPO)
@@ -165,7 +165,7 @@ def main() -> None:
         port = free_port()
         server = start_server(work, port)
         try:
-            for mode in (["options", "join"] if args.mode == "both" else [args.mode]):
+            for mode in ["options", "join"] if args.mode == "both" else [args.mode]:
                 bench_mode(mode, rates, args.seconds, sipp, work, port, server)
         finally:
             server.send_signal(signal.SIGTERM)

@@ -66,7 +66,9 @@ def variants(n: int = 4096) -> list[bytes]:
 def main() -> None:
     msg = parse_message(INVITE)
     validate(msg)
-    print(f"INVITE with SDP: {len(INVITE)} bytes (4,096 variants with distinct Via branch, From tag, Call-ID)")
+    print(
+        f"INVITE with SDP: {len(INVITE)} bytes (4,096 variants with distinct Via branch, From tag, Call-ID)"
+    )
     msgs = variants()
     it = iter(range(1 << 62))
     p = bench(lambda: parse_message(msgs[next(it) & 4095]))

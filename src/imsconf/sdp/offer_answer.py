@@ -239,7 +239,7 @@ def decide_answer(offer: SessionDescription, policy: AnswerPolicy) -> AudioDecis
         rejected.append(index)
     if accepted is None:
         raise first_error or OfferAnswerError("the offer has no audio stream")
-    return replace(accepted, rejected=tuple(rejected))
+    return replace(accepted, rejected=tuple(rejected)) if rejected else accepted  # rejected defaults to ()
 
 
 def _answer_audio(
@@ -390,14 +390,34 @@ def _check_unicast(conn: Connection) -> None:
         raise OfferAnswerError(f"unsupported network type {conn.nettype} {conn.addrtype}")
     if conn.ttl is not None or conn.count is not None:
         raise OfferAnswerError("multicast media is not supported")
-    try:
-        addr = ipaddress.ip_address(conn.address)
-    except ValueError:
+    facts = _ADDRESS_FACTS.get(conn.address)
+    if facts is None:
+        facts = _address_facts(conn.address)
+    if facts is _HOST_NAME:
         return  # a host name: resolved by the transport adapter
-    if addr.is_multicast:
+    version, multicast = facts
+    if multicast:
         raise OfferAnswerError("multicast media is not supported")
-    if (addr.version == 6) != (conn.addrtype == "IP6"):
+    if (version == 6) != (conn.addrtype == "IP6"):
         raise OfferAnswerError(f"address {conn.address} does not match {conn.addrtype}", 400)
+
+
+_HOST_NAME: tuple[int, bool] = (0, False)
+# address text -> (IP version, multicast), or _HOST_NAME: facts of the text alone (ipaddress is slow)
+_ADDRESS_FACTS: dict[str, tuple[int, bool]] = {}
+
+
+def _address_facts(text: str) -> tuple[int, bool]:
+    try:
+        addr = ipaddress.ip_address(text)
+    except ValueError:
+        facts = _HOST_NAME
+    else:
+        facts = (addr.version, addr.is_multicast)
+    if len(_ADDRESS_FACTS) >= 4096:
+        _ADDRESS_FACTS.clear()  # bounded: peers choose the text
+    _ADDRESS_FACTS[text] = facts
+    return facts
 
 
 def _direction(sd: SessionDescription, m: MediaDescription) -> Direction:

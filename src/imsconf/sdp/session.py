@@ -40,16 +40,26 @@ def _check(condition: bool, what: str) -> None:
         raise ValueError(what)
 
 
+# The checks run for every field of every description built or parsed: the message (with the value's repr)
+# is only formatted when the check fails.
 def _check_text(value: str, what: str) -> None:
-    _check(grammar.TEXT_RE.match(value) is not None, f"{what} must not contain NUL, CR or LF: {value!r}")
+    if _TEXT_MATCH(value) is None:
+        raise ValueError(f"{what} must not contain NUL, CR or LF: {value!r}")
 
 
 def _check_non_ws(value: str, what: str) -> None:
-    _check(grammar.NON_WS_RE.match(value) is not None, f"{what} must be a non-empty string without spaces")
+    if _NON_WS_MATCH(value) is None:
+        raise ValueError(f"{what} must be a non-empty string without spaces")
 
 
 def _check_token(value: str, what: str) -> None:
-    _check(grammar.TOKEN_RE.match(value) is not None, f"{what} is not a token: {value!r}")
+    if _TOKEN_MATCH(value) is None:
+        raise ValueError(f"{what} is not a token: {value!r}")
+
+
+_TEXT_MATCH = grammar.TEXT_RE.match
+_NON_WS_MATCH = grammar.NON_WS_RE.match
+_TOKEN_MATCH = grammar.TOKEN_RE.match
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +74,10 @@ class Origin:
     addrtype: str = "IP4"
 
     def __post_init__(self) -> None:
-        for name in ("username", "address", "nettype", "addrtype"):
-            _check_non_ws(getattr(self, name), f"origin {name}")
+        _check_non_ws(self.username, "origin username")
+        _check_non_ws(self.address, "origin address")
+        _check_non_ws(self.nettype, "origin nettype")
+        _check_non_ws(self.addrtype, "origin addrtype")
         _check(self.session_id >= 0 and self.session_version >= 0, "origin numbers must be >= 0")
 
     def __str__(self) -> str:
@@ -96,10 +108,8 @@ class Connection:
     def __post_init__(self) -> None:
         _check_non_ws(self.nettype, "connection nettype")
         _check_non_ws(self.addrtype, "connection addrtype")
-        _check(
-            grammar.ADDRESS_SUFFIX_RE.match(self.address) is not None and "/" not in self.address,
-            f"bad connection address {self.address!r}",
-        )
+        if grammar.ADDRESS_SUFFIX_RE.match(self.address) is None or "/" in self.address:
+            raise ValueError(f"bad connection address {self.address!r}")
         _check(grammar.NON_WS_RE.match(self.address) is not None, "connection address has spaces")
         if self.ttl is not None:
             _check(self.addrtype != "IP6", "IP6 connection addresses carry no TTL")
@@ -179,7 +189,8 @@ class Repeat:
     def __post_init__(self) -> None:
         _check(len(self.offsets) >= 1, "a repeat line needs at least one offset")
         for t in (self.interval, self.duration, *self.offsets):
-            _check(grammar.TYPED_TIME_RE.match(t) is not None, f"bad typed time {t!r}")
+            if grammar.TYPED_TIME_RE.match(t) is None:
+                raise ValueError(f"bad typed time {t!r}")
 
     def __str__(self) -> str:
         return " ".join((self.interval, self.duration, *self.offsets))
@@ -220,7 +231,8 @@ class ZoneAdjustment:
 
     def __post_init__(self) -> None:
         _check(0 <= self.time < 10**20, "zone adjustment time out of range")
-        _check(grammar.ZONE_OFFSET_RE.match(self.offset) is not None, f"bad zone offset {self.offset!r}")
+        if grammar.ZONE_OFFSET_RE.match(self.offset) is None:
+            raise ValueError(f"bad zone offset {self.offset!r}")
 
 
 def _parse_zones(value: str) -> tuple[ZoneAdjustment, ...]:
@@ -321,9 +333,11 @@ class MediaDescription(_AttributeMixin):
 
     def __post_init__(self) -> None:
         _check_token(self.media, "media type")
-        _check(0 <= self.port <= 65535, f"port out of range: {self.port}")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port out of range: {self.port}")
         _check(self.port_count is None or 1 <= self.port_count <= 65535, "port count out of range")
-        _check(all(grammar.TOKEN_RE.match(p) for p in self.proto.split("/")), f"bad proto {self.proto!r}")
+        if not all(_TOKEN_MATCH(p) for p in self.proto.split("/")):
+            raise ValueError(f"bad proto {self.proto!r}")
         for f in self.formats:
             _check_token(f, "media format")
         if self.information is not None:

@@ -66,7 +66,7 @@ SINGLE_HEADERS = frozenset(
 )
 
 
-_NAME_CACHE: dict[str, str] = {}
+_NAME_CACHE: dict[str, str] = {}  # read directly by the message parser (message.py)
 _NAME_CACHE_MAX = 4096
 
 
@@ -115,14 +115,14 @@ class Headers:
         self.items.append((canonical_name(name), value))
 
     def get(self, name: str) -> str | None:
-        cname = canonical_name(name)
+        cname = _NAME_CACHE.get(name) or canonical_name(name)
         for n, v in self.items:
             if n == cname:
                 return v
         return None
 
     def get_all(self, name: str) -> list[str]:
-        cname = canonical_name(name)
+        cname = _NAME_CACHE.get(name) or canonical_name(name)
         return [v for n, v in self.items if n == cname]
 
     def set(self, name: str, value: str) -> None:

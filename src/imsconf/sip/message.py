@@ -11,7 +11,16 @@ from dataclasses import dataclass, field
 
 from . import grammar
 from .errors import LocalProtocolError, SipParseError
-from .headers import _NAME_CACHE, LIST_HEADERS, SINGLE_HEADERS, CSeq, Headers, Via, canonical_name, split_header_value
+from .headers import (
+    _NAME_CACHE,
+    LIST_HEADERS,
+    SINGLE_HEADERS,
+    CSeq,
+    Headers,
+    Via,
+    canonical_name,
+    split_header_value,
+)
 from .uri import NameAddr, SipUri
 
 MAX_MESSAGE_SIZE = 65535  # stream framing cap (header block + body); beyond it: 513 and close
@@ -86,21 +95,30 @@ Message = Request | Response
 
 
 def _required(headers: Headers, name: str) -> str:
-    v = headers.get(name)
-    if v is None:
-        raise SipParseError(f"missing {name} header")
-    return v
+    # *name* is one of the canonical spellings above: scan directly
+    for n, v in headers.items:
+        if n == name:
+            return v
+    raise SipParseError(f"missing {name} header")
+
+
+_TOKEN_NAMES: set[str] = set()  # header names already checked to be tokens (for _serialize)
 
 
 def _serialize(start: str, headers: Headers, body: bytes) -> bytes:
     if any(c in start for c in "\r\n"):
         raise LocalProtocolError("CR or LF in the start line")
     lines = [start]
+    valid = _TOKEN_NAMES
     for n, v in headers.items:
         if n == "Content-Length":
             continue
-        if not grammar.FULL_TOKEN_RE.match(n):
-            raise LocalProtocolError(f"header name is not a token: {n[:40]!r}")
+        if n not in valid:
+            if not grammar.FULL_TOKEN_RE.match(n):
+                raise LocalProtocolError(f"header name is not a token: {n[:40]!r}")
+            if len(valid) >= 4096:
+                valid.clear()  # bounded: names can come from peers
+            valid.add(n)
         if "\r" in v or "\n" in v:
             # a folded or injected line would be read as another header by the peer
             raise LocalProtocolError(f"CR or LF in the value of {n}")
@@ -206,7 +224,10 @@ def _parse_headers(lines: list[str], msg: Request | Response) -> int | None:
         if name == "Content-Length":
             content_length = _content_length(value, content_length, msg)
             continue
-        if name not in _LIST_CANONICAL and not _is_list_header(name):
+        is_list = _LIST_KIND.get(name)
+        if is_list is None:
+            is_list = _list_kind(name)
+        if not is_list:
             items.append((name, value))  # a single-valued header: as split_header_value would return it
             continue
         try:
@@ -217,14 +238,14 @@ def _parse_headers(lines: list[str], msg: Request | Response) -> int | None:
     return content_length
 
 
-_LIST_CANONICAL: set[str] = set()  # canonical names seen to be list headers (bounded by LIST_HEADERS)
+_LIST_KIND: dict[str, bool] = {}  # canonical header name -> is a list header (LIST_HEADERS)
 
 
-def _is_list_header(name: str) -> bool:
-    if name.lower() in LIST_HEADERS:
-        _LIST_CANONICAL.add(name)
-        return True
-    return False
+def _list_kind(name: str) -> bool:
+    if len(_LIST_KIND) >= 4096:
+        _LIST_KIND.clear()  # bounded: extension names are attacker-chosen
+    kind = _LIST_KIND[name] = name.lower() in LIST_HEADERS
+    return kind
 
 
 def parse_message(data: bytes, *, datagram: bool = True) -> Request | Response:

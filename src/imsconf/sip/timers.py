@@ -97,11 +97,11 @@ class TimerSet:
     of transactions linger for 64*T1 on UDP.
     """
 
-    deadlines: dict[TimerName, float] = field(default_factory=dict)
-    intervals: dict[TimerName, float] = field(default_factory=dict)
+    deadlines: dict[str, float] = field(default_factory=dict)
+    intervals: dict[str, float] = field(default_factory=dict)
 
     def start(self, timer: TimerName, now: float, interval: float) -> None:
-        key: TimerName = timer._value_  # the plain str: TimerName members hash and compare equal to it
+        key = timer.value  # the plain str: TimerName members hash and compare equal to it
         self.deadlines[key] = now + interval
         self.intervals[key] = interval
 

@@ -12,8 +12,9 @@ import secrets
 
 from .errors import LocalProtocolError
 from .events import RELIABLE_TRANSPORTS, Address
-from .headers import CSeq, Headers, Via
+from .headers import CSeq, Headers, Via, canonical_name
 from .message import Request, Response
+from .uri import NameAddr
 
 MAGIC_COOKIE = "z9hG4bK"
 
@@ -146,26 +147,35 @@ def make_response(
         raise LocalProtocolError("an ACK is never answered")
     if status == 100 and to_tag is not None:
         raise LocalProtocolError("a 100 Trying carries no To tag (RFC 3261 §8.2.6.2)")
-    out = Headers()
-    for via in req.headers.get_all("Via"):
-        out.add("Via", via)
+    # one pass over the request's headers (stored under canonical names): every Via, the first of the others
+    vias: list[tuple[str, str]] = []
+    first: dict[str, str] = {}
+    for n, v in req.headers.items:
+        if n == "Via":
+            vias.append((n, v))
+        elif n in _ECHOED and n not in first:
+            first[n] = v
+    items = vias
     for name in ("From", "To", "Call-ID", "CSeq"):
-        value = req.headers.get(name)
+        value = first.get(name)
         if value is None:
             raise LocalProtocolError(f"cannot answer a request without {name}")
         if name == "To" and to_tag is not None:
-            to = req.to
+            to = NameAddr.parse(value)
             if to.tag is None:
                 value = str(to.with_tag(to_tag))
-        out.add(name, value)
+        items.append((name, value))
     if status == 100:
-        stamp = req.headers.get("Timestamp")
+        stamp = first.get("Timestamp")
         if stamp is not None:
-            out.add("Timestamp", stamp)
+            items.append(("Timestamp", stamp))
     if headers is not None:
         for name, value in headers:
-            out.add(name, value)
-    return Response(status, reason if reason is not None else reason_phrase(status), out, body)
+            items.append((canonical_name(name), value))
+    return Response(status, reason if reason is not None else reason_phrase(status), Headers(items), body)
+
+
+_ECHOED = frozenset(["From", "To", "Call-ID", "CSeq", "Timestamp"])
 
 
 def make_cancel(invite: Request) -> Request:
@@ -226,10 +236,10 @@ def stamp_received(req: Request, source_host: str, source_port: int) -> Request:
     Via carries an empty ``rport`` (RFC 3581 §4, "even if it is identical"); an empty ``rport`` is filled
     with the source port.  The request is copied, never changed in place.
     """
-    vias = req.headers.get_all("Via")
-    if not vias:
+    top = req.headers.get("Via")
+    if top is None:
         return req
-    via = Via.parse(vias[0])
+    via = Via.parse(top)
     params = dict(via.params)
     wants_rport = "rport" in params and not params["rport"]
     if wants_rport:
@@ -254,10 +264,10 @@ def response_destination(msg: Request | Response, transport: str) -> Address:
     a value) or the sent-by port; else the sent-by host and port.  The default port is 5060, 5061 for TLS.
     On a reliable transport the caller should first reuse the connection the request arrived on.
     """
-    vias = msg.headers.get_all("Via")
-    if not vias:
+    top = msg.headers.get("Via")
+    if top is None:
         raise LocalProtocolError("no Via to answer to")
-    via = Via.parse(vias[0])
+    via = Via.parse(top)
     port = via.port if via.port is not None else default_port(via.transport or transport)
     maddr = via.params.get("maddr")
     if maddr:
