@@ -112,60 +112,47 @@ class UnknownAttribute:
 
 
 @dataclass(frozen=True, slots=True)
-class BeneficiaryId:
+class _U16Attribute:
+    """An attribute whose value is one 16-bit id (BENEFICIARY-ID, FLOOR-ID, FLOOR-REQUEST-ID)."""
+
+    TYPE: ClassVar[AttributeType]
+    LABEL: ClassVar[str]
+    value: int
+    mandatory: bool = False
+
+    def __post_init__(self) -> None:
+        _check_u16(self.value, self.LABEL)
+
+    def _encode_value(self) -> bytes:
+        return self.value.to_bytes(2, "big")
+
+    @classmethod
+    def _decode(cls, value: bytes, mandatory: bool, ctx: DecodeContext) -> Self:
+        return cls(_u16_value(value, cls.LABEL), mandatory)
+
+
+@dataclass(frozen=True, slots=True)
+class BeneficiaryId(_U16Attribute):
     """BENEFICIARY-ID (§5.2.1): the user a FloorRequest or UserQuery is about."""
 
     TYPE: ClassVar[AttributeType] = AttributeType.BENEFICIARY_ID
-    value: int
-    mandatory: bool = False
-
-    def __post_init__(self) -> None:
-        _check_u16(self.value, "BENEFICIARY-ID")
-
-    def _encode_value(self) -> bytes:
-        return self.value.to_bytes(2, "big")
-
-    @classmethod
-    def _decode(cls, value: bytes, mandatory: bool, ctx: DecodeContext) -> BeneficiaryId:
-        return cls(_u16_value(value, "BENEFICIARY-ID"), mandatory)
+    LABEL: ClassVar[str] = "BENEFICIARY-ID"
 
 
 @dataclass(frozen=True, slots=True)
-class FloorId:
+class FloorId(_U16Attribute):
     """FLOOR-ID (§5.2.2)."""
 
     TYPE: ClassVar[AttributeType] = AttributeType.FLOOR_ID
-    value: int
-    mandatory: bool = False
-
-    def __post_init__(self) -> None:
-        _check_u16(self.value, "FLOOR-ID")
-
-    def _encode_value(self) -> bytes:
-        return self.value.to_bytes(2, "big")
-
-    @classmethod
-    def _decode(cls, value: bytes, mandatory: bool, ctx: DecodeContext) -> FloorId:
-        return cls(_u16_value(value, "FLOOR-ID"), mandatory)
+    LABEL: ClassVar[str] = "FLOOR-ID"
 
 
 @dataclass(frozen=True, slots=True)
-class FloorRequestId:
+class FloorRequestId(_U16Attribute):
     """FLOOR-REQUEST-ID (§5.2.3)."""
 
     TYPE: ClassVar[AttributeType] = AttributeType.FLOOR_REQUEST_ID
-    value: int
-    mandatory: bool = False
-
-    def __post_init__(self) -> None:
-        _check_u16(self.value, "FLOOR-REQUEST-ID")
-
-    def _encode_value(self) -> bytes:
-        return self.value.to_bytes(2, "big")
-
-    @classmethod
-    def _decode(cls, value: bytes, mandatory: bool, ctx: DecodeContext) -> FloorRequestId:
-        return cls(_u16_value(value, "FLOOR-REQUEST-ID"), mandatory)
+    LABEL: ClassVar[str] = "FLOOR-REQUEST-ID"
 
 
 @dataclass(frozen=True, slots=True)
