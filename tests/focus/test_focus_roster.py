@@ -200,3 +200,15 @@ def test_full_conference_refuses_with_486() -> None:
     assert r.status == 486
     assert len(h.conference(uri)) == 2
     assert len(h.media.legs) == 2
+
+
+def test_endpoint_details_of_leavers_are_dropped_while_the_conference_goes_on() -> None:
+    """A long conference with churn must not keep per-leg details of everyone who ever joined."""
+    h = Harness()
+    owner = h.ua("owner")
+    _, uri = h.create(owner)
+    for i in range(20):
+        ua = h.ua(f"guest{i}")
+        h.join(ua, uri)
+        h.send(ua, ua.bye())
+    assert len(h.focus.details) == 1  # the owner only

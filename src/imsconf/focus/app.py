@@ -674,6 +674,9 @@ class Focus:
                     ev.participant.participant_id,
                     ev.reason,
                 )
+                # the notifier has rendered this leave (bodies are built at once); later documents show
+                # only current participants, so the leaver's endpoint details can go
+                self.details.pop(f"{conf.conf_id}.{ev.participant.participant_id}", None)
             elif isinstance(ev, MediaReleaseRequired):
                 self.media.release_conference(conf.conf_id)
                 log.info("event=media_released conf=%s", conf.uri)
