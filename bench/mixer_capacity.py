@@ -80,16 +80,22 @@ def run_step(
     return r
 
 
+def failures(r: dict[str, Any]) -> list[str]:
+    """The pass criteria this run missed (empty: it passes)."""
+    checks = [
+        (r["p99"] < 20.0, f"p99 {r['p99']:.1f} ms"),
+        (r["late"] == 0, f"{r['late']:.0f} late"),
+        (r["skipped"] == 0, f"{r['skipped']:.0f} skipped"),
+        (r["rx_ratio"] >= 0.99, f"rx {100 * r['rx_ratio']:.1f} %"),
+        (r["cpu"] < 1.0, "cpu >= 100 %"),
+        (r["min_pps"] >= 49, f"a phone got {r['min_pps']:.1f} pps"),
+        (r["max_p99_ia"] < 40, f"ia99 {r['max_p99_ia']:.1f} ms"),
+    ]
+    return [what for ok, what in checks if not ok]
+
+
 def passes(r: dict[str, Any]) -> bool:
-    return bool(
-        r["p99"] < 20.0
-        and r["late"] == 0
-        and r["skipped"] == 0
-        and r["rx_ratio"] >= 0.99
-        and r["cpu"] < 1.0
-        and r["min_pps"] >= 49
-        and r["max_p99_ia"] < 40
-    )
+    return not failures(r)
 
 
 def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -98,7 +104,7 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 HEADER = (
     f"{'layout':7} {'N':>5} {'p50 ms':>7} {'p99 ms':>7} {'late':>5} {'skip':>5} {'cpu%':>6} "
-    f"{'us/leg-tick':>11} {'rx%':>6} {'min pps':>7} {'ia99 ms':>7} {'other%':>6}  verdict (runs)"
+    f"{'us/leg-tick':>11} {'rx%':>6} {'min pps':>7} {'ia99 ms':>7} {'other%':>6} {'maxms':>6} {'maxlag':>6} {'gcms':>5}  verdict (runs)"
 )
 
 
@@ -107,7 +113,8 @@ def fmt(layout: str, n: int, r: dict[str, Any], ok: bool, verdicts: str) -> str:
     return (
         f"{layout:7} {n:>5} {r['p50']:>7.2f} {r['p99']:>7.2f} {r['late']:>5.0f} {r['skipped']:>5.0f} "
         f"{100 * r['cpu']:>6.1f} {per_leg:>11.2f} {100 * r['rx_ratio']:>6.1f} {r['min_pps']:>7.1f} "
-        f"{r['max_p99_ia']:>7.1f} {100 * r['foreign']:>6.1f}  {'PASS' if ok else 'FAIL'} ({verdicts})"
+        f"{r['max_p99_ia']:>7.1f} {100 * r['foreign']:>6.1f} {r['workmax']:>6.1f} {r['lagmax']:>6.1f} {r['gcmax']:>5.1f}  "
+        f"{'PASS' if ok else 'FAIL'} ({verdicts})"
     )
 
 
@@ -129,9 +136,13 @@ def capacity(
         for n in sizes:
             runs = [run_step(n, layout, plain, warm, measure, port_base) for _ in range(repeat)]
             r = median_run(runs)
-            verdicts = "".join("+" if passes(x) else "-" for x in runs)
+            marks = "".join("+" if passes(x) else "-" for x in runs)
+            verdicts = marks
+            why = sorted({w for x in runs for w in failures(x)})
+            if why:
+                verdicts += ": " + ", ".join(why)
             # The step passes on the median figures and on a majority of its runs.
-            ok = passes(r) and verdicts.count("+") * 2 > len(runs)
+            ok = passes(r) and marks.count("+") * 2 > len(runs)
             print(fmt(layout, n, r, ok, verdicts), flush=True)
             if ok:
                 best = n

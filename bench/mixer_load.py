@@ -22,6 +22,7 @@ from multiprocessing.connection import Connection
 
 import numpy as np
 
+from imsconf.app.heap import settle_heap
 from imsconf.media.control import LocalMediaControl
 from imsconf.media.engine import Direction, MediaEngine
 from imsconf.media.g711 import ulaw_encode
@@ -89,13 +90,19 @@ def imsconf_main(conn: Connection, n: int, layout: str, plain: bool, port_base: 
     reset the window; recv "report" -> send the window's figures; recv "stop"."""
     where = pin(1) + set_nice(nice)
     raise_nofile()
-    asyncio.run(_imsconf(conn, n, layout, plain, port_base, where))
+    # The production event loop (uvloop, as `imsconf serve` / `imsconf mixer`); BENCH_LOOP=asyncio: stock.
+    runner = asyncio.run
+    if os.environ.get("BENCH_LOOP", "uvloop") == "uvloop":
+        import uvloop
+
+        runner = uvloop.run
+    runner(_imsconf(conn, n, layout, plain, port_base, where))
 
 
 async def _imsconf(conn: Connection, n: int, layout: str, plain: bool, port_base: int, where: str) -> None:
     loop = asyncio.get_running_loop()
     engine = MediaEngine(allow_plain_rtp=plain)
-    transport = UdpMediaTransport(engine, "127.0.0.1", port_base, port_base + 2 * n + 400)
+    transport = UdpMediaTransport(engine, "127.0.0.1", port_base, port_base + 4 * n + 1000)
     control = LocalMediaControl(engine, transport, now=transport.now)
     transport.after_tick = control.deliver_events
     ports = [
@@ -119,8 +126,9 @@ async def _imsconf(conn: Connection, n: int, layout: str, plain: bool, port_base
             rx_keys=rx,
             direction=Direction.SENDRECV,
         )
-    if os.environ.get("BENCH_GC") == "freeze":
-        gc.freeze()
+    # As `imsconf mixer` runs: the production heap policy (BENCH_GC=off: the interpreter's defaults).
+    if os.environ.get("BENCH_GC", "settle") != "off":
+        settle_heap()
     transport.start()
     conn.send(("ready", os.getpid(), where))
 
@@ -130,13 +138,38 @@ async def _imsconf(conn: Connection, n: int, layout: str, plain: bool, port_base
     st = transport.stats
     rx0 = 0
     t0 = 0.0
+    # Cyclic-GC pauses inside the window (a pause lands on the tick or on a drain).
+    gc_pauses: list[tuple[int, float]] = []
+    gc_start = [0.0]
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            gc_start[0] = time.perf_counter()
+        else:
+            gc_pauses.append((info["generation"], time.perf_counter() - gc_start[0]))
+
+    gc.callbacks.append(on_gc)
+    profile_to = os.environ.get("BENCH_PROFILE")  # a file: cProfile of the measurement window
+    prof = None
     while True:
         cmd = await loop.run_in_executor(None, conn.recv)
         if cmd == "window":
+            if profile_to:
+                import cProfile
+
+                cpu_clock = os.environ.get("BENCH_PROFILE_CPU")  # CPU time (incl. the kernel's), not wall
+                prof = cProfile.Profile(time.process_time) if cpu_clock else cProfile.Profile()
+                prof.enable()
+            # received() walks every leg (milliseconds at N=1500): before the window, not in it.
+            rx0, t0 = received(), loop.time()
+            gc_pauses.clear()
             st.reset_window()
             st.keep = 100_000
-            rx0, t0 = received(), loop.time()
         elif cmd == "report":
+            if prof is not None:
+                prof.disable()
+                prof.dump_stats(profile_to)
+                prof = None
             wall = loop.time() - t0
             d = np.array(st.durations or [0.0]) * 1000
             conn.send(
@@ -144,6 +177,10 @@ async def _imsconf(conn: Connection, n: int, layout: str, plain: bool, port_base
                     "p50": float(np.percentile(d, 50)),
                     "p99": float(np.percentile(d, 99)),
                     "lag99": float(np.percentile(np.array(st.lags or [0.0]) * 1000, 99)),
+                    "lagmax": float(max(st.lags or [0.0]) * 1000),
+                    "workmax": float(d.max()),
+                    "gcs": len(gc_pauses),
+                    "gcmax": 1000 * max((p for _, p in gc_pauses), default=0.0),
                     "late": st.late,
                     "skipped": st.skipped,
                     "rx_ratio": (received() - rx0) / (n * wall / TICK),

@@ -32,6 +32,7 @@ def build(
     sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)
     t = np.arange(160 * frames) / 8000
     pkts = []
+    socks = []  # kept open: the engine sends on their descriptors
     for i in range(n):
         conf = "c0" if layout == "one" else f"c{i // 5}"
         eng.add_leg(f"l{i}", conf, 10000 + 2 * i, 10000 + 2 * i, True)
@@ -44,7 +45,8 @@ def build(
         )
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.connect(sink.getsockname())
-        eng.set_send(10000 + 2 * i, s.send)
+        eng.set_send(10000 + 2 * i, s.send, s.fileno())
+        socks.append(s)
         amp = 300 + (i * 7919) % 6000
         pcm = np.round(amp * np.sin(2 * np.pi * (300 + (i % 50) * 50) * t)).astype(np.int16)
         snd = None if plain else SrtpSender(SrtpKeys(SUITE, *k_rx))
@@ -53,6 +55,7 @@ def build(
             p = pack_rtp_header(0, k, 160 * k, 0x1000 + i) + ulaw_encode(pcm[160 * k : 160 * (k + 1)])
             leg.append(p if snd is None else snd.protect(p))
         pkts.append(leg)
+    eng.bench_socks = socks  # type: ignore[attr-defined]
     return eng, pkts, sink
 
 

@@ -6,12 +6,15 @@ import asyncio
 import random
 import socket
 
+import pytest
 from media_peer import Peer, goertzel, make_keys
 
 from imsconf.media.control import LegPorts
 from imsconf.media.dtmf import DtmfEvent, TelephoneEvent
 from imsconf.media.engine import Direction, DtmfReceived, MediaEngine, MediaEvent
+from imsconf.media.fastpath import extension_loaded
 from imsconf.media.udp import local_media
+from peers import in_ci
 
 FREQS = [440.0, 1000.0, 1700.0]
 
@@ -47,10 +50,11 @@ class UdpPhone:
         self.sock.close()
 
 
-async def scenario() -> None:
+async def scenario(c_path: bool) -> None:
     loop = asyncio.get_running_loop()
     base = random.Random().randrange(20000, 60000, 2)
     control, transport = local_media(MediaEngine(rtcp_interval=0.5), "127.0.0.1", base, base + 200)
+    assert control.engine.c_path == c_path
     events: list[MediaEvent] = []
     control.set_event_sink(events.append)
     transport.start()
@@ -86,6 +90,13 @@ async def scenario() -> None:
                 phone.sock.sendto(phone.peer.next_packet(), ("127.0.0.1", ports[leg].rtp_port))
             stranger.sendto(b"\x80\x00" + bytes(180), ("127.0.0.1", ports["p0"].rtp_port))
         p0 = phones["p0"].peer
+        # A forged packet (fails authentication) and a replayed one: dropped and counted.
+        good = p0.next_packet()
+        forged = bytearray(good)
+        forged[30] ^= 0x40
+        for pkt in (bytes(forged), good, good):
+            phones["p0"].sock.sendto(pkt, ("127.0.0.1", ports["p0"].rtp_port))
+            await asyncio.sleep(0.005)
         for d, end in ((160, False), (320, True), (320, True), (320, True)):
             pkt = p0.raw_packet(101, bytes(TelephoneEvent(7, end, 10, d)), ts=123456)
             phones["p0"].sock.sendto(pkt, ("127.0.0.1", ports["p0"].rtp_port))
@@ -100,8 +111,11 @@ async def scenario() -> None:
                     assert goertzel(heard, f) > 2000, f"{leg} does not hear {f} Hz"
             assert phones[leg].rtcp_packets >= 1 or leg == "p1"  # p1 gets RTCP on its port + 1
             assert len(phones[leg].peer.received) >= 60
+        # every leg's connected RTP socket is read by C on the C path, by Python otherwise
+        assert int((control.engine.slots.fd2slot >= 0).sum()) == (3 if c_path else 0)
         st = control.leg_stats("p0")
-        assert st.wrong_source == 75 and st.decrypt_failed == 0 and st.received >= 75
+        assert st.wrong_source == 75 and st.received >= 75
+        assert st.decrypt_failed == 1 and st.replayed == 1
         assert transport.stats.ticks >= 70
         dtmf = [e.event for e in events if isinstance(e, DtmfReceived)]
         assert dtmf == [DtmfEvent("7", 20, 10, False), DtmfEvent("7", 40, 10, True)]
@@ -114,5 +128,12 @@ async def scenario() -> None:
         transport.close()
 
 
-def test_three_srtp_phones_over_loopback() -> None:
-    asyncio.run(scenario())
+@pytest.mark.parametrize("c_path", [True, False], ids=["c-path", "python-path"])
+def test_three_srtp_phones_over_loopback(c_path: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same conference through the C per-packet path and through the Python one."""
+    if c_path and not extension_loaded():
+        if in_ci():
+            pytest.fail("imsconf.media._fastpath was not built")
+        pytest.skip("the C extension is not built here")
+    monkeypatch.setenv("IMSCONF_FASTPATH", "1" if c_path else "0")
+    asyncio.run(scenario(c_path))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import secrets
 import signal
@@ -31,6 +30,7 @@ from imsconf.sip.screening import Capabilities
 from imsconf.transport.manager import Receiver, TransportManager
 
 from .config import Settings
+from .heap import settle_heap
 from .mixer import connect_mixer
 from .pki import PkiPaths, client_ssl_context, ensure_dev_pki, server_ssl_context
 from .users import UserStore
@@ -234,12 +234,7 @@ async def run_server(settings: Settings) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    # everything built so far (modules, tables, the mixer's buffers) lives as long as the process: keep it
-    # out of the cyclic collector's scans; and collect the young generation less often (every SIP message
-    # allocates; RFC 3261 keeps UDP transactions for 32 s, so the heap is large under load)
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(20000, 20, 20)
+    settle_heap()  # after the signal handlers: everything built so far lives as long as the process
     for transport, host, port in server.bound:
         shown = f"[{host}]" if ":" in host else host
         print(f"listening {transport} {shown}:{port}", flush=True)

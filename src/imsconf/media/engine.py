@@ -94,9 +94,25 @@ from .events import (
     RtcpReport,
     SourceLatched,
 )
+from .fastpath import (
+    FD,
+    MARKER,
+    MIXES,
+    RECEIVED,
+    RING,
+    SENT,
+    SEQ,
+    SILENCE,
+    SSRC,
+    TS0,
+    SlotJitter,
+    SlotReceptionStats,
+    SlotTable,
+    fastpath_enabled,
+)
 from .g711 import G711Codec, codec_by_name
 from .jitter import JitterBuffer
-from .mixer import CODEC_IDS, FRAME_SAMPLES, Mixer, decode_batch, encode_rows
+from .mixer import CODEC_IDS, FRAME_SAMPLES, Mixer, decode_codes, encode_rows
 from .prompts import Prompt, get_prompt
 from .rtp import ReceiverReport as RtcpReceiverReport
 from .rtp import (
@@ -321,13 +337,11 @@ class _Leg:
         "latched",
         "leg_id",
         "lobby",
-        "marker",
         "mix_payload",
         "mix_pos",
         "mixes_in",
         "next_rtcp",
         "octets_sent",
-        "packets_sent",
         "prompt",
         "rekey_pending",
         "remote_rtcp",
@@ -341,16 +355,17 @@ class _Leg:
         "send",
         "sends",
         "sent_before",
-        "seq",
+        "slot",
         "speaker",
-        "ssrc",
-        "ts0",
+        "t",
         "tx",
     )
 
     def __init__(
-        self, leg_id: str, conference_id: str, rtp_port: int, rtcp_port: int, rtcp_mux: bool
+        self, leg_id: str, conference_id: str, rtp_port: int, rtcp_port: int, rtcp_mux: bool, table: SlotTable
     ) -> None:
+        self.t = table  # the per-packet state (SSRC, sequence, timestamp base, marker, count) is its row
+        self.slot = table.alloc(self)
         self.leg_id = leg_id
         self.conference_id = conference_id
         self.rtp_port = rtp_port
@@ -370,13 +385,10 @@ class _Leg:
         self.sends = False
         self.latch = False
         self.latched = False
-        self.ssrc = 0
-        self.seq = 0
-        self.ts0 = 0  # the RTP timestamp at engine tick 0: ts = ts0 + 160 * ticks
         self.marker = True
-        self.jitter = JitterBuffer()
+        self.jitter: JitterBuffer | SlotJitter = JitterBuffer()
         self.dtmf = DtmfReceiver()
-        self.rstats = ReceptionStats()
+        self.rstats: ReceptionStats | SlotReceptionStats = ReceptionStats()
         self.remote_ssrc: int | None = None
         self.rekey_pending = False
         self.fast = False  # receive_buffer may take its fast path (see MediaEngine._refresh_fast)
@@ -385,7 +397,6 @@ class _Leg:
         self.mix_payload: bytes | None = None
         self.mix_pos = -1  # index among the engine's mixing legs (valid after a rebuild)
         self.send: SendFunc | None = None  # direct send (connected socket), set by the adapter
-        self.packets_sent = 0  # since the current transmit key (RTCP SR); octets = 160 per packet
         self.sent_before = 0  # packets sent under earlier transmit keys
         self.next_rtcp = 0.0
         self.last_sr_mid = 0
@@ -395,6 +406,49 @@ class _Leg:
         self.gacc = 0  # ticks on epoch streams before that (one packet per tick: common or private)
         self.lobby = False
         self.prompt: _PromptPlay | None = None
+
+    # The transmit state lives in the leg's slot row (read and advanced by the C path as well).
+    @property
+    def ssrc(self) -> int:
+        return int(self.t.tab[self.slot, SSRC])
+
+    @ssrc.setter
+    def ssrc(self, value: int) -> None:
+        self.t.tab[self.slot, SSRC] = value
+
+    @property
+    def seq(self) -> int:
+        return int(self.t.tab[self.slot, SEQ])
+
+    @seq.setter
+    def seq(self, value: int) -> None:
+        self.t.tab[self.slot, SEQ] = value
+
+    @property
+    def ts0(self) -> int:
+        """The RTP timestamp at engine tick 0: ts = ts0 + 160 * ticks."""
+        return int(self.t.tab[self.slot, TS0])
+
+    @ts0.setter
+    def ts0(self, value: int) -> None:
+        self.t.tab[self.slot, TS0] = value
+
+    @property
+    def marker(self) -> bool:
+        return bool(self.t.tab[self.slot, MARKER])
+
+    @marker.setter
+    def marker(self, value: bool) -> None:
+        self.t.tab[self.slot, MARKER] = 1 if value else 0
+
+    @property
+    def packets_sent(self) -> int:
+        """Packets sent since the current transmit key (RTCP SR); octets = 160 per packet."""
+        return int(self.t.tab[self.slot, SENT])
+
+    @packets_sent.setter
+    def packets_sent(self, value: int) -> None:
+        self.t.tab[self.slot, SENT] = value
 
 
 class MediaEngine:
@@ -424,6 +478,18 @@ class MediaEngine:
         self._wallclock = wallclock
         self._rng = rng or random.SystemRandom()
         self._legs: dict[str, _Leg] = {}
+        # Per-leg packet state, shared with the C per-packet path (imsconf.media.fastpath).
+        self.slots = SlotTable()
+        # The C path keeps each leg's jitter buffer in a ring of RING entries: at most RING/2 frames.
+        self.c_path = fastpath_enabled() and 2 * round(jitter_capacity / TICK) <= RING
+        self._jitter_frames = round(jitter_capacity / TICK)
+        self._mix_slots = np.zeros(0, dtype=np.int64)  # slots of the mixing legs (rebuilt)
+        self._pop_out = np.zeros((0, FRAME_SAMPLES), dtype=np.uint8)  # C play-out: frames, gains, rows
+        self._pop_gain = np.zeros(0, dtype=np.float64)
+        self._pop_index = np.zeros(0, dtype=np.int64)
+        self._c_legs: list[_Leg] = []  # sending legs whose RTP the C path sends (rebuilt)
+        self._c_slots = np.zeros(0, dtype=np.int64)
+        self._py_sending: list[_Leg] = []  # the other sending legs
         self._ports: dict[int, tuple[_Leg, bool]] = {}  # local port -> (leg, is the RTCP port)
         self._ssrcs: set[int] = set()
         self._order: list[_Leg] = []
@@ -477,8 +543,12 @@ class MediaEngine:
             raise MediaEngineError("with rtcp-mux the RTCP port is the RTP port")
         if any(p in self._ports for p in ports) or len(ports) != (1 if rtcp_mux else 2):
             raise MediaEngineError("local port already in use")
-        leg = _Leg(leg_id, conference_id, rtp_port, rtcp_port, rtcp_mux)
-        leg.jitter = JitterBuffer(delay=self._jitter_delay, capacity=self._jitter_capacity)
+        leg = _Leg(leg_id, conference_id, rtp_port, rtcp_port, rtcp_mux, self.slots)
+        if self.c_path:  # jitter buffer and reception statistics in the slot, kept by C on the fast path
+            leg.jitter = SlotJitter(self.slots, leg.slot, self._jitter_delay, self._jitter_capacity)
+            leg.rstats = SlotReceptionStats(self.slots, leg.slot)
+        else:
+            leg.jitter = JitterBuffer(delay=self._jitter_delay, capacity=self._jitter_capacity)
         leg.ssrc = self._new_ssrc()
         leg.seq = self._rng.randrange(1 << 16)
         leg.ts0 = (self._rng.randrange(1 << 32) - FRAME_SAMPLES * self.ticks) & _TS_MASK
@@ -503,6 +573,7 @@ class MediaEngine:
             raise MediaEngineError("plain RTP is disabled: SRTP keys are required both ways")
         self._apply_config(leg, config)
         leg.tx = make_sender(tx_keys)
+        self.slots.set_tx(leg.slot, leg.tx.handle, leg.tx.owner)
         leg.rx = make_receiver(rx_keys)
         self._schedule_rtcp(leg, now + self._rtcp_delay())
         self._dirty = True
@@ -531,6 +602,7 @@ class MediaEngine:
             if tx_keys is None and not self.allow_plain_rtp:
                 raise MediaEngineError("plain RTP is disabled")
             leg.tx = make_sender(tx_keys)
+            self.slots.set_tx(leg.slot, leg.tx.handle, leg.tx.owner)
             self._ssrcs.discard(leg.ssrc)
             leg.ssrc = self._new_ssrc()
             leg.seq = self._rng.randrange(1 << 16)
@@ -565,6 +637,11 @@ class MediaEngine:
         if leg in self._speakers:
             self._speakers.remove(leg)
         leg.send = None
+        leg.fast = False
+        leg.t = self.slots.release(leg.slot)
+        leg.slot = 0
+        leg.jitter = JitterBuffer()  # nothing left that points into the released slot
+        leg.rstats = ReceptionStats()
         self._dirty = True
         if self.remote_listener is not None:
             self.remote_listener(leg.rtp_port, None)
@@ -591,7 +668,7 @@ class MediaEngine:
         leg = self._leg(leg_id)
         c, js = leg.c, leg.jitter.stats
         return LegStats(
-            received=c.received,
+            received=c.received + int(leg.t.tab[leg.slot, RECEIVED]),
             decrypt_failed=c.decrypt_failed,
             replayed=c.replayed,
             srtp_other=c.srtp_other,
@@ -871,24 +948,44 @@ class MediaEngine:
     def _rtcp_delay(self) -> float:
         return self._rtcp_interval * (0.5 + self._rng.random())  # RFC 3550 §6.3.1 randomisation
 
-    def set_send(self, rtp_port: int, send: SendFunc | None) -> None:
+    def set_send(self, rtp_port: int, send: SendFunc | None, fd: int = -1) -> None:
         """Let :meth:`tick_send` hand the leg's RTP packets to ``send`` (the ``send`` of a socket
-        connected to the leg's remote RTP address), or stop doing so (``None``)."""
+        connected to the leg's remote RTP address), or stop doing so (``None``). ``fd`` is that
+        socket's descriptor: with it, the C path sends the leg's RTP itself."""
         entry = self._ports.get(rtp_port)
         if entry is not None and not entry[1]:
             entry[0].send = send
+            self.slots.set_fd(entry[0].slot, fd if send is not None else -1)
             self._dirty = True  # the epochs' fan-out lists hold the send functions
+
+    def map_fast_fd(self, fd: int, rtp_port: int) -> bool:
+        """The adapter's socket ``fd`` is connected to the remote RTP address of the leg on
+        ``rtp_port``: let :meth:`drain_fast` read it. False when there is no C path (or no such leg)."""
+        entry = self._ports.get(rtp_port)
+        if not self.c_path or entry is None or entry[1]:
+            return False
+        self.slots.map_fd(fd, entry[0].slot)
+        return True
+
+    def unmap_fast_fd(self, fd: int) -> None:
+        self.slots.unmap_fd(fd)
 
     def remote_rtp(self, rtp_port: int) -> Addr | None:
         """The address the leg on ``rtp_port`` currently sends to and accepts RTP from."""
         entry = self._ports.get(rtp_port)
         return None if entry is None else entry[0].remote_rtp
 
-    @staticmethod
-    def _refresh_fast(leg: _Leg) -> None:
+    def _refresh_fast(self, leg: _Leg) -> None:
         """A leg's packets may skip :meth:`receive` when it is configured, no inbound rekey is
-        pending (that needs the two-key trial) and it is not waiting to latch."""
-        leg.fast = leg.rx is not None and not leg.rekey_pending and not (leg.latch and not leg.latched)
+        pending (that needs the two-key trial) and it is not waiting to latch. The C path's view of
+        the leg (receive context, payload type, remote SSRC) is written here, and only here."""
+        rx = leg.rx
+        leg.fast = rx is not None and not leg.rekey_pending and not (leg.latch and not leg.latched)
+        if self._legs.get(leg.leg_id) is leg:
+            if rx is None or not leg.fast:
+                self.slots.set_rx(leg.slot, False, None, None, leg.codec_pt, leg.remote_ssrc)
+            else:
+                self.slots.set_rx(leg.slot, True, rx.handle, rx.owner, leg.codec_pt, leg.remote_ssrc)
 
     def _notify_remote(self, leg: _Leg) -> None:
         if self.remote_listener is not None:
@@ -915,6 +1012,7 @@ class MediaEngine:
         if codec is not leg.codec or cfg.codec_pt != leg.codec_pt:
             leg.jitter.reset()
         leg.codec = codec
+        leg.t.tab[leg.slot, SILENCE] = codec.silence
         leg.codec_id = CODEC_IDS[codec.name]
         leg.codec_pt = cfg.codec_pt
         leg.dtmf_pt = -1 if cfg.dtmf_pt is None else cfg.dtmf_pt
@@ -945,6 +1043,7 @@ class MediaEngine:
         )
         if mixes != leg.mixes_in:
             leg.mixes_in = mixes
+            leg.t.tab[leg.slot, MIXES] = 1 if mixes else 0
             leg.jitter.reset()
             self._dirty = True
 
@@ -986,10 +1085,23 @@ class MediaEngine:
             ep.sends = [leg.send for leg in ep.listeners]
             ep.all_direct = all(send is not None for send in ep.sends)
         self._sending = sending
+        if self.c_path:
+            fds = self.slots.tab[:, FD]
+            self._c_legs = [leg for leg in sending if leg.send is not None and fds[leg.slot] >= 0]
+            self._py_sending = [leg for leg in sending if leg.send is None or fds[leg.slot] < 0]
+        else:
+            self._c_legs, self._py_sending = [], sending
+        self._c_slots = np.array([leg.slot for leg in self._c_legs], dtype=np.int64)
         self._group_live = live
         self._prompting = [leg for leg in order if leg.lobby or leg.prompt is not None]
         for i, leg in enumerate(self._mixing):
             leg.mix_pos = i
+        self._mix_slots = np.array([leg.slot for leg in self._mixing], dtype=np.int64)
+        if len(self._pop_gain) < len(self._mixing):
+            size = max(64, 2 * len(self._mixing))
+            self._pop_out = np.zeros((size, FRAME_SAMPLES), dtype=np.uint8)
+            self._pop_gain = np.zeros(size, dtype=np.float64)
+            self._pop_index = np.zeros(size, dtype=np.int64)
         self._mix_conf = np.array([leg.conf_idx for leg in self._mixing], dtype=np.intp)
         self._n_conf = len(conf_ids)
         self._codecs_used = sorted({leg.codec_id for leg in order})
@@ -1090,6 +1202,32 @@ class MediaEngine:
         if leg.mixes_in:
             leg.jitter.push(seq, self._rxb[12:n], now)
 
+    def drain_fast(self, epfd: int, now: float) -> tuple[int, int, list[int]]:
+        """One round of the C receive path over the adapter's epoll set ``epfd``: every ready socket
+        mapped by :meth:`map_fast_fd` is read, unprotected, checked, counted and buffered in C; anything
+        else takes the same full path as :meth:`receive_buffer`. Returns (datagrams read, receive
+        errors, the ready descriptors that are not mapped)."""
+        fast, other, fds = self.slots.drain(epfd, now, self._jitter_frames, self._jitter_delay)
+        tag = self.slots.tag
+        errors = 0
+        for kind, slot, value, data in other:
+            leg = tag[slot]
+            if kind == 1:  # decrypted, not the plain case
+                self._receive_rtp(leg, data, now)
+            elif kind == 2:  # the full path, from the leg's remote RTP address (the socket is connected)
+                self.receive(leg.rtp_port, data, leg.remote_rtp or ("", 0), now)
+            elif kind == 3:
+                kind_name = error_kind(value)
+                if kind_name == "auth":
+                    leg.c.decrypt_failed += 1
+                elif kind_name == "replay":
+                    leg.c.replayed += 1
+                else:
+                    leg.c.srtp_other += 1
+            else:
+                errors += 1
+        return fast + len(other), errors, fds
+
     def _receive_rtp(self, leg: _Leg, plain: bytes, now: float) -> None:
         c = leg.c
         try:
@@ -1100,8 +1238,9 @@ class MediaEngine:
         if ssrc != leg.remote_ssrc:
             if leg.remote_ssrc is not None:  # a new source (e.g. a new key epoch): new sequence space
                 leg.jitter.reset()
-                leg.rstats = ReceptionStats()
+                leg.rstats.reset()
             leg.remote_ssrc = ssrc
+            self._refresh_fast(leg)
         c.received += 1
         if pt == leg.codec_pt:
             leg.rstats.update(seq, ts, int(now * 8000))
@@ -1196,20 +1335,37 @@ class MediaEngine:
             self._rebuild()
         self.ticks += 1
         mixing = self._mixing
-        payloads: list[bytes] = []
-        in_legs: list[_Leg] = []
-        concealed: list[tuple[int, float]] = []
-        for leg in mixing:
-            jb = leg.jitter
-            p = jb.pop_payload(now)
-            if p is not None:
-                if len(p) != FRAME_SAMPLES:
-                    p = (p + bytes([leg.codec.silence]) * FRAME_SAMPLES)[:FRAME_SAMPLES]
-                gain = jb.conceal_gain
-                if gain is not None:
-                    concealed.append((len(payloads), gain))
-                payloads.append(p)
-                in_legs.append(leg)
+        in_legs: list[_Leg]
+        if self.c_path:
+            # Every mixed leg's jitter buffer plays out in C, straight into the mixer's input rows.
+            m = self.slots.pop_all(self._mix_slots, now, self._pop_out, self._pop_gain, self._pop_index)
+            codes = self._pop_out[:m]
+            in_legs = [mixing[i] for i in self._pop_index[:m].tolist()]
+            gains = self._pop_gain[:m]
+            rows = np.flatnonzero(gains != 1.0)
+            concealed = (rows, gains[rows]) if len(rows) else None
+        else:
+            payloads: list[bytes] = []
+            in_legs = []
+            fading: list[tuple[int, float]] = []
+            for leg in mixing:
+                jb = leg.jitter
+                p = jb.pop_payload(now)
+                if p is not None:
+                    if len(p) != FRAME_SAMPLES:
+                        p = (p + bytes([leg.codec.silence]) * FRAME_SAMPLES)[:FRAME_SAMPLES]
+                    gain = jb.conceal_gain
+                    if gain is not None:
+                        fading.append((len(payloads), gain))
+                    payloads.append(p)
+                    in_legs.append(leg)
+            codes = np.frombuffer(b"".join(payloads), dtype=np.uint8).reshape(-1, FRAME_SAMPLES)
+            concealed = None
+            if fading:
+                concealed = (
+                    np.fromiter((r for r, _ in fading), dtype=np.intp, count=len(fading)),
+                    np.fromiter((g for _, g in fading), dtype=np.float64, count=len(fading)),
+                )
         # Last tick's speakers (hysteresis), then forget their N-1 mixes.
         n_in = len(in_legs)
         if n_in == len(mixing):
@@ -1222,7 +1378,7 @@ class MediaEngine:
             leg.speaker = False
             leg.mix_payload = None
         self._speakers = []
-        common = self._mix(payloads, in_legs, concealed, prev)
+        common = self._mix(codes, in_legs, concealed, prev)
         if self._prompting:
             self._play_prompts()
         out: list[Datagram] = []
@@ -1237,6 +1393,12 @@ class MediaEngine:
         end = 12 + FRAME_SAMPLES
         dropped = errors = protects = 0
         sending = self._sending
+        if direct is not None and self._c_legs:
+            # The C path: header, protect and send for every leg with a connected socket.
+            payloads = [leg.mix_payload or common[leg.codec_id][leg.conf_idx] for leg in self._c_legs]
+            dropped, errors, failed, protects = self.slots.send(self._c_slots, payloads, ts_now)
+            self.protect_failed += failed
+            sending = self._py_sending
         for leg in sending:
             payload = leg.mix_payload or common[leg.codec_id][leg.conf_idx]
             seq = leg.seq
@@ -1268,7 +1430,7 @@ class MediaEngine:
                 dropped += 1
             except OSError:
                 errors += 1
-        sent = len(sending)
+        sent = len(self._sending)
         if self._group_live:
             for ep in self._group_live:
                 n_prot, n_sent, d, e = self._send_group(ep, common, ts_now, direct is not None, append)
@@ -1298,20 +1460,20 @@ class MediaEngine:
 
     def _mix(
         self,
-        payloads: list[bytes],
+        codes: npt.NDArray[np.uint8],
         in_legs: list[_Leg],
-        concealed: list[tuple[int, float]],
+        concealed: tuple[npt.NDArray[np.intp], npt.NDArray[np.float64]] | None,
         prev: npt.NDArray[np.bool_],
     ) -> list[list[bytes]]:
-        """Mix; mark speakers with their N-1 payload; return the common payload per [codec][conference]."""
+        """Mix the (M, 160) G.711 input rows (concealed rows: (row indices, gains)); mark speakers with
+        their N-1 payload; return the common payload per [codec][conference]."""
         codec_ids = None
-        if self._mixed_codecs and payloads:
+        if self._mixed_codecs and len(in_legs):
             codec_ids = np.fromiter((leg.codec_id for leg in in_legs), dtype=np.intp, count=len(in_legs))
-        frames = decode_batch(b"".join(payloads), codec_ids)
-        if concealed:
-            rows = np.fromiter((r for r, _ in concealed), dtype=np.intp, count=len(concealed))
-            gains = np.fromiter((g for _, g in concealed), dtype=np.float32, count=len(concealed))
-            frames[rows] = (frames[rows] * gains[:, None]).astype(np.int32)
+        frames = decode_codes(codes, codec_ids)
+        if concealed is not None:
+            rows, gains = concealed
+            frames[rows] = (frames[rows] * gains.astype(np.float32)[:, None]).astype(np.int32)
         n = len(in_legs)
         if n == len(self._mixing):
             conf_index = self._mix_conf

@@ -23,7 +23,7 @@ import numpy.typing as npt
 
 from .g711 import ALAW_DECODE, ULAW_DECODE
 
-__all__ = ["FRAME_SAMPLES", "MixResult", "Mixer", "decode_batch", "encode_rows"]
+__all__ = ["FRAME_SAMPLES", "MixResult", "Mixer", "decode_batch", "decode_codes", "encode_rows"]
 
 FRAME_SAMPLES = 160  # 20 ms at 8 kHz
 
@@ -45,7 +45,11 @@ def decode_batch(payload: bytes, codec_ids: IntArray | None = None) -> Int32Arra
     ``codec_ids`` (one per row, see ``CODEC_IDS``) is needed only when rows use different codecs;
     without it every row is PCMU.
     """
-    codes = np.frombuffer(payload, dtype=np.uint8).reshape(-1, FRAME_SAMPLES)
+    return decode_codes(np.frombuffer(payload, dtype=np.uint8).reshape(-1, FRAME_SAMPLES), codec_ids)
+
+
+def decode_codes(codes: UInt8Array, codec_ids: IntArray | None = None) -> Int32Array:
+    """:func:`decode_batch` for an (M, 160) uint8 matrix of G.711 codes."""
     if codec_ids is None:
         return _DECODE_32[codes]
     return _DECODE_32[codes + (codec_ids.astype(np.uint16) << 8)[:, None]]
@@ -107,10 +111,16 @@ class Mixer:
         order = np.lexsort((-level, conf_index))
         sorted_conf = conf_index[order]
         rank = np.arange(m) - np.searchsorted(sorted_conf, sorted_conf, side="left")
-        speakers = order[(rank < self.k) & active[order]]
+        chosen = (rank < self.k) & active[order]
+        speakers = order[chosen]
         speaker_conf = conf_index[speakers]
         own = frames[speakers]
-        np.add.at(common32, speaker_conf, own)
+        if len(speakers):
+            # Each conference has at most K speakers: put them in a (conference, rank) grid and sum
+            # over the rank axis. (np.add.at costs ~0.7 µs per row, np.add.reduceat ~0.5.)
+            grid = np.zeros((n_conf, self.k, common32.shape[1]), dtype=np.int32)
+            grid[speaker_conf, rank[chosen]] = own
+            common32 = grid.sum(axis=1, dtype=np.int32)
         speaker32 = common32[speaker_conf] - own
         return MixResult(
             speakers=speakers,

@@ -445,6 +445,10 @@ class ReceptionStats:
     __slots__ = ("_base", "_exp_prior", "_jitter", "_max", "_recv_prior", "_transit", "received")
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """A new stream (new SSRC): start over."""
         self._base: int | None = None
         self._max = 0
         self.received = 0
@@ -482,10 +486,35 @@ class ReceptionStats:
         """The report block for this stream, and start a new reporting interval. None before any packet."""
         if self._base is None:
             return None
-        expected = self.expected
-        lost = max(min(expected - self.received, (1 << 23) - 1), -(1 << 23))
-        exp_int = expected - self._exp_prior
-        lost_int = exp_int - (self.received - self._recv_prior)
-        self._exp_prior, self._recv_prior = expected, self.received
-        fraction = 0 if exp_int <= 0 or lost_int <= 0 else min((lost_int << 8) // exp_int, 255)
-        return ReportBlock(ssrc, fraction, lost, self._max & 0xFFFF_FFFF, self.jitter, lsr, dlsr)
+        block, self._exp_prior, self._recv_prior = report_block(
+            ssrc,
+            self.expected,
+            self.received,
+            self._exp_prior,
+            self._recv_prior,
+            self._max,
+            self.jitter,
+            lsr,
+            dlsr,
+        )
+        return block
+
+
+def report_block(
+    ssrc: int,
+    expected: int,
+    received: int,
+    exp_prior: int,
+    recv_prior: int,
+    max_seq: int,
+    jitter: int,
+    lsr: int,
+    dlsr: int,
+) -> tuple[ReportBlock, int, int]:
+    """RFC 3550 §6.4.1 / A.3: the report block for the interval since (exp_prior, recv_prior), and the
+    new (exp_prior, recv_prior)."""
+    lost = max(min(expected - received, (1 << 23) - 1), -(1 << 23))
+    exp_int = expected - exp_prior
+    lost_int = exp_int - (received - recv_prior)
+    fraction = 0 if exp_int <= 0 or lost_int <= 0 else min((lost_int << 8) // exp_int, 255)
+    return ReportBlock(ssrc, fraction, lost, max_seq & 0xFFFF_FFFF, jitter, lsr, dlsr), expected, received

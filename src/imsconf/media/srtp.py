@@ -211,6 +211,11 @@ class SrtpSender:
         self._session = _new_session(keys, pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
         self.handle: Any = _handle(self._session)  # for srtp_lib.srtp_protect; owned by _session
 
+    @property
+    def owner(self) -> object:
+        """The object that owns :attr:`handle` (keep it alive while the handle is in use)."""
+        return self._session
+
     def protect(self, rtp: bytes) -> bytes:
         try:
             return self._session.protect(rtp)
@@ -246,6 +251,11 @@ class SrtpReceiver:
         # The current session's srtp_t, for srtp_lib.srtp_unprotect. Only valid while no rekey is
         # pending: with a pending key, callers must use unprotect() (which tries both keys).
         self.handle: Any = _handle(self._current)
+
+    @property
+    def owner(self) -> object:
+        """The object that owns :attr:`handle` (keep it alive while the handle is in use)."""
+        return self._current
 
     def rekey(self, keys: SrtpKeys) -> None:
         self._pending = _new_session(keys, pylibsrtp.Policy.SSRC_ANY_INBOUND)
@@ -294,6 +304,7 @@ class NullSender:
 
     __slots__ = ()
     handle: Any = None  # no libsrtp context: the packet goes out as it is
+    owner: object = None
 
     def protect(self, rtp: bytes) -> bytes:
         return rtp
@@ -305,6 +316,7 @@ class NullSender:
 class NullReceiver:
     __slots__ = ()
     handle: Any = None
+    owner: object = None
     rekey_pending = False
 
     def unprotect(self, data: bytes) -> bytes:

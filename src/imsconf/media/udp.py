@@ -211,6 +211,7 @@ class UdpMediaTransport:
         socks.append(self._wild.pop(rtp_port, None))
         for sock in socks:
             if sock is not None:
+                self.engine.unmap_fast_fd(sock.fileno())  # before the number can be reused
                 if self._epoll is not None:
                     self._epoll.unregister(sock.fileno())
                     del self._by_fd[sock.fileno()]
@@ -229,13 +230,15 @@ class UdpMediaTransport:
         except OSError:
             # Unusable address: back to the full path (and sendto) for this leg.
             self._by_fd[fd] = (sock, rtp_port, False)
+            self.engine.unmap_fast_fd(fd)
             self.engine.set_send(rtp_port, None)
             return
         # Datagrams queued before the connect may come from anywhere: the full path reads them first
         # (see _settle_ports), then the socket turns fast.
         self._by_fd[fd] = (sock, rtp_port, False)
+        self.engine.unmap_fast_fd(fd)
         self._settle.add(rtp_port)
-        self.engine.set_send(rtp_port, sock.send)
+        self.engine.set_send(rtp_port, sock.send, fd)
 
     def _settle_ports(self, now: float) -> None:
         receive = self.engine.receive
@@ -254,6 +257,7 @@ class UdpMediaTransport:
                     break
                 receive(port, data, addr, now)
             self._by_fd[sock.fileno()] = (sock, port, True)
+            self.engine.map_fast_fd(sock.fileno(), port)
 
     # ------------------------------------------------------------------------------ I/O
 
@@ -314,9 +318,22 @@ class UdpMediaTransport:
         got = 0
         clock = time.perf_counter
         until = clock() + _DRAIN_BUDGET
+        c_drain = engine.drain_fast if engine.c_path else None
+        epfd = self._epoll.fileno()
         for _ in range(_DRAIN_MAX):
-            ready = poll(0)
-            if not ready or clock() > until:
+            if c_drain is not None:
+                # The C path reads every mapped socket; only the others come back as descriptors.
+                n, errs, fds = c_drain(epfd, now)
+                got += n
+                self.stats.recv_errors += errs
+                if not n and not fds:
+                    break
+                ready = [(fd, 0) for fd in fds]
+            else:
+                ready = poll(0)
+                if not ready:
+                    break
+            if clock() > until:
                 break
             for fd, _events in ready:
                 entry = by_fd.get(fd)
