@@ -91,6 +91,7 @@ class Janus:
             os.setpriority(os.PRIO_PROCESS, self.proc.pid, NICE)
         except OSError:
             pass
+        realtime_threads(self.proc.pid)
         self.base = f"http://127.0.0.1:{self.http_port}/janus"
         self.events: dict[int, list[dict[str, Any]]] = {}
         self.cond = threading.Condition()
@@ -209,6 +210,7 @@ def janus_step(workdir: Path, n: int, layout: str, rate: int, warm: float, measu
         g_parent.send((dests, None))
         assert g_parent.recv() == "ready"
         g_parent.send((warm + measure + 0.5, warm, warm + measure))
+        realtime_threads(janus.proc.pid)  # again: the threads made for the participants
         time.sleep(warm)
         c0, w0 = proc_cpu(janus.proc.pid), time.monotonic()
         b0 = core_busy(1)
@@ -225,6 +227,18 @@ def janus_step(workdir: Path, n: int, layout: str, rate: int, warm: float, measu
         if gen.is_alive():
             gen.kill()
             gen.join()
+
+
+def realtime_threads(pid: int) -> None:
+    """Give every thread of a process the same SCHED_RR priority the imsconf mixer gets (BENCH_RT)."""
+    prio = int(os.environ.get("BENCH_RT", "0"))
+    if not prio:
+        return
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            os.sched_setscheduler(int(tid), os.SCHED_RR, os.sched_param(prio))
+        except OSError:
+            pass
 
 
 def janus_passes(r: dict[str, Any]) -> bool:
@@ -269,10 +283,18 @@ def main() -> None:
     ap.add_argument("--warm", type=float, default=2.0)
     ap.add_argument("--measure", type=float, default=3.0)
     ap.add_argument("--repeat", type=int, default=1, help="imsconf runs per step (median)")
+    ap.add_argument(
+        "--realtime",
+        type=int,
+        default=10,
+        help="SCHED_RR priority for both mixers (every Janus thread; imsconf's media_realtime_priority); 0: nice",
+    )
     args = ap.parse_args()
+    os.environ["BENCH_RT"] = str(args.realtime)
     layouts = args.layouts.split(",")
     print(
-        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; mixers on CPU 1 (nice {NICE}), generator on CPU 0"
+        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; mixers on CPU 1 (SCHED_RR {args.realtime} if > 0, "
+        f"else nice {NICE}), generator on CPU 0"
     )
     janus: dict[str, int] | None = None
     why = ""

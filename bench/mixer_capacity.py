@@ -1,9 +1,12 @@
-"""Mixer capacity benchmark (not a test): how many SRTP G.711 legs one Python mixer core carries.
+"""Mixer capacity benchmark (not a test): how many SRTP G.711 legs one mixer core carries.
 
 The mixer process runs the real media plane (MediaEngine + UdpMediaTransport, one socket per leg,
-rtcp-mux) pinned to CPU 1; the load generator (another process, CPU 0) sends real SRTP
-(AES_CM_128_HMAC_SHA1_80, both directions, per-participant keys) PCMU at 50 packets/s per leg and reads a
-sample of the legs. See ``mixer_load.py``.
+rtcp-mux) as ``imsconf mixer`` runs it (uvloop, the production heap policy, ``media_realtime_priority``
+from ``--realtime``, default 10: SCHED_RR), pinned to CPU 1; the load generator (another process, CPU 0)
+sends real SRTP (AES_CM_128_HMAC_SHA1_80, both directions, per-participant keys) PCMU at 50 packets/s per
+leg and reads a sample of the legs. See ``mixer_load.py``. The per-packet path is the C extension
+(``imsconf.media._fastpath``) unless ``IMSCONF_FASTPATH=0`` selects the Python one; the ``# mixer:`` line
+says which ran, and how it was scheduled.
 
 Security settings: none relaxed. SRTP both ways with per-leg keys, strict source addresses (no
 latching), plain RTP refused. ``--plain`` switches to plain RTP (``allow_plain_rtp=True``), and says so.
@@ -11,13 +14,16 @@ latching), plain RTP refused. ``--plain`` switches to plain RTP (``allow_plain_r
 For each layout (one conference of N; N/5 conferences of 5) and N it prints the median of ``--repeat``
 runs: tick work p50/p99, late ticks (start > 10 ms behind the deadline) and skipped ticks, the mixer's
 CPU share of its core, µs of CPU per leg per 20 ms tick, received/expected packets, what the sampled
-phones got, and the busy share of the mixer's core taken by *other* processes (this VM is shared: a high
-figure there explains late ticks). A step passes when tick p99 < 20 ms, no late or skipped ticks,
->= 99 % of the packets arrived, the mixer stays under 100 % of its core, and every sampled phone
-received >= 49 packets/s with a p99 inter-arrival under 40 ms.
+phones got, the busy share of the mixer's core taken by *other* processes (this VM is shared: a high
+figure there explains late ticks), the longest tick, the largest start lag and the longest cyclic-GC
+pause in the window; failing runs name the criteria they missed. A step passes when tick p99 < 20 ms, no
+late or skipped ticks, >= 99 % of the packets arrived, the mixer stays under 100 % of its core, and every
+sampled phone received >= 49 packets/s with a p99 inter-arrival under 40 ms, in the median and in most
+runs.
 
     .venv/bin/python bench/mixer_capacity.py                     # default steps, about 3 minutes
     .venv/bin/python bench/mixer_capacity.py --sizes 1000,1500 --repeat 5
+    IMSCONF_FASTPATH=0 .venv/bin/python bench/mixer_capacity.py --realtime 0   # the previous stop's mixer
 """
 
 # ruff: noqa: E501  (benchmark output lines)
@@ -135,6 +141,8 @@ def capacity(
         best = 0
         for n in sizes:
             runs = [run_step(n, layout, plain, warm, measure, port_base) for _ in range(repeat)]
+            if n == sizes[0]:
+                print(f"# mixer:{runs[0]['where']}", flush=True)
             r = median_run(runs)
             marks = "".join("+" if passes(x) else "-" for x in runs)
             verdicts = marks
@@ -163,14 +171,21 @@ def main() -> None:
     ap.add_argument("--port-base", type=int, default=40000)
     ap.add_argument("--plain", action="store_true", help="plain RTP (allow_plain_rtp=True) instead of SRTP")
     ap.add_argument("--nice", type=int, default=NICE, help="mixer priority (0: normal)")
+    ap.add_argument(
+        "--realtime",
+        type=int,
+        default=10,
+        help="the mixer's media_realtime_priority (SCHED_RR 1-99; 0: only --nice), as a deployment sets it",
+    )
     ap.add_argument("--keep-going", action="store_true", help="do not stop a layout at its first failing N")
     args = ap.parse_args()
     NICE = args.nice
+    os.environ["BENCH_RT"] = str(args.realtime)  # read by the mixer process (mixer_load.set_nice)
     sizes = [int(s) for s in args.sizes.split(",")]
     mode = "plain RTP (allow_plain_rtp=True: SRTP relaxed)" if args.plain else f"SRTP {SUITE} both ways"
     print(
         f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {mode}, PCMU 20 ms, K=3, 50 pps per leg, "
-        f"mixer on CPU 1 (nice {args.nice}), generator on CPU 0, median of {args.repeat} runs of {args.measure:g} s"
+        f"mixer on CPU 1 (media_realtime_priority {args.realtime}, else nice {args.nice}), generator on CPU 0, median of {args.repeat} runs of {args.measure:g} s"
     )
     summary = capacity(
         args.layouts.split(","),

@@ -22,7 +22,7 @@ from multiprocessing.connection import Connection
 
 import numpy as np
 
-from imsconf.app.heap import settle_heap
+from imsconf.app.heap import realtime_priority, settle_heap
 from imsconf.media.control import LocalMediaControl
 from imsconf.media.engine import Direction, MediaEngine
 from imsconf.media.g711 import ulaw_encode
@@ -77,6 +77,10 @@ def conference_of(i: int, layout: str) -> str:
 def set_nice(nice: int) -> str:
     """Raise the scheduling priority (as a media server deployment would): this VM is shared, and a
     competing process on the mixer's core otherwise delays ticks by whole scheduler slices."""
+    rt = int(os.environ.get("BENCH_RT", "0"))
+    # media_realtime_priority, as `imsconf mixer` applies it (FreeSWITCH -rp, Asterisk -p do the same)
+    if rt and realtime_priority(rt):
+        return f" SCHED_RR {rt}"
     if nice:
         try:
             os.setpriority(os.PRIO_PROCESS, 0, nice)
@@ -130,6 +134,7 @@ async def _imsconf(conn: Connection, n: int, layout: str, plain: bool, port_base
     if os.environ.get("BENCH_GC", "settle") != "off":
         settle_heap()
     transport.start()
+    where += ", C per-packet path" if engine.c_path else ", Python per-packet path"
     conn.send(("ready", os.getpid(), where))
 
     def received() -> int:
@@ -160,8 +165,10 @@ async def _imsconf(conn: Connection, n: int, layout: str, plain: bool, port_base
                 cpu_clock = os.environ.get("BENCH_PROFILE_CPU")  # CPU time (incl. the kernel's), not wall
                 prof = cProfile.Profile(time.process_time) if cpu_clock else cProfile.Profile()
                 prof.enable()
-            # received() walks every leg (milliseconds at N=1500): before the window, not in it.
+            # received() walks every leg (≈8 µs each: 16 ms at N=2000) and holds the loop meanwhile: do it
+            # before the window, and let the tick it delayed run before the window opens.
             rx0, t0 = received(), loop.time()
+            await asyncio.sleep(0.1)
             gc_pauses.clear()
             st.reset_window()
             st.keep = 100_000

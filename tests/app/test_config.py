@@ -210,3 +210,11 @@ def test_bad_value_in_file_names_file_and_key(tmp_path: Path) -> None:
 
 def test_ipv6_domain_factory_uri() -> None:
     assert Settings(domain="::1").factory_uri == "sip:conference-factory@[::1]"
+
+
+def test_media_realtime_priority(tmp_path: Path) -> None:
+    assert Settings().media_realtime_priority == 0  # ordinary scheduling unless asked
+    assert load_settings(write(tmp_path, "media_realtime_priority = 10\n"), {}).media_realtime_priority == 10
+    for bad in ("100", "-1", "true", '"high"'):
+        with pytest.raises(ValueError, match="media_realtime_priority"):
+            load_settings(write(tmp_path, f"media_realtime_priority = {bad}\n"), {})

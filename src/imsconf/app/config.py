@@ -163,6 +163,10 @@ class Settings:
     # rekey policy: on-join, on-leave, both, interval:T or never (imsconf.keys.policy)
     downlink: str = "per-participant"
     rekey: str = "both"
+    # real-time round-robin priority (1-99) for the process that runs the mixer, as `chrt -r`: other
+    # threads and kernel work on the core then cannot hold a 20 ms tick back. 0: ordinary scheduling.
+    # Needs CAP_SYS_NICE (or root); without it the process says so and runs on.
+    media_realtime_priority: int = 0
 
     def __post_init__(self) -> None:
         _check_host(self.domain, "domain")
@@ -188,6 +192,8 @@ class Settings:
             parse_bfcp_listen(item)
         if self.bfcp_policy not in ("chair", "auto"):
             raise ValueError(f"bfcp_policy must be 'chair' or 'auto', not {self.bfcp_policy!r}")
+        if not 0 <= self.media_realtime_priority <= 99:
+            raise ValueError(f"media_realtime_priority must be 0 to 99, not {self.media_realtime_priority}")
         from imsconf.keys.policy import DownlinkMode, RekeyPolicy
 
         DownlinkMode.parse(self.downlink)  # PolicyError is a ValueError naming the bad value
@@ -277,6 +283,12 @@ def _coerce(key: str, value: Any, base: Path | None) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             raise bad("a positive number")
         return int(value) if key == "auth_max_failures" else float(value)
+    if key == "media_realtime_priority":
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 99:
+            raise bad("a priority from 0 (off) to 99")
+        return value
     if key == "bfcp_listen":
         items = [v for v in value.split(",") if v.strip()] if isinstance(value, str) else value
         if not isinstance(items, list | tuple) or not all(isinstance(v, str) for v in items):

@@ -15,7 +15,7 @@ from imsconf.media.remote import RemoteMediaControl
 from imsconf.media.udp import UdpMediaTransport
 
 from .config import Settings, parse_hostport
-from .heap import settle_heap
+from .heap import realtime_priority, settle_heap
 from .pki import PkiPaths, client_ssl_context, ensure_dev_pki, issue_cert, server_ssl_context
 
 log = logging.getLogger("imsconf.mixer")
@@ -81,6 +81,7 @@ async def run_mixer(settings: Settings, listen: str | None = None) -> int:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     settle_heap()
+    realtime_priority(settings.media_realtime_priority)
     await stop.wait()
     server.close()
     transport.close()

@@ -30,7 +30,7 @@ from imsconf.sip.screening import Capabilities
 from imsconf.transport.manager import Receiver, TransportManager
 
 from .config import Settings
-from .heap import settle_heap
+from .heap import realtime_priority, settle_heap
 from .mixer import connect_mixer
 from .pki import PkiPaths, client_ssl_context, ensure_dev_pki, server_ssl_context
 from .users import UserStore
@@ -235,6 +235,8 @@ async def run_server(settings: Settings) -> int:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     settle_heap()  # after the signal handlers: everything built so far lives as long as the process
+    if settings.mixer is None:  # the mixer runs in this process
+        realtime_priority(settings.media_realtime_priority)
     for transport, host, port in server.bound:
         shown = f"[{host}]" if ":" in host else host
         print(f"listening {transport} {shown}:{port}", flush=True)

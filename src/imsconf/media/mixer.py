@@ -50,16 +50,17 @@ def decode_batch(payload: bytes, codec_ids: IntArray | None = None) -> Int32Arra
 
 def decode_codes(codes: UInt8Array, codec_ids: IntArray | None = None) -> Int32Array:
     """:func:`decode_batch` for an (M, 160) uint8 matrix of G.711 codes."""
+    # np.take: about half the cost of fancy indexing for a table lookup (numpy 2, this machine)
     if codec_ids is None:
-        return _DECODE_32[codes]
-    return _DECODE_32[codes + (codec_ids.astype(np.uint16) << 8)[:, None]]
+        return np.take(_DECODE_32, codes)
+    return np.take(_DECODE_32, codes + (codec_ids.astype(np.uint16) << 8)[:, None])
 
 
 def encode_rows(rows: Int16Array, table: UInt8Array) -> list[bytes]:
     """Encode each int16 row with a 65,536-entry G.711 encode table; one bytes object per row."""
     if len(rows) == 0:
         return []
-    flat = table[rows.view(np.uint16)].tobytes()
+    flat = np.take(table, rows.view(np.uint16)).tobytes()
     n = rows.shape[1]
     return [flat[i : i + n] for i in range(0, len(flat), n)]
 
@@ -102,7 +103,7 @@ class Mixer:
         if m == 0:
             empty = np.zeros(0, dtype=np.intp)
             return MixResult(empty, empty, common32.astype(np.int16), np.zeros((0, FRAME_SAMPLES), np.int16))
-        level = np.abs(frames).sum(axis=1, dtype=np.int64)
+        level = np.abs(frames).sum(axis=1, dtype=np.int32).astype(np.int64)  # 160 x 32,767 fits int32
         floor = self.min_level * frames.shape[1]
         active = level >= floor
         if prev_speaker is not None and self.hysteresis != 1.0:
