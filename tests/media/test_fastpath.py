@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from media_peer import make_keys
 
@@ -300,6 +300,14 @@ _ops = st.lists(
 
 @settings(max_examples=300, deadline=None)
 @given(ops=_ops, delay_frames=st.integers(0, 4), extra=st.integers(1, 6))
+# found by this test in CI: a jump of exactly 4 x capacity lands on the ring entry of a frame it trims
+@example(ops=[("push", 0, 1, 0.0), ("push", 32, 1, 0.0)], delay_frames=2, extra=6)
+# late packets while prefilling, each older than the last: the buffer must stay within its capacity
+@example(
+    ops=[("push", 100, 5, 0.0)] + [("near", -7, 5, 0.0)] * 12 + [("pop", 0, 0, 0.05)] * 20,
+    delay_frames=3,
+    extra=5,
+)
 def test_c_jitter_buffer_matches_the_python_reference(
     ops: list[tuple[str, int, int, float]], delay_frames: int, extra: int
 ) -> None:

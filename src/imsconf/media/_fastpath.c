@@ -158,8 +158,9 @@ fail:
 /* --------------------------------------------------------------------------- jitter buffer (C) */
 /*
  * The algorithm of jitter.JitterBuffer (the reference, and the Python path), on a ring of RING entries
- * keyed by extended sequence number. Every held frame lies in [next, next + 2 * capacity), so with
- * capacity <= RING / 2 frames two held frames never share an entry (fastpath.py checks the capacity).
+ * keyed by extended sequence number. Every held frame lies in [next, next + capacity) (an overfull push
+ * trims before it stores; a late packet during prefill is taken only while the span stays within the
+ * capacity), so with capacity <= RING / 2 frames two held frames never share an entry.
  */
 
 static void
@@ -213,7 +214,7 @@ jb_push(int64_t *r, double *f, unsigned char *pay, int64_t seq, const unsigned c
                 jb_reset(r);
                 continue;
             }
-            if (r[J_HASSTART] && ahead >= -cap) { /* still prefilling: an earlier packet came late */
+            if (r[J_HASSTART] && r[J_HIGHEST] - ext < cap) { /* still prefilling: an earlier packet */
                 r[J_NEXT] = ext;
                 jb_store(r, pay, ext, data, len);
                 r[J_PUSHED] += 1;
@@ -231,11 +232,10 @@ jb_push(int64_t *r, double *f, unsigned char *pay, int64_t seq, const unsigned c
             r[J_DUP] += 1;
             return 0;
         }
-        jb_store(r, pay, ext, data, len);
-        r[J_PUSHED] += 1;
         if (ext > r[J_HIGHEST]) {
             r[J_HIGHEST] = ext;
             if (ext - nxt >= cap) { /* overfull: keep `capacity` frames up to the newest */
+                /* Trim before storing: the new frame may fall on the ring entry of one trimmed here. */
                 int64_t keep_from = ext - cap + 1;
                 for (int i = 0; i < RING; i++) {
                     int64_t k = r[J_KEYS + i];
@@ -248,6 +248,8 @@ jb_push(int64_t *r, double *f, unsigned char *pay, int64_t seq, const unsigned c
                 r[J_NEXT] = keep_from;
             }
         }
+        jb_store(r, pay, ext, data, len);
+        r[J_PUSHED] += 1;
         return 1;
     }
 }

@@ -116,8 +116,9 @@ class JitterBuffer:
                 st.resync += 1
                 self.reset()
                 return self.push(seq, payload, now)
-            if self._start_at is not None and ahead >= -self._capacity_frames:
-                # Still prefilling: an earlier packet of the talkspurt arrived after a later one.
+            if self._start_at is not None and self._highest - ext < self._capacity_frames:
+                # Still prefilling: an earlier packet of the talkspurt arrived after a later one (and the
+                # buffer still spans at most `capacity`; an older one counts as late).
                 self._next = ext
                 self._frames[ext] = payload
                 st.pushed += 1
