@@ -41,6 +41,11 @@ called through pylibsrtp's cffi binding directly (``srtp_protect``/``srtp_unprot
 handle), without a per-packet copy or ``bytes`` object. Anything unusual (RTCP, DTMF, a new SSRC, a
 pending rekey, latching, CSRCs or extensions) falls back to :meth:`MediaEngine.receive`.
 
+C path (docs/decisions/0004). With the ``_fastpath`` extension (:attr:`MediaEngine.c_path`) the same
+fast path runs in C: each leg owns a slot of :class:`~imsconf.media.fastpath.SlotTable` that holds its
+transmit state, its jitter buffer and its reception statistics; :meth:`MediaEngine.drain_fast` receives,
+the tick plays out and sends through it. Same counters, events and fallbacks as the Python fast path.
+
 Group downlink (DESIGN §3, issue 5). Per conference, :meth:`MediaEngine.set_downlink_mode` chooses
 ``per-participant`` (default) or ``group``. In group mode the key manager adds epochs
 (:meth:`MediaEngine.add_group_epoch`: a key, a fresh SSRC) and puts legs on them
@@ -208,6 +213,15 @@ class _Counters:
         self.rtcp_received = 0
         self.rtcp_sent = 0
         self.dtmf_events = 0
+
+    def srtp_refused(self, kind: str) -> None:
+        """Count a packet libsrtp refused (``kind`` as in :class:`SrtpError`)."""
+        if kind == "auth":
+            self.decrypt_failed += 1
+        elif kind == "replay":
+            self.replayed += 1
+        else:
+            self.srtp_other += 1
 
 
 class _Epoch:
@@ -1133,12 +1147,7 @@ class MediaEngine:
         try:
             plain = rx.unprotect_rtcp(data) if rtcp else rx.unprotect(data)
         except SrtpError as exc:
-            if exc.kind == "auth":
-                c.decrypt_failed += 1
-            elif exc.kind == "replay":
-                c.replayed += 1
-            else:
-                c.srtp_other += 1
+            c.srtp_refused(exc.kind)
             return
         if leg.rekey_pending and isinstance(rx, SrtpReceiver) and not rx.rekey_pending:
             leg.rekey_pending = False
@@ -1184,13 +1193,7 @@ class MediaEngine:
             lenp[0] = n
             rc = srtp_lib.srtp_unprotect(handle, rxc, lenp)
             if rc:
-                kind = error_kind(rc)
-                if kind == "auth":
-                    leg.c.decrypt_failed += 1
-                elif kind == "replay":
-                    leg.c.replayed += 1
-                else:
-                    leg.c.srtp_other += 1
+                leg.c.srtp_refused(error_kind(rc))
                 return
             n = lenp[0]
         b0, b1, seq, ts, ssrc = _HDR.unpack_from(self._rxb)
@@ -1217,13 +1220,7 @@ class MediaEngine:
             elif kind == 2:  # the full path, from the leg's remote RTP address (the socket is connected)
                 self.receive(leg.rtp_port, data, leg.remote_rtp or ("", 0), now)
             elif kind == 3:
-                kind_name = error_kind(value)
-                if kind_name == "auth":
-                    leg.c.decrypt_failed += 1
-                elif kind_name == "replay":
-                    leg.c.replayed += 1
-                else:
-                    leg.c.srtp_other += 1
+                leg.c.srtp_refused(error_kind(value))
             else:
                 errors += 1
         return fast + len(other), errors, fds

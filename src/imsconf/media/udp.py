@@ -31,6 +31,11 @@ while packets keep coming, and goes back to readiness when a drain finds nothing
 buffer, RTCP jitter) are then taken per drain, at most ``rx_interval`` late. ``rx_interval=0`` reads on
 readiness only.
 
+C path (docs/decisions/0004). With the ``_fastpath`` extension, a connected main socket is also *mapped*
+(:meth:`MediaEngine.map_fast_fd`) once it is fast: a drain round is then one call into C
+(:meth:`MediaEngine.drain_fast`) that reads every mapped ready socket; only the others come back as
+descriptors for the Python reads above. The tick's sends on those sockets happen in C as well.
+
 Every decision about packets is the engine's.
 """
 
