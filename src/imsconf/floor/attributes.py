@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Self, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, ClassVar, Self, TypeAlias, TypeVar, cast
 
 from .buffer import Buffer
 from .constants import MAX_ATTRIBUTE_LENGTH, AttributeType, ErrorCodeValue, PriorityLevel, RequestState
@@ -486,70 +486,84 @@ _STATUS_RULES: dict[AttributeType, tuple[int, int | None]] = {
 }
 
 
+class _StatusGroup:
+    """The shared shape of FLOOR-REQUEST-STATUS and OVERALL-REQUEST-STATUS: a 16-bit id, then
+    [REQUEST-STATUS], [STATUS-INFO] and extensions. Subclasses declare the fields in that order."""
+
+    __slots__ = ()
+    LABEL: ClassVar[str]  # the attribute's name, in errors
+    ID_LABEL: ClassVar[str]  # the id's name, in errors
+    if TYPE_CHECKING:
+        request_status: RequestStatus | None
+        status_info: StatusInfo | None
+        extensions: tuple[UnknownAttribute, ...]
+
+        def __init__(
+            self,
+            ident: int,
+            request_status: RequestStatus | None = None,
+            status_info: StatusInfo | None = None,
+            extensions: tuple[UnknownAttribute, ...] = (),
+            mandatory: bool = False,
+        ) -> None: ...
+
+    def _ident(self) -> int:
+        raise NotImplementedError
+
+    def __post_init__(self) -> None:
+        _check_u16(self._ident(), self.ID_LABEL)
+        _check_fits(cast("Attribute", self))  # each subclass is one of the Attribute types
+
+    def _encode_value(self) -> bytes:
+        return self._ident().to_bytes(2, "big") + _encode_children(
+            self.request_status, self.status_info, *self.extensions
+        )
+
+    @classmethod
+    def _decode(cls, value: bytes, mandatory: bool, ctx: DecodeContext) -> Self:
+        ident, attrs = _grouped_value(value, cls.LABEL, ctx)
+        c = _Children(cls.LABEL, attrs, _STATUS_RULES)
+        return cls(
+            ident,
+            _opt(c.one(AttributeType.REQUEST_STATUS), RequestStatus),
+            _opt(c.one(AttributeType.STATUS_INFO), StatusInfo),
+            tuple(c.extensions),
+            mandatory,
+        )
+
+
 @dataclass(frozen=True, slots=True)
-class FloorRequestStatus:
+class FloorRequestStatus(_StatusGroup):
     """FLOOR-REQUEST-STATUS (§5.2.17): Floor ID, [REQUEST-STATUS], [STATUS-INFO], extensions."""
 
     TYPE: ClassVar[AttributeType] = AttributeType.FLOOR_REQUEST_STATUS
+    LABEL: ClassVar[str] = "FLOOR-REQUEST-STATUS"
+    ID_LABEL: ClassVar[str] = "Floor ID"
     floor_id: int
     request_status: RequestStatus | None = None
     status_info: StatusInfo | None = None
     extensions: tuple[UnknownAttribute, ...] = ()
     mandatory: bool = False
 
-    def __post_init__(self) -> None:
-        _check_u16(self.floor_id, "Floor ID")
-        _check_fits(self)
-
-    def _encode_value(self) -> bytes:
-        return self.floor_id.to_bytes(2, "big") + _encode_children(
-            self.request_status, self.status_info, *self.extensions
-        )
-
-    @classmethod
-    def _decode(cls, value: bytes, mandatory: bool, ctx: DecodeContext) -> FloorRequestStatus:
-        ident, attrs = _grouped_value(value, "FLOOR-REQUEST-STATUS", ctx)
-        c = _Children("FLOOR-REQUEST-STATUS", attrs, _STATUS_RULES)
-        return cls(
-            ident,
-            _opt(c.one(AttributeType.REQUEST_STATUS), RequestStatus),
-            _opt(c.one(AttributeType.STATUS_INFO), StatusInfo),
-            tuple(c.extensions),
-            mandatory,
-        )
+    def _ident(self) -> int:
+        return self.floor_id
 
 
 @dataclass(frozen=True, slots=True)
-class OverallRequestStatus:
+class OverallRequestStatus(_StatusGroup):
     """OVERALL-REQUEST-STATUS (§5.2.18): Floor Request ID, [REQUEST-STATUS], [STATUS-INFO], extensions."""
 
     TYPE: ClassVar[AttributeType] = AttributeType.OVERALL_REQUEST_STATUS
+    LABEL: ClassVar[str] = "OVERALL-REQUEST-STATUS"
+    ID_LABEL: ClassVar[str] = "Floor Request ID"
     floor_request_id: int
     request_status: RequestStatus | None = None
     status_info: StatusInfo | None = None
     extensions: tuple[UnknownAttribute, ...] = ()
     mandatory: bool = False
 
-    def __post_init__(self) -> None:
-        _check_u16(self.floor_request_id, "Floor Request ID")
-        _check_fits(self)
-
-    def _encode_value(self) -> bytes:
-        return self.floor_request_id.to_bytes(2, "big") + _encode_children(
-            self.request_status, self.status_info, *self.extensions
-        )
-
-    @classmethod
-    def _decode(cls, value: bytes, mandatory: bool, ctx: DecodeContext) -> OverallRequestStatus:
-        ident, attrs = _grouped_value(value, "OVERALL-REQUEST-STATUS", ctx)
-        c = _Children("OVERALL-REQUEST-STATUS", attrs, _STATUS_RULES)
-        return cls(
-            ident,
-            _opt(c.one(AttributeType.REQUEST_STATUS), RequestStatus),
-            _opt(c.one(AttributeType.STATUS_INFO), StatusInfo),
-            tuple(c.extensions),
-            mandatory,
-        )
+    def _ident(self) -> int:
+        return self.floor_request_id
 
 
 @dataclass(frozen=True, slots=True)
