@@ -16,7 +16,6 @@ from imsconf.conference import (
     ConferencePolicy,
     ConferenceState,
     FloorState,
-    MediaDirection,
     MediaInfo,
     Participant,
     ParticipantStatus,
@@ -39,6 +38,7 @@ from imsconf.conference.eventinfo import (
     ViewerKind,
     apply_partial,
 )
+from imsconf.sdp.direction import Direction
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "data" / "schemas"
 OWNER = "sip:alice@example.com"
@@ -169,7 +169,7 @@ def test_full_document_shape_and_schema() -> None:
         1_700_000_000.0,
         display="Alice",
         identity_authenticated=True,
-        media=MediaInfo(0xDEADBEEF, True, MediaDirection.SENDRECV, "PCMU"),
+        media=MediaInfo(0xDEADBEEF, True, Direction.SENDRECV, "PCMU"),
         status=ParticipantStatus.CONNECTED,
     )
     conf.join(BOB, 1_700_000_001.0)
@@ -222,8 +222,8 @@ def test_endpoint_statuses(status: ParticipantStatus, method: JoiningMethod, exp
     DETAILS.clear()
 
 
-@pytest.mark.parametrize("direction", list(MediaDirection))
-def test_media_directions(direction: MediaDirection) -> None:
+@pytest.mark.parametrize("direction", list(Direction))
+def test_media_directions(direction: Direction) -> None:
     conf = make_conf()
     conf.join(BOB, 0.0, media=MediaInfo(7, False, direction))
     root = valid(builder().full_document(conf, Viewer.other()))
@@ -394,7 +394,7 @@ MEDIA = st.one_of(
         MediaInfo,
         st.one_of(st.none(), st.integers(0, 2**32 - 1)),
         st.booleans(),
-        st.sampled_from(MediaDirection),
+        st.sampled_from(Direction),
         st.sampled_from([None, "PCMU", "PCMA"]),
     ),
 )

@@ -13,7 +13,6 @@ from imsconf.conference import (
     ConferenceState,
     DisconnectRequired,
     InvalidTransitionError,
-    MediaDirection,
     MediaInfo,
     MediaReleaseRequired,
     ParticipantJoined,
@@ -27,6 +26,7 @@ from imsconf.conference import (
     RosterEvent,
     UnknownParticipantError,
 )
+from imsconf.sdp.direction import Direction
 
 OWNER = "sip:alice@example.com"
 BOB = "sip:bob@example.com"
@@ -90,7 +90,7 @@ def test_status_transitions() -> None:
 def test_set_media() -> None:
     conf = make()
     b = join(conf, BOB)
-    media = MediaInfo(ssrc=0xDEADBEEF, srtp=True, direction=MediaDirection.SENDRECV, codec="PCMU")
+    media = MediaInfo(ssrc=0xDEADBEEF, srtp=True, direction=Direction.SENDRECV, codec="PCMU")
     (ev,) = conf.set_media(b, media)
     assert isinstance(ev, ParticipantMediaChanged) and ev.previous is None and ev.participant.media == media
     assert conf.set_media(b, media) == []

@@ -15,8 +15,9 @@ from imsconf.app.server import build_capabilities
 from imsconf.conference.model import Conference
 from imsconf.focus.app import Focus, FocusConfig
 from imsconf.media.control import EventSink, LegPorts, MediaControl
-from imsconf.media.engine import KEEP, Addr, Direction, Keep, LegStats
+from imsconf.media.engine import KEEP, Addr, Keep, LegStats
 from imsconf.media.srtp import SrtpKeys
+from imsconf.sdp.direction import Direction
 from imsconf.sdp.sdes import CryptoAttribute
 from imsconf.sdp.session import SessionDescription
 from imsconf.sip.endpoint import EndpointConfig, SipEndpoint

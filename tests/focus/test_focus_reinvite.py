@@ -14,8 +14,8 @@ from helpers import (
     sdp_offer,
 )
 
-from imsconf.conference.participant import MediaDirection, ParticipantStatus
-from imsconf.media.engine import Direction
+from imsconf.conference.participant import ParticipantStatus
+from imsconf.sdp.direction import Direction
 from imsconf.sdp.session import SessionDescription
 
 
@@ -48,7 +48,7 @@ def test_hold_and_resume(method: str) -> None:
     body = _modify(h, alice, method, sdp_offer(key=key, direction="sendonly", version=2))
     assert answer_direction(body) == "recvonly"
     assert conf.participant(pid).status is ParticipantStatus.ON_HOLD
-    assert conf.participant(pid).media.direction is MediaDirection.SENDONLY  # type: ignore[union-attr]
+    assert conf.participant(pid).media.direction is Direction.SENDONLY  # type: ignore[union-attr]
     assert h.media.legs[leg_id].direction is Direction.RECVONLY
     body = _modify(h, alice, method, sdp_offer(key=key, direction="inactive", version=3))
     assert answer_direction(body) == "inactive"

@@ -23,7 +23,8 @@ from helpers import (
 from imsconf.conference.participant import ParticipantStatus
 from imsconf.focus.app import FocusConfig
 from imsconf.media.control import LegPorts, LocalMediaControl
-from imsconf.media.engine import Direction, MediaEngine
+from imsconf.media.engine import MediaEngine
+from imsconf.sdp.direction import Direction
 from imsconf.sdp.session import SessionDescription
 
 

@@ -15,7 +15,8 @@ from imsconf.conference.model import Conference
 from imsconf.conference.participant import ParticipantStatus, Role
 from imsconf.focus.planned import PlannedConferences, PlannedConfig, Prompt
 from imsconf.media.dtmf import DtmfEvent
-from imsconf.media.events import Direction, DtmfReceived
+from imsconf.media.events import DtmfReceived
+from imsconf.sdp.direction import Direction
 
 T0 = datetime(2030, 6, 1, 9, 0, tzinfo=UTC)
 PIN = "4711"

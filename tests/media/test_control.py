@@ -7,7 +7,8 @@ from media_peer import Peer, make_keys
 
 from imsconf.media.control import LegPorts, LocalMediaControl, MediaControl
 from imsconf.media.dtmf import TelephoneEvent
-from imsconf.media.engine import Direction, DtmfReceived, MediaEngine, MediaEngineError, MediaEvent
+from imsconf.media.engine import DtmfReceived, MediaEngine, MediaEngineError, MediaEvent
+from imsconf.sdp.direction import Direction
 
 
 class FakePorts:

@@ -9,7 +9,6 @@ from media_peer import Peer, goertzel, make_keys
 
 from imsconf.media.dtmf import DtmfEvent, TelephoneEvent
 from imsconf.media.engine import (
-    Direction,
     DtmfReceived,
     InboundKeyConfirmed,
     LegConfig,
@@ -20,6 +19,7 @@ from imsconf.media.engine import (
 )
 from imsconf.media.rtp import ReceiverReport, ReportBlock, SenderReport, parse_rtcp, serialize_rtcp
 from imsconf.media.srtp import SrtpKeys, SrtpReceiver, SrtpSender
+from imsconf.sdp.direction import Direction
 
 T = 0.020
 FREQS = [440.0, 1000.0, 1700.0]

@@ -11,9 +11,10 @@ from media_peer import Peer, goertzel, make_keys
 
 from imsconf.media.control import LegPorts
 from imsconf.media.dtmf import DtmfEvent, TelephoneEvent
-from imsconf.media.engine import Direction, DtmfReceived, MediaEngine, MediaEvent
+from imsconf.media.engine import DtmfReceived, MediaEngine, MediaEvent
 from imsconf.media.fastpath import extension_loaded
 from imsconf.media.udp import local_media
+from imsconf.sdp.direction import Direction
 from peers import in_ci
 
 FREQS = [440.0, 1000.0, 1700.0]

@@ -8,9 +8,10 @@ import struct
 import pylibsrtp
 import pytest
 
-from imsconf.media.events import Direction, MediaEngineError
+from imsconf.media.events import MediaEngineError
 from imsconf.media.srtp import SrtpKeys
 from imsconf.media.video import VideoLegConfig, VideoSwitch, build_pli, keyframe_requested
+from imsconf.sdp.direction import Direction
 
 SUITE = "AES_CM_128_HMAC_SHA1_80"
 PT = {"a": 96, "b": 97, "c": 98}

@@ -17,7 +17,7 @@ from .events import (
     RosterEvent,
 )
 from .model import STATUS_TRANSITIONS, Audience, Conference, ConferencePolicy
-from .participant import ConferenceState, MediaDirection, MediaInfo, Participant, ParticipantStatus, Role
+from .participant import ConferenceState, MediaInfo, Participant, ParticipantStatus, Role
 from .registry import ConferenceRegistry, uri_key
 
 __all__ = [
@@ -35,7 +35,6 @@ __all__ = [
     "FloorChanged",
     "FloorState",
     "InvalidTransitionError",
-    "MediaDirection",
     "MediaInfo",
     "MediaReleaseRequired",
     "Participant",

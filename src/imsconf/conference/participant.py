@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-__all__ = ["ConferenceState", "MediaDirection", "MediaInfo", "Participant", "ParticipantStatus", "Role"]
+from imsconf.sdp.direction import Direction
+
+__all__ = ["ConferenceState", "MediaInfo", "Participant", "ParticipantStatus", "Role"]
 
 
 class Role(Enum):
@@ -27,13 +29,6 @@ class ConferenceState(Enum):
     CLOSED = "closed"
 
 
-class MediaDirection(Enum):
-    SENDRECV = "sendrecv"
-    SENDONLY = "sendonly"
-    RECVONLY = "recvonly"
-    INACTIVE = "inactive"
-
-
 def _require(condition: bool, what: str) -> None:
     if not condition:
         raise ValueError(what)
@@ -45,7 +40,7 @@ class MediaInfo:
 
     ssrc: int | None = None
     srtp: bool = False
-    direction: MediaDirection = MediaDirection.SENDRECV
+    direction: Direction = Direction.SENDRECV
     codec: str | None = None
 
     def __post_init__(self) -> None:

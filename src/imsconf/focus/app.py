@@ -28,10 +28,11 @@ from imsconf.conference.events import (
     ParticipantLeft,
 )
 from imsconf.conference.model import Conference, ConferencePolicy
-from imsconf.conference.participant import MediaDirection, MediaInfo, ParticipantStatus
+from imsconf.conference.participant import MediaInfo, ParticipantStatus
 from imsconf.conference.registry import ConferenceRegistry
 from imsconf.media.control import MediaControl
 from imsconf.media.events import DtmfReceived, MediaEvent
+from imsconf.sdp.direction import Direction
 from imsconf.sdp.offer_answer import AnswerPolicy
 from imsconf.sip.dialog import AnswerRetransmitter, Dialog, DialogId, DialogRegistry, DialogReject
 from imsconf.sip.endpoint import IncomingRequest, SipEndpoint
@@ -740,7 +741,7 @@ def _contact_uri(req: Request) -> str | None:
         return None
 
 
-def conf_direction(ms: MediaSession) -> MediaDirection:
+def conf_direction(ms: MediaSession) -> Direction:
     if ms.decision is None:
-        return MediaDirection.SENDRECV
-    return MediaDirection(ms.decision.remote_direction.value)
+        return Direction.SENDRECV
+    return ms.decision.remote_direction

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 from imsconf.keys.authority import MasterKey, new_master_key
 from imsconf.media.control import LegPorts, MediaControl
-from imsconf.media.events import Direction as MediaDirection
 from imsconf.media.events import MediaEngineError
 from imsconf.media.srtp import SrtpKeys
 from imsconf.sdp.errors import OfferAnswerError, SdpParseError
@@ -37,10 +36,6 @@ class NegotiationError(Exception):
         super().__init__(reason)
         self.status = status
         self.reason = reason
-
-
-def _media_direction(value: str) -> MediaDirection:
-    return MediaDirection(value) if not isinstance(value, MediaDirection) else value
 
 
 @dataclass(slots=True)
@@ -97,7 +92,7 @@ class MediaSession:
             new_tx = True
         remote_rtp = (decision.remote_rtp.host, decision.remote_rtp.port)
         remote_rtcp = None if decision.rtcp_mux else (decision.remote_rtcp.host, decision.remote_rtcp.port)
-        direction = _media_direction(decision.local_direction.value)
+        direction = decision.local_direction
         dtmf = decision.telephone_event
         if initial or self.ports is None:
             try:
@@ -213,7 +208,7 @@ class MediaSession:
             dtmf_pt=decision.telephone_event,
             tx_keys=tx_keys,
             rx_keys=rx_keys,
-            direction=_media_direction(decision.local_direction.value),
+            direction=decision.local_direction,
         )
         self.rx_key_salt = rx_keys.key_salt() if rx_keys is not None else None
         self.decision = decision

@@ -35,7 +35,8 @@ from imsconf.conference.events import ConferenceEvent
 from imsconf.conference.model import Conference, ConferencePolicy
 from imsconf.conference.participant import ConferenceState, ParticipantStatus
 from imsconf.media.control import MediaControl
-from imsconf.media.events import Direction, DtmfReceived
+from imsconf.media.events import DtmfReceived
+from imsconf.sdp.direction import Direction
 from imsconf.sip.endpoint import IncomingRequest, SipEndpoint
 from imsconf.sip.errors import SipParseError
 from imsconf.sip.uri import SipUri

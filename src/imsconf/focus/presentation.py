@@ -35,7 +35,6 @@ from imsconf.conference.events import (
 from imsconf.conference.model import Conference
 from imsconf.keys.authority import MasterKey, new_master_key
 from imsconf.media.control import LegPorts
-from imsconf.media.events import Direction as MediaDirection
 from imsconf.media.srtp import SrtpKeys
 from imsconf.sdp.errors import OfferAnswerError
 from imsconf.sdp.offer_answer import AnswerPolicy
@@ -159,7 +158,7 @@ class FocusPresentation:
                 payload_type=d.codec.payload_type,
                 codec_name=d.codec.name,
                 clock_rate=d.codec.clock_rate,
-                direction=MediaDirection(d.local_direction.value),
+                direction=d.local_direction,
                 pli=d.pli,
                 tx_keys=tx_keys,
                 rx_keys=rx_keys,

@@ -5,7 +5,6 @@ from .control import EventSink, LegPorts, LocalMediaControl, MediaControl, PortA
 from .dtmf import DtmfEvent
 from .engine import (
     KEEP,
-    Direction,
     DownlinkMode,
     DtmfReceived,
     GroupEpochStats,
@@ -30,7 +29,6 @@ __all__ = [
     "KEEP",
     "PROMPTS",
     "SUITES",
-    "Direction",
     "DownlinkMode",
     "DtmfEvent",
     "DtmfReceived",

@@ -38,13 +38,14 @@ DTMF keeps arriving as :class:`DtmfReceived`; ``set_lobby(leg, False)`` joins th
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import MISSING, dataclass, fields, replace
 from typing import Protocol
+
+from imsconf.sdp.direction import Direction
 
 from .engine import (
     KEEP,
     Addr,
-    Direction,
     DownlinkMode,
     Keep,
     LegConfig,
@@ -57,7 +58,7 @@ from .events import GroupEpochStats
 from .srtp import SrtpKeys
 from .video_plane import LocalVideoControl
 
-__all__ = ["EventSink", "LegPorts", "LocalMediaControl", "MediaControl", "PortAllocator"]
+__all__ = ["EventSink", "LegPorts", "LocalMediaControl", "MediaControl", "NullMediaControl", "PortAllocator"]
 
 EventSink = Callable[[MediaEvent], None]
 
@@ -175,6 +176,132 @@ class MediaControl(Protocol):
     def release_video(self, leg_id: str) -> None: ...
 
     def set_video_source(self, conference_id: str, leg_id: str | None) -> None: ...
+
+
+class NullMediaControl:
+    """A complete :class:`MediaControl` that carries no media: every call is accepted and does nothing.
+
+    Test doubles subclass it and override what they observe, so that every seam method exists on every
+    implementation and production code never has to ask whether one does. :meth:`allocate_leg` and
+    :meth:`allocate_video` hand out distinct ports from a documentation range (RFC 5737 TEST-NET-2).
+    """
+
+    host = "198.51.100.1"
+
+    def __init__(self) -> None:
+        self._next_port = 30000
+
+    def _ports(self, rtcp_mux: bool) -> LegPorts:
+        port = self._next_port
+        self._next_port += 2
+        return LegPorts(self.host, port, port if rtcp_mux else port + 1)
+
+    def allocate_leg(self, conference_id: str, leg_id: str, rtcp_mux: bool) -> LegPorts:
+        return self._ports(rtcp_mux)
+
+    def configure_leg(
+        self,
+        leg_id: str,
+        *,
+        remote_rtp: Addr,
+        remote_rtcp: Addr | None,
+        codec_pt: int,
+        codec_name: str,
+        dtmf_pt: int | None,
+        tx_keys: SrtpKeys | None,
+        rx_keys: SrtpKeys | None,
+        direction: Direction = Direction.SENDRECV,
+        latch: bool = False,
+    ) -> None:
+        return None
+
+    def update_leg(
+        self,
+        leg_id: str,
+        *,
+        remote_rtp: Addr | None = None,
+        remote_rtcp: Addr | None = None,
+        codec_pt: int | None = None,
+        codec_name: str | None = None,
+        dtmf_pt: int | Keep | None = KEEP,
+        direction: Direction | None = None,
+        tx_keys: SrtpKeys | Keep | None = KEEP,
+        rx_keys: SrtpKeys | Keep | None = KEEP,
+    ) -> None:
+        return None
+
+    def release_leg(self, leg_id: str) -> None:
+        return None
+
+    def release_conference(self, conference_id: str) -> None:
+        return None
+
+    def leg_stats(self, leg_id: str) -> LegStats:
+        counters = {f.name: 0 for f in fields(LegStats) if f.default is MISSING and f.name != "remote_ssrc"}
+        return LegStats(**counters, remote_ssrc=None)
+
+    def set_event_sink(self, sink: EventSink | None) -> None:
+        return None
+
+    def set_downlink_mode(self, conference_id: str, mode: DownlinkMode) -> None:
+        return None
+
+    def add_group_epoch(
+        self,
+        conference_id: str,
+        epoch: int,
+        keys: SrtpKeys,
+        ssrc: int,
+        *,
+        codec_name: str = "PCMU",
+        codec_pt: int = 0,
+    ) -> None:
+        return None
+
+    def retire_group_epoch(self, conference_id: str, epoch: int) -> None:
+        return None
+
+    def set_listener_stream(
+        self, leg_id: str, epoch: int | None, *, speaker_ssrc: int | None = None, keep_own: bool = False
+    ) -> None:
+        return None
+
+    def set_floor_control(self, conference_id: str, enabled: bool) -> None:
+        return None
+
+    def set_floor_holders(self, conference_id: str, leg_ids: frozenset[str]) -> None:
+        return None
+
+    def set_lobby(self, leg_id: str, in_lobby: bool) -> None:
+        return None
+
+    def play_prompt(self, leg_id: str, name: str | None, loop: bool = True) -> None:
+        return None
+
+    def allocate_video(self, conference_id: str, leg_id: str, rtcp_mux: bool) -> LegPorts:
+        return self._ports(rtcp_mux)
+
+    def configure_video(
+        self,
+        leg_id: str,
+        *,
+        remote_rtp: Addr,
+        remote_rtcp: Addr | None,
+        payload_type: int,
+        codec_name: str,
+        clock_rate: int = 90000,
+        direction: Direction = Direction.SENDRECV,
+        pli: bool = False,
+        tx_keys: SrtpKeys | None,
+        rx_keys: SrtpKeys | None,
+    ) -> None:
+        return None
+
+    def release_video(self, leg_id: str) -> None:
+        return None
+
+    def set_video_source(self, conference_id: str, leg_id: str | None) -> None:
+        return None
 
 
 class LocalMediaControl(LocalVideoControl):

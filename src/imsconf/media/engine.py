@@ -78,12 +78,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from imsconf.sdp.direction import Direction
+
 from .dtmf import DtmfError, DtmfReceiver
 from .events import (
     KEEP,
     Addr,
     Datagram,
-    Direction,
     DownlinkMode,
     DtmfReceived,
     GroupEpochStats,
@@ -151,7 +152,6 @@ __all__ = [
     "KEEP",
     "Addr",
     "Datagram",
-    "Direction",
     "DownlinkMode",
     "DtmfReceived",
     "GroupEpochStats",

@@ -10,6 +10,8 @@ import enum
 from dataclasses import dataclass
 from typing import Literal
 
+from imsconf.sdp.direction import Direction
+
 from .dtmf import DtmfEvent
 from .g711 import codec_by_name
 from .rtp import ReportBlock
@@ -18,7 +20,6 @@ __all__ = [
     "KEEP",
     "Addr",
     "Datagram",
-    "Direction",
     "DownlinkMode",
     "DtmfReceived",
     "GroupEpochStats",
@@ -42,21 +43,6 @@ Datagram = tuple[int, bytes, Addr]  # (local port, data, destination)
 
 class MediaEngineError(Exception):
     """A control-plane mistake (unknown leg, duplicate id, plain RTP where SRTP is required...)."""
-
-
-class Direction(enum.Enum):
-    SENDRECV = "sendrecv"
-    SENDONLY = "sendonly"
-    RECVONLY = "recvonly"
-    INACTIVE = "inactive"
-
-    @property
-    def mixes_input(self) -> bool:
-        return self is Direction.SENDRECV
-
-    @property
-    def sends(self) -> bool:
-        return self is Direction.SENDRECV or self is Direction.SENDONLY
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,8 +32,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from imsconf.sdp.direction import Direction
+
 from .control import EventSink, LegPorts, LocalMediaControl
-from .engine import KEEP, Addr, Direction, Keep, LegStats, MediaEngine, MediaEngineError, MediaEvent
+from .engine import KEEP, Addr, Keep, LegStats, MediaEngine, MediaEngineError, MediaEvent
 from .events import (
     DownlinkMode,
     DtmfReceived,

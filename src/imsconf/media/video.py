@@ -35,7 +35,9 @@ import random
 import struct
 from dataclasses import dataclass, field
 
-from .events import Addr, Datagram, Direction, MediaEngineError
+from imsconf.sdp.direction import Direction
+
+from .events import Addr, Datagram, MediaEngineError
 from .rtp import is_rtcp
 from .srtp import (
     NullReceiver,

@@ -28,7 +28,9 @@ import socket
 import time
 from typing import TYPE_CHECKING
 
-from .events import Addr, Datagram, Direction, MediaEngineError
+from imsconf.sdp.direction import Direction
+
+from .events import Addr, Datagram, MediaEngineError
 from .srtp import SrtpKeys
 from .video import VideoLegConfig, VideoLegStats, VideoSwitch
 

@@ -13,7 +13,9 @@ import base64
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from .events import Addr, Direction, MediaEngineError
+from imsconf.sdp.direction import Direction
+
+from .events import Addr, MediaEngineError
 from .srtp import SrtpKeys
 
 if TYPE_CHECKING:

@@ -18,9 +18,9 @@ import ipaddress
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from enum import StrEnum
 from typing import Final
 
+from .direction import Direction
 from .errors import OfferAnswerError, SdesError
 from .sdes import SUITES, CryptoAttribute
 from .session import Attribute, Connection, MediaDescription, Origin, SessionDescription, Timing
@@ -39,38 +39,6 @@ __all__ = [
     "is_hold",
     "parse_answer",
 ]
-
-
-class Direction(StrEnum):
-    """RFC 3264 §5.1 stream direction, as seen by whoever wrote the attribute."""
-
-    SENDRECV = "sendrecv"
-    SENDONLY = "sendonly"
-    RECVONLY = "recvonly"
-    INACTIVE = "inactive"
-
-    @property
-    def sends(self) -> bool:
-        return self in (Direction.SENDRECV, Direction.SENDONLY)
-
-    @property
-    def receives(self) -> bool:
-        return self in (Direction.SENDRECV, Direction.RECVONLY)
-
-    @classmethod
-    def of(cls, sends: bool, receives: bool) -> Direction:
-        if sends and receives:
-            return cls.SENDRECV
-        if sends:
-            return cls.SENDONLY
-        return cls.RECVONLY if receives else cls.INACTIVE
-
-    def reverse(self) -> Direction:
-        """The direction the other side should write (RFC 3264 §6.1: sendonly ↔ recvonly)."""
-        return Direction.of(self.receives, self.sends)
-
-    def intersect(self, other: Direction) -> Direction:
-        return Direction.of(self.sends and other.sends, self.receives and other.receives)
 
 
 @dataclass(frozen=True, slots=True)
