@@ -38,7 +38,7 @@ DTMF keeps arriving as :class:`DtmfReceived`; ``set_lobby(leg, False)`` joins th
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import MISSING, dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from imsconf.sdp.direction import Direction
@@ -237,8 +237,7 @@ class NullMediaControl:
         return None
 
     def leg_stats(self, leg_id: str) -> LegStats:
-        counters = {f.name: 0 for f in fields(LegStats) if f.default is MISSING and f.name != "remote_ssrc"}
-        return LegStats(**counters, remote_ssrc=None)
+        return LegStats(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, remote_ssrc=None)
 
     def set_event_sink(self, sink: EventSink | None) -> None:
         return None
