@@ -157,7 +157,7 @@ class FocusBench:
             assert snap is not None
             for li in snap.listeners:
                 if li.epoch is not None and li.state.value == "probation":
-                    self.h.focus._on_media_event(GroupStreamConfirmed(li.listener, li.epoch))
+                    self.h.focus.on_media_event(GroupStreamConfirmed(li.listener, li.epoch))
         self.h.now += 0.001
         self.h.ep.handle_timer(self.h.now)
         self.h.ep.take_outbox()

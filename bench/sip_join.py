@@ -20,7 +20,7 @@ import statistics
 import time
 
 from imsconf.app.server import build_capabilities
-from imsconf.focus.app import Focus, FocusConfig
+from imsconf.focus.core import Focus, FocusConfig
 from imsconf.media.control import LocalMediaControl
 from imsconf.media.engine import MediaEngine
 from imsconf.sip.endpoint import EndpointConfig, SipEndpoint

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 
 from imsconf.app.server import build_capabilities
 from imsconf.conference.model import Conference
-from imsconf.focus.app import Focus, FocusConfig
-from imsconf.media.control import EventSink, LegPorts, MediaControl
-from imsconf.media.engine import KEEP, Addr, Keep, LegStats
+from imsconf.focus.core import Focus, FocusConfig
+from imsconf.focus.planned import PlannedOptions
+from imsconf.media.control import EventSink, LegPorts, MediaControl, NullMediaControl
+from imsconf.media.engine import KEEP, Addr, Keep
 from imsconf.media.srtp import SrtpKeys
 from imsconf.sdp.direction import Direction
 from imsconf.sdp.sdes import CryptoAttribute
@@ -110,15 +111,17 @@ def _raw(keys: SrtpKeys | None) -> bytes | None:
     return None if keys is None else keys.key_salt()
 
 
-class RecordingMedia:
+class RecordingMedia(NullMediaControl):
     """A :class:`imsconf.media.control.MediaControl` that records what the focus asks for (keys copied)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.legs: dict[str, LegRecord] = {}
         self.released_legs: list[str] = []
         self.released_conferences: list[str] = []
         self.calls: list[tuple[str, str]] = []
         self.sink: EventSink | None = None
+        self.lobby: set[str] = set()  # legs held in a PIN lobby (set_lobby)
         self._port = 30000
 
     def allocate_leg(self, conference_id: str, leg_id: str, rtcp_mux: bool) -> LegPorts:
@@ -197,11 +200,15 @@ class RecordingMedia:
         self.released_conferences.append(conference_id)
         self.calls.append(("release_conference", conference_id))
 
-    def leg_stats(self, leg_id: str) -> LegStats:
-        raise NotImplementedError
-
     def set_event_sink(self, sink: EventSink | None) -> None:
         self.sink = sink
+
+    def set_lobby(self, leg_id: str, in_lobby: bool) -> None:
+        if in_lobby:
+            self.lobby.add(leg_id)
+        else:
+            self.lobby.discard(leg_id)
+        self.calls.append(("lobby" if in_lobby else "unlobby", leg_id))
 
 
 # ---------------------------------------------------------------------------------------------- UA
@@ -384,11 +391,17 @@ Sent = tuple[Request | Response, Peer]
 class Harness:
     """SipEndpoint + Focus + RecordingMedia on a fake clock."""
 
-    def __init__(self, config: FocusConfig | None = None, control: MediaControl | None = None) -> None:
+    def __init__(
+        self,
+        config: FocusConfig | None = None,
+        control: MediaControl | None = None,
+        *,
+        planned: PlannedOptions | None = None,
+    ) -> None:
         self.now = 1000.0
         self.media = RecordingMedia()  # unused when another *control* is given
         self.config = config or FocusConfig(domain=DOMAIN, media_host="198.18.0.1")
-        self.focus = Focus(self.config, control if control is not None else self.media)
+        self.focus = Focus(self.config, control if control is not None else self.media, planned=planned)
         self.ep = SipEndpoint(EndpointConfig(caps=build_capabilities(), local=dict(LOCAL)), self.focus)
         self._conns = itertools.count(1)
         self._hosts = itertools.count(10)

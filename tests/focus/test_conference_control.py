@@ -20,7 +20,7 @@ from helpers import FACTORY, Harness, answer_to, requests, responses, sdp_offer
 
 from imsconf.conference.model import ConferencePolicy
 from imsconf.conference.participant import ParticipantStatus
-from imsconf.focus.app import FocusConfig
+from imsconf.focus.core import FocusConfig
 from imsconf.sip.peer import Peer
 
 from helpers import DOMAIN  # isort: skip

@@ -23,7 +23,7 @@ from imsconf.floor.attributes import FloorRequestId
 from imsconf.floor.constants import ErrorCodeValue
 from imsconf.floor.sdp import BfcpMedia
 from imsconf.floor.server import Policy
-from imsconf.focus.floor import AUDIO_FLOOR, FocusFloor, certificate_fingerprint
+from imsconf.focus.floor_feature import AUDIO_FLOOR, FocusFloor, certificate_fingerprint
 from imsconf.media.control import MediaControl
 from imsconf.sdp.session import SessionDescription
 
@@ -238,7 +238,7 @@ def test_chair_grants_and_revokes_and_media_follows() -> None:
     # carol hangs up: her floor is released, the mixer told
     carol_leg = legs[c.user_id or -1]
     ua_leg = rig.h.focus.legs[carol_leg]
-    rig.h.focus._disconnect(rig.h.ep, ua_leg, "left", rig.h.now, send_bye=False)
+    rig.h.focus.end(rig.h.ep, ua_leg, "left", rig.h.now, send_bye=False)
     assert rig.media.floor_holders[conf_id] == []
     rig.take()
     assert ccar in rig.closed
@@ -269,7 +269,7 @@ def test_conference_close_drops_floors_and_connections() -> None:
     ca = rig.connect(tls=False, host=host)
     rig.send(ca, hello(a))
     leg = next(iter(rig.h.focus.legs.values()))
-    rig.h.focus._disconnect(rig.h.ep, leg, "left", rig.h.now, send_bye=False)  # the owner leaves: closed
+    rig.h.focus.end(rig.h.ep, leg, "left", rig.h.now, send_bye=False)  # the owner leaves: closed
     assert rig.floor.conferences == {}
     rig.take()
     assert ca in rig.closed

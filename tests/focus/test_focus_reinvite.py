@@ -232,5 +232,5 @@ def test_dialog_tables_are_emptied_after_reinvites() -> None:
     _modify(h, alice, "INVITE", sdp_offer(version=3))
     h.send(alice, alice.bye())
     assert h.focus.legs == {}
-    assert h.focus._by_invite == {}
-    assert h.focus.by_dialog == {}
+    assert h.focus.table.by_invite == {}
+    assert h.focus.table.by_dialog == {}

@@ -6,7 +6,7 @@ from helpers import DOMAIN, FACTORY, Harness, answer_to, requests, responses, sd
 
 from imsconf.conference.model import ConferencePolicy
 from imsconf.conference.participant import ConferenceState, ParticipantStatus
-from imsconf.focus.app import FocusConfig
+from imsconf.focus.core import FocusConfig
 from imsconf.sip.peer import Peer
 
 
@@ -159,8 +159,8 @@ def test_closed_conference_with_many_participants_forgets_every_dialog() -> None
     assert len(requests(sent, "BYE")) == 5
     assert len(h.focus.dialogs) == 0
     assert h.focus.legs == {}
-    assert h.focus.by_dialog == {}
-    assert h.focus._by_invite == {}
+    assert h.focus.table.by_dialog == {}
+    assert h.focus.table.by_invite == {}
 
 
 def test_owner_session_expiry_closes_the_conference() -> None:
@@ -188,7 +188,7 @@ def test_invite_without_contact_gets_400_and_leaves_nothing() -> None:
     assert len(h.focus.registry) == 0
     assert h.media.legs == {}
     assert h.focus.legs == {}
-    assert h.focus._by_invite == {}
+    assert h.focus.table.by_invite == {}
 
 
 def test_full_conference_refuses_with_486() -> None:

@@ -25,6 +25,7 @@ from helpers import (
 )
 
 from imsconf.conference.eventinfo import KeyScope
+from imsconf.focus.planned import PlannedOptions
 from imsconf.focus.subscriptions import viewer_for
 from imsconf.keys import KeyManagerConfig
 from imsconf.media.events import GroupStreamConfirmed, GroupStreamFailing
@@ -74,9 +75,11 @@ class GroupMedia(RecordingMedia):
         self.stream_log.append((leg_id, epoch, keep_own))
 
 
-def _harness(rekey: str = "both", downlink: str = "group") -> tuple[Harness, GroupMedia]:
+def _harness(
+    rekey: str = "both", downlink: str = "group", planned: PlannedOptions | None = None
+) -> tuple[Harness, GroupMedia]:
     media = GroupMedia()
-    h = Harness(control=media)
+    h = Harness(control=media, planned=planned)
     h.media = media
     h.focus.keying.configure(downlink, rekey, KeyManagerConfig(confirm_timeout=CONFIRM))
     return h, media
@@ -128,7 +131,7 @@ def _create(h: Harness) -> tuple[UA, str, Request]:
 
 
 def _confirm(h: Harness, leg_id: str, epoch: int) -> list[Sent]:
-    h.focus._on_media_event(GroupStreamConfirmed(leg_id, epoch))
+    h.focus.on_media_event(GroupStreamConfirmed(leg_id, epoch))
     return h.advance(0.001)
 
 
@@ -275,7 +278,7 @@ def test_failing_evidence_demotes_and_failed_demotion_drops() -> None:
     alice, _uri, inv = _create(h)
     leg = _leg(h, alice)
     _answer(h, alice, inv)
-    h.focus._on_media_event(GroupStreamFailing(leg, 1, 1.0, "absent"))
+    h.focus.on_media_event(GroupStreamFailing(leg, 1, 1.0, "absent"))
     sent = h.advance(0.001)
     assert media.streams[leg] == (None, False)
     demote = _reinvites(sent)
@@ -341,20 +344,20 @@ def test_booked_conference_policy_and_no_key_for_a_pin_lobby_caller(tmp_path: Pa
 
     from imsconf.booking.model import Booking, Invitee, InviteeRole
     from imsconf.booking.store import BookingStore
-    from imsconf.focus.planned import PlannedConferences, PlannedConfig
+    from imsconf.focus.planned import PlannedConfig
     from imsconf.media.dtmf import DtmfEvent
     from imsconf.media.events import DtmfReceived
 
-    h, media = _harness(downlink="per-participant")  # the default; the booking says group
     store = BookingStore(tmp_path / "bookings.db")
-    planned = PlannedConferences(
-        h.focus,
+    options = PlannedOptions(
         store,
         wall=lambda: T0 + timedelta(minutes=5),
         lobby_media=FakeLobby(),
         config=PlannedConfig(pin_timeout=10.0, bye_delay=1.0),
     )
-    h.focus.planned = planned
+    h, media = _harness(downlink="per-participant", planned=options)  # the default; the booking says group
+    planned = h.focus.planned
+    assert planned is not None
     store.create(
         Booking(
             id="b00000001",
@@ -375,8 +378,8 @@ def test_booked_conference_policy_and_no_key_for_a_pin_lobby_caller(tmp_path: Pa
     assert _reinvites(h.advance(2.0)) == []  # still in the lobby: no key
     conf_id = leg.split(".")[0]
     for d in PIN + "#":
-        h.focus._on_media_event(DtmfReceived(leg, conf_id, DtmfEvent(d, 100, 10, end=False)))
-        h.focus._on_media_event(DtmfReceived(leg, conf_id, DtmfEvent(d, 100, 10, end=True)))
+        h.focus.on_media_event(DtmfReceived(leg, conf_id, DtmfEvent(d, 100, 10, end=False)))
+        h.focus.on_media_event(DtmfReceived(leg, conf_id, DtmfEvent(d, 100, 10, end=True)))
     sent = h.advance(1.0)
     assert not planned.in_lobby(leg)
     (offer,) = _reinvites(sent)

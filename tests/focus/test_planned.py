@@ -9,11 +9,11 @@ import pytest
 from control_helpers import notifies, ok_all, subscribe, users_of
 from helpers import DOMAIN, FOCUS_HOST, UA, Harness, requests, responses, sdp_offer
 
-from imsconf.booking.model import Booking, Invitee, InviteeRole, hash_pin
+from imsconf.booking.model import Booking, Downlink, Invitee, InviteeRole, hash_pin
 from imsconf.booking.store import BookingStore
 from imsconf.conference.model import Conference
 from imsconf.conference.participant import ParticipantStatus, Role
-from imsconf.focus.planned import PlannedConferences, PlannedConfig, Prompt
+from imsconf.focus.planned import PlannedConferences, PlannedConfig, PlannedOptions, Prompt
 from imsconf.media.dtmf import DtmfEvent
 from imsconf.media.events import DtmfReceived
 from imsconf.sdp.direction import Direction
@@ -47,18 +47,20 @@ class FakeLobby:
 
 class World:
     def __init__(self, tmp: Path, *, fake_lobby: bool = True, **booking: object) -> None:
-        self.h = Harness()
         self.store = BookingStore(tmp / "bookings.db")
         self.wall = T0 + timedelta(minutes=5)
         self.lobby = FakeLobby()
-        self.planned = PlannedConferences(
-            self.h.focus,
-            self.store,
-            wall=lambda: self.wall,
-            lobby_media=self.lobby if fake_lobby else None,
-            config=PlannedConfig(pin_timeout=10.0, bye_delay=1.0),
+        self.h = Harness(
+            planned=PlannedOptions(
+                self.store,
+                wall=lambda: self.wall,
+                lobby_media=self.lobby if fake_lobby else None,
+                config=PlannedConfig(pin_timeout=10.0, bye_delay=1.0),
+            )
         )
-        self.h.focus.planned = self.planned
+        planned = self.h.focus.planned
+        assert planned is not None
+        self.planned: PlannedConferences = planned
         self.booking = self.book(**booking)
 
     def book(self, uri: str = f"sip:weekly@{DOMAIN}", **kw: object) -> Booking:
@@ -67,6 +69,9 @@ class World:
             "end": T0 + timedelta(hours=1),
             "created_at": T0 - timedelta(days=1),
             "capacity": 5,
+            # the recording media is a mixer with group keying: per-participant keys keep these tests about
+            # dial-in (test_keying covers a booking's group downlink)
+            "downlink": Downlink.PER_PARTICIPANT,
             "invitees": (
                 Invitee("sip:alice@example.net", InviteeRole.CHAIR),
                 Invitee("sip:mod@example.net", InviteeRole.MODERATOR),
@@ -91,8 +96,8 @@ class World:
     def key(self, leg_id: str, digits: str) -> list[object]:
         conf_id = leg_id.split(".")[0]
         for d in digits:
-            self.h.focus._on_media_event(DtmfReceived(leg_id, conf_id, DtmfEvent(d, 100, 10, end=False)))
-            self.h.focus._on_media_event(DtmfReceived(leg_id, conf_id, DtmfEvent(d, 100, 10, end=True)))
+            self.h.focus.on_media_event(DtmfReceived(leg_id, conf_id, DtmfEvent(d, 100, 10, end=False)))
+            self.h.focus.on_media_event(DtmfReceived(leg_id, conf_id, DtmfEvent(d, 100, 10, end=True)))
         return self.h.advance(0)  # type: ignore[return-value]
 
     def leg_of(self, ua: UA) -> str:
@@ -308,26 +313,27 @@ def test_lobby_caller_hanging_up_releases_everything(tmp: Path) -> None:
     assert not w.planned.lobby and len(w.h.focus.registry) == 0 and not w.h.media.legs
 
 
-def test_mixer_fallback_lobby_survives_reinvite(tmp: Path) -> None:
-    """Without a fake lobby: the focus's MixerLobby over the recording media (no set_lobby there)."""
+def test_mixer_lobby_survives_reinvite(tmp: Path) -> None:
+    """Without a fake lobby: the focus's MixerLobby over the recording media (its set_lobby)."""
     w = World(tmp, fake_lobby=False, pin_hash=PIN_HASH)
     bob = w.h.ua("bob")
     w.dial(bob)
     leg = w.leg_of(bob)
-    assert w.h.media.legs[leg].direction is Direction.RECVONLY
+    assert leg in w.h.media.lobby
     resp = w.h.final(w.h.send(bob, bob.reinvite(sdp_offer())))
     assert resp.status == 200
     w.h.send(bob, bob.ack())
-    assert w.h.media.legs[leg].direction is Direction.RECVONLY  # still out of the mix
+    assert leg in w.h.media.lobby  # still out of the mix
     w.key(leg, PIN + "#")
+    assert leg not in w.h.media.lobby
     assert w.h.media.legs[leg].direction is Direction.SENDRECV
     assert [p.status for p in w.conf().participants] == [ParticipantStatus.CONNECTED]
 
 
-def test_thread_pin_checker_wakes_the_driver() -> None:
+def test_executor_pin_checker_answers_on_the_loop_off_it() -> None:
     import asyncio
 
-    from imsconf.focus.planned import ThreadPinChecker
+    from imsconf.app.pins import ExecutorPinChecker
 
     booking = Booking(
         id="thread0001",
@@ -338,19 +344,38 @@ def test_thread_pin_checker_wakes_the_driver() -> None:
         pin_hash=PIN_HASH,
     )
 
-    async def run() -> list[object]:
-        got: list[object] = []
-        woke = asyncio.Event()
-        checker = ThreadPinChecker(asyncio.get_running_loop(), woke.set)
-        checker.check(booking, PIN, got.append)
-        checker.check(booking, "0000", got.append)
+    async def run() -> list[bool]:
+        got: list[bool] = []
+        answered = asyncio.Event()
+
+        def done(ok: bool) -> None:
+            got.append(ok)
+            answered.set()
+
+        checker = ExecutorPinChecker(asyncio.get_running_loop())
+        checker.check(booking, PIN, done)
+        checker.check(booking, "0000", done)
         assert got == []  # not on the loop
-        await asyncio.wait_for(woke.wait(), 5)
+        await asyncio.wait_for(answered.wait(), 5)
         while len(got) < 2:
             await asyncio.sleep(0.01)
         return got
 
-    assert sorted(asyncio.run(run())) == [False, True]  # type: ignore[type-var]
+    assert sorted(asyncio.run(run())) == [False, True]
+
+
+def test_inbox_wakes_the_driver_for_work_without_a_sip_event() -> None:
+    from imsconf.focus.legs import Inbox
+
+    woke: list[bool] = []
+    ran: list[float] = []
+    inbox = Inbox(lambda: woke.append(True))
+    assert inbox.next_deadline() is None
+    inbox.post(lambda ep, now: ran.append(now))
+    assert woke == [True] and inbox.next_deadline() == 0.0
+    h = Harness()
+    inbox.run(h.ep, 5.0)
+    assert ran == [5.0] and inbox.next_deadline() is None
 
 
 def test_out_of_dialog_subscribe_to_the_booked_uri_reaches_the_live_conference(tmp: Path) -> None:

@@ -9,14 +9,14 @@ import secrets
 import signal
 import ssl
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from imsconf.booking.http import BookingApi, start_http
-from imsconf.booking.store import BookingStore
-from imsconf.focus.app import Focus, FocusConfig
-from imsconf.focus.floor import FloorListeners, start_floor_listeners
-from imsconf.focus.planned import enable_planned
+from imsconf.booking.store import DB_NAME, BookingStore
+from imsconf.focus.core import Focus, FocusConfig
+from imsconf.focus.planned import BookingSource, PlannedOptions
 from imsconf.media.control import MediaControl
 from imsconf.media.engine import MediaEngine
 from imsconf.media.remote import RemoteMediaControl
@@ -29,9 +29,12 @@ from imsconf.sip.peer import Peer
 from imsconf.sip.screening import Capabilities
 from imsconf.transport.manager import Receiver, TransportManager
 
+from .bfcp import FloorListeners, start_floor_listeners
+from .booking_index import IndexedBookingStore, IndexRefresher
 from .config import Settings
 from .heap import realtime_priority, settle_heap
 from .mixer import connect_mixer
+from .pins import ExecutorPinChecker
 from .pki import PkiPaths, client_ssl_context, ensure_dev_pki, server_ssl_context
 from .users import UserStore
 
@@ -112,10 +115,13 @@ class Server:
     bookings: BookingStore | None = None
     http: BookingApi | None = None
     floor: FloorListeners | None = None  # BFCP (TCP/TLS) listeners of the focus
+    refresher: IndexRefresher | None = None  # keeps the focus's booking index current
 
     async def close(self) -> None:
         if self.http is not None:
             await self.http.close()
+        if self.refresher is not None:
+            await self.refresher.close()
         if self.floor is not None:
             await self.floor.close()
         if self.bookings is not None:
@@ -142,9 +148,15 @@ def build_capabilities() -> Capabilities:
 
 
 def build_focus(
-    settings: Settings, control: MediaControl | None = None
+    settings: Settings,
+    control: MediaControl | None = None,
+    *,
+    bookings: BookingSource | None = None,
+    loop: asyncio.AbstractEventLoop | None = None,
+    wake: Callable[[], None] | None = None,
 ) -> tuple[Focus, UdpMediaTransport | None]:
-    """The focus over the in-process mixer (default) or over *control* (a separate mixer process)."""
+    """The focus over the in-process mixer (default) or over *control* (a separate mixer process); with
+    *bookings* it serves booked conferences (PIN checks off *loop*); *wake* is the runtime's flush."""
     media: UdpMediaTransport | None = None
     if control is None:
         engine = MediaEngine(allow_plain_rtp=settings.allow_plain_rtp)
@@ -158,7 +170,11 @@ def build_focus(
         media_host=settings.media_host,
         allow_insecure_subscriptions=settings.allow_insecure_subscriptions,
     )
-    focus = Focus(config, control)
+    planned = None
+    if bookings is not None:
+        pins = ExecutorPinChecker(loop) if loop is not None else None
+        planned = PlannedOptions(bookings, pins=pins)
+    focus = Focus(config, control, planned=planned, wake=wake)
     focus.keying.configure(settings.downlink, settings.rekey)
     return focus, media
 
@@ -176,11 +192,21 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
     media: UdpMediaTransport | None = None
     focus: Focus | None = None
     remote: RemoteMediaControl | None = None
+    loop = asyncio.get_running_loop()
+    # booked conferences: dial-in works with or without --http; the focus reads an in-memory index
+    bookings = IndexedBookingStore(data_dir / DB_NAME)
+    bookings.publish_on(loop)
+    driver: EndpointDriver | None = None
+
+    def wake() -> None:  # work for the focus that arrives without a SIP event (mixer, BFCP, PIN checks)
+        if driver is not None:
+            driver.flush()
+
     if app is None:
         if settings.mixer is not None:
             remote = await connect_mixer(settings)
             log.info("event=mixer_connected mixer=%s", settings.mixer)
-        focus, media = build_focus(settings, remote)
+        focus, media = build_focus(settings, remote, bookings=bookings.index, loop=loop, wake=wake)
         app = focus
         if media is not None:
             media.start()
@@ -192,11 +218,9 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
     )
     driver.transports = transports
     server = Server(settings, pki, endpoint, driver, transports, media, focus, remote)
-    server.bookings = BookingStore.open(data_dir)  # booked conferences: dial-in works with or without --http
-    if focus is not None:
-        enable_planned(focus, server.bookings, loop=asyncio.get_running_loop(), wake=driver.flush)
-        focus.keying.wake = driver.flush  # mixer evidence (SRTCP reports) for the key managers
-        focus.presentation.wake = driver.flush  # floor changes for the event package
+    server.bookings = bookings
+    server.refresher = IndexRefresher(bookings)
+    server.refresher.start()
     try:
         for listen in settings.listen:
             host, port = await transports.listen(listen.transport, listen.host, listen.port)

@@ -279,6 +279,12 @@ class Conference:
         self._participants[participant_id] = new
         return [ParticipantMediaChanged(self.conf_id, self._bump(), new, p.media)]
 
+    def announce_media(self, participant_id: str) -> list[ConferenceEvent]:
+        """A media event for an unchanged participant (a new version): what the event package shows beside
+        the model changed (e.g. the participant's key scope), so subscribers get a partial NOTIFY."""
+        p = self.participant(participant_id)
+        return [ParticipantMediaChanged(self.conf_id, self._bump(), p, p.media)]
+
     def set_floors(self, floors: tuple[FloorState, ...]) -> list[ConferenceEvent]:
         """Record the floors and their holders (from BFCP); unchanged floors are a no-op.
 

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from imsconf.conference.errors import PolicyError
 from imsconf.conference.eventinfo import EndpointDetails, JoiningMethod
 from imsconf.conference.events import ConferenceEvent, ParticipantJoined
 from imsconf.conference.model import Conference
 from imsconf.conference.participant import ParticipantStatus
+from imsconf.conference.registry import ConferenceRegistry
+from imsconf.media.control import MediaControl
+from imsconf.media.events import MediaEngineError
 from imsconf.sip.dialog import Dialog, DialogReject
 from imsconf.sip.endpoint import SipEndpoint
 from imsconf.sip.errors import LocalProtocolError, SipParseError
@@ -27,12 +30,19 @@ from imsconf.sip.message import Request, Response
 from imsconf.sip.uri import SipUri
 from imsconf.sip.util import make_cancel, new_call_id, new_tag
 
+from .legs import Leg, LegTable, focus_contact
 from .media_session import MediaSession, NegotiationError
+from .ports import FocusPort
 from .routing import dialog_destination, uri_destination
 from .threeparty import add_replaces
 
-if TYPE_CHECKING:
-    from .app import Focus, Leg
+
+class DialOutConfig(Protocol):
+    allow_plain_rtp: bool
+    allow_sdes_over_insecure: bool
+    media_host: str
+    dial_timeout: float
+
 
 log = logging.getLogger("imsconf.focus")
 
@@ -40,15 +50,22 @@ log = logging.getLogger("imsconf.focus")
 Progress = Callable[[int, str, float], None]
 
 
-def _host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
-
-
 class Dialer:
-    """Dial-out legs of a :class:`Focus` (shares its legs, dialogs and media)."""
+    """Dial-out legs of the focus (in its leg table)."""
 
-    def __init__(self, focus: Focus) -> None:
-        self.focus = focus
+    def __init__(
+        self,
+        table: LegTable,
+        port: FocusPort,
+        config: DialOutConfig,
+        registry: ConferenceRegistry,
+        media: MediaControl,
+    ) -> None:
+        self.table = table
+        self.port = port
+        self.config = config
+        self.registry = registry
+        self.media = media
         self._progress: dict[str, Progress] = {}
 
     def prepare(
@@ -69,9 +86,7 @@ class Dialer:
         Raises ``PolicyError`` (403/480/486/503 from the model; 488 when the offer could only be plain RTP
         and the policy requires SRTP).
         """
-        from .app import Leg
-
-        cfg = self.focus.config
+        cfg = self.config
         dest = uri_destination(target, transport)
         srtp = dest.transport == "tls" or cfg.allow_sdes_over_insecure
         if not srtp and not cfg.allow_plain_rtp:
@@ -85,35 +100,32 @@ class Dialer:
         leg.dial_target = target
         leg.referred_by = referred_by
         leg.replaces = replaces
-        self.focus.details[leg_id] = EndpointDetails(
+        self.table.details[leg_id] = EndpointDetails(
             contact=str(target),
             joining_method=JoiningMethod.DIALED_OUT,
             referred_by=referred_by_uri,
         )
-        self.focus.legs[leg_id] = leg
+        self.table.add(leg)
         return leg, events
 
     def start(self, ep: SipEndpoint, leg: Leg, now: float, progress: Progress | None = None) -> None:
         """Send the INVITE of a prepared leg."""
-        focus = self.focus
-        conf = focus.registry.get(leg.conf_id)
+        conf = self.registry.get(leg.conf_id)
         assert leg.dial_target is not None
         if conf is None or leg.closing:
             return
         if progress is not None:
             self._progress[leg.leg_id] = progress
-        host, port = ep.local_address(leg.peer.transport)
-        contact = f"<sip:conf-{conf.conf_id}@{_host(host)}:{port};transport={leg.peer.transport}>"
-        scheme = "sips" if leg.peer.transport == "tls" else "sip"
-        contact = contact.replace("<sip:", f"<{scheme}:", 1)
+        contact = focus_contact(ep, conf.conf_id, leg.peer.transport)
         leg.local_contact = contact
+        host = ep.local_address(leg.peer.transport)[0]
         try:
             body = leg.media.offer(
-                focus.media,
-                host=focus.config.media_host,
-                srtp=leg.peer.transport == "tls" or focus.config.allow_sdes_over_insecure,
+                self.media,
+                host=self.config.media_host,
+                srtp=leg.peer.transport == "tls" or self.config.allow_sdes_over_insecure,
             )
-        except Exception as exc:  # no media port: report and drop
+        except (MediaEngineError, OSError, ValueError) as exc:  # no media port: report and drop
             log.warning("event=dial_out_failed leg=%s reason=%r", leg.leg_id, str(exc))
             self._fail(ep, leg, 503, "Service Unavailable", now)
             return
@@ -134,8 +146,8 @@ class Dialer:
         h.add("Content-Type", "application/sdp")
         invite = Request("INVITE", str(leg.dial_target), h, body)
         leg.invite_request = invite
-        leg.ring_deadline = now + focus.config.dial_timeout
-        focus.schedule(leg)
+        leg.ring_deadline = now + self.config.dial_timeout
+        self.table.schedule(leg)
         log.info(
             "event=dial_out conf=%s leg=%s target=%s dst=%s", conf.uri, leg.leg_id, leg.dial_target, leg.peer
         )
@@ -144,7 +156,6 @@ class Dialer:
     # ------------------------------------------------------------------ responses
 
     def _on_response(self, ep: SipEndpoint, leg: Leg, resp: Response, now: float) -> None:
-        focus = self.focus
         if resp.status < 200:
             if resp.status in (180, 183) and not leg.closing:
                 self._report(leg, resp.status, resp.reason, now, final=False)
@@ -155,14 +166,13 @@ class Dialer:
                 return
             self._answered(ep, leg, resp, now)
             return
-        if leg.closing or leg.leg_id not in focus.legs:
+        if leg.closing or leg.leg_id not in self.table.legs:
             return
         reason = "busy" if resp.status in (486, 600) else "failed"
         log.info("event=dial_out_refused leg=%s status=%d", leg.leg_id, resp.status)
         self._fail(ep, leg, resp.status, resp.reason, now, reason=f"{reason} ({resp.status} {resp.reason})")
 
     def _answered(self, ep: SipEndpoint, leg: Leg, resp: Response, now: float) -> None:
-        focus = self.focus
         assert leg.invite_request is not None
         leg.ring_deadline = None
         try:
@@ -174,27 +184,25 @@ class Dialer:
         leg.dialog = dialog
         leg.ack = dialog.create_ack(leg.invite_request.cseq.number)
         ep.send_stateless(leg.ack, dialog_destination(dialog, leg.peer))
-        if leg.closing or leg.leg_id not in focus.legs:  # given up meanwhile: end the late call
-            focus.send_bye(ep, leg, now)
+        if leg.closing or leg.leg_id not in self.table.legs:  # given up meanwhile: end the late call
+            self.port.send_bye(ep, leg, now)
             dialog.terminate()
             return
-        focus.dialogs.add(dialog)
-        focus.by_dialog[dialog.id] = leg
+        self.table.add_dialog(leg, dialog)
         try:
-            leg.media.accept_answer(resp.body, focus.media)
+            leg.media.accept_answer(resp.body, self.media)
         except NegotiationError as exc:
             log.info("event=dial_out_bad_answer leg=%s reason=%r", leg.leg_id, exc.reason)
-            focus.send_bye(ep, leg, now)
+            self.port.send_bye(ep, leg, now)
             self._fail(ep, leg, 488, "Not Acceptable Here", now, reason=f"failed (media: {exc.reason[:60]})")
             return
-        conf = focus.registry.get(leg.conf_id)
+        conf = self.registry.get(leg.conf_id)
         if conf is None or leg.pid not in conf:
-            focus.send_bye(ep, leg, now)
-            focus.forget(leg, now)
+            self.port.end(ep, leg, "gone", now, send_bye=True)
             return
         want = ParticipantStatus.ON_HOLD if leg.media.on_hold else ParticipantStatus.CONNECTED
         events = conf.set_status(leg.pid, want)
-        events += conf.set_media(leg.pid, focus.media_info(leg))
+        events += conf.set_media(leg.pid, self.port.media_info(leg))
         log.info(
             "event=participant_joined conf=%s leg=%s user=%s srtp=%s transport=%s dialed_out=true",
             conf.uri,
@@ -204,8 +212,8 @@ class Dialer:
             leg.peer.transport,
         )
         self._report(leg, resp.status, resp.reason, now, final=True)
-        focus.apply(ep, conf, events, now)
-        focus.keying.on_ack(ep, leg, now)  # group downlink keying (imsconf.focus.keying)
+        self.port.apply(ep, conf, events, now)
+        self.port.leg_established(ep, leg, now)
 
     # ------------------------------------------------------------------ giving up
 
@@ -231,16 +239,9 @@ class Dialer:
     def _fail(
         self, ep: SipEndpoint, leg: Leg, status: int, text: str, now: float, *, reason: str | None = None
     ) -> None:
-        focus = self.focus
         leg.ring_deadline = None
         self._report(leg, status, text, now, final=True)
-        if leg.closing:
-            return
-        leg.closing = True
-        conf = focus.registry.get(leg.conf_id)
-        if conf is not None and leg.pid in conf:
-            focus.apply(ep, conf, conf.leave(leg.pid, reason or f"failed ({status} {text})"), now)
-        focus.forget(leg, now)
+        self.port.end(ep, leg, reason or f"failed ({status} {text})", now, send_bye=False)
 
     def _report(self, leg: Leg, status: int, reason: str, now: float, *, final: bool) -> None:
         cb = self._progress.pop(leg.leg_id, None) if final else self._progress.get(leg.leg_id)

@@ -16,8 +16,8 @@ with :meth:`FocusKeying.configure` (``Settings.downlink`` / ``Settings.rekey``).
   ``DemoteListener`` also re-INVITEs the listener with its own key (``DemoteDone`` / ``DemoteFailed``);
   ``DropListener`` → BYE.
 * Mixer evidence ``GroupStreamConfirmed`` / ``GroupStreamFailing`` → ``KeyUseConfirmed`` / ``KeyUseFailed``.
-  Media events arrive without a clock: they are queued, the runtime is woken (``wake``), and they are
-  handled at the next :meth:`handle_timer`.
+  Media events arrive without a clock: they go to the focus's inbox (:class:`~imsconf.focus.legs.Inbox`)
+  and are handled at its next timer.
 * One SIP transaction of ours per leg at a time; while the participant's own INVITE is not yet
   acknowledged, or ours is outstanding, the next one waits (the participant's re-INVITE meanwhile gets
   491 from the focus, see :meth:`busy`).  While a listener holds the group key, the answer to its own
@@ -32,11 +32,11 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from imsconf.conference.eventinfo import EndpointDetails, KeyScope
-from imsconf.conference.events import ParticipantMediaChanged
 from imsconf.conference.participant import ConferenceState
+from imsconf.conference.registry import ConferenceRegistry
 from imsconf.keys import (
     Action,
     DemoteDone,
@@ -62,6 +62,7 @@ from imsconf.keys import (
     SwitchListener,
 )
 from imsconf.keys.authority import SUITES
+from imsconf.media.control import MediaControl
 from imsconf.media.events import GroupStreamConfirmed, GroupStreamFailing, MediaEngineError, MediaEvent
 from imsconf.media.srtp import SrtpKeys
 from imsconf.sdp.errors import SdpParseError
@@ -72,15 +73,22 @@ from imsconf.sip.errors import LocalProtocolError
 from imsconf.sip.headers import Headers
 from imsconf.sip.message import Request, Response
 
+from .legs import Inbox, Leg, LegTable
+from .ports import FocusPort
 from .routing import dialog_destination
-
-if TYPE_CHECKING:
-    from .app import Focus, Leg
 
 log = logging.getLogger("imsconf.focus.keying")
 
 GROUP_CODEC = ("PCMU", 0)  # the common stream's codec (MediaControl.add_group_epoch default)
 LOBBY_POLL = 0.25  # how often legs held in a PIN lobby are looked at again (they join once admitted)
+
+
+class BookedKeying(Protocol):
+    """The keying fields of booked conferences and the PIN lobby (:class:`~.planned.PlannedConferences`)."""
+
+    def keying(self, conf_id: str) -> tuple[object, object] | None: ...
+
+    def in_lobby(self, leg_id: str) -> bool: ...
 
 
 @dataclass(slots=True)
@@ -171,20 +179,32 @@ def _ack_for(invite: Request, resp: Response) -> Request:
 class FocusKeying:
     """The focus's group-key machinery (see the module docstring)."""
 
-    def __init__(self, focus: Focus) -> None:
-        self.focus = focus
+    def __init__(
+        self,
+        table: LegTable,
+        port: FocusPort,
+        registry: ConferenceRegistry,
+        media: MediaControl,
+        inbox: Inbox,
+        *,
+        booked: BookedKeying | None = None,
+    ) -> None:
+        self.table = table
+        self.port = port
+        self.registry = registry
+        self.media = media
+        self.inbox = inbox
+        self.booked = booked
         self.mode = DownlinkMode.PER_PARTICIPANT
         self.policy = RekeyPolicy.both()
         self.config = KeyManagerConfig()
         self.managers: dict[str, GroupKeyManager] = {}
         self.legs: dict[str, _LegKeys] = {}
-        self.wake: Callable[[], None] | None = None  # the runtime's flush: call handle_timer soon
         self.capable: Callable[[str], bool] = lambda user: False  # operator: this AoR's phone rekeys
         self.trace: list[KeyingTrace] | None = None  # set to [] to record
         self.counters: dict[str, int] = dict.fromkeys(
             ("reinvites", "answers_2xx", "answers_failed", "retries_491", "acks"), 0
         )
-        self._events: list[GroupStreamConfirmed | GroupStreamFailing] = []
         self._group_confs: set[str] = set()
         self._lobby: set[str] = set()  # acknowledged legs not (yet) in the roster: no key until admitted
         self._lobby_due: float | None = None
@@ -203,8 +223,7 @@ class FocusKeying:
             self.config = config
 
     def policy_for(self, conf_id: str) -> tuple[DownlinkMode, RekeyPolicy]:
-        planned = self.focus.planned
-        booked = planned.keying(conf_id) if planned is not None else None
+        booked = self.booked.keying(conf_id) if self.booked is not None else None
         if booked is not None:
             downlink, rekey = booked
             try:
@@ -217,9 +236,6 @@ class FocusKeying:
         mgr = self.managers.get(conf_id)
         if mgr is None:
             mode, policy = self.policy_for(conf_id)
-            if mode is DownlinkMode.GROUP and not hasattr(self.focus.media, "add_group_epoch"):
-                log.warning("event=key_policy_unsupported conf=%s reason=mixer-without-group-keys", conf_id)
-                mode = DownlinkMode.PER_PARTICIPANT  # a media control without group keying (test fakes)
             mgr = self.managers[conf_id] = GroupKeyManager(mode, policy, self.config, conference_id=conf_id)
             log.info("event=key_policy conf=%s downlink=%s policy=%s", conf_id, mode, policy)
         return mgr
@@ -274,13 +290,12 @@ class FocusKeying:
 
     def _admitted(self, leg: Leg) -> bool:
         """In the roster of a live conference and not held in a PIN lobby (focus.planned)."""
-        conf = self.focus.registry.get(leg.conf_id)
+        conf = self.registry.get(leg.conf_id)
         if conf is None or conf.state is not ConferenceState.ACTIVE or leg.pid not in conf:
             return False
-        planned = self.focus.planned
-        return planned is None or not planned.in_lobby(leg.leg_id)
+        return self.booked is None or not self.booked.in_lobby(leg.leg_id)
 
-    def on_forget(self, leg: Leg, now: float) -> None:
+    def forget(self, leg: Leg, now: float) -> None:
         """The leg is being released (BYE either way, failure, conference end)."""
         self._lobby.discard(leg.leg_id)
         lk = self.legs.pop(leg.leg_id, None)
@@ -293,7 +308,7 @@ class FocusKeying:
         mgr = self.managers.get(leg.conf_id)
         if mgr is None:
             return
-        conf = self.focus.registry.get(leg.conf_id)
+        conf = self.registry.get(leg.conf_id)
         if conf is None or conf.state is not ConferenceState.ACTIVE:  # its media goes with it
             mgr.close(now)  # wipes the epoch keys; the mixer dropped its contexts with the conference
             del self.managers[leg.conf_id]
@@ -308,24 +323,21 @@ class FocusKeying:
 
     def on_media_event(self, ev: MediaEvent) -> None:
         if isinstance(ev, GroupStreamConfirmed | GroupStreamFailing):
-            self._events.append(ev)
-            if self.wake is not None:
-                self.wake()
+            stream_event = ev
+            self.inbox.post(lambda ep, now: self._stream_evidence(ep, stream_event, now))
 
     def stray_2xx(self, ep: SipEndpoint, resp: Response) -> bool:
         """A retransmitted 2xx to one of our re-INVITEs: ACK it again."""
         for lk in self.legs.values():
             ack = lk.acks.get(resp.cseq.number)
             if ack is not None and resp.call_id == ack.call_id:
-                leg = self.focus.legs.get(lk.leg_id)
+                leg = self.table.get(lk.leg_id)
                 if leg is not None and leg.dialog is not None:
                     ep.send_stateless(ack, dialog_destination(leg.dialog, leg.peer))
                 return True
         return False
 
     def next_deadline(self) -> float | None:
-        if self._events:
-            return 0.0
         best: float | None = self._lobby_due
         for mgr in self.managers.values():
             d = mgr.next_deadline()
@@ -340,30 +352,10 @@ class FocusKeying:
 
     def handle_timer(self, ep: SipEndpoint, now: float) -> None:
         self._ep = ep
-        events, self._events = self._events, []
-        for ev in events:
-            lk = self.legs.get(ev.leg_id)
-            mgr = self.managers.get(lk.conf_id) if lk is not None else None
-            if lk is None or mgr is None:
-                continue
-            kev: Event = (
-                KeyUseConfirmed(ev.leg_id, ev.epoch)
-                if isinstance(ev, GroupStreamConfirmed)
-                else KeyUseFailed(ev.leg_id, ev.epoch)
-            )
-            if isinstance(ev, GroupStreamFailing):
-                log.info(
-                    "event=key_use_failed leg=%s epoch=%d evidence=%s loss=%.2f",
-                    ev.leg_id,
-                    ev.epoch,
-                    ev.evidence,
-                    ev.fraction_lost,
-                )
-            self._run(ep, lk.conf_id, mgr.handle(kev, now), now)
         if self._lobby_due is not None and now >= self._lobby_due:
             self._lobby_due = None
             for leg_id in sorted(self._lobby):
-                leg = self.focus.legs.get(leg_id)
+                leg = self.table.get(leg_id)
                 if leg is None:
                     self._lobby.discard(leg_id)
                 else:
@@ -378,15 +370,39 @@ class FocusKeying:
                 op.retry_at = None
                 self._send(ep, lk, op, now)
 
+    def _stream_evidence(
+        self, ep: SipEndpoint, ev: GroupStreamConfirmed | GroupStreamFailing, now: float
+    ) -> None:
+        """Mixer evidence for a listener's group stream, handed to its conference's key manager."""
+        self._ep = ep
+        lk = self.legs.get(ev.leg_id)
+        mgr = self.managers.get(lk.conf_id) if lk is not None else None
+        if lk is None or mgr is None:
+            return
+        kev: Event = (
+            KeyUseConfirmed(ev.leg_id, ev.epoch)
+            if isinstance(ev, GroupStreamConfirmed)
+            else KeyUseFailed(ev.leg_id, ev.epoch)
+        )
+        if isinstance(ev, GroupStreamFailing):
+            log.info(
+                "event=key_use_failed leg=%s epoch=%d evidence=%s loss=%.2f",
+                ev.leg_id,
+                ev.epoch,
+                ev.evidence,
+                ev.fraction_lost,
+            )
+        self._run(ep, lk.conf_id, mgr.handle(kev, now), now)
+
     # ------------------------------------------------------------------------------------ actions
 
     def _run(self, ep: SipEndpoint, conf_id: str, actions: list[Action], now: float) -> None:
-        media = self.focus.media
+        media = self.media
         for a in actions:
             try:
                 if isinstance(a, Rekey):
                     if a.epoch == 1 or conf_id not in self._group_confs:
-                        media.set_downlink_mode(conf_id, "group")
+                        media.set_downlink_mode(conf_id, DownlinkMode.GROUP)  # type: ignore[arg-type]  # until the seam takes DownlinkMode
                         self._group_confs.add(conf_id)
                     media.add_group_epoch(
                         conf_id, a.epoch, SrtpKeys(a.key.suite, a.key.key, a.key.salt), a.ssrc
@@ -429,10 +445,10 @@ class FocusKeying:
                     self._queue_op(ep, a.listener, _Op(None, None), now)
                 elif isinstance(a, DropListener):
                     self._record(now, conf_id, "drop", a.listener, None, a.reason)
-                    leg = self.focus.legs.get(a.listener)
+                    leg = self.table.get(a.listener)
                     log.warning("event=key_drop leg=%s reason=%r", a.listener, a.reason)
                     if leg is not None and not leg.closing:
-                        self.focus._disconnect(ep, leg, f"key change failed ({a.reason})", now, send_bye=True)
+                        self.port.end(ep, leg, f"key change failed ({a.reason})", now, send_bye=True)
                 elif isinstance(a, StopListener):
                     pass  # the leg is being released: release_leg stops everything
                 elif isinstance(a, RetireEpoch):
@@ -452,21 +468,19 @@ class FocusKeying:
         if lk is None or lk.scope is scope:
             return
         lk.scope = scope
-        leg = self.focus.legs.get(leg_id)
+        leg = self.table.get(leg_id)
         if leg is None:
             return
         log.info("event=key_scope conf=%s leg=%s scope=%s", leg.conf_id, leg_id, scope.value)
-        details = self.focus.details.get(leg_id)
-        self.focus.details[leg_id] = replace(
+        details = self.table.details.get(leg_id)
+        self.table.details[leg_id] = replace(
             details if details is not None else EndpointDetails(), key_scope=scope
         )
-        conf = self.focus.registry.get(leg.conf_id)
+        conf = self.registry.get(leg.conf_id)
         if conf is None or leg.pid not in conf:
             return
-        p = conf.participant(leg.pid)
         # the roster itself does not change: a media event with a new version carries the new key scope
-        ev = ParticipantMediaChanged(conf.conf_id, conf._bump(), p, p.media)
-        self.focus.apply(ep, conf, [ev], now)
+        self.port.apply(ep, conf, conf.announce_media(leg.pid), now)
 
     # ------------------------------------------------------------------------------------ SIP
 
@@ -483,7 +497,7 @@ class FocusKeying:
         self._next(ep, lk, now)
 
     def _next(self, ep: SipEndpoint, lk: _LegKeys, now: float) -> None:
-        leg = self.focus.legs.get(lk.leg_id)
+        leg = self.table.get(lk.leg_id)
         if lk.current is not None or not lk.queue or leg is None:
             return
         if leg.retrans is not None or leg.dialog is None:
@@ -493,7 +507,7 @@ class FocusKeying:
         self._send(ep, lk, op, now)
 
     def _send(self, ep: SipEndpoint, lk: _LegKeys, op: _Op, now: float) -> None:
-        leg = self.focus.legs.get(lk.leg_id)
+        leg = self.table.get(lk.leg_id)
         if leg is None or leg.closing or leg.dialog is None:
             self._done(ep, lk, op, False, now)
             return
@@ -531,7 +545,7 @@ class FocusKeying:
     def _on_response(self, ep: SipEndpoint, lk: _LegKeys, op: _Op, resp: Response, now: float) -> None:
         if resp.status < 200 or lk.current is not op:
             return
-        leg = self.focus.legs.get(lk.leg_id)
+        leg = self.table.get(lk.leg_id)
         if leg is None or leg.dialog is None:
             return
         self._ep = ep
@@ -571,7 +585,7 @@ class FocusKeying:
             try:
                 klen = SUITES[crypto.suite][0]
                 rx = SrtpKeys(crypto.suite, crypto.key_salt[:klen], crypto.key_salt[klen:])
-                self.focus.media.update_leg(leg.leg_id, rx_keys=rx)
+                self.media.update_leg(leg.leg_id, rx_keys=rx)
                 ms.rx_key_salt = crypto.key_salt
             except (MediaEngineError, ValueError, KeyError) as exc:
                 log.info("event=key_answer_rx_failed leg=%s reason=%r", leg.leg_id, str(exc))

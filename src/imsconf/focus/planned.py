@@ -1,7 +1,9 @@
-"""Planned (booked) conferences at the focus: dial-in, window, capacity and the PIN lobby (DESIGN §2 flow 8).
+"""Planned (booked) conferences at the focus: dial-in, window, capacity and the PIN lobby.
 
-An INVITE to a booked conference URI is routed here by :class:`imsconf.focus.app.Focus` (the hook in
-``_initial_invite``).  The booking decides:
+An INVITE to a booked conference URI is routed here by the focus core (:mod:`.core`, the hook in
+``_initial_invite``).  Bookings are read from a :class:`BookingSource`: on the server an in-memory index
+that the runtime refreshes from the booking store (:mod:`imsconf.app.booking_index`), so a dial-in never
+waits for the database.  The booking decides:
 
 * outside its window → ``403 Conference Not Started`` / ``403 Conference Ended``; cancelled or unknown →
   ``404``; inside: the conference is instantiated on the first call (the booking's URI, capacity, the chair as
@@ -14,36 +16,36 @@ An INVITE to a booked conference URI is routed here by :class:`imsconf.focus.app
   parameter when the booking allows it.  Right → the caller joins the conference (welcome prompt); three
   wrong attempts → goodbye prompt, then BYE.
 
-Sans-I/O like the focus: media events (DTMF) and PIN check results only record work and make
-:meth:`next_deadline` due at once; everything that sends SIP happens in :meth:`handle_timer`.  The PIN hash is
-scrypt (~40 ms): :class:`ThreadPinChecker` runs it in the loop's default executor and wakes the endpoint
-driver when it is done; :class:`InlinePinChecker` (tests, tools) checks synchronously.
+Sans-I/O like the focus: media events (DTMF) and PIN check results only record work and post it to the
+focus's inbox; everything that sends SIP happens at the focus's timer.  The PIN hash is scrypt (~40 ms): the
+runtime's checker (:class:`imsconf.app.pins.ExecutorPinChecker`) runs it off the event loop;
+:class:`InlinePinChecker` (tests, tools) checks synchronously.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from imsconf.booking.model import Booking, Downlink, InviteeRole, RekeyPolicy, WindowState, pin_from_uri
 from imsconf.conference.errors import ConferenceError
 from imsconf.conference.events import ConferenceEvent
 from imsconf.conference.model import Conference, ConferencePolicy
 from imsconf.conference.participant import ConferenceState, ParticipantStatus
+from imsconf.conference.registry import ConferenceRegistry
 from imsconf.media.control import MediaControl
-from imsconf.media.events import DtmfReceived
+from imsconf.media.events import DtmfReceived, MediaEngineError
 from imsconf.sdp.direction import Direction
 from imsconf.sip.endpoint import IncomingRequest, SipEndpoint
 from imsconf.sip.errors import SipParseError
 from imsconf.sip.uri import SipUri
 from imsconf.sip.util import make_response, new_tag
 
-if TYPE_CHECKING:
-    from .app import Focus, Leg
+from .legs import Inbox, Leg, LegTable
+from .ports import FocusPort
 
 __all__ = [
     "BookedConference",
@@ -55,10 +57,9 @@ __all__ = [
     "PinChecker",
     "PlannedConferences",
     "PlannedConfig",
+    "PlannedOptions",
     "Prompt",
-    "ThreadPinChecker",
     "booked_policy",
-    "enable_planned",
 ]
 
 log = logging.getLogger("imsconf.focus")
@@ -77,7 +78,8 @@ class Prompt:
 
 
 class BookingSource(Protocol):
-    """What the focus needs from the booking store (:class:`imsconf.booking.store.BookingStore`)."""
+    """What the focus needs to know of the bookings (the runtime's in-memory index; a
+    :class:`imsconf.booking.store.BookingStore` answers it too, synchronously)."""
 
     def window_status(self, uri: str, now: datetime) -> tuple[Booking | None, WindowState]: ...
 
@@ -95,29 +97,6 @@ class InlinePinChecker:
         done(booking.verify_pin(pin))
 
 
-class ThreadPinChecker:
-    """The scrypt check in the loop's default executor; ``wake()`` (the endpoint driver's flush) runs after
-    ``done`` so that the focus's now-due deadline is armed and the outcome is acted on."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, wake: Callable[[], None]) -> None:
-        self._loop = loop
-        self._wake = wake
-
-    def check(self, booking: Booking, pin: str, done: Callable[[bool], None]) -> None:
-        fut = self._loop.run_in_executor(None, booking.verify_pin, pin)
-
-        def finished(f: asyncio.Future[bool]) -> None:
-            try:
-                ok = bool(f.result())
-            except Exception:  # a failed check is a wrong PIN
-                log.exception("event=pin_check_error booking=%s", booking.id)
-                ok = False
-            done(ok)
-            self._wake()
-
-        fut.add_done_callback(finished)
-
-
 class LobbyMedia(Protocol):
     """The mixer side of the lobby: isolate a leg, give it back to the mix, play a prompt to it."""
 
@@ -129,39 +108,23 @@ class LobbyMedia(Protocol):
 
 
 class MixerLobby:
-    """:class:`LobbyMedia` over a :class:`MediaControl`.
-
-    Uses the mixer's own ``set_lobby(leg_id, bool)`` / ``play_prompt(leg_id, name)`` when it has them.
-    Otherwise a lobby leg is set ``recvonly`` at the mixer (its audio is received — DTMF is detected — but not
-    mixed, and it is sent nothing), and prompts are only logged.
-    """
+    """:class:`LobbyMedia` over a :class:`MediaControl`: the mixer's ``set_lobby`` (a lobby leg is received
+    — DTMF is detected — but neither mixed nor fed the conference) and ``play_prompt``."""
 
     def __init__(self, media: MediaControl) -> None:
         self.media = media
 
     def enter_lobby(self, leg_id: str) -> None:
-        set_lobby = getattr(self.media, "set_lobby", None)
-        if callable(set_lobby):
-            set_lobby(leg_id, True)
-        else:
-            self.media.update_leg(leg_id, direction=Direction.RECVONLY)
+        self.media.set_lobby(leg_id, True)
 
     def leave_lobby(self, leg_id: str, direction: Direction) -> None:
-        set_lobby = getattr(self.media, "set_lobby", None)
-        if callable(set_lobby):
-            set_lobby(leg_id, False)
-        else:
-            self.media.update_leg(leg_id, direction=direction)
+        self.media.set_lobby(leg_id, False)
 
     def play_prompt(self, leg_id: str, prompt: str) -> None:
-        play = getattr(self.media, "play_prompt", None)
-        if callable(play):
-            try:
-                play(leg_id, prompt, prompt == Prompt.ENTER_PIN)  # only the PIN request repeats
-            except Exception as exc:  # a missing prompt must not break the call
-                log.warning("event=prompt_failed leg=%s prompt=%s reason=%r", leg_id, prompt, str(exc))
-        else:
-            log.info("event=prompt leg=%s prompt=%s played=false", leg_id, prompt)
+        try:
+            self.media.play_prompt(leg_id, prompt, prompt == Prompt.ENTER_PIN)  # only the PIN request repeats
+        except (MediaEngineError, KeyError, ValueError, OSError) as exc:  # a missing prompt: the call goes on
+            log.warning("event=prompt_failed leg=%s prompt=%s reason=%r", leg_id, prompt, str(exc))
 
 
 @dataclass(slots=True)
@@ -169,6 +132,25 @@ class PlannedConfig:
     pin_timeout: float = 10.0  # per attempt, restarted by each key: no (complete) entry by then is a failure
     max_pin_attempts: int = 3
     bye_delay: float = 2.0  # lets the goodbye prompt play before the BYE
+
+
+@dataclass(slots=True)
+class PlannedOptions:
+    """What the focus needs for booked conferences: the bookings and how PINs are checked and prompted."""
+
+    bookings: BookingSource
+    wall: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    pins: PinChecker | None = None  # default: InlinePinChecker
+    lobby_media: LobbyMedia | None = None  # default: MixerLobby over the focus's media control
+    config: PlannedConfig | None = None
+
+
+class PlannedFocusConfig(Protocol):
+    @property
+    def domain(self) -> str: ...
+
+    @property
+    def policy(self) -> ConferencePolicy: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,35 +230,34 @@ def _aor(uri: str) -> str | None:
         return None
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 class PlannedConferences:
-    """The booked-conference part of a :class:`Focus` (``focus.planned``)."""
+    """The booked-conference part of the focus."""
 
     def __init__(
         self,
-        focus: Focus,
-        store: BookingSource,
-        *,
-        wall: Callable[[], datetime] = _utcnow,
-        pins: PinChecker | None = None,
-        lobby_media: LobbyMedia | None = None,
-        config: PlannedConfig | None = None,
-        wake: Callable[[], None] | None = None,
+        table: LegTable,
+        port: FocusPort,
+        focus_config: PlannedFocusConfig,
+        registry: ConferenceRegistry,
+        media: MediaControl,
+        inbox: Inbox,
+        options: PlannedOptions,
     ) -> None:
-        self.focus = focus
-        self.store = store
-        self.wall = wall
-        self.pins: PinChecker = pins if pins is not None else InlinePinChecker()
-        self.lobby_media: LobbyMedia = lobby_media if lobby_media is not None else MixerLobby(focus.media)
-        self.config = config or PlannedConfig()
-        self.wake = wake
+        self.table = table
+        self.port = port
+        self.focus_config = focus_config
+        self.registry = registry
+        self.inbox = inbox
+        self.store = options.bookings
+        self.wall = options.wall
+        self.pins: PinChecker = options.pins if options.pins is not None else InlinePinChecker()
+        self.lobby_media: LobbyMedia = (
+            options.lobby_media if options.lobby_media is not None else MixerLobby(media)
+        )
+        self.config = options.config or PlannedConfig()
         self.booked: dict[str, BookedConference] = {}  # by conf_id
         self.lobby: dict[str, _LobbyLeg] = {}  # by leg_id
         self._lobby_ids = 0
-        self._due = False
 
     # ------------------------------------------------------------------ queries
 
@@ -297,7 +278,7 @@ class PlannedConferences:
 
     def _lookup(self, ruri: SipUri, now: datetime) -> tuple[Booking | None, WindowState]:
         booking, state = self.store.window_status(str(ruri), now)
-        domain = self.focus.config.domain
+        domain = self.focus_config.domain
         if state is WindowState.UNKNOWN and ruri.user and ruri.host.lower() != domain.lower():
             # addressed to this server by its IP address or another name: the booking names the domain
             booking, state = self.store.window_status(f"sip:{ruri.user}@{domain}", now)
@@ -320,7 +301,7 @@ class PlannedConferences:
         else:
             try:
                 booking, state = self._lookup(ruri, wall)
-            except Exception:  # the store failed: say so rather than 404 a booked conference
+            except OSError:  # the store failed: say so rather than 404 a booked conference
                 log.exception("event=booking_lookup_failed ruri=%s", ruri)
                 self._reply(ep, inc, 503, "Booking Service Unavailable", now)
                 return None
@@ -335,16 +316,16 @@ class PlannedConferences:
             log.info("event=dial_in_refused booking=%s reason=ended", booking.id)
             self._reply(ep, inc, 403, "Conference Ended", now)
             return None
-        live = conf if conf is not None else self.focus.registry.by_uri(booking.uri)
+        live = conf if conf is not None else self.registry.by_uri(booking.uri)
         if live is not None and live.conf_id not in self.booked:
             live = None  # cannot happen (booked URIs are not ad hoc ones); never join a foreign conference
         if live is None or live.state is not ConferenceState.ACTIVE:
             if live is not None:  # closing: the next instance comes once it is gone
                 self._reply(ep, inc, 480, "Conference Closing", now)
                 return None
-            owner, policy = booked_policy(booking, self.focus.config.policy)
+            owner, policy = booked_policy(booking, self.focus_config.policy)
             try:
-                live = self.focus.registry.create(now, owner=owner, policy=policy, uri=booking.uri)
+                live = self.registry.create(now, owner=owner, policy=policy, uri=booking.uri)
             except ConferenceError as exc:
                 self._reply(ep, inc, exc.status, exc.reason, now)
                 return None
@@ -393,7 +374,7 @@ class PlannedConferences:
                  dial_in.uri_pin is not None)  # fmt: skip
         if dial_in.uri_pin is not None:
             entry.pending_pin = dial_in.uri_pin
-            self._due = True
+            self._mark_due()
         else:
             self.lobby_media.play_prompt(leg.leg_id, Prompt.ENTER_PIN)
             entry.deadline = now + self.config.pin_timeout
@@ -414,9 +395,7 @@ class PlannedConferences:
         self._mark_due()
 
     def _mark_due(self) -> None:
-        self._due = True
-        if self.wake is not None:
-            self.wake()
+        self.inbox.post(self.handle_timer)
 
     def _submit(self, entry: _LobbyLeg, pin: str) -> None:
         entry.checking = True
@@ -426,18 +405,16 @@ class PlannedConferences:
         def done(ok: bool) -> None:
             entry.result = ok
             entry.checking = False
-            self._due = True
+            self._mark_due()
 
         self.pins.check(entry.booking, pin, done)
 
     # ------------------------------------------------------------------ timers
 
     def next_deadline(self) -> float | None:
-        if self._due:
-            return 0.0
         best: float | None = None
         for entry in self.lobby.values():
-            if entry.leg_id not in self.focus.legs:
+            if entry.leg_id not in self.table.legs:
                 return 0.0  # the caller hung up: clean up
             for d in (entry.deadline, entry.bye_at):
                 if d is not None and (best is None or d < best):
@@ -448,33 +425,31 @@ class PlannedConferences:
         return best
 
     def _sweepable(self, conf_id: str) -> bool:
-        conf = self.focus.registry.get(conf_id)
+        conf = self.registry.get(conf_id)
         if conf is None:
             return True
         return conf.state is ConferenceState.ACTIVE and len(conf) == 0 and self._lobby_count(conf_id) == 0
 
     def handle_timer(self, ep: SipEndpoint, now: float) -> None:
-        self._due = False
-        focus = self.focus
         for entry in list(self.lobby.values()):
-            leg = focus.legs.get(entry.leg_id)
+            leg = self.table.get(entry.leg_id)
             if leg is None or leg.closing:
                 del self.lobby[entry.leg_id]
                 log.info("event=lobby_left leg=%s", entry.leg_id)
                 continue
             self._step(ep, entry, leg, now)
         for conf_id in [c for c in self.booked if self._sweepable(c)]:
-            conf = focus.registry.get(conf_id)
+            conf = self.registry.get(conf_id)
             del self.booked[conf_id]
             if conf is not None:  # instantiated, but nobody got in: release it
-                focus.apply(ep, conf, conf.close("empty"), now)
+                self.port.apply(ep, conf, conf.close("empty"), now)
 
     def _step(self, ep: SipEndpoint, entry: _LobbyLeg, leg: Leg, now: float) -> None:
         if entry.bye_at is not None:
             if now >= entry.bye_at:
                 del self.lobby[entry.leg_id]
                 log.info("event=lobby_bye leg=%s reason=%r", entry.leg_id, entry.bye_reason)
-                self.focus._disconnect(ep, leg, entry.bye_reason, now, send_bye=True)
+                self.port.end(ep, leg, entry.bye_reason, now, send_bye=True)
             return
         if entry.pending_pin is not None and not entry.checking:
             pin, entry.pending_pin = entry.pending_pin, None
@@ -530,8 +505,7 @@ class PlannedConferences:
         entry.restart = False
 
     def _admit(self, ep: SipEndpoint, entry: _LobbyLeg, leg: Leg, now: float) -> None:
-        focus = self.focus
-        conf = focus.registry.get(entry.conf_id)
+        conf = self.registry.get(entry.conf_id)
         try:
             if conf is None:
                 raise ConferenceError("conference is gone", 404)
@@ -562,9 +536,9 @@ class PlannedConferences:
         if leg.retrans is None:  # the ACK came while in the lobby: the status on_ack would have set
             want = ParticipantStatus.ON_HOLD if leg.media.on_hold else ParticipantStatus.CONNECTED
             events += conf.set_status(leg.pid, want)
-        events += conf.set_media(leg.pid, focus.media_info(leg))
+        events += conf.set_media(leg.pid, self.port.media_info(leg))
         log.info("event=pin_accepted leg=%s booking=%s conf=%s", leg.leg_id, entry.booking.id, conf.uri)
-        focus.apply(ep, conf, events, now)
+        self.port.apply(ep, conf, events, now)
         self.lobby_media.play_prompt(leg.leg_id, Prompt.WELCOME)
 
     # ------------------------------------------------------------------ helpers
@@ -572,20 +546,3 @@ class PlannedConferences:
     @staticmethod
     def _reply(ep: SipEndpoint, inc: IncomingRequest, status: int, reason: str, now: float) -> None:
         ep.respond(inc.key, make_response(inc.request, status, reason, to_tag=new_tag()), now)
-
-
-def enable_planned(
-    focus: Focus,
-    store: BookingSource,
-    *,
-    loop: asyncio.AbstractEventLoop | None = None,
-    wake: Callable[[], None] | None = None,
-    **kw: object,
-) -> PlannedConferences:
-    """Give *focus* its booked conferences; with a *loop*, PIN checks run off it and *wake* the driver."""
-    pins: PinChecker | None = None
-    if loop is not None and wake is not None:
-        pins = ThreadPinChecker(loop, wake)
-    planned = PlannedConferences(focus, store, pins=pins, wake=wake, **kw)  # type: ignore[arg-type]
-    focus.planned = planned
-    return planned

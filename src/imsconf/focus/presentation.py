@@ -1,4 +1,4 @@
-"""The presentation side of floor control (issue 7): video switching and floor state in the event package.
+"""The presentation side of floor control: video switching and floor state in the event package.
 
 One :class:`FocusPresentation` per focus.  It owns three things:
 
@@ -13,18 +13,17 @@ One :class:`FocusPresentation` per focus.  It owns three things:
   (``FocusFloor.on_change``), when a leg's video is (re)negotiated and when a participant leaves.
 * **Floor state in the conference event package.**  A floor change is recorded in the model
   (``Conference.set_floors``, a ``FloorChanged`` roster event: version + 1), so subscribers get a partial
-  NOTIFY.  ``FocusFloor.on_change`` may fire inside ``Focus.apply`` (a holder left) or from the BFCP
-  adapter, where no SIP endpoint is at hand: the change is queued, ``wake`` (the runtime's flush) is
-  called, and the focus's timer applies it (``next_deadline`` returns 0 while one is queued).
+  NOTIFY.  ``FocusFloor.on_change`` may fire inside the focus's ``apply`` (a holder left) or from the BFCP
+  adapter, where no SIP endpoint is at hand: the change is posted to the focus's inbox
+  (:class:`~imsconf.focus.legs.Inbox`) and applied at its next timer.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
+from imsconf.conference.errors import ConferenceError
 from imsconf.conference.events import (
     ConferenceClosed,
     ConferenceEvent,
@@ -33,8 +32,10 @@ from imsconf.conference.events import (
     ParticipantLeft,
 )
 from imsconf.conference.model import Conference
+from imsconf.conference.registry import ConferenceRegistry
 from imsconf.keys.authority import MasterKey, new_master_key
-from imsconf.media.control import LegPorts
+from imsconf.media.control import LegPorts, MediaControl
+from imsconf.media.events import MediaEngineError
 from imsconf.media.srtp import SrtpKeys
 from imsconf.sdp.errors import OfferAnswerError
 from imsconf.sdp.offer_answer import AnswerPolicy
@@ -43,10 +44,12 @@ from imsconf.sdp.session import MediaDescription, SessionDescription
 from imsconf.sdp.video import VideoDecision, decide_video, video_index, video_section
 from imsconf.sip.endpoint import SipEndpoint
 
-from .floor import AUDIO_FLOOR, PRESENTATION_FLOOR, SdpHook
+from .floor_feature import AUDIO_FLOOR, PRESENTATION_FLOOR, FocusFloor, SdpHook
+from .legs import Inbox
+from .ports import FocusPort
 
-if TYPE_CHECKING:
-    from .app import Focus
+# what the mixer raises when it has no video plane, no port, or no such leg/conference (any more)
+_MEDIA_ERRORS = (MediaEngineError, KeyError, ValueError, OSError)
 
 __all__ = ["FocusPresentation", "VideoLeg", "chain_hooks"]
 
@@ -77,14 +80,23 @@ def chain_hooks(first: SdpHook, then: SdpHook | None) -> SdpHook:
 class FocusPresentation:
     """See the module docstring."""
 
-    def __init__(self, focus: Focus) -> None:
-        self.focus = focus
+    def __init__(
+        self,
+        port: FocusPort,
+        registry: ConferenceRegistry,
+        media: MediaControl,
+        floor: FocusFloor,
+        inbox: Inbox,
+    ) -> None:
+        self.port = port
+        self.registry = registry
+        self.media = media
+        self.floor = floor
+        self.inbox = inbox
         self.legs: dict[str, VideoLeg] = {}
         self.codecs: dict[str, str] = {}  # conference -> its video codec (the first negotiated)
         self.sources: dict[str, str | None] = {}  # conference -> the leg whose video goes out
-        self.wake: Callable[[], None] | None = None
         self._pending: set[str] = set()  # conferences whose floors changed, for the event package
-        focus.floor.on_change = self.floor_changed
 
     # ---- SDP ---------------------------------------------------------------------------------------------
     def sdp_hook(self, conf: Conference, leg_id: str, policy: AnswerPolicy, inner: SdpHook | None) -> SdpHook:
@@ -116,7 +128,7 @@ class FocusPresentation:
             log.info("event=video_refused leg=%s reason=%r", leg_id, exc.reason)
             self.release(leg_id)
             return answer
-        except Exception as exc:  # the mixer has no video, or no port: audio only
+        except _MEDIA_ERRORS as exc:  # the mixer has no video, or no port: audio only
             log.warning("event=video_unavailable leg=%s error=%r", leg_id, str(exc)[:120])
             self.release(leg_id)
             return answer
@@ -126,7 +138,7 @@ class FocusPresentation:
         return replace(answer, media=tuple(media))
 
     def _negotiate(self, conf_id: str, leg_id: str, d: VideoDecision) -> MediaDescription:
-        media = self.focus.media
+        media = self.media
         vl = self.legs.get(leg_id)
         if vl is not None and vl.decision.rtcp_mux != d.rtcp_mux:
             self.release(leg_id)
@@ -163,7 +175,7 @@ class FocusPresentation:
                 tx_keys=tx_keys,
                 rx_keys=rx_keys,
             )
-        except Exception:
+        except _MEDIA_ERRORS:
             if fresh:
                 media.release_video(leg_id)
                 if vl.tx_key is not None:
@@ -190,14 +202,14 @@ class FocusPresentation:
         if vl.tx_key is not None:
             vl.tx_key.wipe()
         try:
-            self.focus.media.release_video(leg_id)
-        except Exception:  # gone with its conference already
+            self.media.release_video(leg_id)
+        except _MEDIA_ERRORS:  # gone with its conference already
             pass
         self.update_source(vl.conf_id)
 
     # ---- conference and floor events ------------------------------------------------------------------
     def on_event(self, conf: Conference, ev: ConferenceEvent) -> None:
-        """From ``Focus.apply``: a participant left; the conference's media went."""
+        """From the focus's ``apply``: a participant left; the conference's media went."""
         if isinstance(ev, ParticipantLeft):
             self.release(f"{conf.conf_id}.{ev.participant.participant_id}")
         elif isinstance(ev, MediaReleaseRequired | ConferenceClosed):
@@ -210,50 +222,48 @@ class FocusPresentation:
     def floor_changed(self, conf_id: str) -> None:
         """``FocusFloor.on_change``: switch the video now; queue the event-package update."""
         self.update_source(conf_id)
+        if not self._pending:
+            self.inbox.post(self._publish_floors)
         self._pending.add(conf_id)
-        if self.wake is not None:
-            self.wake()
 
     def update_source(self, conf_id: str) -> None:
-        holders = self.focus.floor.holders(conf_id, PRESENTATION_FLOOR)
+        holders = self.floor.holders(conf_id, PRESENTATION_FLOOR)
         source = next((h for h in holders if h in self.legs), None)
         if self.sources.get(conf_id, None) == source:
             return
         self.sources[conf_id] = source
         try:
-            self.focus.media.set_video_source(conf_id, source)
-        except Exception as exc:  # no video plane: nothing to switch
+            self.media.set_video_source(conf_id, source)
+        except _MEDIA_ERRORS as exc:  # no video plane: nothing to switch
             log.warning("event=video_source_failed conf=%s error=%r", conf_id, str(exc)[:120])
             return
         log.info("event=video_source conf=%s leg=%s", conf_id, source)
 
     def floors(self, conf_id: str) -> tuple[FloorState, ...]:
         """The floors of a conference as the event package shows them (participant ids)."""
-        if conf_id not in self.focus.floor.conferences:
+        if conf_id not in self.floor.conferences:
             return ()
         return tuple(
             FloorState(
                 floor_id,
                 media,
-                tuple(sorted({leg.split(".", 1)[1] for leg in self.focus.floor.holders(conf_id, floor_id)})),
+                tuple(sorted({leg.split(".", 1)[1] for leg in self.floor.holders(conf_id, floor_id)})),
             )
             for floor_id, media in sorted(FLOOR_MEDIA.items())
         )
 
-    def next_deadline(self) -> float | None:
-        return 0.0 if self._pending else None
-
-    def handle_timer(self, ep: SipEndpoint, now: float) -> None:
+    def _publish_floors(self, ep: SipEndpoint, now: float) -> None:
+        """Record the changed floors in the conference model (a roster event for subscribers)."""
         pending, self._pending = self._pending, set()
         for conf_id in sorted(pending):
-            conf = self.focus.registry.get(conf_id)
+            conf = self.registry.get(conf_id)
             floors = self.floors(conf_id)
             if conf is None or not floors:
                 continue
             try:
                 events = conf.set_floors(floors)
-            except Exception as exc:  # closed meanwhile
+            except ConferenceError as exc:  # closed meanwhile
                 log.info("event=floor_state_skipped conf=%s reason=%r", conf_id, str(exc)[:80])
                 continue
             if events:
-                self.focus.apply(ep, conf, list(events), now)
+                self.port.apply(ep, conf, list(events), now)

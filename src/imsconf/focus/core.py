@@ -10,12 +10,9 @@ Conference control lives beside it: URI lists (:mod:`.urilist`), dial-out (:mod:
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from imsconf.conference.errors import ConferenceError
 from imsconf.conference.eventinfo import AuthMethod, EndpointDetails, JoiningMethod
@@ -34,9 +31,9 @@ from imsconf.media.control import MediaControl
 from imsconf.media.events import DtmfReceived, MediaEvent
 from imsconf.sdp.direction import Direction
 from imsconf.sdp.offer_answer import AnswerPolicy
-from imsconf.sip.dialog import AnswerRetransmitter, Dialog, DialogId, DialogRegistry, DialogReject
+from imsconf.sip.dialog import AnswerRetransmitter, Dialog, DialogReject
 from imsconf.sip.endpoint import IncomingRequest, SipEndpoint
-from imsconf.sip.errors import SipParseError
+from imsconf.sip.errors import LocalProtocolError, SipParseError
 from imsconf.sip.events import TransactionKey
 from imsconf.sip.headers import Headers
 from imsconf.sip.message import Request, Response
@@ -46,19 +43,21 @@ from imsconf.sip.timers import TimerConfig
 from imsconf.sip.uri import NameAddr, SipUri
 from imsconf.sip.util import make_response, new_tag
 
-from .control import Control
+from .conference_control import ConferenceControl
 from .dialout import Dialer
-from .floor import FocusFloor
+from .floor_feature import FocusFloor
 from .keying import FocusKeying
+from .legs import Inbox, Leg, LegTable, focus_contact
 from .media_session import MediaSession, NegotiationError
+from .planned import DialIn, PlannedConferences, PlannedOptions
+from .ports import ByeWatcher
 from .presentation import FocusPresentation
 from .refer import referred_by_uri
 from .routing import dialog_destination
 from .subscriptions import Notifier
 from .urilist import UriListEntry, UriListError, split_invite_body
 
-if TYPE_CHECKING:
-    from .planned import DialIn, PlannedConferences
+__all__ = ["DEFAULT_SE", "MIN_SE", "Focus", "FocusConfig", "Leg", "conf_direction"]
 
 log = logging.getLogger("imsconf.focus")
 
@@ -99,78 +98,56 @@ class FocusConfig:
         )
 
 
-@dataclass(slots=True)
-class Leg:
-    """A participant's SIP session with the focus."""
-
-    leg_id: str
-    conf_id: str
-    user: str
-    peer: Peer
-    media: MediaSession
-    invite_key: TransactionKey | None = None
-    dialog: Dialog | None = None
-    answer_2xx: Response | None = None
-    retrans: AnswerRetransmitter | None = None
-    session_interval: int | None = None
-    session_deadline: float | None = None
-    closing: bool = False
-    # dial-out (the focus is the UAC)
-    dialed_out: bool = False
-    dial_target: SipUri | None = None
-    referred_by: str | None = None  # Referred-By value copied into our INVITE
-    invite_request: Request | None = None
-    ack: Request | None = None
-    local_contact: str | None = None
-    ring_deadline: float | None = None
-    replaces: str | None = None  # Replaces header of a 3PTY dial-out (RFC 3891, .threeparty)
-
-    @property
-    def pid(self) -> str:
-        """The participant id in the conference model (``leg_id`` is ``<conf_id>.<pid>``)."""
-        return self.leg_id.split(".", 1)[1]
-
-
 class Focus:
     """Implements :class:`imsconf.sip.endpoint.Application`."""
 
-    def __init__(self, config: FocusConfig, media: MediaControl, registry: ConferenceRegistry | None = None):
+    def __init__(
+        self,
+        config: FocusConfig,
+        media: MediaControl,
+        registry: ConferenceRegistry | None = None,
+        *,
+        planned: PlannedOptions | None = None,
+        wake: Callable[[], None] | None = None,
+    ) -> None:
+        """*planned*: the booked conferences (dial-in by booking); *wake*: the runtime's flush, called when
+        work arrives without a SIP event (it makes the focus's timer due)."""
         self.config = config
         self.media = media
         self.registry = registry if registry is not None else ConferenceRegistry(config.domain, scheme="sip")
-        self.legs: dict[str, Leg] = {}
-        self.dialogs = DialogRegistry()
-        self.by_dialog: dict[DialogId, Leg] = {}
-        self._by_invite: dict[TransactionKey, Leg] = {}
+        self.table = LegTable()
+        self.legs = self.table.legs
+        self.dialogs = self.table.dialogs
+        self.details = self.table.details
+        self.inbox = Inbox(wake)
         self.timers = TimerConfig()
-        self._ep: SipEndpoint | None = None
         self.dtmf_log: list[tuple[str, str]] = []
-        self.details: dict[
-            str, EndpointDetails
-        ] = {}  # by leg id: what the event package shows beyond the model
-        self._bye_watch: dict[str, Callable[[int, str, float], None]] = {}
+        self._bye_watch: dict[str, ByeWatcher] = {}
+        table = self.table
         self.notifier = Notifier(
-            self.dialogs,
-            details=lambda conf_id, pid: self.details.get(f"{conf_id}.{pid}", _NO_DETAILS),
+            table.dialogs,
+            details=lambda conf_id, pid: table.details.get(f"{conf_id}.{pid}", _NO_DETAILS),
             focus_uri=lambda conf: conf.uri,
-            dialog_shared=lambda dialog_id: dialog_id in self.by_dialog,
+            dialog_shared=lambda dialog_id: dialog_id in table.by_dialog,
         )
-        self.dialer = Dialer(self)
-        self.control = Control(self)
-        self.planned: PlannedConferences | None = None  # booked conferences (.planned.enable_planned)
-        self.floor = FocusFloor(media)  # BFCP (imsconf.focus.floor): the runtime adds its listeners
-        self.presentation = FocusPresentation(self)  # video switching, floor state (.presentation)
-        self.keying = FocusKeying(self)  # group downlink keys and rekeying (imsconf.focus.keying)
-        # legs' deadlines as a lazy heap of (deadline, seq, leg): an entry is stale once the leg's earliest
-        # deadline differs from it (re-pushed at its current value) or the leg is gone.  Keeps next_deadline
-        # O(log n) instead of a scan of every leg after every message.  See schedule().
-        self._leg_timers: list[tuple[float, int, Leg]] = []
-        self._leg_timer_seq = itertools.count()
-        media.set_event_sink(self._on_media_event)
+        self.dialer = Dialer(table, self, config, self.registry, media)
+        self.control = ConferenceControl(table, self, config, self.registry, self.notifier, self.dialer)
+        self.planned: PlannedConferences | None = (
+            PlannedConferences(table, self, config, self.registry, media, self.inbox, planned)
+            if planned is not None
+            else None
+        )
+        # BFCP: floor changes switch the video and reach the event package (presentation)
+        self.floor = FocusFloor(media, on_change=self._floor_changed)
+        self.presentation = FocusPresentation(self, self.registry, media, self.floor, self.inbox)
+        self.keying = FocusKeying(table, self, self.registry, media, self.inbox, booked=self.planned)
+        media.set_event_sink(self.on_media_event)
+
+    def _floor_changed(self, conf_id: str) -> None:
+        self.presentation.floor_changed(conf_id)
 
     # ---- Application protocol ------------------------------------------------------------------------
     def on_request(self, ep: SipEndpoint, inc: IncomingRequest, now: float) -> None:
-        self._ep = ep
         req = inc.request
         if req.to.tag:
             self._in_dialog(ep, inc, now)
@@ -186,8 +163,7 @@ class Focus:
             )
 
     def on_ack(self, ep: SipEndpoint, ack: Request, peer: Peer, now: float) -> None:
-        dialog = self.dialogs.match_request(ack)
-        leg = self.by_dialog.get(dialog.id) if dialog is not None else None
+        leg = self.table.of_dialog(self.dialogs.match_request(ack))
         if leg is None or leg.retrans is None:
             return
         if leg.answer_2xx is not None and ack.cseq.number != leg.answer_2xx.cseq.number:
@@ -199,15 +175,18 @@ class Focus:
             want = ParticipantStatus.ON_HOLD if leg.media.on_hold else ParticipantStatus.CONNECTED
             if conf.participant(leg.pid).status is not want:
                 self.apply(ep, conf, conf.set_status(leg.pid, want), now)
+        self.leg_established(ep, leg, now)
+
+    def leg_established(self, ep: SipEndpoint, leg: Leg, now: float) -> None:
         self.keying.on_ack(ep, leg, now)
 
     def on_cancel(self, ep: SipEndpoint, invite_key: TransactionKey, now: float) -> None:
-        leg = self._by_invite.get(invite_key)
+        leg = self.table.by_invite.get(invite_key)
         tx = ep.layer.server(invite_key)
         if tx is not None and not tx.has_final_response:
             ep.respond(invite_key, make_response(tx.request, 487, to_tag=new_tag()), now)
         if leg is not None and leg.dialog is None:
-            self._drop_leg(ep, leg, "cancelled", now)
+            self.end(ep, leg, "cancelled", now, send_bye=False)
 
     def on_stray_response(self, ep: SipEndpoint, resp: Response, peer: Peer, now: float) -> None:
         """A 2xx retransmission to a dial-out INVITE whose transaction is over: ACK it again."""
@@ -215,8 +194,7 @@ class Focus:
             return
         if self.keying.stray_2xx(ep, resp):
             return
-        dialog = self.dialogs.match_response(resp)
-        leg = self.by_dialog.get(dialog.id) if dialog is not None else None
+        leg = self.table.of_dialog(self.dialogs.match_response(resp))
         if leg is not None and leg.ack is not None and leg.dialog is not None:
             ep.send_stateless(leg.ack, dialog_destination(leg.dialog, leg.peer))
 
@@ -224,30 +202,21 @@ class Focus:
         return None
 
     def next_deadline(self) -> float | None:
-        best = self.notifier.next_deadline()
-        if self.presentation.next_deadline() is not None:
-            best = 0.0
-        if (k := self.keying.next_deadline()) is not None:
-            best = k if best is None else min(best, k)
-        if self.planned is not None and (p := self.planned.next_deadline()) is not None:
-            best = p if best is None else min(best, p)
-        heap = self._leg_timers
-        while heap:
-            d, _, leg = heap[0]
-            current = _leg_deadline(leg) if self.legs.get(leg.leg_id) is leg else None
-            if current == d:
-                return d if best is None else min(best, d)
-            heapq.heappop(heap)  # stale: the deadline moved (later) or the leg is gone
-            if current is not None:
-                heapq.heappush(heap, (current, next(self._leg_timer_seq), leg))
+        best: float | None = None
+        for d in (
+            self.notifier.next_deadline(),
+            self.inbox.next_deadline(),
+            self.keying.next_deadline(),
+            self.planned.next_deadline() if self.planned is not None else None,
+            self.table.next_deadline(),
+        ):
+            if d is not None and (best is None or d < best):
+                best = d
         return best
 
     def schedule(self, leg: Leg) -> None:
-        """Index *leg*'s earliest deadline.  Call after giving a leg in :attr:`legs` a new or earlier deadline
-        (``retrans``, ``session_deadline``, ``ring_deadline``); later ones and removals need no call."""
-        d = _leg_deadline(leg)
-        if d is not None:
-            heapq.heappush(self._leg_timers, (d, next(self._leg_timer_seq), leg))
+        """Index *leg*'s new or earlier deadline (:meth:`LegTable.schedule`)."""
+        self.table.schedule(leg)
 
     def handle_timer(self, ep: SipEndpoint, now: float) -> None:
         for leg in list(self.legs.values()):
@@ -255,21 +224,21 @@ class Focus:
                 if leg.retrans.handle_timer(now):
                     try:
                         ep.respond(leg.invite_key, leg.answer_2xx, now)
-                    except Exception:  # the server transaction is gone: nothing more to retransmit
+                    except LocalProtocolError:  # the server transaction is gone: nothing more to retransmit
                         leg.retrans = None
                 elif leg.retrans.next_deadline() is None:  # no ACK within 64*T1 (RFC 3261 §13.3.1.4)
                     log.info("event=no_ack leg=%s", leg.leg_id)
                     leg.retrans = None
-                    self._disconnect(ep, leg, "no ACK", now, send_bye=True)
+                    self.end(ep, leg, "no ACK", now, send_bye=True)
                     continue
             if leg.session_deadline is not None and now >= leg.session_deadline:
                 log.info("event=session_expired leg=%s", leg.leg_id)
                 leg.session_deadline = None
-                self._disconnect(ep, leg, "session expired", now, send_bye=True)
+                self.end(ep, leg, "session expired", now, send_bye=True)
             if leg.ring_deadline is not None and now >= leg.ring_deadline and not leg.closing:
                 self.dialer.timeout(ep, leg, now)
         self.notifier.handle_timer(ep, now)
-        self.presentation.handle_timer(ep, now)
+        self.inbox.run(ep, now)
         if self.planned is not None:
             self.planned.handle_timer(ep, now)
         self.keying.handle_timer(ep, now)
@@ -366,7 +335,7 @@ class Focus:
             ),
         )
         leg.invite_key = inc.key
-        self._by_invite[inc.key] = leg
+        self.table.by_invite[inc.key] = leg
         try:
             answer = leg.media.negotiate(
                 offer,
@@ -377,7 +346,7 @@ class Focus:
             )
         except NegotiationError as exc:
             log.info("event=offer_refused src=%s status=%d reason=%r", inc.peer, exc.status, exc.reason)
-            self._by_invite.pop(inc.key, None)
+            self.table.by_invite.pop(inc.key, None)
             leave = conf.leave(pid, "offer refused") if pid in conf else []
             self.apply(ep, conf, events + leave, now)
             if created:
@@ -385,10 +354,9 @@ class Focus:
             ep.respond(inc.key, _refusal(req, exc, to_tag=new_tag()), now)
             return
         self.legs[leg.leg_id] = leg
-        host, port = ep.local_address(inc.peer.transport)
-        contact_uri = f"sip:conf-{conf.conf_id}@{_host(host)}:{port};transport={inc.peer.transport}"
+        contact = focus_contact(ep, conf.conf_id, inc.peer.transport)
         hdrs = Headers()
-        hdrs.add("Contact", f"<{contact_uri}>;isfocus")
+        hdrs.add("Contact", f"{contact};isfocus")
         hdrs.add("Allow", ", ".join(ep.config.caps.allow))
         hdrs.add("Supported", ", ".join(ep.config.caps.supported))
         if se is not None:
@@ -400,26 +368,24 @@ class Focus:
         resp = make_response(req, 200, "OK", to_tag=new_tag(), headers=hdrs, body=answer)
         leg.answer_2xx = resp
         try:
-            dialog = Dialog.from_uas(req, resp, local_contact=f"<{contact_uri}>", secure=inc.secure)
+            dialog = Dialog.from_uas(req, resp, local_contact=contact, secure=inc.secure)
         except DialogReject as exc:
             leg.media.release(self.media)
             self.legs.pop(leg.leg_id, None)
-            self._by_invite.pop(inc.key, None)
+            self.table.by_invite.pop(inc.key, None)
             self.apply(ep, conf, events + (conf.leave(pid, "bad request") if pid in conf else []), now)
             ep.respond(inc.key, make_response(req, exc.status, exc.reason, to_tag=new_tag()), now)
             return
-        leg.dialog = dialog
-        self.dialogs.add(dialog)
-        self.by_dialog[dialog.id] = leg
+        self.table.add_dialog(leg, dialog)
         leg.retrans = AnswerRetransmitter(now, reliable=inc.peer.reliable, config=self.timers)
         self.schedule(leg)
         if pid in conf:
             events += conf.set_media(pid, self.media_info(leg))
         if created:
             log.info(
-                "event=conference_created conf_uri=%s contact=<%s> owner=%s",
+                "event=conference_created conf_uri=%s contact=%s owner=%s",
                 conf.uri,
-                contact_uri,
+                contact,
                 aor,
             )
         log.info(
@@ -490,7 +456,7 @@ class Focus:
     def _in_dialog(self, ep: SipEndpoint, inc: IncomingRequest, now: float) -> None:
         req = inc.request
         dialog = self.dialogs.match_request(req)
-        leg = self.by_dialog.get(dialog.id) if dialog is not None else None
+        leg = self.table.of_dialog(dialog)
         if dialog is None or (leg is None and not self.notifier.usages_in(dialog.id)):
             ep.respond(inc.key, make_response(req, 481, "Call/Transaction Does Not Exist"), now)
             return
@@ -508,7 +474,7 @@ class Focus:
             ep.respond(inc.key, make_response(req, status), now)
         elif req.method == "BYE":
             ep.respond(inc.key, make_response(req, 200, "OK"), now)
-            self._disconnect(ep, leg, "left", now, send_bye=False)
+            self.end(ep, leg, "left", now, send_bye=False)
         elif req.method in ("INVITE", "UPDATE"):
             self._refresh(ep, inc, leg, now)
         elif req.method == "INFO":
@@ -561,9 +527,7 @@ class Focus:
             hdrs.add("Content-Type", "application/sdp")
         resp = make_response(req, 200, "OK", headers=hdrs, body=body)
         if req.method == "INVITE":
-            if leg.invite_key is not None:
-                self._by_invite.pop(leg.invite_key, None)  # only the latest INVITE is remembered
-            leg.invite_key = inc.key
+            self.table.set_invite(leg, inc.key)
             leg.answer_2xx = resp
             leg.retrans = AnswerRetransmitter(now, reliable=inc.peer.reliable, config=self.timers)
         self.schedule(leg)
@@ -581,40 +545,26 @@ class Focus:
             self.apply(ep, conf, events, now)
 
     # ---- leaving -----------------------------------------------------------------------------------------
-    def _disconnect(self, ep: SipEndpoint, leg: Leg, reason: str, now: float, *, send_bye: bool) -> None:
+    def end(self, ep: SipEndpoint, leg: Leg, reason: str, now: float, *, send_bye: bool) -> None:
+        """The one way a leg ends: BYE (or CANCEL while a dial-out rings) when *send_bye*, the participant
+        leaves the roster with *reason*, and the leg is released."""
         if leg.closing:
             return
         leg.closing = True
         if send_bye:
             self.send_bye(ep, leg, now)
         conf = self.registry.get(leg.conf_id)
-        pid = leg.leg_id.split(".", 1)[1]
-        if conf is not None and pid in conf:
-            self.apply(ep, conf, conf.leave(pid, reason), now)
-        self.forget(leg, now)
+        if conf is not None and leg.pid in conf:
+            self.apply(ep, conf, conf.leave(leg.pid, reason), now)
+        self._release(leg, now)
 
-    def _drop_leg(self, ep: SipEndpoint, leg: Leg, reason: str, now: float) -> None:
-        leg.closing = True
-        conf = self.registry.get(leg.conf_id)
-        pid = leg.leg_id.split(".", 1)[1]
-        if conf is not None and pid in conf:
-            self.apply(ep, conf, conf.leave(pid, reason), now)
-        self.forget(leg, now)
-
-    def forget(self, leg: Leg, now: float) -> None:
-        self.keying.on_forget(leg, now)
+    def _release(self, leg: Leg, now: float) -> None:
+        self.keying.forget(leg, now)
         leg.media.release(self.media)
-        self.legs.pop(leg.leg_id, None)
-        if leg.invite_key is not None:
-            self._by_invite.pop(leg.invite_key, None)
-        if leg.dialog is not None:
-            self.by_dialog.pop(leg.dialog.id, None)
-            self.dialogs.remove(leg.dialog.id)
-            leg.dialog.terminate()
-            self.notifier.dialog_gone(leg.dialog.id)
-        leg.retrans = None
-        leg.session_deadline = None
-        leg.ring_deadline = None
+        dialog = leg.dialog
+        self.table.remove(leg)
+        if dialog is not None:
+            self.notifier.dialog_gone(dialog.id)
         watcher = self._bye_watch.pop(leg.leg_id, None)
         if watcher is not None:  # a removal nobody could BYE (no dialog): it is done all the same
             watcher(200, "OK", now)
@@ -641,7 +591,7 @@ class Focus:
 
         ep.send_request(bye, dest, now, on_response=done)
 
-    def watch_bye(self, leg_id: str, callback: Callable[[int, str, float], None]) -> None:
+    def watch_bye(self, leg_id: str, callback: ByeWatcher) -> None:
         """Call ``callback(status, reason, now)`` with the final answer to the BYE the leg gets next."""
         self._bye_watch[leg_id] = callback
 
@@ -662,10 +612,10 @@ class Focus:
             self.presentation.on_event(conf, ev)
             if isinstance(ev, DisconnectRequired):
                 leg = self.legs.get(f"{ev.conf_id}.{ev.participant_id}")
-                if leg is not None and not leg.closing:
+                if leg is not None and not leg.closing:  # BYE and release now, leave with this batch
                     leg.closing = True
                     self.send_bye(ep, leg, now)
-                    self.forget(leg, now)
+                    self._release(leg, now)
                 if ev.participant_id in conf:
                     queue.extend(conf.leave(ev.participant_id, ev.reason))
             elif isinstance(ev, ParticipantLeft):
@@ -677,38 +627,23 @@ class Focus:
                 )
                 # the notifier has rendered this leave (bodies are built at once); later documents show
                 # only current participants, so the leaver's endpoint details can go
-                self.details.pop(f"{conf.conf_id}.{ev.participant.participant_id}", None)
+                self.table.forget_details(conf.conf_id, ev.participant.participant_id)
             elif isinstance(ev, MediaReleaseRequired):
                 self.media.release_conference(conf.conf_id)
                 log.info("event=media_released conf=%s", conf.uri)
             elif isinstance(ev, ConferenceClosed):
                 self.registry.apply([ev])
-                prefix = f"{conf.conf_id}."
-                for key in [k for k in self.details if k.startswith(prefix)]:
-                    del self.details[key]
+                self.table.forget_details(conf.conf_id)
                 log.info("event=conference_closed conf=%s", conf.uri)
 
     # ---- media events -------------------------------------------------------------------------------------
-    def _on_media_event(self, ev: MediaEvent) -> None:
+    def on_media_event(self, ev: MediaEvent) -> None:
         self.keying.on_media_event(ev)
         if isinstance(ev, DtmfReceived):
             self.dtmf_log.append((ev.leg_id, ev.event.digit))
             if self.planned is not None:
                 self.planned.on_dtmf(ev)
             log.info("event=dtmf leg=%s digit=%s", ev.leg_id, ev.event.digit)
-
-
-def _leg_deadline(leg: Leg) -> float | None:
-    """The earliest of the leg's deadlines: 2xx retransmission/ACK wait, session timer, dial-out ringing."""
-    best = leg.retrans.next_deadline() if leg.retrans is not None else None
-    for d in (leg.session_deadline, leg.ring_deadline):
-        if d is not None and (best is None or d < best):
-            best = d
-    return best
-
-
-def _host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
 
 
 def _warning_text(reason: str) -> str:

@@ -19,40 +19,65 @@ dialog, else the From AoR — which must be the digest-authenticated user when t
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from imsconf.conference.errors import ConferenceError
 from imsconf.conference.eventinfo import CONTENT_TYPE
 from imsconf.conference.model import Conference
+from imsconf.conference.registry import ConferenceRegistry
 from imsconf.sip.dialog import Dialog, DialogReject
 from imsconf.sip.endpoint import IncomingRequest, SipEndpoint
 from imsconf.sip.errors import SipParseError
 from imsconf.sip.headers import Headers
-from imsconf.sip.subscription import EventHeader, Subscription, SubscriptionError
+from imsconf.sip.subscription import EventHeader, ExpiresPolicy, Subscription, SubscriptionError
 from imsconf.sip.util import make_response, new_tag
 
+from .dialout import Dialer
+from .legs import Leg, LegTable, focus_contact
+from .ports import ByeWatcher, FocusPort
 from .refer import ReferAction, ReferError, parse_refer, referred_by, referred_by_uri
-from .subscriptions import SIPFRAG, Usage, parse_subscribe, viewer_for
-
-if TYPE_CHECKING:
-    from .app import Focus, Leg
+from .subscriptions import SIPFRAG, Notifier, Usage, parse_subscribe, viewer_for
 
 log = logging.getLogger("imsconf.focus")
 
 
-def _host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
+class ControlConfig(Protocol):
+    @property
+    def domain(self) -> str: ...
+
+    @property
+    def insecure_subscriptions_allowed(self) -> bool: ...
+
+    @property
+    def subscription_expires(self) -> ExpiresPolicy: ...
+
+
+class ControlPort(FocusPort, Protocol):
+    def watch_bye(self, leg_id: str, callback: ByeWatcher) -> None: ...
 
 
 def _safe(text: str) -> str:
     return "".join(c if 0x20 <= ord(c) < 0x7F else "?" for c in text)[:80]
 
 
-class Control:
-    """The SUBSCRIBE and REFER handlers of a :class:`Focus`."""
+class ConferenceControl:
+    """The SUBSCRIBE and REFER handlers of the focus."""
 
-    def __init__(self, focus: Focus) -> None:
-        self.focus = focus
+    def __init__(
+        self,
+        table: LegTable,
+        port: ControlPort,
+        config: ControlConfig,
+        registry: ConferenceRegistry,
+        notifier: Notifier,
+        dialer: Dialer,
+    ) -> None:
+        self.table = table
+        self.port = port
+        self.config = config
+        self.registry = registry
+        self.notifier = notifier
+        self.dialer = dialer
 
     # ------------------------------------------------------------------ helpers
 
@@ -77,11 +102,11 @@ class Control:
             return None
         user = ruri.user_unescaped or ""
         if user.startswith("conf-"):
-            return self.focus.registry.get(user[5:])
+            return self.registry.get(user[5:])
         # a booked conference keeps its chosen URI (sip:weekly@DOMAIN), reached at our address too
-        registry = self.focus.registry
+        registry = self.registry
         return registry.by_uri(str(ruri)) or (
-            registry.by_uri(f"sip:{ruri.user}@{self.focus.config.domain}") if ruri.user else None
+            registry.by_uri(f"sip:{ruri.user}@{self.config.domain}") if ruri.user else None
         )
 
     @staticmethod
@@ -94,22 +119,20 @@ class Control:
             return None
         return req.from_.uri.aor
 
-    def _contact(self, ep: SipEndpoint, inc: IncomingRequest, conf: Conference) -> str:
-        host, port = ep.local_address(inc.peer.transport)
-        scheme = "sips" if inc.peer.transport == "tls" else "sip"
-        return f"<{scheme}:conf-{conf.conf_id}@{_host(host)}:{port};transport={inc.peer.transport}>"
+    @staticmethod
+    def _contact(ep: SipEndpoint, inc: IncomingRequest, conf: Conference) -> str:
+        return focus_contact(ep, conf.conf_id, inc.peer.transport)
 
     def _who(
         self, ep: SipEndpoint, inc: IncomingRequest, now: float, dialog: Dialog | None, leg: Leg | None
     ) -> tuple[Conference, str] | None:
         """The conference and the requesting user, or None after answering (404/403/481)."""
-        focus = self.focus
         if dialog is not None:
             if leg is not None:
-                conf, user = focus.registry.get(leg.conf_id), leg.user
+                conf, user = self.registry.get(leg.conf_id), leg.user
             else:
-                usages = focus.notifier.usages_in(dialog.id)
-                conf = focus.registry.get(usages[0].conf_id) if usages else None
+                usages = self.notifier.usages_in(dialog.id)
+                conf = self.registry.get(usages[0].conf_id) if usages else None
                 user = usages[0].user if usages else ""
             if conf is None:
                 self._reply(ep, inc, 481, "Conference Gone", now)
@@ -130,7 +153,6 @@ class Control:
     def subscribe(
         self, ep: SipEndpoint, inc: IncomingRequest, now: float, dialog: Dialog | None, leg: Leg | None
     ) -> None:
-        focus = self.focus
         req = inc.request
         try:
             event, expires = parse_subscribe(req)
@@ -138,7 +160,7 @@ class Control:
             self._reply(ep, inc, exc.status, exc.reason, now, Headers.of(exc.headers))
             return
         if dialog is not None:
-            usage = focus.notifier.find(dialog.id, event)
+            usage = self.notifier.find(dialog.id, event)
             if usage is not None:
                 self._refresh(ep, inc, usage, expires, now)
                 return
@@ -152,12 +174,12 @@ class Control:
             log.info("event=subscribe_refused conf=%s user=%s status=%d", conf.uri, user, exc.status)
             self._reply(ep, inc, exc.status, exc.reason, now)
             return
-        if not inc.secure and not focus.config.insecure_subscriptions_allowed:
+        if not inc.secure and not self.config.insecure_subscriptions_allowed:
             log.info("event=subscribe_refused conf=%s user=%s reason=not_tls", conf.uri, user)
             self._reply(ep, inc, 403, "Subscriptions Require TLS", now)
             return
         try:
-            sub = Subscription(event, expires, now, focus.config.subscription_expires)
+            sub = Subscription(event, expires, now, self.config.subscription_expires)
         except SubscriptionError as exc:
             self._reply(ep, inc, exc.status, exc.reason, now, Headers.of(exc.headers))
             return
@@ -184,7 +206,7 @@ class Control:
             shared=leg is not None,
             viewer=viewer_for(conf, user),
         )
-        focus.notifier.add(usage)
+        self.notifier.add(usage)
         log.info(
             "event=subscribed conf=%s user=%s expires=%d transport=%s",
             conf.uri,
@@ -193,13 +215,12 @@ class Control:
             inc.peer.transport,
         )
         ep.respond(inc.key, resp, now)
-        focus.notifier.start_conference(ep, usage, conf, now)
+        self.notifier.start_conference(ep, usage, conf, now)
 
     def _refresh(
         self, ep: SipEndpoint, inc: IncomingRequest, usage: Usage, expires: int | None, now: float
     ) -> None:
-        focus = self.focus
-        conf = focus.registry.get(usage.conf_id)
+        conf = self.registry.get(usage.conf_id)
         if conf is None:
             self._reply(ep, inc, 481, "Subscription Does Not Exist", now)
             return
@@ -222,14 +243,13 @@ class Control:
             now,
         )
         log.info("event=subscription_refreshed conf=%s user=%s expires=%d", conf.uri, usage.user, granted)
-        focus.notifier.start_conference(ep, usage, conf, now)  # full state again (resync)
+        self.notifier.start_conference(ep, usage, conf, now)  # full state again (resync)
 
     # ------------------------------------------------------------------ REFER
 
     def refer(
         self, ep: SipEndpoint, inc: IncomingRequest, now: float, dialog: Dialog | None, leg: Leg | None
     ) -> None:
-        focus = self.focus
         req = inc.request
         found = self._who(ep, inc, now, dialog, leg)
         if found is None:
@@ -260,16 +280,16 @@ class Control:
             log.info("event=refer_accepted conf=%s by=%s action=BYE target=%s", conf.uri, by, target.aor)
             if usage is not None:
                 u = usage
-                focus.watch_bye(
+                self.port.watch_bye(
                     f"{conf.conf_id}.{pids[0]}",
-                    lambda status, reason, t: focus.notifier.refer_progress(ep, u, status, reason, t),
+                    lambda status, reason, t: self.notifier.refer_progress(ep, u, status, reason, t),
                 )
-            focus.apply(ep, conf, events, now)
+            self.port.apply(ep, conf, events, now)
             return
         try:
             conf.authorize_invite(by)
             ref_by = referred_by(req, by)
-            new_leg, events = focus.dialer.prepare(
+            new_leg, events = self.dialer.prepare(
                 ep,
                 conf,
                 target.uri,
@@ -286,17 +306,17 @@ class Control:
             return
         usage = self._accept(ep, inc, conf, by, dialog, leg, now)
         log.info("event=refer_accepted conf=%s by=%s action=INVITE target=%s", conf.uri, by, target.uri)
-        focus.apply(ep, conf, events, now)
+        self.port.apply(ep, conf, events, now)
         if usage is not None:
             u = usage
-            focus.dialer.start(
+            self.dialer.start(
                 ep,
                 new_leg,
                 now,
-                lambda status, reason, t: focus.notifier.refer_progress(ep, u, status, reason, t),
+                lambda status, reason, t: self.notifier.refer_progress(ep, u, status, reason, t),
             )
         else:
-            focus.dialer.start(ep, new_leg, now)
+            self.dialer.start(ep, new_leg, now)
 
     def _accept(
         self,
@@ -309,7 +329,6 @@ class Control:
         now: float,
     ) -> Usage | None:
         """202 Accepted and the implicit subscription (none with ``Refer-Sub: false``, RFC 4488)."""
-        focus = self.focus
         req = inc.request
         h = Headers()
         no_sub = (req.headers.get("Refer-Sub") or "").strip().lower() == "false"
@@ -331,7 +350,7 @@ class Control:
         sub = Subscription(event, None, now)
         peer = leg.peer if leg is not None else inc.peer
         usage = Usage(conf.conf_id, by, event, SIPFRAG, dialog, peer, sub, shared=leg is not None)
-        focus.notifier.add(usage)
+        self.notifier.add(usage)
         ep.respond(inc.key, resp, now)
-        focus.notifier.refer_progress(ep, usage, 100, "Trying", now)
+        self.notifier.refer_progress(ep, usage, 100, "Trying", now)
         return usage

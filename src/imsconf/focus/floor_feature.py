@@ -2,8 +2,9 @@
 
 One :class:`FocusFloor` serves every conference of the focus.  It is sans-I/O and implements the
 :class:`imsconf.floor.transport.FloorServerPort` interface, so the asyncio adapter
-:class:`~imsconf.floor.transport.BfcpTransport` drives it over one TCP and one TLS listener (the two adapters
-share a connection-id iterator).  Connections are dispatched by the conference id of their COMMON-HEADER.
+:class:`~imsconf.floor.transport.BfcpTransport` drives it over one TCP and one TLS listener, which the
+runtime opens (:mod:`imsconf.app.bfcp`).  Connections are dispatched by the conference id of their
+COMMON-HEADER.
 
 * **SDP** (:meth:`FocusFloor.sdp_hook`): when a participant's offer carries
   ``m=application <port> TCP/BFCP *`` or ``TCP/TLS/BFCP``, the answer accepts it with
@@ -12,7 +13,7 @@ share a connection-id iterator).  Connections are dispatched by the conference i
   ``a=floorid:1 mstrm:<audio label>`` (the audio floor) and ``a=floorid:2`` (the presentation floor), and
   for TLS the ``a=fingerprint`` of the server certificate.  Anything else (no listener for that transport,
   ``a=setup:passive`` offered, TLS without a fingerprint) leaves the line rejected with port 0.
-* **Binding** (DESIGN.md §3): a new connection is held until its first COMMON-HEADER arrives.  It must name
+* **Binding**: a new connection is held until its first COMMON-HEADER arrives.  It must name
   a conference and a user id the focus assigned.  Over TLS the client certificate must match one of the
   ``a=fingerprint`` values of that participant's offer; over TCP the connection must come from the host the
   participant's SIP signalling came from.  Only then is the connection bound to that user in the
@@ -28,15 +29,12 @@ share a connection-id iterator).  Connections are dispatched by the conference i
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import secrets
-import ssl
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Protocol
 
 from imsconf.conference.events import ConferenceClosed, ConferenceEvent, ParticipantLeft
@@ -56,7 +54,7 @@ from imsconf.floor.sdp import (
     answer_floorctrl,
 )
 from imsconf.floor.server import FloorConfig, FloorControlServer, Policy
-from imsconf.floor.transport import BfcpTransport
+from imsconf.media.events import MediaEngineError
 from imsconf.sdp.errors import SdpParseError
 from imsconf.sdp.session import Attribute, Connection, SessionDescription
 
@@ -64,14 +62,11 @@ __all__ = [
     "AUDIO_FLOOR",
     "PRESENTATION_FLOOR",
     "ConferenceFloors",
-    "FloorListeners",
     "FloorMediaControl",
     "FloorUser",
     "FocusFloor",
     "SdpHook",
-    "bfcp_ssl_context",
     "certificate_fingerprint",
-    "start_floor_listeners",
 ]
 
 log = logging.getLogger("imsconf.focus.floor")
@@ -99,7 +94,7 @@ def certificate_fingerprint(der: bytes, hash_function: str = "sha-256") -> str:
 
 
 class FloorMediaControl(Protocol):
-    """What the floor needs from the mixer (``MediaControl`` grows these two calls)."""
+    """What the floor needs from the mixer (two calls of ``MediaControl``)."""
 
     def set_floor_control(self, conference_id: str, enabled: bool) -> None: ...
 
@@ -168,11 +163,12 @@ class FocusFloor:
 
     def __init__(
         self,
-        media: object,
+        media: FloorMediaControl,
         *,
         policy: Policy = Policy.CHAIR,
         floor_controlled_audio: bool = True,
         bind_timeout: float = 10.0,
+        on_change: Callable[[str], None] | None = None,
     ) -> None:
         self.media = media
         self.policy = policy
@@ -180,7 +176,7 @@ class FocusFloor:
         self.bind_timeout = bind_timeout
         self.conferences: dict[str, ConferenceFloors] = {}
         self.history: list[tuple[str, FloorEvent]] = []  # (conf_id, event), for logs and tests
-        self.on_change: Callable[[str], None] | None = None  # conf_id: holders changed
+        self.on_change = on_change  # conf_id: holders changed
         self.wakeup: Callable[[], None] | None = None  # the adapter's transmit(), after focus-side calls
         self._listeners: dict[str, _Listener] = {}
         self._overrides: dict[str, tuple[Policy | None, bool | None]] = {}
@@ -225,7 +221,7 @@ class FocusFloor:
         return hook
 
     def on_event(self, conf: Conference, ev: ConferenceEvent) -> None:
-        """Conference events from ``Focus.apply``: a participant left, the conference closed."""
+        """Conference events from the focus's ``apply``: a participant left, the conference closed."""
         if isinstance(ev, ParticipantLeft):
             self.participant_left(conf.conf_id, f"{conf.conf_id}.{ev.participant.participant_id}")
         elif isinstance(ev, ConferenceClosed):
@@ -383,8 +379,8 @@ class FocusFloor:
         self.conferences[conf_id] = cf
         self._by_bfcp_id[bfcp_id] = cf
         if audio_mode:
-            self._media_call("set_floor_control", conf_id, True)
-            self._media_call("set_floor_holders", conf_id, frozenset())
+            self._set_floor_control(conf_id)
+            self._set_floor_holders(conf_id, frozenset())
         log.info(
             "event=floors_created conf=%s confid=%d policy=%s audio_floor=%s",
             conf_id,
@@ -405,16 +401,8 @@ class FocusFloor:
     def connection_made(self, conn_id: int, now: float) -> None:
         self._pending[conn_id] = _Pending(now)
 
-    def on_connection(self, conn_id: int, transport: asyncio.Transport) -> None:
-        """``BfcpTransport(on_connection=...)``: note whether it is TLS, the client certificate, the host."""
-        self.peer_info(
-            conn_id,
-            tls=transport.get_extra_info("ssl_object") is not None,
-            peer_cert=_peer_cert(transport),
-            peer_host=_peer_host(transport),
-        )
-
     def peer_info(self, conn_id: int, *, tls: bool, peer_cert: bytes | None, peer_host: str | None) -> None:
+        """What the adapter learnt of a new connection: TLS or not, the client certificate, the host."""
         p = self._pending.get(conn_id)
         if p is not None:
             p.tls, p.peer_cert, p.peer_host = tls, peer_cert, peer_host
@@ -536,118 +524,23 @@ class FocusFloor:
         if holders != cf.audio_holders:
             cf.audio_holders = holders
             if media and cf.floor_controlled_audio:
-                self._media_call("set_floor_holders", cf.conf_id, frozenset(holders))
+                self._set_floor_holders(cf.conf_id, frozenset(holders))
         if events and self.on_change is not None:
             self.on_change(cf.conf_id)
 
-    def _media_call(self, name: str, *args: object) -> None:
-        method = getattr(self.media, name, None)
-        if method is None:
-            log.warning("event=floor_media_unsupported call=%s", name)
-            return
+    # the mixer may not know the conference yet / any more: log, keep BFCP going
+    def _set_floor_control(self, conf_id: str) -> None:
         try:
-            method(*args)
-        except Exception:  # the mixer may not know the conference yet / any more: log, keep BFCP going
-            log.exception("event=floor_media_error call=%s", name)
+            self.media.set_floor_control(conf_id, True)
+        except (MediaEngineError, KeyError, ValueError):
+            log.exception("event=floor_media_error call=set_floor_control")
+
+    def _set_floor_holders(self, conf_id: str, legs: frozenset[str]) -> None:
+        try:
+            self.media.set_floor_holders(conf_id, legs)
+        except (MediaEngineError, KeyError, ValueError):
+            log.exception("event=floor_media_error call=set_floor_holders")
 
     def _wake(self) -> None:
         if self.wakeup is not None:
             self.wakeup()
-
-
-def _peer_cert(transport: asyncio.Transport) -> bytes | None:
-    ssl_object = transport.get_extra_info("ssl_object")
-    if ssl_object is None:
-        return None
-    der = ssl_object.getpeercert(binary_form=True)
-    return bytes(der) if der else None
-
-
-def _peer_host(transport: asyncio.Transport) -> str | None:
-    peer = transport.get_extra_info("peername")
-    return str(peer[0]) if isinstance(peer, tuple) and peer else None
-
-
-class FloorListeners:
-    """The running BFCP listeners of a focus (TCP and/or TLS): one adapter, so one connection-id space."""
-
-    def __init__(self, floor: FocusFloor) -> None:
-        self.floor = floor
-        self.adapter = BfcpTransport(floor, on_connection=floor.on_connection)
-        self.bound: list[tuple[str, str, int]] = []  # ("bfcp-tcp" or "bfcp-tls", host, port)
-        floor.wakeup = self.adapter.transmit
-
-    async def add(
-        self,
-        proto: str,
-        host: str,
-        port: int,
-        *,
-        advertise: str,
-        ssl_context: ssl.SSLContext | None = None,
-        certificate_der: bytes | None = None,
-    ) -> int:
-        """Listen for ``proto`` and tell the focus to offer it at ``advertise``; returns the bound port."""
-        fingerprint: tuple[str, str] | None = None
-        if proto == PROTO_TLS:
-            if ssl_context is None or certificate_der is None:
-                raise ValueError("TCP/TLS/BFCP needs an SSL context and the server certificate")
-            fingerprint = ("sha-256", certificate_fingerprint(certificate_der))
-        bound = await self.adapter.start(host, port, ssl_context if proto == PROTO_TLS else None)
-        self.bound.append(("bfcp-tls" if proto == PROTO_TLS else "bfcp-tcp", host, bound))
-        self.floor.set_listener(proto, advertise, bound, fingerprint=fingerprint)
-        return bound
-
-    async def close(self) -> None:
-        self.floor.wakeup = None
-        await self.adapter.close()
-
-
-def bfcp_ssl_context(cert: Path, key: Path, ca: Path) -> tuple[ssl.SSLContext, bytes]:
-    """The TLS server context for TCP/TLS/BFCP and the DER of its certificate (for ``a=fingerprint``).
-
-    Clients may present a certificate (it is then matched against their ``a=fingerprint``); the standard
-    library cannot accept a certificate without verifying its chain, so a client certificate must be issued
-    by ``ca`` (the conference CA: ``imsconf`` issues them), a self-signed one fails the handshake.
-    """
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(cert, key)
-    ctx.load_verify_locations(cafile=ca)
-    ctx.verify_mode = ssl.CERT_OPTIONAL
-    der = ssl.PEM_cert_to_DER_cert(cert.read_text())
-    return ctx, der
-
-
-async def start_floor_listeners(
-    floor: FocusFloor,
-    listen: Iterable[str],
-    *,
-    media_host: str,
-    policy: str,
-    cert: Path,
-    key: Path,
-    ca: Path,
-) -> FloorListeners:
-    """The server runtime's BFCP: ``listen`` items as in the ``bfcp_listen`` setting (``"tcp"``, ``"tls"``,
-    ``"tls:HOST:PORT"``; no host: the media host and an ephemeral port)."""
-    from imsconf.app.config import parse_bfcp_listen
-
-    floor.policy = Policy(policy)
-    listeners = FloorListeners(floor)
-    try:
-        for item in listen:
-            transport, host, port = parse_bfcp_listen(item)
-            bind = host or media_host
-            advertise = media_host if bind in ("0.0.0.0", "::") else bind
-            if transport == "tls":
-                ctx, der = bfcp_ssl_context(cert, key, ca)
-                await listeners.add(
-                    PROTO_TLS, bind, port, advertise=advertise, ssl_context=ctx, certificate_der=der
-                )
-            else:
-                await listeners.add(PROTO_TCP, bind, port, advertise=advertise)
-    except BaseException:
-        await listeners.close()
-        raise
-    return listeners

@@ -1,0 +1,130 @@
+"""The bookings as the focus reads them: an in-memory index that the runtime refreshes from the store.
+
+A dial-in looks its booking up on the event loop, which also runs the mixer's tick: it must not wait for
+SQLite.  :class:`BookingIndex` answers ``window_status`` from memory (the same rules as
+:meth:`imsconf.booking.store.BookingStore.window_status`); the store's queries run elsewhere: once at start,
+in the worker thread of each booking change (:class:`IndexedBookingStore`, the store the HTTP API writes
+through), and periodically in the loop's executor (:class:`IndexRefresher`, for changes made by other
+processes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from pathlib import Path
+
+from imsconf.booking.model import Booking, WindowState, conference_key
+from imsconf.booking.store import BookingStore
+
+__all__ = ["BookingIndex", "IndexRefresher", "IndexedBookingStore"]
+
+log = logging.getLogger("imsconf.bookings")
+
+REFRESH_INTERVAL = 30.0
+
+
+class BookingIndex:
+    """Every booking (cancelled included) by conference key; replaced whole on each refresh."""
+
+    def __init__(self, bookings: Iterable[Booking] = ()) -> None:
+        self._by_key: dict[str, list[Booking]] = {}
+        self.replace(bookings)
+
+    def replace(self, bookings: Iterable[Booking]) -> None:
+        by_key: dict[str, list[Booking]] = {}
+        for b in bookings:
+            try:
+                key = conference_key(b.uri)
+            except ValueError:
+                continue
+            by_key.setdefault(key, []).append(b)
+        for items in by_key.values():
+            items.sort(key=lambda b: (b.start, b.id))
+        self._by_key = by_key  # one assignment: a reader sees the old or the new index
+
+    def window_status(self, uri: str, now: datetime) -> tuple[Booking | None, WindowState]:
+        try:
+            bookings = self._by_key.get(conference_key(uri), [])
+        except ValueError:
+            return None, WindowState.UNKNOWN
+        live = [b for b in bookings if not b.cancelled]
+        for b in live:
+            if b.start <= now < b.end:
+                return b, WindowState.OPEN
+        future = [b for b in live if b.start > now]
+        if future:
+            return min(future, key=lambda b: b.start), WindowState.EARLY
+        if live:
+            return max(live, key=lambda b: b.end), WindowState.ENDED
+        if bookings:
+            return max(bookings, key=lambda b: b.end), WindowState.CANCELLED
+        return None, WindowState.UNKNOWN
+
+
+def _snapshot(store: BookingStore) -> list[Booking]:
+    return store.list(include_cancelled=True)
+
+
+class IndexedBookingStore(BookingStore):
+    """The booking store that keeps a :class:`BookingIndex` current: after each change (made in a worker
+    thread by the HTTP API) it reads the bookings there and hands them to the event loop, before the
+    change's caller is answered."""
+
+    def __init__(self, path: Path | str) -> None:
+        super().__init__(path)
+        self.index = BookingIndex(_snapshot(self))
+        self._publish: Callable[[list[Booking]], None] = self.index.replace
+
+    def publish_on(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Refreshes go through *loop* (the index is then only replaced on the loop's thread)."""
+        index = self.index
+
+        def publish(bookings: list[Booking]) -> None:
+            loop.call_soon_threadsafe(index.replace, bookings)
+
+        self._publish = publish
+
+    def create(self, booking: Booking) -> Booking:
+        created = super().create(booking)
+        self._publish(_snapshot(self))
+        return created
+
+    def cancel(self, booking_id: str, now: datetime | None = None) -> Booking | None:
+        cancelled = super().cancel(booking_id, now)
+        self._publish(_snapshot(self))
+        return cancelled
+
+
+class IndexRefresher:
+    """Re-reads the store into its index every *interval* seconds, in the loop's default executor."""
+
+    def __init__(self, store: IndexedBookingStore, interval: float = REFRESH_INTERVAL) -> None:
+        self.store = store
+        self.interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                bookings = await loop.run_in_executor(None, _snapshot, self.store)
+            except (OSError, sqlite3.Error) as exc:  # the store failed: keep the last index
+                log.warning("event=booking_index_refresh_failed reason=%r", str(exc))
+                continue
+            self.store.index.replace(bookings)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
