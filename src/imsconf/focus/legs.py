@@ -70,11 +70,15 @@ def _host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def focus_contact(ep: SipEndpoint, conf_id: str, transport: str) -> str:
-    """The focus's Contact for a conference, as a name-addr without parameters: ``sips:`` over TLS,
-    ``sip:`` otherwise, at the endpoint's local address for *transport*."""
+def focus_contact(ep: SipEndpoint, conf_id: str, transport: str, *, sips_over_tls: bool = True) -> str:
+    """The focus's Contact for a conference, as a name-addr without parameters, at the endpoint's local
+    address for *transport*: ``sips:`` over TLS, ``sip:`` otherwise.
+
+    ``sips_over_tls=False`` keeps ``sip:`` over TLS too: the answer to a participant's INVITE uses it,
+    because phones such as baresip end the call ("Function not implemented") when the remote target of
+    their INVITE dialog is a SIPS URI."""
     host, port = ep.local_address(transport)
-    scheme = "sips" if transport == "tls" else "sip"
+    scheme = "sips" if transport == "tls" and sips_over_tls else "sip"
     return f"<{scheme}:conf-{conf_id}@{_host(host)}:{port};transport={transport}>"
 
 
