@@ -50,7 +50,7 @@ from .keying import FocusKeying
 from .legs import Inbox, Leg, LegTable, focus_contact
 from .media_session import MediaSession, NegotiationError
 from .planned import DialIn, PlannedConferences, PlannedOptions
-from .ports import ByeWatcher
+from .ports import ByeWatcher, Feature
 from .presentation import FocusPresentation
 from .refer import referred_by_uri
 from .routing import dialog_destination
@@ -141,6 +141,10 @@ class Focus:
         self.floor = FocusFloor(media, on_change=self._floor_changed)
         self.presentation = FocusPresentation(self, self.registry, media, self.floor, self.inbox)
         self.keying = FocusKeying(table, self, self.registry, media, self.inbox, booked=self.planned)
+        # the parts with deadlines of their own and per-leg state, in the order their timers run
+        self.features: tuple[Feature, ...] = (
+            (self.planned, self.keying) if self.planned is not None else (self.keying,)
+        )
         media.set_event_sink(self.on_media_event)
 
     def _floor_changed(self, conf_id: str) -> None:
@@ -206,9 +210,8 @@ class Focus:
         for d in (
             self.notifier.next_deadline(),
             self.inbox.next_deadline(),
-            self.keying.next_deadline(),
-            self.planned.next_deadline() if self.planned is not None else None,
             self.table.next_deadline(),
+            *(f.next_deadline() for f in self.features),
         ):
             if d is not None and (best is None or d < best):
                 best = d
@@ -239,9 +242,8 @@ class Focus:
                 self.dialer.timeout(ep, leg, now)
         self.notifier.handle_timer(ep, now)
         self.inbox.run(ep, now)
-        if self.planned is not None:
-            self.planned.handle_timer(ep, now)
-        self.keying.handle_timer(ep, now)
+        for feature in self.features:
+            feature.handle_timer(ep, now)
 
     # ---- initial INVITE: create or join ----------------------------------------------------------------
     def _initial_invite(self, ep: SipEndpoint, inc: IncomingRequest, now: float) -> None:
@@ -559,7 +561,8 @@ class Focus:
         self._release(leg, now)
 
     def _release(self, leg: Leg, now: float) -> None:
-        self.keying.forget(leg, now)
+        for feature in self.features:
+            feature.forget(leg, now)
         leg.media.release(self.media)
         dialog = leg.dialog
         self.table.remove(leg)

@@ -111,7 +111,7 @@ class MediaSession:
                     rx_keys=rx_keys,
                     direction=direction,
                 )
-            except Exception:
+            except BaseException:  # no half-configured leg is left behind, whatever went wrong
                 media.release_leg(self.leg_id)
                 self.ports = None
                 raise
@@ -226,7 +226,7 @@ class MediaSession:
         if self.ports is not None:
             try:
                 media.release_leg(self.leg_id)
-            except Exception:  # already gone with its conference
+            except (KeyError, MediaEngineError, OSError):  # already gone with its conference
                 pass
             self.ports = None
         for key in (self.tx_key, self.group_key):

@@ -380,6 +380,11 @@ class PlannedConferences:
             entry.deadline = now + self.config.pin_timeout
             entry.restart = False
 
+    def forget(self, leg: Leg, now: float) -> None:
+        """The leg is being released: a caller still in the lobby leaves it."""
+        if self.lobby.pop(leg.leg_id, None) is not None:
+            log.info("event=lobby_left leg=%s", leg.leg_id)
+
     def after_media_update(self, leg: Leg) -> None:
         """A re-INVITE/UPDATE renegotiated the leg's media: a lobby leg stays isolated."""
         if leg.leg_id in self.lobby:
