@@ -1,4 +1,4 @@
-"""The focus side of BFCP (imsconf.focus.floor), sans-I/O: SDP answers, binding, chair control, media."""
+"""The focus side of BFCP (imsconf.focus.floor_feature), sans-I/O: SDP answers, binding, chair, media."""
 
 from __future__ import annotations
 

@@ -4,8 +4,13 @@ Sans-I/O: it is driven by :class:`imsconf.sip.endpoint.SipEndpoint` callbacks wi
 mixer only through :class:`imsconf.media.control.MediaControl`, and keeps its own deadlines (2xx
 retransmission, session timers, dial-out ringing, subscription expiry) for the endpoint's single timer.
 
-Conference control lives beside it: URI lists (:mod:`.urilist`), dial-out (:mod:`.dialout`), REFER
-(:mod:`.refer`, handled in :mod:`.control`) and the event packages (:mod:`.subscriptions`).
+The core owns the leg table (:mod:`.legs`: legs, indexes, deadlines, the focus's Contact, the inbox of
+deferred work), answers INVITE/ACK/BYE/CANCEL and re-INVITE/UPDATE itself, ends legs (:meth:`Focus.end`, the
+one way a leg ends) and hands everything else to its feature parts, which it builds in its constructor and
+which reach it only through :class:`.ports.FocusPort`: SUBSCRIBE/REFER (:mod:`.conference_control`, with
+:mod:`.refer` and the event packages in :mod:`.subscriptions`), dial-out (:mod:`.dialout`, URI lists in
+:mod:`.urilist`), booked conferences and the PIN lobby (:mod:`.planned`), BFCP floors
+(:mod:`.floor_feature`), video switching (:mod:`.presentation`) and group keying (:mod:`.keying`).
 """
 
 from __future__ import annotations

@@ -58,7 +58,7 @@ class MediaSession:
         b""  # our last SDP (answer, or offer for a dial-out): offered again on an offerless re-INVITE
     )
     _offer: SessionDescription | None = None  # our pending offer (dial-out), until the answer arrives
-    # (offer, answer) -> answer, run last on every answer: the BFCP stream (imsconf.focus.floor)
+    # (offer, answer) -> answer, run last on every answer: the BFCP stream (imsconf.focus.floor_feature)
     sdp_hook: Callable[[SessionDescription, SessionDescription], SessionDescription] | None = None
 
     def negotiate(
