@@ -111,6 +111,21 @@ class IndexRefresher:
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
+    def refresh(self, done: Callable[[], None]) -> None:
+        """Re-read the store now (in the executor); *done* runs on the loop once the index is current
+        (also when the read failed: the last index stays)."""
+        loop = asyncio.get_running_loop()
+        fut = loop.run_in_executor(None, _snapshot, self.store)
+
+        def finished(f: asyncio.Future[list[Booking]]) -> None:
+            try:
+                self.store.index.replace(f.result())
+            except (OSError, sqlite3.Error) as exc:
+                log.warning("event=booking_index_refresh_failed reason=%r", str(exc))
+            done()
+
+        fut.add_done_callback(finished)
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:

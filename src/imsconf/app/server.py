@@ -152,6 +152,7 @@ def build_focus(
     control: MediaControl | None = None,
     *,
     bookings: BookingSource | None = None,
+    refresh: Callable[[Callable[[], None]], None] | None = None,
     loop: asyncio.AbstractEventLoop | None = None,
     wake: Callable[[], None] | None = None,
 ) -> tuple[Focus, UdpMediaTransport | None]:
@@ -173,7 +174,7 @@ def build_focus(
     planned = None
     if bookings is not None:
         pins = ExecutorPinChecker(loop) if loop is not None else None
-        planned = PlannedOptions(bookings, pins=pins)
+        planned = PlannedOptions(bookings, pins=pins, refresh=refresh)
     focus = Focus(config, control, planned=planned, wake=wake)
     focus.keying.configure(settings.downlink, settings.rekey)
     return focus, media
@@ -196,6 +197,7 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
     # booked conferences: dial-in works with or without --http; the focus reads an in-memory index
     bookings = IndexedBookingStore(data_dir / DB_NAME)
     bookings.publish_on(loop)
+    refresher = IndexRefresher(bookings)
     driver: EndpointDriver | None = None
 
     def wake() -> None:  # work for the focus that arrives without a SIP event (mixer, BFCP, PIN checks)
@@ -206,7 +208,9 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
         if settings.mixer is not None:
             remote = await connect_mixer(settings)
             log.info("event=mixer_connected mixer=%s", settings.mixer)
-        focus, media = build_focus(settings, remote, bookings=bookings.index, loop=loop, wake=wake)
+        focus, media = build_focus(
+            settings, remote, bookings=bookings.index, refresh=refresher.refresh, loop=loop, wake=wake
+        )
         app = focus
         if media is not None:
             media.start()
@@ -219,8 +223,8 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
     driver.transports = transports
     server = Server(settings, pki, endpoint, driver, transports, media, focus, remote)
     server.bookings = bookings
-    server.refresher = IndexRefresher(bookings)
-    server.refresher.start()
+    server.refresher = refresher
+    refresher.start()
     try:
         for listen in settings.listen:
             host, port = await transports.listen(listen.transport, listen.host, listen.port)

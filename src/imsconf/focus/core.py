@@ -251,7 +251,9 @@ class Focus:
             feature.handle_timer(ep, now)
 
     # ---- initial INVITE: create or join ----------------------------------------------------------------
-    def _initial_invite(self, ep: SipEndpoint, inc: IncomingRequest, now: float) -> None:
+    def _initial_invite(
+        self, ep: SipEndpoint, inc: IncomingRequest, now: float, *, refreshed: bool = False
+    ) -> None:
         req = inc.request
         try:
             ruri = req.request_uri
@@ -266,7 +268,14 @@ class Focus:
             if user.startswith("conf-"):
                 conf = self.registry.get(user[5:])
             if self.planned is not None and (conf is None or self.planned.owns(conf)):
-                dial_in = self.planned.dial_in(ep, inc, now, conf)  # booked: window, capacity, PIN lobby
+                # booked: window, capacity, PIN lobby; a refusal may first wait for fresh bookings
+                dial_in = self.planned.dial_in(
+                    ep,
+                    inc,
+                    now,
+                    conf,
+                    retry=None if refreshed else lambda e, t: self._retry_invite(e, inc, t),
+                )
                 if dial_in is None:
                     return
                 conf = dial_in.conf
@@ -409,6 +418,12 @@ class Focus:
             self.planned.answered(ep, leg, dial_in, inc, now)
         if uri_list:
             self._invite_list(ep, conf, aor, uri_list, inc.peer.transport, now)
+
+    def _retry_invite(self, ep: SipEndpoint, inc: IncomingRequest, now: float) -> None:
+        """The dial-in again, once the bookings were re-read (unless it was cancelled meanwhile)."""
+        tx = ep.layer.server(inc.key)
+        if tx is not None and not tx.has_final_response:
+            self._initial_invite(ep, inc, now, refreshed=True)
 
     def _invite_list(
         self,

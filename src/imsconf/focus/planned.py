@@ -44,7 +44,7 @@ from imsconf.sip.errors import SipParseError
 from imsconf.sip.uri import SipUri
 from imsconf.sip.util import make_response, new_tag
 
-from .legs import Inbox, Leg, LegTable
+from .legs import Inbox, Leg, LegTable, Work
 from .ports import FocusPort
 
 __all__ = [
@@ -143,6 +143,8 @@ class PlannedOptions:
     pins: PinChecker | None = None  # default: InlinePinChecker
     lobby_media: LobbyMedia | None = None  # default: MixerLobby over the focus's media control
     config: PlannedConfig | None = None
+    # re-read the bookings and call back on the loop when done (the runtime's index); None: always current
+    refresh: Callable[[Callable[[], None]], None] | None = None
 
 
 class PlannedFocusConfig(Protocol):
@@ -255,6 +257,7 @@ class PlannedConferences:
             options.lobby_media if options.lobby_media is not None else MixerLobby(media)
         )
         self.config = options.config or PlannedConfig()
+        self.refresh = options.refresh
         self.booked: dict[str, BookedConference] = {}  # by conf_id
         self.lobby: dict[str, _LobbyLeg] = {}  # by leg_id
         self._lobby_ids = 0
@@ -285,11 +288,19 @@ class PlannedConferences:
         return booking, state
 
     def dial_in(
-        self, ep: SipEndpoint, inc: IncomingRequest, now: float, conf: Conference | None = None
+        self,
+        ep: SipEndpoint,
+        inc: IncomingRequest,
+        now: float,
+        conf: Conference | None = None,
+        *,
+        retry: Work | None = None,
     ) -> DialIn | None:
         """Route an initial INVITE to a booked URI (or to a live booked conference ``conf``).
 
-        Returns what to do, or None after answering it (403/404/486).
+        Returns what to do, or None after answering it (403/404/486) -- or, with *retry* and a booking
+        source that can be refreshed, before answering a refusal: the bookings are re-read (a booking made
+        moments ago by another process) and *retry* runs at the focus's next timer.
         """
         req = inc.request
         ruri = req.request_uri
@@ -305,6 +316,15 @@ class PlannedConferences:
                 log.exception("event=booking_lookup_failed ruri=%s", ruri)
                 self._reply(ep, inc, 503, "Booking Service Unavailable", now)
                 return None
+        if (
+            booked is None
+            and state is not WindowState.OPEN
+            and retry is not None
+            and self.refresh is not None
+        ):
+            deferred = retry
+            self.refresh(lambda: self.inbox.post(deferred))
+            return None
         if booking is None or state in (WindowState.UNKNOWN, WindowState.CANCELLED):
             self._reply(ep, inc, 404, "Conference Not Found", now)
             return None
