@@ -1,0 +1,66 @@
+"""Dial-in from the runtime's in-memory booking index: no store query on the loop; a refusal first waits
+for one re-read of the bookings (a booking another process made moments ago)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+from helpers import DOMAIN, FOCUS_HOST, Harness, sdp_offer
+from test_planned import T0
+
+from imsconf.app.booking_index import BookingIndex
+from imsconf.booking.model import Booking, Downlink, WindowState
+from imsconf.booking.store import BookingStore
+from imsconf.focus.planned import PlannedOptions
+from imsconf.sip.message import Response
+
+
+def _booking(uri: str = f"sip:weekly@{DOMAIN}", **kw: object) -> Booking:
+    return Booking(
+        id="b00000001",
+        uri=uri,
+        start=T0,
+        end=T0 + timedelta(hours=1),
+        created_at=T0 - timedelta(days=1),
+        capacity=5,
+        downlink=Downlink.PER_PARTICIPANT,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def test_index_answers_like_the_store(tmp_path: Path) -> None:
+    store = BookingStore(tmp_path / "b.db")
+    store.create(_booking())
+    index = BookingIndex(store.list(include_cancelled=True))
+    for uri in (f"sip:weekly@{DOMAIN}", f"sip:weekly@{DOMAIN};pin=1", f"sip:other@{DOMAIN}", "tel:+1"):
+        for at in (T0 - timedelta(minutes=1), T0 + timedelta(minutes=5), T0 + timedelta(hours=2)):
+            assert index.window_status(uri, at) == store.window_status(uri, at), (uri, at)
+    store.cancel("b00000001", T0)
+    index.replace(store.list(include_cancelled=True))
+    assert index.window_status(f"sip:weekly@{DOMAIN}", T0)[1] is WindowState.CANCELLED
+
+
+def test_a_refusal_waits_for_one_refresh_and_finds_a_new_booking() -> None:
+    index = BookingIndex()
+    pending: list[Callable[[], None]] = []
+    h = Harness(planned=PlannedOptions(index, wall=lambda: T0 + timedelta(minutes=5), refresh=pending.append))
+    alice = h.ua("alice")
+    sent = h.send(alice, alice.invite(f"sip:weekly@{FOCUS_HOST}", sdp_offer()))
+    assert [m for m, _ in sent if isinstance(m, Response) and m.status >= 200] == []  # not answered yet
+    assert len(pending) == 1
+    index.replace([_booking()])  # the re-read found it
+    pending.pop()()
+    resp = h.final(h.advance(0))
+    assert resp.status == 200
+
+
+def test_after_the_refresh_an_unknown_uri_is_404() -> None:
+    pending: list[Callable[[], None]] = []
+    h = Harness(planned=PlannedOptions(BookingIndex(), refresh=pending.append))
+    alice = h.ua("alice")
+    h.send(alice, alice.invite(f"sip:nobody@{FOCUS_HOST}", sdp_offer()))
+    pending.pop()()
+    resp = h.final(h.advance(0))
+    assert resp.status == 404 and pending == []
