@@ -1,4 +1,4 @@
-"""Group downlink keying (issue 5), sans-I/O: common listener streams per epoch, private speaker streams,
+"""Group downlink keying, sans-I/O: common listener streams per epoch, private speaker streams,
 switches between epochs, retirement, SSRC discipline, receiver-report evidence, protect counts."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from media_peer import Peer, goertzel, make_keys
 
+from imsconf.keys.policy import DownlinkMode
 from imsconf.media.engine import (
     GroupStreamConfirmed,
     GroupStreamFailing,
@@ -97,7 +98,7 @@ def group_room(listeners: int = 3) -> tuple[Room, SrtpKeys, int]:
         room.add(f"t{i}", F[i])
     for i in range(listeners):
         room.add(f"l{i}", None)
-    room.engine.set_downlink_mode("c1", "group")
+    room.engine.set_downlink_mode("c1", DownlinkMode.GROUP)
     key = make_keys()
     room.engine.add_group_epoch("c1", 1, key, 0x1111_0001)
     for i in range(listeners):
@@ -243,13 +244,13 @@ def test_ssrc_reuse_and_misuse_are_refused() -> None:
         eng.set_listener_stream("t1", 1, speaker_ssrc=0x3333_0001)
     with pytest.raises(MediaEngineError):
         eng.add_group_epoch("other", 1, make_keys(), 0x4444_0001)  # per-participant conference
-    eng.set_downlink_mode("c1", "group")
+    eng.set_downlink_mode("c1", DownlinkMode.GROUP)
     eng.add_group_epoch("c1", 7, make_keys(), 0x4444_0002, codec_name="PCMA", codec_pt=8)
     with pytest.raises(MediaEngineError):  # a PCMU leg cannot share a PCMA stream
         eng.set_listener_stream("l0", 7)
     with pytest.raises(MediaEngineError):
         eng.set_downlink_mode("c1", "mixed")  # type: ignore[arg-type]
-    eng.set_downlink_mode("c1", "per-participant")  # retires every epoch
+    eng.set_downlink_mode("c1", DownlinkMode.PER_PARTICIPANT)  # retires every epoch
     assert eng.group_epochs("c1") == [] and eng.leg_stats("l0").group_epoch is None
 
 

@@ -12,6 +12,7 @@ import pytest
 from media_peer import make_keys
 
 from imsconf.app.pki import client_ssl_context, ensure_dev_pki, issue_cert, server_ssl_context
+from imsconf.keys.policy import DownlinkMode
 from imsconf.media.engine import (
     GroupStreamConfirmed,
     GroupStreamFailing,
@@ -112,13 +113,13 @@ def test_every_new_operation_round_trips(tmp_path: Path) -> None:
             tx_keys=make_keys(),
             rx_keys=make_keys(),
         )
-        remote.set_downlink_mode("c1", "group")
+        remote.set_downlink_mode("c1", DownlinkMode.GROUP)
         group_key = make_keys()
         remote.add_group_epoch("c1", 1, group_key, 0x7000_0001)
         remote.add_group_epoch("c1", 2, make_keys(), 0x7000_0002, codec_name="PCMU", codec_pt=0)
         remote.set_listener_stream("a", 1, speaker_ssrc=0x7000_0101, keep_own=True)
         await until(lambda: eng.leg_stats("a").group_epoch == 1, "set_listener_stream")
-        assert eng.downlink_mode("c1") == "group" and eng.group_epochs("c1") == [1, 2]
+        assert eng.downlink_mode("c1") is DownlinkMode.GROUP and eng.group_epochs("c1") == [1, 2]
         assert not group_key.wiped  # the focus's copy is the focus's business
         a = eng._legs["a"].group
         assert a is not None and a.pssrc == 0x7000_0101 and a.keep_own
@@ -192,7 +193,7 @@ def test_bad_mode_is_refused_locally(tmp_path: Path) -> None:
 def test_a_vanished_focus_takes_its_group_keys_with_it(tmp_path: Path) -> None:
     async def body(remote: RemoteMediaControl, mixer: MixerControlServer) -> None:
         eng = mixer.control.engine
-        remote.set_downlink_mode("c9", "group")
+        remote.set_downlink_mode("c9", DownlinkMode.GROUP)
         remote.add_group_epoch("c9", 1, make_keys(), 0x7100_0001)
         await until(lambda: eng.group_epochs("c9") == [1], "add_group_epoch")
         await remote.close()

@@ -46,7 +46,7 @@ fast path runs in C: each leg owns a slot of :class:`~imsconf.media.fastpath.Slo
 transmit state, its jitter buffer and its reception statistics; :meth:`MediaEngine.drain_fast` receives,
 the tick plays out and sends through it. Same counters, events and fallbacks as the Python fast path.
 
-Group downlink (DESIGN §3, issue 5). Per conference, :meth:`MediaEngine.set_downlink_mode` chooses
+Group downlink. Per conference, :meth:`MediaEngine.set_downlink_mode` chooses
 ``per-participant`` (default) or ``group``. In group mode the key manager adds epochs
 (:meth:`MediaEngine.add_group_epoch`: a key, a fresh SSRC) and puts legs on them
 (:meth:`MediaEngine.set_listener_stream`). Each tick, an epoch's *common* packet (the conference mix of the
@@ -59,8 +59,8 @@ switches. No (key, SSRC) pair ever carries two packet sequences: an epoch's SSRC
 are new to the conference and never handed out again. SRTCP receiver reports from a listener that name
 its epoch's SSRCs become :class:`GroupStreamConfirmed` / :class:`GroupStreamFailing`.
 
-Floor control (issue 7): with :meth:`MediaEngine.set_floor_control` on, only the legs named by
-:meth:`MediaEngine.set_floor_holders` are mixed. Lobby (issue 6): a leg in :meth:`MediaEngine.set_lobby`
+Floor control: with :meth:`MediaEngine.set_floor_control` on, only the legs named by
+:meth:`MediaEngine.set_floor_holders` are mixed. Lobby: a leg in :meth:`MediaEngine.set_lobby`
 is not mixed and hears its prompt (:meth:`MediaEngine.play_prompt`, :mod:`imsconf.media.prompts`) or
 silence, on its own stream.
 """
@@ -78,6 +78,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from imsconf.keys.policy import DownlinkMode
 from imsconf.sdp.direction import Direction
 
 from .dtmf import DtmfError, DtmfReceiver
@@ -85,7 +86,6 @@ from .events import (
     KEEP,
     Addr,
     Datagram,
-    DownlinkMode,
     DtmfReceived,
     GroupEpochStats,
     GroupStreamConfirmed,
@@ -152,7 +152,6 @@ __all__ = [
     "KEEP",
     "Addr",
     "Datagram",
-    "DownlinkMode",
     "DtmfReceived",
     "GroupEpochStats",
     "GroupStreamConfirmed",
@@ -312,7 +311,7 @@ class _Conf:
     __slots__ = ("epochs", "floor", "holders", "mode", "used_epochs", "used_ssrcs")
 
     def __init__(self) -> None:
-        self.mode: DownlinkMode = "per-participant"
+        self.mode = DownlinkMode.PER_PARTICIPANT
         self.epochs: dict[int, _Epoch] = {}
         self.used_epochs: set[int] = set()
         self.used_ssrcs: set[int] = set()  # every group SSRC (common or private) ever used here
@@ -723,10 +722,12 @@ class MediaEngine:
         """``per-participant`` (the default: every leg its own stream under its own key) or ``group``
         (listeners may be put on a common stream per epoch). Going back to ``per-participant`` retires
         every epoch of the conference (its listeners return to their own streams)."""
-        if mode not in ("per-participant", "group"):
-            raise MediaEngineError(f"unknown downlink mode {mode!r}")
+        try:
+            mode = DownlinkMode(mode)
+        except ValueError:
+            raise MediaEngineError(f"unknown downlink mode {mode!r}") from None
         st = self._conf(conference_id)
-        if mode == "per-participant":
+        if mode is DownlinkMode.PER_PARTICIPANT:
             for epoch in list(st.epochs):
                 self.retire_group_epoch(conference_id, epoch)
         st.mode = mode
@@ -747,7 +748,7 @@ class MediaEngine:
         Nobody receives it until :meth:`set_listener_stream`. An epoch number or an SSRC that this
         conference has used before is refused (one (key, SSRC) pair, one packet sequence)."""
         st = self._conf(conference_id)
-        if st.mode != "group":
+        if st.mode is not DownlinkMode.GROUP:
             raise MediaEngineError(f"conference {conference_id!r} is not in group downlink mode")
         if epoch in st.used_epochs:
             raise MediaEngineError(f"epoch {epoch} of {conference_id!r} exists or existed")
@@ -858,7 +859,7 @@ class MediaEngine:
 
     def downlink_mode(self, conference_id: str) -> DownlinkMode:
         st = self._confs.get(conference_id)
-        return "per-participant" if st is None else st.mode
+        return DownlinkMode.PER_PARTICIPANT if st is None else st.mode
 
     # ------------------------------------------------------------------------------ floor, lobby
 
