@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import random
 import weakref
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -307,8 +309,12 @@ def test_direct_send_path_fans_out_the_same_bytes() -> None:
     eng = room.engine
     eng.set_listener_stream("t0", 1)  # a speaker on the epoch: private stream while it speaks
     sent: dict[str, list[bytes]] = {leg: [] for leg in room.peers}
+
+    def sender(leg: str) -> Callable[[Any], None]:
+        return lambda data: sent[leg].append(bytes(data))
+
     for leg, port in room.port.items():
-        eng.set_send(port, lambda data, leg=leg: sent[leg].append(bytes(data)))
+        eng.set_send(port, sender(leg))
     for _ in range(20):
         for leg, on in room.talking.items():
             if on:

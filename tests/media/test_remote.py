@@ -13,6 +13,7 @@ from media_peer import make_keys
 
 from imsconf.app.pki import client_ssl_context, ensure_dev_pki, issue_cert, server_ssl_context
 from imsconf.keys.policy import DownlinkMode
+from imsconf.media.control import NullPortAllocator
 from imsconf.media.engine import (
     GroupStreamConfirmed,
     GroupStreamFailing,
@@ -26,25 +27,15 @@ from imsconf.media.rtp import ReceiverReport, ReportBlock, serialize_rtcp
 from imsconf.media.srtp import SrtpSender
 
 
-class FakeTransport:
+class FakeTransport(NullPortAllocator):
     """The PortAllocator + clock the mixer side needs (no sockets: the engine is driven by hand)."""
 
-    host = "127.0.0.1"
-
     def __init__(self) -> None:
-        self.next = 42000
+        super().__init__(host="127.0.0.1", first=42000)
         self.after_tick: Callable[[], None] | None = None
 
     def now(self) -> float:
         return 0.0
-
-    def open_ports(self, rtcp_mux: bool) -> tuple[int, int]:
-        p = self.next
-        self.next += 2
-        return (p, p) if rtcp_mux else (p, p + 1)
-
-    def close_ports(self, rtp_port: int, rtcp_port: int) -> None:
-        pass
 
 
 async def until(cond: Callable[[], bool], what: str, timeout: float = 5.0) -> None:

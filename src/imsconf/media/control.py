@@ -58,7 +58,15 @@ from .events import GroupEpochStats
 from .srtp import SrtpKeys
 from .video_plane import LocalVideoControl
 
-__all__ = ["EventSink", "LegPorts", "LocalMediaControl", "MediaControl", "NullMediaControl", "PortAllocator"]
+__all__ = [
+    "EventSink",
+    "LegPorts",
+    "LocalMediaControl",
+    "MediaControl",
+    "NullMediaControl",
+    "NullPortAllocator",
+    "PortAllocator",
+]
 
 EventSink = Callable[[MediaEvent], None]
 
@@ -81,6 +89,23 @@ class PortAllocator(Protocol):
     def open_ports(self, rtcp_mux: bool) -> tuple[int, int]: ...
 
     def close_ports(self, rtp_port: int, rtcp_port: int) -> None: ...
+
+
+class NullPortAllocator:
+    """A complete :class:`PortAllocator` without sockets: consecutive even RTP ports from ``first`` (the
+    next odd one for RTCP unless rtcp-mux); closing does nothing. Test fakes subclass it."""
+
+    def __init__(self, host: str = "127.0.0.1", first: int = 40000) -> None:
+        self.host = host
+        self.next = first
+
+    def open_ports(self, rtcp_mux: bool) -> tuple[int, int]:
+        p = self.next
+        self.next += 2
+        return (p, p) if rtcp_mux else (p, p + 1)
+
+    def close_ports(self, rtp_port: int, rtcp_port: int) -> None:
+        return None
 
 
 class MediaControl(Protocol):
