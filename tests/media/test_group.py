@@ -208,7 +208,7 @@ def test_retire_wipes_and_falls_back_to_own_streams() -> None:
     room, _key, ssrc = group_room()
     eng = room.engine
     room.run(3)
-    session = weakref.ref(eng._confs["c1"].epochs[1].tx._session)  # type: ignore[union-attr]
+    session = weakref.ref(eng.conf_map["c1"].epochs[1].tx._session)  # type: ignore[union-attr]
     eng.retire_group_epoch("c1", 1)
     assert session() is None  # the libsrtp context (the only copy of the epoch key) is gone
     with pytest.raises(MediaEngineError):
@@ -240,7 +240,7 @@ def test_ssrc_reuse_and_misuse_are_refused() -> None:
     with pytest.raises(MediaEngineError):
         eng.set_listener_stream("t2", 1, speaker_ssrc=0x3333_0001)
     eng.set_listener_stream("t1", 1, keep_own=True)  # same epoch: keeps its private stream
-    assert eng._legs["t1"].group.pssrc == 0x3333_0001  # type: ignore[union-attr]
+    assert eng.leg_map["t1"].group.pssrc == 0x3333_0001  # type: ignore[union-attr]
     eng.set_listener_stream("t1", None)
     with pytest.raises(MediaEngineError):  # a private SSRC is burnt once used
         eng.set_listener_stream("t1", 1, speaker_ssrc=0x3333_0001)
@@ -301,7 +301,7 @@ def test_listener_rtcp_goes_under_the_epoch_key_from_its_private_ssrc() -> None:
     assert room.rtcp["l0"]
     rx = SrtpReceiver(key)
     packets = parse_rtcp(rx.unprotect_rtcp(room.rtcp["l0"][-1]))
-    assert packets[0].ssrc == room.engine._legs["l0"].group.pssrc  # type: ignore[union-attr]
+    assert packets[0].ssrc == room.engine.leg_map["l0"].group.pssrc  # type: ignore[union-attr]
 
 
 def test_direct_send_path_fans_out_the_same_bytes() -> None:
@@ -327,7 +327,7 @@ def test_direct_send_path_fans_out_the_same_bytes() -> None:
         assert len({sent[f"l{i}"][t] for i in range(4)}) == 1 and ssrc_of(sent["l0"][t]) == ssrc
     rx = SrtpReceiver(key)
     private = [decode(rx, d) for d in sent["t0"][5:]]
-    assert {s for s, _ in private} == {eng._legs["t0"].group.pssrc}  # type: ignore[union-attr]
+    assert {s for s, _ in private} == {eng.leg_map["t0"].group.pssrc}  # type: ignore[union-attr]
     assert goertzel(np.concatenate([p for _, p in private]), F[0]) < 150
     assert eng.leg_stats("l0").group_sent == 20 and eng.leg_stats("t0").group_sent == 20
     assert eng.tick_protects == 2 + 1 + 1  # t1, t2 own streams; t0 private; one common packet

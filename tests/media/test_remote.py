@@ -112,7 +112,7 @@ def test_every_new_operation_round_trips(tmp_path: Path) -> None:
         await until(lambda: eng.leg_stats("a").group_epoch == 1, "set_listener_stream")
         assert eng.downlink_mode("c1") is DownlinkMode.GROUP and eng.group_epochs("c1") == [1, 2]
         assert not group_key.wiped  # the focus's copy is the focus's business
-        a = eng._legs["a"].group
+        a = eng.leg_map["a"].group
         assert a is not None and a.pssrc == 0x7000_0101 and a.keep_own
         # the mixer executes with the key it was sent: the common stream decrypts with it
         out = eng.tick(0.0)
@@ -132,8 +132,8 @@ def test_every_new_operation_round_trips(tmp_path: Path) -> None:
 
         remote.set_floor_control("c1", True)
         remote.set_floor_holders("c1", frozenset({"b"}))
-        await until(lambda: eng._confs["c1"].holders == frozenset({"b"}), "set_floor_holders")
-        assert eng._confs["c1"].floor and not eng._legs["a"].mixes_in and eng._legs["b"].mixes_in
+        await until(lambda: eng.conf_map["c1"].holders == frozenset({"b"}), "set_floor_holders")
+        assert eng.conf_map["c1"].floor and not eng.leg_map["a"].mixes_in and eng.leg_map["b"].mixes_in
 
         remote.set_lobby("a", True)
         remote.play_prompt("a", "beep", loop=False)
@@ -168,7 +168,7 @@ def test_every_new_operation_round_trips(tmp_path: Path) -> None:
         assert "never reused" in remote.errors[1]["error"]
 
         remote.release_conference("c1")
-        await until(lambda: "c1" not in eng._confs and not list(eng.legs()), "release_conference")
+        await until(lambda: "c1" not in eng.conf_map and not list(eng.legs()), "release_conference")
 
     run(tmp_path, body)
 
@@ -188,6 +188,6 @@ def test_a_vanished_focus_takes_its_group_keys_with_it(tmp_path: Path) -> None:
         remote.add_group_epoch("c9", 1, make_keys(), 0x7100_0001)
         await until(lambda: eng.group_epochs("c9") == [1], "add_group_epoch")
         await remote.close()
-        await until(lambda: "c9" not in eng._confs, "conference state dropped on disconnect")
+        await until(lambda: "c9" not in eng.conf_map, "conference state dropped on disconnect")
 
     run(tmp_path, body)

@@ -50,7 +50,8 @@ import time
 from collections.abc import Callable
 
 from .control import LocalMediaControl
-from .engine import TICK, MediaEngine
+from .engine import MediaEngine
+from .legs import TICK
 from .video_plane import VideoPlane
 
 __all__ = ["TickStats", "UdpMediaTransport", "local_media"]
