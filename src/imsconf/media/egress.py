@@ -1,5 +1,6 @@
-"""The send side of the engine outside the tick's packet loop: the send functions the UDP adapter
-registers per leg, and RTCP (sender/receiver reports, from the private SSRC on a group epoch)."""
+"""The send side of the engine: packetise, protect and send each tick's RTP (through the C batch for legs
+with a connected socket, the send functions the UDP adapter registers per leg, or datagrams), and RTCP
+(sender/receiver reports, from the private SSRC on a group epoch)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from .events import (
     Datagram,
 )
 from .ingress import Ingress
-from .legs import TS_MASK, Leg, SendFunc
+from .legs import HDR, TS_MASK, Leg, SendFunc
 from .mixer import FRAME_SAMPLES
 from .rtp import ReceiverReport as RtcpReceiverReport
 from .rtp import (
@@ -22,11 +23,82 @@ from .rtp import (
 )
 from .srtp import (
     SrtpError,
+    srtp_lib,
 )
 
 
 class Egress(Ingress):
-    """Send functions and RTCP over the leg table."""
+    """Send functions, the tick's packet loop and RTCP over the leg table."""
+
+    def send_packets(self, common: list[list[bytes]], direct: list[int] | None) -> list[Datagram]:
+        """Packetise, protect and send this tick's RTP: every sending leg its N-1 mix, prompt or its
+        conference's common mix (``common[codec][conference]``) on its own stream (the C batch for legs
+        with a connected socket when ``direct``), then each live group epoch's streams. Returns the
+        datagrams without a send function; adds the dropped and refused sends to ``direct``."""
+        out: list[Datagram] = []
+        append = out.append
+        pack_into = HDR.pack_into
+        txb = self.txb
+        txc = self.txc
+        view = self.txview
+        lenp = self.lenp
+        protect = srtp_lib.srtp_protect
+        ts_now = FRAME_SAMPLES * (self.ticks - 1)
+        end = 12 + FRAME_SAMPLES
+        dropped = errors = protects = 0
+        sending = self.sending
+        if direct is not None and self.c_legs:
+            # The C path: header, protect and send for every leg with a connected socket.
+            payloads = [leg.mix_payload or common[leg.codec_id][leg.conf_idx] for leg in self.c_legs]
+            dropped, errors, failed, protects = self.slots.send(self.c_slots, payloads, ts_now)
+            self.protect_failed += failed
+            sending = self.py_sending
+        for leg in sending:
+            payload = leg.mix_payload or common[leg.codec_id][leg.conf_idx]
+            seq = leg.seq
+            pt = leg.codec_pt
+            if leg.marker:
+                pt |= 0x80
+                leg.marker = False
+            pack_into(txb, 0, 0x80, pt, seq, (leg.ts0 + ts_now) & TS_MASK, leg.ssrc)
+            txb[12:end] = payload
+            leg.seq = (seq + 1) & 0xFFFF
+            handle = leg.tx.handle  # type: ignore[union-attr]
+            n = end
+            if handle is not None:
+                lenp[0] = end
+                protects += 1
+                if protect(handle, txc, lenp):
+                    self.protect_failed += 1
+                    continue
+                n = lenp[0]
+            leg.packets_sent += 1
+            send = leg.send
+            if send is None or direct is None:
+                assert leg.remote_rtp is not None
+                append((leg.rtp_port, txb[0:n], leg.remote_rtp))
+                continue
+            try:
+                send(view[:n])
+            except BlockingIOError:
+                dropped += 1
+            except OSError:
+                errors += 1
+        sent = len(self.sending)
+        if self.group_live:
+            for ep in self.group_live:
+                n_prot, n_sent, d, e = self.send_group(ep, common, ts_now, direct is not None, append)
+                protects += n_prot
+                sent += n_sent
+                dropped += d
+                errors += e
+        self.tick_protects = protects
+        self.tick_sent = sent
+        self.protects_total += protects
+        if direct is not None:
+            direct[0] += dropped
+            direct[1] += errors
+        return out
 
     def set_send(self, rtp_port: int, send: SendFunc | None, fd: int = -1) -> None:
         """Let :meth:`tick_send` hand the leg's RTP packets to ``send`` (the ``send`` of a socket

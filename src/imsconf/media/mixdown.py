@@ -17,11 +17,8 @@ from .events import (
 from .fastpath import (
     FD,
 )
-from .legs import ENCODE_TABLES, HDR, TS_MASK, Epoch, Leg
+from .legs import ENCODE_TABLES, Epoch, Leg
 from .mixer import FRAME_SAMPLES, decode_codes, encode_rows
-from .srtp import (
-    srtp_lib,
-)
 
 
 class Mixdown(Egress):
@@ -152,69 +149,8 @@ class Mixdown(Egress):
         common = self.mix_frames(codes, in_legs, concealed, prev)
         if self.prompting:
             self.play_prompts()
-        out: list[Datagram] = []
+        out = self.send_packets(common, direct)
         append = out.append
-        pack_into = HDR.pack_into
-        txb = self.txb
-        txc = self.txc
-        view = self.txview
-        lenp = self.lenp
-        protect = srtp_lib.srtp_protect
-        ts_now = FRAME_SAMPLES * (self.ticks - 1)
-        end = 12 + FRAME_SAMPLES
-        dropped = errors = protects = 0
-        sending = self.sending
-        if direct is not None and self.c_legs:
-            # The C path: header, protect and send for every leg with a connected socket.
-            payloads = [leg.mix_payload or common[leg.codec_id][leg.conf_idx] for leg in self.c_legs]
-            dropped, errors, failed, protects = self.slots.send(self.c_slots, payloads, ts_now)
-            self.protect_failed += failed
-            sending = self.py_sending
-        for leg in sending:
-            payload = leg.mix_payload or common[leg.codec_id][leg.conf_idx]
-            seq = leg.seq
-            pt = leg.codec_pt
-            if leg.marker:
-                pt |= 0x80
-                leg.marker = False
-            pack_into(txb, 0, 0x80, pt, seq, (leg.ts0 + ts_now) & TS_MASK, leg.ssrc)
-            txb[12:end] = payload
-            leg.seq = (seq + 1) & 0xFFFF
-            handle = leg.tx.handle  # type: ignore[union-attr]
-            n = end
-            if handle is not None:
-                lenp[0] = end
-                protects += 1
-                if protect(handle, txc, lenp):
-                    self.protect_failed += 1
-                    continue
-                n = lenp[0]
-            leg.packets_sent += 1
-            send = leg.send
-            if send is None or direct is None:
-                assert leg.remote_rtp is not None
-                append((leg.rtp_port, txb[0:n], leg.remote_rtp))
-                continue
-            try:
-                send(view[:n])
-            except BlockingIOError:
-                dropped += 1
-            except OSError:
-                errors += 1
-        sent = len(self.sending)
-        if self.group_live:
-            for ep in self.group_live:
-                n_prot, n_sent, d, e = self.send_group(ep, common, ts_now, direct is not None, append)
-                protects += n_prot
-                sent += n_sent
-                dropped += d
-                errors += e
-        self.tick_protects = protects
-        self.tick_sent = sent
-        self.protects_total += protects
-        if direct is not None:
-            direct[0] += dropped
-            direct[1] += errors
         due = self.rtcp_due
         while due and due[0][0] <= now:
             at, _, leg = heapq.heappop(due)
