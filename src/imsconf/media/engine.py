@@ -8,6 +8,14 @@ Driven by the UDP adapter (:mod:`imsconf.media.udp`) or by tests in memory:
   ``(local_port, data, remote_addr)``;
 * :meth:`MediaEngine.events` to drain DTMF, RTCP and latching events.
 
+Parts. :class:`MediaEngine` is the front (leg registry and control plane, this module) over the state
+they all share, :class:`~imsconf.media.legs.LegTable` (:mod:`imsconf.media.legs`: the per-leg records,
+the conferences' settings, the lists rebuilt from them). Each part builds on it in its own module:
+:mod:`~imsconf.media.group_downlink` (epochs, common and private streams, receiver-report evidence),
+:mod:`~imsconf.media.lobby` (floor-controlled mixing, lobby, prompts), :mod:`~imsconf.media.ingress`
+(the receive paths), :mod:`~imsconf.media.egress` (packetise, protect, send; RTCP) and
+:mod:`~imsconf.media.mixdown` (the tick: play-out, speaker choice, common and N-1 mixes).
+
 Source addresses. A leg accepts RTP only from the address the remote SDP gave (``remote_rtp``; RTCP
 from ``remote_rtcp``, or the RTP address with rtcp-mux) and counts anything else as ``wrong_source``.
 With ``latch=True`` (off by default) the first packet that *authenticates* (SRTP) from another address
