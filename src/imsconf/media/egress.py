@@ -119,8 +119,8 @@ class Egress(Ingress):
         self.schedule_rtcp(leg, now + self.rtcp_delay())
         block = None
         if leg.remote_ssrc is not None:
-            lsr = leg.last_sr_mid
-            dlsr = int((now - leg.last_sr_at) * 65536) if lsr else 0
+            lsr = leg.rtcp.last_sr_mid
+            dlsr = int((now - leg.rtcp.last_sr_at) * 65536) if lsr else 0
             block = leg.rstats.report_block(leg.remote_ssrc, lsr, dlsr)
         blocks = (block,) if block is not None else ()
         first: RtcpPacket

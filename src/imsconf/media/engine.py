@@ -300,7 +300,7 @@ class MediaEngine(Mixdown):
             ssrc=leg.ssrc,
             remote_ssrc=leg.remote_ssrc,
             group_epoch=None if leg.group is None else leg.group.ep.epoch,
-            group_sent=leg.gacc + (self.ticks - leg.glive_from if leg.glive_from >= 0 else 0),
+            group_sent=leg.group_ticks.total(self.ticks),
             lobby=leg.lobby,
             prompt=None if leg.prompt is None else leg.prompt.prompt.name,
         )

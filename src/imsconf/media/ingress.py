@@ -187,8 +187,8 @@ class Ingress(Lobby):
         own_seen = group_seen = False
         for p in packets:
             if isinstance(p, SenderReport):
-                leg.last_sr_mid = ntp_middle32(p.ntp_timestamp)
-                leg.last_sr_at = now
+                leg.rtcp.last_sr_mid = ntp_middle32(p.ntp_timestamp)
+                leg.rtcp.last_sr_at = now
             if isinstance(p, SenderReport | RtcpReceiverReport):
                 for block in p.reports:
                     if block.ssrc == leg.ssrc:

@@ -210,6 +210,30 @@ class PromptPlay:
         self.pos = 0
 
 
+class RtcpTiming:
+    """A leg's RTCP schedule and the last sender report it got (for the LSR/DLSR of our reports)."""
+
+    __slots__ = ("last_sr_at", "last_sr_mid", "next_at")
+
+    def __init__(self) -> None:
+        self.next_at = 0.0
+        self.last_sr_mid = 0
+        self.last_sr_at = 0.0
+
+
+class GroupTicks:
+    """How long a leg has received a group epoch's streams (one packet per tick: common or private)."""
+
+    __slots__ = ("before", "live_from")
+
+    def __init__(self) -> None:
+        self.live_from = -1  # engine tick after which it receives an epoch's streams (-1: it does not)
+        self.before = 0  # ticks on epoch streams before that
+
+    def total(self, tick: int) -> int:
+        return self.before + (tick - self.live_from if self.live_from >= 0 else 0)
+
+
 class Leg:
     __slots__ = (
         "c",
@@ -222,12 +246,9 @@ class Leg:
         "dtmf",
         "dtmf_pt",
         "fast",
-        "gacc",
-        "glive_from",
         "group",
+        "group_ticks",
         "jitter",
-        "last_sr_at",
-        "last_sr_mid",
         "latch",
         "latched",
         "leg_id",
@@ -235,14 +256,13 @@ class Leg:
         "mix_payload",
         "mix_pos",
         "mixes_in",
-        "next_rtcp",
-        "octets_sent",
         "prompt",
         "rekey_pending",
         "remote_rtcp",
         "remote_rtp",
         "remote_ssrc",
         "rstats",
+        "rtcp",
         "rtcp_mux",
         "rtcp_port",
         "rtp_port",
@@ -293,12 +313,9 @@ class Leg:
         self.mix_pos = -1  # index among the engine's mixing legs (valid after a rebuild)
         self.send: SendFunc | None = None  # direct send (connected socket), set by the adapter
         self.sent_before = 0  # packets sent under earlier transmit keys
-        self.next_rtcp = 0.0
-        self.last_sr_mid = 0
-        self.last_sr_at = 0.0
+        self.rtcp = RtcpTiming()
         self.group: Assign | None = None
-        self.glive_from = -1  # engine tick after which it receives an epoch's streams (-1: it does not)
-        self.gacc = 0  # ticks on epoch streams before that (one packet per tick: common or private)
+        self.group_ticks = GroupTicks()
         self.lobby = False
         self.prompt: PromptPlay | None = None
 
@@ -393,7 +410,7 @@ class LegTable:
         self.mixing: list[Leg] = []  # configured legs whose input is mixed, in _order
         self.sending: list[Leg] = []  # configured legs that receive the mix, in _order
         self.mix_conf = np.zeros(0, dtype=np.intp)  # conference index of each mixing leg
-        self.rtcp_due: list[tuple[float, int, Leg]] = []  # heap of (next_rtcp, tie, leg)
+        self.rtcp_due: list[tuple[float, int, Leg]] = []  # heap of (rtcp.next_at, tie, leg)
         self.rtcp_tie = itertools.count()
         self.n_conf = 0
         self.mixed_codecs = False
@@ -484,7 +501,7 @@ class LegTable:
             self.remote_listener(leg.rtp_port, leg.remote_rtp)
 
     def schedule_rtcp(self, leg: Leg, at: float) -> None:
-        leg.next_rtcp = at
+        leg.rtcp.next_at = at
         heapq.heappush(self.rtcp_due, (at, next(self.rtcp_tie), leg))
 
     def update_mixing(self, leg: Leg) -> None:

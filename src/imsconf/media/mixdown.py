@@ -46,16 +46,16 @@ class Mixdown(Egress):
             if a is not None:
                 a.live = leg.sends and self.group_effective(leg, a)
                 if a.live:
-                    if leg.glive_from < 0:
-                        leg.glive_from = t
+                    if leg.group_ticks.live_from < 0:
+                        leg.group_ticks.live_from = t
                     if not a.ep.listeners:
                         live.append(a.ep)
                     a.ep.listeners.append(leg)
                     if not a.keep_own:
                         continue
-            if leg.glive_from >= 0 and (a is None or not a.live):
-                leg.gacc += t - leg.glive_from
-                leg.glive_from = -1
+            if leg.group_ticks.live_from >= 0 and (a is None or not a.live):
+                leg.group_ticks.before += t - leg.group_ticks.live_from
+                leg.group_ticks.live_from = -1
             if leg.sends:
                 sending.append(leg)
         for ep in live:
@@ -154,7 +154,7 @@ class Mixdown(Egress):
         due = self.rtcp_due
         while due and due[0][0] <= now:
             at, _, leg = heapq.heappop(due)
-            if at == leg.next_rtcp and leg.rx is not None and self.leg_map.get(leg.leg_id) is leg:
+            if at == leg.rtcp.next_at and leg.rx is not None and self.leg_map.get(leg.leg_id) is leg:
                 self.send_rtcp(leg, now, append)
         if self.dtmf_active:
             for leg in list(self.dtmf_active):
