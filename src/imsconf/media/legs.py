@@ -430,7 +430,7 @@ class LegTable:
         self.txb: Any = srtp_ffi.buffer(self.txc)
         self.txview = memoryview(self.txb)
         self.remote_listener: RemoteListener | None = None
-        # Group downlink keying, floor control, lobby (see the "Group downlink" section below).
+        # Group downlink keying, floor control, lobby (imsconf.media.group_downlink, imsconf.media.lobby).
         self.conf_map: dict[str, ConfSettings] = {}
         self.group_live: list[Epoch] = []  # epochs with at least one effective listener (rebuilt)
         self.prompting: list[Leg] = []  # legs in the lobby or with a prompt playing (rebuilt)
