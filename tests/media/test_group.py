@@ -13,6 +13,7 @@ import pytest
 from media_peer import Peer, goertzel, make_keys
 
 from imsconf.keys.policy import DownlinkMode
+from imsconf.media.egress import CollectingSink
 from imsconf.media.engine import (
     GroupStreamConfirmed,
     GroupStreamFailing,
@@ -319,8 +320,9 @@ def test_direct_send_path_fans_out_the_same_bytes() -> None:
         for leg, on in room.talking.items():
             if on:
                 eng.receive(room.port[leg], room.peers[leg].next_packet(), room.addr[leg], room.now)
-        rest, dropped, refused = eng.tick_send(room.now)
-        assert (dropped, refused) == (0, 0) and all(192 <= d[1] <= 223 for _p, d, _a in rest)
+        sink = CollectingSink()
+        dropped, refused = eng.tick_send(room.now, sink)
+        assert (dropped, refused) == (0, 0) and all(192 <= d[1] <= 223 for _p, d, _a in sink.datagrams)
         room.now += T
     assert all(len(v) == 20 for v in sent.values())
     for t in range(20):

@@ -5,6 +5,10 @@ with a connected socket, the send functions the UDP adapter registers per leg, o
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
 
 from .events import (
     Addr,
@@ -27,8 +31,45 @@ from .srtp import (
 )
 
 
+class PacketSink(Protocol):
+    """The egress port: where a tick's protected packets go that neither the C batch nor a leg's send
+    function sends. The UDP adapter implements it with ``sendto`` on the local ports' sockets."""
+
+    def send_datagrams(self, datagrams: list[Datagram]) -> tuple[int, int]:
+        """Send each ``(local_port, data, remote_addr)``; returns (dropped, refused) counts."""
+        ...
+
+
+class RtpBatchSink(Protocol):
+    """The egress port of the C path: header, protect and send one RTP packet per slot on the slot's
+    connected socket, one call per tick (:class:`~imsconf.media.fastpath.SlotTable` implements it)."""
+
+    def send(
+        self, slots: npt.NDArray[np.int64], payloads: list[bytes], ts_now: int
+    ) -> tuple[int, int, int, int]:
+        """Returns (dropped, refused, protect failures, protect calls)."""
+        ...
+
+
+class CollectingSink:
+    """A :class:`PacketSink` that keeps the datagrams (tests, benchmarks, the sans-I/O :meth:`tick`)."""
+
+    def __init__(self) -> None:
+        self.datagrams: list[Datagram] = []
+
+    def send_datagrams(self, datagrams: list[Datagram]) -> tuple[int, int]:
+        self.datagrams.extend(datagrams)
+        return 0, 0
+
+
 class Egress(Ingress):
-    """Send functions, the tick's packet loop and RTCP over the leg table."""
+    """Send functions, the tick's packet loop and RTCP over the leg table. RTP of legs with a connected
+    socket goes through the C batch (:class:`RtpBatchSink`) or the leg's send function; everything else
+    through the :class:`PacketSink` the tick is given."""
+
+    @property
+    def rtp_batch(self) -> RtpBatchSink:
+        return self.slots
 
     def send_packets(self, common: list[list[bytes]], direct: list[int] | None) -> list[Datagram]:
         """Packetise, protect and send this tick's RTP: every sending leg its N-1 mix, prompt or its
@@ -50,7 +91,7 @@ class Egress(Ingress):
         if direct is not None and self.c_legs:
             # The C path: header, protect and send for every leg with a connected socket.
             payloads = [leg.mix_payload or common[leg.codec_id][leg.conf_idx] for leg in self.c_legs]
-            dropped, errors, failed, protects = self.slots.send(self.c_slots, payloads, ts_now)
+            dropped, errors, failed, protects = self.rtp_batch.send(self.c_slots, payloads, ts_now)
             self.protect_failed += failed
             sending = self.py_sending
         for leg in sending:

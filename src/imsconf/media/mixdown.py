@@ -9,7 +9,7 @@ import heapq
 import numpy as np
 import numpy.typing as npt
 
-from .egress import Egress
+from .egress import Egress, PacketSink
 from .events import (
     Datagram,
     DtmfReceived,
@@ -91,12 +91,15 @@ class Mixdown(Egress):
         """Play out one 20 ms frame per input, mix, and return the datagrams to send."""
         return self.run_tick(now, None)
 
-    def tick_send(self, now: float) -> tuple[list[Datagram], int, int]:
-        """:meth:`tick`, but a leg with a send function (:meth:`set_send`) gets its RTP packet through
-        it. Returns the other datagrams (RTCP, legs without one) and the numbers of packets that the
-        send functions dropped (``BlockingIOError``) and refused (other ``OSError``)."""
+    def tick_send(self, now: float, sink: PacketSink) -> tuple[int, int]:
+        """:meth:`tick`, sending: a leg with a send function (:meth:`set_send`) gets its RTP packet
+        through it (or through the C batch), every other datagram (RTCP, legs without one) goes to
+        ``sink``. Returns the numbers of packets dropped (a full socket buffer) and refused (other
+        socket errors), the sink's included."""
         errors = [0, 0]
-        return self.run_tick(now, errors), errors[0], errors[1]
+        rest = self.run_tick(now, errors)
+        dropped, refused = sink.send_datagrams(rest) if rest else (0, 0)
+        return errors[0] + dropped, errors[1] + refused
 
     def run_tick(self, now: float, direct: list[int] | None) -> list[Datagram]:
         if self.dirty:
