@@ -16,11 +16,22 @@ import time
 import numpy as np
 
 from imsconf.media.engine import Direction, LegConfig, MediaEngine
+from imsconf.media.events import Datagram
 from imsconf.media.g711 import ulaw_encode
 from imsconf.media.rtp import pack_rtp_header
 from imsconf.media.srtp import SrtpKeys, SrtpSender
 
 SUITE = os.environ.get("SRTP_SUITE", "AES_CM_128_HMAC_SHA1_80")
+
+
+class _Discard:
+    """The egress port for the benchmark: the RTCP and unconnected legs' datagrams are not sent."""
+
+    def send_datagrams(self, datagrams: list[Datagram]) -> tuple[int, int]:
+        return 0, 0
+
+
+sink_port = _Discard()
 
 
 def build(
@@ -87,7 +98,7 @@ def main() -> None:
             if a.no_send:
                 eng.tick(now)
             else:
-                eng.tick_send(now)
+                eng.tick_send(now, sink_port)
             t2 = time.perf_counter()
             t_rx += t1 - t0
             t_tick += t2 - t1

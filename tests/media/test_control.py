@@ -5,24 +5,21 @@ import random
 import pytest
 from media_peer import Peer, make_keys
 
-from imsconf.media.control import LegPorts, LocalMediaControl, MediaControl
+from imsconf.media.control import LegPorts, LocalMediaControl, MediaControl, NullPortAllocator
 from imsconf.media.dtmf import TelephoneEvent
 from imsconf.media.engine import DtmfReceived, MediaEngine, MediaEngineError, MediaEvent
 from imsconf.sdp.direction import Direction
 
 
-class FakePorts:
-    host = "192.0.2.10"
-
+class FakePorts(NullPortAllocator):
     def __init__(self) -> None:
-        self.next = 40000
+        super().__init__(host="192.0.2.10", first=40000)
         self.open: set[int] = set()
 
     def open_ports(self, rtcp_mux: bool) -> tuple[int, int]:
-        p = self.next
-        self.next += 2
-        self.open |= {p} if rtcp_mux else {p, p + 1}
-        return (p, p) if rtcp_mux else (p, p + 1)
+        rtp, rtcp = super().open_ports(rtcp_mux)
+        self.open |= {rtp, rtcp}
+        return rtp, rtcp
 
     def close_ports(self, rtp_port: int, rtcp_port: int) -> None:
         self.open -= {rtp_port, rtcp_port}

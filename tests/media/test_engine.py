@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -29,7 +30,7 @@ class Conf:
     """An engine with legs and matching in-memory phones."""
 
     def __init__(
-        self, freqs: list[float | None], conference: str = "c1", suite: str = "AES_CM_128_HMAC_SHA1_80"
+        self, freqs: Sequence[float | None], conference: str = "c1", suite: str = "AES_CM_128_HMAC_SHA1_80"
     ):
         self.engine = MediaEngine(rng=random.Random(5), allow_plain_rtp=True)
         self.peers: dict[str, Peer] = {}

@@ -137,7 +137,7 @@ def test_send_rejects_bad_arguments_before_sending(pair: Pair) -> None:
     with pytest.raises(ValueError, match="one payload per slot"):
         table.send(one, [], 0)
     with pytest.raises(TypeError, match="int64"):
-        table.send(np.array([slot], dtype=np.int32), [bytes(160)], 0)  # type: ignore[arg-type]
+        table.send(np.array([slot], dtype=np.int32), [bytes(160)], 0)
     assert table.tab[slot, SEQ] == 0 and table.tab[slot, SENT] == 0
     pair.phone.settimeout(0.05)
     with pytest.raises(TimeoutError):
@@ -211,7 +211,7 @@ def test_drain_sends_the_unusual_to_python(pair: Pair) -> None:
         pair.phone.send(dtmf)
         _fast, other, _ = rx.drain()
         assert [(k, s) for k, s, _, _ in other] == [(1, rx.slot)]
-        assert parse_rtp_fast(other[0][3])[0] == 101  # type: ignore[arg-type]
+        assert parse_rtp_fast(other[0][3])[0] == 101
         pair.phone.send(rx.packet(ssrc=0x9999))
         assert rx.drain()[1][0][0] == 1
         # RTCP on the muxed port: raw, not unprotected here (kind 2).

@@ -1,4 +1,4 @@
-"""Floor-controlled audio (issue 7), lobby and prompts (issue 6), sans-I/O with a fake clock."""
+"""Floor-controlled audio, lobby and prompts, sans-I/O with a fake clock."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import pytest
 from media_peer import goertzel
 from test_group import F, Room, decode
 
+from imsconf.keys.policy import DownlinkMode
 from imsconf.media.dtmf import DtmfEvent, TelephoneEvent
 from imsconf.media.engine import DtmfReceived, MediaEngineError, PromptFinished
 from imsconf.media.g711 import alaw_decode, ulaw_decode
@@ -130,7 +131,7 @@ def test_prompt_for_a_group_listener_goes_on_its_private_stream() -> None:
     room.add("l0", None)
     room.add("l1", None)
     eng = room.engine
-    eng.set_downlink_mode("c1", "group")
+    eng.set_downlink_mode("c1", DownlinkMode.GROUP)
     from media_peer import make_keys
 
     key = make_keys()

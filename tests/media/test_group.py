@@ -1,15 +1,19 @@
-"""Group downlink keying (issue 5), sans-I/O: common listener streams per epoch, private speaker streams,
+"""Group downlink keying, sans-I/O: common listener streams per epoch, private speaker streams,
 switches between epochs, retirement, SSRC discipline, receiver-report evidence, protect counts."""
 
 from __future__ import annotations
 
 import random
 import weakref
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
 from media_peer import Peer, goertzel, make_keys
 
+from imsconf.keys.policy import DownlinkMode
+from imsconf.media.egress import CollectingSink
 from imsconf.media.engine import (
     GroupStreamConfirmed,
     GroupStreamFailing,
@@ -97,7 +101,7 @@ def group_room(listeners: int = 3) -> tuple[Room, SrtpKeys, int]:
         room.add(f"t{i}", F[i])
     for i in range(listeners):
         room.add(f"l{i}", None)
-    room.engine.set_downlink_mode("c1", "group")
+    room.engine.set_downlink_mode("c1", DownlinkMode.GROUP)
     key = make_keys()
     room.engine.add_group_epoch("c1", 1, key, 0x1111_0001)
     for i in range(listeners):
@@ -205,7 +209,7 @@ def test_retire_wipes_and_falls_back_to_own_streams() -> None:
     room, _key, ssrc = group_room()
     eng = room.engine
     room.run(3)
-    session = weakref.ref(eng._confs["c1"].epochs[1].tx._session)  # type: ignore[union-attr]
+    session = weakref.ref(eng.conf_map["c1"].epochs[1].tx._session)  # type: ignore[union-attr]
     eng.retire_group_epoch("c1", 1)
     assert session() is None  # the libsrtp context (the only copy of the epoch key) is gone
     with pytest.raises(MediaEngineError):
@@ -237,19 +241,19 @@ def test_ssrc_reuse_and_misuse_are_refused() -> None:
     with pytest.raises(MediaEngineError):
         eng.set_listener_stream("t2", 1, speaker_ssrc=0x3333_0001)
     eng.set_listener_stream("t1", 1, keep_own=True)  # same epoch: keeps its private stream
-    assert eng._legs["t1"].group.pssrc == 0x3333_0001  # type: ignore[union-attr]
+    assert eng.leg_map["t1"].group.pssrc == 0x3333_0001  # type: ignore[union-attr]
     eng.set_listener_stream("t1", None)
     with pytest.raises(MediaEngineError):  # a private SSRC is burnt once used
         eng.set_listener_stream("t1", 1, speaker_ssrc=0x3333_0001)
     with pytest.raises(MediaEngineError):
         eng.add_group_epoch("other", 1, make_keys(), 0x4444_0001)  # per-participant conference
-    eng.set_downlink_mode("c1", "group")
+    eng.set_downlink_mode("c1", DownlinkMode.GROUP)
     eng.add_group_epoch("c1", 7, make_keys(), 0x4444_0002, codec_name="PCMA", codec_pt=8)
     with pytest.raises(MediaEngineError):  # a PCMU leg cannot share a PCMA stream
         eng.set_listener_stream("l0", 7)
     with pytest.raises(MediaEngineError):
         eng.set_downlink_mode("c1", "mixed")  # type: ignore[arg-type]
-    eng.set_downlink_mode("c1", "per-participant")  # retires every epoch
+    eng.set_downlink_mode("c1", DownlinkMode.PER_PARTICIPANT)  # retires every epoch
     assert eng.group_epochs("c1") == [] and eng.leg_stats("l0").group_epoch is None
 
 
@@ -298,7 +302,7 @@ def test_listener_rtcp_goes_under_the_epoch_key_from_its_private_ssrc() -> None:
     assert room.rtcp["l0"]
     rx = SrtpReceiver(key)
     packets = parse_rtcp(rx.unprotect_rtcp(room.rtcp["l0"][-1]))
-    assert packets[0].ssrc == room.engine._legs["l0"].group.pssrc  # type: ignore[union-attr]
+    assert packets[0].ssrc == room.engine.leg_map["l0"].group.pssrc  # type: ignore[union-attr]
 
 
 def test_direct_send_path_fans_out_the_same_bytes() -> None:
@@ -306,21 +310,26 @@ def test_direct_send_path_fans_out_the_same_bytes() -> None:
     eng = room.engine
     eng.set_listener_stream("t0", 1)  # a speaker on the epoch: private stream while it speaks
     sent: dict[str, list[bytes]] = {leg: [] for leg in room.peers}
+
+    def sender(leg: str) -> Callable[[Any], None]:
+        return lambda data: sent[leg].append(bytes(data))
+
     for leg, port in room.port.items():
-        eng.set_send(port, lambda data, leg=leg: sent[leg].append(bytes(data)))
+        eng.set_send(port, sender(leg))
     for _ in range(20):
         for leg, on in room.talking.items():
             if on:
                 eng.receive(room.port[leg], room.peers[leg].next_packet(), room.addr[leg], room.now)
-        rest, dropped, refused = eng.tick_send(room.now)
-        assert (dropped, refused) == (0, 0) and all(192 <= d[1] <= 223 for _p, d, _a in rest)
+        sink = CollectingSink()
+        dropped, refused = eng.tick_send(room.now, sink)
+        assert (dropped, refused) == (0, 0) and all(192 <= d[1] <= 223 for _p, d, _a in sink.datagrams)
         room.now += T
     assert all(len(v) == 20 for v in sent.values())
     for t in range(20):
         assert len({sent[f"l{i}"][t] for i in range(4)}) == 1 and ssrc_of(sent["l0"][t]) == ssrc
     rx = SrtpReceiver(key)
     private = [decode(rx, d) for d in sent["t0"][5:]]
-    assert {s for s, _ in private} == {eng._legs["t0"].group.pssrc}  # type: ignore[union-attr]
+    assert {s for s, _ in private} == {eng.leg_map["t0"].group.pssrc}  # type: ignore[union-attr]
     assert goertzel(np.concatenate([p for _, p in private]), F[0]) < 150
     assert eng.leg_stats("l0").group_sent == 20 and eng.leg_stats("t0").group_sent == 20
     assert eng.tick_protects == 2 + 1 + 1  # t1, t2 own streams; t0 private; one common packet

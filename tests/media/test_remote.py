@@ -12,6 +12,8 @@ import pytest
 from media_peer import make_keys
 
 from imsconf.app.pki import client_ssl_context, ensure_dev_pki, issue_cert, server_ssl_context
+from imsconf.keys.policy import DownlinkMode
+from imsconf.media.control import NullPortAllocator
 from imsconf.media.engine import (
     GroupStreamConfirmed,
     GroupStreamFailing,
@@ -25,25 +27,15 @@ from imsconf.media.rtp import ReceiverReport, ReportBlock, serialize_rtcp
 from imsconf.media.srtp import SrtpSender
 
 
-class FakeTransport:
+class FakeTransport(NullPortAllocator):
     """The PortAllocator + clock the mixer side needs (no sockets: the engine is driven by hand)."""
 
-    host = "127.0.0.1"
-
     def __init__(self) -> None:
-        self.next = 42000
+        super().__init__(host="127.0.0.1", first=42000)
         self.after_tick: Callable[[], None] | None = None
 
     def now(self) -> float:
         return 0.0
-
-    def open_ports(self, rtcp_mux: bool) -> tuple[int, int]:
-        p = self.next
-        self.next += 2
-        return (p, p) if rtcp_mux else (p, p + 1)
-
-    def close_ports(self, rtp_port: int, rtcp_port: int) -> None:
-        pass
 
 
 async def until(cond: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
@@ -112,15 +104,15 @@ def test_every_new_operation_round_trips(tmp_path: Path) -> None:
             tx_keys=make_keys(),
             rx_keys=make_keys(),
         )
-        remote.set_downlink_mode("c1", "group")
+        remote.set_downlink_mode("c1", DownlinkMode.GROUP)
         group_key = make_keys()
         remote.add_group_epoch("c1", 1, group_key, 0x7000_0001)
         remote.add_group_epoch("c1", 2, make_keys(), 0x7000_0002, codec_name="PCMU", codec_pt=0)
         remote.set_listener_stream("a", 1, speaker_ssrc=0x7000_0101, keep_own=True)
         await until(lambda: eng.leg_stats("a").group_epoch == 1, "set_listener_stream")
-        assert eng.downlink_mode("c1") == "group" and eng.group_epochs("c1") == [1, 2]
+        assert eng.downlink_mode("c1") is DownlinkMode.GROUP and eng.group_epochs("c1") == [1, 2]
         assert not group_key.wiped  # the focus's copy is the focus's business
-        a = eng._legs["a"].group
+        a = eng.leg_map["a"].group
         assert a is not None and a.pssrc == 0x7000_0101 and a.keep_own
         # the mixer executes with the key it was sent: the common stream decrypts with it
         out = eng.tick(0.0)
@@ -140,8 +132,8 @@ def test_every_new_operation_round_trips(tmp_path: Path) -> None:
 
         remote.set_floor_control("c1", True)
         remote.set_floor_holders("c1", frozenset({"b"}))
-        await until(lambda: eng._confs["c1"].holders == frozenset({"b"}), "set_floor_holders")
-        assert eng._confs["c1"].floor and not eng._legs["a"].mixes_in and eng._legs["b"].mixes_in
+        await until(lambda: eng.conf_map["c1"].holders == frozenset({"b"}), "set_floor_holders")
+        assert eng.conf_map["c1"].floor and not eng.leg_map["a"].mixes_in and eng.leg_map["b"].mixes_in
 
         remote.set_lobby("a", True)
         remote.play_prompt("a", "beep", loop=False)
@@ -176,7 +168,7 @@ def test_every_new_operation_round_trips(tmp_path: Path) -> None:
         assert "never reused" in remote.errors[1]["error"]
 
         remote.release_conference("c1")
-        await until(lambda: "c1" not in eng._confs and not list(eng.legs()), "release_conference")
+        await until(lambda: "c1" not in eng.conf_map and not list(eng.legs()), "release_conference")
 
     run(tmp_path, body)
 
@@ -192,10 +184,10 @@ def test_bad_mode_is_refused_locally(tmp_path: Path) -> None:
 def test_a_vanished_focus_takes_its_group_keys_with_it(tmp_path: Path) -> None:
     async def body(remote: RemoteMediaControl, mixer: MixerControlServer) -> None:
         eng = mixer.control.engine
-        remote.set_downlink_mode("c9", "group")
+        remote.set_downlink_mode("c9", DownlinkMode.GROUP)
         remote.add_group_epoch("c9", 1, make_keys(), 0x7100_0001)
         await until(lambda: eng.group_epochs("c9") == [1], "add_group_epoch")
         await remote.close()
-        await until(lambda: "c9" not in eng._confs, "conference state dropped on disconnect")
+        await until(lambda: "c9" not in eng.conf_map, "conference state dropped on disconnect")
 
     run(tmp_path, body)

@@ -159,9 +159,8 @@ def test_wrong_source_bad_auth_and_plain_rtp(trio: tuple[VideoSwitch, Peer, Peer
     assert sw.receive(a.port, bytes(forged), a.addr, 0.0) == []
     assert sw.stats("a").srtp_failures == 1
     with pytest.raises(MediaEngineError):
-        sw.add_leg("d", "conf", 106, 106, True) or sw.configure_leg(
-            "d", VideoLegConfig(("127.0.0.1", 9), None, 96, "H264"), None, None
-        )
+        sw.add_leg("d", "conf", 106, 106, True)
+        sw.configure_leg("d", VideoLegConfig(("127.0.0.1", 9), None, 96, "H264"), None, None)
     sw.remove_leg("a")
     assert sw.source("conf") is None
     assert sw.drop_conference("conf") == ["b", "c", "d"]

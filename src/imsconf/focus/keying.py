@@ -402,7 +402,7 @@ class FocusKeying:
             try:
                 if isinstance(a, Rekey):
                     if a.epoch == 1 or conf_id not in self._group_confs:
-                        media.set_downlink_mode(conf_id, DownlinkMode.GROUP)  # type: ignore[arg-type]  # until the seam takes DownlinkMode
+                        media.set_downlink_mode(conf_id, DownlinkMode.GROUP)
                         self._group_confs.add(conf_id)
                     media.add_group_epoch(
                         conf_id, a.epoch, SrtpKeys(a.key.suite, a.key.key, a.key.salt), a.ssrc

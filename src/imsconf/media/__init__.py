@@ -5,7 +5,6 @@ from .control import EventSink, LegPorts, LocalMediaControl, MediaControl, PortA
 from .dtmf import DtmfEvent
 from .engine import (
     KEEP,
-    DownlinkMode,
     DtmfReceived,
     GroupEpochStats,
     GroupStreamConfirmed,
@@ -29,7 +28,6 @@ __all__ = [
     "KEEP",
     "PROMPTS",
     "SUITES",
-    "DownlinkMode",
     "DtmfEvent",
     "DtmfReceived",
     "EventSink",

@@ -22,7 +22,7 @@ was built with ``allow_plain_rtp=True``.
 Group downlink keying (driven by the key manager in :mod:`imsconf.keys`, which decides; the mixer
 executes)::
 
-    media.set_downlink_mode(conf_id, "group")
+    media.set_downlink_mode(conf_id, DownlinkMode.GROUP)
     media.add_group_epoch(conf_id, epoch, group_key, ssrc)         # Rekey: a new common stream
     media.set_listener_stream(leg_id, epoch, speaker_ssrc=s, keep_own=True)   # SwitchListener
     media.set_listener_stream(leg_id, epoch, speaker_ssrc=s, keep_own=False)  # SettleListener
@@ -41,12 +41,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from imsconf.keys.policy import DownlinkMode
 from imsconf.sdp.direction import Direction
 
 from .engine import (
     KEEP,
     Addr,
-    DownlinkMode,
     Keep,
     LegConfig,
     LegStats,
@@ -58,7 +58,15 @@ from .events import GroupEpochStats
 from .srtp import SrtpKeys
 from .video_plane import LocalVideoControl
 
-__all__ = ["EventSink", "LegPorts", "LocalMediaControl", "MediaControl", "NullMediaControl", "PortAllocator"]
+__all__ = [
+    "EventSink",
+    "LegPorts",
+    "LocalMediaControl",
+    "MediaControl",
+    "NullMediaControl",
+    "NullPortAllocator",
+    "PortAllocator",
+]
 
 EventSink = Callable[[MediaEvent], None]
 
@@ -81,6 +89,23 @@ class PortAllocator(Protocol):
     def open_ports(self, rtcp_mux: bool) -> tuple[int, int]: ...
 
     def close_ports(self, rtp_port: int, rtcp_port: int) -> None: ...
+
+
+class NullPortAllocator:
+    """A complete :class:`PortAllocator` without sockets: consecutive even RTP ports from ``first`` (the
+    next odd one for RTCP unless rtcp-mux); closing does nothing. Test fakes subclass it."""
+
+    def __init__(self, host: str = "127.0.0.1", first: int = 40000) -> None:
+        self.host = host
+        self.next = first
+
+    def open_ports(self, rtcp_mux: bool) -> tuple[int, int]:
+        p = self.next
+        self.next += 2
+        return (p, p) if rtcp_mux else (p, p + 1)
+
+    def close_ports(self, rtp_port: int, rtcp_port: int) -> None:
+        return None
 
 
 class MediaControl(Protocol):
@@ -125,7 +150,7 @@ class MediaControl(Protocol):
 
     def set_event_sink(self, sink: EventSink | None) -> None: ...
 
-    # group downlink keying (issue 5)
+    # group downlink keying
     def set_downlink_mode(self, conference_id: str, mode: DownlinkMode) -> None: ...
 
     def add_group_epoch(
@@ -145,17 +170,17 @@ class MediaControl(Protocol):
         self, leg_id: str, epoch: int | None, *, speaker_ssrc: int | None = None, keep_own: bool = False
     ) -> None: ...
 
-    # floor-controlled audio (issue 7)
+    # floor-controlled audio
     def set_floor_control(self, conference_id: str, enabled: bool) -> None: ...
 
     def set_floor_holders(self, conference_id: str, leg_ids: frozenset[str]) -> None: ...
 
-    # lobby and prompts (issue 6)
+    # lobby and prompts
     def set_lobby(self, leg_id: str, in_lobby: bool) -> None: ...
 
     def play_prompt(self, leg_id: str, name: str | None, loop: bool = True) -> None: ...
 
-    # presentation video switching (issue 7; imsconf.media.video_plane)
+    # presentation video switching (imsconf.media.video_plane)
     def allocate_video(self, conference_id: str, leg_id: str, rtcp_mux: bool) -> LegPorts: ...
 
     def configure_video(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Literal
 
 from imsconf.sdp.direction import Direction
 
@@ -20,7 +19,6 @@ __all__ = [
     "KEEP",
     "Addr",
     "Datagram",
-    "DownlinkMode",
     "DtmfReceived",
     "GroupEpochStats",
     "GroupStreamConfirmed",
@@ -37,7 +35,6 @@ __all__ = [
 ]
 
 Addr = tuple[str, int]
-DownlinkMode = Literal["per-participant", "group"]
 Datagram = tuple[int, bytes, Addr]  # (local port, data, destination)
 
 

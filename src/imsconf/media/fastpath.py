@@ -6,8 +6,8 @@ the fast-path switch). The engine (Python) writes the rows; the C extension read
 a sending leg's sequence number, marker and packet count. Python stays the only place that decides:
 which legs take the fast path, which keys they use, when anything changes.
 
-The C side (``_fastpath.c``) does, per packet, what the Python fast path did (PERF-BUDGET "going past
-1-2 k legs per core"): ``recv`` → ``srtp_unprotect`` → header check on the way in, and header →
+The C side (``_fastpath.c``) does, per packet, what the Python fast path did, so that one core
+serves well past 1-2 k legs: ``recv`` → ``srtp_unprotect`` → header check on the way in, and header →
 ``srtp_protect`` → ``send`` on the way out, on the connected per-leg sockets. It calls libsrtp through
 the function addresses of pylibsrtp's own binding, on the ``srtp_t`` of each pylibsrtp ``Session``. The
 table keeps a reference to every Session whose context it names, so a context can never be freed

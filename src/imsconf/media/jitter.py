@@ -45,7 +45,16 @@ class JitterStats:
         self.resync = 0
 
     def as_dict(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in self.__slots__}
+        return {
+            "concealed": self.concealed,
+            "duplicate": self.duplicate,
+            "late": self.late,
+            "overflow": self.overflow,
+            "played": self.played,
+            "pushed": self.pushed,
+            "resync": self.resync,
+            "underruns": self.underruns,
+        }
 
 
 class JitterBuffer:

@@ -2,7 +2,7 @@
 
 Pure numpy, no I/O and no per-sample Python. One call mixes a whole tick for *all* conferences at once:
 the inputs of every conference are rows of one matrix, tagged with a conference index, so the cost is
-a fixed number of numpy calls per tick whatever the number of conferences (PERF-BUDGET §3).
+a fixed number of numpy calls per tick whatever the number of conferences.
 
 Per conference:
 

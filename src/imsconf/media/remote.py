@@ -32,12 +32,12 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from imsconf.keys.policy import DownlinkMode
 from imsconf.sdp.direction import Direction
 
 from .control import EventSink, LegPorts, LocalMediaControl
 from .engine import KEEP, Addr, Keep, LegStats, MediaEngine, MediaEngineError, MediaEvent
 from .events import (
-    DownlinkMode,
     DtmfReceived,
     GroupStreamConfirmed,
     GroupStreamFailing,
@@ -291,9 +291,11 @@ class RemoteMediaControl(RemoteVideoControl):
         self._sink = sink
 
     def set_downlink_mode(self, conference_id: str, mode: DownlinkMode) -> None:
-        if mode not in ("per-participant", "group"):
-            raise MediaEngineError(f"unknown downlink mode {mode!r}")
-        self._send("set_downlink_mode", conf=conference_id, mode=mode)
+        try:
+            mode = DownlinkMode(mode)
+        except ValueError:
+            raise MediaEngineError(f"unknown downlink mode {mode!r}") from None
+        self._send("set_downlink_mode", conf=conference_id, mode=mode.value)
 
     def add_group_epoch(
         self,
@@ -501,10 +503,7 @@ class MixerControlServer:
             c.engine.drop_conference(conf)
             forget_video_conference(legs, conf, c)
         elif op == "set_downlink_mode":
-            mode = str(a["mode"])
-            if mode not in ("per-participant", "group"):
-                raise ValueError(f"unknown downlink mode {mode!r}")
-            c.set_downlink_mode(str(a["conf"]), "group" if mode == "group" else "per-participant")
+            c.set_downlink_mode(str(a["conf"]), DownlinkMode(str(a["mode"])))  # ValueError: unknown mode
         elif op == "add_group_epoch":
             keys = _keys_in(a["keys"])
             if not isinstance(keys, SrtpKeys):

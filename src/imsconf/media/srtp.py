@@ -36,7 +36,7 @@ __all__ = [
 
 # The hot path (the engine's per-packet loop) calls libsrtp through pylibsrtp's own cffi binding, with
 # a preallocated buffer: ``srtp_protect(handle, buf, len_p)`` costs about 0.9 µs where
-# ``Session.protect`` costs 1.6 µs (PERF-BUDGET §1). ``handle`` is the ``srtp_t`` of a pylibsrtp
+# ``Session.protect`` costs 1.6 µs (measured). ``handle`` is the ``srtp_t`` of a pylibsrtp
 # ``Session``; the Session object stays the owner (it deallocates the context when collected).
 srtp_ffi: Any = _ffi
 srtp_lib: Any = _lib
@@ -165,7 +165,7 @@ class SrtpKeys:
 
 
 # One reusable Policy per (profile, direction): a new Session from a reused Policy costs 6.5 µs instead
-# of 10.8 µs (PERF-BUDGET §1). The engine is single-threaded, so sharing is safe.
+# of 10.8 µs (measured). The engine is single-threaded, so sharing is safe.
 _POLICIES: dict[tuple[int, int], pylibsrtp.Policy] = {}
 
 

@@ -2,7 +2,7 @@
 
 * Each leg gets its own non-blocking UDP socket(s) from a port range (RTP on an even port, RTCP on the
   next one unless rtcp-mux). Reads use ``loop.add_reader`` and drain until ``BlockingIOError``: stock
-  ``DatagramProtocol`` costs 5x more per packet on CPython 3.11 (PERF-BUDGET §2). On Linux the sockets
+  ``DatagramProtocol`` costs 5x more per packet on CPython 3.11 (measured). On Linux the sockets
   sit in one private epoll set whose fd is the only one given to ``add_reader``: one loop callback then
   serves every socket that is ready, instead of one callback (and one asyncio Handle) per packet.
 * The tick runs on absolute deadlines ``t0 + n * 20 ms`` of ``loop.time()``. A tick that starts more
@@ -17,10 +17,11 @@ socket. The kernel delivers a datagram from the remote address to the connected 
 match) and anything else to the wildcard one. So the main socket needs no source check and no address
 per packet: it is read with ``recv_into`` straight into the engine's buffer
 (:meth:`MediaEngine.receive_buffer`), and the mix is sent with ``send`` on it
-(:meth:`MediaEngine.tick_send`), which skips the per-packet route lookup. Packets on the wildcard socket
+(:meth:`MediaEngine.tick_send`, the adapter being its :class:`~imsconf.media.egress.PacketSink` for the
+rest), which skips the per-packet route lookup. Packets on the wildcard socket
 (strangers, a latching source) and on a socket that is not connected yet take the full path with
 ``recvfrom`` and :meth:`MediaEngine.receive`, which counts ``wrong_source`` or latches exactly as
-before. PERF-BUDGET §2: connected ``recv``/``send`` cost 3.8 µs per packet pair against 5.4 µs.
+before. Measured: connected ``recv``/``send`` cost 3.8 µs per packet pair against 5.4 µs.
 ``SO_REUSEPORT`` only lets sockets of the same effective user share a port; each RTP port is first
 probed with a plain bind, so the allocator never takes a port another process holds.
 
@@ -45,11 +46,14 @@ import asyncio
 import errno
 import select
 import socket
+import sys
 import time
 from collections.abc import Callable
 
 from .control import LocalMediaControl
-from .engine import TICK, MediaEngine
+from .engine import MediaEngine
+from .events import Datagram
+from .legs import TICK
 from .video_plane import VideoPlane
 
 __all__ = ["TickStats", "UdpMediaTransport", "local_media"]
@@ -92,7 +96,8 @@ class TickStats:
 
 
 class UdpMediaTransport:
-    """Owns the media sockets of one engine and runs its tick. Implements ``PortAllocator``."""
+    """Owns the media sockets of one engine and runs its tick. Implements ``PortAllocator`` and the
+    engine's egress port (:class:`~imsconf.media.egress.PacketSink`)."""
 
     def __init__(
         self,
@@ -116,10 +121,10 @@ class UdpMediaTransport:
         self._port_max = port_max
         self._next_port = port_min
         self._socks: dict[int, socket.socket] = {}  # port -> the socket that sends (RTP: the main one)
-        self._epoll = select.epoll() if hasattr(select, "epoll") else None
+        self._epoll = select.epoll() if sys.platform == "linux" else None
         # fd -> (socket, port, fast): fast = a main socket connected to the leg's remote RTP address
         self._by_fd: dict[int, tuple[socket.socket, int, bool]] = {}
-        self._connected = connected and self._epoll is not None and hasattr(socket, "SO_REUSEPORT")
+        self._connected = connected and self._epoll is not None
         self._wild: dict[int, socket.socket] = {}  # RTP port -> its unconnected companion
         self._settle: set[int] = set()  # RTP ports just (re)connected: drain the old queue first
         self.rx_interval = rx_interval
@@ -408,6 +413,23 @@ class UdpMediaTransport:
             self._epoll.close()
             self._epoll = None
 
+    def send_datagrams(self, datagrams: list[Datagram]) -> tuple[int, int]:
+        """The engine's :class:`~imsconf.media.egress.PacketSink`: ``sendto`` from each datagram's local
+        port; returns (dropped, refused)."""
+        socks = self._socks
+        dropped = refused = 0
+        for port, data, addr in datagrams:
+            sock = socks.get(port)
+            if sock is None:
+                continue
+            try:
+                sock.sendto(data, addr)
+            except BlockingIOError:
+                dropped += 1
+            except OSError:
+                refused += 1
+        return dropped, refused
+
     def _on_tick(self) -> None:
         loop = self._loop
         if loop is None:
@@ -420,22 +442,11 @@ class UdpMediaTransport:
         if lag > self.late_after:
             st.late += 1
         st.ticks += 1
-        socks = self._socks
         if self._settle:
             self._settle_ports(started)
-        rest, dropped, errors = self.engine.tick_send(started)
+        dropped, errors = self.engine.tick_send(started, self)
         st.send_dropped += dropped
         st.send_errors += errors
-        for port, data, addr in rest:
-            sock = socks.get(port)
-            if sock is None:
-                continue
-            try:
-                sock.sendto(data, addr)
-            except BlockingIOError:
-                st.send_dropped += 1
-            except OSError:
-                st.send_errors += 1
         if self.after_tick is not None:
             self.after_tick()
         durations = st.durations

@@ -1,4 +1,4 @@
-"""Presentation video switching (issue 7), sans-I/O: the presentation floor holder's video goes to all.
+"""Presentation video switching, sans-I/O: the presentation floor holder's video goes to all.
 
 No transcoding and no mixing: per conference one *source* leg (the holder of the BFCP presentation floor, or
 nobody) has its video RTP forwarded to every other leg of the conference that negotiated video and may
@@ -10,7 +10,7 @@ Header rewriting, per receiver stream:
 
 * **SSRC**: one outgoing SSRC per receiver video stream, random, kept across source switches (the
   receiver sees one stream whose content changes).  A new transmit key starts a new SSRC, so one (key,
-  SSRC) pair only ever carries one packet sequence (DESIGN §3).
+  SSRC) pair only ever carries one packet sequence (an SRTP keystream is never reused).
 * **Sequence numbers** continue across switches: the first packet of a new source gets the next number;
   within one source the offset is fixed, so upstream loss stays visible as a gap.  Packets older than the
   first one forwarded from the current source are dropped.

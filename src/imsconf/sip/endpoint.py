@@ -29,7 +29,7 @@ from .events import (
     TransportFailure,
 )
 from .headers import Headers, Via
-from .message import Request, Response, parse_message, validate
+from .message import UDP_MTU_LIMIT, Request, Response, parse_message, validate
 from .peer import Peer
 from .screening import Capabilities, options_response, screen_request
 from .transaction import TransactionLayer
@@ -37,7 +37,6 @@ from .util import make_response, new_branch, response_destination
 
 log = logging.getLogger("imsconf.sip")
 
-UDP_MTU_LIMIT = 1300  # RFC 3261 §18.1.1
 CHALLENGED_METHODS = frozenset(["INVITE", "SUBSCRIBE", "REFER", "MESSAGE", "PUBLISH"])
 
 ResponseCallback = Callable[[Response, float], None]

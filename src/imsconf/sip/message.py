@@ -23,6 +23,8 @@ from .headers import (
 )
 from .uri import NameAddr, SipUri
 
+# RFC 3261 §18.1.1: a request larger than MTU-200 bytes goes over a congestion-controlled transport
+UDP_MTU_LIMIT = 1300
 MAX_MESSAGE_SIZE = 65535  # stream framing cap (header block + body); beyond it: 513 and close
 MAX_HEADER_LINES = 256
 MAX_HEADER_BLOCK = 16384

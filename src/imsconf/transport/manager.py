@@ -14,13 +14,11 @@ import ssl
 from collections.abc import Callable
 
 from imsconf.sip.errors import SipParseError
-from imsconf.sip.message import MAX_MESSAGE_SIZE, Request, Response, StreamFramer
+from imsconf.sip.message import MAX_MESSAGE_SIZE, UDP_MTU_LIMIT, Request, Response, StreamFramer
 from imsconf.sip.peer import Peer
 
 log = logging.getLogger("imsconf.transport")
 
-# RFC 3261 §18.1.1: a request larger than MTU-200 goes over a congestion-controlled transport
-UDP_MTU_LIMIT = 1300
 STREAM_IDLE_TIMEOUT = 600.0
 
 

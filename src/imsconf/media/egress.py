@@ -1,0 +1,201 @@
+"""The send side of the engine: packetise, protect and send each tick's RTP (through the C batch for legs
+with a connected socket, the send functions the UDP adapter registers per leg, or datagrams), and RTCP
+(sender/receiver reports, from the private SSRC on a group epoch)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from .events import (
+    Addr,
+    Datagram,
+)
+from .ingress import Ingress
+from .legs import HDR, TS_MASK, Leg, SendFunc
+from .mixer import FRAME_SAMPLES
+from .rtp import ReceiverReport as RtcpReceiverReport
+from .rtp import (
+    RtcpPacket,
+    SenderReport,
+    SourceDescription,
+    ntp_from_unix,
+    serialize_rtcp,
+)
+from .srtp import (
+    SrtpError,
+    srtp_lib,
+)
+
+
+class PacketSink(Protocol):
+    """The egress port: where a tick's protected packets go that neither the C batch nor a leg's send
+    function sends. The UDP adapter implements it with ``sendto`` on the local ports' sockets."""
+
+    def send_datagrams(self, datagrams: list[Datagram]) -> tuple[int, int]:
+        """Send each ``(local_port, data, remote_addr)``; returns (dropped, refused) counts."""
+        ...
+
+
+class RtpBatchSink(Protocol):
+    """The egress port of the C path: header, protect and send one RTP packet per slot on the slot's
+    connected socket, one call per tick (:class:`~imsconf.media.fastpath.SlotTable` implements it)."""
+
+    def send(
+        self, slots: npt.NDArray[np.int64], payloads: list[bytes], ts_now: int
+    ) -> tuple[int, int, int, int]:
+        """Returns (dropped, refused, protect failures, protect calls)."""
+        ...
+
+
+class CollectingSink:
+    """A :class:`PacketSink` that keeps the datagrams (tests, benchmarks, the sans-I/O :meth:`tick`)."""
+
+    def __init__(self) -> None:
+        self.datagrams: list[Datagram] = []
+
+    def send_datagrams(self, datagrams: list[Datagram]) -> tuple[int, int]:
+        self.datagrams.extend(datagrams)
+        return 0, 0
+
+
+class Egress(Ingress):
+    """Send functions, the tick's packet loop and RTCP over the leg table. RTP of legs with a connected
+    socket goes through the C batch (:class:`RtpBatchSink`) or the leg's send function; everything else
+    through the :class:`PacketSink` the tick is given."""
+
+    @property
+    def rtp_batch(self) -> RtpBatchSink:
+        return self.slots
+
+    def send_packets(self, common: list[list[bytes]], direct: list[int] | None) -> list[Datagram]:
+        """Packetise, protect and send this tick's RTP: every sending leg its N-1 mix, prompt or its
+        conference's common mix (``common[codec][conference]``) on its own stream (the C batch for legs
+        with a connected socket when ``direct``), then each live group epoch's streams. Returns the
+        datagrams without a send function; adds the dropped and refused sends to ``direct``."""
+        out: list[Datagram] = []
+        append = out.append
+        pack_into = HDR.pack_into
+        txb = self.txb
+        txc = self.txc
+        view = self.txview
+        lenp = self.lenp
+        protect = srtp_lib.srtp_protect
+        ts_now = FRAME_SAMPLES * (self.ticks - 1)
+        end = 12 + FRAME_SAMPLES
+        dropped = errors = protects = 0
+        sending = self.sending
+        if direct is not None and self.c_legs:
+            # The C path: header, protect and send for every leg with a connected socket.
+            payloads = [leg.mix_payload or common[leg.codec_id][leg.conf_idx] for leg in self.c_legs]
+            dropped, errors, failed, protects = self.rtp_batch.send(self.c_slots, payloads, ts_now)
+            self.protect_failed += failed
+            sending = self.py_sending
+        for leg in sending:
+            payload = leg.mix_payload or common[leg.codec_id][leg.conf_idx]
+            seq = leg.seq
+            pt = leg.codec_pt
+            if leg.marker:
+                pt |= 0x80
+                leg.marker = False
+            pack_into(txb, 0, 0x80, pt, seq, (leg.ts0 + ts_now) & TS_MASK, leg.ssrc)
+            txb[12:end] = payload
+            leg.seq = (seq + 1) & 0xFFFF
+            handle = leg.tx.handle  # type: ignore[union-attr]
+            n = end
+            if handle is not None:
+                lenp[0] = end
+                protects += 1
+                if protect(handle, txc, lenp):
+                    self.protect_failed += 1
+                    continue
+                n = lenp[0]
+            leg.packets_sent += 1
+            send = leg.send
+            if send is None or direct is None:
+                assert leg.remote_rtp is not None
+                append((leg.rtp_port, txb[0:n], leg.remote_rtp))
+                continue
+            try:
+                send(view[:n])
+            except BlockingIOError:
+                dropped += 1
+            except OSError:
+                errors += 1
+        sent = len(self.sending)
+        if self.group_live:
+            for ep in self.group_live:
+                n_prot, n_sent, d, e = self.send_group(ep, common, ts_now, direct is not None, append)
+                protects += n_prot
+                sent += n_sent
+                dropped += d
+                errors += e
+        self.tick_protects = protects
+        self.tick_sent = sent
+        self.protects_total += protects
+        if direct is not None:
+            direct[0] += dropped
+            direct[1] += errors
+        return out
+
+    def set_send(self, rtp_port: int, send: SendFunc | None, fd: int = -1) -> None:
+        """Let :meth:`tick_send` hand the leg's RTP packets to ``send`` (the ``send`` of a socket
+        connected to the leg's remote RTP address), or stop doing so (``None``). ``fd`` is that
+        socket's descriptor: with it, the C path sends the leg's RTP itself."""
+        entry = self.port_map.get(rtp_port)
+        if entry is not None and not entry[1]:
+            entry[0].send = send
+            self.slots.set_fd(entry[0].slot, fd if send is not None else -1)
+            self.dirty = True  # the epochs' fan-out lists hold the send functions
+
+    def remote_rtp(self, rtp_port: int) -> Addr | None:
+        """The address the leg on ``rtp_port`` currently sends to and accepts RTP from."""
+        entry = self.port_map.get(rtp_port)
+        return None if entry is None else entry[0].remote_rtp
+
+    def send_rtcp(self, leg: Leg, now: float, append: Callable[[Datagram], None]) -> None:
+        self.schedule_rtcp(leg, now + self.rtcp_delay())
+        block = None
+        if leg.remote_ssrc is not None:
+            lsr = leg.rtcp.last_sr_mid
+            dlsr = int((now - leg.rtcp.last_sr_at) * 65536) if lsr else 0
+            block = leg.rstats.report_block(leg.remote_ssrc, lsr, dlsr)
+        blocks = (block,) if block is not None else ()
+        first: RtcpPacket
+        a = leg.group
+        if a is not None and not a.keep_own and a.ep.tx is not None and self.group_effective(leg, a):
+            # The phone holds only the epoch key for our direction: report from its private SSRC.
+            data = serialize_rtcp(
+                [RtcpReceiverReport(a.pssrc, blocks), SourceDescription(((a.pssrc, self.cname),))]
+            )
+            try:
+                protected = a.ep.tx.protect_rtcp(data)
+            except SrtpError:
+                return
+            assert leg.remote_rtcp is not None
+            append((leg.rtcp_port, protected, leg.remote_rtcp))
+            leg.c.rtcp_sent += 1
+            return
+        if leg.sends and leg.packets_sent:
+            first = SenderReport(
+                leg.ssrc,
+                ntp_from_unix(self.wallclock()),
+                (leg.ts0 + FRAME_SAMPLES * self.ticks) & TS_MASK,
+                leg.packets_sent,
+                leg.packets_sent * FRAME_SAMPLES,
+                blocks,
+            )
+        else:
+            first = RtcpReceiverReport(leg.ssrc, blocks)
+        data = serialize_rtcp([first, SourceDescription(((leg.ssrc, self.cname),))])
+        tx = leg.tx
+        assert tx is not None and leg.remote_rtcp is not None
+        try:
+            protected = tx.protect_rtcp(data)
+        except SrtpError:
+            return
+        append((leg.rtcp_port, protected, leg.remote_rtcp))
+        leg.c.rtcp_sent += 1

@@ -1,0 +1,215 @@
+"""The receive side of the engine: a datagram from a local port (full path: source check, latching,
+unprotect, RTP or RTCP), the zero-copy buffer path of a connected socket, and the C drain over the
+adapter's epoll set; RTP goes to the jitter buffer or the DTMF receiver, RTCP to reports
+and group evidence."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .dtmf import DtmfError
+from .events import (
+    Addr,
+    DtmfReceived,
+    InboundKeyConfirmed,
+    RtcpReport,
+    SourceLatched,
+)
+from .legs import CN_PT, HDR, MAX_SRTP_IN, Leg
+from .lobby import Lobby
+from .rtp import ReceiverReport as RtcpReceiverReport
+from .rtp import (
+    RtpError,
+    SenderReport,
+    ntp_middle32,
+    parse_rtcp,
+    parse_rtp_fast,
+)
+from .srtp import (
+    SrtpError,
+    SrtpReceiver,
+    error_kind,
+    srtp_lib,
+)
+
+
+class Ingress(Lobby):
+    """The receive paths over the leg table."""
+
+    @property
+    def rx_buffer(self) -> Any:
+        """The writable buffer the adapter reads a datagram into before :meth:`receive_buffer`."""
+        return self.rxb
+
+    def receive(self, local_port: int, data: bytes, src: Addr, now: float) -> None:
+        """One datagram that arrived on ``local_port`` from ``src``."""
+        entry = self.port_map.get(local_port)
+        if entry is None:
+            self.unknown_port += 1
+            return
+        leg, on_rtcp_port = entry
+        c = leg.c
+        rx = leg.rx
+        if rx is None:
+            c.unconfigured += 1
+            return
+        rtcp = on_rtcp_port or (leg.rtcp_mux and len(data) > 1 and 192 <= data[1] <= 223)
+        expected = leg.remote_rtcp if rtcp else leg.remote_rtp
+        latching = False
+        if src != expected and (src[0], src[1]) != expected:
+            if not leg.latch or leg.latched:
+                c.wrong_source += 1
+                return
+            latching = True
+        try:
+            plain = rx.unprotect_rtcp(data) if rtcp else rx.unprotect(data)
+        except SrtpError as exc:
+            c.srtp_refused(exc.kind)
+            return
+        if leg.rekey_pending and isinstance(rx, SrtpReceiver) and not rx.rekey_pending:
+            leg.rekey_pending = False
+            self.refresh_fast(leg)
+            self.pending_events.append(InboundKeyConfirmed(leg.leg_id))
+        if leg.latch and not leg.latched:
+            leg.latched = True
+            self.refresh_fast(leg)
+            if latching:
+                addr: Addr = (src[0], src[1])
+                if rtcp:
+                    leg.remote_rtcp = addr
+                else:
+                    leg.remote_rtp = addr
+                    if leg.rtcp_mux:
+                        leg.remote_rtcp = addr
+                if not rtcp:
+                    self.notify_remote(leg)
+                self.pending_events.append(SourceLatched(leg.leg_id, rtcp, addr))
+        if rtcp:
+            self.receive_rtcp(leg, plain, now)
+            return
+        self.receive_rtp(leg, plain, now)
+
+    def receive_buffer(self, local_port: int, n: int, now: float) -> None:
+        """:meth:`receive` for the ``n`` bytes at the start of :attr:`rx_buffer`, read from the leg's
+        RTP socket while it was connected to the leg's remote RTP address: the kernel delivered only
+        datagrams from that address, so the source needs no check. Same counters, events and effects
+        as :meth:`receive`."""
+        entry = self.port_map.get(local_port)
+        if entry is None:
+            self.unknown_port += 1
+            return
+        leg, on_rtcp_port = entry
+        rxc = self.rxc
+        if not leg.fast or on_rtcp_port or n < 12 or n > MAX_SRTP_IN or 192 <= rxc[1] <= 223:
+            src = leg.remote_rtcp if on_rtcp_port else leg.remote_rtp
+            self.receive(local_port, self.rxb[0:n], src or ("", 0), now)
+            return
+        handle = leg.rx.handle  # type: ignore[union-attr]
+        if handle is not None:
+            lenp = self.lenp
+            lenp[0] = n
+            rc = srtp_lib.srtp_unprotect(handle, rxc, lenp)
+            if rc:
+                leg.c.srtp_refused(error_kind(rc))
+                return
+            n = lenp[0]
+        b0, b1, seq, ts, ssrc = HDR.unpack_from(self.rxb)
+        if b0 != 0x80 or n < 12 or (b1 & 0x7F) != leg.codec_pt or ssrc != leg.remote_ssrc:
+            self.receive_rtp(leg, self.rxb[0:n], now)
+            return
+        leg.c.received += 1
+        leg.rstats.update(seq, ts, int(now * 8000))
+        if leg.mixes_in:
+            leg.jitter.push(seq, self.rxb[12:n], now)
+
+    def drain_fast(self, epfd: int, now: float) -> tuple[int, int, list[int]]:
+        """One round of the C receive path over the adapter's epoll set ``epfd``: every ready socket
+        mapped by :meth:`map_fast_fd` is read, unprotected, checked, counted and buffered in C; anything
+        else takes the same full path as :meth:`receive_buffer`. Returns (datagrams read, receive
+        errors, the ready descriptors that are not mapped)."""
+        fast, other, fds = self.slots.drain(epfd, now, self.jitter_frames, self.jitter_delay)
+        tag = self.slots.tag
+        errors = 0
+        for kind, slot, value, data in other:
+            leg = tag[slot]
+            if kind == 1:  # decrypted, not the plain case
+                self.receive_rtp(leg, data, now)
+            elif kind == 2:  # the full path, from the leg's remote RTP address (the socket is connected)
+                self.receive(leg.rtp_port, data, leg.remote_rtp or ("", 0), now)
+            elif kind == 3:
+                leg.c.srtp_refused(error_kind(value))
+            else:
+                errors += 1
+        return fast + len(other), errors, fds
+
+    def receive_rtp(self, leg: Leg, plain: bytes, now: float) -> None:
+        c = leg.c
+        try:
+            pt, _marker, seq, ts, ssrc, payload = parse_rtp_fast(plain)
+        except RtpError:
+            c.malformed += 1
+            return
+        if ssrc != leg.remote_ssrc:
+            if leg.remote_ssrc is not None:  # a new source (e.g. a new key epoch): new sequence space
+                leg.jitter.reset()
+                leg.rstats.reset()
+            leg.remote_ssrc = ssrc
+            self.refresh_fast(leg)
+        c.received += 1
+        if pt == leg.codec_pt:
+            leg.rstats.update(seq, ts, int(now * 8000))
+            if leg.mixes_in:
+                leg.jitter.push(seq, payload, now)
+        elif pt == leg.dtmf_pt:
+            try:
+                dtmf = leg.dtmf.feed(payload, ts, now)
+            except DtmfError:
+                c.malformed += 1
+                return
+            for ev in dtmf:
+                c.dtmf_events += 1
+                self.pending_events.append(DtmfReceived(leg.leg_id, leg.conference_id, ev))
+            if leg.dtmf.active:
+                self.dtmf_active.add(leg)
+            else:
+                self.dtmf_active.discard(leg)
+        elif pt != CN_PT:
+            c.unknown_pt += 1
+
+    def receive_rtcp(self, leg: Leg, plain: bytes, now: float) -> None:
+        try:
+            packets = parse_rtcp(plain)
+        except RtpError:
+            leg.c.malformed += 1
+            return
+        leg.c.rtcp_received += 1
+        a = leg.group
+        own_seen = group_seen = False
+        for p in packets:
+            if isinstance(p, SenderReport):
+                leg.rtcp.last_sr_mid = ntp_middle32(p.ntp_timestamp)
+                leg.rtcp.last_sr_at = now
+            if isinstance(p, SenderReport | RtcpReceiverReport):
+                for block in p.reports:
+                    if block.ssrc == leg.ssrc:
+                        own_seen = True
+                        self.pending_events.append(RtcpReport(leg.leg_id, block))
+                    elif a is not None and (block.ssrc == a.ep.ssrc or block.ssrc == a.pssrc):
+                        group_seen = True
+                        self.group_evidence(leg, a, block)
+        if a is not None and (own_seen or group_seen):
+            self.absent_evidence(leg, a, own_seen, group_seen)
+            a.private_ticks = 0
+            a.rr_tick = self.ticks
+
+    def map_fast_fd(self, fd: int, rtp_port: int) -> bool:
+        """The adapter's socket ``fd`` is connected to the remote RTP address of the leg on
+        ``rtp_port``: let :meth:`drain_fast` read it. False when there is no C path (or no such leg)."""
+        entry = self.port_map.get(rtp_port)
+        if not self.c_path or entry is None or entry[1]:
+            return False
+        self.slots.map_fd(fd, entry[0].slot)
+        return True
+
+    def unmap_fast_fd(self, fd: int) -> None:
+        self.slots.unmap_fd(fd)

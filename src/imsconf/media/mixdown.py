@@ -1,0 +1,209 @@
+"""One 20 ms tick: play-out of every mixed leg's jitter buffer (in C with the slot table, or in Python),
+speaker choice and the common and N-1 mixes, prompts, then packetise, protect and send every leg's
+packet (the C batch for legs with a connected socket) and each group epoch's streams, RTCP and DTMF ends."""
+
+from __future__ import annotations
+
+import heapq
+
+import numpy as np
+import numpy.typing as npt
+
+from .egress import Egress, PacketSink
+from .events import (
+    Datagram,
+    DtmfReceived,
+)
+from .fastpath import (
+    FD,
+)
+from .legs import ENCODE_TABLES, Epoch, Leg
+from .mixer import FRAME_SAMPLES, decode_codes, encode_rows
+
+
+class Mixdown(Egress):
+    """The tick over the leg table."""
+
+    def rebuild(self) -> None:
+        order = sorted(
+            (leg for leg in self.leg_map.values() if leg.rx is not None),
+            key=lambda leg: leg.conference_id,
+        )
+        conf_ids: dict[str, int] = {}
+        for leg in order:
+            leg.conf_idx = conf_ids.setdefault(leg.conference_id, len(conf_ids))
+            leg.mix_pos = -1
+        self.order = order
+        self.mixing = [leg for leg in order if leg.mixes_in]
+        sending: list[Leg] = []
+        live: list[Epoch] = []
+        for st in self.conf_map.values():
+            for ep in st.epochs.values():
+                ep.listeners = []
+        t = self.ticks
+        for leg in order:
+            a = leg.group
+            if a is not None:
+                a.live = leg.sends and self.group_effective(leg, a)
+                if a.live:
+                    if leg.group_ticks.live_from < 0:
+                        leg.group_ticks.live_from = t
+                    if not a.ep.listeners:
+                        live.append(a.ep)
+                    a.ep.listeners.append(leg)
+                    if not a.keep_own:
+                        continue
+            if leg.group_ticks.live_from >= 0 and (a is None or not a.live):
+                leg.group_ticks.before += t - leg.group_ticks.live_from
+                leg.group_ticks.live_from = -1
+            if leg.sends:
+                sending.append(leg)
+        for ep in live:
+            ep.sends = [leg.send for leg in ep.listeners]
+            ep.all_direct = all(send is not None for send in ep.sends)
+        self.sending = sending
+        if self.c_path:
+            fds = self.slots.tab[:, FD]
+            self.c_legs = [leg for leg in sending if leg.send is not None and fds[leg.slot] >= 0]
+            self.py_sending = [leg for leg in sending if leg.send is None or fds[leg.slot] < 0]
+        else:
+            self.c_legs, self.py_sending = [], sending
+        self.c_slots = np.array([leg.slot for leg in self.c_legs], dtype=np.int64)
+        self.group_live = live
+        self.prompting = [leg for leg in order if leg.lobby or leg.prompt is not None]
+        for i, leg in enumerate(self.mixing):
+            leg.mix_pos = i
+        self.mix_slots = np.array([leg.slot for leg in self.mixing], dtype=np.int64)
+        if len(self.pop_gain) < len(self.mixing):
+            size = max(64, 2 * len(self.mixing))
+            self.pop_out = np.zeros((size, FRAME_SAMPLES), dtype=np.uint8)
+            self.pop_gain = np.zeros(size, dtype=np.float64)
+            self.pop_index = np.zeros(size, dtype=np.int64)
+        self.mix_conf = np.array([leg.conf_idx for leg in self.mixing], dtype=np.intp)
+        self.n_conf = len(conf_ids)
+        self.codecs_used = sorted({leg.codec_id for leg in order})
+        self.mixed_codecs = len(self.codecs_used) > 1
+        self.dirty = False
+
+    # ------------------------------------------------------------------------------ tick
+
+    def tick(self, now: float) -> list[Datagram]:
+        """Play out one 20 ms frame per input, mix, and return the datagrams to send."""
+        return self.run_tick(now, None)
+
+    def tick_send(self, now: float, sink: PacketSink) -> tuple[int, int]:
+        """:meth:`tick`, sending: a leg with a send function (:meth:`set_send`) gets its RTP packet
+        through it (or through the C batch), every other datagram (RTCP, legs without one) goes to
+        ``sink``. Returns the numbers of packets dropped (a full socket buffer) and refused (other
+        socket errors), the sink's included."""
+        errors = [0, 0]
+        rest = self.run_tick(now, errors)
+        dropped, refused = sink.send_datagrams(rest) if rest else (0, 0)
+        return errors[0] + dropped, errors[1] + refused
+
+    def run_tick(self, now: float, direct: list[int] | None) -> list[Datagram]:
+        if self.dirty:
+            self.rebuild()
+        self.ticks += 1
+        mixing = self.mixing
+        in_legs: list[Leg]
+        if self.c_path:
+            # Every mixed leg's jitter buffer plays out in C, straight into the mixer's input rows.
+            m = self.slots.pop_all(self.mix_slots, now, self.pop_out, self.pop_gain, self.pop_index)
+            codes = self.pop_out[:m]
+            in_legs = [mixing[i] for i in self.pop_index[:m].tolist()]
+            gains = self.pop_gain[:m]
+            rows = np.flatnonzero(gains != 1.0)
+            concealed = (rows, gains[rows]) if len(rows) else None
+        else:
+            payloads: list[bytes] = []
+            in_legs = []
+            fading: list[tuple[int, float]] = []
+            for leg in mixing:
+                jb = leg.jitter
+                p = jb.pop_payload(now)
+                if p is not None:
+                    if len(p) != FRAME_SAMPLES:
+                        p = (p + bytes([leg.codec.silence]) * FRAME_SAMPLES)[:FRAME_SAMPLES]
+                    gain = jb.conceal_gain
+                    if gain is not None:
+                        fading.append((len(payloads), gain))
+                    payloads.append(p)
+                    in_legs.append(leg)
+            codes = np.frombuffer(b"".join(payloads), dtype=np.uint8).reshape(-1, FRAME_SAMPLES)
+            concealed = None
+            if fading:
+                concealed = (
+                    np.fromiter((r for r, _ in fading), dtype=np.intp, count=len(fading)),
+                    np.fromiter((g for _, g in fading), dtype=np.float64, count=len(fading)),
+                )
+        # Last tick's speakers (hysteresis), then forget their N-1 mixes.
+        n_in = len(in_legs)
+        if n_in == len(mixing):
+            prev = np.zeros(n_in, dtype=np.bool_)
+            if self.speakers:
+                prev[[leg.mix_pos for leg in self.speakers if leg.mix_pos >= 0]] = True
+        else:
+            prev = np.fromiter((leg.speaker for leg in in_legs), dtype=np.bool_, count=n_in)
+        for leg in self.speakers:
+            leg.speaker = False
+            leg.mix_payload = None
+        self.speakers = []
+        common = self.mix_frames(codes, in_legs, concealed, prev)
+        if self.prompting:
+            self.play_prompts()
+        out = self.send_packets(common, direct)
+        append = out.append
+        due = self.rtcp_due
+        while due and due[0][0] <= now:
+            at, _, leg = heapq.heappop(due)
+            if at == leg.rtcp.next_at and leg.rx is not None and self.leg_map.get(leg.leg_id) is leg:
+                self.send_rtcp(leg, now, append)
+        if self.dtmf_active:
+            for leg in list(self.dtmf_active):
+                for ev in leg.dtmf.poll(now):
+                    leg.c.dtmf_events += 1
+                    self.pending_events.append(DtmfReceived(leg.leg_id, leg.conference_id, ev))
+                if not leg.dtmf.active:
+                    self.dtmf_active.discard(leg)
+        return out
+
+    def mix_frames(
+        self,
+        codes: npt.NDArray[np.uint8],
+        in_legs: list[Leg],
+        concealed: tuple[npt.NDArray[np.intp], npt.NDArray[np.float64]] | None,
+        prev: npt.NDArray[np.bool_],
+    ) -> list[list[bytes]]:
+        """Mix the (M, 160) G.711 input rows (concealed rows: (row indices, gains)); mark speakers with
+        their N-1 payload; return the common payload per [codec][conference]."""
+        codec_ids = None
+        if self.mixed_codecs and len(in_legs):
+            codec_ids = np.fromiter((leg.codec_id for leg in in_legs), dtype=np.intp, count=len(in_legs))
+        frames = decode_codes(codes, codec_ids)
+        if concealed is not None:
+            rows, gains = concealed
+            frames[rows] = (frames[rows] * gains.astype(np.float32)[:, None]).astype(np.int32)
+        n = len(in_legs)
+        if n == len(self.mixing):
+            conf_index = self.mix_conf
+        else:
+            conf_index = np.fromiter((leg.conf_idx for leg in in_legs), dtype=np.intp, count=n)
+        res = self.mixer.mix(frames, conf_index, max(self.n_conf, 1), prev)
+        common: list[list[bytes]] = [[], []]
+        tables = ENCODE_TABLES
+        for cid in self.codecs_used:
+            common[cid] = encode_rows(res.common, tables[cid])
+        speakers = [in_legs[i] for i in res.speakers.tolist()]
+        if speakers:
+            if self.mixed_codecs:
+                for leg, row in zip(speakers, res.speaker_mix, strict=True):
+                    leg.mix_payload = encode_rows(row[None, :], tables[leg.codec_id])[0]
+            else:
+                encoded = encode_rows(res.speaker_mix, tables[speakers[0].codec_id])
+                for leg, enc in zip(speakers, encoded, strict=True):
+                    leg.mix_payload = enc
+            for leg in speakers:
+                leg.speaker = True
+        self.speakers = speakers
+        return common
