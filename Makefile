@@ -23,6 +23,7 @@ run: venv
 test: venv test-deps
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/pytest $(ARGS)
 
 test-deps:
@@ -31,6 +32,7 @@ test-deps:
 lint: venv
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+	$(BIN)/lint-imports
 
 typecheck: venv
 	$(BIN)/mypy

@@ -179,9 +179,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "mixer":
         return _cmd_mixer(args)
     if args.command == "book":
+        from imsconf.app.config import load_settings
         from imsconf.booking.cli import run_book
 
-        return run_book(args, _overrides(args))
+        try:
+            settings = load_settings(args.config, _overrides(args))
+        except (ValueError, OSError) as exc:
+            print(f"imsconf: configuration error: {exc}", file=sys.stderr)
+            return 2
+        return run_book(args, settings)
     return 2  # pragma: no cover - argparse enforces the choices
 
 

@@ -12,7 +12,10 @@ import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .http import BookingSettings
 
 __all__ = ["add_book_parser", "run_book"]
 
@@ -88,17 +91,10 @@ def _print(obj: Any) -> None:
     print(json.dumps(obj, indent=2))
 
 
-def run_book(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
-    from imsconf.app.config import load_settings
-
+def run_book(args: argparse.Namespace, settings: BookingSettings) -> int:
     from .model import InvalidBooking, booking_from_request, booking_to_json, parse_time
     from .store import BookingStore
 
-    try:
-        settings = load_settings(args.config, overrides)
-    except (ValueError, OSError) as exc:
-        print(f"imsconf: configuration error: {exc}", file=sys.stderr)
-        return 2
     cmd = args.book_cmd
     active_at = None
     if cmd == "list" and args.active_at is not None:

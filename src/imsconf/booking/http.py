@@ -34,10 +34,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 from urllib.parse import parse_qsl
-
-from imsconf.app.config import Settings
 
 from .httpwire import MAX_BODY, MAX_HEAD, HttpError, RequestHead, parse_request_head, render_response
 from .model import Booking, BookingError, InvalidBooking, booking_from_request, booking_to_json, parse_time
@@ -48,11 +46,26 @@ __all__ = [
     "TOKEN_FILE",
     "ApiTokenError",
     "BookingApi",
+    "BookingSettings",
     "ensure_api_token",
     "start_http",
 ]
 
 log = logging.getLogger("imsconf.booking.http")
+
+
+class BookingSettings(Protocol):
+    """What the booking API and ``imsconf book`` read from the server's settings (app.config.Settings)."""
+
+    @property
+    def domain(self) -> str: ...
+    @property
+    def data_dir(self) -> Path: ...
+    @property
+    def factory_user(self) -> str: ...
+    @property
+    def http_address(self) -> tuple[str, int] | None: ...
+
 
 DEFAULT_HTTP: Final = ("127.0.0.1", 8080)
 TOKEN_FILE: Final = "api-token"
@@ -383,7 +396,7 @@ def _is_loopback(host: str) -> bool:
 
 
 async def start_http(
-    settings: Settings,
+    settings: BookingSettings,
     store: BookingStore,
     *,
     clock: Callable[[], datetime] | None = None,
