@@ -2,8 +2,8 @@
 
 Driven by the UDP adapter (:mod:`imsconf.media.udp`) or by tests in memory:
 
-* :meth:`MediaEngine.receive` with each datagram, the local port it arrived on, its source address, and
-  ``now`` (monotonic seconds);
+* :meth:`MediaEngine.receive_batch` with ``now`` (monotonic seconds) and the datagrams that arrived,
+  each with the local port it arrived on and its source address;
 * :meth:`MediaEngine.tick` every 20 ms, which returns the datagrams to send as
   ``(local_port, data, remote_addr)``;
 * :meth:`MediaEngine.events` to drain DTMF, RTCP and latching events.
@@ -39,20 +39,23 @@ Outbound streams: each leg has its own SSRC, sequence number and timestamp (rand
 +160 per tick whether or not a packet goes out), protected with the leg's own transmit key. A new
 transmit key starts a new SSRC, so one (key, SSRC) pair only ever carries one packet sequence.
 
-Hot path. Besides the sans-I/O :meth:`MediaEngine.receive` / :meth:`MediaEngine.tick`, the UDP adapter
-uses a zero-copy path with the same behaviour: it reads a datagram straight into the engine's receive
-buffer (:attr:`MediaEngine.rx_buffer`) from a socket *connected* to the leg's remote RTP address (the
-kernel has then checked the source) and calls :meth:`MediaEngine.receive_buffer`; and it registers a
-send function per leg (:meth:`MediaEngine.set_send`) so that :meth:`MediaEngine.tick_send` protects each
-outgoing packet in one preallocated buffer and sends it without building a datagram list. libsrtp is
+Hot path. Besides the sans-I/O :meth:`MediaEngine.receive_batch` / :meth:`MediaEngine.tick`, the UDP
+adapter uses a fast path with the same behaviour: a datagram read from a socket *connected* to the leg's
+remote RTP address (the kernel has then checked the source) goes to :meth:`MediaEngine.receive_batch`
+without a source and is unprotected in place in the engine's receive buffer; and the adapter registers
+a send function per leg (:meth:`MediaEngine.set_send`) so that :meth:`MediaEngine.tick_send` protects
+each outgoing packet in one preallocated buffer and sends it without building a datagram list (the rest
+goes to the adapter as the egress port, :class:`~imsconf.media.egress.PacketSink`). libsrtp is
 called through pylibsrtp's cffi binding directly (``srtp_protect``/``srtp_unprotect`` on the session
 handle), without a per-packet copy or ``bytes`` object. Anything unusual (RTCP, DTMF, a new SSRC, a
-pending rekey, latching, CSRCs or extensions) falls back to :meth:`MediaEngine.receive`.
+pending rekey, latching, CSRCs or extensions) falls back to the full receive path.
 
-C path (docs/decisions/0004). With the ``_fastpath`` extension (:attr:`MediaEngine.c_path`) the same
-fast path runs in C: each leg owns a slot of :class:`~imsconf.media.fastpath.SlotTable` that holds its
-transmit state, its jitter buffer and its reception statistics; :meth:`MediaEngine.drain_fast` receives,
-the tick plays out and sends through it. Same counters, events and fallbacks as the Python fast path.
+C path (docs/decisions/0004). With the ``_fastpath`` extension (:attr:`MediaEngine.c_path`) the same fast path
+runs in C: each leg owns a slot of :class:`~imsconf.media.fastpath.SlotTable` that holds its transmit state,
+its jitter buffer and its reception statistics; :meth:`MediaEngine.receive_batch` with the adapter's epoll set
+receives through it (one call per drain round), the tick plays out and sends through it
+(:class:`~imsconf.media.egress.RtpBatchSink`, one call per tick). Same counters, events and fallbacks as the
+Python fast path.
 
 Group downlink. Per conference, :meth:`MediaEngine.set_downlink_mode` chooses
 ``per-participant`` (default) or ``group``. In group mode the key manager adds epochs
