@@ -10,11 +10,14 @@ Driven by the UDP adapter (:mod:`imsconf.media.udp`) or by tests in memory:
 
 Parts. :class:`MediaEngine` is the front (leg registry and control plane, this module) over the state
 they all share, :class:`~imsconf.media.legs.LegTable` (:mod:`imsconf.media.legs`: the per-leg records,
-the conferences' settings, the lists rebuilt from them). Each part builds on it in its own module:
+the conferences' settings, the lists rebuilt from them). The lobby part
+(:class:`~imsconf.media.lobby.Lobby`: floor-controlled mixing, lobby, prompts) is an object that holds
+the table; the front delegates to it. The per-packet and per-tick parts build on the table as a chain of
+classes, so their hot loops read the shared state without an extra attribute hop:
 :mod:`~imsconf.media.group_downlink` (epochs, common and private streams, receiver-report evidence),
-:mod:`~imsconf.media.lobby` (floor-controlled mixing, lobby, prompts), :mod:`~imsconf.media.ingress`
-(the receive paths), :mod:`~imsconf.media.egress` (packetise, protect, send; RTCP) and
-:mod:`~imsconf.media.mixdown` (the tick: play-out, speaker choice, common and N-1 mixes).
+:mod:`~imsconf.media.ingress` (the one receive entry point and its paths), :mod:`~imsconf.media.egress`
+(packetise, protect, send through the egress ports; RTCP) and :mod:`~imsconf.media.mixdown` (the tick:
+play-out, speaker choice, common and N-1 mixes).
 
 Source addresses. A leg accepts RTP only from the address the remote SDP gave (``remote_rtp``; RTCP
 from ``remote_rtcp``, or the RTP address with rtcp-mux) and counts anything else as ``wrong_source``.
@@ -267,6 +270,24 @@ class MediaEngine(Mixdown):
             self.remove_leg(lid)
         self.drop_conference(conference_id)
         return ids
+
+    # ------------------------------------------------------------------------------ floor, lobby, prompts
+
+    def set_floor_control(self, conference_id: str, enabled: bool) -> None:
+        """See :meth:`imsconf.media.lobby.Lobby.set_floor_control`."""
+        self.lobby_part.set_floor_control(conference_id, enabled)
+
+    def set_floor_holders(self, conference_id: str, leg_ids: Iterable[str]) -> None:
+        """See :meth:`imsconf.media.lobby.Lobby.set_floor_holders`."""
+        self.lobby_part.set_floor_holders(conference_id, leg_ids)
+
+    def set_lobby(self, leg_id: str, in_lobby: bool) -> None:
+        """See :meth:`imsconf.media.lobby.Lobby.set_lobby`."""
+        self.lobby_part.set_lobby(leg_id, in_lobby)
+
+    def play_prompt(self, leg_id: str, name: str | None, loop: bool = True) -> None:
+        """See :meth:`imsconf.media.lobby.Lobby.play_prompt`."""
+        self.lobby_part.play_prompt(leg_id, name, loop)
 
     def legs(self) -> Iterable[str]:
         return self.leg_map.keys()

@@ -15,8 +15,8 @@ from .events import (
     RtcpReport,
     SourceLatched,
 )
+from .group_downlink import GroupDownlink
 from .legs import CN_PT, HDR, MAX_SRTP_IN, Leg
-from .lobby import Lobby
 from .rtp import ReceiverReport as RtcpReceiverReport
 from .rtp import (
     RtpError,
@@ -35,7 +35,7 @@ from .srtp import (
 Received = tuple[int, bytes, "Addr | None"]  # (local port, datagram, source; None: a connected socket)
 
 
-class Ingress(Lobby):
+class Ingress(GroupDownlink):
     """The receive paths over the leg table."""
 
     def receive_batch(
