@@ -10,14 +10,14 @@ Driven by the UDP adapter (:mod:`imsconf.media.udp`) or by tests in memory:
 
 Parts. :class:`MediaEngine` is the front (leg registry and control plane, this module) over the state
 they all share, :class:`~imsconf.media.legs.LegTable` (:mod:`imsconf.media.legs`: the per-leg records,
-the conferences' settings, the lists rebuilt from them). The lobby part
-(:class:`~imsconf.media.lobby.Lobby`: floor-controlled mixing, lobby, prompts) is an object that holds
-the table; the front delegates to it. The per-packet and per-tick parts build on the table as a chain of
-classes, so their hot loops read the shared state without an extra attribute hop:
-:mod:`~imsconf.media.group_downlink` (epochs, common and private streams, receiver-report evidence),
-:mod:`~imsconf.media.ingress` (the one receive entry point and its paths), :mod:`~imsconf.media.egress`
-(packetise, protect, send through the egress ports; RTCP) and :mod:`~imsconf.media.mixdown` (the tick:
-play-out, speaker choice, common and N-1 mixes).
+the conferences' settings, the lists rebuilt from them). Two parts are objects that hold the table, the
+front delegating to them: the group downlink (:class:`~imsconf.media.group_downlink.GroupDownlink`:
+epochs, common and private streams, receiver-report evidence) and the lobby
+(:class:`~imsconf.media.lobby.Lobby`: floor-controlled mixing, lobby, prompts). The per-packet and
+per-tick parts build on the table as a chain of classes, so their hot loops read the shared state
+without an extra attribute hop: :mod:`~imsconf.media.ingress` (the one receive entry point and its
+paths), :mod:`~imsconf.media.egress` (packetise, protect, send through the egress ports; RTCP) and
+:mod:`~imsconf.media.mixdown` (the tick: play-out, speaker choice, common and N-1 mixes).
 
 Source addresses. A leg accepts RTP only from the address the remote SDP gave (``remote_rtp``; RTCP
 from ``remote_rtcp``, or the RTP address with rtcp-mux) and counts anything else as ``wrong_source``.
@@ -83,6 +83,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from imsconf.keys.policy import DownlinkMode
 from imsconf.sdp.direction import Direction
 
 from .events import (
@@ -270,6 +271,55 @@ class MediaEngine(Mixdown):
             self.remove_leg(lid)
         self.drop_conference(conference_id)
         return ids
+
+    # ------------------------------------------------------------------------------ group downlink
+
+    def set_downlink_mode(self, conference_id: str, mode: DownlinkMode) -> None:
+        """See :meth:`imsconf.media.group_downlink.GroupDownlink.set_downlink_mode`."""
+        self.group_part.set_downlink_mode(conference_id, mode)
+
+    def add_group_epoch(
+        self,
+        conference_id: str,
+        epoch: int,
+        keys: SrtpKeys,
+        ssrc: int,
+        *,
+        codec_name: str = "PCMU",
+        codec_pt: int = 0,
+    ) -> None:
+        """See :meth:`imsconf.media.group_downlink.GroupDownlink.add_group_epoch`."""
+        self.group_part.add_group_epoch(
+            conference_id, epoch, keys, ssrc, codec_name=codec_name, codec_pt=codec_pt
+        )
+
+    def retire_group_epoch(self, conference_id: str, epoch: int) -> None:
+        """See :meth:`imsconf.media.group_downlink.GroupDownlink.retire_group_epoch`."""
+        self.group_part.retire_group_epoch(conference_id, epoch)
+
+    def set_listener_stream(
+        self,
+        leg_id: str,
+        epoch: int | None,
+        *,
+        speaker_ssrc: int | None = None,
+        keep_own: bool = False,
+    ) -> None:
+        """See :meth:`imsconf.media.group_downlink.GroupDownlink.set_listener_stream`."""
+        self.group_part.set_listener_stream(leg_id, epoch, speaker_ssrc=speaker_ssrc, keep_own=keep_own)
+
+    def group_epochs(self, conference_id: str) -> list[int]:
+        return self.group_part.group_epochs(conference_id)
+
+    def group_epoch_stats(self, conference_id: str, epoch: int) -> GroupEpochStats:
+        return self.group_part.group_epoch_stats(conference_id, epoch)
+
+    def downlink_mode(self, conference_id: str) -> DownlinkMode:
+        return self.group_part.downlink_mode(conference_id)
+
+    def drop_conference(self, conference_id: str) -> None:
+        """See :meth:`imsconf.media.group_downlink.GroupDownlink.drop_conference`."""
+        self.group_part.drop_conference(conference_id)
 
     # ------------------------------------------------------------------------------ floor, lobby, prompts
 

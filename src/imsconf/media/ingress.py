@@ -6,6 +6,7 @@ receiver, RTCP to reports and group evidence."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import cached_property
 
 from .dtmf import DtmfError
 from .events import (
@@ -16,7 +17,7 @@ from .events import (
     SourceLatched,
 )
 from .group_downlink import GroupDownlink
-from .legs import CN_PT, HDR, MAX_SRTP_IN, Leg
+from .legs import CN_PT, HDR, MAX_SRTP_IN, Leg, LegTable
 from .rtp import ReceiverReport as RtcpReceiverReport
 from .rtp import (
     RtpError,
@@ -35,8 +36,13 @@ from .srtp import (
 Received = tuple[int, bytes, "Addr | None"]  # (local port, datagram, source; None: a connected socket)
 
 
-class Ingress(GroupDownlink):
+class Ingress(LegTable):
     """The receive paths over the leg table."""
+
+    @cached_property
+    def group_part(self) -> GroupDownlink:
+        """The group downlink (:mod:`imsconf.media.group_downlink`), over this leg table."""
+        return GroupDownlink(self)
 
     def receive_batch(
         self, now: float, datagrams: Iterable[Received] = (), epfd: int = -1
@@ -214,9 +220,9 @@ class Ingress(GroupDownlink):
                         self.pending_events.append(RtcpReport(leg.leg_id, block))
                     elif a is not None and (block.ssrc == a.ep.ssrc or block.ssrc == a.pssrc):
                         group_seen = True
-                        self.group_evidence(leg, a, block)
+                        self.group_part.group_evidence(leg, a, block)
         if a is not None and (own_seen or group_seen):
-            self.absent_evidence(leg, a, own_seen, group_seen)
+            self.group_part.absent_evidence(leg, a, own_seen, group_seen)
             a.private_ticks = 0
             a.rr_tick = self.ticks
 
