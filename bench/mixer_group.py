@@ -7,8 +7,8 @@ phones do. The mixer is the real engine on real loopback UDP sockets, in this pr
 
 * untimed, per tick: the phones' sockets send that tick's pre-protected SRTP packets to the mixer's
   sockets (so the generator's own CPU is not counted);
-* timed, per tick: the mixer drains each leg's connected socket with ``recv_into`` into the engine's
-  buffer (:meth:`MediaEngine.receive_buffer`, the UDP adapter's fast path), then
+* timed, per tick: the mixer drains each leg's connected socket with ``recv`` and hands the datagrams to
+  the engine (:meth:`MediaEngine.receive_batch` from connected sockets, the UDP adapter's fast path), then
   :meth:`MediaEngine.tick_send` mixes, protects and sends with ``send`` on the connected sockets.
 
 Modes: ``per-participant`` (every leg its own stream under its own key: N+K protects per tick) and
@@ -43,6 +43,7 @@ import numpy as np
 from imsconf.media.engine import LegConfig, MediaEngine
 from imsconf.media.events import Datagram
 from imsconf.media.g711 import ulaw_encode
+from imsconf.media.ingress import Received
 from imsconf.media.rtp import pack_rtp_header
 from imsconf.media.srtp import SrtpKeys, SrtpSender
 
@@ -119,9 +120,8 @@ class Setup:
 
     def run(self, ticks: int) -> dict[str, float]:
         eng = self.engine
-        rxb = eng.rx_buffer
-        recv_into = [s.recv_into for s in self.mixer_socks]
-        receive_buffer = eng.receive_buffer
+        recv = [s.recv for s in self.mixer_socks]
+        receive_batch = eng.receive_batch
         sends = [s.send for s in self.phone_socks]
         ports = self.ports
         pkts = self.packets
@@ -134,13 +134,14 @@ class Setup:
             for i, send in enumerate(sends):  # the phones (untimed)
                 send(pkts[i][t])
             c0 = clock()
-            for i, rd in enumerate(recv_into):
+            batch: list[Received] = []
+            for i, rd in enumerate(recv):
                 while True:
                     try:
-                        n = rd(rxb)
+                        batch.append((ports[i], rd(2048), None))
                     except BlockingIOError:
                         break
-                    receive_buffer(ports[i], n, now)
+            receive_batch(now, batch)
             c1 = clock()
             eng.tick_send(now, sink_port)
             c2 = clock()

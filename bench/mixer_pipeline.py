@@ -82,7 +82,6 @@ def main() -> None:
     )
     a = ap.parse_args()
     eng, pkts, _sink = build(a.n, a.layout, a.frames, a.plain)
-    buf = eng.rx_buffer
     ports = [10000 + 2 * i for i in range(a.n)]
 
     def run(k0: int, k1: int) -> tuple[float, float]:
@@ -90,10 +89,7 @@ def main() -> None:
         for k in range(k0, k1):
             now = k * 0.020
             t0 = time.perf_counter()
-            for i in range(a.n):
-                p = pkts[i][k]
-                buf[0 : len(p)] = p
-                eng.receive_buffer(ports[i], len(p), now)
+            eng.receive_batch(now, [(ports[i], pkts[i][k], None) for i in range(a.n)])
             t1 = time.perf_counter()
             if a.no_send:
                 eng.tick(now)

@@ -6,11 +6,18 @@ import os
 
 import numpy as np
 
+from imsconf.media.engine import MediaEngine
+from imsconf.media.events import Addr
 from imsconf.media.g711 import ulaw_decode, ulaw_encode
 from imsconf.media.rtp import pack_rtp_header, parse_rtp_fast
 from imsconf.media.srtp import SUITES, SrtpKeys, SrtpReceiver, SrtpSender
 
 RATE = 8000
+
+
+def deliver(engine: MediaEngine, port: int, data: bytes, src: Addr, now: float) -> None:
+    """One datagram into the engine's one receive entry point."""
+    engine.receive_batch(now, [(port, data, src)])
 
 
 def make_keys(suite: str = "AES_CM_128_HMAC_SHA1_80") -> SrtpKeys:

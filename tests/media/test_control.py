@@ -3,7 +3,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from media_peer import Peer, make_keys
+from media_peer import Peer, deliver, make_keys
 
 from imsconf.media.control import LegPorts, LocalMediaControl, MediaControl, NullPortAllocator
 from imsconf.media.dtmf import TelephoneEvent
@@ -77,7 +77,7 @@ def test_update_leg_changes_only_what_is_given() -> None:
     ctl.update_leg("a", direction=Direction.SENDRECV, remote_rtp=("192.0.2.1", 6000))
     out = ctl.engine.tick(0.02)
     assert [dst for _p, _d, dst in out] == [("192.0.2.1", 6000)]
-    ctl.engine.receive(40000, peer.next_packet(), ("192.0.2.1", 5000), 0.03)
+    deliver(ctl.engine, 40000, peer.next_packet(), ("192.0.2.1", 5000), 0.03)
     assert ctl.leg_stats("a").wrong_source == 1
     new_tx = make_keys()
     ctl.update_leg("a", tx_keys=new_tx)
@@ -95,13 +95,17 @@ def test_events_reach_the_sink() -> None:
     ctl.allocate_leg("c1", "a", rtcp_mux=True)
     peer = configure(ctl, "a", 5000)
     pkt = peer.raw_packet(101, bytes(TelephoneEvent(5, True, 10, 800)), ts=1)
-    ctl.engine.receive(40000, pkt, ("192.0.2.1", 5000), 0.0)
+    deliver(ctl.engine, 40000, pkt, ("192.0.2.1", 5000), 0.0)
     ctl.deliver_events()
     assert len(got) == 1 and isinstance(got[0], DtmfReceived) and got[0].event.digit == "5"
     ctl.deliver_events()
     assert len(got) == 1
     ctl.update_leg("a", dtmf_pt=None)
-    ctl.engine.receive(
-        40000, peer.raw_packet(101, bytes(TelephoneEvent(5, True, 10, 800)), ts=9), ("192.0.2.1", 5000), 0
+    deliver(
+        ctl.engine,
+        40000,
+        peer.raw_packet(101, bytes(TelephoneEvent(5, True, 10, 800)), ts=9),
+        ("192.0.2.1", 5000),
+        0,
     )
     assert ctl.leg_stats("a").unknown_pt == 1

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pytest
-from media_peer import Peer, goertzel, make_keys
+from media_peer import Peer, deliver, goertzel, make_keys
 
 from imsconf.media.dtmf import DtmfEvent, TelephoneEvent
 from imsconf.media.engine import (
@@ -62,7 +62,7 @@ class Conf:
         by_port = {p: leg for leg, p in self.port.items()}
         for _ in range(ticks):
             for leg in sorted(self.sending):
-                self.engine.receive(self.port[leg], self.peers[leg].next_packet(), self.addr[leg], self.now)
+                deliver(self.engine, self.port[leg], self.peers[leg].next_packet(), self.addr[leg], self.now)
             for port, data, dst in self.engine.tick(self.now):
                 leg = by_port[port]
                 assert dst == self.addr[leg]
@@ -121,8 +121,8 @@ def test_wrong_source_is_ignored_and_counted() -> None:
     conf.run(10)
     intruder = Peer(3000.0, send_keys=conf.keys["leg0"][1], recv_keys=None)
     for _ in range(20):
-        conf.engine.receive(conf.port["leg0"], intruder.next_packet(), ("192.0.2.99", 6000), conf.now)
-        conf.engine.receive(conf.port["leg0"], intruder.next_packet(), ("192.0.2.1", 7777), conf.now)
+        deliver(conf.engine, conf.port["leg0"], intruder.next_packet(), ("192.0.2.99", 6000), conf.now)
+        deliver(conf.engine, conf.port["leg0"], intruder.next_packet(), ("192.0.2.1", 7777), conf.now)
     conf.run(20)
     assert conf.engine.leg_stats("leg0").wrong_source == 40
     assert conf.hears("leg1", 3000.0) < 60
@@ -131,16 +131,16 @@ def test_wrong_source_is_ignored_and_counted() -> None:
 def test_replay_and_forgery_are_dropped_and_counted() -> None:
     conf = Conf(FREQS[:2])
     pkt = conf.peers["leg0"].next_packet()
-    conf.engine.receive(conf.port["leg0"], pkt, conf.addr["leg0"], 0.0)
-    conf.engine.receive(conf.port["leg0"], pkt, conf.addr["leg0"], 0.0)
+    deliver(conf.engine, conf.port["leg0"], pkt, conf.addr["leg0"], 0.0)
+    deliver(conf.engine, conf.port["leg0"], pkt, conf.addr["leg0"], 0.0)
     forged = bytearray(conf.peers["leg0"].next_packet())
     forged[40] ^= 0xFF
-    conf.engine.receive(conf.port["leg0"], bytes(forged), conf.addr["leg0"], 0.0)
+    deliver(conf.engine, conf.port["leg0"], bytes(forged), conf.addr["leg0"], 0.0)
     other_key = Peer(500.0, send_keys=make_keys(), recv_keys=None)
-    conf.engine.receive(conf.port["leg0"], other_key.next_packet(), conf.addr["leg0"], 0.0)
+    deliver(conf.engine, conf.port["leg0"], other_key.next_packet(), conf.addr["leg0"], 0.0)
     st = conf.engine.leg_stats("leg0")
     assert (st.received, st.replayed, st.decrypt_failed) == (1, 1, 2)
-    conf.engine.receive(55555, b"junk", ("192.0.2.1", 1), 0.0)
+    deliver(conf.engine, 55555, b"junk", ("192.0.2.1", 1), 0.0)
     assert conf.engine.unknown_port == 1
 
 
@@ -188,14 +188,16 @@ def test_dtmf_is_surfaced_once() -> None:
     peer = conf.peers["leg0"]
     ts = 777
     for d in (160, 320, 480):
-        conf.engine.receive(
+        deliver(
+            conf.engine,
             conf.port["leg0"],
             peer.raw_packet(101, bytes(TelephoneEvent(11, False, 10, d)), ts=ts),
             conf.addr["leg0"],
             0,
         )
     for _ in range(3):
-        conf.engine.receive(
+        deliver(
+            conf.engine,
             conf.port["leg0"],
             peer.raw_packet(101, bytes(TelephoneEvent(11, True, 10, 640)), ts=ts),
             conf.addr["leg0"],
@@ -240,9 +242,9 @@ def test_latching_once_on_first_authenticated_packet() -> None:
     eng.configure_leg("nat", LegConfig(("192.0.2.50", 4000), None, 0, "PCMU", None, latch=True), tx, rx)
     phone = Peer(440.0, send_keys=rx, recv_keys=tx)
     stranger = Peer(440.0, send_keys=make_keys(), recv_keys=None)
-    eng.receive(31000, stranger.next_packet(), ("198.51.100.1", 1234), 0.0)  # fails auth: no latch
-    eng.receive(31000, phone.next_packet(), ("198.51.100.7", 5555), 0.0)  # authenticates: latch
-    eng.receive(31000, phone.next_packet(), ("192.0.2.50", 4000), 0.0)  # the SDP address is now wrong
+    deliver(eng, 31000, stranger.next_packet(), ("198.51.100.1", 1234), 0.0)  # fails auth: no latch
+    deliver(eng, 31000, phone.next_packet(), ("198.51.100.7", 5555), 0.0)  # authenticates: latch
+    deliver(eng, 31000, phone.next_packet(), ("192.0.2.50", 4000), 0.0)  # the SDP address is now wrong
     st = eng.leg_stats("nat")
     assert (st.decrypt_failed, st.received, st.wrong_source) == (1, 1, 1)
     assert SourceLatched("nat", False, ("198.51.100.7", 5555)) in eng.events()
@@ -263,7 +265,7 @@ def test_rtcp_sender_report_and_receiver_feedback() -> None:
     rr = SrtpSender(conf.keys["leg0"][1]).protect_rtcp(
         serialize_rtcp([ReceiverReport(conf.peers["leg0"].ssrc, (blk,))])
     )
-    conf.engine.receive(conf.port["leg0"], rr, conf.addr["leg0"], conf.now)
+    deliver(conf.engine, conf.port["leg0"], rr, conf.addr["leg0"], conf.now)
     assert RtcpReport("leg0", blk) in conf.engine.events()
     assert conf.engine.leg_stats("leg0").rtcp_received == 1
 
@@ -286,9 +288,9 @@ def test_plain_rtp_only_when_allowed() -> None:
 
     got = []
     for k in range(20):
-        plain.receive(1000, a.next_packet(), ("192.0.2.1", 5000), k * T)
+        deliver(plain, 1000, a.next_packet(), ("192.0.2.1", 5000), k * T)
         rtp = b.raw_packet(8, alaw_encode(tone(1000.0, 160, start=k * 160)))
-        plain.receive(1002, rtp, ("192.0.2.2", 5000), k * T)
+        deliver(plain, 1002, rtp, ("192.0.2.2", 5000), k * T)
         for port, data, dst in plain.tick(k * T):
             if port == 1002 and dst == ("192.0.2.2", 5000):
                 got.append(alaw_decode(data[12:]))
@@ -312,5 +314,5 @@ def test_control_errors() -> None:
         LegConfig(("192.0.2.1", 1), None, 72, "PCMU", None)  # collides with RTCP under rtcp-mux
     with pytest.raises(ValueError):
         LegConfig(("192.0.2.1", 1), None, 0, "G729", None)
-    eng.receive(1000, b"\x80\x00" + bytes(170), ("192.0.2.1", 1), 0.0)
+    deliver(eng, 1000, b"\x80\x00" + bytes(170), ("192.0.2.1", 1), 0.0)
     assert eng.leg_stats("x").unconfigured == 1

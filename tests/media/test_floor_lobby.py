@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from media_peer import goertzel
+from media_peer import deliver, goertzel
 from test_group import F, Room, decode
 
 from imsconf.keys.policy import DownlinkMode
@@ -87,7 +87,8 @@ def test_lobby_leg_hears_the_prompt_not_the_conference_and_is_not_heard() -> Non
     assert st.lobby and st.prompt == "enter-pin"
     # DTMF from the lobby still reaches the focus
     peer = room.peers["guest"]
-    eng.receive(
+    deliver(
+        eng,
         room.port["guest"],
         peer.raw_packet(101, bytes(TelephoneEvent(1, True, 10, 800))),
         room.addr["guest"],

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from media_peer import Peer, goertzel, make_keys
+from media_peer import Peer, deliver, goertzel, make_keys
 
 from imsconf.keys.policy import DownlinkMode
 from imsconf.media.egress import CollectingSink
@@ -68,8 +68,8 @@ class Room:
         for _ in range(ticks):
             for leg, on in self.talking.items():
                 if on:
-                    self.engine.receive(
-                        self.port[leg], self.peers[leg].next_packet(), self.addr[leg], self.now
+                    deliver(
+                        self.engine, self.port[leg], self.peers[leg].next_packet(), self.addr[leg], self.now
                     )
             got: dict[str, list[bytes]] = {leg: [] for leg in self.peers}
             for port, data, dst in self.engine.tick(self.now):
@@ -87,7 +87,7 @@ class Room:
         peer = self.peers[leg]
         sender = self.rtcp_tx.setdefault(leg, SrtpSender(self.keys[leg][1]))  # one SRTCP index sequence
         pkt = sender.protect_rtcp(serialize_rtcp([ReceiverReport(peer.ssrc, blocks)]))
-        self.engine.receive(self.port[leg], pkt, self.addr[leg], self.now)
+        deliver(self.engine, self.port[leg], pkt, self.addr[leg], self.now)
 
 
 def decode(rx: SrtpReceiver, data: bytes) -> tuple[int, np.ndarray]:
@@ -319,7 +319,7 @@ def test_direct_send_path_fans_out_the_same_bytes() -> None:
     for _ in range(20):
         for leg, on in room.talking.items():
             if on:
-                eng.receive(room.port[leg], room.peers[leg].next_packet(), room.addr[leg], room.now)
+                deliver(eng, room.port[leg], room.peers[leg].next_packet(), room.addr[leg], room.now)
         sink = CollectingSink()
         dropped, refused = eng.tick_send(room.now, sink)
         assert (dropped, refused) == (0, 0) and all(192 <= d[1] <= 223 for _p, d, _a in sink.datagrams)

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from media_peer import make_keys
+from media_peer import deliver, make_keys
 
 from imsconf.app.pki import client_ssl_context, ensure_dev_pki, issue_cert, server_ssl_context
 from imsconf.keys.policy import DownlinkMode
@@ -147,7 +147,7 @@ def test_every_new_operation_round_trips(tmp_path: Path) -> None:
         rr = SrtpSender(rx).protect_rtcp(
             serialize_rtcp([ReceiverReport(1234, (ReportBlock(0x7000_0002, 0, 0, 9, 1),))])
         )
-        eng.receive(eng.leg_ports("a")[0], rr, ("127.0.0.1", 5000), 0.3)
+        deliver(eng, eng.leg_ports("a")[0], rr, ("127.0.0.1", 5000), 0.3)
         mixer.control.deliver_events()
         await until(lambda: len(got) >= 2, "events")
         assert PromptFinished("a", "beep") in got and GroupStreamConfirmed("a", 2) in got

@@ -128,7 +128,9 @@ class Egress(Ingress):
         sent = len(self.sending)
         if self.group_live:
             for ep in self.group_live:
-                n_prot, n_sent, d, e = self.send_group(ep, common, ts_now, direct is not None, append)
+                n_prot, n_sent, d, e = self.group_part.send_group(
+                    ep, common, ts_now, direct is not None, append
+                )
                 protects += n_prot
                 sent += n_sent
                 dropped += d

@@ -2,18 +2,21 @@
 
 Driven by the UDP adapter (:mod:`imsconf.media.udp`) or by tests in memory:
 
-* :meth:`MediaEngine.receive` with each datagram, the local port it arrived on, its source address, and
-  ``now`` (monotonic seconds);
+* :meth:`MediaEngine.receive_batch` with ``now`` (monotonic seconds) and the datagrams that arrived,
+  each with the local port it arrived on and its source address;
 * :meth:`MediaEngine.tick` every 20 ms, which returns the datagrams to send as
   ``(local_port, data, remote_addr)``;
 * :meth:`MediaEngine.events` to drain DTMF, RTCP and latching events.
 
 Parts. :class:`MediaEngine` is the front (leg registry and control plane, this module) over the state
 they all share, :class:`~imsconf.media.legs.LegTable` (:mod:`imsconf.media.legs`: the per-leg records,
-the conferences' settings, the lists rebuilt from them). Each part builds on it in its own module:
-:mod:`~imsconf.media.group_downlink` (epochs, common and private streams, receiver-report evidence),
-:mod:`~imsconf.media.lobby` (floor-controlled mixing, lobby, prompts), :mod:`~imsconf.media.ingress`
-(the receive paths), :mod:`~imsconf.media.egress` (packetise, protect, send; RTCP) and
+the conferences' settings, the lists rebuilt from them). Two parts are objects that hold the table, the
+front delegating to them: the group downlink (:class:`~imsconf.media.group_downlink.GroupDownlink`:
+epochs, common and private streams, receiver-report evidence) and the lobby
+(:class:`~imsconf.media.lobby.Lobby`: floor-controlled mixing, lobby, prompts). The per-packet and
+per-tick parts build on the table as a chain of classes, so their hot loops read the shared state
+without an extra attribute hop: :mod:`~imsconf.media.ingress` (the one receive entry point and its
+paths), :mod:`~imsconf.media.egress` (packetise, protect, send through the egress ports; RTCP) and
 :mod:`~imsconf.media.mixdown` (the tick: play-out, speaker choice, common and N-1 mixes).
 
 Source addresses. A leg accepts RTP only from the address the remote SDP gave (``remote_rtp``; RTCP
@@ -39,20 +42,23 @@ Outbound streams: each leg has its own SSRC, sequence number and timestamp (rand
 +160 per tick whether or not a packet goes out), protected with the leg's own transmit key. A new
 transmit key starts a new SSRC, so one (key, SSRC) pair only ever carries one packet sequence.
 
-Hot path. Besides the sans-I/O :meth:`MediaEngine.receive` / :meth:`MediaEngine.tick`, the UDP adapter
-uses a zero-copy path with the same behaviour: it reads a datagram straight into the engine's receive
-buffer (:attr:`MediaEngine.rx_buffer`) from a socket *connected* to the leg's remote RTP address (the
-kernel has then checked the source) and calls :meth:`MediaEngine.receive_buffer`; and it registers a
-send function per leg (:meth:`MediaEngine.set_send`) so that :meth:`MediaEngine.tick_send` protects each
-outgoing packet in one preallocated buffer and sends it without building a datagram list. libsrtp is
+Hot path. Besides the sans-I/O :meth:`MediaEngine.receive_batch` / :meth:`MediaEngine.tick`, the UDP
+adapter uses a fast path with the same behaviour: a datagram read from a socket *connected* to the leg's
+remote RTP address (the kernel has then checked the source) goes to :meth:`MediaEngine.receive_batch`
+without a source and is unprotected in place in the engine's receive buffer; and the adapter registers
+a send function per leg (:meth:`MediaEngine.set_send`) so that :meth:`MediaEngine.tick_send` protects
+each outgoing packet in one preallocated buffer and sends it without building a datagram list (the rest
+goes to the adapter as the egress port, :class:`~imsconf.media.egress.PacketSink`). libsrtp is
 called through pylibsrtp's cffi binding directly (``srtp_protect``/``srtp_unprotect`` on the session
 handle), without a per-packet copy or ``bytes`` object. Anything unusual (RTCP, DTMF, a new SSRC, a
-pending rekey, latching, CSRCs or extensions) falls back to :meth:`MediaEngine.receive`.
+pending rekey, latching, CSRCs or extensions) falls back to the full receive path.
 
-C path (docs/decisions/0004). With the ``_fastpath`` extension (:attr:`MediaEngine.c_path`) the same
-fast path runs in C: each leg owns a slot of :class:`~imsconf.media.fastpath.SlotTable` that holds its
-transmit state, its jitter buffer and its reception statistics; :meth:`MediaEngine.drain_fast` receives,
-the tick plays out and sends through it. Same counters, events and fallbacks as the Python fast path.
+C path (docs/decisions/0004). With the ``_fastpath`` extension (:attr:`MediaEngine.c_path`) the same fast path
+runs in C: each leg owns a slot of :class:`~imsconf.media.fastpath.SlotTable` that holds its transmit state,
+its jitter buffer and its reception statistics; :meth:`MediaEngine.receive_batch` with the adapter's epoll set
+receives through it (one call per drain round), the tick plays out and sends through it
+(:class:`~imsconf.media.egress.RtpBatchSink`, one call per tick). Same counters, events and fallbacks as the
+Python fast path.
 
 Group downlink. Per conference, :meth:`MediaEngine.set_downlink_mode` chooses
 ``per-participant`` (default) or ``group``. In group mode the key manager adds epochs
@@ -77,6 +83,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from imsconf.keys.policy import DownlinkMode
 from imsconf.sdp.direction import Direction
 
 from .events import (
@@ -264,6 +271,73 @@ class MediaEngine(Mixdown):
             self.remove_leg(lid)
         self.drop_conference(conference_id)
         return ids
+
+    # ------------------------------------------------------------------------------ group downlink
+
+    def set_downlink_mode(self, conference_id: str, mode: DownlinkMode) -> None:
+        """See :meth:`imsconf.media.group_downlink.GroupDownlink.set_downlink_mode`."""
+        self.group_part.set_downlink_mode(conference_id, mode)
+
+    def add_group_epoch(
+        self,
+        conference_id: str,
+        epoch: int,
+        keys: SrtpKeys,
+        ssrc: int,
+        *,
+        codec_name: str = "PCMU",
+        codec_pt: int = 0,
+    ) -> None:
+        """See :meth:`imsconf.media.group_downlink.GroupDownlink.add_group_epoch`."""
+        self.group_part.add_group_epoch(
+            conference_id, epoch, keys, ssrc, codec_name=codec_name, codec_pt=codec_pt
+        )
+
+    def retire_group_epoch(self, conference_id: str, epoch: int) -> None:
+        """See :meth:`imsconf.media.group_downlink.GroupDownlink.retire_group_epoch`."""
+        self.group_part.retire_group_epoch(conference_id, epoch)
+
+    def set_listener_stream(
+        self,
+        leg_id: str,
+        epoch: int | None,
+        *,
+        speaker_ssrc: int | None = None,
+        keep_own: bool = False,
+    ) -> None:
+        """See :meth:`imsconf.media.group_downlink.GroupDownlink.set_listener_stream`."""
+        self.group_part.set_listener_stream(leg_id, epoch, speaker_ssrc=speaker_ssrc, keep_own=keep_own)
+
+    def group_epochs(self, conference_id: str) -> list[int]:
+        return self.group_part.group_epochs(conference_id)
+
+    def group_epoch_stats(self, conference_id: str, epoch: int) -> GroupEpochStats:
+        return self.group_part.group_epoch_stats(conference_id, epoch)
+
+    def downlink_mode(self, conference_id: str) -> DownlinkMode:
+        return self.group_part.downlink_mode(conference_id)
+
+    def drop_conference(self, conference_id: str) -> None:
+        """See :meth:`imsconf.media.group_downlink.GroupDownlink.drop_conference`."""
+        self.group_part.drop_conference(conference_id)
+
+    # ------------------------------------------------------------------------------ floor, lobby, prompts
+
+    def set_floor_control(self, conference_id: str, enabled: bool) -> None:
+        """See :meth:`imsconf.media.lobby.Lobby.set_floor_control`."""
+        self.lobby_part.set_floor_control(conference_id, enabled)
+
+    def set_floor_holders(self, conference_id: str, leg_ids: Iterable[str]) -> None:
+        """See :meth:`imsconf.media.lobby.Lobby.set_floor_holders`."""
+        self.lobby_part.set_floor_holders(conference_id, leg_ids)
+
+    def set_lobby(self, leg_id: str, in_lobby: bool) -> None:
+        """See :meth:`imsconf.media.lobby.Lobby.set_lobby`."""
+        self.lobby_part.set_lobby(leg_id, in_lobby)
+
+    def play_prompt(self, leg_id: str, name: str | None, loop: bool = True) -> None:
+        """See :meth:`imsconf.media.lobby.Lobby.play_prompt`."""
+        self.lobby_part.play_prompt(leg_id, name, loop)
 
     def legs(self) -> Iterable[str]:
         return self.leg_map.keys()

@@ -29,8 +29,14 @@ from .srtp import (
 )
 
 
-class GroupDownlink(LegTable):
-    """Group downlink epochs over the leg table."""
+class GroupDownlink:
+    """Group downlink epochs: a part of the engine that holds the leg table it works on (events go to
+    the table's queue). :class:`~imsconf.media.engine.MediaEngine` delegates to it; the receive side
+    hands it receiver-report evidence and the send side calls :meth:`send_group` once per live epoch and
+    tick."""
+
+    def __init__(self, table: LegTable) -> None:
+        self.table = table
 
     def set_downlink_mode(self, conference_id: str, mode: DownlinkMode) -> None:
         """``per-participant`` (the default: every leg its own stream under its own key) or ``group``
@@ -40,7 +46,7 @@ class GroupDownlink(LegTable):
             mode = DownlinkMode(mode)
         except ValueError:
             raise MediaEngineError(f"unknown downlink mode {mode!r}") from None
-        st = self.conf_settings(conference_id)
+        st = self.table.conf_settings(conference_id)
         if mode is DownlinkMode.PER_PARTICIPANT:
             for epoch in list(st.epochs):
                 self.retire_group_epoch(conference_id, epoch)
@@ -61,42 +67,42 @@ class GroupDownlink(LegTable):
         origins, ``codec_name``/``codec_pt`` for every packet (listeners must have negotiated the same).
         Nobody receives it until :meth:`set_listener_stream`. An epoch number or an SSRC that this
         conference has used before is refused (one (key, SSRC) pair, one packet sequence)."""
-        st = self.conf_settings(conference_id)
+        st = self.table.conf_settings(conference_id)
         if st.mode is not DownlinkMode.GROUP:
             raise MediaEngineError(f"conference {conference_id!r} is not in group downlink mode")
         if epoch in st.used_epochs:
             raise MediaEngineError(f"epoch {epoch} of {conference_id!r} exists or existed")
-        self.check_new_ssrc(st, ssrc)
+        self.table.check_new_ssrc(st, ssrc)
         if keys.wiped:
             raise MediaEngineError("the epoch keys were wiped")
         codec = codec_by_name(codec_name)
         LegConfig(("0.0.0.0", 9), None, codec_pt, codec_name)  # validates the payload type
         ep = Epoch(conference_id, epoch, ssrc, SrtpSender(keys), CODEC_IDS[codec.name], codec_pt)
-        ep.seq = self.rng.randrange(1 << 16)
-        ep.ts0 = (self.rng.randrange(1 << 32) - FRAME_SAMPLES * self.ticks) & TS_MASK
+        ep.seq = self.table.rng.randrange(1 << 16)
+        ep.ts0 = (self.table.rng.randrange(1 << 32) - FRAME_SAMPLES * self.table.ticks) & TS_MASK
         st.epochs[epoch] = ep
         st.used_epochs.add(epoch)
         st.used_ssrcs.add(ssrc)
-        self.ssrcs_in_use.add(ssrc)
-        self.burned_ssrcs.add(ssrc)
+        self.table.ssrcs_in_use.add(ssrc)
+        self.table.burned_ssrcs.add(ssrc)
 
     def retire_group_epoch(self, conference_id: str, epoch: int) -> None:
         """Stop the epoch's streams and drop its SRTP context (libsrtp zeroes its key schedule when the
         context is deallocated, which happens here: the engine holds the only reference). Legs still
         on it fall back to their own per-participant streams."""
-        st = self.conf_map.get(conference_id)
+        st = self.table.conf_map.get(conference_id)
         ep = None if st is None else st.epochs.pop(epoch, None)
         if ep is None:
             raise MediaEngineError(f"no live epoch {epoch} in {conference_id!r}")
-        for leg in self.leg_map.values():
+        for leg in self.table.leg_map.values():
             if leg.group is not None and leg.group.ep is ep:
-                self.ssrcs_in_use.discard(leg.group.pssrc)
+                self.table.ssrcs_in_use.discard(leg.group.pssrc)
                 leg.group = None
-        self.ssrcs_in_use.discard(ep.ssrc)
+        self.table.ssrcs_in_use.discard(ep.ssrc)
         ep.listeners = []
         ep.handle = None
         ep.tx = None
-        self.dirty = True
+        self.table.dirty = True
 
     def set_listener_stream(
         self,
@@ -120,15 +126,15 @@ class GroupDownlink(LegTable):
         epoch key is never deaf; evidence arrives as :class:`GroupStreamConfirmed` /
         :class:`GroupStreamFailing`. A leg in the lobby, or whose codec/payload type differs from the
         epoch's, stays on its own stream while that lasts."""
-        leg = self.get_leg(leg_id)
+        leg = self.table.get_leg(leg_id)
         old = leg.group
         if epoch is None:
             if old is not None:
-                self.ssrcs_in_use.discard(old.pssrc)
+                self.table.ssrcs_in_use.discard(old.pssrc)
                 leg.group = None
-                self.dirty = True
+                self.table.dirty = True
             return
-        st = self.conf_map.get(leg.conference_id)
+        st = self.table.conf_map.get(leg.conference_id)
         ep = None if st is None else st.epochs.get(epoch)
         if st is None or ep is None:
             raise MediaEngineError(f"no live epoch {epoch} in {leg.conference_id!r}")
@@ -136,27 +142,29 @@ class GroupDownlink(LegTable):
             raise MediaEngineError(f"leg {leg_id!r} does not use the codec of epoch {epoch}'s stream")
         if old is not None and old.ep is ep and speaker_ssrc in (None, old.pssrc):
             old.keep_own = keep_own
-            self.dirty = True
+            self.table.dirty = True
             return
         if speaker_ssrc is None:
-            speaker_ssrc = self.new_ssrc()
-            self.ssrcs_in_use.discard(speaker_ssrc)
-        self.check_new_ssrc(st, speaker_ssrc)
+            speaker_ssrc = self.table.new_ssrc()
+            self.table.ssrcs_in_use.discard(speaker_ssrc)
+        self.table.check_new_ssrc(st, speaker_ssrc)
         if old is not None:
-            self.ssrcs_in_use.discard(old.pssrc)
-        pts0 = (self.rng.randrange(1 << 32) - FRAME_SAMPLES * self.ticks) & TS_MASK
-        leg.group = Assign(ep, speaker_ssrc, self.rng.randrange(1 << 16), pts0, keep_own, self.ticks)
+            self.table.ssrcs_in_use.discard(old.pssrc)
+        pts0 = (self.table.rng.randrange(1 << 32) - FRAME_SAMPLES * self.table.ticks) & TS_MASK
+        leg.group = Assign(
+            ep, speaker_ssrc, self.table.rng.randrange(1 << 16), pts0, keep_own, self.table.ticks
+        )
         st.used_ssrcs.add(speaker_ssrc)
-        self.ssrcs_in_use.add(speaker_ssrc)
-        self.burned_ssrcs.add(speaker_ssrc)
-        self.dirty = True
+        self.table.ssrcs_in_use.add(speaker_ssrc)
+        self.table.burned_ssrcs.add(speaker_ssrc)
+        self.table.dirty = True
 
     def group_epochs(self, conference_id: str) -> list[int]:
-        st = self.conf_map.get(conference_id)
+        st = self.table.conf_map.get(conference_id)
         return [] if st is None else sorted(st.epochs)
 
     def group_epoch_stats(self, conference_id: str, epoch: int) -> GroupEpochStats:
-        st = self.conf_map.get(conference_id)
+        st = self.table.conf_map.get(conference_id)
         ep = None if st is None else st.epochs.get(epoch)
         if ep is None:
             raise MediaEngineError(f"no live epoch {epoch} in {conference_id!r}")
@@ -164,7 +172,7 @@ class GroupDownlink(LegTable):
             conference_id,
             epoch,
             ep.ssrc,
-            sum(1 for leg in self.leg_map.values() if leg.group is not None and leg.group.ep is ep),
+            sum(1 for leg in self.table.leg_map.values() if leg.group is not None and leg.group.ep is ep),
             ep.encrypted,
             ep.sent,
             ep.private_encrypted,
@@ -172,33 +180,40 @@ class GroupDownlink(LegTable):
         )
 
     def downlink_mode(self, conference_id: str) -> DownlinkMode:
-        st = self.conf_map.get(conference_id)
+        st = self.table.conf_map.get(conference_id)
         return DownlinkMode.PER_PARTICIPANT if st is None else st.mode
 
     def drop_conference(self, conference_id: str) -> None:
         """Forget a conference's settings and retire its epochs (after its legs are gone)."""
-        st = self.conf_map.get(conference_id)
+        st = self.table.conf_map.get(conference_id)
         if st is None:
             return
         for epoch in list(st.epochs):
             self.retire_group_epoch(conference_id, epoch)
-        del self.conf_map[conference_id]
+        del self.table.conf_map[conference_id]
 
     def group_evidence(self, leg: Leg, a: Assign, block: ReportBlock) -> None:
         """A receiver report block about one of the leg's epoch streams."""
-        if block.fraction_lost <= self.confirm_max_loss:
+        if block.fraction_lost <= self.table.confirm_max_loss:
             if not a.confirmed:
                 a.confirmed = True
-                self.pending_events.append(GroupStreamConfirmed(leg.leg_id, a.ep.epoch))
+                self.table.pending_events.append(GroupStreamConfirmed(leg.leg_id, a.ep.epoch))
             return
-        if block.ssrc != a.ep.ssrc or a.confirmed or a.failing or block.fraction_lost < self.failing_min_loss:
+        if (
+            block.ssrc != a.ep.ssrc
+            or a.confirmed
+            or a.failing
+            or block.fraction_lost < self.table.failing_min_loss
+        ):
             return
         # The loss figure counts the common packets it did not get because it was speaking (they went
         # on its private stream): trust it only when the leg was on the common stream most of the time.
-        interval = max(1, self.ticks - a.rr_tick)
+        interval = max(1, self.table.ticks - a.rr_tick)
         if a.private_ticks * 2 < interval:
             a.failing = True
-            self.pending_events.append(GroupStreamFailing(leg.leg_id, a.ep.epoch, block.fraction_lost / 256))
+            self.table.pending_events.append(
+                GroupStreamFailing(leg.leg_id, a.ep.epoch, block.fraction_lost / 256)
+            )
 
     def absent_evidence(self, leg: Leg, a: Assign, own_seen: bool, group_seen: bool) -> None:
         """On probation (both streams sent): reports that keep naming the own stream and never the
@@ -206,12 +221,12 @@ class GroupDownlink(LegTable):
         if group_seen or not a.keep_own:
             a.absent = 0
             return
-        if self.ticks - a.start_tick < 50 or a.confirmed or a.failing:
+        if self.table.ticks - a.start_tick < 50 or a.confirmed or a.failing:
             return  # give the phone one second of the epoch's stream before judging
         a.absent += 1
         if a.absent >= 2:
             a.failing = True
-            self.pending_events.append(GroupStreamFailing(leg.leg_id, a.ep.epoch, 1.0, "absent"))
+            self.table.pending_events.append(GroupStreamFailing(leg.leg_id, a.ep.epoch, 1.0, "absent"))
 
     def send_group(
         self,
@@ -225,16 +240,16 @@ class GroupDownlink(LegTable):
         to every listener that neither speaks nor hears a prompt, and a private packet (N-1 mix or
         prompt) under the epoch key to each of the others. Returns (protect calls, datagrams, dropped,
         refused)."""
-        txb = self.txb
-        txc = self.txc
-        lenp = self.lenp
+        txb = self.table.txb
+        txc = self.table.txc
+        lenp = self.table.lenp
         handle = ep.handle
         end = 12 + FRAME_SAMPLES
-        tick = self.ticks
+        tick = self.table.ticks
         listeners = ep.listeners
         # The listeners that get a private packet this tick: speakers and prompt legs (few).
         private: list[Leg] = []
-        for group in (self.speakers, self.prompting):
+        for group in (self.table.speakers, self.table.prompting):
             for leg in group:
                 a = leg.group
                 if a is not None and a.live and a.ep is ep and leg.mix_payload is not None:
@@ -251,7 +266,7 @@ class GroupDownlink(LegTable):
             lenp[0] = end
             protects = 1
             if srtp_lib.srtp_protect(handle, txc, lenp):
-                self.protect_failed += 1
+                self.table.protect_failed += 1
             else:
                 ep.encrypted += 1
                 data = txb[0 : lenp[0]]
@@ -295,7 +310,7 @@ class GroupDownlink(LegTable):
             lenp[0] = end
             protects += 1
             if srtp_lib.srtp_protect(handle, txc, lenp):
-                self.protect_failed += 1
+                self.table.protect_failed += 1
                 continue
             n = lenp[0]
             ep.private_encrypted += 1
@@ -306,7 +321,7 @@ class GroupDownlink(LegTable):
                 append((leg.rtp_port, txb[0:n], leg.remote_rtp))  # type: ignore[arg-type]
                 continue
             try:
-                send(self.txview[:n])
+                send(self.table.txview[:n])
             except BlockingIOError:
                 dropped += 1
             except OSError:

@@ -1,11 +1,12 @@
-"""The receive side of the engine: a datagram from a local port (full path: source check, latching,
-unprotect, RTP or RTCP), the zero-copy buffer path of a connected socket, and the C drain over the
-adapter's epoll set; RTP goes to the jitter buffer or the DTMF receiver, RTCP to reports
-and group evidence."""
+"""The receive side of the engine, behind one entry point (:meth:`Ingress.receive_batch`): a datagram from a
+local port (full path: source check, latching, unprotect, RTP or RTCP), the in-place path of a datagram from a
+connected socket, and the C drain over the adapter's epoll set; RTP goes to the jitter buffer or the DTMF
+receiver, RTCP to reports and group evidence."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from functools import cached_property
 
 from .dtmf import DtmfError
 from .events import (
@@ -15,8 +16,8 @@ from .events import (
     RtcpReport,
     SourceLatched,
 )
-from .legs import CN_PT, HDR, MAX_SRTP_IN, Leg
-from .lobby import Lobby
+from .group_downlink import GroupDownlink
+from .legs import CN_PT, HDR, MAX_SRTP_IN, Leg, LegTable
 from .rtp import ReceiverReport as RtcpReceiverReport
 from .rtp import (
     RtpError,
@@ -32,17 +33,42 @@ from .srtp import (
     srtp_lib,
 )
 
+Received = tuple[int, bytes, "Addr | None"]  # (local port, datagram, source; None: a connected socket)
 
-class Ingress(Lobby):
+
+class Ingress(LegTable):
     """The receive paths over the leg table."""
 
-    @property
-    def rx_buffer(self) -> Any:
-        """The writable buffer the adapter reads a datagram into before :meth:`receive_buffer`."""
-        return self.rxb
+    @cached_property
+    def group_part(self) -> GroupDownlink:
+        """The group downlink (:mod:`imsconf.media.group_downlink`), over this leg table."""
+        return GroupDownlink(self)
 
-    def receive(self, local_port: int, data: bytes, src: Addr, now: float) -> None:
-        """One datagram that arrived on ``local_port`` from ``src``."""
+    def receive_batch(
+        self, now: float, datagrams: Iterable[Received] = (), epfd: int = -1
+    ) -> tuple[int, int, list[int]]:
+        """The one receive entry point: the ``datagrams`` that arrived, each ``(local_port, data, src)``
+        (``src`` ``None``: read from the leg's RTP socket while it was connected to the leg's remote RTP
+        address, so the kernel delivered only datagrams from that address and the source needs no
+        check), then, with ``epfd`` (the adapter's epoll set) and the C path, one round of the C drain
+        over it: every ready socket mapped by :meth:`map_fast_fd` is read, unprotected, checked, counted
+        and buffered in C, anything unusual takes the Python path. Returns (datagrams received, receive
+        errors, the ready descriptors the C drain did not read: the adapter reads those and hands their
+        datagrams in)."""
+        got = 0
+        for port, data, src in datagrams:
+            if src is None:
+                self._receive_connected(port, data, now)
+            else:
+                self._receive_datagram(port, data, src, now)
+            got += 1
+        if epfd < 0 or not self.c_path:
+            return got, 0, []
+        n, errors, fds = self._drain_c(epfd, now)
+        return got + n, errors, fds
+
+    def _receive_datagram(self, local_port: int, data: bytes, src: Addr, now: float) -> None:
+        """The full path: one datagram that arrived on ``local_port`` from ``src``."""
         entry = self.port_map.get(local_port)
         if entry is None:
             self.unknown_port += 1
@@ -89,11 +115,12 @@ class Ingress(Lobby):
             return
         self.receive_rtp(leg, plain, now)
 
-    def receive_buffer(self, local_port: int, n: int, now: float) -> None:
-        """:meth:`receive` for the ``n`` bytes at the start of :attr:`rx_buffer`, read from the leg's
-        RTP socket while it was connected to the leg's remote RTP address: the kernel delivered only
-        datagrams from that address, so the source needs no check. Same counters, events and effects
-        as :meth:`receive`."""
+    def _receive_connected(self, local_port: int, data: bytes, now: float) -> None:
+        """A datagram from the leg's connected RTP socket: unprotected in place in the engine's receive
+        buffer, no source check. Same counters, events and effects as the full path."""
+        n = len(data)
+        if n <= MAX_SRTP_IN:
+            self.rxb[0:n] = data
         entry = self.port_map.get(local_port)
         if entry is None:
             self.unknown_port += 1
@@ -102,7 +129,7 @@ class Ingress(Lobby):
         rxc = self.rxc
         if not leg.fast or on_rtcp_port or n < 12 or n > MAX_SRTP_IN or 192 <= rxc[1] <= 223:
             src = leg.remote_rtcp if on_rtcp_port else leg.remote_rtp
-            self.receive(local_port, self.rxb[0:n], src or ("", 0), now)
+            self._receive_datagram(local_port, data, src or ("", 0), now)
             return
         handle = leg.rx.handle  # type: ignore[union-attr]
         if handle is not None:
@@ -122,11 +149,8 @@ class Ingress(Lobby):
         if leg.mixes_in:
             leg.jitter.push(seq, self.rxb[12:n], now)
 
-    def drain_fast(self, epfd: int, now: float) -> tuple[int, int, list[int]]:
-        """One round of the C receive path over the adapter's epoll set ``epfd``: every ready socket
-        mapped by :meth:`map_fast_fd` is read, unprotected, checked, counted and buffered in C; anything
-        else takes the same full path as :meth:`receive_buffer`. Returns (datagrams read, receive
-        errors, the ready descriptors that are not mapped)."""
+    def _drain_c(self, epfd: int, now: float) -> tuple[int, int, list[int]]:
+        """One round of the C receive path over the epoll set ``epfd`` (see :meth:`receive_batch`)."""
         fast, other, fds = self.slots.drain(epfd, now, self.jitter_frames, self.jitter_delay)
         tag = self.slots.tag
         errors = 0
@@ -135,7 +159,7 @@ class Ingress(Lobby):
             if kind == 1:  # decrypted, not the plain case
                 self.receive_rtp(leg, data, now)
             elif kind == 2:  # the full path, from the leg's remote RTP address (the socket is connected)
-                self.receive(leg.rtp_port, data, leg.remote_rtp or ("", 0), now)
+                self._receive_datagram(leg.rtp_port, data, leg.remote_rtp or ("", 0), now)
             elif kind == 3:
                 leg.c.srtp_refused(error_kind(value))
             else:
@@ -196,15 +220,16 @@ class Ingress(Lobby):
                         self.pending_events.append(RtcpReport(leg.leg_id, block))
                     elif a is not None and (block.ssrc == a.ep.ssrc or block.ssrc == a.pssrc):
                         group_seen = True
-                        self.group_evidence(leg, a, block)
+                        self.group_part.group_evidence(leg, a, block)
         if a is not None and (own_seen or group_seen):
-            self.absent_evidence(leg, a, own_seen, group_seen)
+            self.group_part.absent_evidence(leg, a, own_seen, group_seen)
             a.private_ticks = 0
             a.rr_tick = self.ticks
 
     def map_fast_fd(self, fd: int, rtp_port: int) -> bool:
-        """The adapter's socket ``fd`` is connected to the remote RTP address of the leg on
-        ``rtp_port``: let :meth:`drain_fast` read it. False when there is no C path (or no such leg)."""
+        """The adapter's socket ``fd`` is connected to the remote RTP address of the leg on ``rtp_port``:
+        let the C drain of :meth:`receive_batch` read it. False when there is no C path (or no such
+        leg)."""
         entry = self.port_map.get(rtp_port)
         if not self.c_path or entry is None or entry[1]:
             return False

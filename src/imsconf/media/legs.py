@@ -306,7 +306,7 @@ class Leg:
         self.rstats: ReceptionStats | SlotReceptionStats = ReceptionStats()
         self.remote_ssrc: int | None = None
         self.rekey_pending = False
-        self.fast = False  # receive_buffer may take its fast path (see MediaEngine.refresh_fast)
+        self.fast = False  # a connected socket's datagrams may take the fast path (see refresh_fast)
         self.conf_idx = 0
         self.speaker = False
         self.mix_payload: bytes | None = None
@@ -485,7 +485,7 @@ class LegTable:
         return self.rtcp_interval * (0.5 + self.rng.random())  # RFC 3550 §6.3.1 randomisation
 
     def refresh_fast(self, leg: Leg) -> None:
-        """A leg's packets may skip :meth:`receive` when it is configured, no inbound rekey is
+        """A leg's packets may skip the full receive path when it is configured, no inbound rekey is
         pending (that needs the two-key trial) and it is not waiting to latch. The C path's view of
         the leg (receive context, payload type, remote SSRC) is written here, and only here."""
         rx = leg.rx

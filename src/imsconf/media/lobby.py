@@ -9,63 +9,66 @@ from .events import (
     MediaEngineError,
     PromptFinished,
 )
-from .group_downlink import GroupDownlink
-from .legs import SILENCE_FRAMES, PromptPlay
+from .legs import SILENCE_FRAMES, LegTable, PromptPlay
 from .prompts import get_prompt
 
 
-class Lobby(GroupDownlink):
-    """Floor control, lobby and prompts over the leg table."""
+class Lobby:
+    """Floor control, lobby and prompts: a part of the engine that holds the leg table it works on
+    (events go to the table's queue). :class:`~imsconf.media.engine.MediaEngine` delegates to it."""
+
+    def __init__(self, table: LegTable) -> None:
+        self.table = table
 
     def set_floor_control(self, conference_id: str, enabled: bool) -> None:
         """Floor-controlled audio: when enabled only the floor holders' audio is mixed (everyone still
         hears the mix; a holder that speaks hears the others, not itself)."""
-        st = self.conf_settings(conference_id)
+        st = self.table.conf_settings(conference_id)
         st.floor = bool(enabled)
-        self.refresh_mixing(conference_id)
+        self.table.refresh_mixing(conference_id)
 
     def set_floor_holders(self, conference_id: str, leg_ids: Iterable[str]) -> None:
         """The legs holding the audio floor (ids of legs not present yet count when they arrive)."""
-        st = self.conf_settings(conference_id)
+        st = self.table.conf_settings(conference_id)
         st.holders = frozenset(leg_ids)
-        self.refresh_mixing(conference_id)
+        self.table.refresh_mixing(conference_id)
 
     def set_lobby(self, leg_id: str, in_lobby: bool) -> None:
         """A leg in the lobby is not mixed and does not hear the conference: it hears its prompt (see
         :meth:`play_prompt`) or silence, on its own stream. DTMF from it still arrives as events."""
-        leg = self.get_leg(leg_id)
+        leg = self.table.get_leg(leg_id)
         in_lobby = bool(in_lobby)
         if in_lobby == leg.lobby:
             return
         leg.lobby = in_lobby
         if not in_lobby and leg.prompt is None:
             leg.mix_payload = None
-        self.update_mixing(leg)
-        self.dirty = True
+        self.table.update_mixing(leg)
+        self.table.dirty = True
 
     def play_prompt(self, leg_id: str, name: str | None, loop: bool = True) -> None:
         """Play the named prompt (:mod:`imsconf.media.prompts`) to the leg from its start, replacing any
         prompt playing; ``loop`` repeats it until changed, otherwise :class:`PromptFinished` follows its
         end. Outside the lobby the prompt replaces the conference for that leg while it plays. ``None``
         stops the prompt (silence in the lobby; the conference outside)."""
-        leg = self.get_leg(leg_id)
+        leg = self.table.get_leg(leg_id)
         if name is None:
             if leg.prompt is not None:
                 leg.prompt = None
                 if not leg.lobby:
                     leg.mix_payload = None
-                self.dirty = True
+                self.table.dirty = True
             return
         try:
             prompt = get_prompt(name)
         except KeyError as exc:
             raise MediaEngineError(str(exc.args[0])) from None
         leg.prompt = PromptPlay(prompt, bool(loop))
-        self.dirty = True
+        self.table.dirty = True
 
     def play_prompts(self) -> None:
         """Give each lobby/prompt leg this tick's frame (its ``mix_payload``, which wins over the mix)."""
-        for leg in self.prompting:
+        for leg in self.table.prompting:
             play = leg.prompt
             if play is not None:
                 frames = play.prompt.frames[leg.codec_id]
@@ -74,8 +77,8 @@ class Lobby(GroupDownlink):
                         play.pos = 0
                     else:
                         leg.prompt = None
-                        self.dirty = True
-                        self.pending_events.append(PromptFinished(leg.leg_id, play.prompt.name))
+                        self.table.dirty = True
+                        self.table.pending_events.append(PromptFinished(leg.leg_id, play.prompt.name))
                         play = None
                 if play is not None:
                     leg.mix_payload = frames[play.pos]

@@ -5,6 +5,7 @@ packet (the C batch for legs with a connected socket) and each group epoch's str
 from __future__ import annotations
 
 import heapq
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -18,11 +19,17 @@ from .fastpath import (
     FD,
 )
 from .legs import ENCODE_TABLES, Epoch, Leg
+from .lobby import Lobby
 from .mixer import FRAME_SAMPLES, decode_codes, encode_rows
 
 
 class Mixdown(Egress):
     """The tick over the leg table."""
+
+    @cached_property
+    def lobby_part(self) -> Lobby:
+        """Floor control, lobby and prompts (:mod:`imsconf.media.lobby`), over this leg table."""
+        return Lobby(self)
 
     def rebuild(self) -> None:
         order = sorted(
@@ -151,7 +158,7 @@ class Mixdown(Egress):
         self.speakers = []
         common = self.mix_frames(codes, in_legs, concealed, prev)
         if self.prompting:
-            self.play_prompts()
+            self.lobby_part.play_prompts()
         out = self.send_packets(common, direct)
         append = out.append
         due = self.rtcp_due

@@ -11,19 +11,18 @@
 * Outputs go out with ``sendto``; a full socket buffer drops the packet and counts it.
 
 Connected sockets (``connected=True``, the default on Linux). Each RTP port has two sockets bound with
-``SO_REUSEPORT``: the *main* socket, which is ``connect()``-ed to the leg's remote RTP address as soon as
-the engine knows it (and again whenever it changes: re-INVITE, latching), and an unconnected *wildcard*
-socket. The kernel delivers a datagram from the remote address to the connected socket (the best
-match) and anything else to the wildcard one. So the main socket needs no source check and no address
-per packet: it is read with ``recv_into`` straight into the engine's buffer
-(:meth:`MediaEngine.receive_buffer`), and the mix is sent with ``send`` on it
-(:meth:`MediaEngine.tick_send`, the adapter being its :class:`~imsconf.media.egress.PacketSink` for the
-rest), which skips the per-packet route lookup. Packets on the wildcard socket
-(strangers, a latching source) and on a socket that is not connected yet take the full path with
-``recvfrom`` and :meth:`MediaEngine.receive`, which counts ``wrong_source`` or latches exactly as
-before. Measured: connected ``recv``/``send`` cost 3.8 µs per packet pair against 5.4 µs.
-``SO_REUSEPORT`` only lets sockets of the same effective user share a port; each RTP port is first
-probed with a plain bind, so the allocator never takes a port another process holds.
+``SO_REUSEPORT``: the *main* socket, which is ``connect()``-ed to the leg's remote RTP address as soon as the
+engine knows it (and again whenever it changes: re-INVITE, latching), and an unconnected *wildcard* socket.
+The kernel delivers a datagram from the remote address to the connected socket (the best match) and anything
+else to the wildcard one. So the main socket needs no source check and no address per packet: its datagrams go
+to the engine marked as connected (no source address, see :meth:`MediaEngine.receive_batch`), and the mix is
+sent with ``send`` on it (:meth:`MediaEngine.tick_send`, the adapter being its
+:class:`~imsconf.media.egress.PacketSink` for the rest), which skips the per-packet route lookup. Packets on
+the wildcard socket (strangers, a latching source) and on a socket that is not connected yet take the full
+path with ``recvfrom``, their datagrams handed to :meth:`MediaEngine.receive_batch` with their source, which
+counts ``wrong_source`` or latches exactly as before. Measured: connected ``recv``/``send`` cost 3.8 µs per
+packet pair against 5.4 µs. ``SO_REUSEPORT`` only lets sockets of the same effective user share a port; each
+RTP port is first probed with a plain bind, so the allocator never takes a port another process holds.
 
 Batched reads (``rx_interval``, default 2 ms). When packets arrive spread out, a readiness callback per
 datagram costs an event-loop iteration and two epoll syscalls each. After a readiness callback the
@@ -34,8 +33,9 @@ readiness only.
 
 C path (docs/decisions/0004). With the ``_fastpath`` extension, a connected main socket is also *mapped*
 (:meth:`MediaEngine.map_fast_fd`) once it is fast: a drain round is then one call into C
-(:meth:`MediaEngine.drain_fast`) that reads every mapped ready socket; only the others come back as
-descriptors for the Python reads above. The tick's sends on those sockets happen in C as well.
+(:meth:`MediaEngine.receive_batch` with the epoll set) that reads every mapped ready socket; only the others
+come back as descriptors for the Python reads above, whose datagrams go in through the same call. The tick's
+sends on those sockets happen in C as well.
 
 Every decision about packets is the engine's.
 """
@@ -53,6 +53,7 @@ from collections.abc import Callable
 from .control import LocalMediaControl
 from .engine import MediaEngine
 from .events import Datagram
+from .ingress import Received
 from .legs import TICK
 from .video_plane import VideoPlane
 
@@ -251,12 +252,13 @@ class UdpMediaTransport:
         self.engine.set_send(rtp_port, sock.send, fd)
 
     def _settle_ports(self, now: float) -> None:
-        receive = self.engine.receive
+        receive_batch = self.engine.receive_batch
         for port in list(self._settle):
             sock = self._socks.get(port)
             self._settle.discard(port)
             if sock is None:
                 continue
+            batch: list[Received] = []
             for _ in range(_DRAIN_MAX):
                 try:
                     data, addr = sock.recvfrom(_RECV_SIZE)
@@ -265,7 +267,8 @@ class UdpMediaTransport:
                 except OSError:
                     self.stats.recv_errors += 1
                     break
-                receive(port, data, addr, now)
+                batch.append((port, data, addr))
+            receive_batch(now, batch)
             self._by_fd[sock.fileno()] = (sock, port, True)
             self.engine.map_fast_fd(sock.fileno(), port)
 
@@ -275,16 +278,17 @@ class UdpMediaTransport:
         assert self._loop is not None
         now = self._loop.time()
         recv = sock.recvfrom
-        receive = self.engine.receive
+        batch: list[Received] = []
         for _ in range(_DRAIN_MAX):
             try:
                 data, addr = recv(_RECV_SIZE)
             except BlockingIOError:
-                return
+                break
             except OSError:  # e.g. an ICMP error reported on the socket
                 self.stats.recv_errors += 1
-                return
-            receive(port, data, addr, now)
+                break
+            batch.append((port, data, addr))
+        self.engine.receive_batch(now, batch)
 
     def _on_epoll(self) -> None:
         """Readiness of the epoll set: drain it, then (with ``rx_interval``) switch to timed drains."""
@@ -321,19 +325,16 @@ class UdpMediaTransport:
             self._settle_ports(now)
         by_fd = self._by_fd
         poll = self._epoll.poll
-        engine = self.engine
-        receive = engine.receive
-        receive_buffer = engine.receive_buffer
-        rx_buffer = engine.rx_buffer
+        receive_batch = self.engine.receive_batch
+        c_path = self.engine.c_path
         got = 0
         clock = time.perf_counter
         until = clock() + _DRAIN_BUDGET
-        c_drain = engine.drain_fast if engine.c_path else None
         epfd = self._epoll.fileno()
         for _ in range(_DRAIN_MAX):
-            if c_drain is not None:
+            if c_path:
                 # The C path reads every mapped socket; only the others come back as descriptors.
-                n, errs, fds = c_drain(epfd, now)
+                n, errs, fds = receive_batch(now, (), epfd)
                 got += n
                 self.stats.recv_errors += errs
                 if not n and not fds:
@@ -345,30 +346,26 @@ class UdpMediaTransport:
                     break
             if clock() > until:
                 break
+            batch: list[Received] = []
+            append = batch.append
             for fd, _events in ready:
                 entry = by_fd.get(fd)
                 if entry is None:
                     continue
                 sock, port, fast = entry
-                if fast:
-                    try:
-                        n = sock.recv_into(rx_buffer)
-                    except BlockingIOError:
-                        continue
-                    except OSError:  # e.g. an ICMP error reported on the connected socket
-                        self.stats.recv_errors += 1
-                        continue
-                    receive_buffer(port, n, now)
-                else:
-                    try:
+                try:
+                    if fast:
+                        append((port, sock.recv(_RECV_SIZE), None))
+                    else:
                         data, addr = sock.recvfrom(_RECV_SIZE)
-                    except BlockingIOError:
-                        continue
-                    except OSError:
-                        self.stats.recv_errors += 1
-                        continue
-                    receive(port, data, addr, now)
-                got += 1
+                        append((port, data, addr))
+                except BlockingIOError:
+                    continue
+                except OSError:  # e.g. an ICMP error reported on the socket
+                    self.stats.recv_errors += 1
+                    continue
+            if batch:
+                got += receive_batch(now, batch)[0]
         return got
 
     def start(self) -> None:
