@@ -196,7 +196,7 @@ class Settings:
             raise ValueError(f"media_realtime_priority must be 0 to 99, not {self.media_realtime_priority}")
         from imsconf.keys.policy import DownlinkMode, RekeyPolicy
 
-        DownlinkMode.parse(self.downlink)  # PolicyError is a ValueError naming the bad value
+        DownlinkMode.parse(self.downlink)  # PolicySyntaxError is a ValueError naming the bad value
         RekeyPolicy.parse(self.rekey)
         if self.mixer is not None:
             parse_hostport(self.mixer, what="mixer")
