@@ -28,13 +28,14 @@ from typing import Final
 from .model import (
     Booking,
     BookingError,
-    Downlink,
+    DownlinkMode,
     InvalidBooking,
     Invitee,
     InviteeRole,
-    RekeyPolicy,
     WindowState,
     conference_key,
+    parse_rekey,
+    rekey_text,
 )
 
 __all__ = [
@@ -253,7 +254,7 @@ class BookingStore:
                     booking.pin_hash,
                     booking.capacity,
                     booking.downlink.value,
-                    str(booking.rekey),
+                    rekey_text(booking.rekey),
                     int(booking.allow_pin_in_uri),
                     int(booking.dial_out),
                     _ts(booking.created_at),
@@ -387,8 +388,8 @@ class BookingStore:
                 created_at=_dt(created_ts),
                 capacity=int(str(capacity)),
                 invitees=invitees,
-                downlink=Downlink(str(downlink)),
-                rekey=RekeyPolicy.parse(str(rekey)),
+                downlink=DownlinkMode(str(downlink)),
+                rekey=parse_rekey(str(rekey)),
                 allow_pin_in_uri=bool(allow_pin),
                 dial_out=bool(dial_out),
                 subject=None if subject is None else str(subject),
