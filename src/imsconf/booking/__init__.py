@@ -1,4 +1,5 @@
-"""Planned conferences (DESIGN §2 flow 8): validated bookings in SQLite, a CLI and an HTTP JSON API.
+"""Planned conferences (booked ahead, joined by dial-in with a PIN): validated bookings in SQLite, a CLI
+and an HTTP JSON API.
 
 For the focus (dial-in)::
 

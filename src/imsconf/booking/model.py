@@ -1,4 +1,4 @@
-"""A booking of a planned conference (DESIGN §2 flow 8): the validated, immutable record.
+"""A booking of a planned conference: the validated, immutable record.
 
 A :class:`Booking` reserves a conference URI for a time window, with an optional PIN, a roster of invitees,
 a capacity and the media/keying policy the focus applies when the conference is instantiated on the first

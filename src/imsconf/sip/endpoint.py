@@ -114,7 +114,7 @@ class _Pending:
 @dataclass(slots=True)
 class AuthThrottle:
     """Per source host: after *max_failures* wrong credentials within *window* seconds, refuse that host's
-    authenticated requests for *block* seconds (digest brute force, DESIGN §3).  Bounded memory."""
+    authenticated requests for *block* seconds (against digest brute force).  Bounded memory."""
 
     max_failures: int = 5
     window: float = 60.0
