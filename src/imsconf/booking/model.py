@@ -57,6 +57,7 @@ __all__ = [
     "pin_from_uri",
     "rekey_text",
     "verify_pin_hash",
+    "window_status",
 ]
 
 CAPACITY_MIN: Final = 1
@@ -442,6 +443,26 @@ def generate_conference_uri(domain: str, scheme: str = "sip") -> str:
     """``sip:conf-<24 base32 chars>@domain``: 120 random bits, unguessable."""
     token = base64.b32encode(secrets.token_bytes(15)).decode("ascii").lower()
     return f"{scheme}:{GENERATED_PREFIX}{token}@{_host(domain).lower()}"
+
+
+def window_status(bookings: Sequence[Booking], now: datetime) -> tuple[Booking | None, WindowState]:
+    """What a dial-in at *now* meets, given every booking (cancelled included) of one conference URI.
+
+    ``OPEN`` with the booking whose window holds *now*; else ``EARLY`` with the next one; else ``ENDED``
+    with the latest past one; else ``CANCELLED`` with the latest cancelled one; else ``(None, UNKNOWN)``.
+    """
+    live = [b for b in bookings if not b.cancelled]
+    for b in live:
+        if b.start <= now < b.end:
+            return b, WindowState.OPEN
+    future = [b for b in live if b.start > now]
+    if future:
+        return min(future, key=lambda b: b.start), WindowState.EARLY
+    if live:
+        return max(live, key=lambda b: b.end), WindowState.ENDED
+    if bookings:
+        return max(bookings, key=lambda b: b.end), WindowState.CANCELLED
+    return None, WindowState.UNKNOWN
 
 
 def conference_key(uri: str | SipUri) -> str:

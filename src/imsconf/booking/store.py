@@ -36,6 +36,7 @@ from .model import (
     conference_key,
     parse_rekey,
     rekey_text,
+    window_status,
 )
 
 __all__ = [
@@ -319,19 +320,7 @@ class BookingStore:
         - else ``CANCELLED`` with the latest cancelled booking;
         - else ``(None, UNKNOWN)`` (also for a URI that is not ``sip(s):user@host``).
         """
-        bookings = self.by_uri(uri)
-        live = [b for b in bookings if not b.cancelled]
-        for b in live:
-            if b.start <= now < b.end:
-                return b, WindowState.OPEN
-        future = [b for b in live if b.start > now]
-        if future:
-            return min(future, key=lambda b: b.start), WindowState.EARLY
-        if live:
-            return max(live, key=lambda b: b.end), WindowState.ENDED
-        if bookings:
-            return max(bookings, key=lambda b: b.end), WindowState.CANCELLED
-        return None, WindowState.UNKNOWN
+        return window_status(self.by_uri(uri), now)
 
     def verify_pin(self, booking_id: str, pin: str) -> bool:
         """Constant-time PIN check (scrypt, ~40 ms: call it off the event loop).
