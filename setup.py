@@ -1,6 +1,6 @@
 """Only the C extension lives here; everything else about the package is in pyproject.toml.
 
-``imsconf.media._fastpath`` is the mixer's per-packet path (issue 3): plain C against CPython's API with
+``imsconf.media._fastpath`` is the mixer's per-packet path: plain C against CPython's API with
 no library of its own (libsrtp is reached through pylibsrtp's binding). It is optional: where it cannot
 be compiled the mixer runs its Python path, which carries about half the load (docs/decisions/0004).
 """

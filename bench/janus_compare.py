@@ -3,7 +3,7 @@
 Both mixers run pinned to CPU 1 (nice -10, as in mixer_capacity.py), one after the other, with the same
 load generator (``mixer_load.generator_main``, CPU 0): plain RTP PCMU, 20 ms, 50 packets/s per
 participant, and a sample of participants reading what the mixer sends them. Janus cannot decrypt SRTP
-from plain-RTP participants (PEERS §6), so the comparison is plain RTP; imsconf therefore runs with
+from plain-RTP participants in this setup, so the comparison is plain RTP; imsconf therefore runs with
 ``allow_plain_rtp=True`` (security relaxed: no SRTP) for this half. imsconf's SRTP capacity
 (AES_CM_128_HMAC_SHA1_80, nothing relaxed) is measured in the same run and printed beside it.
 

@@ -1,5 +1,5 @@
 """Group downlink benchmark (not a test): CPU per mixed second and packets encrypted per tick, per-participant
-vs group downlink keying (issue 5 §3, feeds ``docs/security-evaluation.md``).
+vs group downlink keying (feeds ``docs/security-evaluation.md``).
 
 One conference of N listeners + K=3 speakers, G.711 µ-law 20 ms, SRTP AES_CM_128_HMAC_SHA1_80 both ways.
 Every leg sends 50 packets/s (speakers a tone, listeners low-level noise below the speech floor), as
@@ -14,7 +14,7 @@ phones do. The mixer is the real engine on real loopback UDP sockets, in this pr
 Modes: ``per-participant`` (every leg its own stream under its own key: N+K protects per tick) and
 ``group`` (every leg on epoch 1: one common packet per tick protected once and sent to the N
 non-speakers, plus each speaker's N-1 mix on its private stream under the epoch key: K+1 protects).
-The phones' sockets never read (receive buffers at the kernel minimum), as in PERF-BUDGET §6: the send
+The phones' sockets never read (receive buffers at the kernel minimum, so a phone costs no reader): the send
 cost covers the transmit path and loopback input up to the socket queue.
 
 Printed per (N, mode): medians over ``--repeat`` runs of ``--seconds`` of mixed audio: CPU ms per mixed

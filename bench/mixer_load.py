@@ -4,8 +4,8 @@
   per leg, rtcp-mux, timed socket drains) in its own process, pinned to CPU 1.
 * :func:`generator_main` is the phones, in another process on CPU 0: N sockets, each sending 50 packets/s
   of PCMU (pre-protected SRTP, AES_CM_128_HMAC_SHA1_80, or plain RTP), spread over the 20 ms period in
-  bursts. Most sockets never read (their receive buffers are at the kernel minimum, as in PERF-BUDGET
-  §6); a sample of them do, timestamping each packet to check what the participants get.
+  bursts. Most sockets never read (their receive buffers are at the kernel minimum, so the phones cost
+  no reader); a sample of them do, timestamping each packet to check what the participants get.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Security evaluation of conference media keying (issue 5): writes ``docs/security-evaluation.md`` and the
+"""Security evaluation of conference media keying (group downlink keying): writes ``docs/security-evaluation.md`` and the
 PNG plots beside it.  Not a test.
 
 Three measurements, all in this process:
@@ -420,7 +420,7 @@ def write_report(
     add(
         "Regenerate: `pip install -e '.[bench]'` (matplotlib, not needed by `make test`), then "
         "`.venv/bin/python bench/security_eval.py` (about two minutes; `--quick` for a check). "
-        "The design is in `DESIGN.md` §3; the mechanism in `src/imsconf/keys/` and `src/imsconf/focus/keying.py`."
+        "The design is in `docs/decisions/0003-keys-floors-media.md`; the mechanism in `src/imsconf/keys/` and `src/imsconf/focus/keying.py`."
     )
     add("")
     add("## Summary")
@@ -481,7 +481,7 @@ def write_report(
     add(
         "Packets *encrypted* per tick drop from N+K to K+1; packets *sent* do not (every listener still gets "
         "its copy), and receiving/unprotecting every leg's uplink is unchanged — which is why the CPU saving is "
-        "about a quarter, not (N+K)/(K+1). PERF-BUDGET.md measured the same ratio end to end at 1,000 legs "
+        "about a quarter, not (N+K)/(K+1). The end-to-end mixer benchmark measured the same ratio at 1,000 legs "
         "(14.3 → 10.0 µs per leg-tick)."
     )
     add("")

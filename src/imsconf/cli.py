@@ -8,7 +8,10 @@ import getpass
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from imsconf.app.config import Settings
 
 
 def _serve_parser(sub: Any) -> None:
@@ -70,7 +73,6 @@ def _mixer_parser(sub: Any) -> None:
 
 
 def _cmd_mixer(args: argparse.Namespace) -> int:
-    from imsconf.app.config import load_settings
     from imsconf.app.logging import setup_logging
     from imsconf.app.mixer import run_mixer
 
@@ -78,10 +80,8 @@ def _cmd_mixer(args: argparse.Namespace) -> int:
     for name in ("media_host", "rtp_port_range"):
         if getattr(args, name, None) is not None:
             overrides[name] = getattr(args, name)
-    try:
-        settings = load_settings(args.config, overrides)
-    except (ValueError, OSError) as exc:
-        print(f"imsconf: configuration error: {exc}", file=sys.stderr)
+    settings = _load_settings(args, overrides)
+    if settings is None:
         return 2
     setup_logging(settings.log_level)
     return _run(run_mixer(settings, args.mixer_listen))
@@ -121,28 +121,33 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def _cmd_serve(args: argparse.Namespace) -> int:
+def _load_settings(args: argparse.Namespace, overrides: dict[str, Any] | None = None) -> Settings | None:
+    """The settings from ``--config`` and the command line; None (after saying why) when they are wrong."""
     from imsconf.app.config import load_settings
+
+    try:
+        return load_settings(args.config, _overrides(args) if overrides is None else overrides)
+    except (ValueError, OSError) as exc:
+        print(f"imsconf: configuration error: {exc}", file=sys.stderr)
+        return None
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
     from imsconf.app.logging import setup_logging
     from imsconf.app.server import run_server
 
-    try:
-        settings = load_settings(args.config, _overrides(args))
-    except (ValueError, OSError) as exc:
-        print(f"imsconf: configuration error: {exc}", file=sys.stderr)
+    settings = _load_settings(args)
+    if settings is None:
         return 2
     setup_logging(settings.log_level)
     return _run(run_server(settings))
 
 
 def _cmd_users(args: argparse.Namespace) -> int:
-    from imsconf.app.config import load_settings
     from imsconf.app.users import UserStore, UserStoreError
 
-    try:
-        settings = load_settings(args.config, _overrides(args))
-    except (ValueError, OSError) as exc:
-        print(f"imsconf: configuration error: {exc}", file=sys.stderr)
+    settings = _load_settings(args)
+    if settings is None:
         return 2
     store = UserStore(Path(settings.data_dir) / "users.json")
     try:
@@ -179,13 +184,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "mixer":
         return _cmd_mixer(args)
     if args.command == "book":
-        from imsconf.app.config import load_settings
         from imsconf.booking.cli import run_book
 
-        try:
-            settings = load_settings(args.config, _overrides(args))
-        except (ValueError, OSError) as exc:
-            print(f"imsconf: configuration error: {exc}", file=sys.stderr)
+        settings = _load_settings(args)
+        if settings is None:
             return 2
         return run_book(args, settings)
     return 2  # pragma: no cover - argparse enforces the choices

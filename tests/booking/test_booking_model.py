@@ -12,7 +12,7 @@ from booking_cases import DOMAIN, END, FACTORY, INVALID, NOW, START, valid_reque
 from imsconf.booking.model import (
     Booking,
     BookingError,
-    Downlink,
+    DownlinkMode,
     InvalidBooking,
     Invitee,
     InviteeRole,
@@ -23,8 +23,10 @@ from imsconf.booking.model import (
     conference_key,
     generate_conference_uri,
     hash_pin,
+    parse_rekey,
     parse_time,
     pin_from_uri,
+    rekey_text,
     verify_pin_hash,
 )
 
@@ -43,7 +45,7 @@ def test_valid_request_builds_the_booking() -> None:
         Invitee("sips:bob@example.com", InviteeRole.MODERATOR),
         Invitee("tel:+49-30-1234567", InviteeRole.PARTICIPANT),
     )
-    assert b.downlink is Downlink.PER_PARTICIPANT
+    assert b.downlink is DownlinkMode.PER_PARTICIPANT
     assert b.rekey == RekeyPolicy(True, True, 30)
     assert b.allow_pin_in_uri and b.dial_out and not b.cancelled
     assert b.subject == "Weekly sync"
@@ -57,7 +59,7 @@ def test_minimal_request_gets_defaults_and_a_generated_uri() -> None:
     assert b.start == datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
     assert b.end == datetime(2027, 3, 1, 13, 30, tzinfo=UTC)  # whole seconds, UTC
     assert b.capacity == 10 and b.invitees == () and not b.has_pin
-    assert b.downlink is Downlink.GROUP and str(b.rekey) == "both"
+    assert b.downlink is DownlinkMode.GROUP and rekey_text(b.rekey) == "both"
     assert b.verify_pin("anything")  # no PIN: nothing to check
 
 
@@ -175,11 +177,14 @@ def test_pin_hash_is_salted_and_verified() -> None:
 
 def test_rekey_policy_text_round_trip() -> None:
     for text in ("on-join", "on-leave", "both", "never", "interval:30"):
-        assert str(RekeyPolicy.parse(text)) == text
-    assert RekeyPolicy.parse("interval:45s").min_interval == 45
-    assert RekeyPolicy.parse(" BOTH ") == RekeyPolicy()
+        assert rekey_text(parse_rekey(text)) == text
+    assert parse_rekey("interval:45s").interval == 45
+    assert parse_rekey(" BOTH ") == RekeyPolicy.both()
     with pytest.raises(ValueError):
         RekeyPolicy(False, True, 10)
+    for text in ("interval:0.5", "interval:500ms", "none", "on-join,on-leave"):  # server-setting forms
+        with pytest.raises(ValueError):
+            parse_rekey(text)
 
 
 def test_generated_uris_are_unguessable() -> None:

@@ -150,10 +150,6 @@ def status_of(msg: bytes | None) -> int | None:
 
 def header(msg: bytes, name: str) -> list[str]:
     return [
-        m.group(1).strip()
-        for m in re.finditer(rf"(?im)^{re.escape(name)}\s*:\s*(.*?)\r?$".encode(), msg.split(b"\r\n\r\n")[0])
-        for _ in [0]
-    ] and [
         m.group(1).decode().strip()
         for m in re.finditer(rf"(?im)^{re.escape(name)}\s*:\s*(.*?)\r?$".encode(), msg.split(b"\r\n\r\n")[0])
     ]
@@ -164,11 +160,10 @@ def digest_authorization(
 ) -> str:
     """Authorization value answering one WWW-Authenticate challenge (RFC 7616), written independently."""
     params = dict(re.findall(r'(\w+)="?([^",]*)"?', challenge))
-    h = (
-        (lambda s: hashlib.sha256(s.encode()).hexdigest())
-        if algorithm == "SHA-256"
-        else (lambda s: hashlib.md5(s.encode()).hexdigest())
-    )
+
+    def h(s: str) -> str:
+        return (hashlib.sha256 if algorithm == "SHA-256" else hashlib.md5)(s.encode()).hexdigest()
+
     ha1 = h(f"{username}:{params['realm']}:{password}")
     ha2 = h(f"{method}:{uri}")
     cnonce = secrets.token_hex(8)

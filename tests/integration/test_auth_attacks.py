@@ -1,4 +1,4 @@
-"""Digest brute force and user enumeration against the real server (DESIGN §3, §4)."""
+"""Digest brute force and user enumeration against the real server."""
 
 from __future__ import annotations
 

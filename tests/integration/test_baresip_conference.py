@@ -87,7 +87,7 @@ class ConfServer:
 @pytest.fixture(params=["in-process-mixer", "separate-mixer"])
 def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ConfServer]:
     """The server with its mixer in process (default), or ``imsconf mixer`` in its own process over
-    mutual TLS (issue 5): the same phones must hear the same conference either way."""
+    mutual TLS: the same phones must hear the same conference either way."""
     srv = ServerProcess(tmp_path / "srv", free_port_pair())
     srv.data_dir.mkdir(parents=True)
     lo, hi = free_udp_range(100)

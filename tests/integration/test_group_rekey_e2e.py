@@ -1,12 +1,12 @@
-"""Group downlink keying end to end (issue 5): the real server in ``group`` mode with rekey on join and on
+"""Group downlink keying end to end: the real server in ``group`` mode with rekey on join and on
 leave, rekey-capable test UAs (pylibsrtp, ``tests/uas``) and real baresip 1.0.0 phones in one conference.
 
 * ``speaker`` (a test UA) sends a 440 Hz tone; everyone else is silent, so they are listeners and get the
   common stream once they hold the group key.
 * ``l1`` and ``l2`` (test UAs) are listeners from the start; they capture every SRTP packet they receive.
-* two baresip phones join: they answer the key re-INVITE with 200 OK but keep their old key (PEERS.md), so
-  their SRTCP reports never show the common stream: they are demoted to their own key and must hear the
-  tone throughout.
+* two baresip phones join: they answer the key re-INVITE with 200 OK but keep their old key (baresip 1.0.0
+  keeps its first SDES key), so their SRTCP reports never show the common stream: they are demoted to their
+  own key and must hear the tone throughout.
 * ``leaver`` joins, takes the group key, leaves: (a) nothing ``l1`` received after switching away from the
   leaver's epoch decrypts under any key the leaver ever held.
 * ``joiner`` joins late: (b) nothing ``l1`` received before the join decrypts under any key it is given.

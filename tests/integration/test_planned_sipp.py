@@ -1,4 +1,4 @@
-"""Booked conferences against the real server (DESIGN §2 flow 8): booking by the CLI → dial-in by SIPp with
+"""Booked conferences against the real server: booking by the CLI → dial-in by SIPp with
 the PIN as RFC 4733 events (SIPp's shipped ``dtmf_2833_*.pcap`` played with ``play_pcap_audio``) → the
 conference is created on the first call → a wrong PIN gets BYE → after the window, callers get 403.
 

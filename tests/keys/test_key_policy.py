@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from imsconf.keys import DownlinkMode, KeyManagerConfig, PolicyError, RekeyPolicy
+from imsconf.keys import DownlinkMode, KeyManagerConfig, PolicySyntaxError, RekeyPolicy
 
 
 @pytest.mark.parametrize(
@@ -31,14 +31,14 @@ def test_parse(text: str, join: bool, leave: bool, interval: float | None, canon
     ["", "sometimes", "interval:", "interval:0", "interval:-1", "interval:1h", "interval:100000", "on-join;"],
 )
 def test_parse_rejects(text: str) -> None:
-    with pytest.raises(PolicyError):
+    with pytest.raises(PolicySyntaxError):
         RekeyPolicy.parse(text)
 
 
 def test_policy_validation() -> None:
-    with pytest.raises(PolicyError):
+    with pytest.raises(PolicySyntaxError):
         RekeyPolicy(True, False, 5.0)  # an interval batches both
-    with pytest.raises(PolicyError):
+    with pytest.raises(PolicySyntaxError):
         RekeyPolicy.every(float("nan"))
     assert RekeyPolicy.never().rekeys is False
     assert RekeyPolicy.every(1).batched
@@ -48,7 +48,7 @@ def test_downlink_mode() -> None:
     assert DownlinkMode.parse("Group") is DownlinkMode.GROUP
     assert DownlinkMode.parse("per-participant") is DownlinkMode.PER_PARTICIPANT
     assert str(DownlinkMode.GROUP) == "group"
-    with pytest.raises(PolicyError):
+    with pytest.raises(PolicySyntaxError):
         DownlinkMode.parse("multicast")
 
 
@@ -61,5 +61,5 @@ def test_config_validation() -> None:
         {"demote_timeout": float("inf")},
         {"max_offers_per_tick": 0},
     ):
-        with pytest.raises(PolicyError):
+        with pytest.raises(PolicySyntaxError):
             KeyManagerConfig(**bad)  # type: ignore[arg-type]

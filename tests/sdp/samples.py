@@ -1,4 +1,4 @@
-"""SDP bodies shaped like those of the peers in /work/shared/PEERS.md."""
+"""SDP bodies shaped like those the real peers send (baresip 1.0.0, SIPp)."""
 
 from __future__ import annotations
 

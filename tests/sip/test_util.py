@@ -10,6 +10,7 @@ from imsconf.sip.message import Request, Response, parse_message, validate
 from imsconf.sip.util import (
     MAGIC_COOKIE,
     default_port,
+    header_safe_text,
     is_reliable,
     make_ack_for_non2xx,
     make_cancel,
@@ -223,3 +224,11 @@ def test_response_destination_after_stamping() -> None:
 def test_response_destination_needs_via() -> None:
     with pytest.raises(LocalProtocolError):
         response_destination(Response(200, "OK"), "UDP")
+
+
+def test_header_safe_text_keeps_only_printable_ascii() -> None:
+    assert header_safe_text("bad\r\nVia: x\x00é") == "bad??Via: x??"
+    assert header_safe_text("a\r\nb", replacement="") == "ab"
+    assert header_safe_text("x" * 200) == "x" * 80
+    assert header_safe_text("x" * 200, 100) == "x" * 100
+    assert header_safe_text('say "hi" \\ now', quoted=True, replacement="") == "say hi  now"

@@ -159,7 +159,7 @@ class Settings:
     # media host, an ephemeral port: the SDP answer carries it); empty for no BFCP
     bfcp_listen: tuple[str, ...] = ("tcp", "tls")
     bfcp_policy: Literal["chair", "auto"] = "chair"  # chair-controlled floors, or first-come grant
-    # group downlink keying (DESIGN §3) for conferences without a booking: "per-participant" or "group";
+    # downlink keying (docs/security-evaluation.md) for unbooked conferences: "per-participant" or "group";
     # rekey policy: on-join, on-leave, both, interval:T or never (imsconf.keys.policy)
     downlink: str = "per-participant"
     rekey: str = "both"
@@ -196,7 +196,7 @@ class Settings:
             raise ValueError(f"media_realtime_priority must be 0 to 99, not {self.media_realtime_priority}")
         from imsconf.keys.policy import DownlinkMode, RekeyPolicy
 
-        DownlinkMode.parse(self.downlink)  # PolicyError is a ValueError naming the bad value
+        DownlinkMode.parse(self.downlink)  # PolicySyntaxError is a ValueError naming the bad value
         RekeyPolicy.parse(self.rekey)
         if self.mixer is not None:
             parse_hostport(self.mixer, what="mixer")

@@ -1,4 +1,5 @@
-"""Planned conferences (DESIGN §2 flow 8): validated bookings in SQLite, a CLI and an HTTP JSON API.
+"""Planned conferences (booked ahead, joined by dial-in with a PIN): validated bookings in SQLite, a CLI
+and an HTTP JSON API.
 
 For the focus (dial-in)::
 
@@ -14,6 +15,7 @@ from .model import (
     Booking,
     BookingError,
     Downlink,
+    DownlinkMode,
     InvalidBooking,
     Invitee,
     InviteeRole,
@@ -33,6 +35,7 @@ __all__ = [
     "BookingStore",
     "BookingStoreError",
     "Downlink",
+    "DownlinkMode",
     "InvalidBooking",
     "Invitee",
     "InviteeRole",

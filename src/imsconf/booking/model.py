@@ -1,4 +1,4 @@
-"""A booking of a planned conference (DESIGN §2 flow 8): the validated, immutable record.
+"""A booking of a planned conference: the validated, immutable record.
 
 A :class:`Booking` reserves a conference URI for a time window, with an optional PIN, a roster of invitees,
 a capacity and the media/keying policy the focus applies when the conference is instantiated on the first
@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final, TypeVar
 
+from imsconf.keys.policy import DownlinkMode, RekeyPolicy
 from imsconf.sip.errors import SipParseError
 from imsconf.sip.uri import SipUri
 
@@ -38,6 +39,7 @@ __all__ = [
     "Booking",
     "BookingError",
     "Downlink",
+    "DownlinkMode",
     "InvalidBooking",
     "Invitee",
     "InviteeRole",
@@ -50,9 +52,12 @@ __all__ = [
     "generate_conference_uri",
     "hash_pin",
     "new_booking_id",
+    "parse_rekey",
     "parse_time",
     "pin_from_uri",
+    "rekey_text",
     "verify_pin_hash",
+    "window_status",
 ]
 
 CAPACITY_MIN: Final = 1
@@ -119,11 +124,9 @@ class InviteeRole(StrEnum):
     PARTICIPANT = "participant"
 
 
-class Downlink(StrEnum):
-    """How listeners receive the mix (DESIGN §3): each on its own key, or one common stream on a group key."""
-
-    PER_PARTICIPANT = "per-participant"
-    GROUP = "group"
+# The booking's downlink field holds a keys.policy.DownlinkMode; the old name stays until every caller
+# (focus/planned.py, tests/focus) imports DownlinkMode.
+Downlink = DownlinkMode
 
 
 class WindowState(StrEnum):
@@ -136,49 +139,38 @@ class WindowState(StrEnum):
     UNKNOWN = "unknown"
 
 
-@dataclass(frozen=True, slots=True)
-class RekeyPolicy:
-    """When the group key moves to a new epoch.
+def parse_rekey(text: str) -> RekeyPolicy:
+    """A booking's rekey field → :class:`~imsconf.keys.policy.RekeyPolicy`.
 
-    Text forms: ``on-join``, ``on-leave``, ``both``, ``never`` and ``interval:T`` (T seconds, 1..86400):
-    rekey on join and on leave, but at most once every T seconds (changes in between are batched).
+    The booking grammar is narrower than the server setting's: ``on-join``, ``on-leave``, ``both``,
+    ``never`` and ``interval:T`` (T whole seconds, 1..86400, optionally suffixed ``s``): rekey on join and
+    on leave, but at most once every T seconds (changes in between are batched).  Raises ``ValueError``.
     """
+    t = text.strip().lower()
+    fixed = {
+        "on-join": RekeyPolicy(True, False),
+        "on-leave": RekeyPolicy(False, True),
+        "both": RekeyPolicy.both(),
+        "never": RekeyPolicy.never(),
+    }
+    if t in fixed:
+        return fixed[t]
+    kind, sep, value = t.partition(":")
+    if kind == "interval" and sep:
+        value = value.removesuffix("s")
+        if value.isascii() and value.isdigit() and 1 <= int(value) <= REKEY_INTERVAL_MAX:
+            return RekeyPolicy.every(int(value))
+        raise ValueError(f"interval must be a whole number of seconds, 1 to {REKEY_INTERVAL_MAX}")
+    raise ValueError("must be one of on-join, on-leave, both, never, interval:SECONDS")
 
-    on_join: bool = True
-    on_leave: bool = True
-    min_interval: int | None = None
 
-    def __post_init__(self) -> None:
-        if self.min_interval is not None and (
-            not (1 <= self.min_interval <= REKEY_INTERVAL_MAX) or not (self.on_join and self.on_leave)
-        ):
-            raise ValueError(f"interval must be 1..{REKEY_INTERVAL_MAX} seconds with rekey on join and leave")
-
-    @classmethod
-    def parse(cls, text: str) -> RekeyPolicy:
-        t = text.strip().lower()
-        fixed = {
-            "on-join": cls(True, False),
-            "on-leave": cls(False, True),
-            "both": cls(True, True),
-            "never": cls(False, False),
-        }
-        if t in fixed:
-            return fixed[t]
-        kind, sep, value = t.partition(":")
-        if kind == "interval" and sep:
-            value = value.removesuffix("s")
-            if value.isascii() and value.isdigit() and 1 <= int(value) <= REKEY_INTERVAL_MAX:
-                return cls(True, True, int(value))
-            raise ValueError(f"interval must be a whole number of seconds, 1 to {REKEY_INTERVAL_MAX}")
-        raise ValueError("must be one of on-join, on-leave, both, never, interval:SECONDS")
-
-    def __str__(self) -> str:
-        if self.min_interval is not None:
-            return f"interval:{self.min_interval}"
-        return {(True, False): "on-join", (False, True): "on-leave", (True, True): "both"}.get(
-            (self.on_join, self.on_leave), "never"
-        )
+def rekey_text(policy: RekeyPolicy) -> str:
+    """The booking text form of ``policy`` (what :func:`parse_rekey` reads back)."""
+    if policy.interval is not None:
+        return f"interval:{policy.interval:g}"
+    return {(True, False): "on-join", (False, True): "on-leave", (True, True): "both"}.get(
+        (policy.on_join, policy.on_leave), "never"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,8 +318,8 @@ def _check_bool(value: object) -> bool:
     return value
 
 
-def _check_downlink(value: object) -> Downlink:
-    return _enum_member(Downlink, value)
+def _check_downlink(value: object) -> DownlinkMode:
+    return _enum_member(DownlinkMode, value)
 
 
 _E = TypeVar("_E", bound=StrEnum)
@@ -342,10 +334,10 @@ def _enum_member(cls: type[_E], value: object) -> _E:
 
 def _check_rekey(value: object) -> RekeyPolicy:
     if isinstance(value, RekeyPolicy):
-        return value
+        return parse_rekey(rekey_text(value))  # a policy the booking grammar can state (whole seconds)
     if not isinstance(value, str):
         raise ValueError("must be a string: on-join, on-leave, both, never or interval:SECONDS")
-    return RekeyPolicy.parse(value)
+    return parse_rekey(value)
 
 
 # -- the record --
@@ -365,8 +357,8 @@ class Booking:
     created_at: datetime
     capacity: int = DEFAULT_CAPACITY
     invitees: tuple[Invitee, ...] = ()
-    downlink: Downlink = Downlink.GROUP
-    rekey: RekeyPolicy = field(default_factory=RekeyPolicy)
+    downlink: DownlinkMode = DownlinkMode.GROUP
+    rekey: RekeyPolicy = field(default_factory=RekeyPolicy.both)
     allow_pin_in_uri: bool = False
     dial_out: bool = False
     subject: str | None = None
@@ -451,6 +443,26 @@ def generate_conference_uri(domain: str, scheme: str = "sip") -> str:
     """``sip:conf-<24 base32 chars>@domain``: 120 random bits, unguessable."""
     token = base64.b32encode(secrets.token_bytes(15)).decode("ascii").lower()
     return f"{scheme}:{GENERATED_PREFIX}{token}@{_host(domain).lower()}"
+
+
+def window_status(bookings: Sequence[Booking], now: datetime) -> tuple[Booking | None, WindowState]:
+    """What a dial-in at *now* meets, given every booking (cancelled included) of one conference URI.
+
+    ``OPEN`` with the booking whose window holds *now*; else ``EARLY`` with the next one; else ``ENDED``
+    with the latest past one; else ``CANCELLED`` with the latest cancelled one; else ``(None, UNKNOWN)``.
+    """
+    live = [b for b in bookings if not b.cancelled]
+    for b in live:
+        if b.start <= now < b.end:
+            return b, WindowState.OPEN
+    future = [b for b in live if b.start > now]
+    if future:
+        return min(future, key=lambda b: b.start), WindowState.EARLY
+    if live:
+        return max(live, key=lambda b: b.end), WindowState.ENDED
+    if bookings:
+        return max(bookings, key=lambda b: b.end), WindowState.CANCELLED
+    return None, WindowState.UNKNOWN
 
 
 def conference_key(uri: str | SipUri) -> str:
@@ -605,8 +617,8 @@ def booking_from_request(
     )
     if len(invitees) > capacity:
         errors.append(BookingError("invitees", f"{len(invitees)} invitees exceed the capacity of {capacity}"))
-    downlink = get("downlink", _check_downlink, Downlink.GROUP)
-    rekey = get("rekey", _check_rekey, RekeyPolicy())
+    downlink = get("downlink", _check_downlink, DownlinkMode.GROUP)
+    rekey = get("rekey", _check_rekey, RekeyPolicy.both())
     allow_pin_in_uri = get("allow_pin_in_uri", _check_bool, False)
     dial_out = get("dial_out", _check_bool, False)
     subject = get("subject", _check_subject, None)
@@ -702,7 +714,7 @@ def booking_to_json(b: Booking) -> dict[str, Any]:
         "capacity": b.capacity,
         "invitees": [{"uri": i.uri, "role": i.role.value} for i in b.invitees],
         "downlink": b.downlink.value,
-        "rekey": str(b.rekey),
+        "rekey": rekey_text(b.rekey),
         "dial_out": b.dial_out,
         "created_at": format_time(b.created_at),
         "cancelled": b.cancelled,

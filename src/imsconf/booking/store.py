@@ -28,13 +28,15 @@ from typing import Final
 from .model import (
     Booking,
     BookingError,
-    Downlink,
+    DownlinkMode,
     InvalidBooking,
     Invitee,
     InviteeRole,
-    RekeyPolicy,
     WindowState,
     conference_key,
+    parse_rekey,
+    rekey_text,
+    window_status,
 )
 
 __all__ = [
@@ -253,7 +255,7 @@ class BookingStore:
                     booking.pin_hash,
                     booking.capacity,
                     booking.downlink.value,
-                    str(booking.rekey),
+                    rekey_text(booking.rekey),
                     int(booking.allow_pin_in_uri),
                     int(booking.dial_out),
                     _ts(booking.created_at),
@@ -318,19 +320,7 @@ class BookingStore:
         - else ``CANCELLED`` with the latest cancelled booking;
         - else ``(None, UNKNOWN)`` (also for a URI that is not ``sip(s):user@host``).
         """
-        bookings = self.by_uri(uri)
-        live = [b for b in bookings if not b.cancelled]
-        for b in live:
-            if b.start <= now < b.end:
-                return b, WindowState.OPEN
-        future = [b for b in live if b.start > now]
-        if future:
-            return min(future, key=lambda b: b.start), WindowState.EARLY
-        if live:
-            return max(live, key=lambda b: b.end), WindowState.ENDED
-        if bookings:
-            return max(bookings, key=lambda b: b.end), WindowState.CANCELLED
-        return None, WindowState.UNKNOWN
+        return window_status(self.by_uri(uri), now)
 
     def verify_pin(self, booking_id: str, pin: str) -> bool:
         """Constant-time PIN check (scrypt, ~40 ms: call it off the event loop).
@@ -387,8 +377,8 @@ class BookingStore:
                 created_at=_dt(created_ts),
                 capacity=int(str(capacity)),
                 invitees=invitees,
-                downlink=Downlink(str(downlink)),
-                rekey=RekeyPolicy.parse(str(rekey)),
+                downlink=DownlinkMode(str(downlink)),
+                rekey=parse_rekey(str(rekey)),
                 allow_pin_in_uri=bool(allow_pin),
                 dial_out=bool(dial_out),
                 subject=None if subject is None else str(subject),

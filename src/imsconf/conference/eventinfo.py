@@ -29,7 +29,7 @@ Decisions (see the module tests):
   of ``media`` and ``<ext:identity authenticated=".." method=".."/>`` as the last child of ``user``; the
   RFC 4575 schema has ``<xs:any namespace="##other" processContents="lax"/>`` at the end of both
   ``user-type`` and ``media-type``.
-* Floor control (BFCP, issue 7): a conference with floors shows them as the last child of
+* Floor control (BFCP, RFC 8855): a conference with floors shows them as the last child of
   ``conference-state`` (which ends with ``##other`` too)::
 
       <ext:floors>

@@ -5,7 +5,7 @@ connection, then drains ``outputs()`` (octets to write), ``connections_to_close(
 (``FloorGranted``/``FloorReleased``/``FloorRevoked`` for the focus and the mixer).  ``next_deadline()`` /
 ``handle_timer(now)`` close connections the focus never bound to a user.
 
-Security model (DESIGN.md §3): a connection speaks for exactly one BFCP user, bound by the focus with
+Security model: a connection speaks for exactly one BFCP user, bound by the focus with
 ``bind(conn_id, user_id)`` once it knows which SIP participant opened it (e.g. by the TLS certificate
 fingerprint of RFC 8856).  Messages from an unbound connection, or carrying another user id in the header,
 are answered with Error 5 (Unauthorized Operation).  Only a floor's chair may send ChairAction for it or

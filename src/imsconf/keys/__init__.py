@@ -24,7 +24,7 @@ from .events import (
     SwitchListener,
 )
 from .manager import Downlink, GroupKeyManager, KeySnapshot, ListenerState, RekeyRecord
-from .policy import DownlinkMode, KeyManagerConfig, PolicyError, RekeyPolicy
+from .policy import DownlinkMode, KeyManagerConfig, PolicyError, PolicySyntaxError, RekeyPolicy
 
 __all__ = [
     "Action",
@@ -45,6 +45,7 @@ __all__ = [
     "MasterKey",
     "OfferKey",
     "PolicyError",
+    "PolicySyntaxError",
     "Rekey",
     "RekeyPolicy",
     "RekeyRecord",

@@ -39,13 +39,18 @@ from enum import StrEnum
 
 from .authority import SUITES
 
-__all__ = ["DownlinkMode", "KeyManagerConfig", "PolicyError", "RekeyPolicy"]
+__all__ = ["DownlinkMode", "KeyManagerConfig", "PolicySyntaxError", "RekeyPolicy"]
 
 MAX_INTERVAL = 86_400.0
 
 
-class PolicyError(ValueError):
-    """A policy string or setting is invalid."""
+class PolicySyntaxError(ValueError):
+    """A policy string or setting is invalid (a configuration or booking fault; an action the conference
+    policy forbids is :class:`imsconf.conference.errors.PolicyError` instead)."""
+
+
+# Old name, kept only until focus/keying.py imports PolicySyntaxError; remove it then.
+PolicyError = PolicySyntaxError
 
 
 class DownlinkMode(StrEnum):
@@ -57,7 +62,7 @@ class DownlinkMode(StrEnum):
         try:
             return cls(text.strip().lower())
         except ValueError:
-            raise PolicyError(
+            raise PolicySyntaxError(
                 f"unknown downlink mode {text!r} (expected 'per-participant' or 'group')"
             ) from None
 
@@ -79,11 +84,11 @@ class RekeyPolicy:
     def __post_init__(self) -> None:
         if self.interval is not None:
             if not math.isfinite(self.interval) or self.interval <= 0:
-                raise PolicyError("rekey interval must be a positive number of seconds")
+                raise PolicySyntaxError("rekey interval must be a positive number of seconds")
             if self.interval > MAX_INTERVAL:
-                raise PolicyError(f"rekey interval above {MAX_INTERVAL:.0f} s")
+                raise PolicySyntaxError(f"rekey interval above {MAX_INTERVAL:.0f} s")
             if not (self.on_join and self.on_leave):
-                raise PolicyError("an interval policy batches both joins and leaves")
+                raise PolicySyntaxError("an interval policy batches both joins and leaves")
 
     @classmethod
     def both(cls) -> RekeyPolicy:
@@ -100,7 +105,7 @@ class RekeyPolicy:
     @classmethod
     def parse(cls, text: str) -> RekeyPolicy:
         """``on-join``, ``on-leave``, ``on-join,on-leave`` / ``both``, ``interval:T`` (``T`` s or ``Tms``),
-        ``never``.  Raises :class:`PolicyError`."""
+        ``never``.  Raises :class:`PolicySyntaxError`."""
         t = text.strip().lower()
         if t in ("never", "none"):
             return cls.never()
@@ -116,7 +121,7 @@ class RekeyPolicy:
             if m.group(2) == "ms":
                 value /= 1000.0
             return cls.every(value)
-        raise PolicyError(
+        raise PolicySyntaxError(
             f"unknown rekey policy {text!r} (expected on-join, on-leave, on-join,on-leave, "
             "interval:T or never)"
         )
@@ -166,10 +171,10 @@ class KeyManagerConfig:
 
     def __post_init__(self) -> None:
         if self.suite not in SUITES:
-            raise PolicyError(f"unsupported SRTP suite {self.suite!r}")
+            raise PolicySyntaxError(f"unsupported SRTP suite {self.suite!r}")
         for name in ("answer_timeout", "confirm_timeout", "demote_timeout", "tick"):
             v = getattr(self, name)
             if not math.isfinite(v) or v <= 0:
-                raise PolicyError(f"{name} must be a positive number of seconds")
+                raise PolicySyntaxError(f"{name} must be a positive number of seconds")
         if self.max_offers_per_tick is not None and self.max_offers_per_tick < 1:
-            raise PolicyError("max_offers_per_tick must be at least 1")
+            raise PolicySyntaxError("max_offers_per_tick must be at least 1")

@@ -6,7 +6,7 @@ SRTP key of the remote) or raises ``OfferAnswerError`` with the SIP status to an
 inconsistent description).  ``build_answer`` turns a decision into our SDP; ``build_offer`` and
 ``parse_answer`` are the other side, when the focus sends the INVITE (dial-out, re-INVITE with a new key).
 
-Security rules (DESIGN §3): plain RTP is refused unless the policy allows it; SDES keys are accepted only
+Security rules: plain RTP is refused unless the policy allows it; SDES keys are accepted only
 when the signalling is protected (TLS) unless the policy says otherwise; an ``a=crypto`` line is used only
 with a suite we implement and no session parameter we do not understand (RFC 4568 §6.3: such a line is
 skipped, and ``UNENCRYPTED_SRTP`` and the like are never honoured).

@@ -33,7 +33,7 @@ from .message import UDP_MTU_LIMIT, Request, Response, parse_message, validate
 from .peer import Peer
 from .screening import Capabilities, options_response, screen_request
 from .transaction import TransactionLayer
-from .util import make_response, new_branch, response_destination
+from .util import header_safe_text, make_response, new_branch, response_destination
 
 log = logging.getLogger("imsconf.sip")
 
@@ -114,7 +114,7 @@ class _Pending:
 @dataclass(slots=True)
 class AuthThrottle:
     """Per source host: after *max_failures* wrong credentials within *window* seconds, refuse that host's
-    authenticated requests for *block* seconds (digest brute force, DESIGN §3).  Bounded memory."""
+    authenticated requests for *block* seconds (against digest brute force).  Bounded memory."""
 
     max_failures: int = 5
     window: float = 60.0
@@ -443,7 +443,7 @@ def _ignore(resp: Response, now: float) -> None:
 
 def _reason(exc: SipParseError) -> str:
     """A reason phrase naming the fault, safe for a status line."""
-    text = "".join(c if 0x20 <= ord(c) < 0x7F else "?" for c in exc.reason)[:100]
+    text = header_safe_text(exc.reason, 100)
     base = {400: "Bad Request", 505: "Version Not Supported", 513: "Message Too Large"}.get(exc.status_hint)
     return f"{base} ({text})" if base and text else (base or text or "Bad Request")
 

@@ -85,6 +85,18 @@ def reason_phrase(status: int) -> str:
     return REASON_PHRASES.get(status) or REASON_PHRASES.get(status // 100 * 100, "Unknown")
 
 
+def header_safe_text(text: str, limit: int = 80, *, replacement: str = "?", quoted: bool = False) -> str:
+    """``text`` made safe for a reason phrase or a header value: only printable US-ASCII is kept (every
+    other character becomes ``replacement``; ``""`` drops it), then cut to ``limit`` characters.
+
+    With ``quoted`` the result also goes inside a quoted-string (a Warning's warn-text, RFC 3261 §25.1),
+    so ``"`` and ``\\`` are treated as unsafe too.  The text often comes from the peer (a parse error
+    naming its bytes, an SDP attribute), so it must never carry CR/LF into the message we send.
+    """
+    unsafe = '"\\' if quoted else ""
+    return "".join(c if 0x20 <= ord(c) < 0x7F and c not in unsafe else replacement for c in text)[:limit]
+
+
 # ---- identifiers ----------------------------------------------------------------------------------
 
 

@@ -14,7 +14,7 @@ import ssl
 from collections.abc import Callable
 
 from imsconf.sip.errors import SipParseError
-from imsconf.sip.message import MAX_MESSAGE_SIZE, UDP_MTU_LIMIT, Request, Response, StreamFramer
+from imsconf.sip.message import MAX_MESSAGE_SIZE, Request, Response, StreamFramer
 from imsconf.sip.peer import Peer
 
 log = logging.getLogger("imsconf.transport")
@@ -231,19 +231,6 @@ class TransportManager:
             conn.write(data)
             return
         asyncio.get_running_loop().create_task(self._connect_and_send(data, dest))
-
-    def send_request(self, data: bytes, dest: Peer) -> Peer:
-        """Like send, but a request too large for UDP goes over TCP instead (RFC 3261 §18.1.1).
-
-        Returns the peer actually used (the caller must put that transport in its Via).
-        """
-        if dest.transport == "udp" and len(data) > UDP_MTU_LIMIT and self._has_listener("tcp"):
-            dest = Peer("tcp", dest.host, dest.port)
-        self.send(data, dest)
-        return dest
-
-    def _has_listener(self, transport: str) -> bool:
-        return any(t == transport for t, _, _ in self.listening)
 
     def _udp_for(self, dest: Peer) -> _UdpEndpoint | None:
         if not self._udp:
