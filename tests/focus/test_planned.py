@@ -1,4 +1,4 @@
-"""Booked conferences at the focus (DESIGN §2 flow 8): window, capacity, roles, PIN lobby by DTMF or URI."""
+"""Booked conferences at the focus : window, capacity, roles, PIN lobby by DTMF or URI."""
 
 from __future__ import annotations
 

@@ -53,7 +53,7 @@ from imsconf.keys import (
     KeyUseFailed,
     MasterKey,
     OfferKey,
-    PolicyError,
+    PolicySyntaxError,
     Rekey,
     RekeyPolicy,
     RetireEpoch,
@@ -216,7 +216,7 @@ class FocusKeying:
     def configure(
         self, downlink: str | DownlinkMode, rekey: str | RekeyPolicy, config: KeyManagerConfig | None = None
     ) -> None:
-        """Defaults for conferences without a booking.  Raises :class:`PolicyError`."""
+        """Defaults for conferences without a booking.  Raises :class:`PolicySyntaxError`."""
         self.mode = downlink if isinstance(downlink, DownlinkMode) else DownlinkMode.parse(downlink)
         self.policy = rekey if isinstance(rekey, RekeyPolicy) else RekeyPolicy.parse(rekey)
         if config is not None:
@@ -228,7 +228,7 @@ class FocusKeying:
             downlink, rekey = booked
             try:
                 return DownlinkMode.parse(str(downlink)), RekeyPolicy.parse(str(rekey))
-            except PolicyError as exc:
+            except PolicySyntaxError as exc:
                 log.warning("event=key_policy_invalid conf=%s reason=%r", conf_id, str(exc))
         return self.mode, self.policy
 

@@ -24,7 +24,7 @@ from .events import (
     SwitchListener,
 )
 from .manager import Downlink, GroupKeyManager, KeySnapshot, ListenerState, RekeyRecord
-from .policy import DownlinkMode, KeyManagerConfig, PolicyError, PolicySyntaxError, RekeyPolicy
+from .policy import DownlinkMode, KeyManagerConfig, PolicySyntaxError, RekeyPolicy
 
 __all__ = [
     "Action",
@@ -44,7 +44,6 @@ __all__ = [
     "ListenerState",
     "MasterKey",
     "OfferKey",
-    "PolicyError",
     "PolicySyntaxError",
     "Rekey",
     "RekeyPolicy",

@@ -49,10 +49,6 @@ class PolicySyntaxError(ValueError):
     policy forbids is :class:`imsconf.conference.errors.PolicyError` instead)."""
 
 
-# Old name, kept only until focus/keying.py imports PolicySyntaxError; remove it then.
-PolicyError = PolicySyntaxError
-
-
 class DownlinkMode(StrEnum):
     PER_PARTICIPANT = "per-participant"
     GROUP = "group"
