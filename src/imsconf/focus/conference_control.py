@@ -30,7 +30,7 @@ from imsconf.sip.endpoint import IncomingRequest, SipEndpoint
 from imsconf.sip.errors import SipParseError
 from imsconf.sip.headers import Headers
 from imsconf.sip.subscription import EventHeader, ExpiresPolicy, Subscription, SubscriptionError
-from imsconf.sip.util import make_response, new_tag
+from imsconf.sip.util import header_safe_text, make_response, new_tag
 
 from .dialout import Dialer
 from .legs import Leg, LegTable, focus_contact
@@ -54,10 +54,6 @@ class ControlConfig(Protocol):
 
 class ControlPort(FocusPort, Protocol):
     def watch_bye(self, leg_id: str, callback: ByeWatcher) -> None: ...
-
-
-def _safe(text: str) -> str:
-    return "".join(c if 0x20 <= ord(c) < 0x7F else "?" for c in text)[:80]
 
 
 class ConferenceControl:
@@ -92,7 +88,7 @@ class ConferenceControl:
     ) -> None:
         req = inc.request
         tag = None if req.to.tag else new_tag()
-        reason = _safe(reason) if reason else None
+        reason = header_safe_text(reason) if reason else None
         ep.respond(inc.key, make_response(req, status, reason, to_tag=tag, headers=headers), now)
 
     def _conference(self, inc: IncomingRequest) -> Conference | None:

@@ -46,7 +46,7 @@ from imsconf.sip.peer import Peer
 from imsconf.sip.subscription import ExpiresPolicy
 from imsconf.sip.timers import TimerConfig
 from imsconf.sip.uri import NameAddr, SipUri
-from imsconf.sip.util import make_response, new_tag
+from imsconf.sip.util import header_safe_text, make_response, new_tag
 
 from .conference_control import ConferenceControl
 from .dialout import Dialer
@@ -293,7 +293,7 @@ class Focus:
             )
         except UriListError as exc:
             log.info("event=uri_list_refused src=%s status=%d reason=%r", inc.peer, exc.status, exc.reason)
-            text = "".join(c if 0x20 <= ord(c) < 0x7F else "?" for c in exc.reason)[:80]
+            text = header_safe_text(exc.reason)
             ep.respond(inc.key, make_response(req, exc.status, text, to_tag=new_tag()), now)
             return
         se = self._session_timer(req)
@@ -670,13 +670,13 @@ class Focus:
 
 
 def _warning_text(reason: str) -> str:
-    return "".join(c for c in reason if 0x20 <= ord(c) < 0x7F and c not in '"\\')[:120]
+    return header_safe_text(reason, 120, replacement="", quoted=True)
 
 
 def _refusal(req: Request, exc: NegotiationError, *, to_tag: str | None = None) -> Response:
     """The answer to an offer we cannot take: 400 for a broken SDP, else 488; the reason phrase names why
     (printable ASCII only: the text may come from the peer's SDP) and a Warning repeats it."""
-    text = "".join(c if 0x20 <= ord(c) < 0x7F else "?" for c in exc.reason)[:80]
+    text = header_safe_text(exc.reason)
     base = {400: "Bad Request", 503: "Service Unavailable"}.get(exc.status, "Not Acceptable Here")
     resp = make_response(req, exc.status, f"{base} ({text})", to_tag=to_tag)
     if exc.status == 503:

@@ -64,6 +64,7 @@ from imsconf.sip.subscription import (
     SubscriptionError,
     parse_expires,
 )
+from imsconf.sip.util import header_safe_text
 
 from .routing import dialog_destination
 
@@ -85,7 +86,7 @@ SUPPORTED_EVENTS: Final = ("conference", "refer")
 
 def sipfrag(status: int, reason: str) -> bytes:
     """The ``message/sipfrag`` body of a REFER progress NOTIFY (RFC 3515 §2.4.5): a status line."""
-    text = "".join(c for c in reason if 0x20 <= ord(c) < 0x7F)[:80] or "Unknown"
+    text = header_safe_text(reason, replacement="") or "Unknown"
     return f"SIP/2.0 {status} {text}\r\n".encode()
 
 
