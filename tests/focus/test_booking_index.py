@@ -11,9 +11,10 @@ from helpers import DOMAIN, FOCUS_HOST, Harness, sdp_offer
 from test_planned import T0
 
 from imsconf.app.booking_index import BookingIndex
-from imsconf.booking.model import Booking, Downlink, WindowState
+from imsconf.booking.model import Booking, WindowState
 from imsconf.booking.store import BookingStore
 from imsconf.focus.planned import PlannedOptions
+from imsconf.keys.policy import DownlinkMode
 from imsconf.sip.message import Response
 
 
@@ -25,7 +26,7 @@ def _booking(uri: str = f"sip:weekly@{DOMAIN}", **kw: object) -> Booking:
         end=T0 + timedelta(hours=1),
         created_at=T0 - timedelta(days=1),
         capacity=5,
-        downlink=Downlink.PER_PARTICIPANT,
+        downlink=DownlinkMode.PER_PARTICIPANT,
         **kw,  # type: ignore[arg-type]
     )
 

@@ -9,11 +9,12 @@ import pytest
 from control_helpers import notifies, ok_all, subscribe, users_of
 from helpers import DOMAIN, FOCUS_HOST, UA, Harness, Sent, requests, responses, sdp_offer
 
-from imsconf.booking.model import Booking, Downlink, Invitee, InviteeRole, hash_pin
+from imsconf.booking.model import Booking, Invitee, InviteeRole, hash_pin
 from imsconf.booking.store import BookingStore
 from imsconf.conference.model import Conference
 from imsconf.conference.participant import ParticipantStatus, Role
 from imsconf.focus.planned import PlannedConferences, PlannedConfig, PlannedOptions, Prompt
+from imsconf.keys.policy import DownlinkMode
 from imsconf.media.dtmf import DtmfEvent
 from imsconf.media.events import DtmfReceived
 from imsconf.sdp.direction import Direction
@@ -71,7 +72,7 @@ class World:
             "capacity": 5,
             # the recording media is a mixer with group keying: per-participant keys keep these tests about
             # dial-in (test_keying covers a booking's group downlink)
-            "downlink": Downlink.PER_PARTICIPANT,
+            "downlink": DownlinkMode.PER_PARTICIPANT,
             "invitees": (
                 Invitee("sip:alice@example.net", InviteeRole.CHAIR),
                 Invitee("sip:mod@example.net", InviteeRole.MODERATOR),

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 
-from imsconf.booking.model import Booking, WindowState, conference_key
+from imsconf.booking.model import Booking, WindowState, conference_key, window_status
 from imsconf.booking.store import BookingStore
 
 __all__ = ["BookingIndex", "IndexRefresher", "IndexedBookingStore"]
@@ -52,18 +52,7 @@ class BookingIndex:
             bookings = self._by_key.get(conference_key(uri), [])
         except ValueError:
             return None, WindowState.UNKNOWN
-        live = [b for b in bookings if not b.cancelled]
-        for b in live:
-            if b.start <= now < b.end:
-                return b, WindowState.OPEN
-        future = [b for b in live if b.start > now]
-        if future:
-            return min(future, key=lambda b: b.start), WindowState.EARLY
-        if live:
-            return max(live, key=lambda b: b.end), WindowState.ENDED
-        if bookings:
-            return max(bookings, key=lambda b: b.end), WindowState.CANCELLED
-        return None, WindowState.UNKNOWN
+        return window_status(bookings, now)
 
 
 def _snapshot(store: BookingStore) -> list[Booking]:

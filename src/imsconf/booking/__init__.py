@@ -14,7 +14,6 @@ For the focus (dial-in)::
 from .model import (
     Booking,
     BookingError,
-    Downlink,
     DownlinkMode,
     InvalidBooking,
     Invitee,
@@ -34,7 +33,6 @@ __all__ = [
     "BookingError",
     "BookingStore",
     "BookingStoreError",
-    "Downlink",
     "DownlinkMode",
     "InvalidBooking",
     "Invitee",

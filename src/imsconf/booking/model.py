@@ -38,7 +38,6 @@ __all__ = [
     "REQUEST_FIELDS",
     "Booking",
     "BookingError",
-    "Downlink",
     "DownlinkMode",
     "InvalidBooking",
     "Invitee",
@@ -126,7 +125,6 @@ class InviteeRole(StrEnum):
 
 # The booking's downlink field holds a keys.policy.DownlinkMode; the old name stays until every caller
 # (focus/planned.py, tests/focus) imports DownlinkMode.
-Downlink = DownlinkMode
 
 
 class WindowState(StrEnum):

@@ -53,7 +53,6 @@ from imsconf.keys import (
     KeyUseFailed,
     MasterKey,
     OfferKey,
-    PolicySyntaxError,
     Rekey,
     RekeyPolicy,
     RetireEpoch,
@@ -86,7 +85,7 @@ LOBBY_POLL = 0.25  # how often legs held in a PIN lobby are looked at again (the
 class BookedKeying(Protocol):
     """The keying fields of booked conferences and the PIN lobby (:class:`~.planned.PlannedConferences`)."""
 
-    def keying(self, conf_id: str) -> tuple[object, object] | None: ...
+    def keying(self, conf_id: str) -> tuple[DownlinkMode, RekeyPolicy] | None: ...
 
     def in_lobby(self, leg_id: str) -> bool: ...
 
@@ -225,11 +224,7 @@ class FocusKeying:
     def policy_for(self, conf_id: str) -> tuple[DownlinkMode, RekeyPolicy]:
         booked = self.booked.keying(conf_id) if self.booked is not None else None
         if booked is not None:
-            downlink, rekey = booked
-            try:
-                return DownlinkMode.parse(str(downlink)), RekeyPolicy.parse(str(rekey))
-            except PolicySyntaxError as exc:
-                log.warning("event=key_policy_invalid conf=%s reason=%r", conf_id, str(exc))
+            return booked  # validated when the booking was made (booking.model)
         return self.mode, self.policy
 
     def manager(self, conf_id: str) -> GroupKeyManager:

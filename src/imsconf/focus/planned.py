@@ -30,12 +30,13 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Protocol
 
-from imsconf.booking.model import Booking, Downlink, InviteeRole, RekeyPolicy, WindowState, pin_from_uri
+from imsconf.booking.model import Booking, InviteeRole, WindowState, pin_from_uri
 from imsconf.conference.errors import ConferenceError
 from imsconf.conference.events import ConferenceEvent
 from imsconf.conference.model import Conference, ConferencePolicy
 from imsconf.conference.participant import ConferenceState, ParticipantStatus
 from imsconf.conference.registry import ConferenceRegistry
+from imsconf.keys.policy import DownlinkMode, RekeyPolicy
 from imsconf.media.control import MediaControl
 from imsconf.media.events import DtmfReceived, MediaEngineError
 from imsconf.sdp.direction import Direction
@@ -161,7 +162,7 @@ class BookedConference:
 
     booking: Booking
     conf_id: str
-    downlink: Downlink
+    downlink: DownlinkMode
     rekey: RekeyPolicy
 
 
@@ -270,7 +271,7 @@ class PlannedConferences:
     def in_lobby(self, leg_id: str) -> bool:
         return leg_id in self.lobby
 
-    def keying(self, conf_id: str) -> tuple[Downlink, RekeyPolicy] | None:
+    def keying(self, conf_id: str) -> tuple[DownlinkMode, RekeyPolicy] | None:
         b = self.booked.get(conf_id)
         return None if b is None else (b.downlink, b.rekey)
 

@@ -8,7 +8,7 @@ reference the focus will not follow).
 
 The resource list is validated with lxml against the RFC 4826 schema, embedded below (package data is not
 installed with the wheel; ``tests/focus/test_urilist.py`` checks that the copy accepts and rejects the same
-documents as ``/work/shared/vectors/schemas/resourcelists.xsd``).  Only ``entry`` elements are used:
+documents as the schema file vendored in ``tests/data/schemas/``).  Only ``entry`` elements are used:
 ``entry-ref`` and ``external`` point at documents the focus would have to fetch, and are refused.
 Duplicates are removed (RFC 5366 §4: the URI-list service sends one INVITE per distinct URI).
 """
