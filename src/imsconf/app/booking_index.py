@@ -103,28 +103,22 @@ class IndexRefresher:
     def refresh(self, done: Callable[[], None]) -> None:
         """Re-read the store now (in the executor); *done* runs on the loop once the index is current
         (also when the read failed: the last index stays)."""
-        loop = asyncio.get_running_loop()
-        fut = loop.run_in_executor(None, _snapshot, self.store)
+        task = asyncio.get_running_loop().create_task(self.reread())
+        task.add_done_callback(lambda _: done())
 
-        def finished(f: asyncio.Future[list[Booking]]) -> None:
-            try:
-                self.store.index.replace(f.result())
-            except (OSError, sqlite3.Error) as exc:
-                log.warning("event=booking_index_refresh_failed reason=%r", str(exc))
-            done()
-
-        fut.add_done_callback(finished)
+    async def reread(self) -> None:
+        """One read of the store in the loop's executor into the index; a failing store keeps the last one."""
+        try:
+            bookings = await asyncio.get_running_loop().run_in_executor(None, _snapshot, self.store)
+        except (OSError, sqlite3.Error) as exc:
+            log.warning("event=booking_index_refresh_failed reason=%r", str(exc))
+            return
+        self.store.index.replace(bookings)
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self.interval)
-            try:
-                bookings = await loop.run_in_executor(None, _snapshot, self.store)
-            except (OSError, sqlite3.Error) as exc:  # the store failed: keep the last index
-                log.warning("event=booking_index_refresh_failed reason=%r", str(exc))
-                continue
-            self.store.index.replace(bookings)
+            await self.reread()
 
     async def close(self) -> None:
         if self._task is not None:
