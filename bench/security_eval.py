@@ -49,8 +49,9 @@ import mixer_group  # noqa: E402
 import rekey_cost  # noqa: E402
 from helpers import UA, Harness, answer_to, sdp_offer  # noqa: E402  (the focus test harness: fake clock, SIP as bytes)
 
+from imsconf.app.focus_wiring import FocusOptions  # noqa: E402
 from imsconf.focus.keying import FocusKeying  # noqa: E402
-from imsconf.keys import KeyManagerConfig  # noqa: E402
+from imsconf.keys import DownlinkMode, KeyManagerConfig, RekeyPolicy  # noqa: E402
 from imsconf.media.control import LocalMediaControl  # noqa: E402
 from imsconf.media.engine import MediaEngine  # noqa: E402
 from imsconf.media.events import GroupStreamConfirmed  # noqa: E402
@@ -114,8 +115,12 @@ class FocusBench:
     @classmethod
     def start(cls, policy: str) -> FocusBench:
         control = LocalMediaControl(MediaEngine(), _Ports())
-        h = Harness(control=control)
-        h.focus.keying.configure("group", policy, KeyManagerConfig(confirm_timeout=12.0))
+        options = FocusOptions(
+            downlink=DownlinkMode.GROUP,
+            rekey=RekeyPolicy.parse(policy),
+            key_config=KeyManagerConfig(confirm_timeout=12.0),
+        )
+        h = Harness(control=control, options=options)
         return cls(h)
 
     @property

@@ -19,8 +19,9 @@ import random
 import statistics
 import time
 
+from imsconf.app.focus_wiring import assemble_focus
 from imsconf.app.server import build_capabilities
-from imsconf.focus.core import Focus, FocusConfig
+from imsconf.focus.core import FocusConfig
 from imsconf.media.control import LocalMediaControl
 from imsconf.media.engine import MediaEngine
 from imsconf.sip.endpoint import EndpointConfig, SipEndpoint
@@ -76,7 +77,7 @@ class Bench:
         )
         self.engine = engine
         self.next_tick = self.now
-        self.focus = Focus(cfg, LocalMediaControl(engine, FakePorts()))
+        self.focus = assemble_focus(cfg, LocalMediaControl(engine, FakePorts()))
         self.ep = SipEndpoint(EndpointConfig(caps=build_capabilities(), local=dict(LOCAL)), self.focus)
         self.calls = itertools.count(1)
         self.conf = self._create()

@@ -11,6 +11,7 @@ import itertools
 import secrets
 from dataclasses import dataclass, field
 
+from imsconf.app.focus_wiring import FocusOptions, assemble_focus
 from imsconf.app.server import build_capabilities
 from imsconf.conference.model import Conference
 from imsconf.focus.core import Focus, FocusConfig
@@ -397,11 +398,17 @@ class Harness:
         control: MediaControl | None = None,
         *,
         planned: PlannedOptions | None = None,
+        options: FocusOptions | None = None,
     ) -> None:
+        """*options*: the parts' settings; *planned* alone stands for ``FocusOptions(planned=...)``."""
         self.now = 1000.0
         self.media = RecordingMedia()  # unused when another *control* is given
         self.config = config or FocusConfig(domain=DOMAIN, media_host="198.18.0.1")
-        self.focus = Focus(self.config, control if control is not None else self.media, planned=planned)
+        if options is None:
+            options = FocusOptions(planned=planned)
+        self.focus: Focus = assemble_focus(
+            self.config, control if control is not None else self.media, options
+        )
         self.ep = SipEndpoint(EndpointConfig(caps=build_capabilities(), local=dict(LOCAL)), self.focus)
         self._conns = itertools.count(1)
         self._hosts = itertools.count(10)

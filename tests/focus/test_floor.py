@@ -8,6 +8,7 @@ from typing import cast
 import pytest
 from helpers import Harness, RecordingMedia, conf_id_of, sdp_offer
 
+from imsconf.app.focus_wiring import FocusOptions
 from imsconf.floor import (
     BfcpFramer,
     ErrorCode,
@@ -58,9 +59,8 @@ def bfcp_offer(proto: str = "TCP/TLS/BFCP", cert: bytes = b"client", setup: str 
 class Rig:
     def __init__(self, policy: Policy = Policy.CHAIR) -> None:
         self.media = FloorMedia()
-        self.h = Harness(control=cast(MediaControl, self.media))
+        self.h = Harness(control=cast(MediaControl, self.media), options=FocusOptions(floor_policy=policy))
         self.floor: FocusFloor = self.h.focus.floor
-        self.floor.policy = policy
         self.floor.set_listener("TCP/TLS/BFCP", "198.18.0.1", 5070, fingerprint=SERVER_FP)
         self.floor.set_listener("TCP/BFCP", "198.18.0.2", 5071)
         self.framers: dict[int, BfcpFramer] = {}

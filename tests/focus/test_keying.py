@@ -24,10 +24,11 @@ from helpers import (
     sdp_offer,
 )
 
+from imsconf.app.focus_wiring import FocusOptions
 from imsconf.conference.eventinfo import KeyScope
 from imsconf.focus.planned import PlannedOptions
 from imsconf.focus.subscriptions import viewer_for
-from imsconf.keys import KeyManagerConfig
+from imsconf.keys import DownlinkMode, KeyManagerConfig, RekeyPolicy
 from imsconf.media.events import GroupStreamConfirmed, GroupStreamFailing
 from imsconf.media.srtp import SrtpKeys
 from imsconf.sdp.session import SessionDescription
@@ -79,9 +80,14 @@ def _harness(
     rekey: str = "both", downlink: str = "group", planned: PlannedOptions | None = None
 ) -> tuple[Harness, GroupMedia]:
     media = GroupMedia()
-    h = Harness(control=media, planned=planned)
+    options = FocusOptions(
+        planned=planned,
+        downlink=DownlinkMode.parse(downlink),
+        rekey=RekeyPolicy.parse(rekey),
+        key_config=KeyManagerConfig(confirm_timeout=CONFIRM),
+    )
+    h = Harness(control=media, options=options)
     h.media = media
-    h.focus.keying.configure(downlink, rekey, KeyManagerConfig(confirm_timeout=CONFIRM))
     return h, media
 
 

@@ -13,7 +13,6 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from imsconf.floor.sdp import PROTO_TCP, PROTO_TLS
-from imsconf.floor.server import Policy
 from imsconf.floor.transport import BfcpTransport
 from imsconf.focus.floor_feature import FocusFloor, certificate_fingerprint
 
@@ -42,7 +41,12 @@ class FloorListeners:
         self.floor = floor
         self.adapter = BfcpTransport(floor, on_connection=self._on_connection)
         self.bound: list[tuple[str, str, int]] = []  # ("bfcp-tcp" or "bfcp-tls", host, port)
-        floor.wakeup = self.adapter.transmit
+        self._closed = False
+
+    def transmit(self) -> None:
+        """Send what the floors produced outside a BFCP event (the floors' ``wake``)."""
+        if not self._closed:
+            self.adapter.transmit()
 
     def _on_connection(self, conn_id: int, transport: asyncio.Transport) -> None:
         """Tell the floors whether a new connection is TLS, its client certificate and its host."""
@@ -75,7 +79,7 @@ class FloorListeners:
         return bound
 
     async def close(self) -> None:
-        self.floor.wakeup = None
+        self._closed = True
         await self.adapter.close()
 
 
@@ -100,14 +104,12 @@ async def start_floor_listeners(
     listen: Iterable[str],
     *,
     media_host: str,
-    policy: str,
     cert: Path,
     key: Path,
     ca: Path,
 ) -> FloorListeners:
     """The server runtime's BFCP: ``listen`` items as in the ``bfcp_listen`` setting (``"tcp"``, ``"tls"``,
     ``"tls:HOST:PORT"``; no host: the media host and an ephemeral port)."""
-    floor.policy = Policy(policy)
     listeners = FloorListeners(floor)
     try:
         for item in listen:

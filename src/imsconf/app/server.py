@@ -15,8 +15,10 @@ from pathlib import Path
 
 from imsconf.booking.http import BookingApi, start_http
 from imsconf.booking.store import DB_NAME, BookingStore
+from imsconf.floor.server import Policy
 from imsconf.focus.core import Focus, FocusConfig
 from imsconf.focus.planned import BookingSource, PlannedOptions
+from imsconf.keys.policy import DownlinkMode, RekeyPolicy
 from imsconf.media.control import MediaControl
 from imsconf.media.engine import MediaEngine
 from imsconf.media.remote import RemoteMediaControl
@@ -32,6 +34,7 @@ from imsconf.transport.manager import Receiver, TransportManager
 from .bfcp import FloorListeners, start_floor_listeners
 from .booking_index import IndexedBookingStore, IndexRefresher
 from .config import Settings
+from .focus_wiring import FocusOptions, assemble_focus
 from .heap import realtime_priority, settle_heap
 from .mixer import connect_mixer
 from .pins import ExecutorPinChecker
@@ -155,9 +158,11 @@ def build_focus(
     refresh: Callable[[Callable[[], None]], None] | None = None,
     loop: asyncio.AbstractEventLoop | None = None,
     wake: Callable[[], None] | None = None,
+    floor_wake: Callable[[], None] | None = None,
 ) -> tuple[Focus, UdpMediaTransport | None]:
     """The focus over the in-process mixer (default) or over *control* (a separate mixer process); with
-    *bookings* it serves booked conferences (PIN checks off *loop*); *wake* is the runtime's flush."""
+    *bookings* it serves booked conferences (PIN checks off *loop*); *wake* is the runtime's flush,
+    *floor_wake* the BFCP listeners' transmit."""
     media: UdpMediaTransport | None = None
     if control is None:
         engine = MediaEngine(allow_plain_rtp=settings.allow_plain_rtp)
@@ -175,9 +180,14 @@ def build_focus(
     if bookings is not None:
         pins = ExecutorPinChecker(loop) if loop is not None else None
         planned = PlannedOptions(bookings, pins=pins, refresh=refresh)
-    focus = Focus(config, control, planned=planned, wake=wake)
-    focus.keying.configure(settings.downlink, settings.rekey)
-    return focus, media
+    options = FocusOptions(
+        planned=planned,
+        downlink=DownlinkMode.parse(settings.downlink),
+        rekey=RekeyPolicy.parse(settings.rekey),
+        floor_policy=Policy(settings.bfcp_policy),
+        floor_wake=floor_wake,
+    )
+    return assemble_focus(config, control, options, wake=wake), media
 
 
 async def start_server(settings: Settings, app: Application | None = None) -> Server:
@@ -200,16 +210,28 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
     refresher = IndexRefresher(bookings)
     driver: EndpointDriver | None = None
 
+    floor_listeners: FloorListeners | None = None
+
     def wake() -> None:  # work for the focus that arrives without a SIP event (mixer, BFCP, PIN checks)
         if driver is not None:
             driver.flush()
+
+    def floor_wake() -> None:  # BFCP messages the floors made outside a BFCP event
+        if floor_listeners is not None:
+            floor_listeners.transmit()
 
     if app is None:
         if settings.mixer is not None:
             remote = await connect_mixer(settings)
             log.info("event=mixer_connected mixer=%s", settings.mixer)
         focus, media = build_focus(
-            settings, remote, bookings=bookings.index, refresh=refresher.refresh, loop=loop, wake=wake
+            settings,
+            remote,
+            bookings=bookings.index,
+            refresh=refresher.refresh,
+            loop=loop,
+            wake=wake,
+            floor_wake=floor_wake,
         )
         app = focus
         if media is not None:
@@ -231,11 +253,10 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
             endpoint.config.local.setdefault(listen.transport, (host, port))
             server.bound.append((listen.transport, host, port))
         if focus is not None and settings.bfcp_listen:
-            server.floor = await start_floor_listeners(
+            server.floor = floor_listeners = await start_floor_listeners(
                 focus.floor,
                 settings.bfcp_listen,
                 media_host=settings.media_host,
-                policy=settings.bfcp_policy,
                 cert=pki.server_cert,
                 key=pki.server_key,
                 ca=pki.ca_cert,

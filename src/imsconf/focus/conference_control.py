@@ -23,6 +23,7 @@ from typing import Protocol
 
 from imsconf.conference.errors import ConferenceError
 from imsconf.conference.eventinfo import CONTENT_TYPE
+from imsconf.conference.events import ConferenceEvent
 from imsconf.conference.model import Conference
 from imsconf.conference.registry import ConferenceRegistry
 from imsconf.sip.dialog import Dialog, DialogReject
@@ -34,7 +35,7 @@ from imsconf.sip.util import header_safe_text, make_response, new_tag
 
 from .dialout import Dialer
 from .legs import Leg, LegTable, focus_contact
-from .ports import ByeWatcher, FocusPort
+from .ports import ByeWatcher, FeatureBase, FocusPort
 from .refer import ReferAction, ReferError, parse_refer, referred_by, referred_by_uri
 from .subscriptions import SIPFRAG, Notifier, Usage, parse_subscribe, viewer_for
 
@@ -56,7 +57,7 @@ class ControlPort(FocusPort, Protocol):
     def watch_bye(self, leg_id: str, callback: ByeWatcher) -> None: ...
 
 
-class ConferenceControl:
+class ConferenceControl(FeatureBase):
     """The SUBSCRIBE and REFER handlers of the focus."""
 
     def __init__(
@@ -74,6 +75,17 @@ class ConferenceControl:
         self.registry = registry
         self.notifier = notifier
         self.dialer = dialer
+
+    # ------------------------------------------------------------------ feature hooks: the event packages
+
+    def on_event(self, ep: SipEndpoint, conf: Conference, ev: ConferenceEvent, now: float) -> None:
+        self.notifier.on_event(ep, conf, ev, now)
+
+    def next_deadline(self) -> float | None:
+        return self.notifier.next_deadline()
+
+    def handle_timer(self, ep: SipEndpoint, now: float) -> None:
+        self.notifier.handle_timer(ep, now)
 
     # ------------------------------------------------------------------ helpers
 

@@ -6,9 +6,11 @@ retransmission, session timers, dial-out ringing, subscription expiry) for the e
 
 The core owns the leg table (:mod:`.legs`: legs, indexes, deadlines, the focus's Contact, the inbox of
 deferred work), answers INVITE/ACK/BYE/CANCEL and re-INVITE/UPDATE itself, ends legs (:meth:`Focus.end`, the
-one way a leg ends) and hands everything else to its feature parts, which it builds in its constructor and
-which reach it only through :class:`.ports.FocusPort`: SUBSCRIBE/REFER (:mod:`.conference_control`, with
-:mod:`.refer` and the event packages in :mod:`.subscriptions`), dial-out (:mod:`.dialout`, URI lists in
+one way a leg ends) and hands everything else to its feature parts, which a factory of the runtime builds
+in the core's constructor (:class:`.parts.FocusParts`) and which reach it only through
+:class:`.ports.FocusPort`; every part gets the same hooks (:class:`.ports.Feature`). The parts:
+SUBSCRIBE/REFER (:mod:`.conference_control`, with :mod:`.refer` and the event packages in
+:mod:`.subscriptions`), dial-out (:mod:`.dialout`, URI lists in
 :mod:`.urilist`), booked conferences and the PIN lobby (:mod:`.planned`), BFCP floors
 (:mod:`.floor_feature`), video switching (:mod:`.presentation`) and group keying (:mod:`.keying`).
 """
@@ -48,18 +50,13 @@ from imsconf.sip.timers import TimerConfig
 from imsconf.sip.uri import NameAddr, SipUri
 from imsconf.sip.util import header_safe_text, make_response, new_tag
 
-from .conference_control import ConferenceControl
-from .dialout import Dialer
-from .floor_feature import FocusFloor
-from .keying import FocusKeying
 from .legs import Inbox, Leg, LegTable, focus_contact
 from .media_session import MediaSession, NegotiationError
-from .planned import DialIn, PlannedConferences, PlannedOptions
-from .ports import ByeWatcher, Feature
-from .presentation import FocusPresentation
+from .parts import PartsFactory
+from .planned import DialIn
+from .ports import ByeWatcher
 from .refer import referred_by_uri
 from .routing import dialog_destination
-from .subscriptions import Notifier
 from .urilist import UriListEntry, UriListError, split_invite_body
 
 __all__ = ["DEFAULT_SE", "MIN_SE", "Focus", "FocusConfig", "Leg", "conf_direction"]
@@ -110,16 +107,16 @@ class Focus:
         self,
         config: FocusConfig,
         media: MediaControl,
-        registry: ConferenceRegistry | None = None,
+        registry: ConferenceRegistry,
+        parts: PartsFactory,
         *,
-        planned: PlannedOptions | None = None,
         wake: Callable[[], None] | None = None,
     ) -> None:
-        """*planned*: the booked conferences (dial-in by booking); *wake*: the runtime's flush, called when
-        work arrives without a SIP event (it makes the focus's timer due)."""
+        """*parts* builds the feature parts (once, here); *wake*: the runtime's flush, called when work
+        arrives without a SIP event (it makes the focus's timer due)."""
         self.config = config
         self.media = media
-        self.registry = registry if registry is not None else ConferenceRegistry(config.domain, scheme="sip")
+        self.registry = registry
         self.table = LegTable()
         self.legs = self.table.legs
         self.dialogs = self.table.dialogs
@@ -128,31 +125,18 @@ class Focus:
         self.timers = TimerConfig()
         self.dtmf_log: list[tuple[str, str]] = []
         self._bye_watch: dict[str, ByeWatcher] = {}
-        table = self.table
-        self.notifier = Notifier(
-            table.dialogs,
-            details=lambda conf_id, pid: table.details.get(f"{conf_id}.{pid}", _NO_DETAILS),
-            focus_uri=lambda conf: conf.uri,
-            dialog_shared=lambda dialog_id: dialog_id in table.by_dialog,
-        )
-        self.dialer = Dialer(table, self, config, self.registry, media)
-        self.control = ConferenceControl(table, self, config, self.registry, self.notifier, self.dialer)
-        self.planned: PlannedConferences | None = (
-            PlannedConferences(table, self, config, self.registry, media, self.inbox, planned)
-            if planned is not None
-            else None
-        )
-        # BFCP: floor changes switch the video and reach the event package (presentation)
-        self.floor = FocusFloor(media, on_change=self._floor_changed)
-        self.presentation = FocusPresentation(self, self.registry, media, self.floor, self.inbox)
-        self.keying = FocusKeying(table, self, self.registry, media, self.inbox, booked=self.planned)
-        # the parts with deadlines of their own and per-leg state, in the order their timers run
-        self.features: tuple[Feature, ...] = (
-            (self.planned, self.keying) if self.planned is not None else (self.keying,)
-        )
+        self.parts = parts(self, self.table, self.inbox)
+        self.features = self.parts.features
+        self.control = self.parts.control
+        self.notifier = self.control.notifier
+        self.dialer = self.parts.dialer
+        self.planned = self.parts.planned
+        self.floor = self.parts.floor
+        self.presentation = self.parts.presentation
+        self.keying = self.parts.keying
         media.set_event_sink(self.on_media_event)
 
-    def _floor_changed(self, conf_id: str) -> None:
+    def floor_changed(self, conf_id: str) -> None:
         self.presentation.floor_changed(conf_id)
 
     # ---- Application protocol ------------------------------------------------------------------------
@@ -187,7 +171,8 @@ class Focus:
         self.leg_established(ep, leg, now)
 
     def leg_established(self, ep: SipEndpoint, leg: Leg, now: float) -> None:
-        self.keying.on_ack(ep, leg, now)
+        for feature in self.features:
+            feature.on_ack(ep, leg, now)
 
     def on_cancel(self, ep: SipEndpoint, invite_key: TransactionKey, now: float) -> None:
         leg = self.table.by_invite.get(invite_key)
@@ -213,7 +198,6 @@ class Focus:
     def next_deadline(self) -> float | None:
         best: float | None = None
         for d in (
-            self.notifier.next_deadline(),
             self.inbox.next_deadline(),
             self.table.next_deadline(),
             *(f.next_deadline() for f in self.features),
@@ -245,7 +229,6 @@ class Focus:
                 self.end(ep, leg, "session expired", now, send_bye=True)
             if leg.ring_deadline is not None and now >= leg.ring_deadline and not leg.closing:
                 self.dialer.timeout(ep, leg, now)
-        self.notifier.handle_timer(ep, now)
         self.inbox.run(ep, now)
         for feature in self.features:
             feature.handle_timer(ep, now)
@@ -630,9 +613,8 @@ class Focus:
         queue = list(events)
         while queue:
             ev = queue.pop(0)
-            self.notifier.on_event(ep, conf, ev, now)
-            self.floor.on_event(conf, ev)
-            self.presentation.on_event(conf, ev)
+            for feature in self.features:
+                feature.on_event(ep, conf, ev, now)
             if isinstance(ev, DisconnectRequired):
                 leg = self.legs.get(f"{ev.conf_id}.{ev.participant_id}")
                 if leg is not None and not leg.closing:  # BYE and release now, leave with this batch
@@ -661,11 +643,10 @@ class Focus:
 
     # ---- media events -------------------------------------------------------------------------------------
     def on_media_event(self, ev: MediaEvent) -> None:
-        self.keying.on_media_event(ev)
+        for feature in self.features:
+            feature.on_media_event(ev)
         if isinstance(ev, DtmfReceived):
             self.dtmf_log.append((ev.leg_id, ev.event.digit))
-            if self.planned is not None:
-                self.planned.on_dtmf(ev)
             log.info("event=dtmf leg=%s digit=%s", ev.leg_id, ev.event.digit)
 
 
@@ -684,9 +665,6 @@ def _refusal(req: Request, exc: NegotiationError, *, to_tag: str | None = None) 
     code = 399 if exc.status == 400 else 304  # RFC 3261 §20.43: 399 miscellaneous, 304 media not available
     resp.headers.add("Warning", f'{code} imsconf "{_warning_text(exc.reason)}"')
     return resp
-
-
-_NO_DETAILS = EndpointDetails()
 
 
 def _contact_uri(req: Request) -> str | None:

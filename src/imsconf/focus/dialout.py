@@ -32,7 +32,7 @@ from imsconf.sip.util import make_cancel, new_call_id, new_tag
 
 from .legs import Leg, LegTable, focus_contact
 from .media_session import MediaSession, NegotiationError
-from .ports import FocusPort
+from .ports import FeatureBase, FocusPort
 from .routing import dialog_destination, uri_destination
 from .threeparty import add_replaces
 
@@ -50,7 +50,7 @@ log = logging.getLogger("imsconf.focus")
 Progress = Callable[[int, str, float], None]
 
 
-class Dialer:
+class Dialer(FeatureBase):
     """Dial-out legs of the focus (in its leg table)."""
 
     def __init__(

@@ -57,12 +57,16 @@ from imsconf.floor.server import FloorConfig, FloorControlServer, Policy
 from imsconf.media.events import MediaEngineError
 from imsconf.sdp.errors import SdpParseError
 from imsconf.sdp.session import Attribute, Connection, SessionDescription
+from imsconf.sip.endpoint import SipEndpoint
+
+from .ports import FeatureBase
 
 __all__ = [
     "AUDIO_FLOOR",
     "PRESENTATION_FLOOR",
     "ConferenceFloors",
     "FloorMediaControl",
+    "FloorPart",
     "FloorUser",
     "FocusFloor",
     "SdpHook",
@@ -169,7 +173,10 @@ class FocusFloor:
         floor_controlled_audio: bool = True,
         bind_timeout: float = 10.0,
         on_change: Callable[[str], None] | None = None,
+        wake: Callable[[], None] | None = None,
     ) -> None:
+        """*on_change*: ``conf_id`` whose floor holders changed; *wake*: the BFCP adapter's transmit, called
+        when focus-side calls left messages or closes to send."""
         self.media = media
         self.policy = policy
         self.floor_controlled_audio = floor_controlled_audio
@@ -177,7 +184,7 @@ class FocusFloor:
         self.conferences: dict[str, ConferenceFloors] = {}
         self.history: list[tuple[str, FloorEvent]] = []  # (conf_id, event), for logs and tests
         self.on_change = on_change  # conf_id: holders changed
-        self.wakeup: Callable[[], None] | None = None  # the adapter's transmit(), after focus-side calls
+        self._wake_adapter = wake
         self._listeners: dict[str, _Listener] = {}
         self._overrides: dict[str, tuple[Policy | None, bool | None]] = {}
         self._by_bfcp_id: dict[int, ConferenceFloors] = {}
@@ -542,5 +549,16 @@ class FocusFloor:
             log.exception("event=floor_media_error call=set_floor_holders")
 
     def _wake(self) -> None:
-        if self.wakeup is not None:
-            self.wakeup()
+        if self._wake_adapter is not None:
+            self._wake_adapter()
+
+
+class FloorPart(FeatureBase):
+    """The floors as a feature part of the focus: roster events reach them. Their own deadlines are BFCP
+    timers, which the BFCP adapter drives (:meth:`FocusFloor.handle_timer`), not the focus."""
+
+    def __init__(self, floor: FocusFloor) -> None:
+        self.floor = floor
+
+    def on_event(self, ep: SipEndpoint, conf: Conference, ev: ConferenceEvent, now: float) -> None:
+        self.floor.on_event(conf, ev)

@@ -73,7 +73,7 @@ from imsconf.sip.headers import Headers
 from imsconf.sip.message import Request, Response
 
 from .legs import Inbox, Leg, LegTable
-from .ports import FocusPort
+from .ports import FeatureBase, FocusPort
 from .routing import dialog_destination
 
 log = logging.getLogger("imsconf.focus.keying")
@@ -175,7 +175,7 @@ def _ack_for(invite: Request, resp: Response) -> Request:
     return Request("ACK", invite.uri, h, b"")
 
 
-class FocusKeying:
+class FocusKeying(FeatureBase):
     """The focus's group-key machinery (see the module docstring)."""
 
     def __init__(
@@ -187,16 +187,21 @@ class FocusKeying:
         inbox: Inbox,
         *,
         booked: BookedKeying | None = None,
+        downlink: DownlinkMode = DownlinkMode.PER_PARTICIPANT,
+        rekey: RekeyPolicy | None = None,
+        config: KeyManagerConfig | None = None,
     ) -> None:
+        """*downlink*, *rekey*: the keying of conferences without a booking (a booking's own wins);
+        *config*: the key managers' timers."""
         self.table = table
         self.port = port
         self.registry = registry
         self.media = media
         self.inbox = inbox
         self.booked = booked
-        self.mode = DownlinkMode.PER_PARTICIPANT
-        self.policy = RekeyPolicy.both()
-        self.config = KeyManagerConfig()
+        self.mode = downlink
+        self.policy = rekey if rekey is not None else RekeyPolicy.both()
+        self.config = config if config is not None else KeyManagerConfig()
         self.managers: dict[str, GroupKeyManager] = {}
         self.legs: dict[str, _LegKeys] = {}
         self.capable: Callable[[str], bool] = lambda user: False  # operator: this AoR's phone rekeys
@@ -211,15 +216,6 @@ class FocusKeying:
         self._rng = random.Random()
 
     # ------------------------------------------------------------------------------------------ setup
-
-    def configure(
-        self, downlink: str | DownlinkMode, rekey: str | RekeyPolicy, config: KeyManagerConfig | None = None
-    ) -> None:
-        """Defaults for conferences without a booking.  Raises :class:`PolicySyntaxError`."""
-        self.mode = downlink if isinstance(downlink, DownlinkMode) else DownlinkMode.parse(downlink)
-        self.policy = rekey if isinstance(rekey, RekeyPolicy) else RekeyPolicy.parse(rekey)
-        if config is not None:
-            self.config = config
 
     def policy_for(self, conf_id: str) -> tuple[DownlinkMode, RekeyPolicy]:
         booked = self.booked.keying(conf_id) if self.booked is not None else None

@@ -38,7 +38,7 @@ from imsconf.conference.participant import ConferenceState, ParticipantStatus
 from imsconf.conference.registry import ConferenceRegistry
 from imsconf.keys.policy import DownlinkMode, RekeyPolicy
 from imsconf.media.control import MediaControl
-from imsconf.media.events import DtmfReceived, MediaEngineError
+from imsconf.media.events import DtmfReceived, MediaEngineError, MediaEvent
 from imsconf.sdp.direction import Direction
 from imsconf.sip.endpoint import IncomingRequest, SipEndpoint
 from imsconf.sip.errors import SipParseError
@@ -46,7 +46,7 @@ from imsconf.sip.uri import SipUri
 from imsconf.sip.util import make_response, new_tag
 
 from .legs import Inbox, Leg, LegTable, Work
-from .ports import FocusPort
+from .ports import FeatureBase, FocusPort
 
 __all__ = [
     "BookedConference",
@@ -233,7 +233,7 @@ def _aor(uri: str) -> str | None:
         return None
 
 
-class PlannedConferences:
+class PlannedConferences(FeatureBase):
     """The booked-conference part of the focus."""
 
     def __init__(
@@ -413,7 +413,10 @@ class PlannedConferences:
 
     # ------------------------------------------------------------------ DTMF and checks
 
-    def on_dtmf(self, ev: DtmfReceived) -> None:
+    def on_media_event(self, ev: MediaEvent) -> None:
+        """A key pressed by a caller in the PIN lobby."""
+        if not isinstance(ev, DtmfReceived):
+            return
         entry = self.lobby.get(ev.leg_id)
         if entry is None or not ev.event.end:
             return

@@ -2,7 +2,9 @@
 
 Each feature part (keying, planned dial-in, presentation, floors, dial-out, conference control) gets the
 leg table (:mod:`.legs`) and a :class:`FocusPort` in its constructor and implements :class:`Feature`; none
-imports the core.
+imports the core. :class:`FeatureBase` is the complete null implementation: a part overrides the hooks it
+needs. The runtime (``imsconf.app.focus_wiring``) builds the parts; the core holds them in
+:class:`imsconf.focus.parts.FocusParts` and drives every one through the same hooks, in that order.
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ from typing import Protocol
 from imsconf.conference.events import ConferenceEvent
 from imsconf.conference.model import Conference
 from imsconf.conference.participant import MediaInfo
+from imsconf.media.events import MediaEvent
 from imsconf.sip.endpoint import SipEndpoint
 
 from .legs import Leg
 
-__all__ = ["ByeWatcher", "Feature", "FocusPort"]
+__all__ = ["ByeWatcher", "Feature", "FeatureBase", "FocusPort"]
 
 ByeWatcher = Callable[[int, str, float], None]
 """``(status, reason, now)``: the final answer to a BYE of the focus."""
@@ -44,9 +47,25 @@ class FocusPort(Protocol):
         """The leg's INVITE transaction is complete (ACK received, or our dial-out answered and ACKed)."""
         ...
 
+    def floor_changed(self, conf_id: str) -> None:
+        """The holders of a floor of the conference changed (from the floors part, to the others)."""
+        ...
+
 
 class Feature(Protocol):
-    """One feature part of the focus, driven by the core."""
+    """One feature part of the focus, driven by the core through these hooks only."""
+
+    def on_event(self, ep: SipEndpoint, conf: Conference, ev: ConferenceEvent, now: float) -> None:
+        """A roster event of *conf*, in the order the conference model produced it."""
+        ...
+
+    def on_ack(self, ep: SipEndpoint, leg: Leg, now: float) -> None:
+        """The leg's INVITE transaction is complete (:meth:`FocusPort.leg_established`)."""
+        ...
+
+    def on_media_event(self, ev: MediaEvent) -> None:
+        """An event of the mixer (DTMF, key use); no endpoint: work that needs one goes to the inbox."""
+        ...
 
     def forget(self, leg: Leg, now: float) -> None:
         """The leg is being released (BYE either way, failure, conference end)."""
@@ -55,3 +74,25 @@ class Feature(Protocol):
     def next_deadline(self) -> float | None: ...
 
     def handle_timer(self, ep: SipEndpoint, now: float) -> None: ...
+
+
+class FeatureBase:
+    """A feature part that does nothing on every hook; parts subclass it and override what they use."""
+
+    def on_event(self, ep: SipEndpoint, conf: Conference, ev: ConferenceEvent, now: float) -> None:
+        return None
+
+    def on_ack(self, ep: SipEndpoint, leg: Leg, now: float) -> None:
+        return None
+
+    def on_media_event(self, ev: MediaEvent) -> None:
+        return None
+
+    def forget(self, leg: Leg, now: float) -> None:
+        return None
+
+    def next_deadline(self) -> float | None:
+        return None
+
+    def handle_timer(self, ep: SipEndpoint, now: float) -> None:
+        return None

@@ -46,7 +46,7 @@ from imsconf.sip.endpoint import SipEndpoint
 
 from .floor_feature import AUDIO_FLOOR, PRESENTATION_FLOOR, FocusFloor, SdpHook
 from .legs import Inbox
-from .ports import FocusPort
+from .ports import FeatureBase, FocusPort
 
 # what the mixer raises when it has no video plane, no port, or no such leg/conference (any more)
 _MEDIA_ERRORS = (MediaEngineError, KeyError, ValueError, OSError)
@@ -77,7 +77,7 @@ def chain_hooks(first: SdpHook, then: SdpHook | None) -> SdpHook:
     return hook
 
 
-class FocusPresentation:
+class FocusPresentation(FeatureBase):
     """See the module docstring."""
 
     def __init__(
@@ -208,7 +208,7 @@ class FocusPresentation:
         self.update_source(vl.conf_id)
 
     # ---- conference and floor events ------------------------------------------------------------------
-    def on_event(self, conf: Conference, ev: ConferenceEvent) -> None:
+    def on_event(self, ep: SipEndpoint, conf: Conference, ev: ConferenceEvent, now: float) -> None:
         """From the focus's ``apply``: a participant left; the conference's media went."""
         if isinstance(ev, ParticipantLeft):
             self.release(f"{conf.conf_id}.{ev.participant.participant_id}")

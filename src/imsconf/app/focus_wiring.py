@@ -1,0 +1,100 @@
+"""Where the focus is put together: its feature parts, who each one talks to, and their settings.
+
+The core (:class:`imsconf.focus.core.Focus`) builds nothing itself: it calls the factory made here once, in
+its constructor, with its port, its leg table and its inbox. Tests and benchmarks use :func:`assemble_focus`
+too, so every focus in the tree is wired the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from imsconf.conference.eventinfo import EndpointDetails
+from imsconf.conference.registry import ConferenceRegistry
+from imsconf.floor.server import Policy
+from imsconf.focus.conference_control import ConferenceControl, ControlPort
+from imsconf.focus.core import Focus, FocusConfig
+from imsconf.focus.dialout import Dialer
+from imsconf.focus.floor_feature import FocusFloor
+from imsconf.focus.keying import FocusKeying
+from imsconf.focus.legs import Inbox, LegTable
+from imsconf.focus.parts import FocusParts, PartsFactory
+from imsconf.focus.planned import PlannedConferences, PlannedOptions
+from imsconf.focus.presentation import FocusPresentation
+from imsconf.focus.subscriptions import Notifier
+from imsconf.keys.policy import DownlinkMode, KeyManagerConfig, RekeyPolicy
+from imsconf.media.control import MediaControl
+
+__all__ = ["FocusOptions", "assemble_focus", "focus_parts"]
+
+_NO_DETAILS = EndpointDetails()
+
+
+@dataclass(frozen=True, slots=True)
+class FocusOptions:
+    """The parts' settings beyond :class:`FocusConfig`."""
+
+    planned: PlannedOptions | None = None  # serve booked conferences (dial-in by booking, PIN lobby)
+    downlink: DownlinkMode = DownlinkMode.PER_PARTICIPANT  # keying of conferences without a booking
+    rekey: RekeyPolicy = field(default_factory=RekeyPolicy.both)
+    key_config: KeyManagerConfig = field(default_factory=KeyManagerConfig)
+    floor_policy: Policy = Policy.CHAIR  # BFCP: chair-controlled floors, or first-come grant
+    # the BFCP adapter's transmit: messages the floors produce outside a BFCP event (a leave, a close)
+    floor_wake: Callable[[], None] | None = None
+
+
+def focus_parts(
+    config: FocusConfig, registry: ConferenceRegistry, media: MediaControl, options: FocusOptions
+) -> PartsFactory:
+    def build(port: ControlPort, table: LegTable, inbox: Inbox) -> FocusParts:
+        notifier = Notifier(
+            table.dialogs,
+            details=lambda conf_id, pid: table.details.get(f"{conf_id}.{pid}", _NO_DETAILS),
+            focus_uri=lambda conf: conf.uri,
+            dialog_shared=lambda dialog_id: dialog_id in table.by_dialog,
+        )
+        dialer = Dialer(table, port, config, registry, media)
+        planned = (
+            PlannedConferences(table, port, config, registry, media, inbox, options.planned)
+            if options.planned is not None
+            else None
+        )
+        # floor changes switch the video and reach the event package (the presentation part, via the core)
+        floor = FocusFloor(
+            media, policy=options.floor_policy, on_change=port.floor_changed, wake=options.floor_wake
+        )
+        return FocusParts(
+            control=ConferenceControl(table, port, config, registry, notifier, dialer),
+            dialer=dialer,
+            floor=floor,
+            presentation=FocusPresentation(port, registry, media, floor, inbox),
+            keying=FocusKeying(
+                table,
+                port,
+                registry,
+                media,
+                inbox,
+                booked=planned,
+                downlink=options.downlink,
+                rekey=options.rekey,
+                config=options.key_config,
+            ),
+            planned=planned,
+        )
+
+    return build
+
+
+def assemble_focus(
+    config: FocusConfig,
+    media: MediaControl,
+    options: FocusOptions | None = None,
+    *,
+    registry: ConferenceRegistry | None = None,
+    wake: Callable[[], None] | None = None,
+) -> Focus:
+    """A focus over *media* with every feature part; *wake* is the runtime's flush (see :class:`Focus`)."""
+    options = options if options is not None else FocusOptions()
+    registry = registry if registry is not None else ConferenceRegistry(config.domain, scheme="sip")
+    return Focus(config, media, registry, focus_parts(config, registry, media, options), wake=wake)

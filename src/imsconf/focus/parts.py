@@ -1,0 +1,48 @@
+"""The feature parts one focus runs, as the runtime built them (``imsconf.app.focus_wiring``).
+
+The core (:mod:`.core`) calls a few parts by name for what only that part does (SUBSCRIBE and REFER,
+dial-out, the dial-in of a booked conference, the SDP hooks of floors and video, the focus's own key
+re-INVITEs) and drives every part through the :class:`.ports.Feature` hooks, in the order of
+:attr:`FocusParts.features`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .conference_control import ConferenceControl, ControlPort
+from .dialout import Dialer
+from .floor_feature import FloorPart, FocusFloor
+from .keying import FocusKeying
+from .legs import Inbox, LegTable
+from .planned import PlannedConferences
+from .ports import Feature
+from .presentation import FocusPresentation
+
+__all__ = ["FocusParts", "PartsFactory"]
+
+
+@dataclass(frozen=True, slots=True)
+class FocusParts:
+    control: ConferenceControl  # SUBSCRIBE/REFER and the event packages
+    dialer: Dialer
+    floor: FocusFloor
+    presentation: FocusPresentation
+    keying: FocusKeying
+    planned: PlannedConferences | None = None  # booked conferences, when the focus serves them
+    features: tuple[Feature, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        # roster events reach the event package first, then the floors, then video; the lobby forgets a
+        # leg before its keys go
+        ordered: list[Feature] = [self.control, self.dialer]
+        if self.planned is not None:
+            ordered.append(self.planned)
+        ordered += [FloorPart(self.floor), self.presentation, self.keying]
+        object.__setattr__(self, "features", tuple(ordered))
+
+
+PartsFactory = Callable[[ControlPort, LegTable, Inbox], FocusParts]
+"""Builds the parts of one focus from its port, its leg table and its inbox (called once, by the core's
+constructor)."""
