@@ -77,9 +77,10 @@ def _cmd_mixer(args: argparse.Namespace) -> int:
     from imsconf.app.mixer import run_mixer
 
     overrides = _overrides(args)
+    given = vars(args)
     for name in ("media_host", "rtp_port_range"):
-        if getattr(args, name, None) is not None:
-            overrides[name] = getattr(args, name)
+        if given.get(name) is not None:
+            overrides[name] = given[name]
     settings = _load_settings(args, overrides)
     if settings is None:
         return 2
@@ -112,12 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    given = vars(args)  # the options of the subcommand that was run (each has its own)
     for name in ("domain", "data_dir", "auth", "log_level", "http"):
-        value = getattr(args, name, None)
+        value = given.get(name)
         if value is not None:
             out[name] = value
-    if getattr(args, "listen", None):
-        out["listen"] = list(args.listen)
+    if given.get("listen"):
+        out["listen"] = list(given["listen"])
     return out
 
 

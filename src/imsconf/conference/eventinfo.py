@@ -234,7 +234,20 @@ class RosterChange:
 
     @property
     def participant(self) -> Participant | None:
-        return getattr(self.event, "participant", None)
+        ev = self.event
+        if isinstance(ev, ParticipantEvent):
+            return ev.participant
+        return None
+
+
+ParticipantEvent = (
+    ParticipantJoined
+    | ParticipantStatusChanged
+    | ParticipantMediaChanged
+    | ParticipantRoleChanged
+    | ParticipantLeft
+)
+"""The roster events about one participant (each carries its snapshot)."""
 
 
 # ---------------------------------------------------------------------------------------- rendering
