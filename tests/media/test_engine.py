@@ -316,3 +316,29 @@ def test_control_errors() -> None:
         LegConfig(("192.0.2.1", 1), None, 0, "G729", None)
     deliver(eng, 1000, b"\x80\x00" + bytes(170), ("192.0.2.1", 1), 0.0)
     assert eng.leg_stats("x").unconfigured == 1
+
+
+def test_engine_is_a_front_over_one_table_and_composed_parts() -> None:
+    """The engine owns one leg table; each part holds that same table and inherits from no other part."""
+    from imsconf.media.egress import Egress
+    from imsconf.media.group_downlink import GroupDownlink
+    from imsconf.media.ingress import Ingress
+    from imsconf.media.legs import LegTable
+    from imsconf.media.lobby import Lobby
+    from imsconf.media.mixdown import Mixdown
+
+    eng = MediaEngine()
+    assert not isinstance(eng, LegTable)
+    parts: list[tuple[object, type, LegTable]] = [
+        (eng.ingress, Ingress, eng.ingress.table),
+        (eng.egress, Egress, eng.egress.table),
+        (eng.mixdown, Mixdown, eng.mixdown.table),
+        (eng.group_part, GroupDownlink, eng.group_part.table),
+        (eng.lobby_part, Lobby, eng.lobby_part.table),
+    ]
+    for part, kind, table in parts:
+        assert type(part) is kind and kind.__mro__ == (kind, object)
+        assert table is eng.table
+    assert eng.ingress.group is eng.group_part and eng.egress.group is eng.group_part
+    assert eng.mixdown.egress is eng.egress and eng.mixdown.prompts is eng.lobby_part
+    assert eng.egress.rtp_batch is eng.table.slots

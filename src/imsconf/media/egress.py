@@ -14,8 +14,7 @@ from .events import (
     Addr,
     Datagram,
 )
-from .ingress import Ingress
-from .legs import HDR, TS_MASK, Leg, SendFunc
+from .legs import HDR, TS_MASK, Epoch, Leg, LegTable, SendFunc
 from .mixer import FRAME_SAMPLES
 from .rtp import ReceiverReport as RtcpReceiverReport
 from .rtp import (
@@ -62,38 +61,55 @@ class CollectingSink:
         return 0, 0
 
 
-class Egress(Ingress):
-    """Send functions, the tick's packet loop and RTCP over the leg table. RTP of legs with a connected
-    socket goes through the C batch (:class:`RtpBatchSink`) or the leg's send function; everything else
-    through the :class:`PacketSink` the tick is given."""
+class GroupSend(Protocol):
+    """What the send side asks of the group downlink (:class:`~imsconf.media.group_downlink.GroupDownlink`
+    implements it): one live epoch's streams for this tick."""
 
-    @property
-    def rtp_batch(self) -> RtpBatchSink:
-        return self.slots
+    def send_group(
+        self,
+        ep: Epoch,
+        common: list[list[bytes]],
+        ts_now: int,
+        direct: bool,
+        append: Callable[[Datagram], None],
+    ) -> tuple[int, int, int, int]: ...
+
+
+class Egress:
+    """Send functions, the tick's packet loop and RTCP: a part of the engine over the shared leg table.
+    RTP of legs with a connected socket goes through the C batch (:class:`RtpBatchSink`, the table's
+    slot table) or the leg's send function; the group epochs' streams through the :class:`GroupSend`
+    port; everything else through the :class:`PacketSink` the tick is given."""
+
+    def __init__(self, table: LegTable, group: GroupSend, rtp_batch: RtpBatchSink | None = None) -> None:
+        self.table = table
+        self.group = group
+        self.rtp_batch: RtpBatchSink = table.slots if rtp_batch is None else rtp_batch
 
     def send_packets(self, common: list[list[bytes]], direct: list[int] | None) -> list[Datagram]:
         """Packetise, protect and send this tick's RTP: every sending leg its N-1 mix, prompt or its
         conference's common mix (``common[codec][conference]``) on its own stream (the C batch for legs
         with a connected socket when ``direct``), then each live group epoch's streams. Returns the
         datagrams without a send function; adds the dropped and refused sends to ``direct``."""
+        t = self.table
         out: list[Datagram] = []
         append = out.append
         pack_into = HDR.pack_into
-        txb = self.txb
-        txc = self.txc
-        view = self.txview
-        lenp = self.lenp
+        txb = t.txb
+        txc = t.txc
+        view = t.txview
+        lenp = t.lenp
         protect = srtp_lib.srtp_protect
-        ts_now = FRAME_SAMPLES * (self.ticks - 1)
+        ts_now = FRAME_SAMPLES * (t.ticks - 1)
         end = 12 + FRAME_SAMPLES
-        dropped = errors = protects = 0
-        sending = self.sending
-        if direct is not None and self.c_legs:
+        dropped = errors = protects = failed = 0
+        sending = all_sending = t.sending
+        c_legs = t.c_legs
+        if direct is not None and c_legs:
             # The C path: header, protect and send for every leg with a connected socket.
-            payloads = [leg.mix_payload or common[leg.codec_id][leg.conf_idx] for leg in self.c_legs]
-            dropped, errors, failed, protects = self.rtp_batch.send(self.c_slots, payloads, ts_now)
-            self.protect_failed += failed
-            sending = self.py_sending
+            payloads = [leg.mix_payload or common[leg.codec_id][leg.conf_idx] for leg in c_legs]
+            dropped, errors, failed, protects = self.rtp_batch.send(t.c_slots, payloads, ts_now)
+            sending = t.py_sending
         for leg in sending:
             payload = leg.mix_payload or common[leg.codec_id][leg.conf_idx]
             seq = leg.seq
@@ -110,7 +126,7 @@ class Egress(Ingress):
                 lenp[0] = end
                 protects += 1
                 if protect(handle, txc, lenp):
-                    self.protect_failed += 1
+                    failed += 1
                     continue
                 n = lenp[0]
             leg.packets_sent += 1
@@ -125,41 +141,46 @@ class Egress(Ingress):
                 dropped += 1
             except OSError:
                 errors += 1
-        sent = len(self.sending)
-        if self.group_live:
-            for ep in self.group_live:
-                n_prot, n_sent, d, e = self.group_part.send_group(
-                    ep, common, ts_now, direct is not None, append
-                )
+        if failed:
+            t.protect_failed += failed
+        sent = len(all_sending)
+        group_live = t.group_live
+        if group_live:
+            send_group = self.group.send_group
+            is_direct = direct is not None
+            for ep in group_live:
+                n_prot, n_sent, d, e = send_group(ep, common, ts_now, is_direct, append)
                 protects += n_prot
                 sent += n_sent
                 dropped += d
                 errors += e
-        self.tick_protects = protects
-        self.tick_sent = sent
-        self.protects_total += protects
+        t.tick_protects = protects
+        t.tick_sent = sent
+        t.protects_total += protects
         if direct is not None:
             direct[0] += dropped
             direct[1] += errors
         return out
 
     def set_send(self, rtp_port: int, send: SendFunc | None, fd: int = -1) -> None:
-        """Let :meth:`tick_send` hand the leg's RTP packets to ``send`` (the ``send`` of a socket
-        connected to the leg's remote RTP address), or stop doing so (``None``). ``fd`` is that
-        socket's descriptor: with it, the C path sends the leg's RTP itself."""
-        entry = self.port_map.get(rtp_port)
+        """Let :meth:`~imsconf.media.mixdown.Mixdown.tick_send` hand the leg's RTP packets to ``send``
+        (the ``send`` of a socket connected to the leg's remote RTP address), or stop doing so
+        (``None``). ``fd`` is that socket's descriptor: with it, the C path sends the leg's RTP itself."""
+        t = self.table
+        entry = t.port_map.get(rtp_port)
         if entry is not None and not entry[1]:
             entry[0].send = send
-            self.slots.set_fd(entry[0].slot, fd if send is not None else -1)
-            self.dirty = True  # the epochs' fan-out lists hold the send functions
+            t.slots.set_fd(entry[0].slot, fd if send is not None else -1)
+            t.dirty = True  # the epochs' fan-out lists hold the send functions
 
     def remote_rtp(self, rtp_port: int) -> Addr | None:
         """The address the leg on ``rtp_port`` currently sends to and accepts RTP from."""
-        entry = self.port_map.get(rtp_port)
+        entry = self.table.port_map.get(rtp_port)
         return None if entry is None else entry[0].remote_rtp
 
     def send_rtcp(self, leg: Leg, now: float, append: Callable[[Datagram], None]) -> None:
-        self.schedule_rtcp(leg, now + self.rtcp_delay())
+        t = self.table
+        t.schedule_rtcp(leg, now + t.rtcp_delay())
         block = None
         if leg.remote_ssrc is not None:
             lsr = leg.rtcp.last_sr_mid
@@ -168,10 +189,10 @@ class Egress(Ingress):
         blocks = (block,) if block is not None else ()
         first: RtcpPacket
         a = leg.group
-        if a is not None and not a.keep_own and a.ep.tx is not None and self.group_effective(leg, a):
+        if a is not None and not a.keep_own and a.ep.tx is not None and t.group_effective(leg, a):
             # The phone holds only the epoch key for our direction: report from its private SSRC.
             data = serialize_rtcp(
-                [RtcpReceiverReport(a.pssrc, blocks), SourceDescription(((a.pssrc, self.cname),))]
+                [RtcpReceiverReport(a.pssrc, blocks), SourceDescription(((a.pssrc, t.cname),))]
             )
             try:
                 protected = a.ep.tx.protect_rtcp(data)
@@ -184,15 +205,15 @@ class Egress(Ingress):
         if leg.sends and leg.packets_sent:
             first = SenderReport(
                 leg.ssrc,
-                ntp_from_unix(self.wallclock()),
-                (leg.ts0 + FRAME_SAMPLES * self.ticks) & TS_MASK,
+                ntp_from_unix(t.wallclock()),
+                (leg.ts0 + FRAME_SAMPLES * t.ticks) & TS_MASK,
                 leg.packets_sent,
                 leg.packets_sent * FRAME_SAMPLES,
                 blocks,
             )
         else:
             first = RtcpReceiverReport(leg.ssrc, blocks)
-        data = serialize_rtcp([first, SourceDescription(((leg.ssrc, self.cname),))])
+        data = serialize_rtcp([first, SourceDescription(((leg.ssrc, t.cname),))])
         tx = leg.tx
         assert tx is not None and leg.remote_rtcp is not None
         try:

@@ -8,16 +8,26 @@ Driven by the UDP adapter (:mod:`imsconf.media.udp`) or by tests in memory:
   ``(local_port, data, remote_addr)``;
 * :meth:`MediaEngine.events` to drain DTMF, RTCP and latching events.
 
-Parts. :class:`MediaEngine` is the front (leg registry and control plane, this module) over the state
-they all share, :class:`~imsconf.media.legs.LegTable` (:mod:`imsconf.media.legs`: the per-leg records,
-the conferences' settings, the lists rebuilt from them). Two parts are objects that hold the table, the
-front delegating to them: the group downlink (:class:`~imsconf.media.group_downlink.GroupDownlink`:
-epochs, common and private streams, receiver-report evidence) and the lobby
-(:class:`~imsconf.media.lobby.Lobby`: floor-controlled mixing, lobby, prompts). The per-packet and
-per-tick parts build on the table as a chain of classes, so their hot loops read the shared state
-without an extra attribute hop: :mod:`~imsconf.media.ingress` (the one receive entry point and its
-paths), :mod:`~imsconf.media.egress` (packetise, protect, send through the egress ports; RTCP) and
-:mod:`~imsconf.media.mixdown` (the tick: play-out, speaker choice, common and N-1 mixes).
+Parts. :class:`MediaEngine` is a front (leg registry and control plane, this module) that owns one
+:class:`~imsconf.media.legs.LegTable` (:mod:`imsconf.media.legs`: the per-leg records, the conferences'
+settings, the lists rebuilt from them) and the parts composed over it. Each part receives the table in
+its constructor, and the other part it needs as a narrow ``typing.Protocol`` port; none inherits from
+another or from the table:
+
+* :class:`~imsconf.media.ingress.Ingress` (the one receive entry point and its paths; receiver-report
+  evidence to the group downlink through :class:`~imsconf.media.ingress.GroupEvidence`);
+* :class:`~imsconf.media.egress.Egress` (packetise, protect, send through the egress ports
+  :class:`~imsconf.media.egress.PacketSink` and :class:`~imsconf.media.egress.RtpBatchSink`; RTCP; the
+  epochs' streams through :class:`~imsconf.media.egress.GroupSend`);
+* :class:`~imsconf.media.mixdown.Mixdown` (the tick: play-out, speaker choice, common and N-1 mixes;
+  sends through :class:`~imsconf.media.mixdown.TickSend`, prompt frames through
+  :class:`~imsconf.media.mixdown.PromptFrames`);
+* :class:`~imsconf.media.group_downlink.GroupDownlink` (epochs, common and private streams,
+  receiver-report evidence) and :class:`~imsconf.media.lobby.Lobby` (floor-controlled mixing, lobby,
+  prompts).
+
+The front's methods delegate to them. The per-packet and per-tick loops read the shared table through
+locals bound once per call, so the extra attribute hop is paid per call, not per packet or leg.
 
 Source addresses. A leg accepts RTP only from the address the remote SDP gave (``remote_rtp``; RTCP
 from ``remote_rtcp``, or the RTP address with rtcp-mux) and counts anything else as ``wrong_source``.
@@ -81,11 +91,14 @@ silence, on its own stream.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import random
+import time
+from collections.abc import Callable, Iterable
 
 from imsconf.keys.policy import DownlinkMode
 from imsconf.sdp.direction import Direction
 
+from .egress import Egress, PacketSink
 from .events import (
     KEEP,
     Addr,
@@ -109,10 +122,14 @@ from .fastpath import (
     SILENCE,
     SlotJitter,
     SlotReceptionStats,
+    SlotTable,
 )
 from .g711 import codec_by_name
+from .group_downlink import GroupDownlink
+from .ingress import Ingress, Received
 from .jitter import JitterBuffer
-from .legs import TS_MASK, Leg
+from .legs import TS_MASK, ConfSettings, Leg, LegTable, RemoteListener, SendFunc
+from .lobby import Lobby
 from .mixdown import Mixdown
 from .mixer import CODEC_IDS, FRAME_SAMPLES
 from .rtp import (
@@ -147,34 +164,153 @@ __all__ = [
 ]
 
 
-class MediaEngine(Mixdown):
+class MediaEngine:
     """All legs and conferences of one mixer. Single-threaded; every method takes ``now`` where time
-    matters. ``wallclock`` is used only for RTCP NTP timestamps. The front of the engine's parts: the
-    leg registry and its control plane here, the rest in the modules it builds on."""
+    matters. ``wallclock`` is used only for RTCP NTP timestamps. The front of the engine: it owns the
+    shared :class:`~imsconf.media.legs.LegTable` and the parts composed over it, keeps the leg registry
+    and its control plane here and delegates the rest to the parts."""
+
+    def __init__(
+        self,
+        *,
+        k: int = 3,
+        jitter_delay: float = 0.060,
+        jitter_capacity: float = 0.200,
+        allow_plain_rtp: bool = False,
+        rtcp_interval: float = 5.0,
+        cname: str = "imsconf-mixer",
+        wallclock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        confirm_max_loss: int = 26,
+        failing_min_loss: int = 230,
+    ) -> None:
+        self.table = table = LegTable(
+            k=k,
+            jitter_delay=jitter_delay,
+            jitter_capacity=jitter_capacity,
+            allow_plain_rtp=allow_plain_rtp,
+            rtcp_interval=rtcp_interval,
+            cname=cname,
+            wallclock=wallclock,
+            rng=rng,
+            confirm_max_loss=confirm_max_loss,
+            failing_min_loss=failing_min_loss,
+        )
+        self.group_part = GroupDownlink(table)
+        self.lobby_part = Lobby(table)
+        self.ingress = Ingress(table, self.group_part)
+        self.egress = Egress(table, self.group_part)
+        self.mixdown = Mixdown(table, self.egress, self.lobby_part)
+
+    # ------------------------------------------------------------------------------ shared state, read
+
+    @property
+    def c_path(self) -> bool:
+        """Whether the C per-packet path (:mod:`imsconf.media.fastpath`) runs."""
+        return self.table.c_path
+
+    @property
+    def allow_plain_rtp(self) -> bool:
+        return self.table.allow_plain_rtp
+
+    @property
+    def slots(self) -> SlotTable:
+        return self.table.slots
+
+    @property
+    def leg_map(self) -> dict[str, Leg]:
+        return self.table.leg_map
+
+    @property
+    def conf_map(self) -> dict[str, ConfSettings]:
+        return self.table.conf_map
+
+    @property
+    def ticks(self) -> int:
+        return self.table.ticks
+
+    @property
+    def unknown_port(self) -> int:
+        """Datagrams that arrived on a local port no leg holds."""
+        return self.table.unknown_port
+
+    @property
+    def tick_protects(self) -> int:
+        """srtp_protect calls for RTP in the last tick."""
+        return self.table.tick_protects
+
+    @property
+    def tick_sent(self) -> int:
+        """RTP datagrams produced in the last tick."""
+        return self.table.tick_sent
+
+    @property
+    def remote_listener(self) -> RemoteListener | None:
+        """Called with (RTP port, remote RTP address or ``None``) when a leg's remote RTP address changes
+        (latching, a new config, the leg's removal): the UDP adapter reconnects its socket."""
+        return self.table.remote_listener
+
+    @remote_listener.setter
+    def remote_listener(self, listener: RemoteListener | None) -> None:
+        self.table.remote_listener = listener
+
+    # ------------------------------------------------------------------------------ receive, tick, send
+
+    def receive_batch(
+        self, now: float, datagrams: Iterable[Received] = (), epfd: int = -1
+    ) -> tuple[int, int, list[int]]:
+        """See :meth:`imsconf.media.ingress.Ingress.receive_batch`."""
+        return self.ingress.receive_batch(now, datagrams, epfd)
+
+    def map_fast_fd(self, fd: int, rtp_port: int) -> bool:
+        """See :meth:`imsconf.media.ingress.Ingress.map_fast_fd`."""
+        return self.ingress.map_fast_fd(fd, rtp_port)
+
+    def unmap_fast_fd(self, fd: int) -> None:
+        self.ingress.unmap_fast_fd(fd)
+
+    def tick(self, now: float) -> list[Datagram]:
+        """See :meth:`imsconf.media.mixdown.Mixdown.tick`."""
+        return self.mixdown.run_tick(now, None)
+
+    def tick_send(self, now: float, sink: PacketSink) -> tuple[int, int]:
+        """See :meth:`imsconf.media.mixdown.Mixdown.tick_send`."""
+        return self.mixdown.tick_send(now, sink)
+
+    def set_send(self, rtp_port: int, send: SendFunc | None, fd: int = -1) -> None:
+        """See :meth:`imsconf.media.egress.Egress.set_send`."""
+        self.egress.set_send(rtp_port, send, fd)
+
+    def remote_rtp(self, rtp_port: int) -> Addr | None:
+        """See :meth:`imsconf.media.egress.Egress.remote_rtp`."""
+        return self.egress.remote_rtp(rtp_port)
+
+    # ------------------------------------------------------------------------------ legs
 
     def add_leg(self, leg_id: str, conference_id: str, rtp_port: int, rtcp_port: int, rtcp_mux: bool) -> None:
         """Register a leg on its local ports. It stays silent until :meth:`configure_leg`."""
-        if leg_id in self.leg_map:
+        t = self.table
+        if leg_id in t.leg_map:
             raise MediaEngineError(f"leg {leg_id!r} exists")
         ports = {rtp_port} if rtcp_mux else {rtp_port, rtcp_port}
         if rtcp_mux and rtcp_port != rtp_port:
             raise MediaEngineError("with rtcp-mux the RTCP port is the RTP port")
-        if any(p in self.port_map for p in ports) or len(ports) != (1 if rtcp_mux else 2):
+        if any(p in t.port_map for p in ports) or len(ports) != (1 if rtcp_mux else 2):
             raise MediaEngineError("local port already in use")
-        leg = Leg(leg_id, conference_id, rtp_port, rtcp_port, rtcp_mux, self.slots)
-        if self.c_path:  # jitter buffer and reception statistics in the slot, kept by C on the fast path
-            leg.jitter = SlotJitter(self.slots, leg.slot, self.jitter_delay, self.jitter_capacity)
-            leg.rstats = SlotReceptionStats(self.slots, leg.slot)
+        leg = Leg(leg_id, conference_id, rtp_port, rtcp_port, rtcp_mux, t.slots)
+        if t.c_path:  # jitter buffer and reception statistics in the slot, kept by C on the fast path
+            leg.jitter = SlotJitter(t.slots, leg.slot, t.jitter_delay, t.jitter_capacity)
+            leg.rstats = SlotReceptionStats(t.slots, leg.slot)
         else:
-            leg.jitter = JitterBuffer(delay=self.jitter_delay, capacity=self.jitter_capacity)
-        leg.ssrc = self.new_ssrc()
-        leg.seq = self.rng.randrange(1 << 16)
-        leg.ts0 = (self.rng.randrange(1 << 32) - FRAME_SAMPLES * self.ticks) & TS_MASK
-        self.leg_map[leg_id] = leg
-        self.port_map[rtp_port] = (leg, False)
+            leg.jitter = JitterBuffer(delay=t.jitter_delay, capacity=t.jitter_capacity)
+        leg.ssrc = t.new_ssrc()
+        leg.seq = t.rng.randrange(1 << 16)
+        leg.ts0 = (t.rng.randrange(1 << 32) - FRAME_SAMPLES * t.ticks) & TS_MASK
+        t.leg_map[leg_id] = leg
+        t.port_map[rtp_port] = (leg, False)
         if not rtcp_mux:
-            self.port_map[rtcp_port] = (leg, True)
-        self.dirty = True
+            t.port_map[rtcp_port] = (leg, True)
+        t.dirty = True
 
     def configure_leg(
         self,
@@ -186,16 +322,17 @@ class MediaEngine(Mixdown):
     ) -> None:
         """Apply the negotiated session. The engine derives libsrtp sessions from the keys and keeps no
         reference to them: the caller may :meth:`SrtpKeys.wipe` them afterwards."""
-        leg = self.get_leg(leg_id)
-        if (tx_keys is None or rx_keys is None) and not self.allow_plain_rtp:
+        t = self.table
+        leg = t.get_leg(leg_id)
+        if (tx_keys is None or rx_keys is None) and not t.allow_plain_rtp:
             raise MediaEngineError("plain RTP is disabled: SRTP keys are required both ways")
         self.apply_config(leg, config)
         leg.tx = make_sender(tx_keys)
-        self.slots.set_tx(leg.slot, leg.tx.handle, leg.tx.owner)
+        t.slots.set_tx(leg.slot, leg.tx.handle, leg.tx.owner)
         leg.rx = make_receiver(rx_keys)
-        self.schedule_rtcp(leg, now + self.rtcp_delay())
-        self.dirty = True
-        self.refresh_fast(leg)
+        t.schedule_rtcp(leg, now + t.rtcp_delay())
+        t.dirty = True
+        t.refresh_fast(leg)
 
     def update_leg(
         self,
@@ -209,7 +346,8 @@ class MediaEngine(Mixdown):
         """Change a configured leg (re-INVITE/UPDATE): a new config, a new direction (hold/resume), a new
         transmit key (starts a new SSRC) or a new receive key (the old key keeps working until a packet
         authenticates under the new one). Omitted arguments stay as they are."""
-        leg = self.get_leg(leg_id)
+        t = self.table
+        leg = t.get_leg(leg_id)
         if leg.rx is None:
             raise MediaEngineError(f"leg {leg_id!r} is not configured")
         if config is not None:
@@ -217,18 +355,18 @@ class MediaEngine(Mixdown):
         if direction is not None:
             self.set_direction(leg, direction)
         if not isinstance(tx_keys, Keep):
-            if tx_keys is None and not self.allow_plain_rtp:
+            if tx_keys is None and not t.allow_plain_rtp:
                 raise MediaEngineError("plain RTP is disabled")
             leg.tx = make_sender(tx_keys)
-            self.slots.set_tx(leg.slot, leg.tx.handle, leg.tx.owner)
-            self.ssrcs_in_use.discard(leg.ssrc)
-            leg.ssrc = self.new_ssrc()
-            leg.seq = self.rng.randrange(1 << 16)
+            t.slots.set_tx(leg.slot, leg.tx.handle, leg.tx.owner)
+            t.ssrcs_in_use.discard(leg.ssrc)
+            leg.ssrc = t.new_ssrc()
+            leg.seq = t.rng.randrange(1 << 16)
             leg.marker = True
             leg.sent_before += leg.packets_sent
             leg.packets_sent = 0
         if rx_keys is None:
-            if not self.allow_plain_rtp:
+            if not t.allow_plain_rtp:
                 raise MediaEngineError("plain RTP is disabled")
             leg.rx = NullReceiver()
         elif isinstance(rx_keys, SrtpKeys):
@@ -237,36 +375,37 @@ class MediaEngine(Mixdown):
                 leg.rekey_pending = True
             else:
                 leg.rx = SrtpReceiver(rx_keys)
-        self.refresh_fast(leg)
+        t.refresh_fast(leg)
 
     def remove_leg(self, leg_id: str) -> None:
-        leg = self.leg_map.pop(leg_id, None)
+        t = self.table
+        leg = t.leg_map.pop(leg_id, None)
         if leg is None:
             raise MediaEngineError(f"no leg {leg_id!r}")
-        self.port_map.pop(leg.rtp_port, None)
+        t.port_map.pop(leg.rtp_port, None)
         if not leg.rtcp_mux:
-            self.port_map.pop(leg.rtcp_port, None)
-        self.ssrcs_in_use.discard(leg.ssrc)
+            t.port_map.pop(leg.rtcp_port, None)
+        t.ssrcs_in_use.discard(leg.ssrc)
         if leg.group is not None:
-            self.ssrcs_in_use.discard(leg.group.pssrc)
+            t.ssrcs_in_use.discard(leg.group.pssrc)
             leg.group = None
         leg.prompt = None
-        self.dtmf_active.discard(leg)
-        if leg in self.speakers:
-            self.speakers.remove(leg)
+        t.dtmf_active.discard(leg)
+        if leg in t.speakers:
+            t.speakers.remove(leg)
         leg.send = None
         leg.fast = False
-        leg.t = self.slots.release(leg.slot)
+        leg.t = t.slots.release(leg.slot)
         leg.slot = 0
         leg.jitter = JitterBuffer()  # nothing left that points into the released slot
         leg.rstats = ReceptionStats()
-        self.dirty = True
-        if self.remote_listener is not None:
-            self.remote_listener(leg.rtp_port, None)
+        t.dirty = True
+        if t.remote_listener is not None:
+            t.remote_listener(leg.rtp_port, None)
 
     def remove_conference(self, conference_id: str) -> list[str]:
         """Remove every leg of a conference and its settings (group epochs, floor); returns the leg ids."""
-        ids = [lid for lid, leg in self.leg_map.items() if leg.conference_id == conference_id]
+        ids = [lid for lid, leg in self.table.leg_map.items() if leg.conference_id == conference_id]
         for lid in ids:
             self.remove_leg(lid)
         self.drop_conference(conference_id)
@@ -340,17 +479,17 @@ class MediaEngine(Mixdown):
         self.lobby_part.play_prompt(leg_id, name, loop)
 
     def legs(self) -> Iterable[str]:
-        return self.leg_map.keys()
+        return self.table.leg_map.keys()
 
     def leg_conference(self, leg_id: str) -> str:
-        return self.get_leg(leg_id).conference_id
+        return self.table.get_leg(leg_id).conference_id
 
     def leg_ports(self, leg_id: str) -> tuple[int, int]:
-        leg = self.get_leg(leg_id)
+        leg = self.table.get_leg(leg_id)
         return leg.rtp_port, leg.rtcp_port
 
     def leg_stats(self, leg_id: str) -> LegStats:
-        leg = self.get_leg(leg_id)
+        leg = self.table.get_leg(leg_id)
         c, js = leg.c, leg.jitter.stats
         return LegStats(
             received=c.received + int(leg.t.tab[leg.slot, RECEIVED]),
@@ -374,21 +513,22 @@ class MediaEngine(Mixdown):
             ssrc=leg.ssrc,
             remote_ssrc=leg.remote_ssrc,
             group_epoch=None if leg.group is None else leg.group.ep.epoch,
-            group_sent=leg.group_ticks.total(self.ticks),
+            group_sent=leg.group_ticks.total(self.table.ticks),
             lobby=leg.lobby,
             prompt=None if leg.prompt is None else leg.prompt.prompt.name,
         )
 
     @property
     def has_events(self) -> bool:
-        return bool(self.pending_events)
+        return bool(self.table.pending_events)
 
     def events(self) -> list[MediaEvent]:
         """Drain the events queued since the last call."""
-        out, self.pending_events = self.pending_events, []
+        out, self.table.pending_events = self.table.pending_events, []
         return out
 
     def apply_config(self, leg: Leg, cfg: LegConfig) -> None:
+        t = self.table
         if cfg.remote_rtp != leg.remote_rtp or cfg.latch != leg.latch:
             leg.latched = False
         moved = cfg.remote_rtp != leg.remote_rtp
@@ -411,10 +551,10 @@ class MediaEngine(Mixdown):
         leg.dtmf_pt = -1 if cfg.dtmf_pt is None else cfg.dtmf_pt
         leg.latch = cfg.latch
         self.set_direction(leg, cfg.direction)
-        self.dirty = True
-        self.refresh_fast(leg)
+        t.dirty = True
+        t.refresh_fast(leg)
         if moved:
-            self.notify_remote(leg)
+            t.notify_remote(leg)
 
     def set_direction(self, leg: Leg, direction: Direction) -> None:
         if direction is not leg.direction:
@@ -422,5 +562,5 @@ class MediaEngine(Mixdown):
             leg.sends = direction.sends
             leg.marker = True
             leg.jitter.reset()
-            self.dirty = True
-            self.update_mixing(leg)
+            self.table.dirty = True
+            self.table.update_mixing(leg)

@@ -240,16 +240,18 @@ class GroupDownlink:
         to every listener that neither speaks nor hears a prompt, and a private packet (N-1 mix or
         prompt) under the epoch key to each of the others. Returns (protect calls, datagrams, dropped,
         refused)."""
-        txb = self.table.txb
-        txc = self.table.txc
-        lenp = self.table.lenp
+        t = self.table
+        txb = t.txb
+        txc = t.txc
+        lenp = t.lenp
+        protect = srtp_lib.srtp_protect
         handle = ep.handle
         end = 12 + FRAME_SAMPLES
-        tick = self.table.ticks
+        tick = t.ticks
         listeners = ep.listeners
         # The listeners that get a private packet this tick: speakers and prompt legs (few).
         private: list[Leg] = []
-        for group in (self.table.speakers, self.table.prompting):
+        for group in (t.speakers, t.prompting):
             for leg in group:
                 a = leg.group
                 if a is not None and a.live and a.ep is ep and leg.mix_payload is not None:
@@ -265,8 +267,8 @@ class GroupDownlink:
             ep.seq = (ep.seq + 1) & 0xFFFF
             lenp[0] = end
             protects = 1
-            if srtp_lib.srtp_protect(handle, txc, lenp):
-                self.table.protect_failed += 1
+            if protect(handle, txc, lenp):
+                t.protect_failed += 1
             else:
                 ep.encrypted += 1
                 data = txb[0 : lenp[0]]
@@ -309,8 +311,8 @@ class GroupDownlink:
             a.pseq = (a.pseq + 1) & 0xFFFF
             lenp[0] = end
             protects += 1
-            if srtp_lib.srtp_protect(handle, txc, lenp):
-                self.table.protect_failed += 1
+            if protect(handle, txc, lenp):
+                t.protect_failed += 1
                 continue
             n = lenp[0]
             ep.private_encrypted += 1
@@ -321,7 +323,7 @@ class GroupDownlink:
                 append((leg.rtp_port, txb[0:n], leg.remote_rtp))  # type: ignore[arg-type]
                 continue
             try:
-                send(self.table.txview[:n])
+                send(t.txview[:n])
             except BlockingIOError:
                 dropped += 1
             except OSError:

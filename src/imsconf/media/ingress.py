@@ -6,7 +6,7 @@ receiver, RTCP to reports and group evidence."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from functools import cached_property
+from typing import Protocol
 
 from .dtmf import DtmfError
 from .events import (
@@ -16,10 +16,10 @@ from .events import (
     RtcpReport,
     SourceLatched,
 )
-from .group_downlink import GroupDownlink
-from .legs import CN_PT, HDR, MAX_SRTP_IN, Leg, LegTable
+from .legs import CN_PT, HDR, MAX_SRTP_IN, Assign, Leg, LegTable
 from .rtp import ReceiverReport as RtcpReceiverReport
 from .rtp import (
+    ReportBlock,
     RtpError,
     SenderReport,
     ntp_middle32,
@@ -36,13 +36,22 @@ from .srtp import (
 Received = tuple[int, bytes, "Addr | None"]  # (local port, datagram, source; None: a connected socket)
 
 
-class Ingress(LegTable):
-    """The receive paths over the leg table."""
+class GroupEvidence(Protocol):
+    """What the receive side hands the group downlink (:class:`~imsconf.media.group_downlink.GroupDownlink`
+    implements it): receiver-report evidence about a listener's epoch streams."""
 
-    @cached_property
-    def group_part(self) -> GroupDownlink:
-        """The group downlink (:mod:`imsconf.media.group_downlink`), over this leg table."""
-        return GroupDownlink(self)
+    def group_evidence(self, leg: Leg, a: Assign, block: ReportBlock) -> None: ...
+
+    def absent_evidence(self, leg: Leg, a: Assign, own_seen: bool, group_seen: bool) -> None: ...
+
+
+class Ingress:
+    """The receive paths: a part of the engine over the shared leg table, handing receiver-report
+    evidence to the group downlink through the :class:`GroupEvidence` port."""
+
+    def __init__(self, table: LegTable, group: GroupEvidence) -> None:
+        self.table = table
+        self.group = group
 
     def receive_batch(
         self, now: float, datagrams: Iterable[Received] = (), epfd: int = -1
@@ -56,22 +65,25 @@ class Ingress(LegTable):
         errors, the ready descriptors the C drain did not read: the adapter reads those and hands their
         datagrams in)."""
         got = 0
+        connected = self._receive_connected
+        full = self._receive_datagram
         for port, data, src in datagrams:
             if src is None:
-                self._receive_connected(port, data, now)
+                connected(port, data, now)
             else:
-                self._receive_datagram(port, data, src, now)
+                full(port, data, src, now)
             got += 1
-        if epfd < 0 or not self.c_path:
+        if epfd < 0 or not self.table.c_path:
             return got, 0, []
         n, errors, fds = self._drain_c(epfd, now)
         return got + n, errors, fds
 
     def _receive_datagram(self, local_port: int, data: bytes, src: Addr, now: float) -> None:
         """The full path: one datagram that arrived on ``local_port`` from ``src``."""
-        entry = self.port_map.get(local_port)
+        t = self.table
+        entry = t.port_map.get(local_port)
         if entry is None:
-            self.unknown_port += 1
+            t.unknown_port += 1
             return
         leg, on_rtcp_port = entry
         c = leg.c
@@ -94,11 +106,11 @@ class Ingress(LegTable):
             return
         if leg.rekey_pending and isinstance(rx, SrtpReceiver) and not rx.rekey_pending:
             leg.rekey_pending = False
-            self.refresh_fast(leg)
-            self.pending_events.append(InboundKeyConfirmed(leg.leg_id))
+            t.refresh_fast(leg)
+            t.pending_events.append(InboundKeyConfirmed(leg.leg_id))
         if leg.latch and not leg.latched:
             leg.latched = True
-            self.refresh_fast(leg)
+            t.refresh_fast(leg)
             if latching:
                 addr: Addr = (src[0], src[1])
                 if rtcp:
@@ -108,8 +120,8 @@ class Ingress(LegTable):
                     if leg.rtcp_mux:
                         leg.remote_rtcp = addr
                 if not rtcp:
-                    self.notify_remote(leg)
-                self.pending_events.append(SourceLatched(leg.leg_id, rtcp, addr))
+                    t.notify_remote(leg)
+                t.pending_events.append(SourceLatched(leg.leg_id, rtcp, addr))
         if rtcp:
             self.receive_rtcp(leg, plain, now)
             return
@@ -118,41 +130,47 @@ class Ingress(LegTable):
     def _receive_connected(self, local_port: int, data: bytes, now: float) -> None:
         """A datagram from the leg's connected RTP socket: unprotected in place in the engine's receive
         buffer, no source check. Same counters, events and effects as the full path."""
+        t = self.table
+        rxb = t.rxb
         n = len(data)
         if n <= MAX_SRTP_IN:
-            self.rxb[0:n] = data
-        entry = self.port_map.get(local_port)
+            rxb[0:n] = data
+        entry = t.port_map.get(local_port)
         if entry is None:
-            self.unknown_port += 1
+            t.unknown_port += 1
             return
         leg, on_rtcp_port = entry
-        rxc = self.rxc
+        rxc = t.rxc
         if not leg.fast or on_rtcp_port or n < 12 or n > MAX_SRTP_IN or 192 <= rxc[1] <= 223:
             src = leg.remote_rtcp if on_rtcp_port else leg.remote_rtp
             self._receive_datagram(local_port, data, src or ("", 0), now)
             return
         handle = leg.rx.handle  # type: ignore[union-attr]
         if handle is not None:
-            lenp = self.lenp
+            lenp = t.lenp
             lenp[0] = n
             rc = srtp_lib.srtp_unprotect(handle, rxc, lenp)
             if rc:
                 leg.c.srtp_refused(error_kind(rc))
                 return
             n = lenp[0]
-        b0, b1, seq, ts, ssrc = HDR.unpack_from(self.rxb)
+        b0, b1, seq, ts, ssrc = HDR.unpack_from(rxb)
         if b0 != 0x80 or n < 12 or (b1 & 0x7F) != leg.codec_pt or ssrc != leg.remote_ssrc:
-            self.receive_rtp(leg, self.rxb[0:n], now)
+            self.receive_rtp(leg, rxb[0:n], now)
             return
         leg.c.received += 1
         leg.rstats.update(seq, ts, int(now * 8000))
         if leg.mixes_in:
-            leg.jitter.push(seq, self.rxb[12:n], now)
+            leg.jitter.push(seq, rxb[12:n], now)
 
     def _drain_c(self, epfd: int, now: float) -> tuple[int, int, list[int]]:
         """One round of the C receive path over the epoll set ``epfd`` (see :meth:`receive_batch`)."""
-        fast, other, fds = self.slots.drain(epfd, now, self.jitter_frames, self.jitter_delay)
-        tag = self.slots.tag
+        t = self.table
+        slots = t.slots
+        fast, other, fds = slots.drain(epfd, now, t.jitter_frames, t.jitter_delay)
+        if not other:
+            return fast, 0, fds
+        tag = slots.tag
         errors = 0
         for kind, slot, value, data in other:
             leg = tag[slot]
@@ -178,7 +196,7 @@ class Ingress(LegTable):
                 leg.jitter.reset()
                 leg.rstats.reset()
             leg.remote_ssrc = ssrc
-            self.refresh_fast(leg)
+            self.table.refresh_fast(leg)
         c.received += 1
         if pt == leg.codec_pt:
             leg.rstats.update(seq, ts, int(now * 8000))
@@ -190,13 +208,14 @@ class Ingress(LegTable):
             except DtmfError:
                 c.malformed += 1
                 return
+            t = self.table
             for ev in dtmf:
                 c.dtmf_events += 1
-                self.pending_events.append(DtmfReceived(leg.leg_id, leg.conference_id, ev))
+                t.pending_events.append(DtmfReceived(leg.leg_id, leg.conference_id, ev))
             if leg.dtmf.active:
-                self.dtmf_active.add(leg)
+                t.dtmf_active.add(leg)
             else:
-                self.dtmf_active.discard(leg)
+                t.dtmf_active.discard(leg)
         elif pt != CN_PT:
             c.unknown_pt += 1
 
@@ -206,6 +225,7 @@ class Ingress(LegTable):
         except RtpError:
             leg.c.malformed += 1
             return
+        t = self.table
         leg.c.rtcp_received += 1
         a = leg.group
         own_seen = group_seen = False
@@ -217,24 +237,25 @@ class Ingress(LegTable):
                 for block in p.reports:
                     if block.ssrc == leg.ssrc:
                         own_seen = True
-                        self.pending_events.append(RtcpReport(leg.leg_id, block))
+                        t.pending_events.append(RtcpReport(leg.leg_id, block))
                     elif a is not None and (block.ssrc == a.ep.ssrc or block.ssrc == a.pssrc):
                         group_seen = True
-                        self.group_part.group_evidence(leg, a, block)
+                        self.group.group_evidence(leg, a, block)
         if a is not None and (own_seen or group_seen):
-            self.group_part.absent_evidence(leg, a, own_seen, group_seen)
+            self.group.absent_evidence(leg, a, own_seen, group_seen)
             a.private_ticks = 0
-            a.rr_tick = self.ticks
+            a.rr_tick = t.ticks
 
     def map_fast_fd(self, fd: int, rtp_port: int) -> bool:
         """The adapter's socket ``fd`` is connected to the remote RTP address of the leg on ``rtp_port``:
         let the C drain of :meth:`receive_batch` read it. False when there is no C path (or no such
         leg)."""
-        entry = self.port_map.get(rtp_port)
-        if not self.c_path or entry is None or entry[1]:
+        t = self.table
+        entry = t.port_map.get(rtp_port)
+        if not t.c_path or entry is None or entry[1]:
             return False
-        self.slots.map_fd(fd, entry[0].slot)
+        t.slots.map_fd(fd, entry[0].slot)
         return True
 
     def unmap_fast_fd(self, fd: int) -> None:
-        self.slots.unmap_fd(fd)
+        self.table.slots.unmap_fd(fd)

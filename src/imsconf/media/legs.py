@@ -366,8 +366,8 @@ class Leg:
 class LegTable:
     """The shared state of one mixer's engine: every leg (by id and by local port), the conferences' settings,
     the SSRCs in use, the per-packet slot table, the lists rebuilt from them, the event queue, and the one
-    receive and transmit buffer. The parts of the engine (group downlink, lobby, ingress, egress,
-    mixdown) build on it; :class:`~imsconf.media.engine.MediaEngine` is their front."""
+    receive and transmit buffer. :class:`~imsconf.media.engine.MediaEngine` owns one and hands it to each
+    part of the engine (ingress, egress, mixdown, group downlink, lobby) in its constructor."""
 
     def __init__(
         self,

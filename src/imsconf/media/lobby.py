@@ -68,7 +68,8 @@ class Lobby:
 
     def play_prompts(self) -> None:
         """Give each lobby/prompt leg this tick's frame (its ``mix_payload``, which wins over the mix)."""
-        for leg in self.table.prompting:
+        t = self.table
+        for leg in t.prompting:
             play = leg.prompt
             if play is not None:
                 frames = play.prompt.frames[leg.codec_id]
@@ -77,8 +78,8 @@ class Lobby:
                         play.pos = 0
                     else:
                         leg.prompt = None
-                        self.table.dirty = True
-                        self.table.pending_events.append(PromptFinished(leg.leg_id, play.prompt.name))
+                        t.dirty = True
+                        t.pending_events.append(PromptFinished(leg.leg_id, play.prompt.name))
                         play = None
                 if play is not None:
                     leg.mix_payload = frames[play.pos]

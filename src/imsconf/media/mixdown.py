@@ -5,12 +5,13 @@ packet (the C batch for legs with a connected socket) and each group epoch's str
 from __future__ import annotations
 
 import heapq
-from functools import cached_property
+from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from .egress import Egress, PacketSink
+from .egress import PacketSink
 from .events import (
     Datagram,
     DtmfReceived,
@@ -18,79 +19,98 @@ from .events import (
 from .fastpath import (
     FD,
 )
-from .legs import ENCODE_TABLES, Epoch, Leg
-from .lobby import Lobby
+from .legs import ENCODE_TABLES, Epoch, Leg, LegTable
 from .mixer import FRAME_SAMPLES, decode_codes, encode_rows
 
 
-class Mixdown(Egress):
-    """The tick over the leg table."""
+class TickSend(Protocol):
+    """What the tick asks of the send side (:class:`~imsconf.media.egress.Egress` implements it)."""
 
-    @cached_property
-    def lobby_part(self) -> Lobby:
-        """Floor control, lobby and prompts (:mod:`imsconf.media.lobby`), over this leg table."""
-        return Lobby(self)
+    def send_packets(self, common: list[list[bytes]], direct: list[int] | None) -> list[Datagram]: ...
+
+    def send_rtcp(self, leg: Leg, now: float, append: Callable[[Datagram], None]) -> None: ...
+
+
+class PromptFrames(Protocol):
+    """What the tick asks of the lobby (:class:`~imsconf.media.lobby.Lobby` implements it): this tick's
+    frame for every leg in the lobby or hearing a prompt."""
+
+    def play_prompts(self) -> None: ...
+
+
+class Mixdown:
+    """The tick: a part of the engine over the shared leg table, sending through the :class:`TickSend`
+    port and asking the :class:`PromptFrames` port for prompt frames."""
+
+    def __init__(self, table: LegTable, egress: TickSend, prompts: PromptFrames) -> None:
+        self.table = table
+        self.egress = egress
+        self.prompts = prompts
 
     def rebuild(self) -> None:
+        """Rebuild the lists the tick works from (the legs in conference order, the mixing and sending
+        legs, the C batch's slots, the live epochs and their listeners, the prompt legs)."""
+        t = self.table
         order = sorted(
-            (leg for leg in self.leg_map.values() if leg.rx is not None),
+            (leg for leg in t.leg_map.values() if leg.rx is not None),
             key=lambda leg: leg.conference_id,
         )
         conf_ids: dict[str, int] = {}
         for leg in order:
             leg.conf_idx = conf_ids.setdefault(leg.conference_id, len(conf_ids))
             leg.mix_pos = -1
-        self.order = order
-        self.mixing = [leg for leg in order if leg.mixes_in]
+        t.order = order
+        mixing = t.mixing = [leg for leg in order if leg.mixes_in]
         sending: list[Leg] = []
         live: list[Epoch] = []
-        for st in self.conf_map.values():
+        for st in t.conf_map.values():
             for ep in st.epochs.values():
                 ep.listeners = []
-        t = self.ticks
+        tick = t.ticks
+        group_effective = t.group_effective
         for leg in order:
             a = leg.group
             if a is not None:
-                a.live = leg.sends and self.group_effective(leg, a)
+                a.live = leg.sends and group_effective(leg, a)
                 if a.live:
                     if leg.group_ticks.live_from < 0:
-                        leg.group_ticks.live_from = t
+                        leg.group_ticks.live_from = tick
                     if not a.ep.listeners:
                         live.append(a.ep)
                     a.ep.listeners.append(leg)
                     if not a.keep_own:
                         continue
             if leg.group_ticks.live_from >= 0 and (a is None or not a.live):
-                leg.group_ticks.before += t - leg.group_ticks.live_from
+                leg.group_ticks.before += tick - leg.group_ticks.live_from
                 leg.group_ticks.live_from = -1
             if leg.sends:
                 sending.append(leg)
         for ep in live:
             ep.sends = [leg.send for leg in ep.listeners]
             ep.all_direct = all(send is not None for send in ep.sends)
-        self.sending = sending
-        if self.c_path:
-            fds = self.slots.tab[:, FD]
-            self.c_legs = [leg for leg in sending if leg.send is not None and fds[leg.slot] >= 0]
-            self.py_sending = [leg for leg in sending if leg.send is None or fds[leg.slot] < 0]
+        t.sending = sending
+        if t.c_path:
+            fds = t.slots.tab[:, FD]
+            t.c_legs = [leg for leg in sending if leg.send is not None and fds[leg.slot] >= 0]
+            t.py_sending = [leg for leg in sending if leg.send is None or fds[leg.slot] < 0]
         else:
-            self.c_legs, self.py_sending = [], sending
-        self.c_slots = np.array([leg.slot for leg in self.c_legs], dtype=np.int64)
-        self.group_live = live
-        self.prompting = [leg for leg in order if leg.lobby or leg.prompt is not None]
-        for i, leg in enumerate(self.mixing):
+            t.c_legs, t.py_sending = [], sending
+        t.c_slots = np.array([leg.slot for leg in t.c_legs], dtype=np.int64)
+        t.group_live = live
+        t.prompting = [leg for leg in order if leg.lobby or leg.prompt is not None]
+        for i, leg in enumerate(mixing):
             leg.mix_pos = i
-        self.mix_slots = np.array([leg.slot for leg in self.mixing], dtype=np.int64)
-        if len(self.pop_gain) < len(self.mixing):
-            size = max(64, 2 * len(self.mixing))
-            self.pop_out = np.zeros((size, FRAME_SAMPLES), dtype=np.uint8)
-            self.pop_gain = np.zeros(size, dtype=np.float64)
-            self.pop_index = np.zeros(size, dtype=np.int64)
-        self.mix_conf = np.array([leg.conf_idx for leg in self.mixing], dtype=np.intp)
-        self.n_conf = len(conf_ids)
-        self.codecs_used = sorted({leg.codec_id for leg in order})
-        self.mixed_codecs = len(self.codecs_used) > 1
-        self.dirty = False
+        t.mix_slots = np.array([leg.slot for leg in mixing], dtype=np.int64)
+        if len(t.pop_gain) < len(mixing):
+            size = max(64, 2 * len(mixing))
+            t.pop_out = np.zeros((size, FRAME_SAMPLES), dtype=np.uint8)
+            t.pop_gain = np.zeros(size, dtype=np.float64)
+            t.pop_index = np.zeros(size, dtype=np.int64)
+        t.mix_conf = np.array([leg.conf_idx for leg in mixing], dtype=np.intp)
+        t.n_conf = len(conf_ids)
+        t.codecs_used = sorted({leg.codec_id for leg in order})
+        t.mixed_codecs = len(t.codecs_used) > 1
+        t.dirty = False
 
     # ------------------------------------------------------------------------------ tick
 
@@ -99,27 +119,28 @@ class Mixdown(Egress):
         return self.run_tick(now, None)
 
     def tick_send(self, now: float, sink: PacketSink) -> tuple[int, int]:
-        """:meth:`tick`, sending: a leg with a send function (:meth:`set_send`) gets its RTP packet
-        through it (or through the C batch), every other datagram (RTCP, legs without one) goes to
-        ``sink``. Returns the numbers of packets dropped (a full socket buffer) and refused (other
-        socket errors), the sink's included."""
+        """:meth:`tick`, sending: a leg with a send function (:meth:`~imsconf.media.egress.Egress.set_send`)
+        gets its RTP packet through it (or through the C batch), every other datagram (RTCP, legs
+        without one) goes to ``sink``. Returns the numbers of packets dropped (a full socket buffer)
+        and refused (other socket errors), the sink's included."""
         errors = [0, 0]
         rest = self.run_tick(now, errors)
         dropped, refused = sink.send_datagrams(rest) if rest else (0, 0)
         return errors[0] + dropped, errors[1] + refused
 
     def run_tick(self, now: float, direct: list[int] | None) -> list[Datagram]:
-        if self.dirty:
+        t = self.table
+        if t.dirty:
             self.rebuild()
-        self.ticks += 1
-        mixing = self.mixing
+        t.ticks += 1
+        mixing = t.mixing
         in_legs: list[Leg]
-        if self.c_path:
+        if t.c_path:
             # Every mixed leg's jitter buffer plays out in C, straight into the mixer's input rows.
-            m = self.slots.pop_all(self.mix_slots, now, self.pop_out, self.pop_gain, self.pop_index)
-            codes = self.pop_out[:m]
-            in_legs = [mixing[i] for i in self.pop_index[:m].tolist()]
-            gains = self.pop_gain[:m]
+            m = t.slots.pop_all(t.mix_slots, now, t.pop_out, t.pop_gain, t.pop_index)
+            codes = t.pop_out[:m]
+            in_legs = [mixing[i] for i in t.pop_index[:m].tolist()]
+            gains = t.pop_gain[:m]
             rows = np.flatnonzero(gains != 1.0)
             concealed = (rows, gains[rows]) if len(rows) else None
         else:
@@ -146,33 +167,35 @@ class Mixdown(Egress):
                 )
         # Last tick's speakers (hysteresis), then forget their N-1 mixes.
         n_in = len(in_legs)
+        speakers = t.speakers
         if n_in == len(mixing):
             prev = np.zeros(n_in, dtype=np.bool_)
-            if self.speakers:
-                prev[[leg.mix_pos for leg in self.speakers if leg.mix_pos >= 0]] = True
+            if speakers:
+                prev[[leg.mix_pos for leg in speakers if leg.mix_pos >= 0]] = True
         else:
             prev = np.fromiter((leg.speaker for leg in in_legs), dtype=np.bool_, count=n_in)
-        for leg in self.speakers:
+        for leg in speakers:
             leg.speaker = False
             leg.mix_payload = None
-        self.speakers = []
+        t.speakers = []
         common = self.mix_frames(codes, in_legs, concealed, prev)
-        if self.prompting:
-            self.lobby_part.play_prompts()
-        out = self.send_packets(common, direct)
+        if t.prompting:
+            self.prompts.play_prompts()
+        egress = self.egress
+        out = egress.send_packets(common, direct)
         append = out.append
-        due = self.rtcp_due
+        due = t.rtcp_due
         while due and due[0][0] <= now:
             at, _, leg = heapq.heappop(due)
-            if at == leg.rtcp.next_at and leg.rx is not None and self.leg_map.get(leg.leg_id) is leg:
-                self.send_rtcp(leg, now, append)
-        if self.dtmf_active:
-            for leg in list(self.dtmf_active):
+            if at == leg.rtcp.next_at and leg.rx is not None and t.leg_map.get(leg.leg_id) is leg:
+                egress.send_rtcp(leg, now, append)
+        if t.dtmf_active:
+            for leg in list(t.dtmf_active):
                 for ev in leg.dtmf.poll(now):
                     leg.c.dtmf_events += 1
-                    self.pending_events.append(DtmfReceived(leg.leg_id, leg.conference_id, ev))
+                    t.pending_events.append(DtmfReceived(leg.leg_id, leg.conference_id, ev))
                 if not leg.dtmf.active:
-                    self.dtmf_active.discard(leg)
+                    t.dtmf_active.discard(leg)
         return out
 
     def mix_frames(
@@ -184,26 +207,28 @@ class Mixdown(Egress):
     ) -> list[list[bytes]]:
         """Mix the (M, 160) G.711 input rows (concealed rows: (row indices, gains)); mark speakers with
         their N-1 payload; return the common payload per [codec][conference]."""
+        t = self.table
+        mixed_codecs = t.mixed_codecs
         codec_ids = None
-        if self.mixed_codecs and len(in_legs):
+        if mixed_codecs and len(in_legs):
             codec_ids = np.fromiter((leg.codec_id for leg in in_legs), dtype=np.intp, count=len(in_legs))
         frames = decode_codes(codes, codec_ids)
         if concealed is not None:
             rows, gains = concealed
             frames[rows] = (frames[rows] * gains.astype(np.float32)[:, None]).astype(np.int32)
         n = len(in_legs)
-        if n == len(self.mixing):
-            conf_index = self.mix_conf
+        if n == len(t.mixing):
+            conf_index = t.mix_conf
         else:
             conf_index = np.fromiter((leg.conf_idx for leg in in_legs), dtype=np.intp, count=n)
-        res = self.mixer.mix(frames, conf_index, max(self.n_conf, 1), prev)
+        res = t.mixer.mix(frames, conf_index, max(t.n_conf, 1), prev)
         common: list[list[bytes]] = [[], []]
         tables = ENCODE_TABLES
-        for cid in self.codecs_used:
+        for cid in t.codecs_used:
             common[cid] = encode_rows(res.common, tables[cid])
         speakers = [in_legs[i] for i in res.speakers.tolist()]
         if speakers:
-            if self.mixed_codecs:
+            if mixed_codecs:
                 for leg, row in zip(speakers, res.speaker_mix, strict=True):
                     leg.mix_payload = encode_rows(row[None, :], tables[leg.codec_id])[0]
             else:
@@ -212,5 +237,5 @@ class Mixdown(Egress):
                     leg.mix_payload = enc
             for leg in speakers:
                 leg.speaker = True
-        self.speakers = speakers
+        t.speakers = speakers
         return common
