@@ -5,3 +5,10 @@ from pathlib import Path
 
 # make tests/peers.py and other test helpers importable as plain modules
 sys.path.insert(0, str(Path(__file__).parent))
+
+from hypothesis import HealthCheck, settings
+
+# Property tests check what parsers and codecs do, not how fast: on a loaded machine a single example may
+# take longer than hypothesis's default 200 ms deadline, which would fail a correct test.
+settings.register_profile("imsconf", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("imsconf")
