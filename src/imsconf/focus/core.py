@@ -468,6 +468,13 @@ class Focus:
         dialog = self.dialogs.match_request(req)
         leg = self.table.of_dialog(dialog)
         if dialog is None or (leg is None and not self.notifier.usages_in(dialog.id)):
+            unsubscribe = req.method == "SUBSCRIBE" and (req.headers.get("Expires") or "").strip() == "0"
+            if unsubscribe and self.notifier.recently_ended(req, now):
+                # an unsubscribe that crossed our terminated NOTIFY: there is nothing left to end (a refresh
+                # of the ended subscription still gets 481)
+                hdrs = Headers.of([("Expires", "0")])
+                ep.respond(inc.key, make_response(req, 200, "OK", headers=hdrs), now)
+                return
             ep.respond(inc.key, make_response(req, 481, "Call/Transaction Does Not Exist"), now)
             return
         try:
