@@ -58,7 +58,7 @@ def test_uri_list_creation_invites_each_listed_user() -> None:
         inv = invite_for(sent, p)
         assert inv.from_.uri.aor == f"sip:conf-{conf.conf_id}@{DOMAIN}"
         contact = inv.headers.get("Contact") or ""
-        assert contact.endswith(";isfocus") and contact.startswith(f"<sips:conf-{conf.conf_id}@")
+        assert contact.endswith(";isfocus") and contact.startswith(f"<sip:conf-{conf.conf_id}@")
         assert b"RTP/SAVP" in inv.body and b"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:" in inv.body
     by_user = {p.user: p for p in conf.participants}
     assert by_user["sip:bob@198.51.100.50"].status is ParticipantStatus.JOINING
@@ -219,7 +219,7 @@ def test_refer_out_of_dialog_makes_its_own_dialog() -> None:
     bob = phone("bob")
     sent = h.send(other, other.refer(f"<{bob.uri()}>", uri=uri))
     ((r202, _),) = responses(sent, 202)
-    assert r202.to.tag and (r202.headers.get("Contact") or "").startswith("<sips:conf-")
+    assert r202.to.tag and (r202.headers.get("Contact") or "").startswith("<sip:conf-")
     (trying,) = notifies(sent, "refer")
     assert trying.headers.get("Event") == "refer"
     assert trying.to.tag == other.from_tag and trying.from_.tag == r202.to.tag

@@ -39,7 +39,8 @@ def test_factory_invite_over_tls_creates_conference_with_isfocus_contact() -> No
     assert contact.endswith(";isfocus")
     uri = contact[1 : contact.index(">")]
     assert uri.startswith("sip:conf-")
-    assert uri.endswith(f"@{FOCUS_HOST}:5061;transport=tls")
+    # the conference URI's user and host (the one URI of the conference), at the TLS listener's port
+    assert uri.endswith(f"@{DOMAIN}:5061;transport=tls")
     conf = h.conference(uri)
     assert conf.owner == alice.aor
     assert conf.uri == f"sip:conf-{conf.conf_id}@{DOMAIN}"
@@ -247,7 +248,7 @@ def test_contact_names_the_transport_the_invite_came_on(transport: str) -> None:
     resp = h.call(h.ua("alice", transport), FACTORY)
     contact = resp.headers.get("Contact") or ""
     port = 5061 if transport == "tls" else 5060
-    assert f"@{FOCUS_HOST}:{port};transport={transport}>" in contact
+    assert f"@{DOMAIN}:{port};transport={transport}>" in contact
 
 
 class _NoPorts(RecordingMedia):

@@ -37,7 +37,7 @@ def test_subscribe_gets_200_then_full_state() -> None:
     sub = h.ua("alice")
     resp, sent = subscribe(h, sub, uri)
     assert resp.status == 200 and resp.headers.get("Expires") == "600"
-    assert (resp.headers.get("Contact") or "").startswith("<sips:conf-")
+    assert (resp.headers.get("Contact") or "").startswith("<sip:conf-")
     ((n, peer),) = requests(sent, "NOTIFY")
     assert peer == sub.peer  # over the subscriber's own TLS connection
     assert n.headers.get("Event") == "conference"

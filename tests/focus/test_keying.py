@@ -391,3 +391,13 @@ def test_booked_conference_policy_and_no_key_for_a_pin_lobby_caller(tmp_path: Pa
     (offer,) = _reinvites(sent)
     assert media.modes[conf_id] == "group"
     assert _key_of(offer) == media.epochs[(conf_id, 1)][0]
+
+
+def test_key_reinvite_names_the_focus_with_isfocus() -> None:
+    """RFC 4579: a re-INVITE whose Contact lacks ``;isfocus`` reads to a client as the conference ending."""
+    h, _media = _harness()
+    _alice, uri, invite = _create(h)
+    contact = invite.headers.get("Contact") or ""
+    assert contact.endswith(";isfocus") and contact.startswith("<sip:conf-")
+    _bob, bob_invite = _join(h, "bob", uri)
+    assert (bob_invite.headers.get("Contact") or "").endswith(";isfocus")

@@ -133,6 +133,10 @@ def _default_listen() -> tuple[Listen, ...]:
 @dataclass(frozen=True, slots=True)
 class Settings:
     domain: str = "localhost"
+    # the host of conference URIs, which is also the focus's Contact (with the listener's port) and the
+    # entity of the conference documents: a name that resolves to this server, or its address; empty: the
+    # domain
+    focus_host: str = ""
     listen: tuple[Listen, ...] = field(default_factory=_default_listen)
     data_dir: Path = Path("./var")
     auth: Literal["digest", "none"] = "digest"
@@ -170,6 +174,8 @@ class Settings:
 
     def __post_init__(self) -> None:
         _check_host(self.domain, "domain")
+        if self.focus_host:
+            _check_host(self.focus_host, "focus_host")
         if not self.realm:
             object.__setattr__(self, "realm", self.domain)
         if any(c in self.realm for c in '"\\') or any(ord(c) < 0x20 for c in self.realm):

@@ -42,6 +42,8 @@ class FocusOptions:
     floor_policy: Policy = Policy.CHAIR  # BFCP: chair-controlled floors, or first-come grant
     # the BFCP adapter's transmit: messages the floors produce outside a BFCP event (a leave, a close)
     floor_wake: Callable[[], None] | None = None
+    # POSIX time minus the focus's clock: the runtime's clock is monotonic, documents show UTC wall time
+    wall_clock_offset: float = 0.0
 
 
 def focus_parts(
@@ -53,6 +55,7 @@ def focus_parts(
             details=lambda conf_id, pid: table.details.get(f"{conf_id}.{pid}", _NO_DETAILS),
             focus_uri=lambda conf: conf.uri,
             dialog_shared=lambda dialog_id: dialog_id in table.by_dialog,
+            wall_clock_offset=options.wall_clock_offset,
         )
         dialer = Dialer(table, port, config, registry, media)
         planned = (
@@ -96,5 +99,5 @@ def assemble_focus(
 ) -> Focus:
     """A focus over *media* with every feature part; *wake* is the runtime's flush (see :class:`Focus`)."""
     options = options if options is not None else FocusOptions()
-    registry = registry if registry is not None else ConferenceRegistry(config.domain, scheme="sip")
+    registry = registry if registry is not None else ConferenceRegistry(config.conference_host, scheme="sip")
     return Focus(config, media, registry, focus_parts(config, registry, media, options), wake=wake)

@@ -9,6 +9,7 @@ import secrets
 import signal
 import ssl
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,6 +160,7 @@ def build_focus(
     loop: asyncio.AbstractEventLoop | None = None,
     wake: Callable[[], None] | None = None,
     floor_wake: Callable[[], None] | None = None,
+    wall_clock_offset: float = 0.0,
 ) -> tuple[Focus, UdpMediaTransport | None]:
     """The focus over the in-process mixer (default) or over *control* (a separate mixer process); with
     *bookings* it serves booked conferences (PIN checks off *loop*); *wake* is the runtime's flush,
@@ -170,6 +172,7 @@ def build_focus(
         control, media = local_media(engine, settings.media_host, lo, hi)
     config = FocusConfig(
         domain=settings.domain,
+        host=settings.focus_host,
         factory_user=settings.factory_user,
         allow_plain_rtp=settings.allow_plain_rtp,
         allow_sdes_over_insecure=settings.allow_sdes_over_udp,
@@ -186,6 +189,7 @@ def build_focus(
         rekey=RekeyPolicy.parse(settings.rekey),
         floor_policy=Policy(settings.bfcp_policy),
         floor_wake=floor_wake,
+        wall_clock_offset=wall_clock_offset,
     )
     return assemble_focus(config, control, options, wake=wake), media
 
@@ -232,6 +236,7 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
             loop=loop,
             wake=wake,
             floor_wake=floor_wake,
+            wall_clock_offset=time.time() - loop.time(),  # the driver's clock is the loop's
         )
         app = focus
         if media is not None:

@@ -129,7 +129,8 @@ class ConferenceControl(FeatureBase):
 
     @staticmethod
     def _contact(ep: SipEndpoint, inc: IncomingRequest, conf: Conference) -> str:
-        return focus_contact(ep, conf.conf_id, inc.peer.transport)
+        sips = inc.request.uri[:5].lower() == "sips:"  # the request URI parsed before it got here
+        return focus_contact(ep, conf.uri, inc.peer.transport, sips=sips)
 
     def _who(
         self, ep: SipEndpoint, inc: IncomingRequest, now: float, dialog: Dialog | None, leg: Leg | None

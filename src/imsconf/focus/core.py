@@ -70,6 +70,7 @@ DEFAULT_SE = 1800
 @dataclass(slots=True)
 class FocusConfig:
     domain: str = "localhost"
+    host: str = ""  # the host of ad hoc conference URIs (and so of the focus's Contact); empty: the domain
     factory_user: str = "conference-factory"
     allow_plain_rtp: bool = False
     allow_sdes_over_insecure: bool = False
@@ -84,6 +85,10 @@ class FocusConfig:
     subscription_expires: ExpiresPolicy = field(
         default_factory=lambda: ExpiresPolicy.for_package("conference")
     )
+
+    @property
+    def conference_host(self) -> str:
+        return self.host or self.domain
 
     @property
     def insecure_subscriptions_allowed(self) -> bool:
@@ -353,9 +358,9 @@ class Focus:
             ep.respond(inc.key, _refusal(req, exc, to_tag=new_tag()), now)
             return
         self.legs[leg.leg_id] = leg
-        contact = focus_contact(ep, conf.conf_id, inc.peer.transport, sips_over_tls=False)
+        contact = focus_contact(ep, conf.uri, inc.peer.transport, sips=ruri.scheme == "sips")
         hdrs = Headers()
-        hdrs.add("Contact", f"{contact};isfocus")
+        hdrs.add("Contact", contact)
         hdrs.add("Allow", ", ".join(ep.config.caps.allow))
         hdrs.add("Supported", ", ".join(ep.config.caps.supported))
         if se is not None:
@@ -463,6 +468,13 @@ class Focus:
         dialog = self.dialogs.match_request(req)
         leg = self.table.of_dialog(dialog)
         if dialog is None or (leg is None and not self.notifier.usages_in(dialog.id)):
+            unsubscribe = req.method == "SUBSCRIBE" and (req.headers.get("Expires") or "").strip() == "0"
+            if unsubscribe and self.notifier.recently_ended(req, now):
+                # an unsubscribe that crossed our terminated NOTIFY: there is nothing left to end (a refresh
+                # of the ended subscription still gets 481)
+                hdrs = Headers.of([("Expires", "0")])
+                ep.respond(inc.key, make_response(req, 200, "OK", headers=hdrs), now)
+                return
             ep.respond(inc.key, make_response(req, 481, "Call/Transaction Does Not Exist"), now)
             return
         try:
@@ -521,7 +533,7 @@ class Focus:
         hdrs = Headers()
         assert leg.dialog is not None
         if leg.dialog.local_contact:
-            hdrs.add("Contact", f"{leg.dialog.local_contact};isfocus")
+            hdrs.add("Contact", leg.dialog.local_contact)
         if leg.session_interval is not None:
             leg.session_interval = se or leg.session_interval
             hdrs.add("Session-Expires", f"{leg.session_interval};refresher=uac")

@@ -116,7 +116,7 @@ class Dialer(FeatureBase):
             return
         if progress is not None:
             self._progress[leg.leg_id] = progress
-        contact = focus_contact(ep, conf.conf_id, leg.peer.transport)
+        contact = focus_contact(ep, conf.uri, leg.peer.transport, sips=leg.dial_target.scheme == "sips")
         leg.local_contact = contact
         host = ep.local_address(leg.peer.transport)[0]
         try:
@@ -135,7 +135,7 @@ class Dialer(FeatureBase):
         h.add("To", f"<{leg.dial_target}>")
         h.add("Call-ID", new_call_id(host))
         h.add("CSeq", "1 INVITE")
-        h.add("Contact", f"{contact};isfocus")
+        h.add("Contact", contact)
         h.add("Allow", ", ".join(ep.config.caps.allow))
         if ep.config.caps.supported:
             h.add("Supported", ", ".join(ep.config.caps.supported))

@@ -70,16 +70,21 @@ def _host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def focus_contact(ep: SipEndpoint, conf_id: str, transport: str, *, sips_over_tls: bool = True) -> str:
-    """The focus's Contact for a conference, as a name-addr without parameters, at the endpoint's local
-    address for *transport*: ``sips:`` over TLS, ``sip:`` otherwise.
+def focus_contact(ep: SipEndpoint, conf_uri: str, transport: str, *, sips: bool = False) -> str:
+    """The focus's Contact in every dialog of a conference (RFC 4579 §3): the conference URI itself, at the
+    endpoint's local port for *transport*, with ``;isfocus``.
 
-    ``sips_over_tls=False`` keeps ``sip:`` over TLS too: the answer to a participant's INVITE uses it,
-    because phones such as baresip end the call ("Function not implemented") when the remote target of
-    their INVITE dialog is a SIPS URI."""
-    host, port = ep.local_address(transport)
-    scheme = "sips" if transport == "tls" and sips_over_tls else "sip"
-    return f"<{scheme}:conf-{conf_id}@{_host(host)}:{port};transport={transport}>"
+    User and host are the conference URI's (the host the focus advertises: a name that resolves to this
+    server, or its address), so the Contact and the ``entity`` of the conference documents name one URI.
+    The scheme follows the dialog (RFC 3261 §8.1.1.8, §12.1.1): ``sips:`` when the request that forms it
+    names a SIPS URI (*sips*), else ``sip:`` with the transport as a parameter, TLS included; phones such as
+    baresip 1.0.0 cannot send in-dialog requests to a SIPS target they did not dial."""
+    uri = SipUri.parse(conf_uri)
+    _, port = ep.local_address(transport)
+    user = uri.user or ""
+    if sips:
+        return f"<sips:{user}@{_host(uri.host)}:{port}>;isfocus"
+    return f"<sip:{user}@{_host(uri.host)}:{port};transport={transport}>;isfocus"
 
 
 Work = Callable[[SipEndpoint, float], None]

@@ -119,6 +119,10 @@ def viewer_for(conf: Conference, user: str) -> Viewer:
 
 _usage_ids = itertools.count(1)
 
+ENDED_GRACE: Final = 32.0
+"""Seconds (64·T1) an unsubscribe in the dialog of a subscription that just ended still gets a 200: it may
+cross the focus's terminated NOTIFY."""
+
 
 @dataclass(slots=True, eq=False)
 class Usage:
@@ -205,6 +209,8 @@ class Notifier:
         self._anonymity_key = anonymity_key or secrets.token_bytes(32)
         self.wall_clock_offset = wall_clock_offset
         self.counters: dict[str, int] = {"bodies_built": 0, "notify_sent": 0}
+        # dialogs of subscriptions that ended lately, until when an unsubscribe in them is still answered
+        self._ended: dict[DialogId, float] = {}
 
     # ------------------------------------------------------------------ look-ups
 
@@ -213,6 +219,13 @@ class Notifier:
 
     def find(self, dialog_id: DialogId, event: EventHeader) -> Usage | None:
         return next((u for u in self._by_dialog.get(dialog_id, ()) if u.event.matches(event)), None)
+
+    def recently_ended(self, req: Request, now: float) -> bool:
+        """*req* is in the dialog of a subscription that ended within :data:`ENDED_GRACE` seconds."""
+        if not req.to.tag:
+            return False
+        until = self._ended.get(DialogId(req.call_id, req.to.tag, req.from_.tag or ""))
+        return until is not None and now < until
 
     def of_conference(self, conf_id: str) -> list[Usage]:
         return [u for u in self.usages.values() if u.conf_id == conf_id and u.is_conference]
@@ -295,9 +308,16 @@ class Notifier:
                 self._run(ep, u, u.sub.terminate(Reason.NORESOURCE, now, body=body), now)
             self.feeds.pop(conf.conf_id, None)
             return
+        leaving: list[Usage] = []
+        if isinstance(event, ParticipantLeft) and conf.state is ConferenceState.ACTIVE:
+            user = event.participant.user
+            if not conf.participants_of(user):
+                leaving = [u for u in usages if u.user == user]  # its own view ends with it
         bodies: dict[Viewer, bytes] = {}
         for u in usages:
             assert u.viewer is not None
+            if u in leaving:
+                continue
             if result is True:
                 body, full = feed.full(u.viewer), True
             else:
@@ -310,7 +330,34 @@ class Notifier:
                 body, full = body_or_none, False
             self._run(ep, u, u.sub.notify(body, now, full=full), now)
         if isinstance(event, ParticipantLeft):
-            self._revoke(ep, conf, event.participant.user, now)
+            if leaving:
+                self._end_leaver(ep, conf, feed, event, leaving, now)
+            else:
+                self._revoke(ep, conf, event.participant.user, now)
+
+    def _end_leaver(
+        self,
+        ep: SipEndpoint,
+        conf: Conference,
+        feed: ConferenceFeed,
+        event: ParticipantLeft,
+        usages: list[Usage],
+        now: float,
+    ) -> None:
+        """RFC 6665 §4.2.2: the participant's own subscriptions end with it, by a ``terminated`` NOTIFY that
+        carries the document of its leave: ``rejected`` when it was removed or may not watch any more,
+        ``noresource`` when it left and could subscribe again."""
+        reason = Reason.NORESOURCE
+        try:
+            conf.authorize_subscribe(event.participant.user)
+        except ConferenceError:
+            reason = Reason.REJECTED
+        if event.removed_by is not None:
+            reason = Reason.REJECTED
+        for u in usages:
+            assert u.viewer is not None
+            log.info("event=subscription_ended conf=%s user=%s reason=%s", u.conf_id, u.user, reason.value)
+            self._run(ep, u, u.sub.terminate(reason, now, body=feed.full(u.viewer)), now)
 
     def _revoke(self, ep: SipEndpoint, conf: Conference, user: str, now: float) -> None:
         feed = self.feeds.get(conf.conf_id)
@@ -344,7 +391,7 @@ class Notifier:
                 if feed is not None and usage.viewer is not None:
                     self._run(ep, usage, usage.sub.notify(feed.full(usage.viewer), now, full=True), now)
             elif isinstance(action, SubscriptionEnded):
-                self._forget(usage)
+                self._forget(usage, now)
 
     def _send(self, ep: SipEndpoint, usage: Usage, action: SendNotify, now: float) -> None:
         if usage.dialog.terminated:
@@ -369,9 +416,11 @@ class Notifier:
 
         ep.send_request(req, dest, now, on_response=done)
 
-    def _forget(self, usage: Usage) -> None:
+    def _forget(self, usage: Usage, now: float) -> None:
         self.usages.pop(usage.usage_id, None)
         dialog_id = usage.dialog.id
+        self._ended = {d: t for d, t in self._ended.items() if t > now}
+        self._ended[dialog_id] = now + ENDED_GRACE
         rest = [u for u in self._by_dialog.get(dialog_id, []) if u is not usage]
         if rest:
             self._by_dialog[dialog_id] = rest

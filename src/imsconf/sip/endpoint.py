@@ -33,7 +33,7 @@ from .message import UDP_MTU_LIMIT, Request, Response, parse_message, validate
 from .peer import Peer
 from .screening import Capabilities, options_response, screen_request
 from .transaction import TransactionLayer
-from .util import header_safe_text, make_response, new_branch, response_destination
+from .util import header_safe_text, make_response, new_branch, response_destination, stamp_received
 
 log = logging.getLogger("imsconf.sip")
 
@@ -241,6 +241,10 @@ class SipEndpoint:
         if isinstance(partial, Request) and partial.method != "ACK":
             self.count("rx_malformed_request")
             log.info("event=malformed_request src=%s status=%d reason=%r", peer, exc.status_hint, exc.reason)
+            try:  # received/rport as for any request (RFC 3581): the answer goes back where it came from
+                partial = stamp_received(partial, peer.host, peer.port)
+            except (SipParseError, ValueError):
+                pass  # a Via too broken to stamp: answered to what it says, or not at all
             try:
                 resp = make_response(partial, exc.status_hint, _reason(exc))
             except (SipParseError, LocalProtocolError, ValueError):
