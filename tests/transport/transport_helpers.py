@@ -113,3 +113,49 @@ def options(n: int = 1, host: str = "127.0.0.1") -> bytes:
         f"Max-Forwards: 70\r\nTo: <sip:{host}>\r\nFrom: <sip:t@{host}>;tag=t{n}\r\nCall-ID: opt{n}@t\r\n"
         f"CSeq: {n} OPTIONS\r\nContent-Length: 0\r\n\r\n"
     ).encode()
+
+
+async def connect(port: int, source: str = "127.0.0.1") -> socket.socket:
+    """A non-blocking client TCP socket from *source* to 127.0.0.1:*port*."""
+    sock = socket.socket()
+    sock.bind((source, 0))
+    sock.setblocking(False)
+    try:
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    except ConnectionResetError:
+        pass  # refused by the cap before the connect call returned: state() says "closed"
+    return sock
+
+
+def state(sock: socket.socket) -> str:
+    """ "open" (nothing to read yet) or "closed" (EOF or RST from the other end), without blocking."""
+    try:
+        data = sock.recv(65536)
+    except BlockingIOError:
+        return "open"
+    except ConnectionResetError:
+        return "closed"
+    return "closed" if data == b"" else "open"
+
+
+async def wait_for(cond: Callable[[], bool], timeout: float = 3.0) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not cond():
+        if loop.time() > end:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.005)
+
+
+async def closed_after(sock: socket.socket, timeout: float = 5.0) -> float:
+    """Seconds until the other end closes *sock* (EOF or RST)."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    while True:
+        try:
+            data = await asyncio.wait_for(loop.sock_recv(sock, 65536), timeout)
+        except ConnectionResetError:
+            break
+        if data == b"":
+            break
+    return loop.time() - start
