@@ -155,3 +155,22 @@ def test_admission_counts_and_log_interval(caplog: pytest.LogCaptureFixture) -> 
     a.release("a")
     a.release(None)
     assert a.by_source("a") == 1 and a.total == 2
+
+
+@both_loops
+def test_a_flood_from_one_source_holds_only_its_share(run: Runner) -> None:
+    """300 idle connections from one address with the default cap: 64 held, 236 closed at once."""
+
+    async def scenario() -> None:
+        mgr = TransportManager(Recorder())
+        _, port = await mgr.listen("tcp", "127.0.0.1", 0)
+        clients = [await connect(port) for _ in range(300)]
+        await wait_for(lambda: mgr.counters.get("stream_refused_per_source", 0) == 236)
+        await wait_for(lambda: mgr.open_streams == 64)
+        assert mgr.admission.total == 64 and mgr.counters["stream_accepted"] == 64
+        for c in clients:
+            c.close()
+        await wait_for(lambda: mgr.admission.total == 0)
+        await mgr.close()
+
+    run(scenario())
