@@ -117,6 +117,9 @@ def test_sweep_takes_only_the_expired_heads() -> None:
         assert r.sweep(339.9) == [] and r.sweep(340.0) == [b]
         assert r.sweep(499.9) == [] and r.sweep(500.0) == [c]
         assert len(r) == 0 and r.reaped == 3
+        r.message(a, 600.0)  # activity on one being closed does not bring it back
+        r.keepalive(b, 600.0)
+        assert len(r) == 0
         r.stop()
 
     asyncio.run(scenario())

@@ -55,8 +55,10 @@ class IdleReaper:
                 return
 
     def message(self, conn: Reapable, now: float) -> None:
-        """A complete SIP message: the connection is used from now on."""
-        self._unused.pop(conn.conn_id, None)
+        """A complete SIP message: the connection is used from now on (one already taken out by a sweep
+        stays out: it is being closed)."""
+        if self._unused.pop(conn.conn_id, None) is None and conn.conn_id not in self._used:
+            return
         self._used[conn.conn_id] = (conn, now)
         self._used.move_to_end(conn.conn_id)
 
