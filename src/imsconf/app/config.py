@@ -13,6 +13,7 @@ An unknown key is an error naming the key, never silently ignored.
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 import tomllib
 from collections.abc import Mapping
@@ -171,6 +172,16 @@ class Settings:
     # threads and kernel work on the core then cannot hold a 20 ms tick back. 0: ordinary scheduling.
     # Needs CAP_SYS_NICE (or root); without it the process says so and runs on.
     media_realtime_priority: int = 0
+    # SIP over TCP/TLS (docs/decisions/0006-sip-connection-limits.md): concurrent inbound connections per
+    # source (an IPv4 address, an IPv6 /64) and in all, inbound and outbound (0: derived from RLIMIT_NOFILE,
+    # a third of it after 64 reserved, the rest left to RTP/RTCP); a connection beyond a cap is closed at once
+    sip_max_connections_per_source: int = 64
+    sip_max_connections: int = 0
+    # an inbound connection that has carried no complete SIP message is closed this long after it opened
+    # (or after its last keep-alive); one that has, this long after its last message (RFC 5626 CRLF
+    # keep-alives count as activity)
+    sip_idle_unused_seconds: float = 32.0
+    sip_idle_seconds: float = 300.0
 
     def __post_init__(self) -> None:
         _check_host(self.domain, "domain")
@@ -200,6 +211,17 @@ class Settings:
             raise ValueError(f"bfcp_policy must be 'chair' or 'auto', not {self.bfcp_policy!r}")
         if not 0 <= self.media_realtime_priority <= 99:
             raise ValueError(f"media_realtime_priority must be 0 to 99, not {self.media_realtime_priority}")
+        per_source, total = self.sip_max_connections_per_source, self.sip_max_connections
+        if per_source < 1:
+            raise ValueError(f"sip_max_connections_per_source must be at least 1, not {per_source}")
+        if total < 0:
+            raise ValueError(f"sip_max_connections must be 0 (derived) or more, not {total}")
+        for name, seconds in (
+            ("sip_idle_unused_seconds", self.sip_idle_unused_seconds),
+            ("sip_idle_seconds", self.sip_idle_seconds),
+        ):
+            if not (seconds > 0 and math.isfinite(seconds)):
+                raise ValueError(f"{name} must be a positive number of seconds, not {seconds!r}")
         from imsconf.keys.policy import DownlinkMode, RekeyPolicy
 
         DownlinkMode.parse(self.downlink)  # PolicySyntaxError is a ValueError naming the bad value
@@ -289,6 +311,21 @@ def _coerce(key: str, value: Any, base: Path | None) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             raise bad("a positive number")
         return int(value) if key == "auth_max_failures" else float(value)
+    if key in ("sip_max_connections_per_source", "sip_max_connections"):
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise bad("a whole number of connections")
+        return value
+    if key in ("sip_idle_unused_seconds", "sip_idle_seconds"):
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise bad("a number of seconds") from None
+        if isinstance(value, bool) or not isinstance(value, int | float) or not (0 < value < math.inf):
+            raise bad("a positive number of seconds")
+        return float(value)
     if key == "media_realtime_priority":
         if isinstance(value, str) and value.strip().isdigit():
             value = int(value)

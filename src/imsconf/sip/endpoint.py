@@ -32,6 +32,7 @@ from .headers import Headers, Via
 from .message import UDP_MTU_LIMIT, Request, Response, parse_message, validate
 from .peer import Peer
 from .screening import Capabilities, options_response, screen_request
+from .tcp_refusals import TcpRefusals
 from .transaction import TransactionLayer
 from .util import header_safe_text, make_response, new_branch, response_destination, stamp_received
 
@@ -158,6 +159,8 @@ class EndpointConfig:
     local: dict[str, tuple[str, int]] = field(default_factory=dict)
     challenged_methods: frozenset[str] = CHALLENGED_METHODS
     throttle: AuthThrottle = field(default_factory=AuthThrottle)
+    # UDP destinations that refused TCP for a large request: they get UDP directly for a while
+    tcp_refusals: TcpRefusals = field(default_factory=TcpRefusals)
 
 
 class SipEndpoint:
@@ -285,7 +288,7 @@ class SipEndpoint:
         unless *keep_via* (a CANCEL must carry its INVITE's Via, RFC 3261 §9.1)."""
         fallback: tuple[Request, Peer] | None = None
         if not (keep_via and request.headers.get("Via")):
-            chosen = self._choose_transport(request, dest) if allow_tcp_switch else dest
+            chosen = self._choose_transport(request, dest, now) if allow_tcp_switch else dest
             if chosen.transport != dest.transport:
                 fallback = (Request(request.method, request.uri, request.headers.copy(), request.body), dest)
             dest = chosen
@@ -317,8 +320,12 @@ class SipEndpoint:
             return self.config.local[t]
         return next(iter(self.config.local.values()), ("127.0.0.1", 5060))
 
-    def _choose_transport(self, request: Request, dest: Peer) -> Peer:
+    def _choose_transport(self, request: Request, dest: Peer, now: float) -> Peer:
         if dest.transport == "udp" and "tcp" in self.config.local and len(bytes(request)) > UDP_MTU_LIMIT:
+            if self.config.tcp_refusals.refused(dest.host, dest.port, now):
+                # TCP was refused lately: UDP at once, larger than the MTU (RFC 3261 §18.1.1 allows it)
+                self.count("udp_oversize_tcp_refused")
+                return dest
             self.count("udp_to_tcp_switch")
             return Peer("tcp", dest.host, dest.port)
         return dest
@@ -355,6 +362,7 @@ class SipEndpoint:
                     # the peer takes no TCP: send it over UDP after all (a fresh transaction)
                     req, udp_dest = pending.fallback
                     self.count("tcp_to_udp_fallback")
+                    self.config.tcp_refusals.add(udp_dest.host, udp_dest.port, now)
                     self.send_request(req, udp_dest, now, pending.callback, allow_tcp_switch=False)
                 elif pending is not None:
                     status = 408 if isinstance(ev, TransactionTimeout) else 503

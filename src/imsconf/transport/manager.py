@@ -1,7 +1,8 @@
 """asyncio adapters for SIP over UDP, TCP and TLS (RFC 3261 §18, RFC 5626 §3.5.1 keep-alives).
 
 Only sockets live here: bytes in go to the core's ``receive_*`` callbacks, bytes out come from
-``send``.  No protocol decision is taken in this module.
+``send``.  No protocol decision is taken in this module.  Stream connections are capped per source and
+in all, and closed when idle (:mod:`.limits`, :mod:`.reaper`; docs/decisions/0006-sip-connection-limits.md).
 """
 
 from __future__ import annotations
@@ -11,31 +12,22 @@ import contextlib
 import logging
 import socket
 import ssl
+import struct
 from collections.abc import Callable
 
-from imsconf.sip.errors import SipParseError
-from imsconf.sip.message import MAX_MESSAGE_SIZE, Request, Response, StreamFramer
 from imsconf.sip.peer import Peer
+
+from .connect import Connector, SelfConnectError, checked, open_tcp_socket
+from .limits import Admission, StreamLimits, source_key
+from .reaper import IdleReaper
+from .streams import Receiver, StreamConnection, StreamListener
+
+__all__ = ["CONNECT_TIMEOUT", "Receiver", "TransportManager"]
 
 log = logging.getLogger("imsconf.transport")
 
-STREAM_IDLE_TIMEOUT = 600.0
-
-
-class Receiver:
-    """What the transport calls into (implemented by the SIP endpoint)."""
-
-    def receive_datagram(self, data: bytes, peer: Peer) -> None:  # pragma: no cover - interface
-        raise NotImplementedError
-
-    def receive_message(self, msg: Request | Response, peer: Peer) -> None:  # pragma: no cover
-        raise NotImplementedError
-
-    def receive_stream_error(self, error: SipParseError, peer: Peer) -> None:  # pragma: no cover
-        raise NotImplementedError
-
-    def connect_failed(self, peer: Peer) -> None:  # pragma: no cover - optional
-        return None
+CONNECT_TIMEOUT = 5.0
+_LINGER_RESET = struct.pack("ii", 1, 0)  # close with RST: a refused connection leaves no TIME_WAIT here
 
 
 class _UdpEndpoint:
@@ -72,70 +64,12 @@ class _UdpEndpoint:
             log.info("event=udp_send_failed dst=%s:%d error=%s", host, port, exc.__class__.__name__)
 
 
-class _StreamConnection(asyncio.Protocol):
-    def __init__(self, mgr: TransportManager, kind: str) -> None:
-        self.mgr = mgr
-        self.kind = kind
-        self.conn_id = mgr.next_conn_id()
-        self.framer = StreamFramer(MAX_MESSAGE_SIZE)
-        self.transport: asyncio.Transport | None = None
-        self.peer: Peer | None = None
-        self.closed = asyncio.get_running_loop().create_future()
-        self._idle: asyncio.TimerHandle | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not subclasses
-        addr = transport.get_extra_info("peername")
-        local = transport.get_extra_info("sockname")
-        self.peer = Peer(self.kind, addr[0], addr[1], self.conn_id, (local[0], local[1]))
-        self.mgr.register(self)
-        self._touch()
-
-    def _touch(self) -> None:
-        if self._idle is not None:
-            self._idle.cancel()
-        loop = asyncio.get_running_loop()
-        self._idle = loop.call_later(self.mgr.idle_timeout, self.close)
-
-    def data_received(self, data: bytes) -> None:
-        assert self.peer is not None
-        self._touch()
-        framer = self.framer
-        try:
-            framer.receive(data)
-            while (item := framer.next_item()) is not None:
-                if item == StreamFramer.PING:
-                    self.write(b"\r\n")  # RFC 5626 §3.5.1 pong
-                elif isinstance(item, Request | Response):
-                    try:
-                        self.mgr.receiver.receive_message(item, self.peer)
-                    except Exception:
-                        log.exception("event=core_error transport=%s", self.kind)
-        except SipParseError as exc:
-            # messages framed before the garbage were delivered; the byte stream cannot be resynchronised
-            self.mgr.count("stream_framing_error")
-            with contextlib.suppress(Exception):
-                self.mgr.receiver.receive_stream_error(exc, self.peer)
-            self.close()
-
-    def write(self, data: bytes) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
-
-    def close(self) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.close()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._idle is not None:
-            self._idle.cancel()
-        self.mgr.unregister(self)
-        if not self.closed.done():
-            self.closed.set_result(None)
-
-
 class TransportManager:
-    """Owns every SIP socket.  Connections are reused in both directions (RFC 3261 §18, RFC 5923 spirit)."""
+    """Owns every SIP socket.  Connections are reused in both directions (RFC 3261 §18, RFC 5923 spirit).
+
+    *connector* opens outbound TCP sockets (default: :func:`.connect.open_tcp_socket`); a socket that
+    connected to itself is refused whichever connector made it.
+    """
 
     def __init__(
         self,
@@ -143,17 +77,23 @@ class TransportManager:
         *,
         server_ssl: ssl.SSLContext | None = None,
         client_ssl: ssl.SSLContext | None = None,
-        idle_timeout: float = STREAM_IDLE_TIMEOUT,
+        limits: StreamLimits | None = None,
+        connector: Connector | None = None,
     ) -> None:
         self.receiver = receiver
         self.server_ssl = server_ssl
         self.client_ssl = client_ssl
-        self.idle_timeout = idle_timeout
+        self.limits = limits if limits is not None else StreamLimits()
+        self.admission = Admission(self.limits.max_per_source, self.limits.total())
+        self.reaper = IdleReaper(self.limits.idle_unused, self.limits.idle_used)
+        self._connector: Connector = connector if connector is not None else open_tcp_socket
+        self._loop = asyncio.get_running_loop()
         self._udp: list[_UdpEndpoint] = []
-        self._servers: list[asyncio.Server] = []
-        self._conns: dict[int, _StreamConnection] = {}
-        self._by_addr: dict[tuple[str, str, int], _StreamConnection] = {}
-        self._pending: dict[tuple[str, str, int], asyncio.Task[_StreamConnection | None]] = {}
+        self._listeners: list[StreamListener] = []
+        self._conns: dict[int, StreamConnection] = {}
+        self._by_addr: dict[tuple[str, str, int], StreamConnection] = {}
+        self._pending: dict[tuple[str, str, int], asyncio.Task[StreamConnection | None]] = {}
+        self._accepting: set[asyncio.Task[None]] = set()
         self._conn_seq = 0
         self.counters: dict[str, int] = {}
         self.listening: list[tuple[str, str, int]] = []
@@ -167,23 +107,41 @@ class TransportManager:
         self._conn_seq += 1
         return self._conn_seq
 
-    def register(self, conn: _StreamConnection) -> None:
+    @property
+    def open_streams(self) -> int:
+        return len(self._conns)
+
+    def stream_opened(self, conn: StreamConnection) -> None:
         assert conn.peer is not None
         self._conns[conn.conn_id] = conn
         self._by_addr[(conn.kind, conn.peer.host, conn.peer.port)] = conn
+        # a connection we opened carries our request at once: it counts as used
+        self.reaper.add(conn, self._loop.time(), used=conn.outbound)
 
-    def unregister(self, conn: _StreamConnection) -> None:
+    def stream_closed(self, conn: StreamConnection) -> None:
         self._conns.pop(conn.conn_id, None)
         if conn.peer is not None:
             key = (conn.kind, conn.peer.host, conn.peer.port)
             if self._by_addr.get(key) is conn:
                 del self._by_addr[key]
+        self.reaper.forget(conn)
+        self._release(conn)
+
+    def stream_activity(self, conn: StreamConnection, *, message: bool) -> None:
+        if message:
+            self.reaper.message(conn, self._loop.time())
+        else:
+            self.reaper.keepalive(conn, self._loop.time())
+
+    def _release(self, conn: StreamConnection) -> None:
+        if conn.admitted:
+            conn.admitted = False
+            self.admission.release(conn.source)
 
     # -- listening -----------------------------------------------------------------------------------
     async def listen(self, transport: str, host: str, port: int) -> tuple[str, int]:
-        loop = asyncio.get_running_loop()
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
         if transport == "udp":
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
             sock = socket.socket(family, socket.SOCK_DGRAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             with contextlib.suppress(OSError):
@@ -191,7 +149,7 @@ class TransportManager:
             sock.bind((host, port))
             sock.setblocking(False)
             ep = _UdpEndpoint(self, sock)
-            loop.add_reader(sock.fileno(), ep.on_readable)
+            self._loop.add_reader(sock.fileno(), ep.on_readable)
             self._udp.append(ep)
             bound = ep.local
         elif transport in ("tcp", "tls"):
@@ -200,17 +158,77 @@ class TransportManager:
                 if self.server_ssl is None:
                     raise ValueError("TLS listener needs a server certificate")
                 ctx = self.server_ssl
-            kind = transport
-            server = await loop.create_server(
-                lambda: _StreamConnection(self, kind), host, port, ssl=ctx, reuse_address=True, backlog=512
-            )
-            self._servers.append(server)
-            s = server.sockets[0].getsockname()
-            bound = (s[0], s[1])
+            bound = await self._listen_stream(transport, host, port, ctx)
         else:
             raise ValueError(f"unknown transport {transport!r}")
         self.listening.append((transport, bound[0], bound[1]))
         return bound
+
+    async def _listen_stream(
+        self, kind: str, host: str, port: int, ctx: ssl.SSLContext | None
+    ) -> tuple[str, int]:
+        infos = await self._loop.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP, flags=socket.AI_PASSIVE
+        )
+        socks: list[socket.socket] = []
+        try:
+            for family, type_, proto, _name, addr in dict.fromkeys(infos):
+                sock = socket.socket(family, type_, proto)
+                socks.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind(addr)
+                sock.listen(512)
+                sock.setblocking(False)
+        except OSError:
+            for sock in socks:
+                sock.close()
+            raise
+        if not socks:
+            raise OSError(f"no address to listen on for {host!r}")
+
+        def on_accept(sock: socket.socket, addr: tuple[str, int]) -> None:
+            self._accepted(sock, addr, kind, ctx)
+
+        for sock in socks:
+            self._listeners.append(StreamListener(sock, on_accept, self.count))
+        s = socks[0].getsockname()
+        return (s[0], s[1])
+
+    def _accepted(
+        self, sock: socket.socket, addr: tuple[str, int], kind: str, ctx: ssl.SSLContext | None
+    ) -> None:
+        key = source_key(addr[0])
+        refused = self.admission.admit(key, self._loop.time())
+        if refused is not None:
+            self.count(f"stream_refused_{refused}")
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+            sock.close()
+            return
+        self.count("stream_accepted")
+        sock.setblocking(False)
+        proto = StreamConnection(self, kind, source=key)
+        proto.admitted = True
+        task = self._loop.create_task(self._adopt(sock, proto, ctx))
+        self._accepting.add(task)
+        task.add_done_callback(self._accepting.discard)
+
+    async def _adopt(self, sock: socket.socket, proto: StreamConnection, ctx: ssl.SSLContext | None) -> None:
+        try:
+            # a TLS handshake gets no longer than an unused connection would live
+            timeout = self.limits.idle_unused if ctx is not None else None
+            await self._loop.connect_accepted_socket(
+                lambda: proto, sock, ssl=ctx, ssl_handshake_timeout=timeout
+            )
+        except (OSError, ssl.SSLError, TimeoutError) as exc:
+            self.count("tls_handshake_failed" if ctx is not None else "accept_failed")
+            log.debug("event=stream_setup_failed transport=%s error=%s", proto.kind, exc.__class__.__name__)
+        finally:
+            if not proto.made:
+                self._release(proto)
+                sock.close()
 
     # -- sending -------------------------------------------------------------------------------------
     def send(self, data: bytes, dest: Peer) -> None:
@@ -230,7 +248,7 @@ class TransportManager:
         if conn is not None:
             conn.write(data)
             return
-        asyncio.get_running_loop().create_task(self._connect_and_send(data, dest))
+        self._loop.create_task(self._connect_and_send(data, dest))
 
     def _udp_for(self, dest: Peer) -> _UdpEndpoint | None:
         if not self._udp:
@@ -249,60 +267,77 @@ class TransportManager:
         key = (dest.transport, dest.host, dest.port)
         task = self._pending.get(key)
         if task is None:
-            task = asyncio.get_running_loop().create_task(self._open(dest))
+            task = self._loop.create_task(self._open(dest))
             self._pending[key] = task
             task.add_done_callback(lambda _t: self._pending.pop(key, None))
         conn = await task
         if conn is not None:
             conn.write(data)
 
-    async def _open(self, dest: Peer) -> _StreamConnection | None:
-        loop = asyncio.get_running_loop()
+    async def _open(self, dest: Peer) -> StreamConnection | None:
         ctx = self.client_ssl if dest.transport == "tls" else None
         if dest.transport == "tls" and ctx is None:
             log.warning("event=tls_connect_failed reason=no_client_context")
             return None
-        kind = dest.transport
+        if self.admission.admit(None, self._loop.time()) is not None:
+            self.count("connect_refused_total")
+            self._connect_failed(dest, "connection_limit")
+            return None
+        proto = StreamConnection(self, dest.transport, outbound=True)
+        proto.admitted = True
         try:
-            _, proto = await asyncio.wait_for(
-                loop.create_connection(
-                    lambda: _StreamConnection(self, kind),
-                    dest.host,
-                    dest.port,
-                    ssl=ctx,
-                    server_hostname=dest.host if ctx is not None else None,
-                ),
-                timeout=5.0,
-            )
-        except (OSError, TimeoutError, ssl.SSLError) as exc:
-            log.info(
-                "event=connect_failed transport=%s dst=%s:%d error=%s",
-                dest.transport,
-                dest.host,
-                dest.port,
-                exc.__class__.__name__,
-            )
-            self.count("connect_failed")
+            sock = checked(await asyncio.wait_for(self._connector(dest.host, dest.port), CONNECT_TIMEOUT))
             try:
-                self.receiver.connect_failed(dest)
-            except Exception:
-                log.exception("event=core_error transport=%s", dest.transport)
+                await asyncio.wait_for(
+                    self._loop.create_connection(
+                        lambda: proto,
+                        sock=sock,
+                        ssl=ctx,
+                        server_hostname=dest.host if ctx is not None else None,
+                    ),
+                    timeout=CONNECT_TIMEOUT,
+                )
+            finally:
+                if not proto.made:
+                    sock.close()
+        except SelfConnectError:
+            self._release(proto)
+            self.count("connect_self_refused")
+            self._connect_failed(dest, "self_connected")
+            return None
+        except (OSError, TimeoutError, ssl.SSLError) as exc:
+            if not proto.made:
+                self._release(proto)
+            self._connect_failed(dest, exc.__class__.__name__)
             return None
         return proto
 
+    def _connect_failed(self, dest: Peer, error: str) -> None:
+        log.info(
+            "event=connect_failed transport=%s dst=%s:%d error=%s",
+            dest.transport,
+            dest.host,
+            dest.port,
+            error,
+        )
+        self.count("connect_failed")
+        try:
+            self.receiver.connect_failed(dest)
+        except Exception:
+            log.exception("event=core_error transport=%s", dest.transport)
+
     async def close(self) -> None:
-        loop = asyncio.get_running_loop()
         for ep in self._udp:
-            loop.remove_reader(ep.sock.fileno())
+            self._loop.remove_reader(ep.sock.fileno())
             ep.sock.close()
         self._udp.clear()
-        for server in self._servers:
-            server.close()
+        for listener in self._listeners:
+            listener.close()
+        self._listeners.clear()
+        for task in list(self._accepting):
+            task.cancel()
         for conn in list(self._conns.values()):
             conn.close()
             if conn.transport is not None:
                 conn.transport.abort()
-        for server in self._servers:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(server.wait_closed(), 1.0)
-        self._servers.clear()
+        self.reaper.stop()
