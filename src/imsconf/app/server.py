@@ -30,6 +30,7 @@ from imsconf.sip.errors import SipParseError
 from imsconf.sip.message import Request, Response
 from imsconf.sip.peer import Peer
 from imsconf.sip.screening import Capabilities
+from imsconf.transport.limits import StreamLimits
 from imsconf.transport.manager import Receiver, TransportManager
 
 from .bfcp import FloorListeners, start_floor_listeners
@@ -245,7 +246,10 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
     endpoint = SipEndpoint(EndpointConfig(caps=build_capabilities(), throttle=throttle), app, authenticator)
     driver = EndpointDriver(endpoint)
     transports = TransportManager(
-        driver, server_ssl=server_ssl_context(pki), client_ssl=client_ssl_context(pki.ca_cert)
+        driver,
+        server_ssl=server_ssl_context(pki),
+        client_ssl=client_ssl_context(pki.ca_cert),
+        limits=StreamLimits.from_settings(settings),
     )
     driver.transports = transports
     server = Server(settings, pki, endpoint, driver, transports, media, focus, remote)
@@ -302,5 +306,7 @@ async def run_server(settings: Settings) -> int:
         await asyncio.wait_for(server.close(), 1.5)
     except TimeoutError:
         log.warning("event=shutdown_timeout")
-    log.info("event=stopped counters=%s", dict(sorted(server.endpoint.counters.items())))
+    counters = dict(server.endpoint.counters)
+    counters.update({f"transport_{k}": v for k, v in server.transports.counters.items()})
+    log.info("event=stopped counters=%s", dict(sorted(counters.items())))
     return 0
