@@ -198,7 +198,7 @@ def build_focus(
 async def start_server(settings: Settings, app: Application | None = None) -> Server:
     data_dir = Path(settings.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
-    pki = ensure_dev_pki(data_dir, [settings.domain])
+    pki = ensure_dev_pki(data_dir, [settings.domain, *([settings.focus_host] if settings.focus_host else [])])
     authenticator: DigestAuthenticator | None = None
     if settings.auth == "digest":
         users = UserStore(data_dir / "users.json")
