@@ -51,6 +51,8 @@ def start_server(work: Path, port: int) -> subprocess.Popen[bytes]:
     cfg.write_text(
         "allow_plain_rtp = true\nallow_sdes_over_udp = true\nrtp_port_range = [33000, 39999]\n"
         'log_level = "warning"\n'
+        # raw capacity: no call budget and no per-source limit (SIPp is one source)
+        "sip_call_rate = 0\nsip_source_rate = 0\n"
     )
     cmd = [sys.executable, "-m", "imsconf.cli", "serve", "--config", str(cfg),
            "--data-dir", str(work / "var"), "--auth", "none", "--listen", f"udp:127.0.0.1:{port}",

@@ -182,6 +182,12 @@ class Settings:
     # keep-alives count as activity)
     sip_idle_unused_seconds: float = 32.0
     sip_idle_seconds: float = 300.0
+    # overload (imsconf.sip.overload): new calls per second admitted, beyond which an INVITE gets a
+    # stateless 503 with Retry-After (0: no budget); new out-of-dialog requests per second from one source
+    # address, beyond which that source is dropped unanswered for sip_source_block_seconds (0: no limit)
+    sip_call_rate: float = 800.0
+    sip_source_rate: float = 200.0
+    sip_source_block_seconds: float = 5.0
 
     def __post_init__(self) -> None:
         _check_host(self.domain, "domain")
@@ -222,6 +228,13 @@ class Settings:
         ):
             if not (seconds > 0 and math.isfinite(seconds)):
                 raise ValueError(f"{name} must be a positive number of seconds, not {seconds!r}")
+        for name, rate in (
+            ("sip_call_rate", self.sip_call_rate),
+            ("sip_source_rate", self.sip_source_rate),
+            ("sip_source_block_seconds", self.sip_source_block_seconds),
+        ):
+            if not (rate >= 0 and math.isfinite(rate)):
+                raise ValueError(f"{name} must be 0 or a positive number, not {rate!r}")
         from imsconf.keys.policy import DownlinkMode, RekeyPolicy
 
         DownlinkMode.parse(self.downlink)  # PolicySyntaxError is a ValueError naming the bad value
@@ -317,6 +330,15 @@ def _coerce(key: str, value: Any, base: Path | None) -> Any:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise bad("a whole number of connections")
         return value
+    if key in ("sip_call_rate", "sip_source_rate", "sip_source_block_seconds"):
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise bad("a number") from None
+        if isinstance(value, bool) or not isinstance(value, int | float) or not (0 <= value < math.inf):
+            raise bad("0 or a positive number")
+        return float(value)
     if key in ("sip_idle_unused_seconds", "sip_idle_seconds"):
         if isinstance(value, str):
             try:

@@ -28,6 +28,7 @@ from imsconf.sip.auth import DigestAuthenticator
 from imsconf.sip.endpoint import Application, AuthThrottle, EndpointConfig, SipEndpoint
 from imsconf.sip.errors import SipParseError
 from imsconf.sip.message import Request, Response
+from imsconf.sip.overload import Admission, OverloadConfig
 from imsconf.sip.peer import Peer
 from imsconf.sip.screening import Capabilities
 from imsconf.transport.limits import StreamLimits
@@ -243,7 +244,18 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
         if media is not None:
             media.start()
     throttle = AuthThrottle(max_failures=settings.auth_max_failures, block=settings.auth_block_seconds)
-    endpoint = SipEndpoint(EndpointConfig(caps=build_capabilities(), throttle=throttle), app, authenticator)
+    admission = Admission(
+        OverloadConfig(
+            invite_rate=settings.sip_call_rate,
+            invite_burst=max(1.0, settings.sip_call_rate / 2),
+            source_rate=settings.sip_source_rate,
+            source_burst=max(1.0, settings.sip_source_rate * 2),
+            source_block=settings.sip_source_block_seconds,
+        )
+    )
+    endpoint = SipEndpoint(
+        EndpointConfig(caps=build_capabilities(), throttle=throttle, admission=admission), app, authenticator
+    )
     driver = EndpointDriver(endpoint)
     transports = TransportManager(
         driver,

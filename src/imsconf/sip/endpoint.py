@@ -30,10 +30,12 @@ from .events import (
 )
 from .headers import Headers, Via
 from .message import UDP_MTU_LIMIT, Request, Response, parse_message, validate
+from .overload import Admission, Verdict
 from .peer import Peer
 from .screening import Capabilities, options_response, screen_request
 from .tcp_refusals import TcpRefusals
 from .transaction import TransactionLayer
+from .transaction_server import server_key
 from .util import header_safe_text, make_response, new_branch, response_destination, stamp_received
 
 log = logging.getLogger("imsconf.sip")
@@ -123,6 +125,7 @@ class AuthThrottle:
     max_hosts: int = 10000
     _failures: dict[str, list[float]] = field(default_factory=dict)
     _blocked: dict[str, float] = field(default_factory=dict)
+    _answered: set[str] = field(default_factory=set)  # blocked hosts that got their one 403
 
     def blocked(self, host: str, now: float) -> bool:
         until = self._blocked.get(host)
@@ -130,7 +133,17 @@ class AuthThrottle:
             return False
         if now >= until:
             del self._blocked[host]
+            self._answered.discard(host)
             return False
+        return True
+
+    def answer_blocked(self, host: str) -> bool:
+        """True the first time a blocked host is refused (it gets one 403), False afterwards (dropped)."""
+        if host in self._answered:
+            return False
+        if len(self._answered) >= self.max_hosts:
+            self._answered.clear()
+        self._answered.add(host)
         return True
 
     def failure(self, host: str, now: float) -> bool:
@@ -161,6 +174,8 @@ class EndpointConfig:
     throttle: AuthThrottle = field(default_factory=AuthThrottle)
     # UDP destinations that refused TCP for a large request: they get UDP directly for a while
     tcp_refusals: TcpRefusals = field(default_factory=TcpRefusals)
+    # the call-rate budget and per-source limits on new requests (imsconf.sip.overload)
+    admission: Admission = field(default_factory=Admission)
 
 
 class SipEndpoint:
@@ -235,9 +250,59 @@ class SipEndpoint:
                 exc.partial = msg
             self._parse_failure(exc, peer, now)
             return
+        if isinstance(msg, Request) and not self._admitted(msg, peer, now):
+            return
         self._conn_of[(peer.transport.upper(), peer.host, peer.port)] = peer.conn
         self.layer.receive(msg, (peer.host, peer.port), peer.transport.upper(), now, validated=True)
         self._drain(now, peer)
+
+    def _admitted(self, req: Request, peer: Peer, now: float) -> bool:
+        """In-dialog requests, ACK, CANCEL and retransmissions always pass; new ones go to :meth:`_admit`."""
+        if req.to.tag or req.method in ("ACK", "CANCEL") or self.layer.server(server_key(req)) is not None:
+            return True
+        return self._admit(req, peer, now)
+
+    def _admit(self, req: Request, peer: Peer, now: float) -> bool:
+        """A new out-of-dialog request: under the limits (True), or answered/dropped here without a
+        transaction (False): a blocked source or an exhausted call budget costs no state."""
+        admission = self.config.admission
+        verdict = admission.new_request(peer.host, req.method, now)
+        if verdict is Verdict.BLOCK:
+            log.warning("event=source_blocked src=%s seconds=%s", peer.host, admission.config.source_block)
+        if verdict in (Verdict.BLOCK, Verdict.DROP):
+            self.count("rx_dropped_overload")
+            return False
+        if verdict is Verdict.BUSY:
+            self.count("tx_busy_503")
+            retry = (("Retry-After", str(admission.config.retry_after)),)
+            self._answer_stateless(req, 503, "Service Unavailable", peer, retry)
+            return False
+        throttle = self.config.throttle
+        if (
+            self.auth is not None
+            and req.method in self.config.challenged_methods
+            and throttle.blocked(peer.host, now)
+        ):
+            self.count("auth_blocked")
+            if throttle.answer_blocked(peer.host):  # once per block, statelessly: no retransmissions
+                self._answer_stateless(req, 403, "Too Many Authentication Failures", peer)
+            return False
+        return True
+
+    def _answer_stateless(
+        self, req: Request, status: int, reason: str, peer: Peer, headers: tuple[tuple[str, str], ...] = ()
+    ) -> None:
+        """Answer *req* without a transaction: over its connection, or to its Via's address with
+        received/rport (RFC 3581)."""
+        try:
+            stamped = stamp_received(req, peer.host, peer.port)
+            dest = peer if peer.reliable else _dest_peer(response_destination(stamped, "UDP"), peer)
+        except (SipParseError, LocalProtocolError, ValueError):
+            return
+        resp = make_response(
+            stamped, status, reason, to_tag=self.new_tag(), headers=Headers.of(list(headers))
+        )
+        self.outbox.append((bytes(resp), dest))
 
     def _parse_failure(self, exc: SipParseError, peer: Peer, now: float) -> None:
         partial = exc.partial
@@ -400,11 +465,7 @@ class SipEndpoint:
             return
         user: str | None = None
         if self.auth is not None and req.method in self.config.challenged_methods and not req.to.tag:
-            throttle = self.config.throttle
-            if throttle.blocked(peer.host, now):
-                self.count("auth_blocked")
-                self.respond(ev.key, make_response(req, 403, "Too Many Authentication Failures"), now)
-                return
+            throttle = self.config.throttle  # a blocked host was refused before its transaction (_admit)
             result = self._authenticate(req, now)
             if not result.ok:
                 self.count("auth_challenge" if not result.reason else "auth_failed")
