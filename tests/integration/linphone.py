@@ -125,6 +125,10 @@ class SipLogMessage:
         m = re.match(r"SIP/2\.0 (\d{3})", self.start_line)
         return int(m.group(1)) if m else None
 
+    def answers(self, method: str) -> bool:
+        """True for a response to a *method* request (by its CSeq)."""
+        return self.status is not None and any(c.split()[-1:] == [method] for c in self.header("CSeq"))
+
     def header(self, name: str) -> list[str]:
         head = re.split(r"\n\s*\n", self.text, maxsplit=1)[0]
         return [m.group(1).strip() for m in re.finditer(rf"(?im)^{re.escape(name)}\s*:\s*(.*?)\r?$", head)]
@@ -548,6 +552,10 @@ class LinphonePhone:
     def received(self, method: str, since: int = 0) -> list[SipLogMessage]:
         """Requests of *method* linphone received."""
         return [m for m in self.sip_messages(since) if m.direction == "in" and m.method == method]
+
+    def responses(self, method: str, since: int = 0) -> list[SipLogMessage]:
+        """Responses linphone received to its *method* requests."""
+        return [m for m in self.sip_messages(since) if m.direction == "in" and m.answers(method)]
 
     def sent(self, method: str, since: int = 0) -> list[SipLogMessage]:
         return [m for m in self.sip_messages(since) if m.direction == "out" and m.method == method]
