@@ -76,7 +76,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from baresip import free_udp_range
-from harness import free_port_pair
+from harness import ServerProcess, free_port_pair
 
 from peers import require_peer
 
@@ -87,6 +87,7 @@ __all__ = [
     "StubRegistrar",
     "conference_target",
     "parse_sip_log",
+    "start_conf_server",
     "wait_conference_user",
 ]
 
@@ -174,6 +175,22 @@ def wait_conference_user(server_log: Callable[[], str], timeout: float = 5.0, nt
 def conference_target(conf_user: str, tls_port: int) -> str:
     """What linphone dials to join: TLS to ``localhost`` (its certificate check wants a DNS name)."""
     return f"sip:{conf_user}@localhost:{tls_port};transport=tls"
+
+
+def start_conf_server(data_dir: Path, config: Path, attempts: int = 3) -> ServerProcess:
+    """The server with *config* and ``--auth none`` on a fresh port pair; a port taken by someone else
+    between the pick and the bind (``Address already in use``) is retried on another pair."""
+    for attempt in range(attempts):
+        srv = ServerProcess(data_dir, free_port_pair())
+        data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            srv.start("--config", str(config), auth="none")
+        except RuntimeError as exc:
+            if "Address already in use" not in str(exc) or attempt == attempts - 1:
+                raise
+            continue
+        return srv
+    raise AssertionError("unreachable")
 
 
 # --------------------------------------------------------------------------------------------- registrar

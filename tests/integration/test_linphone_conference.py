@@ -22,12 +22,13 @@ import pytest
 from audio import assert_hears, tone_levels, write_tone_wav
 from baresip import BaresipPhone, free_udp_range
 from capture import Capture, MediaReport, analyse_media, assert_srtp_only, read_pcap
-from harness import ServerProcess, free_port_pair
+from harness import ServerProcess
 from linphone import (
     LinphoneError,
     LinphonePhone,
     StubRegistrar,
     conference_target,
+    start_conf_server,
     wait_conference_user,
 )
 
@@ -39,12 +40,10 @@ STUN_COOKIE = bytes.fromhex("2112a442")
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[ServerProcess, tuple[int, int]]]:
-    srv = ServerProcess(tmp_path / "srv", free_port_pair())
-    srv.data_dir.mkdir(parents=True)
     lo, hi = free_udp_range(40)
     cfg = tmp_path / "imsconf.toml"
     cfg.write_text(f'rtp_port_range = [{lo}, {hi}]\nmedia_host = "127.0.0.1"\n')
-    srv.start("--config", str(cfg), auth="none")
+    srv = start_conf_server(tmp_path / "srv", cfg)
     try:
         yield srv, (lo, hi)
     finally:
