@@ -33,7 +33,9 @@ How linphonec 5.1.65 has to be run headless (everything here was needed; the dri
   ``[video] capture=0 display=0``; ``[misc] conference_type=remote``; a ``[proxy_0]`` section
   (``reg_proxy``, ``reg_identity``, ``reg_sendregister``, ``publish=0``) when it registers.
 * **Commands** go to its standard input, one per line: ``soundcard use files`` (no sound card: it then
-  plays the file given by ``play FILE`` and records into ``record FILE``), ``call URI``, ``terminate``.
+  plays the file given by ``play FILE`` and records into ``record FILE``), ``call URI``, ``terminate``
+  (also ``terminate <call id>``, ``terminate all``), ``calls`` (ids and states on its stdout),
+  ``autoanswer enable`` (for calls from the focus, e.g. a dial-out), ``conference add|rm <call id>``.
   ``-d 6 -l FILE`` logs everything, SIP messages included. It is stopped with SIGTERM to its PID (it sends
   BYE for a running call); an ALSA null device is not used because linphone then hangs in teardown.
 * **TLS**: its mbedTLS matches the server certificate by DNS name only, never by an IP address SAN: dial
@@ -52,9 +54,11 @@ Its conference client (liblinphone 5.1):
   successful`` per user); partial NOTIFYs update the roster.
 * A request from the focus whose Contact lacks ``;isfocus`` (a re-INVITE) makes it consider the conference
   left: ``Created -> TerminationPending -> Deleted``, it unsubscribes; the media go on.
-* Its own conference creation (``conference_factory_uri``, ``conference add``) expects a ``conf-id`` URI
-  parameter in the focus's Contact (a convention of its own server) and is not used here: a conference is
-  created by calling the factory URI like any other phone.
+* Joining is calling the conference URI; creating is calling the factory URI, like any other phone.
+  Its own creation path (``conference_factory_uri`` on the account, ``conference add <call id>``) INVITEs
+  the factory with ``Contact: ...;admin=1``, then REFERs the other party, and waits for a ``conf-id`` URI
+  parameter in the focus's Contact (a convention of its own server): that conference object stays in
+  ``CreationPending``, so it is not used here.
 
 The codecs it offers by default: opus/48000, speex, PCMU, PCMA, G722 (AMR and AMR-WB are present but off).
 Only the process started here is ever signalled, by its PID.
@@ -303,6 +307,7 @@ class LinphonePhone:
         sip_port: int | None = None,
         rtp_ports: tuple[int, int] | None = None,
         media_encryption: str = "srtp",
+        auto_answer: bool = False,
         extra_rc: dict[str, dict[str, str]] | None = None,
     ) -> None:
         self.binary = require_peer("linphonec")
@@ -315,6 +320,7 @@ class LinphonePhone:
         self.sip_port = sip_port if sip_port is not None else free_port_pair()
         self.rtp_ports = rtp_ports if rtp_ports is not None else free_udp_range(4)
         self.media_encryption = media_encryption
+        self.auto_answer = auto_answer
         self.extra_rc = extra_rc or {}
         self.rc_path = workdir / "rc"
         self.log_path = workdir / "linphone.log"
@@ -410,6 +416,8 @@ class LinphonePhone:
             self.command(f"play {self.tone_wav}")
         if self.record:
             self.command(f"record {self.recording}")
+        if self.auto_answer:
+            self.command("autoanswer enable")
         return self
 
     def command(self, line: str) -> None:
