@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Installs the real peers the tests drive: SIPp (sip-tester), baresip, tshark, socat.
+# Installs the real peers the tests drive: SIPp (sip-tester), baresip, linphone (linphonec), tshark, socat.
 # Idempotent; needs root (or sudo) only when something is missing.
 set -euo pipefail
 need=()
 command -v sipp >/dev/null 2>&1 || need+=(sip-tester)
 command -v baresip >/dev/null 2>&1 || need+=(baresip-core)
+command -v linphonec >/dev/null 2>&1 || need+=(linphone-cli)
 command -v tshark >/dev/null 2>&1 || need+=(tshark)
 command -v socat >/dev/null 2>&1 || need+=(socat)
 if [ ${#need[@]} -eq 0 ]; then

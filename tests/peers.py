@@ -1,4 +1,4 @@
-"""Real external peers (SIPp, baresip, tshark, socat).
+"""Real external peers (SIPp, baresip, linphonec, tshark, socat).
 
 A missing peer skips the test on a laptop; under CI (``CI=true``) it is a failure, never a silent skip.
 ``make test`` installs them through ``scripts/install-test-deps.sh``.
