@@ -2,15 +2,15 @@
 
 Each test is observed through linphone itself: its SIP trace (``-d 6`` logs every message it sends and
 receives) and its own conference object (``Switching conference ... to <state>``, ``Addition of
-participant ...``). The focus does not do these yet, hence ``xfail(strict=True, raises=FocusFault)``: a
-fix turns the test into an unexpected pass, and the marker goes. Only a :class:`FocusFault` (the fault
-itself) counts as the expected failure; a phone that does not start or a call that does not connect fails
-the test as usual.
+participant ...``). A :class:`FocusFault` names the conformance fault a test is about; a phone that does
+not start or a call that does not connect fails with its own error.
 
 (a) A focus request must carry ``;isfocus`` in its Contact (RFC 4579 §5.4), re-INVITEs included: linphone
     treats a re-INVITE without it as "the conference is gone", unsubscribes and stops following it.
 (b) The ``entity`` of conference-info (RFC 4575 §5.1) is the conference URI, the one the focus gave as its
-    Contact: linphone matches the document against the conference it joined and ignores any other.
+    Contact (user and host: the Contact adds the listener's port, which linphone leaves out of the
+    conference's identity): linphone matches the document against the conference it joined and ignores
+    any other.
 (c) ``<when>`` (RFC 4575 §5.7.1.2) is a real UTC date-time, not a monotonic clock read as POSIX time.
 (d) A participant's subscription ends when it leaves: it gets a ``Subscription-State: terminated`` NOTIFY
     (linphone also unsubscribes itself, RFC 6665 §4.2.1.4, which needs the same terminated NOTIFY).
@@ -47,7 +47,7 @@ URI_PARTS = re.compile(r"^<?(sips?):([^@;>]+)@([^:;>]+)(?::(\d+))?")
 
 
 class FocusFault(AssertionError):
-    """The conformance fault a test is about (the only failure its xfail expects)."""
+    """The conformance fault a test is about."""
 
 
 def expect(cond: object, msg: str) -> None:
@@ -162,23 +162,18 @@ def conf_factory(start_server: ServerFactory, tmp_path: Path) -> Iterator[Callab
             c.stop()
 
 
-def _uri_key(uri: str) -> tuple[str, str, str]:
-    """(user, host, port) of a SIP URI or name-addr (the scheme and parameters are not compared)."""
+def _uri_key(uri: str) -> tuple[str, str]:
+    """(user, host) of a SIP URI or name-addr: a conference's identity (scheme, port and parameters are
+    where to reach it, not what it is)."""
     m = URI_PARTS.match(uri.strip())
     assert m, f"not a SIP URI: {uri!r}"
-    return m.group(2), m.group(3).lower(), m.group(4) or ""
+    return m.group(2), m.group(3).lower()
 
 
 # ------------------------------------------------------------------------------------------------- (a)
 @pytest.mark.peer
 @pytest.mark.slow
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(
-    strict=True,
-    raises=FocusFault,
-    reason="the focus's key re-INVITE Contact lacks ;isfocus: linphone then leaves the conference object "
-    "and unsubscribes",
-)
 def test_key_reinvite_keeps_linphone_subscribed(conf_factory: Callable[[str], Conf]) -> None:
     c = conf_factory('downlink = "group"\nrekey = "both"\n')
     alice = c.alice
@@ -214,12 +209,6 @@ def test_key_reinvite_keeps_linphone_subscribed(conf_factory: Callable[[str], Co
 @pytest.mark.peer
 @pytest.mark.slow
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(
-    strict=True,
-    raises=FocusFault,
-    reason="conference-info entity is sip:conf-...@<domain>, not the focus Contact URI linphone joined: "
-    "linphone ignores the documents, its roster stays empty",
-)
 def test_linphone_roster_fills_from_notify(conf_factory: Callable[[str], Conf]) -> None:
     c = conf_factory("")
     alice = c.alice
@@ -250,11 +239,6 @@ def test_linphone_roster_fills_from_notify(conf_factory: Callable[[str], Conf]) 
 @pytest.mark.peer
 @pytest.mark.slow
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(
-    strict=True,
-    raises=FocusFault,
-    reason="<when> is rendered from the focus's monotonic clock (1970-01-01T...), not wall-clock UTC",
-)
 def test_notify_when_is_wall_clock_utc(conf_factory: Callable[[str], Conf]) -> None:
     c = conf_factory("")
     try:
@@ -273,12 +257,6 @@ def test_notify_when_is_wall_clock_utc(conf_factory: Callable[[str], Conf]) -> N
 @pytest.mark.peer
 @pytest.mark.slow
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(
-    strict=True,
-    raises=FocusFault,
-    reason="on leaving, the leaver gets only a partial 'active' NOTIFY (and its own unsubscribe a 481): "
-    "no Subscription-State: terminated NOTIFY ends its subscription",
-)
 def test_leaving_ends_subscription_with_terminated_notify(conf_factory: Callable[[str], Conf]) -> None:
     c = conf_factory("")
     alice = c.alice
