@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
-from harness import ServerProcess, free_port_pair  # type: ignore[import-not-found]
+from harness import ServerProcess, free_port_pair
 
 from imsconf.booking.http import TOKEN_FILE
 

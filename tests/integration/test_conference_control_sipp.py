@@ -170,7 +170,10 @@ def _check_versions(path: Path, trace_dir: Path) -> None:
     local = bodies[0]
     for body in bodies[1:11]:
         local = apply_partial(local, body)
-    c14n = lambda b: etree.tostring(etree.fromstring(b), method="c14n")  # noqa: E731
+
+    def c14n(b: bytes) -> bytes:
+        return bytes(etree.tostring(etree.fromstring(b), method="c14n"))
+
     assert c14n(local) == c14n(bodies[11])
     ns = "{urn:ietf:params:xml:ns:conference-info}"
     users = [u.get("entity") for u in etree.fromstring(local).iter(f"{ns}user")]

@@ -190,7 +190,8 @@ def test_presentation_floor_switches_video(server: tuple[ServerProcess, int]) ->
             peers[name] = VideoPeer(name)
             calls[name] = join(ua, target, proxy, peers[name].sdp() + bfcp_lines())
             target = calls["alice"].remote_target
-            body = calls[name].final_response.body if calls[name].final_response else b""
+            final = calls[name].final_response
+            body = final.body if final is not None else b""
             assert b"a=content:slides" in body
             peers[name].answered(body)
         sub = uas[1].subscribe(calls["alice"].remote_target, proxy=proxy)

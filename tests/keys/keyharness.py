@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from imsconf.keys import (
     Action,
@@ -21,6 +22,8 @@ from imsconf.keys import (
     StopListener,
     SwitchListener,
 )
+
+A = TypeVar("A", bound=Action)
 
 
 @dataclass
@@ -136,5 +139,5 @@ class Plane:
         return actions
 
     # -- queries
-    def of(self, kind: type, actions: list[Action] | None = None) -> list[Action]:
+    def of(self, kind: type[A], actions: list[Action] | None = None) -> list[A]:
         return [a for a in (self.log if actions is None else actions) if isinstance(a, kind)]

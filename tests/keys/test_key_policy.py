@@ -62,4 +62,4 @@ def test_config_validation() -> None:
         {"max_offers_per_tick": 0},
     ):
         with pytest.raises(PolicySyntaxError):
-            KeyManagerConfig(**bad)  # type: ignore[arg-type]
+            KeyManagerConfig(**bad)

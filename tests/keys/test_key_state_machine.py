@@ -104,7 +104,7 @@ class KeyMachine(RuleBasedStateMachine):
         self.plane.apply(self.plane.mgr.request_rekey(self.plane.now))
 
     @invariant()
-    def invariants(self) -> None:
+    def safety_rules(self) -> None:
         if self.p is None:
             return
         p = self.plane
@@ -132,24 +132,24 @@ class KeyMachine(RuleBasedStateMachine):
             assert receivers[e] == sum(1 for v in p.sent.values() if v == e)
         # no listener ever receives (or is offered) an epoch created after it left
         for a in p.log:
-            lid = getattr(a, "listener", None)
+            who: str | None = getattr(a, "listener", None)
             epoch = getattr(a, "epoch", None)
             if (
-                lid is not None
+                who is not None
                 and epoch is not None
-                and lid in p.left_at_epoch
+                and who in p.left_at_epoch
                 and type(a).__name__ != "KeyAnswer"
             ):
-                assert epoch <= p.left_at_epoch[lid]
+                assert epoch <= p.left_at_epoch[who]
         # backward security with on-join: a joiner is never offered an epoch offered to anyone before it came
         if self.policy.on_join:
             for a in p.of(OfferKey):
                 assert a.epoch not in self.offered_before_join.get(a.listener, set())
         # at most one epoch in flight per listener; old epochs are only those still in use
         current = snap.current_epoch
-        for e in snap.epochs:
-            if e.number != current:
-                assert e.receivers or e.offers_out
+        for info_e in snap.epochs:
+            if info_e.number != current:
+                assert info_e.receivers or info_e.offers_out
         # time always moves on: a deadline is never in the past after handle_timer
         d = p.mgr.next_deadline()
         assert d is None or d > p.now or d == p.now

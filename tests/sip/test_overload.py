@@ -50,14 +50,15 @@ def test_call_budget_then_busy_then_refilled() -> None:
     assert adm.counters["busy_503"] == 3
 
 
-def test_source_over_its_rate_is_blocked_then_released() -> None:
-    adm = Admission(OverloadConfig(invite_rate=0, source_rate=5, source_burst=5, source_block=2.0))
-    assert [adm.new_request("a", "INVITE", 0.0) for _ in range(5)] == [Verdict.ADMIT] * 5
-    assert adm.new_request("a", "INVITE", 0.0) is Verdict.BLOCK  # the block starts here: one log line
-    assert adm.new_request("a", "INVITE", 1.0) is Verdict.DROP
-    assert adm.new_request("b", "INVITE", 1.0) is Verdict.ADMIT  # other sources are not affected
-    assert adm.new_request("a", "INVITE", 2.5) is Verdict.ADMIT  # block over, bucket refilled
-    assert adm.counters["sources_blocked"] == 1
+def test_source_over_its_rate_is_held_to_it_and_others_are_not() -> None:
+    adm = Admission(OverloadConfig(invite_rate=0, source_rate=5, source_burst=5))
+    assert [adm.new_request("a", "INVITE", 0.0) for _ in range(6)] == [Verdict.ADMIT] * 5 + [
+        Verdict.SOURCE_BUSY
+    ]
+    assert adm.new_request("b", "INVITE", 0.0) is Verdict.ADMIT  # other sources are not affected
+    assert adm.new_request("a", "OPTIONS", 0.2) is Verdict.ADMIT  # 0.2 s at 5/s: one token back
+    assert adm.counters["source_busy_503"] == 1
+    assert adm.log_due("a", 0.0) and not adm.log_due("a", 5.0) and adm.log_due("a", 10.0)
 
 
 def test_exempt_sources_have_no_source_limit() -> None:
@@ -115,20 +116,24 @@ def test_retransmission_of_an_admitted_invite_is_not_refused() -> None:
     assert [r.status for r, _ in _answers(ep)] == [404]
 
 
-def test_a_flooding_source_is_dropped_and_a_phone_still_served() -> None:
-    cfg = OverloadConfig(invite_rate=0, source_rate=10, source_burst=10, source_block=5.0)
+def test_a_flooding_source_gets_503s_and_a_phone_is_still_served() -> None:
+    cfg = OverloadConfig(invite_rate=0, source_rate=10, source_burst=10)
     ep = _endpoint(admission=Admission(cfg))
     for n in range(200):
         ep.receive_datagram(_invite(n, FLOODER), FLOODER, 1.0)
     flood = _answers(ep)
-    assert len(flood) == 10  # the burst was served, the rest dropped unanswered
-    assert ep.counters["rx_dropped_overload"] == 190
+    assert sorted({r.status for r, _ in flood}) == [404, 503]
+    assert sum(r.status == 503 for r, _ in flood) == 190
+    assert all(r.headers.get("Retry-After") == "5" for r, _ in flood if r.status == 503)
     ep.receive_datagram(_invite(999, PHONE), PHONE, 1.0)
     assert [r.status for r, _ in _answers(ep)] == [404]
 
 
 def test_a_source_blocked_for_auth_failures_gets_one_stateless_403() -> None:
-    auth = DigestAuthenticator("example.net", lambda user, realm: None, b"k" * 32)
+    def no_user(user: str, realm: str, algorithm: str) -> None:
+        return None
+
+    auth = DigestAuthenticator("example.net", no_user, b"k" * 32)
     throttle = AuthThrottle(max_failures=1, block=60.0)
     throttle.failure(FLOODER.host, 0.0)
     assert throttle.blocked(FLOODER.host, 1.0)

@@ -182,12 +182,11 @@ class Settings:
     # keep-alives count as activity)
     sip_idle_unused_seconds: float = 32.0
     sip_idle_seconds: float = 300.0
-    # overload (imsconf.sip.overload): new calls per second admitted, beyond which an INVITE gets a
-    # stateless 503 with Retry-After (0: no budget); new out-of-dialog requests per second from one source
-    # address, beyond which that source is dropped unanswered for sip_source_block_seconds (0: no limit)
+    # overload (imsconf.sip.overload): new calls per second the server takes on, and new out-of-dialog
+    # requests per second from one source address; beyond either, a stateless 503 with Retry-After
+    # (0: no limit)
     sip_call_rate: float = 800.0
-    sip_source_rate: float = 200.0
-    sip_source_block_seconds: float = 5.0
+    sip_source_rate: float = 300.0
 
     def __post_init__(self) -> None:
         _check_host(self.domain, "domain")
@@ -231,7 +230,6 @@ class Settings:
         for name, rate in (
             ("sip_call_rate", self.sip_call_rate),
             ("sip_source_rate", self.sip_source_rate),
-            ("sip_source_block_seconds", self.sip_source_block_seconds),
         ):
             if not (rate >= 0 and math.isfinite(rate)):
                 raise ValueError(f"{name} must be 0 or a positive number, not {rate!r}")
@@ -330,7 +328,7 @@ def _coerce(key: str, value: Any, base: Path | None) -> Any:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise bad("a whole number of connections")
         return value
-    if key in ("sip_call_rate", "sip_source_rate", "sip_source_block_seconds"):
+    if key in ("sip_call_rate", "sip_source_rate"):
         if isinstance(value, str):
             try:
                 value = float(value)

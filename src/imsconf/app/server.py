@@ -250,7 +250,6 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
             invite_burst=max(1.0, settings.sip_call_rate / 2),
             source_rate=settings.sip_source_rate,
             source_burst=max(1.0, settings.sip_source_rate * 2),
-            source_block=settings.sip_source_block_seconds,
         )
     )
     endpoint = SipEndpoint(

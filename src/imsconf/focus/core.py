@@ -221,8 +221,10 @@ class Focus:
                 if leg.retrans.handle_timer(now):
                     try:
                         ep.respond(leg.invite_key, leg.answer_2xx, now)
-                    except LocalProtocolError:  # the server transaction is gone: nothing more to retransmit
-                        leg.retrans = None
+                    except LocalProtocolError:
+                        # the server transaction is gone: nothing more to resend, but the ACK deadline
+                        # still holds, so a call whose ACK never comes does not keep its media leg
+                        pass
                 elif leg.retrans.next_deadline() is None:  # no ACK within 64*T1 (RFC 3261 §13.3.1.4)
                     log.info("event=no_ack leg=%s", leg.leg_id)
                     leg.retrans = None

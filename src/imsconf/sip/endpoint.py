@@ -263,17 +263,14 @@ class SipEndpoint:
         return self._admit(req, peer, now)
 
     def _admit(self, req: Request, peer: Peer, now: float) -> bool:
-        """A new out-of-dialog request: under the limits (True), or answered/dropped here without a
-        transaction (False): a blocked source or an exhausted call budget costs no state."""
+        """A new out-of-dialog request: under the limits (True), or answered here without a transaction
+        (False): a source over its rate, a spent call budget or a blocked source costs no state."""
         admission = self.config.admission
         verdict = admission.new_request(peer.host, req.method, now)
-        if verdict is Verdict.BLOCK:
-            log.warning("event=source_blocked src=%s seconds=%s", peer.host, admission.config.source_block)
-        if verdict in (Verdict.BLOCK, Verdict.DROP):
-            self.count("rx_dropped_overload")
-            return False
-        if verdict is Verdict.BUSY:
-            self.count("tx_busy_503")
+        if verdict is not Verdict.ADMIT:
+            self.count("tx_busy_503" if verdict is Verdict.BUSY else "tx_source_busy_503")
+            if admission.log_due(peer.host, now):
+                log.warning("event=overload src=%s limit=%s", peer.host, verdict.value)
             retry = (("Retry-After", str(admission.config.retry_after)),)
             self._answer_stateless(req, 503, "Service Unavailable", peer, retry)
             return False

@@ -1,18 +1,18 @@
 """Admission of new requests under load: a call-rate budget and per-source limits, sans-I/O.
 
-Two token buckets, both refilled with ``now``:
+Token buckets refilled with ``now``; a request over a limit is answered ``503 Service Unavailable`` with
+``Retry-After``, statelessly (no transaction, no media leg, nothing retransmitted), so an overload costs
+one parse and one small answer per attempt while established calls keep their media:
 
-* **Calls.** New INVITEs (out of dialog, not a retransmission) take one token of a budget that refills at
-  ``invite_rate`` per second up to ``invite_burst``. Without a token the INVITE is answered ``503 Service
-  Unavailable`` with ``Retry-After``, statelessly (no transaction, no media), so an overload costs the
-  server one parse and one small answer per attempt while established calls keep their media.
 * **Sources.** Every new out-of-dialog request from one source address takes a token of that source's
-  bucket (``source_rate`` per second, ``source_burst`` deep). A source that empties it is *dropped*, not
-  answered, for ``source_block`` seconds, as Kamailio's pike module does: a flooder learns nothing and
-  costs no answers. In-dialog requests, ACK and CANCEL are never limited here (they belong to calls that
-  were admitted). Sources in ``exempt`` (trusted proxies, which carry many users) skip the source limit.
+  bucket (``source_rate`` per second, ``source_burst`` deep), as Kamailio's pike counts them. A flooding
+  source is held to its rate; the other sources' requests are untouched by it. Sources in ``exempt``
+  (trusted proxies, which carry many users) have no source limit.
+* **Calls.** New INVITEs that passed their source's limit take one token of the server's call budget
+  (``invite_rate`` per second up to ``invite_burst``): the bound on what the server takes on in all.
 
-Memory is bounded: at most ``max_sources`` sources are tracked (the oldest entry goes first).
+In-dialog requests, ACK, CANCEL and retransmissions are never limited here: they belong to calls that
+were admitted. Memory is bounded: at most ``max_sources`` sources are tracked (the oldest goes first).
 """
 
 from __future__ import annotations
@@ -26,18 +26,16 @@ __all__ = ["Admission", "OverloadConfig", "Verdict"]
 
 class Verdict(enum.Enum):
     ADMIT = "admit"
-    BUSY = "busy"  # answer 503 with Retry-After
-    DROP = "drop"  # no answer at all
-    BLOCK = "block"  # no answer, and the source's block starts with this request (log it once)
+    BUSY = "busy"  # the server's call budget is spent: 503 with Retry-After
+    SOURCE_BUSY = "source-busy"  # the source is over its rate: 503 with Retry-After
 
 
 @dataclass(frozen=True, slots=True)
 class OverloadConfig:
     invite_rate: float = 800.0  # new calls per second admitted (0: no call budget)
     invite_burst: float = 400.0
-    source_rate: float = 200.0  # new out-of-dialog requests per second from one source (0: no limit)
-    source_burst: float = 400.0
-    source_block: float = 5.0  # seconds a source over its rate is dropped
+    source_rate: float = 300.0  # new out-of-dialog requests per second from one source (0: no limit)
+    source_burst: float = 600.0
     retry_after: int = 5  # seconds, in the 503
     max_sources: int = 10000
 
@@ -47,7 +45,6 @@ class OverloadConfig:
             "invite_burst": self.invite_burst,
             "source_rate": self.source_rate,
             "source_burst": self.source_burst,
-            "source_block": self.source_block,
         }
         for name, value in values.items():
             if value < 0:
@@ -83,30 +80,20 @@ class Admission:
     counters: dict[str, int] = field(default_factory=dict)
     _calls: _Bucket | None = None
     _sources: dict[str, _Bucket] = field(default_factory=dict)
-    _blocked: dict[str, float] = field(default_factory=dict)  # host -> until
+    _logged: dict[str, float] = field(default_factory=dict)  # host -> when its last line was logged
 
     def new_request(self, host: str, method: str, now: float) -> Verdict:
         """The verdict on a new out-of-dialog request (not ACK/CANCEL, not a retransmission)."""
         cfg = self.config
         if cfg.source_rate and not self.exempt(host):
-            until = self._blocked.get(host)
-            if until is not None:
-                if now < until:
-                    self._count("dropped_source")
-                    return Verdict.DROP
-                del self._blocked[host]
             bucket = self._sources.get(host)
             if bucket is None:
                 if len(self._sources) >= cfg.max_sources:
                     self._sources.pop(next(iter(self._sources)))
                 bucket = self._sources[host] = _Bucket(cfg.source_burst, now)
             if not bucket.take(cfg.source_rate, cfg.source_burst, now):
-                if len(self._blocked) >= cfg.max_sources:
-                    self._blocked.pop(next(iter(self._blocked)))
-                self._blocked[host] = now + cfg.source_block
-                self._count("sources_blocked")
-                self._count("dropped_source")
-                return Verdict.BLOCK
+                self._count("source_busy_503")
+                return Verdict.SOURCE_BUSY
         if method == "INVITE" and cfg.invite_rate:
             if self._calls is None:
                 self._calls = _Bucket(cfg.invite_burst, now)
@@ -114,6 +101,16 @@ class Admission:
                 self._count("busy_503")
                 return Verdict.BUSY
         return Verdict.ADMIT
+
+    def log_due(self, host: str, now: float, every: float = 10.0) -> bool:
+        """True at most once per *every* seconds per source: one log line for a whole flood."""
+        last = self._logged.get(host)
+        if last is not None and now - last < every:
+            return False
+        if len(self._logged) >= self.config.max_sources:
+            self._logged.clear()
+        self._logged[host] = now
+        return True
 
     def _count(self, name: str) -> None:
         self.counters[name] = self.counters.get(name, 0) + 1
