@@ -22,6 +22,7 @@ from imsconf.focus.legs import Inbox, LegTable
 from imsconf.focus.parts import FocusParts, PartsFactory
 from imsconf.focus.planned import PlannedConferences, PlannedOptions
 from imsconf.focus.presentation import FocusPresentation
+from imsconf.focus.routing import Locator
 from imsconf.focus.subscriptions import Notifier
 from imsconf.keys.policy import DownlinkMode, KeyManagerConfig, RekeyPolicy
 from imsconf.media.control import MediaControl
@@ -42,6 +43,8 @@ class FocusOptions:
     floor_policy: Policy = Policy.CHAIR  # BFCP: chair-controlled floors, or first-come grant
     # the BFCP adapter's transmit: messages the floors produce outside a BFCP event (a leave, a close)
     floor_wake: Callable[[], None] | None = None
+    # the location service of this server's registrar: dial-outs to a registered AoR go to its binding
+    locator: Locator | None = None
 
 
 def focus_parts(
@@ -54,7 +57,7 @@ def focus_parts(
             focus_uri=lambda conf: conf.uri,
             dialog_shared=lambda dialog_id: dialog_id in table.by_dialog,
         )
-        dialer = Dialer(table, port, config, registry, media)
+        dialer = Dialer(table, port, config, registry, media, locator=options.locator)
         planned = (
             PlannedConferences(table, port, config, registry, media, inbox, options.planned)
             if options.planned is not None
