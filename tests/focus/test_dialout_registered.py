@@ -16,7 +16,7 @@ from imsconf.sip.uri import SipUri
 
 REG_DOMAIN = "users.example.com"
 BOB_AOR = f"sip:bob@{REG_DOMAIN}"
-BOB_CONTACT = "sip:bob@198.51.100.60:5090;transport=tls"
+BOB_CONTACT = "sip:bob@198.51.100.60:40100;transport=tls"
 BOB_FLOW = Peer("tls", "198.51.100.60", 40100, 33)
 
 
@@ -54,9 +54,9 @@ def test_refer_to_a_registered_aor_invites_its_binding_over_the_registration_con
     assert inv.uri == BOB_CONTACT  # the Request-URI is the registered contact
     assert inv.to.uri.aor == BOB_AOR  # the To is still the AoR that was dialled
     assert inv.headers.get_all("Route") == []
-    assert dest == Peer("tls", "198.51.100.60", 5090, 33)  # on the connection the REGISTER came over
+    assert dest == Peer("tls", "198.51.100.60", 40100, 33)  # on the connection the REGISTER came over
     ok_all(h, alice, sent)
-    bob = Phone("bob", Peer("tls", "198.51.100.60", 5090))
+    bob = Phone("bob", Peer("tls", "198.51.100.60", 40100))
     answer(h, bob, inv)
     conf = h.conference(uri)
     assert conf.participants_of(BOB_AOR)[0].status is ParticipantStatus.CONNECTED
@@ -121,3 +121,12 @@ def test_registered_route_follows_the_contact_transport() -> None:
     (b,) = reg.lookup(BOB_AOR, 1.0)
     route = registered_route(b)
     assert route.dest == Peer("udp", "198.51.100.60", 5062)  # not the TLS registration connection
+
+
+def test_the_registration_connection_is_reused_only_for_its_own_address_or_ob() -> None:
+    reg = _registrar(0.0, contact="sip:bob@198.51.100.60:5090;transport=tls")
+    (b,) = reg.lookup(BOB_AOR, 1.0)
+    assert registered_route(b).dest == Peer("tls", "198.51.100.60", 5090)  # a connection of its own
+    reg = _registrar(0.0, contact="sip:bob@198.51.100.60:5090;transport=tls;ob")
+    (b,) = reg.lookup(BOB_AOR, 1.0)
+    assert registered_route(b).dest == Peer("tls", "198.51.100.60", 5090, 33)

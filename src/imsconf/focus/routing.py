@@ -64,7 +64,9 @@ class DialRoute:
 
 def registered_route(binding: Registered) -> DialRoute:
     """Towards a binding: to the first Path hop, else to the Contact, over the transport it registered
-    on (its ``;transport`` or ``sips:`` win); over its registration's stream connection while that lives."""
+    on (its ``;transport`` or ``sips:`` win).  The registration's stream connection is reused when that
+    hop is the address the REGISTER came from, or when the Contact asks for it (``;ob``, RFC 5626);
+    otherwise a connection to the hop is used (RFC 3261 §18.1)."""
     flow = binding.flow
     hop = binding.uri
     if binding.path:
@@ -73,7 +75,8 @@ def registered_route(binding: Registered) -> DialRoute:
         except SipParseError:
             hop = binding.uri
     dest = uri_destination(hop, flow.transport)
-    if dest.reliable and dest.transport == flow.transport and flow.conn is not None:
+    same_flow = (dest.host, dest.port) == (flow.host, flow.port) or "ob" in binding.uri.unescaped_params
+    if dest.reliable and dest.transport == flow.transport and flow.conn is not None and same_flow:
         dest = Peer(dest.transport, dest.host, dest.port, flow.conn)
     return DialRoute(str(binding.uri), binding.path, dest)
 
