@@ -112,6 +112,7 @@ def test_register_is_challenged_then_bound_with_service_route() -> None:
     assert resp.status == 200, resp.reason
     assert resp.headers.get_all("Service-Route") == ["<sip:192.0.2.1:5060;transport=udp;lr>"]
     assert resp.headers.get("Contact") == "<sip:alice@198.51.100.7:5070>;expires=3600"
+    assert (resp.headers.get("Date") or "").endswith(" GMT")
     assert [c.aor for c in rig.changes] == [f"sip:alice@{DOMAIN}"]
     assert rig.app.seen == []
 
@@ -188,3 +189,10 @@ def test_service_route_behind_a_wildcard_listener_uses_the_request_uri_host() ->
     rig.ep.config.local = {"udp": ("0.0.0.0", 5060)}
     peer = Peer("udp", "198.51.100.7", 5070, None, ("0.0.0.0", 5060))
     assert service_route(rig.ep, _req("sip:203.0.113.5"), peer) == "<sip:203.0.113.5:5060;transport=udp;lr>"
+
+
+def test_an_unparseable_contact_is_400_naming_contact() -> None:
+    rig = Rig()
+    data = register_bytes(contacts=("<sip:alice@bad host>",))
+    (resp,) = rig.send(data, PEER)
+    assert resp.status == 400 and "Contact" in resp.reason

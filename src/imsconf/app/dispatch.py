@@ -2,14 +2,16 @@
 everything else to the focus.
 
 :class:`RegistrarService` is the registrar on the endpoint: it names this server in ``Service-Route``
-(RFC 3608) for the transport the REGISTER came on, answers, and hands the changed bindings to the writer
-(:mod:`.registrations`).  :class:`SipDispatcher` implements :class:`imsconf.sip.endpoint.Application`.
+(RFC 3608) for the transport the REGISTER came on, answers (with the ``Date`` the core, having no wall
+clock, leaves out), and hands the changed bindings to the writer (:mod:`.registrations`).
+:class:`SipDispatcher` implements :class:`imsconf.sip.endpoint.Application`.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
+from email.utils import formatdate
 
 from imsconf.registrar.bindings import AorChanged
 from imsconf.registrar.core import Registrar
@@ -57,6 +59,8 @@ class RegistrarService:
         resp = self.registrar.register(
             req, inc.peer, inc.authenticated_user, now, service_route=service_route(ep, req, inc.peer)
         )
+        if resp.status == 200:
+            resp.headers.add("Date", formatdate(usegmt=True))  # RFC 3261 §10.3 step 8 (the wall clock)
         ep.respond(inc.key, resp, now)
         self._flush()
 
