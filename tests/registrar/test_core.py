@@ -369,3 +369,11 @@ def test_flow_is_the_registering_peer() -> None:
     resp = reg.register(register(), peer, "alice", NOW)
     assert resp.status == 200
     assert reg.lookup(f"sip:alice@{DOMAIN}", NOW)[0].flow == peer
+
+
+def test_a_contact_named_twice_in_one_request_takes_the_last() -> None:
+    reg = registrar()
+    resp = ok(reg, register(contacts=(f"{A1};expires=600", f"{A1};expires=300")))
+    assert contacts(resp) == {"sip:alice@198.51.100.7:5070": {"expires": "300"}}
+    resp = ok(reg, register(contacts=(A1, f"{A1};expires=0"), cseq=2))
+    assert contacts(resp) == {}

@@ -161,7 +161,8 @@ class Registrar:
         for contact, expires in wanted:
             i = next((k for k, b in enumerate(new) if b.uri.equivalent(contact.uri)), None)
             if i is not None:
-                _check_order(new[i], call_id, cseq)
+                if any(new[i] is b for b in current):  # named twice in this request: the last counts
+                    _check_order(new[i], call_id, cseq)
                 del new[i]
             if expires > 0:
                 new.append(_binding(aor, contact, expires, call_id, cseq, path, peer, now))
