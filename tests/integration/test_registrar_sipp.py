@@ -129,32 +129,38 @@ def _finish(proc: subprocess.Popen[bytes], workdir: Path, srv: ServerProcess, ti
     assert rc == 0, f"{workdir.name}: {sipp_errors(workdir)}\n{srv.log()[-4000:]}"
 
 
-def test_refer_to_focus_reaches_a_registered_user_at_its_contact(tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["u1", "t1"])
+def test_refer_to_focus_reaches_a_registered_user_at_its_contact(transport: str, tmp_path: Path) -> None:
+    """Over TCP the phone registers from another connection than the one it answers on: the focus opens
+    a connection to the registered contact."""
     srv = _start(tmp_path, MEDIA, auth="none", users=False)
     try:
         port = free_port_pair()
         # the registered phone: a SIPp answering at 127.0.0.1:port, registered by another SIPp
-        uas = sipp_bg("conf_uas.xml", srv.port, "u1", tmp_path / "phone", "-p", str(port), "-s", "invitee",
-                      "-trace_msg")  # fmt: skip
-        res = run_sipp("register_contact.xml", f"127.0.0.1:{srv.port}", workdir=tmp_path / "register",
+        uas = sipp_bg("conf_uas.xml", srv.port, transport, tmp_path / "phone", "-p", str(port),
+                      "-s", "invitee", "-trace_msg")  # fmt: skip
+        res = run_sipp("register_contact.xml", f"127.0.0.1:{srv.port}", transport=transport,
+                       workdir=tmp_path / "register",
                        extra=["-s", "invitee", "-key", "contact_port", str(port)])  # fmt: skip
         assert res.returncode == 0, sipp_errors(tmp_path / "register") + srv.log()[-3000:]
         conf_file = tmp_path / "conf.txt"
-        owner = sipp_bg("conf_create.xml", srv.port, "u1", tmp_path / "owner",
+        owner = sipp_bg("conf_create.xml", srv.port, transport, tmp_path / "owner",
                         "-key", "conf_file", str(conf_file), "-d", "3000")  # fmt: skip
         conf = wait_file(conf_file)
         # the REFER names the AoR only: no host or port of the phone
-        res = run_sipp("conf_refer.xml", f"127.0.0.1:{srv.port}", workdir=tmp_path / "refer",
+        res = run_sipp("conf_refer.xml", f"127.0.0.1:{srv.port}", transport=transport,
+                       workdir=tmp_path / "refer",
                        extra=["-key", "conf", conf, "-key", "refer_from", "owner",
                               "-key", "refer_to", "sip:invitee@localhost"])  # fmt: skip
         assert res.returncode == 0, sipp_errors(tmp_path / "refer") + srv.log()[-3000:]
         _finish(owner, tmp_path / "owner", srv)
         _finish(uas, tmp_path / "phone", srv)
         msgs = _messages(tmp_path / "phone")
-        assert f"INVITE sip:invitee@127.0.0.1:{port};transport=UDP SIP/2.0" in msgs
+        tp = "UDP" if transport == "u1" else "TCP"
+        assert f"INVITE sip:invitee@127.0.0.1:{port};transport={tp} SIP/2.0" in msgs
         assert "To: <sip:invitee@localhost>" in msgs
         log = srv.log()
-        assert f"target=sip:invitee@localhost dst=udp:127.0.0.1:{port}" in log
+        assert f"target=sip:invitee@localhost dst={tp.lower()}:127.0.0.1:{port}" in log
         assert "Traceback" not in log
     finally:
         srv.stop()
