@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from reg_helpers import DOMAIN, PHONE, SERVICE_ROUTE, register, registrar
 
 from imsconf.registrar.core import Registrar, RegistrarConfig
@@ -377,3 +379,37 @@ def test_a_contact_named_twice_in_one_request_takes_the_last() -> None:
     assert contacts(resp) == {"sip:alice@198.51.100.7:5070": {"expires": "300"}}
     resp = ok(reg, register(contacts=(A1, f"{A1};expires=0"), cseq=2))
     assert contacts(resp) == {}
+
+
+_op = st.tuples(
+    st.lists(st.sampled_from([A1, A2, "<sip:alice@198.51.100.9>", "*"]), max_size=3),
+    st.one_of(st.none(), st.sampled_from(["0", "30", "60", "600", "99999"])),
+    st.sampled_from(["c1", "c2"]),
+    st.integers(min_value=-1, max_value=2),  # CSeq step (0 and -1: out of order for the same Call-ID)
+    st.floats(min_value=0, max_value=2000),  # time step
+)
+
+
+@given(st.lists(_op, max_size=12))
+def test_any_sequence_of_registers_keeps_the_table_consistent(
+    ops: list[tuple[list[str], str | None, str, int, float]],
+) -> None:
+    reg = registrar(max_bindings=2)
+    now, cseqs = NOW, {"c1": 10, "c2": 10}
+    for items, expires, call_id, step, dt in ops:
+        now += dt
+        cseqs[call_id] += step
+        resp = reg.register(
+            register(contacts=tuple(items), expires=expires, call_id=call_id, cseq=max(1, cseqs[call_id])),
+            PHONE, "alice", now,
+        )  # fmt: skip
+        assert resp.status in (200, 400, 403, 423, 500)
+        reg.handle_timer(now)
+        found = reg.lookup(f"sip:alice@{DOMAIN}", now)
+        assert len(found) <= 2 and all(b.expires_at > now for b in found)
+        assert [(-b.q, -b.registered_at) for b in found] == sorted((-b.q, -b.registered_at) for b in found)
+        if resp.status == 200:
+            assert len(resp.headers.get_all("Contact")) == len(found)
+        if reg.aors():
+            d = reg.next_deadline()
+            assert d is not None and d > now
