@@ -133,7 +133,7 @@ def test_tls_digest_authentication(server: ServerProcess, algorithm: str) -> Non
 CASES = [
     # (description, method, extra headers, expected status, text the reason phrase or a header must carry)
     ("unknown method", "FOO", [], 501, None),
-    ("known method not served", "REGISTER", [], 405, "Allow"),
+    ("known method not served", "PUBLISH", [], 405, "Allow"),
     ("Max-Forwards 0", "INVITE", ["Max-Forwards: 0"], 483, None),
     ("unsupported Require", "INVITE", ["Require: foo, 100rel"], 420, "Unsupported"),
 ]

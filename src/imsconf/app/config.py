@@ -187,6 +187,18 @@ class Settings:
     # (0: no limit)
     sip_call_rate: float = 800.0
     sip_source_rate: float = 300.0
+    # the S-CSCF / proxy every request the focus originates goes through, as a SIP URI
+    # ("sip:scscf.example.com:5060;lr"); None: requests go to the host of their target
+    outbound_proxy: str | None = None
+    # the SIP registrar (RFC 3261 §10) for standalone deployments, with no S-CSCF in front: "on", "off", or
+    # "auto" (on unless outbound_proxy is set); bindings persist in DATA_DIR/registrations.sqlite3
+    registrar: Literal["auto", "on", "off"] = "auto"
+    # REGISTER expiry bounds, seconds: shorter non-zero requests get 423 (Min-Expires), longer ones are cut
+    # to the maximum; the default applies when neither the Contact nor an Expires header gives one
+    register_min_expires: int = 60
+    register_max_expires: int = 3600
+    register_default_expires: int = 3600
+    register_max_bindings: int = 10  # contacts per address of record
 
     def __post_init__(self) -> None:
         _check_host(self.domain, "domain")
@@ -239,6 +251,18 @@ class Settings:
         RekeyPolicy.parse(self.rekey)
         if self.mixer is not None:
             parse_hostport(self.mixer, what="mixer")
+        if self.outbound_proxy is not None:
+            _check_proxy_uri(self.outbound_proxy)
+        if self.registrar not in ("auto", "on", "off"):
+            raise ValueError(f"registrar must be 'auto', 'on' or 'off', not {self.registrar!r}")
+        if not 0 < self.register_min_expires <= self.register_default_expires <= self.register_max_expires:
+            raise ValueError(
+                "register_min_expires <= register_default_expires <= register_max_expires (all positive) "
+                f"is needed, got {self.register_min_expires}, {self.register_default_expires}, "
+                f"{self.register_max_expires}"
+            )
+        if self.register_max_bindings < 1:
+            raise ValueError(f"register_max_bindings must be at least 1, not {self.register_max_bindings}")
         known = ("SHA-256", "MD5", "SHA-512-256")
         if not self.digest_algorithms or any(a not in known for a in self.digest_algorithms):
             raise ValueError(
@@ -252,8 +276,27 @@ class Settings:
         return f"sip:{self.factory_user}@{host}"
 
     @property
+    def registrar_enabled(self) -> bool:
+        """Whether this server is a registrar: "on", or "auto" without an outbound proxy."""
+        return self.registrar == "on" or (self.registrar == "auto" and self.outbound_proxy is None)
+
+    @property
     def http_address(self) -> tuple[str, int] | None:
         return None if self.http is None else parse_hostport(self.http, what="http")
+
+
+def _check_proxy_uri(text: str) -> None:
+    from imsconf.sip.errors import SipParseError
+    from imsconf.sip.uri import SipUri
+
+    try:
+        uri = SipUri.parse(text.strip("<>"))
+    except SipParseError as exc:
+        raise ValueError(f"outbound_proxy: {text!r} is not a SIP URI ({exc.reason})") from None
+    if uri.scheme not in ("sip", "sips") or not uri.host:
+        raise ValueError(
+            f"outbound_proxy: {text!r} must be a sip: or sips: URI, as in 'sip:scscf.example.com;lr'"
+        )
 
 
 _FIELDS = {f.name for f in fields(Settings)}
@@ -346,6 +389,19 @@ def _coerce(key: str, value: Any, base: Path | None) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float) or not (0 < value < math.inf):
             raise bad("a positive number of seconds")
         return float(value)
+    if key in ("register_min_expires", "register_max_expires", "register_default_expires",
+               "register_max_bindings"):  # fmt: skip
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise bad("a positive whole number")
+        return value
+    if key == "registrar":
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        if not isinstance(value, str) or value.lower() not in ("auto", "on", "off"):
+            raise bad("'auto', 'on' or 'off'")
+        return value.lower()
     if key == "media_realtime_priority":
         if isinstance(value, str) and value.strip().isdigit():
             value = int(value)
@@ -363,6 +419,12 @@ def _coerce(key: str, value: Any, base: Path | None) -> Any:
         if not isinstance(value, str):
             raise bad("'HOST:PORT'")
         return value
+    if key == "outbound_proxy":
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str):
+            raise bad("a SIP URI such as 'sip:scscf.example.com;lr'")
+        return value.strip()
     if key == "http":
         if value is None or value == "":
             return None

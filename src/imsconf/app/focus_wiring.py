@@ -22,6 +22,7 @@ from imsconf.focus.legs import Inbox, LegTable
 from imsconf.focus.parts import FocusParts, PartsFactory
 from imsconf.focus.planned import PlannedConferences, PlannedOptions
 from imsconf.focus.presentation import FocusPresentation
+from imsconf.focus.routing import Locator
 from imsconf.focus.subscriptions import Notifier
 from imsconf.keys.policy import DownlinkMode, KeyManagerConfig, RekeyPolicy
 from imsconf.media.control import MediaControl
@@ -44,6 +45,8 @@ class FocusOptions:
     floor_wake: Callable[[], None] | None = None
     # POSIX time minus the focus's clock: the runtime's clock is monotonic, documents show UTC wall time
     wall_clock_offset: float = 0.0
+    # the location service of this server's registrar: dial-outs to a registered AoR go to its binding
+    locator: Locator | None = None
 
 
 def focus_parts(
@@ -57,7 +60,7 @@ def focus_parts(
             dialog_shared=lambda dialog_id: dialog_id in table.by_dialog,
             wall_clock_offset=options.wall_clock_offset,
         )
-        dialer = Dialer(table, port, config, registry, media)
+        dialer = Dialer(table, port, config, registry, media, locator=options.locator)
         planned = (
             PlannedConferences(table, port, config, registry, media, inbox, options.planned)
             if options.planned is not None

@@ -19,13 +19,15 @@ from imsconf.booking.store import DB_NAME, BookingStore
 from imsconf.floor.server import Policy
 from imsconf.focus.core import Focus, FocusConfig
 from imsconf.focus.planned import BookingSource, PlannedOptions
+from imsconf.focus.routing import Locator
 from imsconf.keys.policy import DownlinkMode, RekeyPolicy
 from imsconf.media.control import MediaControl
 from imsconf.media.engine import MediaEngine
 from imsconf.media.remote import RemoteMediaControl
 from imsconf.media.udp import UdpMediaTransport, local_media
+from imsconf.registrar.core import Registrar, RegistrarConfig
 from imsconf.sip.auth import DigestAuthenticator
-from imsconf.sip.endpoint import Application, AuthThrottle, EndpointConfig, SipEndpoint
+from imsconf.sip.endpoint import CHALLENGED_METHODS, Application, AuthThrottle, EndpointConfig, SipEndpoint
 from imsconf.sip.errors import SipParseError
 from imsconf.sip.message import Request, Response
 from imsconf.sip.overload import Admission, OverloadConfig
@@ -37,11 +39,14 @@ from imsconf.transport.manager import Receiver, TransportManager
 from .bfcp import FloorListeners, start_floor_listeners
 from .booking_index import IndexedBookingStore, IndexRefresher
 from .config import Settings
+from .dispatch import RegistrarService, SipDispatcher
 from .focus_wiring import FocusOptions, assemble_focus
 from .heap import realtime_priority, settle_heap
 from .mixer import connect_mixer
 from .pins import ExecutorPinChecker
 from .pki import PkiPaths, client_ssl_context, ensure_dev_pki, server_ssl_context
+from .registrations import DB_NAME as REGISTRATIONS_DB
+from .registrations import BindingStore, BindingWriter
 from .users import UserStore
 
 log = logging.getLogger("imsconf.server")
@@ -122,6 +127,8 @@ class Server:
     http: BookingApi | None = None
     floor: FloorListeners | None = None  # BFCP (TCP/TLS) listeners of the focus
     refresher: IndexRefresher | None = None  # keeps the focus's booking index current
+    registrar: Registrar | None = None  # when this server is the registrar (settings.registrar)
+    registrations: BindingWriter | None = None  # the registrar's bindings on disk
 
     async def close(self) -> None:
         if self.http is not None:
@@ -133,6 +140,8 @@ class Server:
         if self.bookings is not None:
             self.bookings.close()
         self.driver.close()
+        if self.registrations is not None:
+            await self.registrations.close()
         if self.media is not None:
             self.media.close()
         if self.remote is not None:
@@ -140,10 +149,13 @@ class Server:
         await self.transports.close()
 
 
-def build_capabilities() -> Capabilities:
+def build_capabilities(*, registrar: bool = False) -> Capabilities:
+    """What the endpoint advertises; with *registrar* also REGISTER (and Path, RFC 3327)."""
+    allow = ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "UPDATE", "INFO", "REFER", "SUBSCRIBE", "NOTIFY")
+    supported = ("timer", "recipient-list-invite", "norefersub")
     return Capabilities(
-        allow=("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "UPDATE", "INFO", "REFER", "SUBSCRIBE", "NOTIFY"),
-        supported=("timer", "recipient-list-invite", "norefersub"),
+        allow=(*allow, "REGISTER") if registrar else allow,
+        supported=(*supported, "path") if registrar else supported,
         accept=(
             "application/sdp",
             "application/resource-lists+xml",
@@ -163,10 +175,11 @@ def build_focus(
     wake: Callable[[], None] | None = None,
     floor_wake: Callable[[], None] | None = None,
     wall_clock_offset: float = 0.0,
+    locator: Locator | None = None,
 ) -> tuple[Focus, UdpMediaTransport | None]:
     """The focus over the in-process mixer (default) or over *control* (a separate mixer process); with
     *bookings* it serves booked conferences (PIN checks off *loop*); *wake* is the runtime's flush,
-    *floor_wake* the BFCP listeners' transmit."""
+    *floor_wake* the BFCP listeners' transmit; *locator* the registrar's bindings for dial-out."""
     media: UdpMediaTransport | None = None
     if control is None:
         engine = MediaEngine(allow_plain_rtp=settings.allow_plain_rtp)
@@ -192,8 +205,24 @@ def build_focus(
         floor_policy=Policy(settings.bfcp_policy),
         floor_wake=floor_wake,
         wall_clock_offset=wall_clock_offset,
+        locator=locator,
     )
     return assemble_focus(config, control, options, wake=wake), media
+
+
+def registrar_config(settings: Settings, *, authenticated: bool) -> RegistrarConfig:
+    """The registrar's settings: it serves the domain (and the realm and listen hosts, which phones
+    configured by address put in their AoRs)."""
+    domains = {settings.domain.lower(), settings.realm.lower()}
+    domains |= {listen.host.lower() for listen in settings.listen if listen.host not in ("0.0.0.0", "::")}
+    return RegistrarConfig(
+        domains=frozenset(domains),
+        min_expires=settings.register_min_expires,
+        max_expires=settings.register_max_expires,
+        default_expires=settings.register_default_expires,
+        max_bindings=settings.register_max_bindings,
+        require_auth=authenticated,
+    )
 
 
 async def start_server(settings: Settings, app: Application | None = None) -> Server:
@@ -226,6 +255,16 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
         if floor_listeners is not None:
             floor_listeners.transmit()
 
+    registrar: Registrar | None = None
+    registrations: BindingWriter | None = None
+    if settings.registrar_enabled:
+        registrations = BindingWriter(BindingStore(data_dir / REGISTRATIONS_DB), loop)
+        registrar = Registrar(
+            registrar_config(settings, authenticated=authenticator is not None),
+            await registrations.load(),
+            now=loop.time(),
+        )
+
     if app is None:
         if settings.mixer is not None:
             remote = await connect_mixer(settings)
@@ -239,10 +278,15 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
             wake=wake,
             floor_wake=floor_wake,
             wall_clock_offset=time.time() - loop.time(),  # the driver's clock is the loop's
+            locator=registrar,
         )
         app = focus
         if media is not None:
             media.start()
+    challenged = CHALLENGED_METHODS
+    if registrar is not None and registrations is not None:
+        app = SipDispatcher(app, RegistrarService(registrar, registrations.submit))
+        challenged = CHALLENGED_METHODS | {"REGISTER"}
     throttle = AuthThrottle(max_failures=settings.auth_max_failures, block=settings.auth_block_seconds)
     admission = Admission(
         OverloadConfig(
@@ -252,9 +296,9 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
             source_burst=max(1.0, settings.sip_source_rate * 2),
         )
     )
-    endpoint = SipEndpoint(
-        EndpointConfig(caps=build_capabilities(), throttle=throttle, admission=admission), app, authenticator
-    )
+    caps = build_capabilities(registrar=registrar is not None)
+    config = EndpointConfig(caps=caps, throttle=throttle, challenged_methods=challenged, admission=admission)
+    endpoint = SipEndpoint(config, app, authenticator)
     driver = EndpointDriver(endpoint)
     transports = TransportManager(
         driver,
@@ -266,6 +310,8 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
     server = Server(settings, pki, endpoint, driver, transports, media, focus, remote)
     server.bookings = bookings
     server.refresher = refresher
+    server.registrar = registrar
+    server.registrations = registrations
     refresher.start()
     try:
         for listen in settings.listen:
@@ -310,7 +356,12 @@ async def run_server(settings: Settings) -> int:
         shown = f"[{host}]" if ":" in host else host
         print(f"listening {transport} {shown}:{port}", flush=True)
     print(f"conference factory {settings.factory_uri}", flush=True)
-    log.info("event=started domain=%s auth=%s", settings.domain, settings.auth)
+    log.info(
+        "event=started domain=%s auth=%s registrar=%s",
+        settings.domain,
+        settings.auth,
+        "on" if server.registrar is not None else "off",
+    )
     await stop.wait()
     log.info("event=stopping")
     try:

@@ -5,7 +5,8 @@ The user enters the roster at once as ``joining`` with ``joining-method`` dialed
 (mixer ports allocated, SDES key from the key authority when the signalling allows SDES) and, for a REFER,
 the ``Referred-By`` of the referrer.  On a 2xx the answer configures the mixer leg and the ACK goes out; a
 failure (final non-2xx, a bad answer, no answer within ``dial_timeout``) removes the user again with a
-disconnection reason that the event package reports (``busy`` or ``failed``).
+disconnection reason that the event package reports (``busy`` or ``failed``).  A target registered at this
+server's registrar (the *locator*) is called at its best binding (:func:`.routing.dial_route`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from imsconf.sip.util import make_cancel, new_call_id, new_tag
 from .legs import Leg, LegTable, focus_contact
 from .media_session import MediaSession, NegotiationError
 from .ports import FeatureBase, FocusPort
-from .routing import dialog_destination, uri_destination
+from .routing import DialRoute, Locator, dial_route, dialog_destination
 from .threeparty import add_replaces
 
 
@@ -60,6 +61,7 @@ class Dialer(FeatureBase):
         config: DialOutConfig,
         registry: ConferenceRegistry,
         media: MediaControl,
+        locator: Locator | None = None,
     ) -> None:
         self.table = table
         self.port = port
@@ -67,6 +69,8 @@ class Dialer(FeatureBase):
         self.registry = registry
         self.media = media
         self._progress: dict[str, Progress] = {}
+        self.locator = locator
+        self._routes: dict[str, DialRoute] = {}  # legs going to a registered binding, until their INVITE
 
     def prepare(
         self,
@@ -87,7 +91,8 @@ class Dialer(FeatureBase):
         and the policy requires SRTP).
         """
         cfg = self.config
-        dest = uri_destination(target, transport)
+        route = dial_route(target, transport, self.locator, now)
+        dest = route.dest
         srtp = dest.transport == "tls" or cfg.allow_sdes_over_insecure
         if not srtp and not cfg.allow_plain_rtp:
             raise PolicyError("SRTP keys cannot be offered over unprotected signalling", 488)
@@ -106,12 +111,18 @@ class Dialer(FeatureBase):
             referred_by=referred_by_uri,
         )
         self.table.add(leg)
+        if route.routes or route.request_uri != str(target):
+            self._routes[leg_id] = route
         return leg, events
+
+    def forget(self, leg: Leg, now: float) -> None:
+        self._routes.pop(leg.leg_id, None)
 
     def start(self, ep: SipEndpoint, leg: Leg, now: float, progress: Progress | None = None) -> None:
         """Send the INVITE of a prepared leg."""
         conf = self.registry.get(leg.conf_id)
         assert leg.dial_target is not None
+        route = self._routes.pop(leg.leg_id, None)
         if conf is None or leg.closing:
             return
         if progress is not None:
@@ -131,6 +142,8 @@ class Dialer(FeatureBase):
             return
         h = Headers()
         h.add("Max-Forwards", "70")
+        for hop in route.routes if route is not None else ():
+            h.add("Route", hop)
         h.add("From", f"<{conf.uri}>;tag={new_tag()}")
         h.add("To", f"<{leg.dial_target}>")
         h.add("Call-ID", new_call_id(host))
@@ -144,7 +157,8 @@ class Dialer(FeatureBase):
         if leg.replaces is not None:
             add_replaces(h, leg.replaces)  # 3PTY: the invitee drops its dialog with the referrer
         h.add("Content-Type", "application/sdp")
-        invite = Request("INVITE", str(leg.dial_target), h, body)
+        ruri = route.request_uri if route is not None else str(leg.dial_target)
+        invite = Request("INVITE", ruri, h, body)
         leg.invite_request = invite
         leg.ring_deadline = now + self.config.dial_timeout
         self.table.schedule(leg)

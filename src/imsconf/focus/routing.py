@@ -1,14 +1,95 @@
-"""Where the focus sends requests: in-dialog targets and dial-out addresses.  Pure."""
+"""Where the focus sends requests: in-dialog targets and dial-out addresses.  Pure.
+
+A dial-out target that is an address of record registered here (the registrar of a standalone server,
+given to the focus as a :class:`Locator`) is reached at its best binding: the Contact becomes the
+Request-URI and the binding's Path the route set (RFC 3327 §5.4).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 from imsconf.sip.dialog import Dialog
 from imsconf.sip.errors import SipParseError
 from imsconf.sip.peer import Peer
-from imsconf.sip.uri import SipUri
+from imsconf.sip.uri import NameAddr, SipUri
 from imsconf.sip.util import default_port
 
-__all__ = ["dialog_destination", "uri_destination"]
+__all__ = [
+    "DialRoute",
+    "Locator",
+    "Registered",
+    "dial_route",
+    "dialog_destination",
+    "registered_route",
+    "uri_destination",
+]
+
+
+class Registered(Protocol):
+    """One registered contact of an address of record, as the focus needs it to reach the user."""
+
+    @property
+    def uri(self) -> SipUri:
+        """The Contact URI: the Request-URI towards this binding."""
+        ...
+
+    @property
+    def path(self) -> tuple[str, ...]:
+        """The Path the REGISTER collected (name-addrs, first hop first): the route set."""
+        ...
+
+    @property
+    def flow(self) -> Peer:
+        """Where the REGISTER came from: its transport, and the stream connection when it had one."""
+        ...
+
+
+class Locator(Protocol):
+    """The location service: the live bindings of an address of record (``sip:user@host``), best first."""
+
+    def lookup(self, aor: str, now: float) -> Sequence[Registered]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DialRoute:
+    """How a dial-out INVITE is addressed: its Request-URI, its Route headers and the next hop."""
+
+    request_uri: str
+    routes: tuple[str, ...]
+    dest: Peer
+
+
+def registered_route(binding: Registered) -> DialRoute:
+    """Towards a binding: to the first Path hop, else to the Contact, over the transport it registered
+    on (its ``;transport`` or ``sips:`` win).  The registration's stream connection is reused when that
+    hop is the address the REGISTER came from, or when the Contact asks for it (``;ob``, RFC 5626);
+    otherwise a connection to the hop is used (RFC 3261 §18.1)."""
+    flow = binding.flow
+    hop = binding.uri
+    if binding.path:
+        try:
+            hop = NameAddr.parse(binding.path[0]).uri
+        except SipParseError:
+            hop = binding.uri
+    dest = uri_destination(hop, flow.transport)
+    same_flow = (dest.host, dest.port) == (flow.host, flow.port) or "ob" in binding.uri.unescaped_params
+    if dest.reliable and dest.transport == flow.transport and flow.conn is not None and same_flow:
+        dest = Peer(dest.transport, dest.host, dest.port, flow.conn)
+    return DialRoute(str(binding.uri), binding.path, dest)
+
+
+def dial_route(target: SipUri, transport: str, locator: Locator | None, now: float) -> DialRoute:
+    """A dial-out to *target*: its best registered binding when *target* is an AoR with bindings (a URI
+    with a port or ``maddr`` names a host to go to, not an AoR), else the URI's own host."""
+    if locator is not None and target.user and target.port is None and "maddr" not in target.unescaped_params:
+        found = locator.lookup(target.aor, now)
+        if found:
+            return registered_route(found[0])
+    return DialRoute(str(target), (), uri_destination(target, transport))
+
 
 _TRANSPORTS = ("udp", "tcp", "tls")
 

@@ -306,11 +306,14 @@ def validate(msg: Request | Response) -> None:
         NameAddr.parse(seen["To"][0])
         for via in seen["Via"]:
             Via.parse(via)
+    except SipParseError as exc:
+        raise SipParseError(exc.reason, 400, msg) from None
+    try:
         for contact in seen.get("Contact", ()):
             if contact != "*":
                 NameAddr.parse(contact)
-    except SipParseError as exc:
-        raise SipParseError(exc.reason, 400, msg) from None
+    except SipParseError as exc:  # the answer's reason names the header (a registrar's 400)
+        raise SipParseError(f"bad Contact: {exc.reason}", 400, msg) from None
     mfs = seen.get("Max-Forwards")
     mf = mfs[0] if mfs else None
     if mf is not None:

@@ -1,0 +1,76 @@
+"""Memory under churn: the server's RSS before, after each run of conference joins+leaves, and after idle.
+
+Each run is SIPp joining one conference (INVITE→200→ACK, then BYE) at ``--rate`` calls/s for
+``--seconds``; two runs, each followed by ``--idle`` seconds without calls. Prints RSS (VmRSS) in MB at every
+step and the ratio to the start. Security relaxed for SIPp as in ``sip_load.py``.
+Usage: ``python bench/churn_memory.py [--rate 300] [--seconds 180] [--idle 60] [--runs 2]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sip_load import SCEN, free_port, run_step, start_server  # noqa: E402
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--rate", type=int, default=300)
+    ap.add_argument("--seconds", type=float, default=180.0)
+    ap.add_argument("--idle", type=float, default=60.0)
+    ap.add_argument("--runs", type=int, default=2)
+    args = ap.parse_args()
+    sipp = shutil.which("sipp")
+    if sipp is None:
+        sys.exit("sipp is not installed (scripts/install-test-deps.sh)")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        port = free_port()
+        server = start_server(work, port)
+        try:
+            target = f"127.0.0.1:{port}"
+            conf_file = work / "conf.txt"
+            owner = subprocess.Popen(
+                [sipp, target, "-sf", str(SCEN / "conf_create.xml"), "-key", "conf_file", str(conf_file),
+                 "-d", "36000000", "-m", "1", "-i", "127.0.0.1", "-p", "0", "-nostdin"],
+                cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            for _ in range(200):
+                if conf_file.exists() and conf_file.read_text().strip():
+                    break
+                time.sleep(0.05)
+            conf = conf_file.read_text().strip()
+            scenario = ["-sf", str(SCEN / "conf_join_leave.xml"), "-key", "conf", conf, "-d", "0"]
+            time.sleep(2.0)
+            start = rss_mb(server.pid)
+            print(f"{'step':<24} {'RSS MB':>8} {'x start':>8} {'calls ok':>9} {'failed':>7}")
+            print(f"{'start':<24} {start:>8.1f} {1.0:>8.2f}")
+            for n in range(1, args.runs + 1):
+                _, ok, failed = run_step(sipp, target, scenario, args.rate, args.seconds, work)
+                now = rss_mb(server.pid)
+                print(f"{f'after run {n}':<24} {now:>8.1f} {now / start:>8.2f} {ok:>9} {failed:>7}")
+                time.sleep(args.idle)
+                now = rss_mb(server.pid)
+                print(f"{f'after run {n} + idle':<24} {now:>8.1f} {now / start:>8.2f}")
+            owner.terminate()
+        finally:
+            server.terminate()
+            server.wait(10)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,216 @@
+"""The registrar's bindings on disk (``DATA_DIR/registrations.sqlite3``), written behind the event loop.
+
+The registrar core (:mod:`imsconf.registrar`) is the authority, in memory; this module keeps a copy so
+that a restart keeps the registrations.  :class:`BindingWriter` runs every SQLite call on one worker
+thread (so writes stay in order and the loop never waits for the disk): :meth:`BindingWriter.load` once at
+start (expired bindings are dropped, on disk too), :meth:`BindingWriter.submit` for each change, which
+replaces the whole set of bindings of one AoR.  A failed write is logged and the server goes on.
+
+Times on disk are wall-clock seconds (``time.time()``); the registrar runs on the loop's clock, so the
+expiry is converted on the way in and out.  Stream connections do not survive a restart: a loaded
+binding keeps its transport and source address, no connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from imsconf.registrar.bindings import AorChanged, Binding
+from imsconf.sip.errors import SipParseError
+from imsconf.sip.peer import Peer
+from imsconf.sip.uri import SipUri
+
+__all__ = ["DB_NAME", "BindingStore", "BindingWriter", "StoredBinding"]
+
+log = logging.getLogger("imsconf.registrar")
+
+DB_NAME: Final = "registrations.sqlite3"
+SCHEMA_VERSION: Final = 1
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBinding:
+    """One row: a binding with wall-clock times."""
+
+    aor: str
+    contact: str
+    expires_wall: float
+    q: int
+    q_given: bool
+    call_id: str
+    cseq: int
+    path: tuple[str, ...]
+    transport: str
+    host: str
+    port: int
+    registered_wall: float
+
+    @classmethod
+    def of(cls, b: Binding, offset: float) -> StoredBinding:
+        """*offset*: wall clock minus the registrar's clock."""
+        return cls(
+            b.aor, str(b.uri), b.expires_at + offset, b.q, b.q_given, b.call_id, b.cseq, b.path,
+            b.flow.transport, b.flow.host, b.flow.port, b.registered_at + offset,
+        )  # fmt: skip
+
+    def binding(self, offset: float) -> Binding | None:
+        """Back to the registrar's clock; None for a row that no longer parses."""
+        try:
+            uri = SipUri.parse(self.contact)
+        except SipParseError:
+            return None
+        return Binding(
+            aor=self.aor,
+            uri=uri,
+            expires_at=self.expires_wall - offset,
+            q=self.q,
+            call_id=self.call_id,
+            cseq=self.cseq,
+            path=self.path,
+            flow=Peer(self.transport, self.host, self.port),
+            registered_at=self.registered_wall - offset,
+            q_given=self.q_given,
+        )
+
+
+class BindingStore:
+    """The SQLite file; every method is called from one thread at a time (the writer's worker)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._db: sqlite3.Connection | None = None
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)  # contact addresses are private
+            os.close(fd)
+            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")  # soft state: a lost last write costs a re-REGISTER
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                db.close()
+                raise sqlite3.DatabaseError(f"{self.path}: schema {version} is newer than this server's")
+            if version < 1:
+                db.execute(
+                    """CREATE TABLE IF NOT EXISTS bindings (
+                        aor TEXT NOT NULL, contact TEXT NOT NULL, expires_wall REAL NOT NULL,
+                        q INTEGER NOT NULL, q_given INTEGER NOT NULL, call_id TEXT NOT NULL,
+                        cseq INTEGER NOT NULL, path TEXT NOT NULL, transport TEXT NOT NULL,
+                        host TEXT NOT NULL, port INTEGER NOT NULL, registered_wall REAL NOT NULL)"""
+                )
+                db.execute("CREATE INDEX IF NOT EXISTS bindings_aor ON bindings (aor)")
+                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self._db = db
+        return self._db
+
+    def load(self, wall_now: float) -> list[StoredBinding]:
+        """Every binding still live at *wall_now*; expired rows are deleted."""
+        db = self._conn()
+        db.execute("DELETE FROM bindings WHERE expires_wall <= ?", (wall_now,))
+        rows = db.execute(
+            "SELECT aor, contact, expires_wall, q, q_given, call_id, cseq, path, transport, host, port, "
+            "registered_wall FROM bindings"
+        ).fetchall()
+        out: list[StoredBinding] = []
+        for r in rows:
+            try:
+                path = tuple(str(p) for p in json.loads(r[7]))
+            except (ValueError, TypeError):
+                continue
+            aor, contact, expires, q, q_given, call_id, cseq, _, transport, host, port, registered = r
+            out.append(
+                StoredBinding(str(aor), str(contact), float(expires), int(q), bool(q_given), str(call_id),
+                              int(cseq), path, str(transport), str(host), int(port), float(registered))
+            )  # fmt: skip
+        return out
+
+    def replace(self, changes: Iterable[tuple[str, list[StoredBinding]]]) -> None:
+        """For each (aor, rows): the AoR's bindings become exactly *rows* (one transaction)."""
+        db = self._conn()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for aor, rows in changes:
+                db.execute("DELETE FROM bindings WHERE aor = ?", (aor,))
+                db.executemany(
+                    "INSERT INTO bindings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (r.aor, r.contact, r.expires_wall, r.q, int(r.q_given), r.call_id, r.cseq,
+                         json.dumps(list(r.path)), r.transport, r.host, r.port, r.registered_wall)
+                        for r in rows
+                    ],
+                )  # fmt: skip
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+
+class BindingWriter:
+    """The :class:`BindingStore` on one worker thread, for the event loop: load once, then write behind."""
+
+    def __init__(self, store: BindingStore, loop: asyncio.AbstractEventLoop) -> None:
+        self.store = store
+        self._loop = loop
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imsconf-registrations")
+        self._pending: set[asyncio.Future[None]] = set()
+        self.failures = 0
+
+    def _offset(self) -> float:
+        return time.time() - self._loop.time()
+
+    async def load(self) -> list[Binding]:
+        """The stored live bindings on the loop's clock (a failing store logs and gives none)."""
+        try:
+            rows = await self._loop.run_in_executor(self._executor, self.store.load, time.time())
+        except (sqlite3.Error, OSError) as exc:
+            log.warning("event=registrations_load_failed path=%s error=%s", self.store.path, exc)
+            return []
+        offset = self._offset()
+        bindings = [b for b in (r.binding(offset) for r in rows) if b is not None]
+        log.info("event=registrations_loaded bindings=%d", len(bindings))
+        return bindings
+
+    def submit(self, changes: list[AorChanged]) -> None:
+        """Write *changes* behind: converted here, stored on the worker, in submission order."""
+        if not changes:
+            return
+        offset = self._offset()
+        rows = [(c.aor, [StoredBinding.of(b, offset) for b in c.bindings]) for c in changes]
+        fut = self._loop.run_in_executor(self._executor, self.store.replace, rows)
+        self._pending.add(fut)
+        fut.add_done_callback(self._done)
+
+    def _done(self, fut: asyncio.Future[None]) -> None:
+        self._pending.discard(fut)
+        if fut.cancelled():
+            return
+        exc = fut.exception()
+        if exc is not None:
+            self.failures += 1
+            log.warning("event=registrations_write_failed error=%s", exc)
+
+    async def drain(self) -> None:
+        """Wait until every submitted write is on disk (or failed)."""
+        while self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
+
+    async def close(self) -> None:
+        await self.drain()
+        await self._loop.run_in_executor(self._executor, self.store.close)
+        self._executor.shutdown(wait=True)
