@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import secrets
-import signal
 import ssl
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from imsconf.booking.http import BookingApi, start_http
 from imsconf.booking.store import DB_NAME, BookingStore
@@ -24,7 +22,6 @@ from imsconf.media.control import MediaControl
 from imsconf.media.engine import MediaEngine
 from imsconf.media.remote import RemoteMediaControl
 from imsconf.media.udp import UdpMediaTransport, local_media
-from imsconf.sip.auth import DigestAuthenticator
 from imsconf.sip.endpoint import Application, AuthThrottle, EndpointConfig, SipEndpoint
 from imsconf.sip.errors import SipParseError
 from imsconf.sip.message import Request, Response
@@ -37,10 +34,13 @@ from .booking_index import IndexedBookingStore, IndexRefresher
 from .config import Settings
 from .focus_wiring import FocusOptions, assemble_focus
 from .heap import realtime_priority, settle_heap
+from .lifecycle import Lifecycle
 from .mixer import connect_mixer
 from .pins import ExecutorPinChecker
 from .pki import PkiPaths, client_ssl_context, ensure_dev_pki, server_ssl_context
-from .users import UserStore
+from .reload import Reloader
+from .systemd import ServiceNotifier
+from .users import UserStore, authenticator_for
 
 log = logging.getLogger("imsconf.server")
 
@@ -120,6 +120,7 @@ class Server:
     http: BookingApi | None = None
     floor: FloorListeners | None = None  # BFCP (TCP/TLS) listeners of the focus
     refresher: IndexRefresher | None = None  # keeps the focus's booking index current
+    users: UserStore | None = None  # read again on SIGHUP (its lookups re-read a changed file anyway)
 
     async def close(self) -> None:
         if self.http is not None:
@@ -198,12 +199,8 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
     data_dir = Path(settings.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     pki = ensure_dev_pki(data_dir, [settings.domain])
-    authenticator: DigestAuthenticator | None = None
-    if settings.auth == "digest":
-        users = UserStore(data_dir / "users.json")
-        authenticator = DigestAuthenticator(
-            settings.realm, users.ha1, secrets.token_bytes(32), algorithms=settings.digest_algorithms
-        )
+    users = UserStore(data_dir / "users.json")
+    authenticator = authenticator_for(settings, users)
     media: UdpMediaTransport | None = None
     focus: Focus | None = None
     remote: RemoteMediaControl | None = None
@@ -249,6 +246,7 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
     )
     driver.transports = transports
     server = Server(settings, pki, endpoint, driver, transports, media, focus, remote)
+    server.users = users
     server.bookings = bookings
     server.refresher = refresher
     refresher.start()
@@ -276,18 +274,20 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
     return server
 
 
-async def run_server(settings: Settings) -> int:
+async def run_server(
+    settings: Settings, *, config_file: Path | None = None, overrides: Mapping[str, Any] | None = None
+) -> int:
+    """Start, serve until SIGTERM/SIGINT (SIGHUP re-reads *config_file* with the command line's *overrides*
+    on top, :mod:`.reload`), drain and stop (:mod:`.lifecycle`); the exit code."""
     try:
         server = await start_server(settings)
     except (OSError, TimeoutError, ssl.SSLError) as exc:
         # cannot listen, or the separate mixer cannot be reached / refused our certificate
         print(f"imsconf: cannot start: {exc.__class__.__name__}: {exc}", file=sys.stderr)
         return 1
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+    notifier = ServiceNotifier()
+    life = Lifecycle(server, notifier, Reloader(server, notifier, config_file, overrides))
+    life.install(asyncio.get_running_loop())
     settle_heap()  # after the signal handlers: everything built so far lives as long as the process
     if settings.mixer is None:  # the mixer runs in this process
         realtime_priority(settings.media_realtime_priority)
@@ -296,11 +296,5 @@ async def run_server(settings: Settings) -> int:
         print(f"listening {transport} {shown}:{port}", flush=True)
     print(f"conference factory {settings.factory_uri}", flush=True)
     log.info("event=started domain=%s auth=%s", settings.domain, settings.auth)
-    await stop.wait()
-    log.info("event=stopping")
-    try:
-        await asyncio.wait_for(server.close(), 1.5)
-    except TimeoutError:
-        log.warning("event=shutdown_timeout")
-    log.info("event=stopped counters=%s", dict(sorted(server.endpoint.counters.items())))
-    return 0
+    notifier.ready(f"serving {settings.factory_uri}")
+    return await life.run()
