@@ -313,3 +313,58 @@ def test_no_notify_socket_no_messages_and_sighup_keeps_running(tmp_path: Path) -
     _wait_log(srv, "event=reloaded changed=none")
     assert srv.alive()
     assert srv.stop() < 2.0 and srv.proc.returncode == 0
+
+
+# ---------------------------------------------------------------------------------------------- hardening
+
+_MDWE = """
+import ctypes, runpy, sys
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.prctl(65, 1, 0, 0, 0) != 0:  # PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN (Linux 6.3)
+    sys.exit(77)
+sys.argv = ["imsconf", *sys.argv[1:]]
+runpy.run_module("imsconf.cli", run_name="__main__")
+"""
+
+
+def test_call_with_media_under_mdwe(tmp_path: Path, uas: list[UserAgent]) -> None:
+    """The unit's MemoryDenyWriteExecute=true: the kernel's own form of it (PR_SET_MDWE, inherited by
+    everything the process maps later) over a whole call: SRTP, the mixer's C path, numpy."""
+    lo = _RTP[0] + 320
+    port = free_port_pair()
+    data = tmp_path / "var"
+    data.mkdir()
+    cfg = _config(tmp_path / "imsconf.toml", _rtp(lo, lo + 39))
+    cmd = [sys.executable, "-c", _MDWE, "serve", "--config", str(cfg), "--data-dir", str(data),
+           "--listen", f"udp:127.0.0.1:{port}", "--auth", "none"]  # fmt: skip
+    err = open(data / "server.log", "wb")  # noqa: SIM115 - closed below
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, env=env)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        while line and b"conference factory" not in line:
+            line = proc.stdout.readline()
+        if proc.poll() == 77:
+            pytest.skip("this kernel has no PR_SET_MDWE")
+        assert line, (data / "server.log").read_text()
+        alice, bob = _ua(uas, "alice", 440.0), _ua(uas, "bob", 1000.0)
+        a_call = alice.call(f"sip:conference-factory@127.0.0.1:{port}")
+        assert a_call.state == "confirmed" and a_call.remote_target is not None
+        b_call = bob.call(a_call.remote_target)
+        assert b_call.state == "confirmed"
+        time.sleep(0.5)
+        t = time.monotonic()
+        time.sleep(0.8)
+        assert tone_present(a_call.media.audio(since=t), 1000.0) > -20
+        assert tone_present(b_call.media.audio(since=t), 440.0) > -20
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(5) == 0
+        assert b_call.wait_terminated(1) and b_call.terminated_by == "remote"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        err.close()
+    log = (data / "server.log").read_text()
+    assert "event=draining calls=2" in log and "Traceback" not in log
