@@ -4,12 +4,19 @@ subscriber, 503 with Retry-After for new calls), and when it is over."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from datetime import timedelta
 
 import pytest
 from control_helpers import notifies, ok_all, subscribe
-from helpers import DOMAIN, FACTORY, UA, Harness, answer_to, requests, responses, sdp_offer
+from helpers import DOMAIN, FACTORY, FOCUS_HOST, UA, Harness, answer_to, requests, responses, sdp_offer
+from test_planned import T0
 
+from imsconf.app.booking_index import BookingIndex
+from imsconf.booking.model import Booking
 from imsconf.focus.core import FocusConfig
+from imsconf.focus.planned import PlannedOptions
+from imsconf.keys.policy import DownlinkMode
 
 
 def _conference_with_subscriber(h: Harness) -> tuple[tuple[UA, UA, UA], str]:
@@ -92,3 +99,27 @@ def test_bye_crossing_the_participants_counts_once_answered() -> None:
     assert not h.focus.drained
     h.send(alice, answer_to(bye, 481, "Call/Transaction Does Not Exist"))
     assert h.focus.drained
+
+
+def test_a_dial_in_waiting_for_fresh_bookings_gets_503_when_the_drain_began_meanwhile() -> None:
+    index = BookingIndex()
+    pending: list[Callable[[], None]] = []
+    h = Harness(planned=PlannedOptions(index, wall=lambda: T0 + timedelta(minutes=5), refresh=pending.append))
+    alice = h.ua("alice")
+    h.send(alice, alice.invite(f"sip:weekly@{FOCUS_HOST}", sdp_offer()))
+    assert len(pending) == 1  # not answered yet: the bookings are being re-read
+    h.focus.shutdown(h.ep, h.now, retry_after=7)
+    booking = Booking(
+        id="b00000001",
+        uri=f"sip:weekly@{DOMAIN}",
+        start=T0,
+        end=T0 + timedelta(hours=1),
+        created_at=T0 - timedelta(days=1),
+        capacity=5,
+        downlink=DownlinkMode.PER_PARTICIPANT,
+    )
+    index.replace([booking])
+    pending.pop()()
+    resp = h.final(h.advance(0))
+    assert resp.status == 503 and resp.headers.get("Retry-After") == "7"
+    assert h.focus.legs == {} and len(h.focus.registry) == 0

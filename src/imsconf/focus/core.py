@@ -425,6 +425,9 @@ class Focus:
         """The dial-in again, once the bookings were re-read (unless it was cancelled meanwhile)."""
         tx = ep.layer.server(inc.key)
         if tx is not None and not tx.has_final_response:
+            if self._draining is not None:  # the service began to stop meanwhile
+                self._refuse_while_draining(ep, inc, now)
+                return
             self._initial_invite(ep, inc, now, refreshed=True)
 
     def _invite_list(
