@@ -84,7 +84,11 @@ class Lifecycle:
         while await self._requests.get() == "reload":
             if self._stopping:  # a SIGHUP queued behind the SIGTERM
                 break
-            self.reloader.reload()
+            try:
+                self.reloader.reload()
+            except Exception:  # a fault in the reload itself must not take the service down
+                log.exception("event=reload_failed reason=internal")
+                self.notifier.ready("serving; reload failed, the old configuration stays")
         outcome = await self.drain()
         self.drain_completed(outcome)
         if self._watchdog is not None:
@@ -102,13 +106,18 @@ class Lifecycle:
         loop = asyncio.get_running_loop()
         t0 = time.monotonic()
         log.info("event=stopping")
+        self.notifier.stopping("draining: ending every call and subscription")
         focus = server.focus
         calls = subscriptions = 0
+        failed = False
         if focus is not None:
-            start = focus.shutdown(server.endpoint, server.driver.now(), retry_after=RETRY_AFTER)
-            calls, subscriptions = start.calls, start.subscriptions
+            try:
+                start = focus.shutdown(server.endpoint, server.driver.now(), retry_after=RETRY_AFTER)
+                calls, subscriptions = start.calls, start.subscriptions
+            except Exception:  # a fault while ending the calls: the process still closes and exits
+                log.exception("event=drain_error")
+                focus, failed = None, True
             server.driver.flush()
-        self.notifier.stopping(f"draining {calls} calls, {subscriptions} subscriptions")
         log.info("event=draining calls=%d subscriptions=%d", calls, subscriptions)
         deadline = loop.time() + server.settings.drain_seconds
         while focus is not None and not focus.drained and not self._abort.is_set():
@@ -117,7 +126,7 @@ class Lifecycle:
                 break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._abort.wait(), min(_POLL, left))
-        complete = focus is None or focus.drained
+        complete = not failed and (focus is None or focus.drained)
         outcome = DrainOutcome(calls, subscriptions, complete, self._abort.is_set(), time.monotonic() - t0)
         log.info(
             "event=drained calls=%d complete=%s aborted=%s seconds=%.3f",
