@@ -17,6 +17,7 @@ from imsconf.booking.model import Booking
 from imsconf.focus.core import FocusConfig
 from imsconf.focus.planned import PlannedOptions
 from imsconf.keys.policy import DownlinkMode
+from imsconf.sip.message import Request
 
 
 def _conference_with_subscriber(h: Harness) -> tuple[tuple[UA, UA, UA], str]:
@@ -123,3 +124,20 @@ def test_a_dial_in_waiting_for_fresh_bookings_gets_503_when_the_drain_began_mean
     resp = h.final(h.advance(0))
     assert resp.status == 503 and resp.headers.get("Retry-After") == "7"
     assert h.focus.legs == {} and len(h.focus.registry) == 0
+
+
+def test_a_subscription_in_an_invite_dialog_gets_its_terminated_notify_before_the_bye() -> None:
+    h = Harness()
+    alice, bob = h.ua("alice"), h.ua("bob")
+    _, uri = h.create(alice)
+    h.join(bob, uri)
+    sent = h.send(bob, bob.subscribe(expires=600))  # in bob's INVITE dialog
+    ok_all(h, bob, sent)
+    start = h.focus.shutdown(h.ep, h.now)
+    assert start.subscriptions == 1
+    to_bob = [
+        (m.method, m.headers.get("Subscription-State"))
+        for m, p in h.take()
+        if isinstance(m, Request) and p == bob.peer
+    ]
+    assert to_bob == [("NOTIFY", "terminated;reason=noresource"), ("BYE", None)]
