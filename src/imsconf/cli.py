@@ -138,11 +138,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from imsconf.app.logging import setup_logging
     from imsconf.app.server import run_server
 
-    settings = _load_settings(args)
+    overrides = _overrides(args)
+    settings = _load_settings(args, overrides)
     if settings is None:
         return 2
     setup_logging(settings.log_level)
-    return _run(run_server(settings))
+    return _run(run_server(settings, config_file=args.config, overrides=overrides))
 
 
 def _cmd_users(args: argparse.Namespace) -> int:

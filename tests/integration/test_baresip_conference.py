@@ -92,7 +92,9 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ConfServe
     srv.data_dir.mkdir(parents=True)
     lo, hi = free_udp_range(100)
     cfg = tmp_path / "imsconf.toml"
-    text = f'rtp_port_range = [{lo}, {hi}]\nmedia_host = "127.0.0.1"\n'
+    # baresip 1.0.0 resolves names with its own DNS client, which does not read /etc/hosts: the focus's
+    # Contact (its in-dialog target) must be an address for it
+    text = f'rtp_port_range = [{lo}, {hi}]\nmedia_host = "127.0.0.1"\nfocus_host = "127.0.0.1"\n'
     mixer: MixerProcess | None = None
     if request.param == "separate-mixer":
         text += f'mixer = "127.0.0.1:{free_tcp_port()}"\n'

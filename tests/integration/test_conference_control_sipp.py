@@ -24,7 +24,7 @@ from imsconf.conference.eventinfo import apply_partial
 pytestmark = pytest.mark.peer
 
 # RTP ports chosen free at run time (fixed ranges collide with other servers on the machine)
-_RTP = free_udp_range(400)
+_RTP = free_udp_range(200)
 CONFIG = f"allow_plain_rtp = true\nallow_sdes_over_udp = true\nrtp_port_range = [{_RTP[0]}, {_RTP[1]}]\n"
 
 

@@ -17,7 +17,7 @@ from harness import ServerProcess, free_port_pair, run_sipp, sipp_bg, sipp_error
 pytestmark = pytest.mark.peer
 
 # RTP ports chosen free at run time (fixed ranges collide with other servers on the machine)
-_RTP = free_udp_range(400)
+_RTP = free_udp_range(200)
 
 
 @pytest.fixture(scope="module")

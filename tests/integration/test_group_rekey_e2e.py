@@ -36,7 +36,11 @@ MAX_GAP_MS = 60.0
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ServerProcess]:
     cfg = tmp_path / "imsconf.toml"
-    cfg.write_text('downlink = "group"\nrekey = "both"\nbfcp_listen = []\nmedia_host = "127.0.0.1"\n')
+    # focus_host: baresip's resolver does not read /etc/hosts, the focus's Contact must be an address
+    cfg.write_text(
+        'downlink = "group"\nrekey = "both"\nbfcp_listen = []\nmedia_host = "127.0.0.1"\n'
+        'focus_host = "127.0.0.1"\n'
+    )
     srv = ServerProcess(tmp_path / "srv", free_port_pair())
     srv.data_dir.mkdir(parents=True)
     srv.start("--config", str(cfg), auth="none")

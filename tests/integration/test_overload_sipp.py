@@ -20,7 +20,7 @@ from peers import require_peer
 
 pytestmark = pytest.mark.peer
 
-_RTP = free_udp_range(600)
+_RTP = free_udp_range(200)
 
 
 def _sipp(

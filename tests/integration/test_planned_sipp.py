@@ -26,7 +26,7 @@ from harness import REPO, ServerProcess, free_port_pair, run_sipp, sipp_errors
 pytestmark = pytest.mark.peer
 
 # RTP ports chosen free at run time (fixed ranges collide with other servers on the machine)
-_RTP = free_udp_range(400)
+_RTP = free_udp_range(200)
 
 
 def _iso(dt: datetime) -> str:

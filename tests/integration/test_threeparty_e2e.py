@@ -30,7 +30,7 @@ pytestmark = pytest.mark.peer
 TONES = {"alice": 440.0, "bob": 1000.0, "carol": 1700.0}
 
 # RTP ports chosen free at run time (fixed ranges collide with other servers on the machine)
-_RTP = free_udp_range(400)
+_RTP = free_udp_range(200)
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ from uas import UserAgent
 pytestmark = pytest.mark.peer
 
 # RTP ports chosen free at run time (fixed ranges collide with other servers on the machine)
-_RTP = free_udp_range(400)
+_RTP = free_udp_range(200)
 
 
 @pytest.fixture(scope="module")

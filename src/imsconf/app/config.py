@@ -8,6 +8,10 @@ TOML keys are the field names of :class:`Settings`, at top level::
     rtp_port_range = [20000, 29999]
 
 An unknown key is an error naming the key, never silently ignored.
+
+A running server re-reads its file on SIGHUP (:func:`reload_plan`): the settings in
+:data:`RELOADABLE` take effect at once (for new calls and conferences), every other change is named as
+needing a restart and keeps its old value.
 """
 
 from __future__ import annotations
@@ -17,13 +21,23 @@ import math
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from imsconf.sip.grammar import USER_RE
 
-__all__ = ["Listen", "Settings", "load_settings", "parse_bfcp_listen", "parse_hostport", "parse_listen"]
+__all__ = [
+    "RELOADABLE",
+    "Listen",
+    "ReloadPlan",
+    "Settings",
+    "load_settings",
+    "parse_bfcp_listen",
+    "parse_hostport",
+    "parse_listen",
+    "reload_plan",
+]
 
 Transport = Literal["udp", "tcp", "tls"]
 _TRANSPORTS: tuple[Transport, ...] = ("udp", "tcp", "tls")
@@ -199,6 +213,9 @@ class Settings:
     register_max_expires: int = 3600
     register_default_expires: int = 3600
     register_max_bindings: int = 10  # contacts per address of record
+    # on SIGTERM: how long to wait for the answers to the BYEs and final NOTIFYs of the calls and
+    # subscriptions being ended before the process exits anyway
+    drain_seconds: float = 2.0
 
     def __post_init__(self) -> None:
         _check_host(self.domain, "domain")
@@ -226,6 +243,8 @@ class Settings:
             parse_bfcp_listen(item)
         if self.bfcp_policy not in ("chair", "auto"):
             raise ValueError(f"bfcp_policy must be 'chair' or 'auto', not {self.bfcp_policy!r}")
+        if not 0 <= self.drain_seconds <= 3600:
+            raise ValueError(f"drain_seconds must be 0 to 3600, not {self.drain_seconds}")
         if not 0 <= self.media_realtime_priority <= 99:
             raise ValueError(f"media_realtime_priority must be 0 to 99, not {self.media_realtime_priority}")
         per_source, total = self.sip_max_connections_per_source, self.sip_max_connections
@@ -380,12 +399,16 @@ def _coerce(key: str, value: Any, base: Path | None) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float) or not (0 <= value < math.inf):
             raise bad("0 or a positive number")
         return float(value)
-    if key in ("sip_idle_unused_seconds", "sip_idle_seconds"):
+    if key in ("sip_idle_unused_seconds", "sip_idle_seconds", "drain_seconds"):
         if isinstance(value, str):
             try:
                 value = float(value)
             except ValueError:
                 raise bad("a number of seconds") from None
+        if key == "drain_seconds":
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 3600:
+                raise bad("a number of seconds from 0 to 3600")
+            return float(value)
         if isinstance(value, bool) or not isinstance(value, int | float) or not (0 < value < math.inf):
             raise bad("a positive number of seconds")
         return float(value)
@@ -468,3 +491,44 @@ def load_settings(config_file: Path | None = None, overrides: Mapping[str, Any] 
     except ValueError as exc:
         where = f"{config_file}: " if config_file is not None else ""
         raise ValueError(f"{where}{exc}") from None
+
+
+RELOADABLE: tuple[str, ...] = (
+    "log_level",
+    "auth",
+    "realm",
+    "digest_algorithms",
+    "auth_max_failures",
+    "auth_block_seconds",
+    "downlink",
+    "rekey",
+    "drain_seconds",
+)
+"""The settings a running server takes from a re-read file (SIGHUP): logging, participant authentication,
+the keying defaults of conferences created from then on, the drain time. Everything else (listen addresses,
+the data directory, the mixer, the media ports, the domain...) is bound to sockets, files or parts built at
+start-up and needs a restart."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadPlan:
+    """What a re-read file changes: the settings to run with, and the names of the fields that differ."""
+
+    settings: Settings  # the old settings with the reloadable changes taken over
+    changed: tuple[str, ...]  # reloadable fields whose value changed
+    needs_restart: tuple[str, ...]  # other fields whose value changed: kept at their old value
+
+
+def reload_plan(current: Settings, loaded: Settings) -> ReloadPlan:
+    """Compare the running *current* settings with freshly *loaded* ones."""
+    changed: list[str] = []
+    restart: list[str] = []
+    for f in fields(Settings):
+        if getattr(current, f.name) == getattr(loaded, f.name):
+            continue
+        (changed if f.name in RELOADABLE else restart).append(f.name)
+    if "domain" in restart and "realm" in changed:  # a realm left to follow the domain follows it then
+        changed.remove("realm")
+        restart.append("realm")
+    settings = replace(current, **{name: getattr(loaded, name) for name in changed})
+    return ReloadPlan(settings, tuple(changed), tuple(restart))

@@ -23,9 +23,11 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 __all__ = [
     "PkiPaths",
+    "certificate_fingerprint",
     "client_ssl_context",
     "ensure_dev_pki",
     "issue_cert",
+    "reload_server_certificate",
     "server_ssl_context",
 ]
 
@@ -324,3 +326,20 @@ def client_ssl_context(ca_path: Path, cert: Path | None = None, key: Path | None
     elif key is not None:
         raise ValueError("a client key without a certificate")
     return ctx
+
+
+def certificate_fingerprint(path: Path) -> str:
+    """SHA-256 of the first certificate in the PEM file *path* (hex): tells whether a re-read changed it."""
+    cert = x509.load_pem_x509_certificate(Path(path).read_bytes())
+    return cert.fingerprint(hashes.SHA256()).hex()
+
+
+def reload_server_certificate(ctx: ssl.SSLContext, paths: PkiPaths) -> str:
+    """Read the server certificate and key again into the live server context *ctx*: handshakes from now on
+    present them, connections already up keep theirs. The pair is first tried in a fresh context, so a
+    missing file, a broken PEM or a key that does not match leaves *ctx* as it was (OSError, ssl.SSLError
+    or ValueError). Returns the new certificate's fingerprint."""
+    server_ssl_context(paths)  # the whole check, on a context nobody uses
+    fingerprint = certificate_fingerprint(paths.server_cert)
+    ctx.load_cert_chain(paths.server_cert, paths.server_key)
+    return fingerprint

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import secrets
-import signal
 import ssl
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from imsconf.booking.http import BookingApi, start_http
 from imsconf.booking.store import DB_NAME, BookingStore
@@ -26,7 +24,6 @@ from imsconf.media.engine import MediaEngine
 from imsconf.media.remote import RemoteMediaControl
 from imsconf.media.udp import UdpMediaTransport, local_media
 from imsconf.registrar.core import Registrar, RegistrarConfig
-from imsconf.sip.auth import DigestAuthenticator
 from imsconf.sip.endpoint import CHALLENGED_METHODS, Application, AuthThrottle, EndpointConfig, SipEndpoint
 from imsconf.sip.errors import SipParseError
 from imsconf.sip.message import Request, Response
@@ -42,12 +39,15 @@ from .config import Settings
 from .dispatch import RegistrarService, SipDispatcher
 from .focus_wiring import FocusOptions, assemble_focus
 from .heap import realtime_priority, settle_heap
+from .lifecycle import Lifecycle
 from .mixer import connect_mixer
 from .pins import ExecutorPinChecker
 from .pki import PkiPaths, client_ssl_context, ensure_dev_pki, server_ssl_context
 from .registrations import DB_NAME as REGISTRATIONS_DB
 from .registrations import BindingStore, BindingWriter
-from .users import UserStore
+from .reload import Reloader
+from .systemd import ServiceNotifier
+from .users import UserStore, authenticator_for
 
 log = logging.getLogger("imsconf.server")
 
@@ -129,6 +129,7 @@ class Server:
     refresher: IndexRefresher | None = None  # keeps the focus's booking index current
     registrar: Registrar | None = None  # when this server is the registrar (settings.registrar)
     registrations: BindingWriter | None = None  # the registrar's bindings on disk
+    users: UserStore | None = None  # read again on SIGHUP (its lookups re-read a changed file anyway)
 
     async def close(self) -> None:
         if self.http is not None:
@@ -229,12 +230,8 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
     data_dir = Path(settings.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     pki = ensure_dev_pki(data_dir, [settings.domain, *([settings.focus_host] if settings.focus_host else [])])
-    authenticator: DigestAuthenticator | None = None
-    if settings.auth == "digest":
-        users = UserStore(data_dir / "users.json")
-        authenticator = DigestAuthenticator(
-            settings.realm, users.ha1, secrets.token_bytes(32), algorithms=settings.digest_algorithms
-        )
+    users = UserStore(data_dir / "users.json")
+    authenticator = authenticator_for(settings, users)
     media: UdpMediaTransport | None = None
     focus: Focus | None = None
     remote: RemoteMediaControl | None = None
@@ -308,6 +305,7 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
     )
     driver.transports = transports
     server = Server(settings, pki, endpoint, driver, transports, media, focus, remote)
+    server.users = users
     server.bookings = bookings
     server.refresher = refresher
     server.registrar = registrar
@@ -337,18 +335,20 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
     return server
 
 
-async def run_server(settings: Settings) -> int:
+async def run_server(
+    settings: Settings, *, config_file: Path | None = None, overrides: Mapping[str, Any] | None = None
+) -> int:
+    """Start, serve until SIGTERM/SIGINT (SIGHUP re-reads *config_file* with the command line's *overrides*
+    on top, :mod:`.reload`), drain and stop (:mod:`.lifecycle`); the exit code."""
     try:
         server = await start_server(settings)
     except (OSError, TimeoutError, ssl.SSLError) as exc:
         # cannot listen, or the separate mixer cannot be reached / refused our certificate
         print(f"imsconf: cannot start: {exc.__class__.__name__}: {exc}", file=sys.stderr)
         return 1
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+    notifier = ServiceNotifier()
+    life = Lifecycle(server, notifier, Reloader(server, notifier, config_file, overrides))
+    life.install(asyncio.get_running_loop())
     settle_heap()  # after the signal handlers: everything built so far lives as long as the process
     if settings.mixer is None:  # the mixer runs in this process
         realtime_priority(settings.media_realtime_priority)
@@ -362,13 +362,5 @@ async def run_server(settings: Settings) -> int:
         settings.auth,
         "on" if server.registrar is not None else "off",
     )
-    await stop.wait()
-    log.info("event=stopping")
-    try:
-        await asyncio.wait_for(server.close(), 1.5)
-    except TimeoutError:
-        log.warning("event=shutdown_timeout")
-    counters = dict(server.endpoint.counters)
-    counters.update({f"transport_{k}": v for k, v in server.transports.counters.items()})
-    log.info("event=stopped counters=%s", dict(sorted(counters.items())))
-    return 0
+    notifier.ready(f"serving {settings.factory_uri}")
+    return await life.run()

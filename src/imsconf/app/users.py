@@ -19,6 +19,7 @@ import fcntl
 import json
 import logging
 import os
+import secrets
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -26,10 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imsconf.sip.auth import compute_ha1
+from imsconf.sip.auth import DigestAuthenticator, compute_ha1
 from imsconf.sip.grammar import USER_RE
 
-__all__ = ["HA1_ALGORITHMS", "UserStore", "UserStoreError", "validate_username"]
+from .config import Settings
+
+__all__ = ["HA1_ALGORITHMS", "UserStore", "UserStoreError", "authenticator_for", "validate_username"]
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +115,18 @@ class UserStore:
         if entry is None or entry.realm != realm:
             return None
         return entry.ha1.get(algorithm)
+
+    def reload(self) -> bool:
+        """Read the file again now (a SIGHUP); True when its users or their HA1 values changed.
+        UserStoreError when it is unreadable or corrupt: the users read before stay in force."""
+        before, stamp = self._cache, self._stamp
+        self._stamp = None
+        try:
+            after = self._load()
+        except UserStoreError:
+            self._cache, self._stamp = before, stamp
+            raise
+        return after != before
 
     def __contains__(self, username: object) -> bool:
         return isinstance(username, str) and username in self._load()
@@ -203,3 +218,13 @@ def _decode(data: object, path: Path) -> dict[str, _Entry]:
             raise bad(f"entry of {name!r} has no HA1 table")
         out[name] = _Entry(entry["realm"], dict(ha1))
     return out
+
+
+def authenticator_for(settings: Settings, users: UserStore) -> DigestAuthenticator | None:
+    """The digest authenticator *settings* ask for (realm, algorithms) over *users*; None for ``auth =
+    "none"``. Each one draws a new nonce secret: nonces of an earlier one get a fresh challenge."""
+    if settings.auth != "digest":
+        return None
+    return DigestAuthenticator(
+        settings.realm, users.ha1, secrets.token_bytes(32), algorithms=settings.digest_algorithms
+    )

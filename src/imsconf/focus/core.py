@@ -59,7 +59,7 @@ from .refer import referred_by_uri
 from .routing import dialog_destination
 from .urilist import UriListEntry, UriListError, split_invite_body
 
-__all__ = ["DEFAULT_SE", "MIN_SE", "Focus", "FocusConfig", "Leg", "conf_direction"]
+__all__ = ["DEFAULT_SE", "MIN_SE", "DrainStart", "Focus", "FocusConfig", "Leg", "conf_direction"]
 
 log = logging.getLogger("imsconf.focus")
 
@@ -105,6 +105,14 @@ class FocusConfig:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class DrainStart:
+    """What :meth:`Focus.shutdown` set out to end: calls (legs) and subscription usages."""
+
+    calls: int
+    subscriptions: int
+
+
 class Focus:
     """Implements :class:`imsconf.sip.endpoint.Application`."""
 
@@ -130,6 +138,10 @@ class Focus:
         self.timers = TimerConfig()
         self.dtmf_log: list[tuple[str, str]] = []
         self._bye_watch: dict[str, ByeWatcher] = {}
+        # set by shutdown(): the Retry-After of the 503 that new calls get, and the legs whose BYE is
+        # still unanswered
+        self._draining: int | None = None
+        self._byes_pending: set[str] = set()
         self.parts = parts(self, self.table, self.inbox)
         self.features = self.parts.features
         self.control = self.parts.control
@@ -149,6 +161,8 @@ class Focus:
         req = inc.request
         if req.to.tag:
             self._in_dialog(ep, inc, now)
+        elif self._draining is not None:
+            self._refuse_while_draining(ep, inc, now)
         elif req.method == "INVITE":
             self._initial_invite(ep, inc, now)
         elif req.method == "SUBSCRIBE":
@@ -413,6 +427,9 @@ class Focus:
         """The dial-in again, once the bookings were re-read (unless it was cancelled meanwhile)."""
         tx = ep.layer.server(inc.key)
         if tx is not None and not tx.has_final_response:
+            if self._draining is not None:  # the service began to stop meanwhile
+                self._refuse_while_draining(ep, inc, now)
+                return
             self._initial_invite(ep, inc, now, refreshed=True)
 
     def _invite_list(
@@ -654,6 +671,55 @@ class Focus:
                 self.registry.apply([ev])
                 self.table.forget_details(conf.conf_id)
                 log.info("event=conference_closed conf=%s", conf.uri)
+
+    # ---- shutdown -----------------------------------------------------------------------------------------
+    def shutdown(self, ep: SipEndpoint, now: float, *, retry_after: int = 30) -> DrainStart:
+        """The service stops: from now on new calls and subscriptions get 503 with *retry_after*; every
+        subscription ends with a ``terminated`` NOTIFY (:meth:`Notifier.shutdown`), then every conference
+        closes, so each participant gets a BYE (a ringing dial-out a CANCEL) and leaves the roster with
+        reason ``shutdown``. :attr:`drained` tells when the BYEs and the final NOTIFYs are answered."""
+        first = self._draining is None
+        self._draining = retry_after
+        if not first:
+            return DrainStart(len(self.legs), len(self.notifier.usages))
+        calls = len(self.legs)
+        for leg_id in list(self.legs):
+            self._await_bye(leg_id)
+        subscriptions = self.notifier.shutdown(ep, now)
+        for conf in list(self.registry):
+            self.apply(ep, conf, conf.close("shutdown"), now)
+        for leg in list(self.legs.values()):  # legs outside any roster (a PIN lobby, a conference gone)
+            self.end(ep, leg, "shutdown", now, send_bye=True)
+        return DrainStart(calls, subscriptions)
+
+    @property
+    def draining(self) -> bool:
+        return self._draining is not None
+
+    @property
+    def drained(self) -> bool:
+        """After :meth:`shutdown`: every BYE has its final answer and every subscription has ended."""
+        return self._draining is not None and not self._byes_pending and not self.notifier.usages
+
+    def _await_bye(self, leg_id: str) -> None:
+        """Count the leg's BYE as outstanding until its final answer (a watcher already set still runs)."""
+        prior = self._bye_watch.get(leg_id)
+        self._byes_pending.add(leg_id)
+
+        def answered(status: int, reason: str, t: float) -> None:
+            self._byes_pending.discard(leg_id)
+            if prior is not None:
+                prior(status, reason, t)
+
+        self._bye_watch[leg_id] = answered
+
+    def _refuse_while_draining(self, ep: SipEndpoint, inc: IncomingRequest, now: float) -> None:
+        """RFC 3261 §21.5.4: 503 with Retry-After for what would start a call or a subscription."""
+        req = inc.request
+        resp = make_response(req, 503, "Service Unavailable (shutting down)", to_tag=new_tag())
+        resp.headers.add("Retry-After", str(self._draining))
+        log.info("event=refused_draining method=%s src=%s", req.method, inc.peer)
+        ep.respond(inc.key, resp, now)
 
     # ---- media events -------------------------------------------------------------------------------------
     def on_media_event(self, ev: MediaEvent) -> None:

@@ -217,6 +217,10 @@ class FocusKeying(FeatureBase):
 
     # ------------------------------------------------------------------------------------------ setup
 
+    def configure(self, downlink: DownlinkMode, rekey: RekeyPolicy) -> None:
+        """New defaults for conferences without a booking; conferences already keyed keep theirs."""
+        self.mode, self.policy = downlink, rekey
+
     def policy_for(self, conf_id: str) -> tuple[DownlinkMode, RekeyPolicy]:
         booked = self.booked.keying(conf_id) if self.booked is not None else None
         if booked is not None:

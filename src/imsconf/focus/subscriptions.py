@@ -19,6 +19,12 @@ Decisions:
   subscriptions end with ``terminated;reason=rejected`` and a full-state body.
 * When the conference ends every subscription ends with ``terminated;reason=noresource`` and the final
   full state (``active`` false), so a subscriber that missed queued partial bodies still converges.
+* When the service shuts down every subscription ends with ``terminated;reason=noresource`` too (RFC 6665
+  §4.1.3: the resource is gone and a new subscription would not find it; conferences live in memory and do
+  not survive the process), before the participants get their BYEs, so that a subscription sharing an
+  INVITE dialog still gets its NOTIFY. ``deactivated`` would ask the subscriber to subscribe again at once,
+  which only makes sense when another notifier takes the resource over. A REFER's implicit subscription
+  ends with a ``503 Service Unavailable`` fragment.
 """
 
 from __future__ import annotations
@@ -373,6 +379,19 @@ class Notifier:
                 log.info("event=subscription_revoked conf=%s user=%s", conf.uri, user)
                 body = feed.full(u.viewer)
                 self._run(ep, u, u.sub.terminate(Reason.REJECTED, now, body=body), now)
+
+    def shutdown(self, ep: SipEndpoint, now: float) -> int:
+        """The focus stops: every subscription ends with ``terminated;reason=noresource`` (a conference
+        subscription with the current full state); returns how many there were."""
+        usages = list(self.usages.values())
+        for u in usages:
+            body: bytes | None = sipfrag(503, "Service Unavailable")
+            if u.is_conference:
+                feed = self.feeds.get(u.conf_id)
+                body = feed.full(u.viewer) if feed is not None and u.viewer is not None else None
+            log.info("event=subscription_ended conf=%s user=%s reason=noresource", u.conf_id, u.user)
+            self._run(ep, u, u.sub.terminate(Reason.NORESOURCE, now, body=body), now)
+        return len(usages)
 
     def end_all(self, ep: SipEndpoint, conf_id: str, now: float) -> None:
         """The conference is gone without a ConferenceClosed seen here: end its subscriptions."""
