@@ -121,6 +121,11 @@ class Server:
     floor: FloorListeners | None = None  # BFCP (TCP/TLS) listeners of the focus
     refresher: IndexRefresher | None = None  # keeps the focus's booking index current
 
+    @property
+    def ready(self) -> bool:
+        """Able to take new calls: the mixer runs in this process, or the separate one is connected."""
+        return self.remote is None or self.remote.ready
+
     async def close(self) -> None:
         if self.http is not None:
             await self.http.close()
@@ -225,9 +230,8 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
             floor_listeners.transmit()
 
     if app is None:
-        if settings.mixer is not None:
+        if settings.mixer is not None:  # kept connected from here on; the start does not wait for it
             remote = await connect_mixer(settings)
-            log.info("event=mixer_connected mixer=%s", settings.mixer)
         focus, media = build_focus(
             settings,
             remote,

@@ -42,9 +42,12 @@ from .events import (
     GroupStreamConfirmed,
     GroupStreamFailing,
     InboundKeyConfirmed,
+    MixerLost,
+    MixerReady,
     PromptFinished,
     SourceLatched,
 )
+from .link import LinkAction, MixerLink
 from .srtp import SrtpKeys
 from .video_plane import VideoPlane
 from .video_remote import (
@@ -147,49 +150,156 @@ def _event_in(msg: dict[str, Any]) -> MediaEvent | None:
     return None
 
 
+# the ops about one audio leg made earlier by allocate_leg
+_LEG_OPS = frozenset(
+    {"configure_leg", "update_leg", "release_leg", "set_listener_stream", "set_lobby", "play_prompt"}
+)
+
 # ---- focus side --------------------------------------------------------------------------------------
 
 
 class RemoteMediaControl(RemoteVideoControl):
-    """:class:`MediaControl` over the mutual-TLS channel to an ``imsconf mixer`` process."""
+    """:class:`MediaControl` over the mutual-TLS channel to an ``imsconf mixer`` process.
 
-    def __init__(self) -> None:
+    :meth:`connect` makes one attempt; :meth:`keep_connected` keeps the link up from then on (or from the
+    start, when the mixer is not there yet): the decisions are :class:`~.link.MixerLink`'s (heartbeat,
+    capped exponential backoff), this class does the I/O.  A loss is logged (``event=mixer_lost``), forgets
+    every leg and pre-bound pair of that mixer and reaches the focus as :class:`MixerLost`; a connection as
+    :class:`MixerReady` (``event=mixer_connected``), after the conference settings that live only here (floor
+    control, floor holders) were replayed to the new mixer.
+    """
+
+    def __init__(self, link: MixerLink | None = None) -> None:
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task[None] | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._wakeup: asyncio.Event | None = None
         self._pool: deque[tuple[int, int]] = deque()
         self._host = ""
         self._legs: dict[str, tuple[str, int, int]] = {}  # leg -> (conference, rtp, rtcp pair)
         self._sink: EventSink | None = None
+        self._floor_control: dict[str, bool] = {}  # conference settings replayed to a new mixer
+        self._floor_holders: dict[str, list[str]] = {}
+        self._hello = False
+        self._closing = False
+        self.link = link if link is not None else MixerLink()
+        self.target = ""  # "host:port", for the log
         self.errors: list[dict[str, Any]] = []
         self.connected = asyncio.Event()
 
+    @property
+    def ready(self) -> bool:
+        """Connected to a mixer that can take legs now."""
+        return self.connected.is_set()
+
     async def connect(self, host: str, port: int, ctx: ssl.SSLContext, timeout: float = 10.0) -> None:
+        """One connection attempt; raises OSError (``ssl.SSLError`` when the handshake is refused) or
+        TimeoutError.  :meth:`keep_connected` makes the next ones."""
+        loop = asyncio.get_running_loop()
+        self.target = f"{host}:{port}"
+        self.link.attempting(loop.time())
+        try:
+            await self._open(host, port, ctx, timeout)
+        except (OSError, TimeoutError):
+            self.link.attempt_failed(loop.time())
+            raise
+
+    def keep_connected(self, host: str, port: int, ctx: ssl.SSLContext, timeout: float = 5.0) -> None:
+        """Reconnect whenever the link is down, and watch it with heartbeats while it is up."""
+        if self._supervisor is None:
+            self.target = f"{host}:{port}"
+            self._wakeup = asyncio.Event()
+            self._supervisor = asyncio.get_running_loop().create_task(
+                self._supervise(host, port, ctx, timeout)
+            )
+
+    async def close(self) -> None:
+        self._closing = True
+        for task in (self._supervisor, self._reader_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        self._supervisor = self._reader_task = None
+        await self._close_writer()
+
+    async def _close_writer(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.wait_closed(), 1.0)
+
+    async def _open(self, host: str, port: int, ctx: ssl.SSLContext, timeout: float) -> None:
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(host, port, ssl=ctx, server_hostname=host, limit=MAX_LINE), timeout
         )
         self._writer = writer
-        self._reader_task = asyncio.get_running_loop().create_task(self._read(reader))
-        await asyncio.wait_for(self.connected.wait(), timeout)
-
-    async def close(self) -> None:
-        if self._reader_task is not None:
-            self._reader_task.cancel()
+        self._hello = False
+        reading = self._reader_task = asyncio.get_running_loop().create_task(self._read(reader))
+        waiting = asyncio.get_running_loop().create_task(self.connected.wait())
+        try:
+            await asyncio.wait({reading, waiting}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiting.cancel()
+        if not self.connected.is_set():
+            reading.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._reader_task
-        if self._writer is not None:
-            self._writer.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._writer.wait_closed(), 1.0)
+                await reading
+            await self._close_writer()
+            raise ConnectionError("the mixer closed the channel before its hello")
+
+    async def _supervise(self, host: str, port: int, ctx: ssl.SSLContext, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        assert self._wakeup is not None
+        while True:
+            for action in self.link.poll(loop.time()):
+                if action is LinkAction.CONNECT:
+                    self.link.attempting(loop.time())
+                    try:
+                        await self._open(host, port, ctx, timeout)
+                    except (OSError, TimeoutError) as exc:
+                        delay = self.link.attempt_failed(loop.time())
+                        log.log(
+                            logging.WARNING if self.link.attempts == 1 else logging.DEBUG,
+                            "event=mixer_unreachable mixer=%s attempt=%d retry_in=%.1f error=%s",
+                            self.target,
+                            self.link.attempts,
+                            delay,
+                            exc.__class__.__name__,
+                        )
+                elif action is LinkAction.PING:
+                    self._write_line({"op": "ping", "args": {}})
+                else:  # DROP: silent past the heartbeat timeout (the link is already down)
+                    self._gone(f"no heartbeat for {self.link.heartbeat.timeout:g} s", already_down=True)
+                    if self._reader_task is not None:
+                        self._reader_task.cancel()
+                    await self._close_writer()
+            deadline = self.link.next_deadline()
+            self._wakeup.clear()
+            wait = None if deadline is None else max(0.0, deadline - loop.time())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), wait)
+
+    def _wake(self) -> None:
+        if self._wakeup is not None:
+            self._wakeup.set()
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
+        loop = asyncio.get_running_loop()
+        reason = "closed by the mixer"
         try:
             while line := await reader.readline():
                 msg = json.loads(line)
+                if self._hello:
+                    self.link.received(loop.time())
                 if "hello" in msg:
                     self._host = str(msg["hello"]["host"])
-                    self.connected.set()
+                    self._hello = True
                 elif "pool" in msg:
                     self._pool.extend((int(a), int(b)) for a, b in msg["pool"])
+                    if self._hello and not self.connected.is_set():
+                        self._up(loop.time())
                 elif "error" in msg:
                     self.errors.append(msg)
                     log.warning(
@@ -200,19 +310,66 @@ class RemoteMediaControl(RemoteVideoControl):
                     if ev is not None:
                         self._sink(ev)
         except (ConnectionError, ssl.SSLError, ValueError, asyncio.IncompleteReadError) as exc:
-            log.error("event=mixer_link_lost error=%s", exc.__class__.__name__)
-        finally:
-            self.connected.clear()
+            reason = exc.__class__.__name__
+        if not self._closing:
+            self._gone(reason, already_down=False)
+
+    def _up(self, now: float) -> None:
+        """The hello and the first pre-bound pairs arrived: replay the conference settings, tell the focus."""
+        generation = self.link.connected(now)
+        self.connected.set()
+        for conf, enabled in self._floor_control.items():
+            self._write_line({"op": "set_floor_control", "args": {"conf": conf, "enabled": enabled}})
+        for conf, holders in self._floor_holders.items():
+            self._write_line({"op": "set_floor_holders", "args": {"conf": conf, "legs": holders}})
+        log.info(
+            "event=mixer_connected mixer=%s generation=%d ready=true pool=%d",
+            self.target,
+            generation,
+            len(self._pool),
+        )
+        self._wake()
+        if self._sink is not None:
+            self._sink(MixerReady(generation))
+
+    def _gone(self, reason: str, *, already_down: bool) -> None:
+        """The channel is gone: its legs and pairs with it; the focus hears of it once."""
+        was_up = self.connected.is_set()
+        self.connected.clear()
+        self._hello = False
+        self._pool.clear()
+        self._legs.clear()
+        self.forget_video_legs()
+        if not was_up:
+            return  # an attempt that failed before the hello: the supervisor counts it
+        if not already_down:
+            self.link.lost(asyncio.get_running_loop().time())
+        log.warning("event=mixer_lost mixer=%s reason=%r ready=false", self.target, reason)
+        self._wake()
+        if self._sink is not None:
+            self._sink(MixerLost(reason))
+
+    def _write_line(self, msg: dict[str, Any]) -> None:
+        writer = self._writer
+        if writer is not None and not writer.is_closing():
+            writer.write(json.dumps(msg, separators=(",", ":")).encode() + b"\n")
 
     def _send(self, op: str, **args: Any) -> None:
         if self._writer is None or not self.connected.is_set():
-            raise MediaEngineError("the mixer is not connected")
-        self._writer.write(json.dumps({"op": op, "args": args}, separators=(",", ":")).encode() + b"\n")
+            if op in ("allocate_leg", "allocate_video"):
+                raise MediaEngineError("the mixer is not connected")
+            return  # the mixer is gone and its state with it: what is made again goes to the next one
+        leg = args.get("leg")
+        if op in _LEG_OPS and leg not in self._legs:
+            return  # a leg of an earlier mixer (made again on this one by imsconf.focus.recovery, or ending)
+        self._write_line({"op": op, "args": args})
 
     # MediaControl
     def allocate_leg(self, conference_id: str, leg_id: str, rtcp_mux: bool) -> LegPorts:
         if leg_id in self._legs:
             raise MediaEngineError(f"leg {leg_id!r} exists")
+        if not self.connected.is_set():
+            raise MediaEngineError("the mixer is not connected")
         if not self._pool:
             raise MediaEngineError("the mixer has no free media ports")
         rtp, rtcp = self._pool.popleft()
@@ -275,12 +432,15 @@ class RemoteMediaControl(RemoteVideoControl):
         )
 
     def release_leg(self, leg_id: str) -> None:
-        if self._legs.pop(leg_id, None) is not None and self.connected.is_set():
+        if leg_id in self._legs and self.connected.is_set():
             self._send("release_leg", leg=leg_id)
+        self._legs.pop(leg_id, None)
 
     def release_conference(self, conference_id: str) -> None:
         for leg_id in [lid for lid, (conf, _, _) in self._legs.items() if conf == conference_id]:
             self.release_leg(leg_id)
+        self._floor_control.pop(conference_id, None)
+        self._floor_holders.pop(conference_id, None)
         if self.connected.is_set():
             self._send("release_conference", conf=conference_id)
 
@@ -328,9 +488,11 @@ class RemoteMediaControl(RemoteVideoControl):
         )
 
     def set_floor_control(self, conference_id: str, enabled: bool) -> None:
+        self._floor_control[conference_id] = bool(enabled)
         self._send("set_floor_control", conf=conference_id, enabled=bool(enabled))
 
     def set_floor_holders(self, conference_id: str, leg_ids: frozenset[str]) -> None:
+        self._floor_holders[conference_id] = sorted(leg_ids)
         self._send("set_floor_holders", conf=conference_id, legs=sorted(leg_ids))
 
     def set_lobby(self, leg_id: str, in_lobby: bool) -> None:
@@ -382,6 +544,7 @@ class MixerControlServer:
         self.control = control
         self.ports = ports
         self._clients: set[asyncio.StreamWriter] = set()
+        self._handlers: set[asyncio.Task[Any]] = set()
         self._confs: dict[asyncio.StreamWriter, set[str]] = {}  # conferences each focus touched
         control.set_event_sink(self._on_event)
 
@@ -397,6 +560,9 @@ class MixerControlServer:
         peer = writer.get_extra_info("peercert") or {}
         subject = dict(x[0] for x in peer.get("subject", ())) if isinstance(peer, dict) else {}
         log.info("event=focus_connected cn=%s", subject.get("commonName", "?"))
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
         self._clients.add(writer)
         legs: set[str] = set()
         self._confs[writer] = set()
@@ -424,6 +590,8 @@ class MixerControlServer:
         except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError, ValueError):
             pass
         finally:
+            if task is not None:
+                self._handlers.discard(task)
             self._clients.discard(writer)
             for conf in self._confs.pop(writer, set()):  # and the group keys of its conferences
                 with contextlib.suppress(Exception):
@@ -438,6 +606,19 @@ class MixerControlServer:
                         self.ports.close_ports(rtp, self.ports.pairs[rtp])
             writer.close()
             log.info("event=focus_disconnected")
+
+    async def close(self, timeout: float = 1.0) -> None:
+        """Stop serving: every focus connection is closed and its legs are released (no task is left to
+        be cancelled by the loop's shutdown)."""
+        for writer in list(self._clients):
+            writer.close()
+        pending = set(self._handlers)
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=timeout)
+            for t in late:
+                t.cancel()
+            if late:
+                await asyncio.wait(late, timeout=timeout)
 
     def _apply(
         self, msg: dict[str, Any], legs: set[str], offered: set[int], writer: asyncio.StreamWriter
@@ -543,6 +724,8 @@ class MixerControlServer:
             self._own(a, legs)
             name = a["name"]
             c.play_prompt(str(a["leg"]), None if name is None else str(name), bool(a["loop"]))
+        elif op == "ping":
+            self._write(writer, {"pong": {}})
         elif op in VIDEO_OPS:
             used = apply_video_op(c, self.ports, op, a, legs, offered)
             new = self._prebind() if used is not None else None
