@@ -42,7 +42,7 @@ class Setup:
         return self.server.data_dir / "pki" / "ca.pem"
 
 
-def setup(tmp: Path, *, start_mixer: bool = True) -> Setup:
+def setup(tmp: Path, *, start_mixer: bool = True, extra: str = "") -> Setup:
     srv = ServerProcess(tmp / "srv", free_port_pair())
     srv.data_dir.mkdir(parents=True)
     lo, hi = free_udp_range(100)
@@ -50,6 +50,7 @@ def setup(tmp: Path, *, start_mixer: bool = True) -> Setup:
     cfg = tmp / "imsconf.toml"
     cfg.write_text(
         f'rtp_port_range = [{lo}, {hi}]\nmedia_host = "127.0.0.1"\nmixer = "{listen}"\nbfcp_listen = []\n'
+        + extra
     )
     mixer = MixerProcess(srv.data_dir, listen, cfg)
     if start_mixer:
@@ -109,9 +110,9 @@ class Recovery:
     server_log: str
 
 
-def run_recovery(tmp: Path, *, fourth: bool = True) -> Recovery:
+def run_recovery(tmp: Path, *, fourth: bool = True, downlink: str = "per-participant") -> Recovery:
     """Three participants, the mixer killed and restarted: the recovery time (see :class:`Recovery`)."""
-    s = setup(tmp)
+    s = setup(tmp, extra=f'downlink = "{downlink}"\n')
     agents: list[UserAgent] = []
     try:
         calls: dict[str, Call] = {}
@@ -179,6 +180,20 @@ def test_a_killed_mixer_restarted_takes_the_conference_back(tmp_path: Path) -> N
     assert log.count("event=mixer_connected") >= 2
     assert log.count("event=media_moved") == 3
     assert "event=media_recovered legs=3" in log
+    assert "participant_left" not in log
+
+
+@pytest.mark.peer
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_a_group_keyed_conference_gets_a_fresh_epoch_on_the_restarted_mixer(tmp_path: Path) -> None:
+    r = run_recovery(tmp_path, fourth=False, downlink="group")
+    assert r.seconds < RECOVERY_LIMIT, r
+    print(f"recovery {r.seconds:.2f} s (group downlink)")
+    log = r.server_log
+    assert "event=media_recovered legs=3" in log
+    after = log[log.index("event=media_recovering") :]
+    assert re.search(r"event=group_rekey conf=\S+ epoch=1 ", after), after[-3000:]  # fresh, on the new mixer
     assert "participant_left" not in log
 
 

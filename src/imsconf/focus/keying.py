@@ -572,10 +572,10 @@ class FocusKeying(FeatureBase):
         op.invite = invite
         op.sent_at = now
         self.counters["reinvites"] += 1
-        self._record(
-            now, lk.conf_id, "offer" if op.epoch is not None else "demote-offer", lk.leg_id, op.epoch
-        )
-        log.info("event=key_reinvite leg=%s epoch=%s", lk.leg_id, op.epoch if op.epoch is not None else "own")
+        what = "move-offer" if op.done is not None else "offer" if op.epoch is not None else "demote-offer"
+        self._record(now, lk.conf_id, what, lk.leg_id, op.epoch)
+        shown = "moved" if op.done is not None else op.epoch if op.epoch is not None else "own"
+        log.info("event=key_reinvite leg=%s epoch=%s", lk.leg_id, shown)
         dest = dialog_destination(leg.dialog, leg.peer)
 
         def on_response(resp: Response, t: float) -> None:
