@@ -23,9 +23,10 @@ from helpers import (
 from test_keying import GroupMedia
 
 from imsconf.app.focus_wiring import FocusOptions
+from imsconf.conference.eventinfo import KeyScope
 from imsconf.keys import DownlinkMode, KeyManagerConfig, RekeyPolicy
 from imsconf.media.control import LegPorts
-from imsconf.media.events import MediaEngineError, MixerLost, MixerReady
+from imsconf.media.events import GroupStreamConfirmed, MediaEngineError, MixerLost, MixerReady
 from imsconf.sdp.session import SessionDescription
 from imsconf.sip.message import Request
 
@@ -267,9 +268,19 @@ def test_group_conferences_start_a_fresh_epoch_on_the_new_mixer(downlink: str) -
     settle(h, uas)
     assert media.epochs  # a group epoch on the first mixer
     old_keys = {k for k, _ in media.epochs.values()}
+    legs = [leg_of(h, ua) for ua in uas]
+    epoch = max(e for _, e in media.epochs)
+    assert media.sink is not None
+    for lid in legs:  # the mixer's evidence: every listener decrypts the common stream
+        media.sink(GroupStreamConfirmed(lid, epoch))
+    settle(h, uas)
+    assert {h.focus.keying.scope(lid) for lid in legs} == {KeyScope.GROUP}
     media.lose()
     h.advance(0.1)
     assert h.focus.keying.managers == {}
+    # back on their own keys, and the event package says so
+    assert {h.focus.keying.scope(lid) for lid in legs} == {KeyScope.PER_PARTICIPANT}
+    assert {h.focus.table.details[lid].key_scope for lid in legs} == {KeyScope.PER_PARTICIPANT}
     media.back()
     sent = h.advance(0.01)
     for ua in uas:

@@ -347,7 +347,7 @@ class FocusKeying(FeatureBase):
         lk.queue.insert(0, _Op(None, None, sdp=sdp, done=done))
         self._next(ep, lk, now)
 
-    def mixer_lost(self, now: float) -> None:
+    def mixer_lost(self, ep: SipEndpoint, now: float) -> None:
         """The mixer is gone with every group epoch: the key managers are closed (their keys wiped), every
         leg is back on its own key and out of its manager until it joins again (:meth:`rejoin`, once it is
         on the new mixer); queued offers are dropped, answers to those in flight are ignored."""
@@ -356,19 +356,17 @@ class FocusKeying(FeatureBase):
             self._record(now, conf_id, "mixer-lost")
         self.managers.clear()
         self._group_confs.clear()
-        for lk in self.legs.values():
+        self._ep = ep
+        for lk in list(self.legs.values()):
             lk.joined = False
             lk.route = None
-            lk.scope = KeyScope.PER_PARTICIPANT
+            self._set_scope(ep, lk.leg_id, KeyScope.PER_PARTICIPANT, now)  # subscribers see it too
             if lk.current is not None and lk.current.done is None:
                 lk.current.stale = True
             for op in lk.queue:
                 if op.done is None:
                     _wipe(op)
             lk.queue = [op for op in lk.queue if op.done is not None]
-            details = self.table.details.get(lk.leg_id)
-            if details is not None and details.key_scope is not KeyScope.PER_PARTICIPANT:
-                self.table.details[lk.leg_id] = replace(details, key_scope=KeyScope.PER_PARTICIPANT)
             leg = self.table.get(lk.leg_id)
             if leg is not None and leg.media.group_key is not None:
                 leg.media.group_key.wipe()

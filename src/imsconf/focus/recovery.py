@@ -139,7 +139,7 @@ class MixerRecovery(FeatureBase):
         self.lost_at = now
         self._retry_at = None
         self._moved_since_loss = 0
-        self.keying.mixer_lost(now)
+        self.keying.mixer_lost(ep, now)
         ringing: list[Leg] = []
         for leg in list(self.table.legs.values()):
             ms = leg.media

@@ -271,10 +271,9 @@ class RemoteMediaControl(RemoteVideoControl):
                 elif action is LinkAction.PING:
                     self._write_line({"op": "ping", "args": {}})
                 else:  # DROP: silent past the heartbeat timeout (the link is already down)
-                    self._gone(f"no heartbeat for {self.link.heartbeat.timeout:g} s", already_down=True)
                     if self._reader_task is not None:
                         self._reader_task.cancel()
-                    await self._close_writer()
+                    self._gone(f"no heartbeat for {self.link.heartbeat.timeout:g} s", already_down=True)
             deadline = self.link.next_deadline()
             self._wakeup.clear()
             wait = None if deadline is None else max(0.0, deadline - loop.time())
@@ -337,6 +336,9 @@ class RemoteMediaControl(RemoteVideoControl):
         was_up = self.connected.is_set()
         self.connected.clear()
         self._hello = False
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
         self._pool.clear()
         self._legs.clear()
         self.forget_video_legs()
