@@ -198,6 +198,42 @@ def test_a_group_keyed_conference_gets_a_fresh_epoch_on_the_restarted_mixer(tmp_
 
 
 @pytest.mark.peer
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_a_hung_mixer_is_lost_by_heartbeat_and_taken_back_when_it_resumes(tmp_path: Path) -> None:
+    """SIGSTOP: the TCP connection stays, only the heartbeat can tell.  The focus gives up on it within the
+    3 s timeout; once it resumes (SIGCONT) it sees its focus gone, drops those legs, and is connected again
+    and given the legs anew."""
+    s = setup(tmp_path)
+    agents: list[UserAgent] = []
+    try:
+        calls: dict[str, Call] = {}
+        for user in ("alice", "bob"):
+            ua = agent(s, user)
+            agents.append(ua)
+            target = "sip:conference-factory@localhost" if not calls else calls["alice"].remote_target
+            assert target is not None
+            calls[user] = dial(s, ua, target)
+        wait_for(lambda: hears_others(calls), 10, "the two to hear each other", s)
+        assert s.mixer.proc is not None
+        t_stop = time.monotonic()
+        s.mixer.proc.send_signal(signal.SIGSTOP)
+        try:
+            t_lost = wait_for(lambda: "event=mixer_lost" in s.server.log(), 8, "the loss by heartbeat", s)
+        finally:
+            s.mixer.proc.send_signal(signal.SIGCONT)
+        assert t_lost - t_stop < 4.5, t_lost - t_stop  # 3 s timeout + the log poll
+        assert "no heartbeat" in s.server.log()
+        wait_for(lambda: "event=media_recovered legs=2" in s.server.log(), 15, "the recovery", s)
+        wait_for(lambda: hears_others(calls), 10, "the two to hear each other again", s)
+        assert "Traceback" not in s.server.log() + s.mixer.log()
+    finally:
+        for a in agents:
+            a.close()
+        teardown(s)
+
+
+@pytest.mark.peer
 @pytest.mark.timeout(90)
 def test_the_server_starts_before_its_mixer(tmp_path: Path) -> None:
     s = setup(tmp_path, start_mixer=False)
