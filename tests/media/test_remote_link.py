@@ -137,7 +137,8 @@ def test_a_restarted_mixer_is_found_again(tmp_path: Path) -> None:
             remote.allocate_leg("c1", "c1.p1", True)
             await until(lambda: "c1.p1" in mixer.control.engine.legs(), "the leg on the mixer")
 
-            await stop_mixer(server, mixer)  # the mixer goes away
+            await stop_mixer(server, mixer)  # the mixer goes away, closing its legs
+            assert list(mixer.control.engine.legs()) == []
             await until(lambda: any(isinstance(e, MixerLost) for e in events), "the loss")
             assert not remote.ready
             with pytest.raises(MediaEngineError, match="not connected"):

@@ -591,6 +591,10 @@ class MixerControlServer:
                     )
         except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError, ValueError):
             pass
+        except asyncio.CancelledError:
+            # the mixer is stopping (close() cancels a connection that did not end by itself): the stream
+            # machinery would log a cancelled handler as an error, so it ends normally after the cleanup
+            pass
         finally:
             if task is not None:
                 self._handlers.discard(task)
