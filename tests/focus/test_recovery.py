@@ -294,3 +294,42 @@ def test_group_conferences_start_a_fresh_epoch_on_the_new_mixer(downlink: str) -
     mgr = next(iter(h.focus.keying.managers.values()))
     assert len(mgr.snapshot().listeners) == 3
     assert responses(sent) == []
+
+
+def test_a_mixer_that_never_has_ports_ends_the_legs_after_a_while() -> None:
+    h, media = harness()
+    uas, _ = conference(h)
+    media.lose()
+    h.advance(0.1)
+
+    def none(conference_id: str, leg_id: str, rtcp_mux: bool) -> LegPorts:
+        raise MediaEngineError("the mixer has no free media ports")
+
+    media.allocate_leg = none  # type: ignore[method-assign]
+    media.back()
+    assert requests(h.advance(5.0), "BYE") == []  # still trying
+    sent = h.advance(10.0)
+    assert {p for _, p in requests(sent, "BYE")} == {ua.peer for ua in uas}
+    assert h.focus.legs == {}
+
+
+def test_a_call_made_on_the_new_mixer_before_the_loss_was_handled_is_moved_too() -> None:
+    """The loss and the reconnection are both queued for the focus's next timer; a call that arrives in
+    between is made on the new mixer, and is then released and moved like the others (no leg is left)."""
+    h, media = harness()
+    uas, uri = conference(h)
+    media.legs.clear()
+    media.up = True  # reconnected at once: the loss and the ready are queued together
+    assert media.sink is not None
+    media.sink(MixerLost("closed by the mixer"))
+    media.sink(MixerReady(2))
+    dave = h.ua("dave")
+    KEYS["dave"] = new_key()
+    resp = h.call(dave, uri, sdp_offer(key=KEYS["dave"]))  # handled before the queued work
+    assert resp.status == 200
+    sent = h.send(dave, dave.ack())
+    sent += h.advance(0.01)
+    for ua in [*uas, dave]:
+        answer(h, ua, reinvite_to(sent, ua))
+    assert set(media.legs) == {leg_of(h, ua) for ua in [*uas, dave]}
+    assert all(rec.configured for rec in media.legs.values())

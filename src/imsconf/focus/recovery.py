@@ -16,7 +16,8 @@ The MRFC seam (``imsconf.media.remote``) reports the link as media events: :clas
   takes its turn with the keying's (:meth:`FocusKeying.reinvite`: after an unacknowledged INVITE, one at a
   time, one retry after 491).  2xx: the leg rejoins its conference's key manager, which in group mode
   starts a fresh group epoch.  Refused or timed out: the leg ends (BYE, ``participant_left``).  When the
-  new mixer has no pre-bound ports left for a leg yet, it is tried again shortly.
+  new mixer has no pre-bound ports left for a leg yet, it is tried again shortly (every 0.2 s, for about
+  10 s; then the leg ends).
 
 The roster does not change: participants stay connected through the outage, with the same media info.
 """
@@ -37,11 +38,12 @@ from .keying import FocusKeying
 from .legs import Inbox, Leg, LegTable
 from .ports import FeatureBase, FocusPort
 
-__all__ = ["RETRY", "MixerRecovery", "moved_sdp"]
+__all__ = ["MAX_WAITS", "RETRY", "LobbyHold", "MixerRecovery", "moved_sdp"]
 
 log = logging.getLogger("imsconf.focus.recovery")
 
 RETRY = 0.2  # a leg the new mixer has no ports for yet is tried again after this long
+MAX_WAITS = 50  # ... this many times (about 10 s) per mixer connection, then the leg ends
 
 
 def moved_sdp(
@@ -111,6 +113,7 @@ class MixerRecovery(FeatureBase):
         self.counters: dict[str, int] = dict.fromkeys(("lost", "moved", "failed", "ended"), 0)
         self._retry_at: float | None = None
         self._moved_since_loss = 0
+        self._waits = 0
 
     # ---- hooks --------------------------------------------------------------------------------------
     def on_media_event(self, ev: MediaEvent) -> None:
@@ -150,7 +153,11 @@ class MixerRecovery(FeatureBase):
                 continue
             if ms.ports is None and leg.leg_id not in self.moving:
                 continue
-            ms.ports = None  # the mixer's leg is gone (nothing to release)
+            try:  # nothing to release on the lost mixer; a leg made on its successor already goes too
+                self.media.release_leg(leg.leg_id)
+            except (KeyError, MediaEngineError, OSError):
+                pass
+            ms.ports = None
             for key in (ms.tx_key, ms.group_key):
                 if key is not None:
                     key.wipe()
@@ -170,6 +177,7 @@ class MixerRecovery(FeatureBase):
 
     def _ready(self, ep: SipEndpoint, ev: MixerReady, now: float) -> None:
         self.ready = True
+        self._waits = 0
         if self.pending:
             log.info("event=media_recovering generation=%d legs=%d", ev.generation, len(self.pending))
         self._move_all(ep, now)
@@ -189,6 +197,13 @@ class MixerRecovery(FeatureBase):
             try:
                 sdp = self._rebuild(leg)
             except MediaEngineError as exc:  # no pre-bound pair yet, or the mixer went away again
+                self._waits += 1
+                if self._waits > MAX_WAITS:
+                    log.warning("event=media_move_failed leg=%s reason=%r", leg_id, str(exc))
+                    self.pending.discard(leg_id)
+                    self.counters["failed"] += 1
+                    self.port.end(ep, leg, "media lost (no mixer resources)", now, send_bye=True)
+                    continue
                 log.info("event=media_move_waits leg=%s reason=%r", leg_id, str(exc))
                 self._retry_at = now + RETRY
                 return
