@@ -24,9 +24,11 @@ from test_keying import GroupMedia
 
 from imsconf.app.focus_wiring import FocusOptions
 from imsconf.conference.eventinfo import KeyScope
+from imsconf.focus.recovery import moved_sdp
 from imsconf.keys import DownlinkMode, KeyManagerConfig, RekeyPolicy
 from imsconf.media.control import LegPorts
 from imsconf.media.events import GroupStreamConfirmed, MediaEngineError, MixerLost, MixerReady
+from imsconf.sdp.sdes import CryptoAttribute
 from imsconf.sdp.session import SessionDescription
 from imsconf.sip.message import Request
 
@@ -333,3 +335,20 @@ def test_a_call_made_on_the_new_mixer_before_the_loss_was_handled_is_moved_too()
         answer(h, ua, reinvite_to(sent, ua))
     assert set(media.legs) == {leg_of(h, ua) for ua in [*uas, dave]}
     assert all(rec.configured for rec in media.legs.values())
+
+
+def test_moved_sdp_moves_the_audio_stream_only() -> None:
+    sdp = (
+        b"v=0\r\no=- 7 3 IN IP4 198.18.0.1\r\ns=imsconf\r\nc=IN IP4 198.18.0.1\r\nt=0 0\r\n"
+        b"m=audio 30000 RTP/SAVP 0\r\na=rtcp:30001\r\na=crypto:2 AES_CM_128_HMAC_SHA1_80 inline:old\r\n"
+        b"a=sendrecv\r\nm=video 30010 RTP/SAVP 96\r\na=rtcp:30011\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 "
+        b"inline:video\r\n"
+    )
+    crypto = CryptoAttribute.from_key(2, "AES_CM_128_HMAC_SHA1_80", bytes(range(30)))
+    out = moved_sdp(sdp, 4, LegPorts("198.18.0.1", 41000, 41001), False, crypto).decode()
+    assert "o=- 7 4 IN IP4" in out
+    assert "m=audio 41000 RTP/SAVP 0\r\na=rtcp:41001\r\n" in out
+    assert f"a=crypto:{crypto.to_sdp()}\r\n" in out and "inline:old" not in out
+    assert "m=video 30010 RTP/SAVP 96\r\na=rtcp:30011\r\n" in out and "inline:video" in out
+    muxed = moved_sdp(sdp, 5, LegPorts("198.18.0.1", 41002, 41002), True, None).decode()
+    assert "m=audio 41002 RTP/SAVP 0\r\na=sendrecv" in muxed and "inline:old" not in muxed
