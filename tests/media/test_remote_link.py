@@ -18,7 +18,8 @@ from imsconf.app.pki import client_ssl_context, ensure_dev_pki, issue_cert, serv
 from imsconf.media.engine import MediaEngine, MediaEngineError, MediaEvent
 from imsconf.media.events import MixerLost, MixerReady
 from imsconf.media.link import Backoff, Heartbeat, LinkAction, LinkState, MixerLink
-from imsconf.media.remote import MixerControlServer, RemoteMediaControl
+from imsconf.media.mixer_server import MixerControlServer
+from imsconf.media.remote import RemoteMediaControl
 
 # ---- the state machine ------------------------------------------------------------------------------
 

@@ -74,7 +74,7 @@ async def connect_mixer(settings: Settings, timeout: float = 5.0) -> RemoteMedia
 
 
 async def run_mixer(settings: Settings, listen: str | None = None) -> int:
-    from imsconf.media.remote import MixerControlServer
+    from imsconf.media.mixer_server import MixerControlServer
 
     host, port = parse_hostport(listen or settings.mixer or DEFAULT_MIXER, what="mixer")
     data_dir = Path(settings.data_dir)
