@@ -352,3 +352,29 @@ def test_moved_sdp_moves_the_audio_stream_only() -> None:
     assert "m=video 30010 RTP/SAVP 96\r\na=rtcp:30011\r\n" in out and "inline:video" in out
     muxed = moved_sdp(sdp, 5, LegPorts("198.18.0.1", 41002, 41002), True, None).decode()
     assert "m=audio 41002 RTP/SAVP 0\r\na=sendrecv" in muxed and "inline:old" not in muxed
+
+
+def test_an_answer_for_the_mixer_before_last_is_not_taken_for_the_move_to_the_new_one() -> None:
+    """Lost, back (move 1 out), lost again, back (move 2 waits for move 1's answer): the answer to move 1
+    is ACKed and ignored, then move 2 goes out and its answer completes the move."""
+    h, media = harness()
+    uas, _ = conference(h)
+    ua = uas[1]
+    lid = leg_of(h, ua)
+    media.lose()
+    h.advance(0.1)
+    media.back()
+    first = reinvite_to(h.advance(0.01), ua)
+    media.lose()
+    h.advance(0.1)
+    media.back()
+    assert [r for r, p in requests(h.advance(0.01), "INVITE") if p == ua.peer] == []  # waits for move 1
+    out = answer(h, ua, first)
+    assert [r.method for r, _ in requests(out, "ACK")] == ["ACK"]
+    second = reinvite_to(out, ua)  # move 2 follows at once
+    recovery = h.focus.parts.recovery
+    assert recovery is not None and lid in recovery.moving
+    assert answer_crypto(second.body).key_salt == media.legs[lid].tx_key != answer_crypto(first.body).key_salt
+    answer(h, ua, second)
+    assert lid not in recovery.moving and h.focus.legs[lid].media.ports == media.legs[lid].ports
+    assert h.focus.legs[lid].media.answer == second.body

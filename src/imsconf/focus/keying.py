@@ -350,7 +350,8 @@ class FocusKeying(FeatureBase):
     def mixer_lost(self, ep: SipEndpoint, now: float) -> None:
         """The mixer is gone with every group epoch: the key managers are closed (their keys wiped), every
         leg is back on its own key and out of its manager until it joins again (:meth:`rejoin`, once it is
-        on the new mixer); queued offers are dropped, answers to those in flight are ignored."""
+        on the new mixer); queued re-INVITEs (offers, moves) are dropped, the answers to those in flight are
+        ACKed and otherwise ignored (a move's ``done`` is not called)."""
         for conf_id, mgr in list(self.managers.items()):
             mgr.close(now)
             self._record(now, conf_id, "mixer-lost")
@@ -361,12 +362,15 @@ class FocusKeying(FeatureBase):
             lk.joined = False
             lk.route = None
             self._set_scope(ep, lk.leg_id, KeyScope.PER_PARTICIPANT, now)  # subscribers see it too
-            if lk.current is not None and lk.current.done is None:
-                lk.current.stale = True
-            for op in lk.queue:
-                if op.done is None:
-                    _wipe(op)
-            lk.queue = [op for op in lk.queue if op.done is not None]
+            if lk.current is not None:
+                if lk.current.retry_at is not None:  # waiting to be sent again after a 491: never is
+                    _wipe(lk.current)
+                    lk.current = None
+                else:  # in flight: its answer is still ACKed, and otherwise ignored
+                    lk.current.stale = True
+            for op in lk.queue:  # key offers of the old epochs, moves to the lost mixer (made again)
+                _wipe(op)
+            lk.queue.clear()
             leg = self.table.get(lk.leg_id)
             if leg is not None and leg.media.group_key is not None:
                 leg.media.group_key.wipe()
@@ -645,10 +649,10 @@ class FocusKeying(FeatureBase):
         self._next(ep, lk, now)
 
     def _answer(self, ep: SipEndpoint, lk: _LegKeys, op: _Op, ok: bool, now: float) -> None:
+        if op.stale:
+            return
         if op.done is not None:
             op.done(ep, ok, now)
-            return
-        if op.stale:
             return
         mgr = self.managers.get(lk.conf_id)
         if mgr is None or lk.leg_id not in mgr:
