@@ -604,7 +604,7 @@ class FocusKeying(FeatureBase):
             self.counters["answers_2xx" if ok else "answers_failed"] += 1
             self._done(ep, lk, op, ok, now)
             return
-        if resp.status == 491 and not op.retried:
+        if resp.status == 491 and not op.retried and not op.stale:
             op.retried = True
             op.retry_at = now + self._rng.uniform(2.1, 4.0)
             self.counters["retries_491"] += 1
