@@ -22,7 +22,8 @@ from imsconf.media.engine import (
     MediaEvent,
     PromptFinished,
 )
-from imsconf.media.remote import MixerControlServer, RemoteMediaControl
+from imsconf.media.mixer_server import MixerControlServer
+from imsconf.media.remote import RemoteMediaControl
 from imsconf.media.rtp import ReceiverReport, ReportBlock, serialize_rtcp
 from imsconf.media.srtp import SrtpSender
 

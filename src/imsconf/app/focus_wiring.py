@@ -22,6 +22,7 @@ from imsconf.focus.legs import Inbox, LegTable
 from imsconf.focus.parts import FocusParts, PartsFactory
 from imsconf.focus.planned import PlannedConferences, PlannedOptions
 from imsconf.focus.presentation import FocusPresentation
+from imsconf.focus.recovery import MixerRecovery
 from imsconf.focus.routing import Locator
 from imsconf.focus.subscriptions import Notifier
 from imsconf.keys.policy import DownlinkMode, KeyManagerConfig, RekeyPolicy
@@ -47,6 +48,8 @@ class FocusOptions:
     wall_clock_offset: float = 0.0
     # the location service of this server's registrar: dial-outs to a registered AoR go to its binding
     locator: Locator | None = None
+    # move every live leg to a new mixer when the separate one is lost and one comes back (re-INVITEs)
+    mixer_recovery: bool = True
 
 
 def focus_parts(
@@ -70,23 +73,30 @@ def focus_parts(
         floor = FocusFloor(
             media, policy=options.floor_policy, on_change=port.floor_changed, wake=options.floor_wake
         )
+        keying = FocusKeying(
+            table,
+            port,
+            registry,
+            media,
+            inbox,
+            booked=planned,
+            downlink=options.downlink,
+            rekey=options.rekey,
+            config=options.key_config,
+        )
+        recovery = (
+            MixerRecovery(table, port, media, inbox, keying, lobby=planned)
+            if options.mixer_recovery
+            else None
+        )
         return FocusParts(
             control=ConferenceControl(table, port, config, registry, notifier, dialer),
             dialer=dialer,
             floor=floor,
             presentation=FocusPresentation(port, registry, media, floor, inbox),
-            keying=FocusKeying(
-                table,
-                port,
-                registry,
-                media,
-                inbox,
-                booked=planned,
-                downlink=options.downlink,
-                rekey=options.rekey,
-                config=options.key_config,
-            ),
+            keying=keying,
             planned=planned,
+            recovery=recovery,
         )
 
     return build

@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import logging
 import signal
+import ssl
 import sys
 from pathlib import Path
 
@@ -44,18 +45,36 @@ def focus_client_context(pki: PkiPaths) -> object:
     return client_ssl_context(pki.ca_cert, cert, key)
 
 
-async def connect_mixer(settings: Settings) -> RemoteMediaControl:
-    """The focus side: connect to the mixer named by ``settings.mixer``."""
+async def connect_mixer(settings: Settings, timeout: float = 5.0) -> RemoteMediaControl:
+    """The focus side: the channel to the mixer named by ``settings.mixer``, kept up from now on.
+
+    The server may start before its mixer: when the first attempt is refused or times out, the server logs
+    that it waits (``event=mixer_waiting``) and the channel keeps trying (``RemoteMediaControl``:
+    backoff 0.5 s doubling to 5 s); until then new calls get 503 with Retry-After.  A mixer that fails the
+    TLS handshake (not from the conference CA) stops the start: ``ssl.SSLError`` is raised."""
     assert settings.mixer is not None
     host, port = parse_hostport(settings.mixer, what="mixer")
     pki = ensure_dev_pki(Path(settings.data_dir), [settings.domain])
+    ctx = focus_client_context(pki)
+    assert isinstance(ctx, ssl.SSLContext)
     control = RemoteMediaControl()
-    await control.connect(host, port, focus_client_context(pki))  # type: ignore[arg-type]
+    try:
+        await control.connect(host, port, ctx, timeout)
+    except ssl.SSLError:
+        raise
+    except (OSError, TimeoutError) as exc:
+        log.warning(
+            "event=mixer_waiting mixer=%s error=%s ready=false (the server starts; calls get 503 until the "
+            "mixer is connected)",
+            settings.mixer,
+            exc.__class__.__name__,
+        )
+    control.keep_connected(host, port, ctx, timeout)
     return control
 
 
 async def run_mixer(settings: Settings, listen: str | None = None) -> int:
-    from imsconf.media.remote import MixerControlServer
+    from imsconf.media.mixer_server import MixerControlServer
 
     host, port = parse_hostport(listen or settings.mixer or DEFAULT_MIXER, what="mixer")
     data_dir = Path(settings.data_dir)
@@ -83,8 +102,11 @@ async def run_mixer(settings: Settings, listen: str | None = None) -> int:
     settle_heap()
     realtime_priority(settings.media_realtime_priority)
     await stop.wait()
-    server.close()
+    log.info("event=mixer_stopping")
+    server.close()  # no new focus connections
+    await mixer.close()  # the focus connections end, their legs are released
     transport.close()
-    with contextlib.suppress(Exception):
+    with contextlib.suppress(TimeoutError, OSError):
         await asyncio.wait_for(server.wait_closed(), 1.0)
+    log.info("event=mixer_stopped")
     return 0

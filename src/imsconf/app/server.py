@@ -131,6 +131,11 @@ class Server:
     registrations: BindingWriter | None = None  # the registrar's bindings on disk
     users: UserStore | None = None  # read again on SIGHUP (its lookups re-read a changed file anyway)
 
+    @property
+    def ready(self) -> bool:
+        """Able to take new calls: the mixer runs in this process, or the separate one is connected."""
+        return self.remote is None or self.remote.ready
+
     async def close(self) -> None:
         if self.http is not None:
             await self.http.close()
@@ -263,9 +268,8 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
         )
 
     if app is None:
-        if settings.mixer is not None:
+        if settings.mixer is not None:  # kept connected from here on; the start does not wait for it
             remote = await connect_mixer(settings)
-            log.info("event=mixer_connected mixer=%s", settings.mixer)
         focus, media = build_focus(
             settings,
             remote,

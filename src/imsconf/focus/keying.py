@@ -90,9 +90,14 @@ class BookedKeying(Protocol):
     def in_lobby(self, leg_id: str) -> bool: ...
 
 
+MoveDone = Callable[[SipEndpoint, bool, float], None]
+"""``(ep, accepted, now)``: the answer to a focus re-INVITE of :meth:`FocusKeying.reinvite`."""
+
+
 @dataclass(slots=True)
 class _Op:
-    """One re-INVITE of ours: offer the group key of ``epoch`` (``epoch`` None: demote to the own key)."""
+    """One re-INVITE of ours: offer the group key of ``epoch`` (``epoch`` None: demote to the own key), or
+    - with ``done`` - the SDP given in ``sdp`` (a leg moved to a new mixer, :mod:`.recovery`)."""
 
     epoch: int | None
     key: MasterKey | None  # a private copy of the offered key (wiped when done)
@@ -101,6 +106,8 @@ class _Op:
     sent_at: float | None = None
     retry_at: float | None = None
     retried: bool = False
+    done: MoveDone | None = None
+    stale: bool = False  # made for a key manager that is gone (the mixer was lost): its answer is ignored
 
 
 @dataclass(slots=True)
@@ -332,6 +339,51 @@ class FocusKeying(FeatureBase):
                 return True
         return False
 
+    def reinvite(self, ep: SipEndpoint, leg: Leg, sdp: bytes, done: MoveDone, now: float) -> None:
+        """Send *sdp* (our new offer: the leg moved to a new mixer) in a re-INVITE of the focus, in turn with
+        the key re-INVITEs of this leg (after the participant's INVITE is acknowledged, one at a time, one
+        retry after 491); ``done(ep, accepted, now)`` gets the outcome.  A 2xx is ACKed and its key becomes
+        the mixer's receive key; the SDP becomes the leg's last one."""
+        self._ep = ep
+        lk = self.legs.get(leg.leg_id)
+        if lk is None:  # not acknowledged yet: the leg joins its key manager at the ACK as usual
+            lk = self.legs[leg.leg_id] = _LegKeys(leg.leg_id, leg.conf_id)
+        lk.queue.insert(0, _Op(None, None, sdp=sdp, done=done))
+        self._next(ep, lk, now)
+
+    def mixer_lost(self, ep: SipEndpoint, now: float) -> None:
+        """The mixer is gone with every group epoch: the key managers are closed (their keys wiped), every
+        leg is back on its own key and out of its manager until it joins again (:meth:`rejoin`, once it is
+        on the new mixer); queued re-INVITEs (offers, moves) are dropped, the answers to those in flight are
+        ACKed and otherwise ignored (a move's ``done`` is not called)."""
+        for conf_id, mgr in list(self.managers.items()):
+            mgr.close(now)
+            self._record(now, conf_id, "mixer-lost")
+        self.managers.clear()
+        self._group_confs.clear()
+        self._ep = ep
+        for lk in list(self.legs.values()):
+            lk.joined = False
+            lk.route = None
+            self._set_scope(ep, lk.leg_id, KeyScope.PER_PARTICIPANT, now)  # subscribers see it too
+            if lk.current is not None:
+                if lk.current.retry_at is not None:  # waiting to be sent again after a 491: never is
+                    _wipe(lk.current)
+                    lk.current = None
+                else:  # in flight: its answer is still ACKed, and otherwise ignored
+                    lk.current.stale = True
+            for op in lk.queue:  # key offers of the old epochs, moves to the lost mixer (made again)
+                _wipe(op)
+            lk.queue.clear()
+            leg = self.table.get(lk.leg_id)
+            if leg is not None and leg.media.group_key is not None:
+                leg.media.group_key.wipe()
+                leg.media.group_key = None
+
+    def rejoin(self, ep: SipEndpoint, leg: Leg, now: float) -> None:
+        """The leg is on the new mixer: it joins its conference's (new) key manager, as at its ACK."""
+        self.on_ack(ep, leg, now)
+
     def next_deadline(self) -> float | None:
         best: float | None = self._lobby_due
         for mgr in self.managers.values():
@@ -484,7 +536,7 @@ class FocusKeying(FeatureBase):
         if lk is None:
             _wipe(op)
             return
-        if op.epoch is None:  # a demotion cancels queued offers (the manager has forgotten them)
+        if op.epoch is None and op.done is None:  # a demotion cancels queued offers (the manager forgot them)
             for old in lk.queue:
                 _wipe(old)
             lk.queue.clear()
@@ -508,11 +560,11 @@ class FocusKeying(FeatureBase):
             return
         ms = leg.media
         decision = ms.decision
-        if decision is None or decision.srtp is None or ms.tx_key is None:
-            self._done(ep, lk, op, False, now)
-            return
-        key = op.key if op.key is not None else ms.tx_key
         if not op.sdp:
+            if decision is None or decision.srtp is None or ms.tx_key is None:
+                self._done(ep, lk, op, False, now)
+                return
+            key = op.key if op.key is not None else ms.tx_key
             ms.version += 1
             crypto = CryptoAttribute.from_key(decision.srtp.tag, key.suite, key.key_salt)
             op.sdp = _with_crypto(ms.answer, ms.version, crypto)
@@ -526,10 +578,10 @@ class FocusKeying(FeatureBase):
         op.invite = invite
         op.sent_at = now
         self.counters["reinvites"] += 1
-        self._record(
-            now, lk.conf_id, "offer" if op.epoch is not None else "demote-offer", lk.leg_id, op.epoch
-        )
-        log.info("event=key_reinvite leg=%s epoch=%s", lk.leg_id, op.epoch if op.epoch is not None else "own")
+        what = "move-offer" if op.done is not None else "offer" if op.epoch is not None else "demote-offer"
+        self._record(now, lk.conf_id, what, lk.leg_id, op.epoch)
+        shown = "moved" if op.done is not None else op.epoch if op.epoch is not None else "own"
+        log.info("event=key_reinvite leg=%s epoch=%s", lk.leg_id, shown)
         dest = dialog_destination(leg.dialog, leg.peer)
 
         def on_response(resp: Response, t: float) -> None:
@@ -544,18 +596,19 @@ class FocusKeying(FeatureBase):
         if leg is None or leg.dialog is None:
             return
         self._ep = ep
-        leg.dialog.receive_response(resp)
+        if resp.headers.get("CSeq") is not None:  # not the endpoint's own 408/503 (no answer at all)
+            leg.dialog.receive_response(resp)
         assert op.invite is not None
         if 200 <= resp.status < 300:
             ack = _ack_for(op.invite, resp)
             lk.acks = {op.invite.cseq.number: ack}
             ep.send_stateless(ack, dialog_destination(leg.dialog, leg.peer))
             self.counters["acks"] += 1
-            ok = self._take_answer(leg, op, resp)
+            ok = not op.stale and self._take_answer(leg, op, resp)
             self.counters["answers_2xx" if ok else "answers_failed"] += 1
             self._done(ep, lk, op, ok, now)
             return
-        if resp.status == 491 and not op.retried:
+        if resp.status == 491 and not op.retried and not op.stale:
             op.retried = True
             op.retry_at = now + self._rng.uniform(2.1, 4.0)
             self.counters["retries_491"] += 1
@@ -575,8 +628,9 @@ class FocusKeying(FeatureBase):
             log.info("event=key_answer_bad leg=%s", leg.leg_id)
             return False
         if crypto is None:
-            return False
-        if crypto.key_salt != ms.rx_key_salt:
+            if op.done is None or ms.secure:
+                return False
+        elif crypto.key_salt != ms.rx_key_salt:
             try:
                 klen = SUITES[crypto.suite][0]
                 rx = SrtpKeys(crypto.suite, crypto.key_salt[:klen], crypto.key_salt[klen:])
@@ -599,6 +653,11 @@ class FocusKeying(FeatureBase):
         self._next(ep, lk, now)
 
     def _answer(self, ep: SipEndpoint, lk: _LegKeys, op: _Op, ok: bool, now: float) -> None:
+        if op.stale:
+            return
+        if op.done is not None:
+            op.done(ep, ok, now)
+            return
         mgr = self.managers.get(lk.conf_id)
         if mgr is None or lk.leg_id not in mgr:
             return

@@ -19,6 +19,7 @@ from .legs import Inbox, LegTable
 from .planned import PlannedConferences
 from .ports import Feature
 from .presentation import FocusPresentation
+from .recovery import MixerRecovery
 
 __all__ = ["FocusParts", "PartsFactory"]
 
@@ -31,6 +32,7 @@ class FocusParts:
     presentation: FocusPresentation
     keying: FocusKeying
     planned: PlannedConferences | None = None  # booked conferences, when the focus serves them
+    recovery: MixerRecovery | None = None  # legs moved to a new mixer after the separate one was lost
     features: tuple[Feature, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -40,6 +42,8 @@ class FocusParts:
         if self.planned is not None:
             ordered.append(self.planned)
         ordered += [FloorPart(self.floor), self.presentation, self.keying]
+        if self.recovery is not None:
+            ordered.append(self.recovery)
         object.__setattr__(self, "features", tuple(ordered))
 
 

@@ -29,6 +29,8 @@ __all__ = [
     "LegStats",
     "MediaEngineError",
     "MediaEvent",
+    "MixerLost",
+    "MixerReady",
     "PromptFinished",
     "RtcpReport",
     "SourceLatched",
@@ -126,6 +128,22 @@ class PromptFinished:
     name: str
 
 
+@dataclass(frozen=True, slots=True)
+class MixerLost:
+    """The control channel to a separate mixer is gone (closed, or silent past the heartbeat timeout): every
+    leg and conference the focus had on it is gone with it."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class MixerReady:
+    """A separate mixer is connected (again): ``generation`` counts the connections; legs made before it
+    are not on this mixer and must be made again (``imsconf.focus.recovery``)."""
+
+    generation: int
+
+
 MediaEvent = (
     DtmfReceived
     | RtcpReport
@@ -134,6 +152,8 @@ MediaEvent = (
     | GroupStreamConfirmed
     | GroupStreamFailing
     | PromptFinished
+    | MixerLost
+    | MixerReady
 )
 
 

@@ -18,201 +18,260 @@ Every :class:`MediaControl` operation has its op: ``allocate_leg``, ``configure_
 Pre-bound pairs keep :class:`MediaControl` synchronous for the focus: ``allocate_leg`` takes a pair from the
 pool at once and the command follows on the ordered stream.  SRTP keys cross only this channel (base64 in
 JSON inside TLS); nothing here logs them.
+
+Heartbeat: the focus sends ``{"op": "ping"}`` every second and the mixer answers ``{"pong": {}}``; the focus
+counts any message as a sign of life (:mod:`.link`).
+
+This module is the focus side (:class:`RemoteMediaControl`); the mixer side is :mod:`.mixer_server`, the
+values on the wire are in :mod:`.wire`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import logging
 import ssl
 from collections import deque
-from collections.abc import Callable
 from typing import Any
 
 from imsconf.keys.policy import DownlinkMode
 from imsconf.sdp.direction import Direction
 
-from .control import EventSink, LegPorts, LocalMediaControl
-from .engine import KEEP, Addr, Keep, LegStats, MediaEngine, MediaEngineError, MediaEvent
-from .events import (
-    DtmfReceived,
-    GroupStreamConfirmed,
-    GroupStreamFailing,
-    InboundKeyConfirmed,
-    PromptFinished,
-    SourceLatched,
-)
+from .control import EventSink, LegPorts
+from .engine import KEEP, Addr, Keep, LegStats, MediaEngineError
+from .events import MixerLost, MixerReady
+from .link import LinkAction, MixerLink
 from .srtp import SrtpKeys
-from .video_plane import VideoPlane
-from .video_remote import (
-    VIDEO_OPS,
-    RemoteVideoControl,
-    apply_video_op,
-    forget_video_conference,
-    release_video_legs,
-)
+from .video_remote import RemoteVideoControl
+from .wire import MAX_LINE, event_in, keys_out
+
+__all__ = ["RemoteMediaControl"]
 
 log = logging.getLogger("imsconf.mixer")
 
-POOL_TARGET = 16  # pre-bound pairs offered to the focus; refilled one for one as legs are allocated
-MAX_LINE = 65536
-
-
-# ---- values on the wire -------------------------------------------------------------------------------
-
-
-def _keys_out(keys: SrtpKeys | Keep | None) -> Any:
-    if isinstance(keys, Keep):
-        return "keep"
-    if keys is None:
-        return None
-    return {"suite": keys.suite, "inline": base64.b64encode(keys.key_salt()).decode("ascii")}
-
-
-def _keys_in(value: Any) -> SrtpKeys | Keep | None:
-    if value == "keep":
-        return KEEP
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise ValueError("bad keys")
-    return SrtpKeys.from_inline(str(value["suite"]), str(value["inline"]))
-
-
-def _addr(value: Any) -> Addr | None:
-    if value is None:
-        return None
-    host, port = value
-    return (str(host), int(port))
-
-
-def _event_out(ev: MediaEvent) -> dict[str, Any] | None:
-    if isinstance(ev, DtmfReceived):
-        e = ev.event
-        return {
-            "event": "dtmf",
-            "leg": ev.leg_id,
-            "conf": ev.conference_id,
-            "digit": e.digit,
-            "duration_ms": e.duration_ms,
-            "volume": e.volume,
-            "end": e.end,
-        }
-    if isinstance(ev, InboundKeyConfirmed):
-        return {"event": "inbound_key_confirmed", "leg": ev.leg_id}
-    if isinstance(ev, SourceLatched):
-        return {"event": "source_latched", "leg": ev.leg_id, "rtcp": ev.rtcp, "addr": list(ev.addr)}
-    if isinstance(ev, GroupStreamConfirmed):
-        return {"event": "group_confirmed", "leg": ev.leg_id, "epoch": ev.epoch}
-    if isinstance(ev, GroupStreamFailing):
-        return {
-            "event": "group_failing",
-            "leg": ev.leg_id,
-            "epoch": ev.epoch,
-            "fraction_lost": ev.fraction_lost,
-            "evidence": ev.evidence,
-        }
-    if isinstance(ev, PromptFinished):
-        return {"event": "prompt_finished", "leg": ev.leg_id, "name": ev.name}
-    return None  # RTCP reports stay in the mixer (statistics only)
-
-
-def _event_in(msg: dict[str, Any]) -> MediaEvent | None:
-    from .dtmf import DtmfEvent
-
-    kind = msg.get("event")
-    if kind == "dtmf":
-        return DtmfReceived(
-            str(msg["leg"]),
-            str(msg["conf"]),
-            DtmfEvent(str(msg["digit"]), int(msg["duration_ms"]), int(msg["volume"]), bool(msg["end"])),
-        )
-    if kind == "inbound_key_confirmed":
-        return InboundKeyConfirmed(str(msg["leg"]))
-    if kind == "source_latched":
-        addr = _addr(msg["addr"])
-        assert addr is not None
-        return SourceLatched(str(msg["leg"]), bool(msg["rtcp"]), addr)
-    if kind == "group_confirmed":
-        return GroupStreamConfirmed(str(msg["leg"]), int(msg["epoch"]))
-    if kind == "group_failing":
-        return GroupStreamFailing(
-            str(msg["leg"]), int(msg["epoch"]), float(msg["fraction_lost"]), str(msg["evidence"])
-        )
-    if kind == "prompt_finished":
-        return PromptFinished(str(msg["leg"]), str(msg["name"]))
-    return None
-
-
-# ---- focus side --------------------------------------------------------------------------------------
+# the ops about one audio leg made earlier by allocate_leg
+_LEG_OPS = frozenset(
+    {"configure_leg", "update_leg", "release_leg", "set_listener_stream", "set_lobby", "play_prompt"}
+)
 
 
 class RemoteMediaControl(RemoteVideoControl):
-    """:class:`MediaControl` over the mutual-TLS channel to an ``imsconf mixer`` process."""
+    """:class:`MediaControl` over the mutual-TLS channel to an ``imsconf mixer`` process.
 
-    def __init__(self) -> None:
+    :meth:`connect` makes one attempt; :meth:`keep_connected` keeps the link up from then on (or from the
+    start, when the mixer is not there yet): the decisions are :class:`~.link.MixerLink`'s (heartbeat,
+    capped exponential backoff), this class does the I/O.  A loss is logged (``event=mixer_lost``), forgets
+    every leg and pre-bound pair of that mixer and reaches the focus as :class:`MixerLost`; a connection as
+    :class:`MixerReady` (``event=mixer_connected``), after the conference settings that live only here (floor
+    control, floor holders) were replayed to the new mixer.
+    """
+
+    def __init__(self, link: MixerLink | None = None) -> None:
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task[None] | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._wakeup: asyncio.Event | None = None
         self._pool: deque[tuple[int, int]] = deque()
         self._host = ""
         self._legs: dict[str, tuple[str, int, int]] = {}  # leg -> (conference, rtp, rtcp pair)
         self._sink: EventSink | None = None
+        self._floor_control: dict[str, bool] = {}  # conference settings replayed to a new mixer
+        self._floor_holders: dict[str, list[str]] = {}
+        self._hello = False
+        self._closing = False
+        self.link = link if link is not None else MixerLink()
+        self.target = ""  # "host:port", for the log
         self.errors: list[dict[str, Any]] = []
         self.connected = asyncio.Event()
 
+    @property
+    def ready(self) -> bool:
+        """Connected to a mixer that can take legs now."""
+        return self.connected.is_set()
+
     async def connect(self, host: str, port: int, ctx: ssl.SSLContext, timeout: float = 10.0) -> None:
+        """One connection attempt; raises OSError (``ssl.SSLError`` when the handshake is refused) or
+        TimeoutError.  :meth:`keep_connected` makes the next ones."""
+        loop = asyncio.get_running_loop()
+        self.target = f"{host}:{port}"
+        self.link.attempting(loop.time())
+        try:
+            await self._open(host, port, ctx, timeout)
+        except (OSError, TimeoutError):
+            self.link.attempt_failed(loop.time())
+            raise
+
+    def keep_connected(self, host: str, port: int, ctx: ssl.SSLContext, timeout: float = 5.0) -> None:
+        """Reconnect whenever the link is down, and watch it with heartbeats while it is up."""
+        if self._supervisor is None:
+            self.target = f"{host}:{port}"
+            self._wakeup = asyncio.Event()
+            self._supervisor = asyncio.get_running_loop().create_task(
+                self._supervise(host, port, ctx, timeout)
+            )
+
+    async def close(self) -> None:
+        self._closing = True
+        for task in (self._supervisor, self._reader_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        self._supervisor = self._reader_task = None
+        await self._close_writer()
+
+    async def _close_writer(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer.wait_closed(), 1.0)
+
+    async def _open(self, host: str, port: int, ctx: ssl.SSLContext, timeout: float) -> None:
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(host, port, ssl=ctx, server_hostname=host, limit=MAX_LINE), timeout
         )
         self._writer = writer
-        self._reader_task = asyncio.get_running_loop().create_task(self._read(reader))
-        await asyncio.wait_for(self.connected.wait(), timeout)
-
-    async def close(self) -> None:
-        if self._reader_task is not None:
-            self._reader_task.cancel()
+        self._hello = False
+        reading = self._reader_task = asyncio.get_running_loop().create_task(self._read(reader))
+        waiting = asyncio.get_running_loop().create_task(self.connected.wait())
+        try:
+            await asyncio.wait({reading, waiting}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiting.cancel()
+        if not self.connected.is_set():
+            reading.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._reader_task
-        if self._writer is not None:
-            self._writer.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._writer.wait_closed(), 1.0)
+                await reading
+            await self._close_writer()
+            raise ConnectionError("the mixer closed the channel before its hello")
+
+    async def _supervise(self, host: str, port: int, ctx: ssl.SSLContext, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        assert self._wakeup is not None
+        while True:
+            for action in self.link.poll(loop.time()):
+                if action is LinkAction.CONNECT:
+                    self.link.attempting(loop.time())
+                    try:
+                        await self._open(host, port, ctx, timeout)
+                    except (OSError, TimeoutError) as exc:
+                        delay = self.link.attempt_failed(loop.time())
+                        log.log(
+                            # the first failure, then about once a minute at the 5 s cap
+                            logging.WARNING if self.link.attempts % 12 == 1 else logging.DEBUG,
+                            "event=mixer_unreachable mixer=%s attempt=%d retry_in=%.1f error=%s",
+                            self.target,
+                            self.link.attempts,
+                            delay,
+                            exc.__class__.__name__,
+                        )
+                elif action is LinkAction.PING:
+                    self._write_line({"op": "ping", "args": {}})
+                else:  # DROP: silent past the heartbeat timeout (the link is already down)
+                    if self._reader_task is not None:
+                        self._reader_task.cancel()
+                    self._gone(f"no heartbeat for {self.link.heartbeat.timeout:g} s", already_down=True)
+            deadline = self.link.next_deadline()
+            self._wakeup.clear()
+            wait = None if deadline is None else max(0.0, deadline - loop.time())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), wait)
+
+    def _wake(self) -> None:
+        if self._wakeup is not None:
+            self._wakeup.set()
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
+        loop = asyncio.get_running_loop()
+        reason = "closed by the mixer"
         try:
             while line := await reader.readline():
                 msg = json.loads(line)
+                if self._hello:
+                    self.link.received(loop.time())
                 if "hello" in msg:
                     self._host = str(msg["hello"]["host"])
-                    self.connected.set()
+                    self._hello = True
                 elif "pool" in msg:
                     self._pool.extend((int(a), int(b)) for a, b in msg["pool"])
+                    if self._hello and not self.connected.is_set():
+                        self._up(loop.time())
                 elif "error" in msg:
                     self.errors.append(msg)
                     log.warning(
                         "event=mixer_error op=%s leg=%s error=%r", msg.get("op"), msg.get("leg"), msg["error"]
                     )
                 elif "event" in msg and self._sink is not None:
-                    ev = _event_in(msg)
+                    ev = event_in(msg)
                     if ev is not None:
                         self._sink(ev)
         except (ConnectionError, ssl.SSLError, ValueError, asyncio.IncompleteReadError) as exc:
-            log.error("event=mixer_link_lost error=%s", exc.__class__.__name__)
-        finally:
-            self.connected.clear()
+            reason = exc.__class__.__name__
+        if not self._closing:
+            self._gone(reason, already_down=False)
+
+    def _up(self, now: float) -> None:
+        """The hello and the first pre-bound pairs arrived: replay the conference settings, tell the focus."""
+        generation = self.link.connected(now)
+        self.connected.set()
+        for conf, enabled in self._floor_control.items():
+            self._write_line({"op": "set_floor_control", "args": {"conf": conf, "enabled": enabled}})
+        for conf, holders in self._floor_holders.items():
+            self._write_line({"op": "set_floor_holders", "args": {"conf": conf, "legs": holders}})
+        log.info(
+            "event=mixer_connected mixer=%s generation=%d ready=true pool=%d",
+            self.target,
+            generation,
+            len(self._pool),
+        )
+        self._wake()
+        if self._sink is not None:
+            self._sink(MixerReady(generation))
+
+    def _gone(self, reason: str, *, already_down: bool) -> None:
+        """The channel is gone: its legs and pairs with it; the focus hears of it once."""
+        was_up = self.connected.is_set()
+        self.connected.clear()
+        self._hello = False
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
+        self._pool.clear()
+        self._legs.clear()
+        self.forget_video_legs()
+        if not was_up:
+            return  # an attempt that failed before the hello: the supervisor counts it
+        if not already_down:
+            self.link.lost(asyncio.get_running_loop().time())
+        log.warning("event=mixer_lost mixer=%s reason=%r ready=false", self.target, reason)
+        self._wake()
+        if self._sink is not None:
+            self._sink(MixerLost(reason))
+
+    def _write_line(self, msg: dict[str, Any]) -> None:
+        writer = self._writer
+        if writer is not None and not writer.is_closing():
+            writer.write(json.dumps(msg, separators=(",", ":")).encode() + b"\n")
 
     def _send(self, op: str, **args: Any) -> None:
         if self._writer is None or not self.connected.is_set():
-            raise MediaEngineError("the mixer is not connected")
-        self._writer.write(json.dumps({"op": op, "args": args}, separators=(",", ":")).encode() + b"\n")
+            if op in ("allocate_leg", "allocate_video"):
+                raise MediaEngineError("the mixer is not connected")
+            return  # the mixer is gone and its state with it: what is made again goes to the next one
+        leg = args.get("leg")
+        if op in _LEG_OPS and leg not in self._legs:
+            return  # a leg of an earlier mixer (made again on this one by imsconf.focus.recovery, or ending)
+        self._write_line({"op": op, "args": args})
 
     # MediaControl
     def allocate_leg(self, conference_id: str, leg_id: str, rtcp_mux: bool) -> LegPorts:
         if leg_id in self._legs:
             raise MediaEngineError(f"leg {leg_id!r} exists")
+        if not self.connected.is_set():
+            raise MediaEngineError("the mixer is not connected")
         if not self._pool:
             raise MediaEngineError("the mixer has no free media ports")
         rtp, rtcp = self._pool.popleft()
@@ -242,8 +301,8 @@ class RemoteMediaControl(RemoteVideoControl):
             codec_pt=codec_pt,
             codec_name=codec_name,
             dtmf_pt=dtmf_pt,
-            tx_keys=_keys_out(tx_keys),
-            rx_keys=_keys_out(rx_keys),
+            tx_keys=keys_out(tx_keys),
+            rx_keys=keys_out(rx_keys),
             direction=direction.value,
             latch=latch,
         )
@@ -270,17 +329,20 @@ class RemoteMediaControl(RemoteVideoControl):
             codec_name=codec_name,
             dtmf_pt="keep" if isinstance(dtmf_pt, Keep) else dtmf_pt,
             direction=direction.value if direction is not None else None,
-            tx_keys=_keys_out(tx_keys),
-            rx_keys=_keys_out(rx_keys),
+            tx_keys=keys_out(tx_keys),
+            rx_keys=keys_out(rx_keys),
         )
 
     def release_leg(self, leg_id: str) -> None:
-        if self._legs.pop(leg_id, None) is not None and self.connected.is_set():
+        if leg_id in self._legs and self.connected.is_set():
             self._send("release_leg", leg=leg_id)
+        self._legs.pop(leg_id, None)
 
     def release_conference(self, conference_id: str) -> None:
         for leg_id in [lid for lid, (conf, _, _) in self._legs.items() if conf == conference_id]:
             self.release_leg(leg_id)
+        self._floor_control.pop(conference_id, None)
+        self._floor_holders.pop(conference_id, None)
         if self.connected.is_set():
             self._send("release_conference", conf=conference_id)
 
@@ -311,7 +373,7 @@ class RemoteMediaControl(RemoteVideoControl):
             "add_group_epoch",
             conf=conference_id,
             epoch=epoch,
-            keys=_keys_out(keys),
+            keys=keys_out(keys),
             ssrc=ssrc,
             codec_name=codec_name,
             codec_pt=codec_pt,
@@ -328,9 +390,11 @@ class RemoteMediaControl(RemoteVideoControl):
         )
 
     def set_floor_control(self, conference_id: str, enabled: bool) -> None:
+        self._floor_control[conference_id] = bool(enabled)
         self._send("set_floor_control", conf=conference_id, enabled=bool(enabled))
 
     def set_floor_holders(self, conference_id: str, leg_ids: frozenset[str]) -> None:
+        self._floor_holders[conference_id] = sorted(leg_ids)
         self._send("set_floor_holders", conf=conference_id, legs=sorted(leg_ids))
 
     def set_lobby(self, leg_id: str, in_lobby: bool) -> None:
@@ -338,241 +402,3 @@ class RemoteMediaControl(RemoteVideoControl):
 
     def play_prompt(self, leg_id: str, name: str | None, loop: bool = True) -> None:
         self._send("play_prompt", leg=leg_id, name=name, loop=bool(loop))
-
-
-def _opt_int(value: Any) -> int | None:
-    return None if value is None else int(value)
-
-
-# ---- mixer side --------------------------------------------------------------------------------------
-
-
-class _PoolPorts:
-    """A PortAllocator that hands the engine the pre-bound pair the focus chose."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.chosen: tuple[int, int] | None = None
-        self.pairs: dict[int, int] = {}  # rtp -> the rtcp port bound with it
-
-    @property
-    def host(self) -> str:
-        return str(self.inner.host)
-
-    def prebind(self) -> tuple[int, int]:
-        rtp, rtcp = self.inner.open_ports(False)
-        self.pairs[rtp] = rtcp
-        return int(rtp), int(rtcp)
-
-    def open_ports(self, rtcp_mux: bool) -> tuple[int, int]:
-        if self.chosen is None or self.chosen[0] not in self.pairs:
-            raise MediaEngineError("port pair not offered by this mixer")
-        rtp, rtcp = self.chosen
-        return (rtp, rtp) if rtcp_mux else (rtp, rtcp)
-
-    def close_ports(self, rtp_port: int, rtcp_port: int) -> None:
-        rtcp = self.pairs.pop(rtp_port, rtcp_port)
-        self.inner.close_ports(rtp_port, rtcp)
-
-
-class MixerControlServer:
-    """Serves the control channel in the mixer process, over one in-process media plane."""
-
-    def __init__(self, control: LocalMediaControl, ports: _PoolPorts) -> None:
-        self.control = control
-        self.ports = ports
-        self._clients: set[asyncio.StreamWriter] = set()
-        self._confs: dict[asyncio.StreamWriter, set[str]] = {}  # conferences each focus touched
-        control.set_event_sink(self._on_event)
-
-    @classmethod
-    def build(cls, engine: MediaEngine, transport: Any) -> MixerControlServer:
-        ports = _PoolPorts(transport)
-        control = LocalMediaControl(engine, ports, now=transport.now)
-        control.video = VideoPlane(ports.host, allow_plain_rtp=engine.allow_plain_rtp)  # video: pool ports
-        transport.after_tick = control.deliver_events
-        return cls(control, ports)
-
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = writer.get_extra_info("peercert") or {}
-        subject = dict(x[0] for x in peer.get("subject", ())) if isinstance(peer, dict) else {}
-        log.info("event=focus_connected cn=%s", subject.get("commonName", "?"))
-        self._clients.add(writer)
-        legs: set[str] = set()
-        self._confs[writer] = set()
-        offered: set[int] = set()
-        try:
-            self._write(writer, {"hello": {"host": self.ports.host, "version": 1}})
-            pool = []
-            for _ in range(POOL_TARGET):
-                pair = self._prebind()
-                if pair is None:
-                    break
-                pool.append(list(pair))
-            offered.update(rtp for rtp, _ in pool)
-            self._write(writer, {"pool": pool})
-            while line := await reader.readline():
-                try:
-                    msg = json.loads(line)
-                    self._apply(msg, legs, offered, writer)
-                except (ValueError, KeyError, TypeError, MediaEngineError) as exc:
-                    op = msg.get("op") if isinstance(msg, dict) else None
-                    leg = msg.get("args", {}).get("leg") if isinstance(msg, dict) else None
-                    self._write(
-                        writer, {"error": f"{exc.__class__.__name__}: {exc}"[:200], "op": op, "leg": leg}
-                    )
-        except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError, ValueError):
-            pass
-        finally:
-            self._clients.discard(writer)
-            for conf in self._confs.pop(writer, set()):  # and the group keys of its conferences
-                with contextlib.suppress(Exception):
-                    self.control.engine.drop_conference(conf)
-            release_video_legs(self.control, legs)
-            for leg_id in legs:  # the focus is gone: its legs go too
-                with contextlib.suppress(Exception):
-                    self.control.release_leg(leg_id)
-            for rtp in offered - {p for p in legs}:
-                if rtp in self.ports.pairs:
-                    with contextlib.suppress(Exception):
-                        self.ports.close_ports(rtp, self.ports.pairs[rtp])
-            writer.close()
-            log.info("event=focus_disconnected")
-
-    def _apply(
-        self, msg: dict[str, Any], legs: set[str], offered: set[int], writer: asyncio.StreamWriter
-    ) -> None:
-        op, a = msg["op"], msg["args"]
-        if isinstance(a, dict) and "conf" in a:
-            self._confs.setdefault(writer, set()).add(str(a["conf"]))
-        c = self.control
-        if op == "allocate_leg":
-            rtp, rtcp = int(a["rtp"]), int(a["rtcp"])
-            if rtp not in offered:
-                raise MediaEngineError("port pair not offered to this focus")
-            self.ports.chosen = (rtp, rtcp)
-            try:
-                c.allocate_leg(str(a["conf"]), str(a["leg"]), bool(a["mux"]))
-            finally:
-                self.ports.chosen = None
-            offered.discard(rtp)
-            legs.add(str(a["leg"]))
-            new = self._prebind()
-            if new is not None:
-                offered.add(new[0])
-                self._write(writer, {"pool": [list(new)]})
-        elif op == "configure_leg":
-            remote = _addr(a["remote_rtp"])
-            assert remote is not None
-            tx, rx = _keys_in(a["tx_keys"]), _keys_in(a["rx_keys"])
-            c.configure_leg(
-                str(a["leg"]),
-                remote_rtp=remote,
-                remote_rtcp=_addr(a["remote_rtcp"]),
-                codec_pt=int(a["codec_pt"]),
-                codec_name=str(a["codec_name"]),
-                dtmf_pt=None if a["dtmf_pt"] is None else int(a["dtmf_pt"]),
-                tx_keys=None if isinstance(tx, Keep) else tx,
-                rx_keys=None if isinstance(rx, Keep) else rx,
-                direction=Direction(a["direction"]),
-                latch=bool(a["latch"]),
-            )
-        elif op == "update_leg":
-            dtmf = a["dtmf_pt"]
-            c.update_leg(
-                str(a["leg"]),
-                remote_rtp=_addr(a["remote_rtp"]),
-                remote_rtcp=_addr(a["remote_rtcp"]),
-                codec_pt=a["codec_pt"],
-                codec_name=a["codec_name"],
-                dtmf_pt=KEEP if dtmf == "keep" else dtmf,
-                direction=Direction(a["direction"]) if a["direction"] else None,
-                tx_keys=_keys_in(a["tx_keys"]),
-                rx_keys=_keys_in(a["rx_keys"]),
-            )
-        elif op == "release_leg":
-            leg = str(a["leg"])
-            if leg in legs:
-                legs.discard(leg)
-                c.release_leg(leg)
-        elif op == "release_conference":
-            conf = str(a["conf"])
-            for leg in [lid for lid in legs if c.engine.leg_conference(lid) == conf]:
-                legs.discard(leg)
-                c.release_leg(leg)
-            c.engine.drop_conference(conf)
-            forget_video_conference(legs, conf, c)
-        elif op == "set_downlink_mode":
-            c.set_downlink_mode(str(a["conf"]), DownlinkMode(str(a["mode"])))  # ValueError: unknown mode
-        elif op == "add_group_epoch":
-            keys = _keys_in(a["keys"])
-            if not isinstance(keys, SrtpKeys):
-                raise ValueError("an epoch needs SRTP keys")
-            try:
-                c.add_group_epoch(
-                    str(a["conf"]),
-                    int(a["epoch"]),
-                    keys,
-                    int(a["ssrc"]),
-                    codec_name=str(a["codec_name"]),
-                    codec_pt=int(a["codec_pt"]),
-                )
-            finally:
-                keys.wipe()
-        elif op == "retire_group_epoch":
-            c.retire_group_epoch(str(a["conf"]), int(a["epoch"]))
-        elif op == "set_listener_stream":
-            self._own(a, legs)
-            c.set_listener_stream(
-                str(a["leg"]),
-                _opt_int(a["epoch"]),
-                speaker_ssrc=_opt_int(a["speaker_ssrc"]),
-                keep_own=bool(a["keep_own"]),
-            )
-        elif op == "set_floor_control":
-            c.set_floor_control(str(a["conf"]), bool(a["enabled"]))
-        elif op == "set_floor_holders":
-            holders = a["legs"]
-            if not isinstance(holders, list):
-                raise ValueError("legs must be a list")
-            c.set_floor_holders(str(a["conf"]), frozenset(str(x) for x in holders))
-        elif op == "set_lobby":
-            self._own(a, legs)
-            c.set_lobby(str(a["leg"]), bool(a["lobby"]))
-        elif op == "play_prompt":
-            self._own(a, legs)
-            name = a["name"]
-            c.play_prompt(str(a["leg"]), None if name is None else str(name), bool(a["loop"]))
-        elif op in VIDEO_OPS:
-            used = apply_video_op(c, self.ports, op, a, legs, offered)
-            new = self._prebind() if used is not None else None
-            if new is not None:
-                offered.add(new[0])
-                self._write(writer, {"pool": [list(new)]})
-        else:
-            raise ValueError(f"unknown op {op!r}")
-
-    @staticmethod
-    def _own(a: dict[str, Any], legs: set[str]) -> None:
-        if str(a["leg"]) not in legs:
-            raise MediaEngineError("leg not allocated by this focus")
-
-    def _prebind(self) -> tuple[int, int] | None:
-        try:
-            return self.ports.prebind()
-        except (MediaEngineError, OSError) as exc:  # port range exhausted: offer fewer pairs
-            log.warning("event=mixer_ports_exhausted error=%r", str(exc)[:100])
-            return None
-
-    def _write(self, writer: asyncio.StreamWriter, msg: dict[str, Any]) -> None:
-        if not writer.is_closing():
-            writer.write(json.dumps(msg, separators=(",", ":")).encode() + b"\n")
-
-    def _on_event(self, ev: MediaEvent) -> None:
-        out = _event_out(ev)
-        if out is not None:
-            for w in list(self._clients):
-                self._write(w, out)
-
-
-Starter = Callable[[], None]

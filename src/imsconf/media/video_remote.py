@@ -69,6 +69,10 @@ class RemoteVideoControl:
             legs = self.__dict__["_video_legs_map"] = {}
         return legs
 
+    def forget_video_legs(self) -> None:
+        """The mixer is gone, and the video legs made on it with it."""
+        self._video_legs.clear()
+
     def allocate_video(self, conference_id: str, leg_id: str, rtcp_mux: bool) -> LegPorts:
         from .control import LegPorts
 
