@@ -310,10 +310,14 @@ class UA:
         return self._request("UPDATE", self.target(), body=body, extra=extra)[0]
 
     def subscribe(
-        self, uri: str | None = None, expires: int | None = 600, event: str = "conference"
+        self,
+        uri: str | None = None,
+        expires: int | None = 600,
+        event: str = "conference",
+        more: tuple[tuple[str, str], ...] = (),
     ) -> bytes:
         """SUBSCRIBE: out of dialog to *uri* (the conference URI), or a refresh in the dialog (uri None)."""
-        extra: tuple[tuple[str, str], ...] = (("Event", event),)
+        extra: tuple[tuple[str, str], ...] = (("Event", event), *more)
         if expires is not None:
             extra += (("Expires", str(expires)),)
         if uri is not None and self.to_tag is None:

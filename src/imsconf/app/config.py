@@ -171,6 +171,13 @@ class Settings:
     # threads and kernel work on the core then cannot hold a 20 ms tick back. 0: ordinary scheduling.
     # Needs CAP_SYS_NICE (or root); without it the process says so and runs on.
     media_realtime_priority: int = 0
+    # the S-CSCF / proxy every request the focus originates goes through, as a SIP URI
+    # ("sip:scscf.example.com:5060;lr"); None: requests go to the host of their target
+    outbound_proxy: str | None = None
+    # RFC 3325 trust domain: IP addresses / networks (the S-CSCF) whose P-Asserted-Identity is the caller's
+    # authenticated identity and whose requests get no digest challenge; from anyone else the header is
+    # removed. By address only: the transports do not hand the peer's TLS certificate to the SIP core.
+    trusted_peers: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check_host(self.domain, "domain")
@@ -206,6 +213,11 @@ class Settings:
         RekeyPolicy.parse(self.rekey)
         if self.mixer is not None:
             parse_hostport(self.mixer, what="mixer")
+        if self.outbound_proxy is not None:
+            _check_proxy_uri(self.outbound_proxy)
+        from imsconf.sip.identity import TrustedPeers
+
+        TrustedPeers.parse(self.trusted_peers)  # ValueError naming the bad entry
         known = ("SHA-256", "MD5", "SHA-512-256")
         if not self.digest_algorithms or any(a not in known for a in self.digest_algorithms):
             raise ValueError(
@@ -221,6 +233,20 @@ class Settings:
     @property
     def http_address(self) -> tuple[str, int] | None:
         return None if self.http is None else parse_hostport(self.http, what="http")
+
+
+def _check_proxy_uri(text: str) -> None:
+    from imsconf.sip.errors import SipParseError
+    from imsconf.sip.uri import SipUri
+
+    try:
+        uri = SipUri.parse(text.strip("<>"))
+    except SipParseError as exc:
+        raise ValueError(f"outbound_proxy: {text!r} is not a SIP URI ({exc.reason})") from None
+    if uri.scheme not in ("sip", "sips") or not uri.host:
+        raise ValueError(
+            f"outbound_proxy: {text!r} must be a sip: or sips: URI, as in 'sip:scscf.example.com;lr'"
+        )
 
 
 _FIELDS = {f.name for f in fields(Settings)}
@@ -306,6 +332,17 @@ def _coerce(key: str, value: Any, base: Path | None) -> Any:
         if not isinstance(value, str):
             raise bad("'HOST:PORT'")
         return value
+    if key == "outbound_proxy":
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str):
+            raise bad("a SIP URI such as 'sip:scscf.example.com;lr'")
+        return value.strip()
+    if key == "trusted_peers":
+        items = [v for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+        if not isinstance(items, list | tuple) or not all(isinstance(v, str) for v in items):
+            raise bad("a list of IP addresses or networks, as in ['10.0.0.5', '192.0.2.0/24']")
+        return tuple(v.strip() for v in items)
     if key == "http":
         if value is None or value == "":
             return None

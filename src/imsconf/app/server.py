@@ -27,6 +27,7 @@ from imsconf.media.udp import UdpMediaTransport, local_media
 from imsconf.sip.auth import DigestAuthenticator
 from imsconf.sip.endpoint import Application, AuthThrottle, EndpointConfig, SipEndpoint
 from imsconf.sip.errors import SipParseError
+from imsconf.sip.identity import TrustedPeers
 from imsconf.sip.message import Request, Response
 from imsconf.sip.peer import Peer
 from imsconf.sip.screening import Capabilities
@@ -178,6 +179,7 @@ def build_focus(
         allow_sdes_over_insecure=settings.allow_sdes_over_udp,
         media_host=settings.media_host,
         allow_insecure_subscriptions=settings.allow_insecure_subscriptions,
+        outbound_proxy=settings.outbound_proxy,
     )
     planned = None
     if bookings is not None:
@@ -242,7 +244,10 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
         if media is not None:
             media.start()
     throttle = AuthThrottle(max_failures=settings.auth_max_failures, block=settings.auth_block_seconds)
-    endpoint = SipEndpoint(EndpointConfig(caps=build_capabilities(), throttle=throttle), app, authenticator)
+    trusted = TrustedPeers.parse(settings.trusted_peers)
+    endpoint = SipEndpoint(
+        EndpointConfig(caps=build_capabilities(), throttle=throttle, trusted=trusted), app, authenticator
+    )
     driver = EndpointDriver(endpoint)
     transports = TransportManager(
         driver, server_ssl=server_ssl_context(pki), client_ssl=client_ssl_context(pki.ca_cert)

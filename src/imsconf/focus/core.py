@@ -78,6 +78,8 @@ class FocusConfig:
     session_expires: int = DEFAULT_SE
     policy: ConferencePolicy = field(default_factory=ConferencePolicy)
     dial_timeout: float = 60.0  # a dial-out without a final answer by then is cancelled
+    # the first Route of every request the focus originates out of dialog (IMS: the S-CSCF); None: none
+    outbound_proxy: str | None = None
     max_uri_list: int = 32
     # NOTIFYs of the conference package carry the roster: by default a subscription must arrive over TLS,
     # unless SDES over insecure signalling is allowed anyway (the relaxation for test peers without TLS).
@@ -288,10 +290,11 @@ class Focus:
         if isinstance(se, Response):
             ep.respond(inc.key, se, now)
             return
-        aor = req.from_.uri.aor
-        identity_ok = (
-            inc.authenticated_user is not None and req.from_.uri.user_unescaped == inc.authenticated_user
-        )
+        # the authenticated identity (a trusted peer's P-Asserted-Identity, or the digest user's From) is
+        # the participant's; without one the From stands, unauthenticated
+        identity = inc.identity
+        aor = identity or req.from_.uri.aor
+        identity_ok = identity is not None
         privacy = "id" in [p.strip().lower() for p in ",".join(req.headers.get_all("Privacy")).split(";")]
         created = False
         try:
@@ -321,7 +324,7 @@ class Focus:
             contact=_contact_uri(req),
             joining_method=JoiningMethod.DIALED_IN,
             referred_by=referred_by_uri(referrer),
-            auth_method=AuthMethod.DIGEST if identity_ok else None,
+            auth_method=_auth_method(inc),
         )
         leg = Leg(
             f"{conf.conf_id}.{pid}",
@@ -392,13 +395,15 @@ class Focus:
                 contact,
                 aor,
             )
+        method = _auth_method(inc)
         log.info(
-            "event=participant_joined conf=%s leg=%s user=%s srtp=%s transport=%s",
+            "event=participant_joined conf=%s leg=%s user=%s srtp=%s transport=%s identity=%s",
             conf.uri,
             leg.leg_id,
             aor,
             leg.media.secure,
             inc.peer.transport,
+            method.value if method is not None else "none",
         )
         ep.respond(inc.key, resp, now)
         self.apply(ep, conf, events, now)
@@ -677,6 +682,13 @@ def _refusal(req: Request, exc: NegotiationError, *, to_tag: str | None = None) 
     code = 399 if exc.status == 400 else 304  # RFC 3261 §20.43: 399 miscellaneous, 304 media not available
     resp.headers.add("Warning", f'{code} imsconf "{_warning_text(exc.reason)}"')
     return resp
+
+
+def _auth_method(inc: IncomingRequest) -> AuthMethod | None:
+    """How the participant's identity was authenticated, for the event package."""
+    if inc.asserted_identity is not None:
+        return AuthMethod.ASSERTED
+    return AuthMethod.DIGEST if inc.identity is not None else None
 
 
 def _contact_uri(req: Request) -> str | None:

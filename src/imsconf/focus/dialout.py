@@ -33,7 +33,7 @@ from imsconf.sip.util import make_cancel, new_call_id, new_tag
 from .legs import Leg, LegTable, focus_contact
 from .media_session import MediaSession, NegotiationError
 from .ports import FeatureBase, FocusPort
-from .routing import dialog_destination, uri_destination
+from .routing import dialog_destination, out_of_dialog_route
 from .threeparty import add_replaces
 
 
@@ -42,6 +42,7 @@ class DialOutConfig(Protocol):
     allow_sdes_over_insecure: bool
     media_host: str
     dial_timeout: float
+    outbound_proxy: str | None
 
 
 log = logging.getLogger("imsconf.focus")
@@ -87,7 +88,7 @@ class Dialer(FeatureBase):
         and the policy requires SRTP).
         """
         cfg = self.config
-        dest = uri_destination(target, transport)
+        dest = out_of_dialog_route(target, transport, cfg.outbound_proxy).destination
         srtp = dest.transport == "tls" or cfg.allow_sdes_over_insecure
         if not srtp and not cfg.allow_plain_rtp:
             raise PolicyError("SRTP keys cannot be offered over unprotected signalling", 488)
@@ -130,6 +131,9 @@ class Dialer(FeatureBase):
             self._fail(ep, leg, 503, "Service Unavailable", now)
             return
         h = Headers()
+        route = out_of_dialog_route(leg.dial_target, leg.peer.transport, self.config.outbound_proxy).route
+        if route is not None:
+            h.add("Route", route)  # the outbound proxy (IMS: the S-CSCF), a loose route
         h.add("Max-Forwards", "70")
         h.add("From", f"<{conf.uri}>;tag={new_tag()}")
         h.add("To", f"<{leg.dial_target}>")

@@ -1,6 +1,13 @@
-"""Where the focus sends requests: in-dialog targets and dial-out addresses.  Pure."""
+"""Where the focus sends requests: in-dialog targets and dial-out addresses.  Pure.
+
+In-dialog requests follow the dialog (its connection, else its route set and remote target). Requests the
+focus starts out of dialog go to their target's host, or, with an outbound proxy (the S-CSCF of an IMS
+network), to the proxy, which is then their first Route, a loose route (RFC 3261 §16.12, ``;lr``).
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from imsconf.sip.dialog import Dialog
 from imsconf.sip.errors import SipParseError
@@ -8,7 +15,7 @@ from imsconf.sip.peer import Peer
 from imsconf.sip.uri import SipUri
 from imsconf.sip.util import default_port
 
-__all__ = ["dialog_destination", "uri_destination"]
+__all__ = ["OutOfDialogRoute", "dialog_destination", "out_of_dialog_route", "uri_destination"]
 
 _TRANSPORTS = ("udp", "tcp", "tls")
 
@@ -49,3 +56,26 @@ def dialog_destination(dialog: Dialog, peer: Peer) -> Peer:
     if (dialog.secure or peer.secure) and dest.transport != "tls":
         return Peer("tls", dest.host, uri.port or default_port("TLS"))
     return dest
+
+
+@dataclass(frozen=True, slots=True)
+class OutOfDialogRoute:
+    """Where a request the focus originates out of dialog goes, and the Route it carries (None: none)."""
+
+    destination: Peer
+    route: str | None = None
+
+
+def out_of_dialog_route(
+    target: SipUri, default_transport: str, outbound_proxy: str | None
+) -> OutOfDialogRoute:
+    """The first hop of an out-of-dialog request to *target*: the outbound proxy when one is set (as a loose
+    route: ``;lr`` is added when the setting lacks it), else the target's host."""
+    if outbound_proxy is None:
+        return OutOfDialogRoute(uri_destination(target, default_transport))
+    if target.scheme == "sips":
+        default_transport = "tls"  # a sips: target is reached over TLS on every hop
+    proxy = SipUri.parse(outbound_proxy.strip().strip("<>"))
+    if "lr" not in proxy.params:
+        proxy = proxy.with_params(lr=None)
+    return OutOfDialogRoute(uri_destination(proxy, default_transport), f"<{proxy}>")
