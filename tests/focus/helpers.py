@@ -282,6 +282,12 @@ class UA:
         """Any request of this dialog with the current CSeq (bump ``cseq`` first for a new one)."""
         return self._request(method, uri, body=body)[0]
 
+    def request_with(
+        self, method: str, uri: str, extra: tuple[tuple[str, str], ...], body: bytes = b""
+    ) -> bytes:
+        """Any request of this dialog with the current CSeq and *extra* headers (PRACK with its RAck)."""
+        return self._request(method, uri, body=body, extra=extra, contact=False)[0]
+
     def invite(
         self,
         ruri: str,

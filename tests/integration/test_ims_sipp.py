@@ -104,3 +104,17 @@ def test_trusted_peer_needs_no_digest_untrusted_is_challenged(
     assert res.returncode == 0, sipp_errors(tmp_path / "phone") + digest_server.log()[-3000:]
     log = digest_server.log()
     assert f"user={ASSERTED} " in log and "forged-boss" not in log
+
+
+@pytest.mark.parametrize("transport", ["u1", "t1"])
+def test_100rel_invite_183_prack_200_ack_bye(
+    open_server: ServerProcess, transport: str, tmp_path: Path
+) -> None:
+    res = run_sipp(
+        "ims_100rel.xml", f"127.0.0.1:{open_server.port}", transport=transport, workdir=tmp_path,
+        extra=["-d", "300"],
+    )  # fmt: skip
+    assert res.returncode == 0, sipp_errors(tmp_path) + open_server.log()[-3000:]
+    log = open_server.log()
+    assert "user=sip:ue@127.0.0.1 " in log and "event=no_prack" not in log
+    assert "Traceback" not in log

@@ -141,8 +141,20 @@ class Server:
 
 def build_capabilities() -> Capabilities:
     return Capabilities(
-        allow=("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "UPDATE", "INFO", "REFER", "SUBSCRIBE", "NOTIFY"),
-        supported=("timer", "recipient-list-invite", "norefersub"),
+        allow=(
+            "INVITE",
+            "ACK",
+            "BYE",
+            "CANCEL",
+            "OPTIONS",
+            "UPDATE",
+            "INFO",
+            "REFER",
+            "SUBSCRIBE",
+            "NOTIFY",
+            "PRACK",
+        ),
+        supported=("timer", "recipient-list-invite", "norefersub", "100rel"),
         accept=(
             "application/sdp",
             "application/resource-lists+xml",

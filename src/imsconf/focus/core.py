@@ -45,11 +45,13 @@ from imsconf.sip.events import TransactionKey
 from imsconf.sip.headers import Headers
 from imsconf.sip.message import Request, Response
 from imsconf.sip.peer import Peer
+from imsconf.sip.reliable import RAck, ReliableProvisional, first_rseq, wants_100rel
 from imsconf.sip.subscription import ExpiresPolicy
 from imsconf.sip.timers import TimerConfig
 from imsconf.sip.uri import NameAddr, SipUri
 from imsconf.sip.util import header_safe_text, make_response, new_tag
 
+from .early import EarlyAnswer, EarlyAnswers
 from .legs import Inbox, Leg, LegTable, focus_contact
 from .media_session import MediaSession, NegotiationError
 from .parts import PartsFactory
@@ -132,6 +134,7 @@ class Focus:
         self.timers = TimerConfig()
         self.dtmf_log: list[tuple[str, str]] = []
         self._bye_watch: dict[str, ByeWatcher] = {}
+        self.early = EarlyAnswers()  # INVITEs answered by a reliable 183 whose 200 waits (RFC 3262)
         self.parts = parts(self, self.table, self.inbox)
         self.features = self.parts.features
         self.control = self.parts.control
@@ -186,7 +189,7 @@ class Focus:
         tx = ep.layer.server(invite_key)
         if tx is not None and not tx.has_final_response:
             ep.respond(invite_key, make_response(tx.request, 487, to_tag=new_tag()), now)
-        if leg is not None and leg.dialog is None:
+        if leg is not None and (leg.dialog is None or self.early.pop(leg.leg_id) is not None):
             self.end(ep, leg, "cancelled", now, send_bye=False)
 
     def on_stray_response(self, ep: SipEndpoint, resp: Response, peer: Peer, now: float) -> None:
@@ -207,6 +210,7 @@ class Focus:
         for d in (
             self.inbox.next_deadline(),
             self.table.next_deadline(),
+            self.early.next_deadline(),
             *(f.next_deadline() for f in self.features),
         ):
             if d is not None and (best is None or d < best):
@@ -218,6 +222,7 @@ class Focus:
         self.table.schedule(leg)
 
     def handle_timer(self, ep: SipEndpoint, now: float) -> None:
+        self._early_timers(ep, now)
         for leg in list(self.legs.values()):
             if leg.retrans is not None and leg.invite_key is not None and leg.answer_2xx is not None:
                 if leg.retrans.handle_timer(now):
@@ -362,6 +367,7 @@ class Focus:
             return
         self.legs[leg.leg_id] = leg
         contact = focus_contact(ep, conf.uri, inc.peer.transport, sips=ruri.scheme == "sips")
+        reliable = wants_100rel(req)  # the answer goes in a reliable 183, the 200 after its PRACK
         hdrs = Headers()
         hdrs.add("Contact", contact)
         hdrs.add("Allow", ", ".join(ep.config.caps.allow))
@@ -371,11 +377,13 @@ class Focus:
             hdrs.add("Session-Expires", f"{se};refresher=uac")
             hdrs.add("Require", "timer")  # RFC 4028 §9: refresher=uac (se is None unless the UAC supports it)
             leg.session_deadline = now + se
-        hdrs.add("Content-Type", "application/sdp")
-        resp = make_response(req, 200, "OK", to_tag=new_tag(), headers=hdrs, body=answer)
+        if not reliable:
+            hdrs.add("Content-Type", "application/sdp")
+        resp = make_response(req, 200, "OK", to_tag=new_tag(), headers=hdrs, body=b"" if reliable else answer)
         leg.answer_2xx = resp
+        provisional = _reliable_183(req, resp, contact, answer) if reliable else None
         try:
-            dialog = Dialog.from_uas(req, resp, local_contact=contact, secure=inc.secure)
+            dialog = Dialog.from_uas(req, provisional or resp, local_contact=contact, secure=inc.secure)
         except DialogReject as exc:
             leg.media.release(self.media)
             self.legs.pop(leg.leg_id, None)
@@ -384,7 +392,11 @@ class Focus:
             ep.respond(inc.key, make_response(req, exc.status, exc.reason, to_tag=new_tag()), now)
             return
         self.table.add_dialog(leg, dialog)
-        leg.retrans = AnswerRetransmitter(now, reliable=inc.peer.reliable, config=self.timers)
+        if provisional is None:
+            leg.retrans = AnswerRetransmitter(now, reliable=inc.peer.reliable, config=self.timers)
+        else:
+            reliable_1xx = ReliableProvisional(provisional, now, self.timers)
+            self.early.add(EarlyAnswer(leg.leg_id, inc.key, reliable_1xx, resp))
         self.schedule(leg)
         if pid in conf:
             events += conf.set_media(pid, self.media_info(leg))
@@ -405,7 +417,7 @@ class Focus:
             inc.peer.transport,
             method.value if method is not None else "none",
         )
-        ep.respond(inc.key, resp, now)
+        ep.respond(inc.key, provisional or resp, now)
         self.apply(ep, conf, events, now)
         if dial_in is not None and self.planned is not None:
             self.planned.answered(ep, leg, dial_in, inc, now)
@@ -497,12 +509,70 @@ class Focus:
         elif req.method == "BYE":
             ep.respond(inc.key, make_response(req, 200, "OK"), now)
             self.end(ep, leg, "left", now, send_bye=False)
+        elif req.method == "PRACK":
+            self._prack(ep, inc, leg, now)
+        elif req.method == "INVITE" and leg.leg_id in self.early:
+            ep.respond(inc.key, make_response(req, 491, "Request Pending"), now)  # no re-INVITE while early
         elif req.method in ("INVITE", "UPDATE"):
             self._refresh(ep, inc, leg, now)
         elif req.method == "INFO":
             ep.respond(inc.key, make_response(req, 200, "OK"), now)
         else:
             ep.respond(inc.key, make_response(req, 405, "Method Not Allowed"), now)
+
+    # ---- early legs: reliable 183, PRACK (RFC 3262) -----------------------------------------------------
+    def _prack(self, ep: SipEndpoint, inc: IncomingRequest, leg: Leg, now: float) -> None:
+        """PRACK: 200 when it acknowledges the leg's reliable 183 (then the 200 to the INVITE may go), 481
+        when it matches no unacknowledged reliable response (RFC 3262 §3)."""
+        req = inc.request
+        try:
+            rack = RAck.parse(req.headers.get("RAck") or "")
+        except SipParseError:
+            ep.respond(inc.key, make_response(req, 400, "Bad RAck"), now)
+            return
+        early = self.early.get(leg.leg_id)
+        if early is None or not early.reliable.prack(rack):
+            ep.respond(inc.key, make_response(req, 481, "No Matching Reliable Response"), now)
+            return
+        ep.respond(inc.key, make_response(req, 200, "OK"), now)
+        if early.ready:
+            self._answer_early(ep, leg, early, now)
+
+    def _answer_early(self, ep: SipEndpoint, leg: Leg, early: EarlyAnswer, now: float) -> None:
+        """Send the 200 an early leg was waiting for; from here on it is answered like any leg."""
+        self.early.pop(leg.leg_id)
+        leg.retrans = AnswerRetransmitter(now, reliable=leg.peer.reliable, config=self.timers)
+        self.schedule(leg)
+        if leg.dialog is not None:
+            leg.dialog.response_sent(early.final)
+        ep.respond(early.invite_key, early.final, now)
+
+    def _refuse_early(
+        self, ep: SipEndpoint, early: EarlyAnswer, status: int, reason: str, now: float
+    ) -> None:
+        """End an early leg's INVITE with a final refusal (a UAS sends no BYE in an early dialog)."""
+        self.early.pop(early.leg_id)
+        tx = ep.layer.server(early.invite_key)
+        if tx is not None and not tx.has_final_response:
+            ep.respond(
+                early.invite_key, make_response(tx.request, status, reason, to_tag=early.final.to.tag), now
+            )
+
+    def _early_timers(self, ep: SipEndpoint, now: float) -> None:
+        """Retransmit unacknowledged reliable 183s; without a PRACK within 64*T1 the INVITE gets a 5xx."""
+        for early in self.early:
+            leg = self.legs.get(early.leg_id)
+            if leg is None:
+                self.early.pop(early.leg_id)
+            elif early.reliable.expired(now):
+                log.info("event=no_prack leg=%s", leg.leg_id)
+                self._refuse_early(ep, early, 500, "No PRACK", now)
+                self.end(ep, leg, "no PRACK", now, send_bye=False)
+            elif early.reliable.handle_timer(now):
+                try:
+                    ep.respond(early.invite_key, early.reliable.response, now)
+                except LocalProtocolError:  # the INVITE transaction is over: nothing to retransmit
+                    self.early.pop(early.leg_id)
 
     def _refresh(self, ep: SipEndpoint, inc: IncomingRequest, leg: Leg, now: float) -> None:
         """re-INVITE or UPDATE: hold/resume, codec change, new key, session refresh."""
@@ -581,6 +651,7 @@ class Focus:
         self._release(leg, now)
 
     def _release(self, leg: Leg, now: float) -> None:
+        self.early.pop(leg.leg_id)
         for feature in self.features:
             feature.forget(leg, now)
         leg.media.release(self.media)
@@ -600,7 +671,10 @@ class Focus:
             if watcher is not None:
                 watcher(200, "OK", now)
             return
-        if leg.dialog is None or leg.dialog.terminated:
+        early = self.early.get(leg.leg_id)
+        if early is not None:  # an early dialog: the INVITE is refused instead (no BYE in one)
+            self._refuse_early(ep, early, 480, "Temporarily Unavailable", now)
+        if early is not None or leg.dialog is None or leg.dialog.terminated:
             if watcher is not None:
                 watcher(200, "OK", now)
             return
@@ -689,6 +763,19 @@ def _auth_method(inc: IncomingRequest) -> AuthMethod | None:
     if inc.asserted_identity is not None:
         return AuthMethod.ASSERTED
     return AuthMethod.DIGEST if inc.identity is not None else None
+
+
+def _reliable_183(req: Request, final: Response, contact: str, answer: bytes) -> Response:
+    """The reliable 183 that carries the SDP answer before *final* (RFC 3262 §3): same To tag, RSeq."""
+    hdrs = Headers()
+    hdrs.add("Contact", contact)
+    hdrs.add("Require", "100rel")
+    hdrs.add("RSeq", str(first_rseq()))
+    for name in ("Allow", "Supported"):
+        for value in final.headers.get_all(name):
+            hdrs.add(name, value)
+    hdrs.add("Content-Type", "application/sdp")
+    return make_response(req, 183, "Session Progress", to_tag=final.to.tag, headers=hdrs, body=answer)
 
 
 def _contact_uri(req: Request) -> str | None:
