@@ -118,3 +118,16 @@ def test_100rel_invite_183_prack_200_ack_bye(
     log = open_server.log()
     assert "user=sip:ue@127.0.0.1 " in log and "event=no_prack" not in log
     assert "Traceback" not in log
+
+
+@pytest.mark.parametrize("transport", ["u1", "t1"])
+def test_precondition_invite_183_prack_update_200(
+    open_server: ServerProcess, transport: str, tmp_path: Path
+) -> None:
+    res = run_sipp(
+        "ims_precondition.xml", f"127.0.0.1:{open_server.port}", transport=transport, workdir=tmp_path,
+        extra=["-d", "300"],
+    )  # fmt: skip
+    assert res.returncode == 0, sipp_errors(tmp_path) + open_server.log()[-3000:]
+    log = open_server.log()
+    assert "event=preconditions_met" in log and "Traceback" not in log

@@ -154,7 +154,7 @@ def build_capabilities() -> Capabilities:
             "NOTIFY",
             "PRACK",
         ),
-        supported=("timer", "recipient-list-invite", "norefersub", "100rel"),
+        supported=("timer", "recipient-list-invite", "norefersub", "100rel", "precondition"),
         accept=(
             "application/sdp",
             "application/resource-lists+xml",

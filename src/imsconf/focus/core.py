@@ -38,6 +38,7 @@ from imsconf.media.control import MediaControl
 from imsconf.media.events import DtmfReceived, MediaEvent
 from imsconf.sdp.direction import Direction
 from imsconf.sdp.offer_answer import AnswerPolicy
+from imsconf.sdp.precondition import answer_preconditions, offers_preconditions
 from imsconf.sip.dialog import AnswerRetransmitter, Dialog, DialogReject
 from imsconf.sip.endpoint import IncomingRequest, SipEndpoint
 from imsconf.sip.errors import LocalProtocolError, SipParseError
@@ -295,6 +296,19 @@ class Focus:
         if isinstance(se, Response):
             ep.respond(inc.key, se, now)
             return
+        # QoS preconditions (RFC 3312): answered in a reliable 183, so they need 100rel (RFC 3312 §11)
+        required = "precondition" in req.headers.tokens("Require")
+        qos = required or ("precondition" in req.headers.tokens("Supported") and offers_preconditions(offer))
+        if qos and not wants_100rel(req):
+            if required:
+                hdrs = Headers.of([("Require", "100rel")])
+                ep.respond(
+                    inc.key,
+                    make_response(req, 421, "Extension Required", to_tag=new_tag(), headers=hdrs),
+                    now,
+                )
+                return
+            qos = False  # only supported: the call goes on without preconditions
         # the authenticated identity (a trusted peer's P-Asserted-Identity, or the digest user's From) is
         # the participant's; without one the From stands, unauthenticated
         identity = inc.identity
@@ -368,6 +382,10 @@ class Focus:
         self.legs[leg.leg_id] = leg
         contact = focus_contact(ep, conf.uri, inc.peer.transport, sips=ruri.scheme == "sips")
         reliable = wants_100rel(req)  # the answer goes in a reliable 183, the 200 after its PRACK
+        resources_pending = False  # the caller's mandatory preconditions: the 200 waits for its UPDATE
+        if qos:
+            with_qos = answer_preconditions(offer, answer)
+            answer, resources_pending = with_qos.body, not with_qos.met
         hdrs = Headers()
         hdrs.add("Contact", contact)
         hdrs.add("Allow", ", ".join(ep.config.caps.allow))
@@ -381,7 +399,7 @@ class Focus:
             hdrs.add("Content-Type", "application/sdp")
         resp = make_response(req, 200, "OK", to_tag=new_tag(), headers=hdrs, body=b"" if reliable else answer)
         leg.answer_2xx = resp
-        provisional = _reliable_183(req, resp, contact, answer) if reliable else None
+        provisional = _reliable_183(req, resp, contact, answer, precondition=qos) if reliable else None
         try:
             dialog = Dialog.from_uas(req, provisional or resp, local_contact=contact, secure=inc.secure)
         except DialogReject as exc:
@@ -396,7 +414,7 @@ class Focus:
             leg.retrans = AnswerRetransmitter(now, reliable=inc.peer.reliable, config=self.timers)
         else:
             reliable_1xx = ReliableProvisional(provisional, now, self.timers)
-            self.early.add(EarlyAnswer(leg.leg_id, inc.key, reliable_1xx, resp))
+            self.early.add(EarlyAnswer(leg.leg_id, inc.key, reliable_1xx, resp, resources_pending))
         self.schedule(leg)
         if pid in conf:
             events += conf.set_media(pid, self.media_info(leg))
@@ -511,6 +529,8 @@ class Focus:
             self.end(ep, leg, "left", now, send_bye=False)
         elif req.method == "PRACK":
             self._prack(ep, inc, leg, now)
+        elif req.method == "UPDATE" and leg.leg_id in self.early:
+            self._early_update(ep, inc, leg, now)
         elif req.method == "INVITE" and leg.leg_id in self.early:
             ep.respond(inc.key, make_response(req, 491, "Request Pending"), now)  # no re-INVITE while early
         elif req.method in ("INVITE", "UPDATE"):
@@ -536,6 +556,39 @@ class Focus:
             return
         ep.respond(inc.key, make_response(req, 200, "OK"), now)
         if early.ready:
+            self._answer_early(ep, leg, early, now)
+
+    def _early_update(self, ep: SipEndpoint, inc: IncomingRequest, leg: Leg, now: float) -> None:
+        """UPDATE in the early dialog (RFC 3311): the caller's new offer, typically its preconditions met
+        (RFC 3312); the 200 to the INVITE follows once nothing is pending."""
+        req = inc.request
+        early = self.early.get(leg.leg_id)
+        assert early is not None
+        hdrs = Headers()
+        if leg.dialog is not None and leg.dialog.local_contact:
+            hdrs.add("Contact", leg.dialog.local_contact)
+        body = b""
+        if req.body:
+            try:
+                body = leg.media.negotiate(
+                    req.body,
+                    self.config.answer_policy(inc.secure),
+                    self.media,
+                    host=self.config.media_host,
+                    initial=False,
+                )
+            except NegotiationError as exc:
+                ep.respond(inc.key, _refusal(req, exc), now)
+                return
+            if self.planned is not None:
+                self.planned.after_media_update(leg)
+            if offers_preconditions(req.body):
+                with_qos = answer_preconditions(req.body, body)
+                body, early.resources_pending = with_qos.body, not with_qos.met
+            hdrs.add("Content-Type", "application/sdp")
+        ep.respond(inc.key, make_response(req, 200, "OK", headers=hdrs, body=body), now)
+        if early.ready:
+            log.info("event=preconditions_met leg=%s", leg.leg_id)
             self._answer_early(ep, leg, early, now)
 
     def _answer_early(self, ep: SipEndpoint, leg: Leg, early: EarlyAnswer, now: float) -> None:
@@ -605,6 +658,8 @@ class Focus:
                 return
             if self.planned is not None:
                 self.planned.after_media_update(leg)  # a lobby leg stays out of the mix
+            if offers_preconditions(req.body):  # status lines are answered in every later offer too
+                body = answer_preconditions(req.body, body).body
         hdrs = Headers()
         assert leg.dialog is not None
         if leg.dialog.local_contact:
@@ -765,11 +820,16 @@ def _auth_method(inc: IncomingRequest) -> AuthMethod | None:
     return AuthMethod.DIGEST if inc.identity is not None else None
 
 
-def _reliable_183(req: Request, final: Response, contact: str, answer: bytes) -> Response:
-    """The reliable 183 that carries the SDP answer before *final* (RFC 3262 §3): same To tag, RSeq."""
+def _reliable_183(
+    req: Request, final: Response, contact: str, answer: bytes, *, precondition: bool
+) -> Response:
+    """The reliable 183 that carries the SDP answer before *final* (RFC 3262 §3): same To tag, RSeq; with
+    ``Require: precondition`` when the answer carries QoS status lines (RFC 3312 §11)."""
     hdrs = Headers()
     hdrs.add("Contact", contact)
     hdrs.add("Require", "100rel")
+    if precondition:
+        hdrs.add("Require", "precondition")
     hdrs.add("RSeq", str(first_rseq()))
     for name in ("Allow", "Supported"):
         for value in final.headers.get_all(name):
