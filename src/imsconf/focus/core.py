@@ -46,13 +46,13 @@ from imsconf.sip.events import TransactionKey
 from imsconf.sip.headers import Headers
 from imsconf.sip.message import Request, Response
 from imsconf.sip.peer import Peer
-from imsconf.sip.reliable import RAck, ReliableProvisional, first_rseq, wants_100rel
+from imsconf.sip.reliable import wants_100rel
 from imsconf.sip.subscription import ExpiresPolicy
 from imsconf.sip.timers import TimerConfig
 from imsconf.sip.uri import NameAddr, SipUri
 from imsconf.sip.util import header_safe_text, make_response, new_tag
 
-from .early import EarlyAnswer, EarlyAnswers
+from .early import EarlyLegs, reliable_183
 from .legs import Inbox, Leg, LegTable, focus_contact
 from .media_session import MediaSession, NegotiationError
 from .parts import PartsFactory
@@ -135,7 +135,8 @@ class Focus:
         self.timers = TimerConfig()
         self.dtmf_log: list[tuple[str, str]] = []
         self._bye_watch: dict[str, ByeWatcher] = {}
-        self.early = EarlyAnswers()  # INVITEs answered by a reliable 183 whose 200 waits (RFC 3262)
+        # INVITEs answered by a reliable 183 whose 200 waits (RFC 3262, RFC 3312)
+        self.early = EarlyLegs(self.table, self, self.timers, self._renegotiate)
         self.parts = parts(self, self.table, self.inbox)
         self.features = self.parts.features
         self.control = self.parts.control
@@ -190,7 +191,7 @@ class Focus:
         tx = ep.layer.server(invite_key)
         if tx is not None and not tx.has_final_response:
             ep.respond(invite_key, make_response(tx.request, 487, to_tag=new_tag()), now)
-        if leg is not None and (leg.dialog is None or self.early.pop(leg.leg_id) is not None):
+        if leg is not None and (leg.dialog is None or self.early.forget(leg.leg_id) is not None):
             self.end(ep, leg, "cancelled", now, send_bye=False)
 
     def on_stray_response(self, ep: SipEndpoint, resp: Response, peer: Peer, now: float) -> None:
@@ -223,7 +224,7 @@ class Focus:
         self.table.schedule(leg)
 
     def handle_timer(self, ep: SipEndpoint, now: float) -> None:
-        self._early_timers(ep, now)
+        self.early.handle_timer(ep, now)
         for leg in list(self.legs.values()):
             if leg.retrans is not None and leg.invite_key is not None and leg.answer_2xx is not None:
                 if leg.retrans.handle_timer(now):
@@ -399,7 +400,7 @@ class Focus:
             hdrs.add("Content-Type", "application/sdp")
         resp = make_response(req, 200, "OK", to_tag=new_tag(), headers=hdrs, body=b"" if reliable else answer)
         leg.answer_2xx = resp
-        provisional = _reliable_183(req, resp, contact, answer, precondition=qos) if reliable else None
+        provisional = reliable_183(req, resp, contact, answer, precondition=qos) if reliable else None
         try:
             dialog = Dialog.from_uas(req, provisional or resp, local_contact=contact, secure=inc.secure)
         except DialogReject as exc:
@@ -413,8 +414,7 @@ class Focus:
         if provisional is None:
             leg.retrans = AnswerRetransmitter(now, reliable=inc.peer.reliable, config=self.timers)
         else:
-            reliable_1xx = ReliableProvisional(provisional, now, self.timers)
-            self.early.add(EarlyAnswer(leg.leg_id, inc.key, reliable_1xx, resp, resources_pending))
+            self.early.start(leg, inc.key, provisional, resp, now, resources_pending=resources_pending)
         self.schedule(leg)
         if pid in conf:
             events += conf.set_media(pid, self.media_info(leg))
@@ -528,9 +528,9 @@ class Focus:
             ep.respond(inc.key, make_response(req, 200, "OK"), now)
             self.end(ep, leg, "left", now, send_bye=False)
         elif req.method == "PRACK":
-            self._prack(ep, inc, leg, now)
+            self.early.prack(ep, inc, leg, now)
         elif req.method == "UPDATE" and leg.leg_id in self.early:
-            self._early_update(ep, inc, leg, now)
+            self.early.update(ep, inc, leg, now)
         elif req.method == "INVITE" and leg.leg_id in self.early:
             ep.respond(inc.key, make_response(req, 491, "Request Pending"), now)  # no re-INVITE while early
         elif req.method in ("INVITE", "UPDATE"):
@@ -540,92 +540,23 @@ class Focus:
         else:
             ep.respond(inc.key, make_response(req, 405, "Method Not Allowed"), now)
 
-    # ---- early legs: reliable 183, PRACK (RFC 3262) -----------------------------------------------------
-    def _prack(self, ep: SipEndpoint, inc: IncomingRequest, leg: Leg, now: float) -> None:
-        """PRACK: 200 when it acknowledges the leg's reliable 183 (then the 200 to the INVITE may go), 481
-        when it matches no unacknowledged reliable response (RFC 3262 §3)."""
+    def _renegotiate(self, ep: SipEndpoint, inc: IncomingRequest, leg: Leg, now: float) -> bytes | None:
+        """The answer to a new offer of an existing leg (re-INVITE, UPDATE); None after refusing it."""
         req = inc.request
         try:
-            rack = RAck.parse(req.headers.get("RAck") or "")
-        except SipParseError:
-            ep.respond(inc.key, make_response(req, 400, "Bad RAck"), now)
-            return
-        early = self.early.get(leg.leg_id)
-        if early is None or not early.reliable.prack(rack):
-            ep.respond(inc.key, make_response(req, 481, "No Matching Reliable Response"), now)
-            return
-        ep.respond(inc.key, make_response(req, 200, "OK"), now)
-        if early.ready:
-            self._answer_early(ep, leg, early, now)
-
-    def _early_update(self, ep: SipEndpoint, inc: IncomingRequest, leg: Leg, now: float) -> None:
-        """UPDATE in the early dialog (RFC 3311): the caller's new offer, typically its preconditions met
-        (RFC 3312); the 200 to the INVITE follows once nothing is pending."""
-        req = inc.request
-        early = self.early.get(leg.leg_id)
-        assert early is not None
-        hdrs = Headers()
-        if leg.dialog is not None and leg.dialog.local_contact:
-            hdrs.add("Contact", leg.dialog.local_contact)
-        body = b""
-        if req.body:
-            try:
-                body = leg.media.negotiate(
-                    req.body,
-                    self.config.answer_policy(inc.secure),
-                    self.media,
-                    host=self.config.media_host,
-                    initial=False,
-                )
-            except NegotiationError as exc:
-                ep.respond(inc.key, _refusal(req, exc), now)
-                return
-            if self.planned is not None:
-                self.planned.after_media_update(leg)
-            if offers_preconditions(req.body):
-                with_qos = answer_preconditions(req.body, body)
-                body, early.resources_pending = with_qos.body, not with_qos.met
-            hdrs.add("Content-Type", "application/sdp")
-        ep.respond(inc.key, make_response(req, 200, "OK", headers=hdrs, body=body), now)
-        if early.ready:
-            log.info("event=preconditions_met leg=%s", leg.leg_id)
-            self._answer_early(ep, leg, early, now)
-
-    def _answer_early(self, ep: SipEndpoint, leg: Leg, early: EarlyAnswer, now: float) -> None:
-        """Send the 200 an early leg was waiting for; from here on it is answered like any leg."""
-        self.early.pop(leg.leg_id)
-        leg.retrans = AnswerRetransmitter(now, reliable=leg.peer.reliable, config=self.timers)
-        self.schedule(leg)
-        if leg.dialog is not None:
-            leg.dialog.response_sent(early.final)
-        ep.respond(early.invite_key, early.final, now)
-
-    def _refuse_early(
-        self, ep: SipEndpoint, early: EarlyAnswer, status: int, reason: str, now: float
-    ) -> None:
-        """End an early leg's INVITE with a final refusal (a UAS sends no BYE in an early dialog)."""
-        self.early.pop(early.leg_id)
-        tx = ep.layer.server(early.invite_key)
-        if tx is not None and not tx.has_final_response:
-            ep.respond(
-                early.invite_key, make_response(tx.request, status, reason, to_tag=early.final.to.tag), now
+            body = leg.media.negotiate(
+                req.body,
+                self.config.answer_policy(inc.secure),
+                self.media,
+                host=self.config.media_host,
+                initial=False,
             )
-
-    def _early_timers(self, ep: SipEndpoint, now: float) -> None:
-        """Retransmit unacknowledged reliable 183s; without a PRACK within 64*T1 the INVITE gets a 5xx."""
-        for early in self.early:
-            leg = self.legs.get(early.leg_id)
-            if leg is None:
-                self.early.pop(early.leg_id)
-            elif early.reliable.expired(now):
-                log.info("event=no_prack leg=%s", leg.leg_id)
-                self._refuse_early(ep, early, 500, "No PRACK", now)
-                self.end(ep, leg, "no PRACK", now, send_bye=False)
-            elif early.reliable.handle_timer(now):
-                try:
-                    ep.respond(early.invite_key, early.reliable.response, now)
-                except LocalProtocolError:  # the INVITE transaction is over: nothing to retransmit
-                    self.early.pop(early.leg_id)
+        except NegotiationError as exc:
+            ep.respond(inc.key, _refusal(req, exc), now)
+            return None
+        if self.planned is not None:
+            self.planned.after_media_update(leg)  # a lobby leg stays out of the mix
+        return body
 
     def _refresh(self, ep: SipEndpoint, inc: IncomingRequest, leg: Leg, now: float) -> None:
         """re-INVITE or UPDATE: hold/resume, codec change, new key, session refresh."""
@@ -645,19 +576,10 @@ class Focus:
         # (RFC 3311 §5.2)
         body = leg.media.answer if req.method == "INVITE" else b""
         if req.body:
-            try:
-                body = leg.media.negotiate(
-                    req.body,
-                    self.config.answer_policy(inc.secure),
-                    self.media,
-                    host=self.config.media_host,
-                    initial=False,
-                )
-            except NegotiationError as exc:
-                ep.respond(inc.key, _refusal(req, exc), now)
+            answer = self._renegotiate(ep, inc, leg, now)
+            if answer is None:
                 return
-            if self.planned is not None:
-                self.planned.after_media_update(leg)  # a lobby leg stays out of the mix
+            body = answer
             if offers_preconditions(req.body):  # status lines are answered in every later offer too
                 body = answer_preconditions(req.body, body).body
         hdrs = Headers()
@@ -706,7 +628,7 @@ class Focus:
         self._release(leg, now)
 
     def _release(self, leg: Leg, now: float) -> None:
-        self.early.pop(leg.leg_id)
+        self.early.forget(leg.leg_id)
         for feature in self.features:
             feature.forget(leg, now)
         leg.media.release(self.media)
@@ -726,10 +648,10 @@ class Focus:
             if watcher is not None:
                 watcher(200, "OK", now)
             return
-        early = self.early.get(leg.leg_id)
-        if early is not None:  # an early dialog: the INVITE is refused instead (no BYE in one)
-            self._refuse_early(ep, early, 480, "Temporarily Unavailable", now)
-        if early is not None or leg.dialog is None or leg.dialog.terminated:
+        early = leg.leg_id in self.early
+        if early:  # an early dialog: the INVITE is refused instead (no BYE in one)
+            self.early.refuse(ep, leg.leg_id, 480, "Temporarily Unavailable", now)
+        if early or leg.dialog is None or leg.dialog.terminated:
             if watcher is not None:
                 watcher(200, "OK", now)
             return
@@ -818,24 +740,6 @@ def _auth_method(inc: IncomingRequest) -> AuthMethod | None:
     if inc.asserted_identity is not None:
         return AuthMethod.ASSERTED
     return AuthMethod.DIGEST if inc.identity is not None else None
-
-
-def _reliable_183(
-    req: Request, final: Response, contact: str, answer: bytes, *, precondition: bool
-) -> Response:
-    """The reliable 183 that carries the SDP answer before *final* (RFC 3262 §3): same To tag, RSeq; with
-    ``Require: precondition`` when the answer carries QoS status lines (RFC 3312 §11)."""
-    hdrs = Headers()
-    hdrs.add("Contact", contact)
-    hdrs.add("Require", "100rel")
-    if precondition:
-        hdrs.add("Require", "precondition")
-    hdrs.add("RSeq", str(first_rseq()))
-    for name in ("Allow", "Supported"):
-        for value in final.headers.get_all(name):
-            hdrs.add(name, value)
-    hdrs.add("Content-Type", "application/sdp")
-    return make_response(req, 183, "Session Progress", to_tag=final.to.tag, headers=hdrs, body=answer)
 
 
 def _contact_uri(req: Request) -> str | None:
