@@ -164,3 +164,18 @@ def test_without_100rel_the_200_comes_at_once() -> None:
     resp = h.call(ua, FACTORY)
     assert resp.status == 200 and b"m=audio" in resp.body
     assert "100rel" in resp.headers.tokens("Supported") and resp.headers.get("RSeq") is None
+
+
+def test_prack_with_a_new_offer_gets_the_answer_in_its_200() -> None:
+    h = Harness()
+    ua = h.ua("alice")
+    r183 = invite_183(h, ua)
+    ua.cseq += 1
+    rack = (("RAck", f"{r183.headers.get('RSeq')} {ua.last_invite_cseq} INVITE"),)
+    sent = h.send(
+        ua, ua.request_with("PRACK", ua.target(), rack, body=sdp_offer(version=2, direction="sendonly"))
+    )
+    ok_prack, ok_invite = (m for m, _ in responses(sent, 200))
+    assert ok_prack.cseq.method == "PRACK" and ok_prack.headers.get("Content-Type") == "application/sdp"
+    assert b"a=recvonly" in ok_prack.body  # the answer to the new (sendonly) offer
+    assert ok_invite.cseq.method == "INVITE" and ok_invite.body == b""

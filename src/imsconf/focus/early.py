@@ -139,22 +139,28 @@ class EarlyLegs:
         if early is None or not early.reliable.prack(rack):
             ep.respond(inc.key, make_response(req, 481, "No Matching Reliable Response"), now)
             return
-        ep.respond(inc.key, make_response(req, 200, "OK"), now)
-        if early.ready:
-            self._answer(ep, leg, early, now)
+        self._answer_offer(ep, inc, leg, early, now)  # a PRACK may carry a new offer (RFC 3262 §5)
 
     def update(self, ep: SipEndpoint, inc: IncomingRequest, leg: Leg, now: float) -> None:
         """UPDATE in the early dialog (RFC 3311): the caller's new offer, typically its preconditions met
         (RFC 3312); the 200 to the INVITE follows once nothing is pending."""
+        self._answer_offer(ep, inc, leg, self._by_leg[leg.leg_id], now)
+
+    def _answer_offer(
+        self, ep: SipEndpoint, inc: IncomingRequest, leg: Leg, early: EarlyAnswer, now: float
+    ) -> None:
+        """200 to a PRACK or UPDATE of the early dialog, with the answer to its offer if it has one (with the
+        focus's status lines when it carries preconditions); then the 200 to the INVITE if nothing waits."""
         req = inc.request
-        early = self._by_leg[leg.leg_id]
         hdrs = Headers()
-        if leg.dialog is not None and leg.dialog.local_contact:
+        if req.method == "UPDATE" and leg.dialog is not None and leg.dialog.local_contact:
             hdrs.add("Contact", leg.dialog.local_contact)
         body = b""
         if req.body:
             answer = self.renegotiate(ep, inc, leg, now)
-            if answer is None:
+            if answer is None:  # refused: the session stays as the 183 left it
+                if early.ready:
+                    self._answer(ep, leg, early, now)
                 return
             body = answer
             if offers_preconditions(req.body):
@@ -163,7 +169,8 @@ class EarlyLegs:
             hdrs.add("Content-Type", "application/sdp")
         ep.respond(inc.key, make_response(req, 200, "OK", headers=hdrs, body=body), now)
         if early.ready:
-            log.info("event=preconditions_met leg=%s", leg.leg_id)
+            if req.method == "UPDATE":
+                log.info("event=preconditions_met leg=%s", leg.leg_id)
             self._answer(ep, leg, early, now)
 
     def refuse(self, ep: SipEndpoint, leg_id: str, status: int, reason: str, now: float) -> None:
