@@ -9,6 +9,7 @@ import pytest
 from control_helpers import (
     Phone,
     answer,
+    answer_sdp,
     invite_for,
     multipart,
     notifies,
@@ -17,7 +18,7 @@ from control_helpers import (
     resource_list,
     subscribe,
 )
-from helpers import DOMAIN, FACTORY, UA, Harness, requests, sdp_offer
+from helpers import DOMAIN, FACTORY, UA, Harness, answer_to, requests, sdp_offer
 from lxml import etree
 
 from imsconf.focus.core import FocusConfig
@@ -206,3 +207,26 @@ def test_without_outbound_proxy_dial_out_goes_to_the_target() -> None:
     bob = Phone("bob", Peer("tls", "198.51.100.62", 5090))
     ((invite, dest),) = requests(_dial_out(h, bob), "INVITE")  # type: ignore[arg-type]
     assert invite.headers.get("Route") is None and dest.host == "198.51.100.62"
+
+
+def test_in_dialog_requests_follow_the_route_set_not_the_proxy() -> None:
+    cfg = FocusConfig(domain=DOMAIN, media_host="198.18.0.1", outbound_proxy="sip:scscf.ims.example.net;lr")
+    h = ims_harness(cfg)
+    bob = Phone("bob", Peer("tls", "198.51.100.63", 5090))
+    sent = _dial_out(h, bob)
+    invite = invite_for(sent, bob)  # type: ignore[arg-type]
+    body = answer_sdp(invite.body)
+    data = answer_to(invite, 200, "OK", to_tag=bob.to_tag, contact=bob.contact(), body=body)
+    rr = (
+        b"Record-Route: <sip:scscf-b.ims.example.net;lr>\r\n"
+        b"Record-Route: <sip:scscf-a.ims.example.net;lr>\r\n"
+    )
+    head, sep, rest = data.partition(b"\r\n")
+    h.ep.receive_datagram(head + sep + rr + rest, Peer("tls", "scscf.ims.example.net", 5061, 900), h.now)
+    ((ack, _),) = requests(h.take(), "ACK")
+    # the UAC's route set is the Record-Route in reverse, and the remote target is the Request-URI
+    assert ack.headers.get_all("Route") == [
+        "<sip:scscf-a.ims.example.net;lr>",
+        "<sip:scscf-b.ims.example.net;lr>",
+    ]
+    assert ack.uri == bob.uri()
