@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sip_load import SCEN, free_port, run_step, start_server  # noqa: E402
+from sip_load import SCEN, free_port, run_step, start_server
 
 
 def rss_mb(pid: int) -> float:

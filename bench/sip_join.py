@@ -21,7 +21,7 @@ import time
 
 from imsconf.app.focus_wiring import assemble_focus
 from imsconf.app.server import build_capabilities
-from imsconf.focus.core import FocusConfig
+from imsconf.focus.config import FocusConfig
 from imsconf.media.control import LocalMediaControl
 from imsconf.media.engine import MediaEngine
 from imsconf.sip.endpoint import EndpointConfig, SipEndpoint

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from imsconf.app.focus_wiring import FocusOptions, assemble_focus
 from imsconf.app.server import build_capabilities
 from imsconf.conference.model import Conference
-from imsconf.focus.core import Focus, FocusConfig
+from imsconf.focus.config import FocusConfig
+from imsconf.focus.core import Focus
 from imsconf.focus.planned import PlannedOptions
 from imsconf.media.control import EventSink, LegPorts, MediaControl, NullMediaControl
 from imsconf.media.engine import KEEP, Addr, Keep
@@ -282,6 +283,12 @@ class UA:
         """Any request of this dialog with the current CSeq (bump ``cseq`` first for a new one)."""
         return self._request(method, uri, body=body)[0]
 
+    def request_with(
+        self, method: str, uri: str, extra: tuple[tuple[str, str], ...], body: bytes = b""
+    ) -> bytes:
+        """Any request of this dialog with the current CSeq and *extra* headers (PRACK with its RAck)."""
+        return self._request(method, uri, body=body, extra=extra, contact=False)[0]
+
     def invite(
         self,
         ruri: str,
@@ -310,10 +317,14 @@ class UA:
         return self._request("UPDATE", self.target(), body=body, extra=extra)[0]
 
     def subscribe(
-        self, uri: str | None = None, expires: int | None = 600, event: str = "conference"
+        self,
+        uri: str | None = None,
+        expires: int | None = 600,
+        event: str = "conference",
+        more: tuple[tuple[str, str], ...] = (),
     ) -> bytes:
         """SUBSCRIBE: out of dialog to *uri* (the conference URI), or a refresh in the dialog (uri None)."""
-        extra: tuple[tuple[str, str], ...] = (("Event", event),)
+        extra: tuple[tuple[str, str], ...] = (("Event", event), *more)
         if expires is not None:
             extra += (("Expires", str(expires)),)
         if uri is not None and self.to_tag is None:

@@ -20,7 +20,7 @@ from helpers import FACTORY, UA, Harness, Sent, answer_to, requests, responses, 
 
 from imsconf.conference.model import ConferencePolicy
 from imsconf.conference.participant import ParticipantStatus
-from imsconf.focus.core import FocusConfig
+from imsconf.focus.config import FocusConfig
 from imsconf.sip.peer import Peer
 
 from helpers import DOMAIN  # isort: skip

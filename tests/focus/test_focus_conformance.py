@@ -48,7 +48,7 @@ def test_contact_and_entity_name_one_conference_uri() -> None:
 
 
 def test_focus_host_setting_is_the_host_of_the_uri_and_contact() -> None:
-    from imsconf.focus.core import FocusConfig
+    from imsconf.focus.config import FocusConfig
 
     h = Harness(FocusConfig(domain=DOMAIN, host="focus.example.net", media_host="198.18.0.1"))
     resp, uri = h.create(h.ua("alice"))

@@ -6,7 +6,7 @@ from helpers import DOMAIN, FACTORY, Harness, answer_to, requests, responses, sd
 
 from imsconf.conference.model import ConferencePolicy
 from imsconf.conference.participant import ConferenceState, ParticipantStatus
-from imsconf.focus.core import FocusConfig
+from imsconf.focus.config import FocusConfig
 from imsconf.sip.peer import Peer
 
 

@@ -21,7 +21,7 @@ from helpers import (
 )
 
 from imsconf.conference.participant import ParticipantStatus
-from imsconf.focus.core import FocusConfig
+from imsconf.focus.config import FocusConfig
 from imsconf.media.control import LegPorts, LocalMediaControl
 from imsconf.media.engine import MediaEngine
 from imsconf.sdp.direction import Direction

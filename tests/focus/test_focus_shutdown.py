@@ -14,7 +14,7 @@ from test_planned import T0
 
 from imsconf.app.booking_index import BookingIndex
 from imsconf.booking.model import Booking
-from imsconf.focus.core import FocusConfig
+from imsconf.focus.config import FocusConfig
 from imsconf.focus.planned import PlannedOptions
 from imsconf.keys.policy import DownlinkMode
 from imsconf.sip.message import Request

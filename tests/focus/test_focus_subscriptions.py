@@ -10,7 +10,7 @@ from lxml import etree
 
 from imsconf.conference.eventinfo import ConferenceInfoBuilder, RosterState, Viewer, apply_partial
 from imsconf.conference.model import Audience, ConferencePolicy
-from imsconf.focus.core import FocusConfig
+from imsconf.focus.config import FocusConfig
 from imsconf.sip.message import Request
 
 

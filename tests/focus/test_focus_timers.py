@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from helpers import DOMAIN, FACTORY, Harness, requests, responses, sdp_offer
 
-from imsconf.focus.core import FocusConfig
+from imsconf.focus.config import FocusConfig
 from imsconf.sip.peer import Peer
 
 TIMER = (("Supported", "timer"),)

@@ -62,15 +62,16 @@ _claim_lock = threading.Lock()
 
 
 def _media_port_area() -> tuple[int, int]:
-    """Ports above the kernel's ephemeral range when there is room (no client socket of another test can take
-    them there), else a middle area."""
+    """Ports outside the kernel's ephemeral range (no client socket of another test can take them there):
+    the larger of the areas above and below it (ranges handed out are never given back within a test
+    process, so the area must hold the whole suite's), else a middle area."""
     try:
-        _, eph_hi = (int(v) for v in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+        eph_lo, eph_hi = (int(v) for v in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
     except (OSError, ValueError):
         return 40000, 60000
-    if 65000 - eph_hi >= 2000:
-        return eph_hi + 1, 65000
-    return 40000, 60000
+    above, below = (eph_hi + 1, 65000), (10000, eph_lo - 1)
+    best = max(above, below, key=lambda r: r[1] - r[0])
+    return best if best[1] - best[0] >= 2000 else (40000, 60000)
 
 
 def free_udp_range(count: int, lo: int | None = None, hi: int | None = None) -> tuple[int, int]:

@@ -216,6 +216,10 @@ class Settings:
     # on SIGTERM: how long to wait for the answers to the BYEs and final NOTIFYs of the calls and
     # subscriptions being ended before the process exits anyway
     drain_seconds: float = 2.0
+    # RFC 3325 trust domain: IP addresses / networks (the S-CSCF) whose P-Asserted-Identity is the caller's
+    # authenticated identity and whose requests get no digest challenge; from anyone else the header is
+    # removed. By address only: the transports do not hand the peer's TLS certificate to the SIP core.
+    trusted_peers: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check_host(self.domain, "domain")
@@ -282,6 +286,9 @@ class Settings:
             )
         if self.register_max_bindings < 1:
             raise ValueError(f"register_max_bindings must be at least 1, not {self.register_max_bindings}")
+        from imsconf.sip.identity import TrustedPeers
+
+        TrustedPeers.parse(self.trusted_peers)  # ValueError naming the bad entry
         known = ("SHA-256", "MD5", "SHA-512-256")
         if not self.digest_algorithms or any(a not in known for a in self.digest_algorithms):
             raise ValueError(
@@ -448,6 +455,11 @@ def _coerce(key: str, value: Any, base: Path | None) -> Any:
         if not isinstance(value, str):
             raise bad("a SIP URI such as 'sip:scscf.example.com;lr'")
         return value.strip()
+    if key == "trusted_peers":
+        items = [v for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+        if not isinstance(items, list | tuple) or not all(isinstance(v, str) for v in items):
+            raise bad("a list of IP addresses or networks, as in ['10.0.0.5', '192.0.2.0/24']")
+        return tuple(v.strip() for v in items)
     if key == "http":
         if value is None or value == "":
             return None

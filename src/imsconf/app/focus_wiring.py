@@ -14,7 +14,8 @@ from imsconf.conference.eventinfo import EndpointDetails
 from imsconf.conference.registry import ConferenceRegistry
 from imsconf.floor.server import Policy
 from imsconf.focus.conference_control import ConferenceControl, ControlPort
-from imsconf.focus.core import Focus, FocusConfig
+from imsconf.focus.config import FocusConfig
+from imsconf.focus.core import Focus
 from imsconf.focus.dialout import Dialer
 from imsconf.focus.floor_feature import FocusFloor
 from imsconf.focus.keying import FocusKeying

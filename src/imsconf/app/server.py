@@ -15,7 +15,8 @@ from typing import Any
 from imsconf.booking.http import BookingApi, start_http
 from imsconf.booking.store import DB_NAME, BookingStore
 from imsconf.floor.server import Policy
-from imsconf.focus.core import Focus, FocusConfig
+from imsconf.focus.config import FocusConfig
+from imsconf.focus.core import Focus
 from imsconf.focus.planned import BookingSource, PlannedOptions
 from imsconf.focus.routing import Locator
 from imsconf.keys.policy import DownlinkMode, RekeyPolicy
@@ -26,6 +27,7 @@ from imsconf.media.udp import UdpMediaTransport, local_media
 from imsconf.registrar.core import Registrar, RegistrarConfig
 from imsconf.sip.endpoint import CHALLENGED_METHODS, Application, AuthThrottle, EndpointConfig, SipEndpoint
 from imsconf.sip.errors import SipParseError
+from imsconf.sip.identity import TrustedPeers
 from imsconf.sip.message import Request, Response
 from imsconf.sip.overload import Admission, OverloadConfig
 from imsconf.sip.peer import Peer
@@ -157,8 +159,20 @@ class Server:
 
 def build_capabilities(*, registrar: bool = False) -> Capabilities:
     """What the endpoint advertises; with *registrar* also REGISTER (and Path, RFC 3327)."""
-    allow = ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "UPDATE", "INFO", "REFER", "SUBSCRIBE", "NOTIFY")
-    supported = ("timer", "recipient-list-invite", "norefersub")
+    allow = (
+        "INVITE",
+        "ACK",
+        "BYE",
+        "CANCEL",
+        "OPTIONS",
+        "UPDATE",
+        "INFO",
+        "REFER",
+        "SUBSCRIBE",
+        "NOTIFY",
+        "PRACK",
+    )
+    supported = ("timer", "recipient-list-invite", "norefersub", "100rel", "precondition")
     return Capabilities(
         allow=(*allow, "REGISTER") if registrar else allow,
         supported=(*supported, "path") if registrar else supported,
@@ -199,6 +213,7 @@ def build_focus(
         allow_sdes_over_insecure=settings.allow_sdes_over_udp,
         media_host=settings.media_host,
         allow_insecure_subscriptions=settings.allow_insecure_subscriptions,
+        outbound_proxy=settings.outbound_proxy,
     )
     planned = None
     if bookings is not None:
@@ -289,16 +304,20 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
         app = SipDispatcher(app, RegistrarService(registrar, registrations.submit))
         challenged = CHALLENGED_METHODS | {"REGISTER"}
     throttle = AuthThrottle(max_failures=settings.auth_max_failures, block=settings.auth_block_seconds)
+    trusted = TrustedPeers.parse(settings.trusted_peers)
     admission = Admission(
         OverloadConfig(
             invite_rate=settings.sip_call_rate,
             invite_burst=max(1.0, settings.sip_call_rate / 2),
             source_rate=settings.sip_source_rate,
             source_burst=max(1.0, settings.sip_source_rate * 2),
-        )
+        ),
+        exempt=lambda host: trusted.trusts(Peer("udp", host, 0)),  # an S-CSCF carries many users
     )
     caps = build_capabilities(registrar=registrar is not None)
-    config = EndpointConfig(caps=caps, throttle=throttle, challenged_methods=challenged, admission=admission)
+    config = EndpointConfig(
+        caps=caps, throttle=throttle, challenged_methods=challenged, admission=admission, trusted=trusted
+    )
     endpoint = SipEndpoint(config, app, authenticator)
     driver = EndpointDriver(endpoint)
     transports = TransportManager(

@@ -119,13 +119,12 @@ class ConferenceControl(FeatureBase):
 
     @staticmethod
     def requester(ep: SipEndpoint, inc: IncomingRequest) -> str | None:
-        """The AoR asking, out of dialog: the From, which must be the authenticated user when there is one."""
-        req = inc.request
-        if ep.auth is not None and (
-            inc.authenticated_user is None or req.from_.uri.user_unescaped != inc.authenticated_user
-        ):
+        """The AoR asking, out of dialog: its authenticated identity (a trusted peer's assertion, or the From
+        when it is the digest user); the From itself only when the focus authenticates nobody."""
+        identity = inc.identity
+        if ep.auth is not None and identity is None:
             return None
-        return req.from_.uri.aor
+        return identity or inc.request.from_.uri.aor
 
     @staticmethod
     def _contact(ep: SipEndpoint, inc: IncomingRequest, conf: Conference) -> str:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from imsconf.conference.errors import ConferenceError
 from imsconf.conference.eventinfo import AuthMethod, EndpointDetails, JoiningMethod
@@ -31,13 +31,13 @@ from imsconf.conference.events import (
     ParticipantJoined,
     ParticipantLeft,
 )
-from imsconf.conference.model import Conference, ConferencePolicy
+from imsconf.conference.model import Conference
 from imsconf.conference.participant import MediaInfo, ParticipantStatus
 from imsconf.conference.registry import ConferenceRegistry
 from imsconf.media.control import MediaControl
 from imsconf.media.events import DtmfReceived, MediaEvent
 from imsconf.sdp.direction import Direction
-from imsconf.sdp.offer_answer import AnswerPolicy
+from imsconf.sdp.precondition import answer_preconditions, offers_preconditions
 from imsconf.sip.dialog import AnswerRetransmitter, Dialog, DialogReject
 from imsconf.sip.endpoint import IncomingRequest, SipEndpoint
 from imsconf.sip.errors import LocalProtocolError, SipParseError
@@ -45,11 +45,13 @@ from imsconf.sip.events import TransactionKey
 from imsconf.sip.headers import Headers
 from imsconf.sip.message import Request, Response
 from imsconf.sip.peer import Peer
-from imsconf.sip.subscription import ExpiresPolicy
+from imsconf.sip.reliable import wants_100rel
 from imsconf.sip.timers import TimerConfig
 from imsconf.sip.uri import NameAddr, SipUri
 from imsconf.sip.util import header_safe_text, make_response, new_tag
 
+from .config import MIN_SE, FocusConfig
+from .early import EarlyLegs, reliable_183
 from .legs import Inbox, Leg, LegTable, focus_contact
 from .media_session import MediaSession, NegotiationError
 from .parts import PartsFactory
@@ -59,50 +61,9 @@ from .refer import referred_by_uri
 from .routing import dialog_destination
 from .urilist import UriListEntry, UriListError, split_invite_body
 
-__all__ = ["DEFAULT_SE", "MIN_SE", "DrainStart", "Focus", "FocusConfig", "Leg", "conf_direction"]
+__all__ = ["DrainStart", "Focus", "Leg", "conf_direction"]
 
 log = logging.getLogger("imsconf.focus")
-
-MIN_SE = 90  # RFC 4028 §4 minimum Session-Expires
-DEFAULT_SE = 1800
-
-
-@dataclass(slots=True)
-class FocusConfig:
-    domain: str = "localhost"
-    host: str = ""  # the host of ad hoc conference URIs (and so of the focus's Contact); empty: the domain
-    factory_user: str = "conference-factory"
-    allow_plain_rtp: bool = False
-    allow_sdes_over_insecure: bool = False
-    media_host: str = "127.0.0.1"
-    session_expires: int = DEFAULT_SE
-    policy: ConferencePolicy = field(default_factory=ConferencePolicy)
-    dial_timeout: float = 60.0  # a dial-out without a final answer by then is cancelled
-    max_uri_list: int = 32
-    # NOTIFYs of the conference package carry the roster: by default a subscription must arrive over TLS,
-    # unless SDES over insecure signalling is allowed anyway (the relaxation for test peers without TLS).
-    allow_insecure_subscriptions: bool | None = None
-    subscription_expires: ExpiresPolicy = field(
-        default_factory=lambda: ExpiresPolicy.for_package("conference")
-    )
-
-    @property
-    def conference_host(self) -> str:
-        return self.host or self.domain
-
-    @property
-    def insecure_subscriptions_allowed(self) -> bool:
-        if self.allow_insecure_subscriptions is not None:
-            return self.allow_insecure_subscriptions
-        return self.allow_sdes_over_insecure
-
-    def answer_policy(self, secure_signalling: bool) -> AnswerPolicy:
-        return AnswerPolicy(
-            allow_plain_rtp=self.allow_plain_rtp,
-            require_srtp=not self.allow_plain_rtp,
-            secure_signalling=secure_signalling,
-            allow_sdes_over_insecure=self.allow_sdes_over_insecure,
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +103,8 @@ class Focus:
         # still unanswered
         self._draining: int | None = None
         self._byes_pending: set[str] = set()
+        # INVITEs answered by a reliable 183 whose 200 waits (RFC 3262, RFC 3312)
+        self.early = EarlyLegs(self.table, self, self.timers, self._renegotiate)
         self.parts = parts(self, self.table, self.inbox)
         self.features = self.parts.features
         self.control = self.parts.control
@@ -198,7 +161,7 @@ class Focus:
         tx = ep.layer.server(invite_key)
         if tx is not None and not tx.has_final_response:
             ep.respond(invite_key, make_response(tx.request, 487, to_tag=new_tag()), now)
-        if leg is not None and leg.dialog is None:
+        if leg is not None and (leg.dialog is None or self.early.forget(leg.leg_id) is not None):
             self.end(ep, leg, "cancelled", now, send_bye=False)
 
     def on_stray_response(self, ep: SipEndpoint, resp: Response, peer: Peer, now: float) -> None:
@@ -219,6 +182,7 @@ class Focus:
         for d in (
             self.inbox.next_deadline(),
             self.table.next_deadline(),
+            self.early.next_deadline(),
             *(f.next_deadline() for f in self.features),
         ):
             if d is not None and (best is None or d < best):
@@ -230,6 +194,7 @@ class Focus:
         self.table.schedule(leg)
 
     def handle_timer(self, ep: SipEndpoint, now: float) -> None:
+        self.early.handle_timer(ep, now)
         for leg in list(self.legs.values()):
             if leg.retrans is not None and leg.invite_key is not None and leg.answer_2xx is not None:
                 if leg.retrans.handle_timer(now):
@@ -304,10 +269,24 @@ class Focus:
         if isinstance(se, Response):
             ep.respond(inc.key, se, now)
             return
-        aor = req.from_.uri.aor
-        identity_ok = (
-            inc.authenticated_user is not None and req.from_.uri.user_unescaped == inc.authenticated_user
-        )
+        # QoS preconditions (RFC 3312): answered in a reliable 183, so they need 100rel (RFC 3312 §11)
+        required = "precondition" in req.headers.tokens("Require")
+        qos = required or ("precondition" in req.headers.tokens("Supported") and offers_preconditions(offer))
+        if qos and not wants_100rel(req):
+            if required:
+                hdrs = Headers.of([("Require", "100rel")])
+                ep.respond(
+                    inc.key,
+                    make_response(req, 421, "Extension Required", to_tag=new_tag(), headers=hdrs),
+                    now,
+                )
+                return
+            qos = False  # only supported: the call goes on without preconditions
+        # the authenticated identity (a trusted peer's P-Asserted-Identity, or the digest user's From) is
+        # the participant's; without one the From stands, unauthenticated
+        identity = inc.identity
+        aor = identity or req.from_.uri.aor
+        identity_ok = identity is not None
         privacy = "id" in [p.strip().lower() for p in ",".join(req.headers.get_all("Privacy")).split(";")]
         created = False
         try:
@@ -337,7 +316,7 @@ class Focus:
             contact=_contact_uri(req),
             joining_method=JoiningMethod.DIALED_IN,
             referred_by=referred_by_uri(referrer),
-            auth_method=AuthMethod.DIGEST if identity_ok else None,
+            auth_method=_auth_method(inc),
         )
         leg = Leg(
             f"{conf.conf_id}.{pid}",
@@ -375,6 +354,11 @@ class Focus:
             return
         self.legs[leg.leg_id] = leg
         contact = focus_contact(ep, conf.uri, inc.peer.transport, sips=ruri.scheme == "sips")
+        reliable = wants_100rel(req)  # the answer goes in a reliable 183, the 200 after its PRACK
+        resources_pending = False  # the caller's mandatory preconditions: the 200 waits for its UPDATE
+        if qos:
+            with_qos = answer_preconditions(offer, answer)
+            answer, resources_pending = with_qos.body, not with_qos.met
         hdrs = Headers()
         hdrs.add("Contact", contact)
         hdrs.add("Allow", ", ".join(ep.config.caps.allow))
@@ -384,11 +368,13 @@ class Focus:
             hdrs.add("Session-Expires", f"{se};refresher=uac")
             hdrs.add("Require", "timer")  # RFC 4028 §9: refresher=uac (se is None unless the UAC supports it)
             leg.session_deadline = now + se
-        hdrs.add("Content-Type", "application/sdp")
-        resp = make_response(req, 200, "OK", to_tag=new_tag(), headers=hdrs, body=answer)
+        if not reliable:
+            hdrs.add("Content-Type", "application/sdp")
+        resp = make_response(req, 200, "OK", to_tag=new_tag(), headers=hdrs, body=b"" if reliable else answer)
         leg.answer_2xx = resp
+        provisional = reliable_183(req, resp, contact, answer, precondition=qos) if reliable else None
         try:
-            dialog = Dialog.from_uas(req, resp, local_contact=contact, secure=inc.secure)
+            dialog = Dialog.from_uas(req, provisional or resp, local_contact=contact, secure=inc.secure)
         except DialogReject as exc:
             leg.media.release(self.media)
             self.legs.pop(leg.leg_id, None)
@@ -397,7 +383,10 @@ class Focus:
             ep.respond(inc.key, make_response(req, exc.status, exc.reason, to_tag=new_tag()), now)
             return
         self.table.add_dialog(leg, dialog)
-        leg.retrans = AnswerRetransmitter(now, reliable=inc.peer.reliable, config=self.timers)
+        if provisional is None:
+            leg.retrans = AnswerRetransmitter(now, reliable=inc.peer.reliable, config=self.timers)
+        else:
+            self.early.start(leg, inc.key, provisional, resp, now, resources_pending=resources_pending)
         self.schedule(leg)
         if pid in conf:
             events += conf.set_media(pid, self.media_info(leg))
@@ -408,15 +397,17 @@ class Focus:
                 contact,
                 aor,
             )
+        method = _auth_method(inc)
         log.info(
-            "event=participant_joined conf=%s leg=%s user=%s srtp=%s transport=%s",
+            "event=participant_joined conf=%s leg=%s user=%s srtp=%s transport=%s identity=%s",
             conf.uri,
             leg.leg_id,
             aor,
             leg.media.secure,
             inc.peer.transport,
+            method.value if method is not None else "none",
         )
-        ep.respond(inc.key, resp, now)
+        ep.respond(inc.key, provisional or resp, now)
         self.apply(ep, conf, events, now)
         if dial_in is not None and self.planned is not None:
             self.planned.answered(ep, leg, dial_in, inc, now)
@@ -511,12 +502,36 @@ class Focus:
         elif req.method == "BYE":
             ep.respond(inc.key, make_response(req, 200, "OK"), now)
             self.end(ep, leg, "left", now, send_bye=False)
+        elif req.method == "PRACK":
+            self.early.prack(ep, inc, leg, now)
+        elif req.method == "UPDATE" and leg.leg_id in self.early:
+            self.early.update(ep, inc, leg, now)
+        elif req.method == "INVITE" and leg.leg_id in self.early:
+            ep.respond(inc.key, make_response(req, 491, "Request Pending"), now)  # no re-INVITE while early
         elif req.method in ("INVITE", "UPDATE"):
             self._refresh(ep, inc, leg, now)
         elif req.method == "INFO":
             ep.respond(inc.key, make_response(req, 200, "OK"), now)
         else:
             ep.respond(inc.key, make_response(req, 405, "Method Not Allowed"), now)
+
+    def _renegotiate(self, ep: SipEndpoint, inc: IncomingRequest, leg: Leg, now: float) -> bytes | None:
+        """The answer to a new offer of an existing leg (re-INVITE, UPDATE); None after refusing it."""
+        req = inc.request
+        try:
+            body = leg.media.negotiate(
+                req.body,
+                self.config.answer_policy(inc.secure),
+                self.media,
+                host=self.config.media_host,
+                initial=False,
+            )
+        except NegotiationError as exc:
+            ep.respond(inc.key, _refusal(req, exc), now)
+            return None
+        if self.planned is not None:
+            self.planned.after_media_update(leg)  # a lobby leg stays out of the mix
+        return body
 
     def _refresh(self, ep: SipEndpoint, inc: IncomingRequest, leg: Leg, now: float) -> None:
         """re-INVITE or UPDATE: hold/resume, codec change, new key, session refresh."""
@@ -536,19 +551,12 @@ class Focus:
         # (RFC 3311 §5.2)
         body = leg.media.answer if req.method == "INVITE" else b""
         if req.body:
-            try:
-                body = leg.media.negotiate(
-                    req.body,
-                    self.config.answer_policy(inc.secure),
-                    self.media,
-                    host=self.config.media_host,
-                    initial=False,
-                )
-            except NegotiationError as exc:
-                ep.respond(inc.key, _refusal(req, exc), now)
+            answer = self._renegotiate(ep, inc, leg, now)
+            if answer is None:
                 return
-            if self.planned is not None:
-                self.planned.after_media_update(leg)  # a lobby leg stays out of the mix
+            body = answer
+            if offers_preconditions(req.body):  # status lines are answered in every later offer too
+                body = answer_preconditions(req.body, body).body
         hdrs = Headers()
         assert leg.dialog is not None
         if leg.dialog.local_contact:
@@ -595,6 +603,7 @@ class Focus:
         self._release(leg, now)
 
     def _release(self, leg: Leg, now: float) -> None:
+        self.early.forget(leg.leg_id)
         for feature in self.features:
             feature.forget(leg, now)
         leg.media.release(self.media)
@@ -614,7 +623,10 @@ class Focus:
             if watcher is not None:
                 watcher(200, "OK", now)
             return
-        if leg.dialog is None or leg.dialog.terminated:
+        early = leg.leg_id in self.early
+        if early:  # an early dialog: the INVITE is refused instead (no BYE in one)
+            self.early.refuse(ep, leg.leg_id, 480, "Temporarily Unavailable", now)
+        if early or leg.dialog is None or leg.dialog.terminated:
             if watcher is not None:
                 watcher(200, "OK", now)
             return
@@ -745,6 +757,13 @@ def _refusal(req: Request, exc: NegotiationError, *, to_tag: str | None = None) 
     code = 399 if exc.status == 400 else 304  # RFC 3261 §20.43: 399 miscellaneous, 304 media not available
     resp.headers.add("Warning", f'{code} imsconf "{_warning_text(exc.reason)}"')
     return resp
+
+
+def _auth_method(inc: IncomingRequest) -> AuthMethod | None:
+    """How the participant's identity was authenticated, for the event package."""
+    if inc.asserted_identity is not None:
+        return AuthMethod.ASSERTED
+    return AuthMethod.DIGEST if inc.identity is not None else None
 
 
 def _contact_uri(req: Request) -> str | None:

@@ -34,7 +34,7 @@ from imsconf.sip.util import make_cancel, new_call_id, new_tag
 from .legs import Leg, LegTable, focus_contact
 from .media_session import MediaSession, NegotiationError
 from .ports import FeatureBase, FocusPort
-from .routing import DialRoute, Locator, dial_route, dialog_destination
+from .routing import DialRoute, Locator, dial_route, dialog_destination, out_of_dialog_route
 from .threeparty import add_replaces
 
 
@@ -43,6 +43,7 @@ class DialOutConfig(Protocol):
     allow_sdes_over_insecure: bool
     media_host: str
     dial_timeout: float
+    outbound_proxy: str | None
 
 
 log = logging.getLogger("imsconf.focus")
@@ -91,7 +92,11 @@ class Dialer(FeatureBase):
         and the policy requires SRTP).
         """
         cfg = self.config
-        route = dial_route(target, transport, self.locator, now)
+        if cfg.outbound_proxy is not None:  # IMS: every out-of-dialog request goes through the S-CSCF
+            via = out_of_dialog_route(target, transport, cfg.outbound_proxy)
+            route = DialRoute(str(target), (via.route,) if via.route else (), via.destination)
+        else:
+            route = dial_route(target, transport, self.locator, now)
         dest = route.dest
         srtp = dest.transport == "tls" or cfg.allow_sdes_over_insecure
         if not srtp and not cfg.allow_plain_rtp:
@@ -142,6 +147,7 @@ class Dialer(FeatureBase):
             return
         h = Headers()
         h.add("Max-Forwards", "70")
+        # the outbound proxy (IMS: the S-CSCF) as a loose route, or a registered binding's Path
         for hop in route.routes if route is not None else ():
             h.add("Route", hop)
         h.add("From", f"<{conf.uri}>;tag={new_tag()}")

@@ -386,7 +386,7 @@ class PlannedConferences(FeatureBase):
             dial_in.booking,
             leg.user,
             req.from_.display_unquoted,
-            inc.authenticated_user is not None and req.from_.uri.user_unescaped == inc.authenticated_user,
+            inc.identity is not None,
             privacy,
         )
         self.lobby[leg.leg_id] = entry

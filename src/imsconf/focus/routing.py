@@ -1,5 +1,9 @@
 """Where the focus sends requests: in-dialog targets and dial-out addresses.  Pure.
 
+In-dialog requests follow the dialog (its connection, else its route set and remote target). Requests the
+focus starts out of dialog go to their target's host, or, with an outbound proxy (the S-CSCF of an IMS
+network), to the proxy, which is then their first Route, a loose route (RFC 3261 §16.12, ``;lr``).
+
 A dial-out target that is an address of record registered here (the registrar of a standalone server,
 given to the focus as a :class:`Locator`) is reached at its best binding: the Contact becomes the
 Request-URI and the binding's Path the route set (RFC 3327 §5.4).
@@ -20,9 +24,11 @@ from imsconf.sip.util import default_port
 __all__ = [
     "DialRoute",
     "Locator",
+    "OutOfDialogRoute",
     "Registered",
     "dial_route",
     "dialog_destination",
+    "out_of_dialog_route",
     "registered_route",
     "uri_destination",
 ]
@@ -130,3 +136,26 @@ def dialog_destination(dialog: Dialog, peer: Peer) -> Peer:
     if (dialog.secure or peer.secure) and dest.transport != "tls":
         return Peer("tls", dest.host, uri.port or default_port("TLS"))
     return dest
+
+
+@dataclass(frozen=True, slots=True)
+class OutOfDialogRoute:
+    """Where a request the focus originates out of dialog goes, and the Route it carries (None: none)."""
+
+    destination: Peer
+    route: str | None = None
+
+
+def out_of_dialog_route(
+    target: SipUri, default_transport: str, outbound_proxy: str | None
+) -> OutOfDialogRoute:
+    """The first hop of an out-of-dialog request to *target*: the outbound proxy when one is set (as a loose
+    route: ``;lr`` is added when the setting lacks it), else the target's host."""
+    if outbound_proxy is None:
+        return OutOfDialogRoute(uri_destination(target, default_transport))
+    if target.scheme == "sips":
+        default_transport = "tls"  # a sips: target is reached over TLS on every hop
+    proxy = SipUri.parse(outbound_proxy.strip().strip("<>"))
+    if "lr" not in proxy.params:
+        proxy = proxy.with_params(lr=None)
+    return OutOfDialogRoute(uri_destination(proxy, default_transport), f"<{proxy}>")

@@ -2,8 +2,9 @@
 
 Bytes or parsed messages come in with a :class:`~.peer.Peer` and ``now``; what must be sent is collected
 in :attr:`SipEndpoint.outbox` as ``(bytes, Peer)`` for the adapter to drain.  The endpoint screens every
-new request (method, Max-Forwards, Require, content), answers OPTIONS, challenges out-of-dialog requests
-with digest authentication, and hands the rest to the :class:`Application`.
+new request (method, Max-Forwards, Require, content), answers OPTIONS, believes ``P-Asserted-Identity`` only
+from its trusted peers (:mod:`.identity`, RFC 3325), challenges the other out-of-dialog requests with digest
+authentication, and hands the rest to the :class:`Application`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from .events import (
     TransportFailure,
 )
 from .headers import Headers, Via
+from .identity import TrustedPeers, take_asserted_identity
 from .message import UDP_MTU_LIMIT, Request, Response, parse_message, validate
 from .overload import Admission, Verdict
 from .peer import Peer
@@ -53,10 +55,23 @@ class IncomingRequest:
     request: Request
     peer: Peer
     authenticated_user: str | None = None  # digest username, when the request carried valid credentials
+    # the AoR a trusted peer (an S-CSCF) asserted in P-Asserted-Identity (RFC 3325); never set for others
+    asserted_identity: str | None = None
 
     @property
     def secure(self) -> bool:
         return self.peer.secure
+
+    @property
+    def identity(self) -> str | None:
+        """The requester's authenticated AoR: the trusted peer's assertion, else the From when its user is
+        the digest user; None when the request proves no identity."""
+        if self.asserted_identity is not None:
+            return self.asserted_identity
+        from_uri = self.request.from_.uri
+        if self.authenticated_user is not None and from_uri.user_unescaped == self.authenticated_user:
+            return from_uri.aor
+        return None
 
 
 class Application(Protocol):
@@ -176,6 +191,8 @@ class EndpointConfig:
     tcp_refusals: TcpRefusals = field(default_factory=TcpRefusals)
     # the call-rate budget and per-source limits on new requests (imsconf.sip.overload)
     admission: Admission = field(default_factory=Admission)
+    # RFC 3325 trust domain: these peers' P-Asserted-Identity is believed and they get no digest challenge
+    trusted: TrustedPeers = field(default_factory=TrustedPeers)
 
 
 class SipEndpoint:
@@ -460,8 +477,14 @@ class SipEndpoint:
         if req.method == "OPTIONS":
             self.respond(ev.key, options_response(req, caps), now)
             return
+        trusted = self.config.trusted.trusts(peer)
+        asserted, stripped = take_asserted_identity(req, trusted)
+        if stripped:
+            self.count("rx_untrusted_asserted_identity")
+            log.info("event=asserted_identity_ignored src=%s reason=untrusted_peer", peer)
         user: str | None = None
-        if self.auth is not None and req.method in self.config.challenged_methods and not req.to.tag:
+        challenged = req.method in self.config.challenged_methods and not req.to.tag
+        if self.auth is not None and challenged and not trusted:
             throttle = self.config.throttle  # a blocked host was refused before its transaction (_admit)
             result = self._authenticate(req, now)
             if not result.ok:
@@ -478,7 +501,7 @@ class SipEndpoint:
             user = result.username
             throttle.success(peer.host)
         try:
-            self.app.on_request(self, IncomingRequest(ev.key, req, peer, user), now)
+            self.app.on_request(self, IncomingRequest(ev.key, req, peer, user, asserted), now)
             if req.method == "INVITE" and not self.layer.auto_trying:
                 tx = self.layer.server(ev.key)
                 if tx is not None and tx.last_response is None:

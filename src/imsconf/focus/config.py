@@ -1,0 +1,54 @@
+"""The focus's settings (what the runtime hands it from its own settings), and their defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from imsconf.conference.model import ConferencePolicy
+from imsconf.sdp.offer_answer import AnswerPolicy
+from imsconf.sip.subscription import ExpiresPolicy
+
+__all__ = ["DEFAULT_SE", "MIN_SE", "FocusConfig"]
+
+MIN_SE = 90  # RFC 4028 §4 minimum Session-Expires
+DEFAULT_SE = 1800
+
+
+@dataclass(slots=True)
+class FocusConfig:
+    domain: str = "localhost"
+    host: str = ""  # the host of ad hoc conference URIs (and so of the focus's Contact); empty: the domain
+    factory_user: str = "conference-factory"
+    allow_plain_rtp: bool = False
+    allow_sdes_over_insecure: bool = False
+    media_host: str = "127.0.0.1"
+    session_expires: int = DEFAULT_SE
+    policy: ConferencePolicy = field(default_factory=ConferencePolicy)
+    dial_timeout: float = 60.0  # a dial-out without a final answer by then is cancelled
+    # the first Route of every request the focus originates out of dialog (IMS: the S-CSCF); None: none
+    outbound_proxy: str | None = None
+    max_uri_list: int = 32
+    # NOTIFYs of the conference package carry the roster: by default a subscription must arrive over TLS,
+    # unless SDES over insecure signalling is allowed anyway (the relaxation for test peers without TLS).
+    allow_insecure_subscriptions: bool | None = None
+    subscription_expires: ExpiresPolicy = field(
+        default_factory=lambda: ExpiresPolicy.for_package("conference")
+    )
+
+    @property
+    def conference_host(self) -> str:
+        return self.host or self.domain
+
+    @property
+    def insecure_subscriptions_allowed(self) -> bool:
+        if self.allow_insecure_subscriptions is not None:
+            return self.allow_insecure_subscriptions
+        return self.allow_sdes_over_insecure
+
+    def answer_policy(self, secure_signalling: bool) -> AnswerPolicy:
+        return AnswerPolicy(
+            allow_plain_rtp=self.allow_plain_rtp,
+            require_srtp=not self.allow_plain_rtp,
+            secure_signalling=secure_signalling,
+            allow_sdes_over_insecure=self.allow_sdes_over_insecure,
+        )
