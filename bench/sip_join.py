@@ -173,7 +173,7 @@ def main() -> None:
         cpu.append((time.process_time() - c0) / args.joins * 1e6)
     print(f"join+leave (INVITE, ACK, BYE): {statistics.median(samples):7.1f} µs per join wall, "
           f"{statistics.median(cpu):7.1f} µs CPU (median of {args.repeats})")  # fmt: skip
-    print(f"legs left: {len(b.focus.legs)}, dialogs: {len(b.focus.by_dialog)}, "
+    print(f"legs left: {len(b.focus.legs)}, dialogs: {len(b.focus.table.by_dialog)}, "
           f"server transactions: {len(b.ep.layer._servers)}")  # fmt: skip
 
 

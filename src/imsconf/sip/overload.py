@@ -32,9 +32,10 @@ class Verdict(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class OverloadConfig:
-    invite_rate: float = 800.0  # new calls per second admitted (0: no call budget)
+    # off by default here: the runtime sets them from its settings (sip_call_rate, sip_source_rate)
+    invite_rate: float = 0.0  # new calls per second admitted (0: no call budget)
     invite_burst: float = 400.0
-    source_rate: float = 300.0  # new out-of-dialog requests per second from one source (0: no limit)
+    source_rate: float = 0.0  # new out-of-dialog requests per second from one source (0: no limit)
     source_burst: float = 600.0
     retry_after: int = 5  # seconds, in the 503
     max_sources: int = 10000
