@@ -6,6 +6,9 @@
   own leg.
 * Two linphones: the owner creates the conference, the second joins, they hear each other; the owner's
   hang-up ends the other call (the focus sends BYE).
+* Two registered linphones and a baresip: each hears the two others and not itself; linphone's conference
+  object adds both others and removes the one who leaves (from the NOTIFYs); the leaver's subscription
+  ends with a terminated NOTIFY; the owner's hang-up ends the baresip call.
 
 Each phone sends its own pure tone from a wav and records what it hears (linphone: ``record FILE`` with
 ``soundcard use files``; baresip: ``sndfile``), so "media flows both ways" is checked on what each phone
@@ -190,3 +193,86 @@ def test_two_linphones_hear_each_other_and_owner_leave_ends_the_other(
         # both recordings end within a fraction of a second of the owner's hang-up
         lv = tone_levels(p.recording, [ALICE, CAROL], last_seconds=window, drop_last_seconds=1.0)
         assert_hears(lv, present=[other], absent=[own], who=f"{p.name} (linphone, sends {own:g} Hz)")
+
+
+def _baresip_target(conf: str, tls_port: int) -> str:
+    """baresip dials the conference at the server's address: its resolver does not read /etc/hosts."""
+    return f"sip:{conf}@127.0.0.1:{tls_port};transport=tls"
+
+
+@pytest.mark.peer
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_two_linphones_and_baresip_hear_the_two_others_and_follow_the_roster(
+    server: tuple[ServerProcess, tuple[int, int]], tmp_path: Path
+) -> None:
+    """Two registered linphones and one baresip over TLS + SDES-SRTP: each hears the two others and not
+    itself; linphone's own conference object follows the roster from the NOTIFYs (joins, a leave), and the
+    linphone that leaves gets its subscription ended with a terminated NOTIFY."""
+    require_peer("linphonec")
+    require_peer("baresip")
+    srv, _ = server
+    pki = srv.data_dir / "pki"
+    ca = pki / "ca.pem"
+    registrar = f"sip:localhost:{srv.tls_port};transport=tls"
+    alice = LinphonePhone("alice", tmp_path / "alice", ca_pem=ca, registrar=registrar,
+                          tone_wav=write_tone_wav(tmp_path / "alice.wav", ALICE, seconds=60))  # fmt: skip
+    carol = LinphonePhone("carol", tmp_path / "carol", ca_pem=ca, registrar=registrar,
+                          tone_wav=write_tone_wav(tmp_path / "carol.wav", CAROL, seconds=60))  # fmt: skip
+    bob_wav = write_tone_wav(tmp_path / "bob.wav", BOB, seconds=60)
+    bob = BaresipPhone("bob", tmp_path / "bob", tone_wav=bob_wav, ca_pem=ca,
+                       cert_combined_pem=pki / "server-combined.pem")  # fmt: skip
+    linphones = [alice, carol]
+    try:
+        for p in linphones:
+            p.start()
+            p.wait_registered()
+        bob.start()
+        mark_a = alice.call(f"sip:conference-factory@localhost:{srv.tls_port};transport=tls")
+        alice.wait_call_state("StreamsRunning", 10, since=mark_a)
+        conf = wait_conference_user(srv.log)
+        bob.dial(_baresip_target(conf, srv.tls_port))
+        bob.wait_event("CALL_ESTABLISHED", 10, fail_on=("CALL_CLOSED",))
+        mark_c = carol.call(conference_target(conf, srv.tls_port))
+        carol.wait_call_state("StreamsRunning", 10, since=mark_c)
+        t_all = time.monotonic()
+        # alice's conference object learnt both joins from the NOTIFYs
+        for who in ("bob", "carol"):
+            alice.wait_log(rf"Addition of participant with address \S*\(sip:{who}@[^)]*\) .*successful", 10)
+        time.sleep(6.0)
+        # carol leaves: her subscription ends with a terminated NOTIFY, alice's roster drops her
+        mark_a, mark_c = alice.mark(), carol.terminate()
+        carol.wait_call_state("Released", 5, since=mark_c)
+        t_carol_left = time.monotonic()
+        ended = [n for n in carol.received("NOTIFY", mark_c)
+                 if any(v.startswith("terminated") for v in n.header("Subscription-State"))]  # fmt: skip
+        assert ended, "carol's subscription got no terminated NOTIFY"
+        alice.wait_log(
+            r"Removal of participant with address \S*\(sip:carol@[^)]*\) .*successful", 10, since=mark_a
+        )
+        states = alice.conference_states()
+        assert "TerminationPending" not in states, f"alice's conference object ended: {states}"
+        time.sleep(2.0)
+        # the owner leaves: the focus ends bob's call
+        mark_a = alice.terminate()
+        alice.wait_call_state("Released", 5, since=mark_a)
+        t_alice_left = time.monotonic()
+        t_bob_closed = float(bob.wait_event("CALL_CLOSED", 5)["_t"])
+    except (AssertionError, LinphoneError, RuntimeError) as exc:
+        raise _explain(exc, srv, linphones) from exc
+    finally:
+        for p in linphones:
+            p.stop()
+        bob.stop()
+    # the three-party window: from 1 s after carol's join to 0.5 s before her leave
+    three = t_carol_left - t_all - 1.5
+    lv = tone_levels(alice.recording, [ALICE, BOB, CAROL], 0.0, last_seconds=t_alice_left - t_all - 1.0,
+                     drop_last_seconds=t_alice_left - t_carol_left + 0.5)  # fmt: skip
+    assert_hears(lv, present=[BOB, CAROL], absent=[ALICE], who="alice (linphone, sends 440 Hz)")
+    lv = tone_levels(carol.recording, [ALICE, BOB, CAROL], 2.0, max_seconds=three - 1.0)
+    assert_hears(lv, present=[ALICE, BOB], absent=[CAROL], who="carol (linphone, sends 970 Hz)")
+    decs = bob.dec_wavs()
+    assert len(decs) == 1, decs
+    lv = tone_levels(decs[0], [ALICE, BOB, CAROL], 0.0, last_seconds=t_bob_closed - t_all - 1.0,
+                     drop_last_seconds=t_bob_closed - t_carol_left + 0.5)  # fmt: skip
+    assert_hears(lv, present=[ALICE, CAROL], absent=[BOB], who="bob (baresip, sends 620 Hz)")
