@@ -232,3 +232,14 @@ def wait_file(path: Path, timeout: float = 10.0) -> str:
             return path.read_text().strip()
         time.sleep(0.05)
     raise AssertionError(f"{path} was not written")
+
+
+def with_separate_mixer(srv: ServerProcess, config: Path, text: str) -> MixerProcess:
+    """Write *text* plus ``mixer = ...`` to *config* and start an ``imsconf mixer`` (same data directory,
+    so the same CA) for the server *srv* to use; the caller stops it after the server."""
+    listen = f"127.0.0.1:{free_tcp_port()}"
+    srv.data_dir.mkdir(parents=True, exist_ok=True)
+    config.write_text(text + f'mixer = "{listen}"\n')
+    mixer = MixerProcess(srv.data_dir, listen, config)
+    mixer.start()
+    return mixer

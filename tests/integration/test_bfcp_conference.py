@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 from bfcp_client import GRANTED, PENDING, REVOKED, BfcpClient
-from harness import ServerProcess, free_port_pair, free_tcp_port
+from harness import ServerProcess, free_port_pair, free_tcp_port, with_separate_mixer
 
 from imsconf.app.pki import PkiPaths, ensure_dev_pki, issue_cert
 from peers import require_peer
@@ -99,20 +99,26 @@ class Dumpcap:
                 self.proc.wait()
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[ServerProcess, int, int]]:
+@pytest.fixture(params=["in-process", "separate-mixer"])
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[ServerProcess, int, int]]:
+    """The server with its mixer in process or as a separate ``imsconf mixer``: floor-controlled audio is
+    then set over the control channel."""
     tcp, tls = free_tcp_port(), free_tcp_port()
     config = tmp_path / "imsconf.toml"
-    config.write_text(
-        f'bfcp_listen = ["tcp:127.0.0.1:{tcp}", "tls:127.0.0.1:{tls}"]\nbfcp_policy = "chair"\n'
-    )
+    text = f'bfcp_listen = ["tcp:127.0.0.1:{tcp}", "tls:127.0.0.1:{tls}"]\nbfcp_policy = "chair"\n'
     srv = ServerProcess(tmp_path / "srv", free_port_pair())
-    srv.start("--config", str(config), auth="none")
+    mixer = with_separate_mixer(srv, config, text) if request.param == "separate-mixer" else None
+    if mixer is None:
+        config.write_text(text)
     try:
+        srv.start("--config", str(config), auth="none")
         assert f"bfcp-tls 127.0.0.1:{tls}" in "\n".join(srv.stdout_lines), srv.stdout_lines
         yield srv, tcp, tls
     finally:
         srv.stop()
+        if mixer is not None:
+            mixer.stop()
+            assert "focus_connected" in mixer.log(), mixer.log()[-2000:]
 
 
 def level(call: Call, hz: float, since: float) -> float:

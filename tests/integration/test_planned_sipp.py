@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from baresip import free_udp_range
-from harness import REPO, ServerProcess, free_port_pair, run_sipp, sipp_errors
+from harness import REPO, ServerProcess, free_port_pair, run_sipp, sipp_errors, with_separate_mixer
 
 pytestmark = pytest.mark.peer
 
@@ -47,17 +47,25 @@ def book(
     return booking
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+@pytest.fixture(scope="module", params=["in-process", "separate-mixer"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """The server with its mixer in process or as a separate ``imsconf mixer`` (the PIN lobby's isolation
+    and its prompts then go over the control channel)."""
     base = tmp_path_factory.mktemp("planned")
     cfg = base / "imsconf.toml"
-    cfg.write_text(
-        f"allow_plain_rtp = true\nallow_sdes_over_udp = true\nrtp_port_range = [{_RTP[0]}, {_RTP[1]}]\n"
-    )
+    text = f"allow_plain_rtp = true\nallow_sdes_over_udp = true\nrtp_port_range = [{_RTP[0]}, {_RTP[1]}]\n"
     srv = ServerProcess(base / "var", free_port_pair())
+    mixer = with_separate_mixer(srv, cfg, text) if request.param == "separate-mixer" else None
+    if mixer is None:
+        cfg.write_text(text)
     srv.start("--config", str(cfg), "--log-level", "debug", auth="none")
     yield srv
     srv.stop()
+    if mixer is not None:
+        mixer.stop()
+        assert "focus_connected" in mixer.log(), mixer.log()[-2000:]
 
 
 def _wait_log(srv: ServerProcess, text: str, timeout: float = 5.0) -> str:

@@ -26,7 +26,7 @@ from pathlib import Path
 import pylibsrtp
 import pytest
 from bfcp_client import GRANTED, REVOKED, BfcpClient
-from harness import ServerProcess, free_port_pair, free_tcp_port
+from harness import ServerProcess, free_port_pair, free_tcp_port, with_separate_mixer
 
 from imsconf.app.pki import ensure_dev_pki
 from uas import Call, UserAgent
@@ -160,17 +160,25 @@ def sdp_attr(body: bytes, name: str) -> str:
     return m.group(1).strip()
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[ServerProcess, int]]:
+@pytest.fixture(params=["in-process", "separate-mixer"])
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[ServerProcess, int]]:
+    """The server with the mixer in its own process, or as a separate ``imsconf mixer`` (the video plane
+    then goes over the mutual-TLS control channel)."""
     tcp = free_tcp_port()
     config = tmp_path / "imsconf.toml"
-    config.write_text(f'bfcp_listen = ["tcp:127.0.0.1:{tcp}"]\nbfcp_policy = "chair"\n')
+    text = f'bfcp_listen = ["tcp:127.0.0.1:{tcp}"]\nbfcp_policy = "chair"\n'
     srv = ServerProcess(tmp_path / "srv", free_port_pair())
-    srv.start("--config", str(config), auth="none")
+    mixer = with_separate_mixer(srv, config, text) if request.param == "separate-mixer" else None
+    if mixer is None:
+        config.write_text(text)
     try:
+        srv.start("--config", str(config), auth="none")
         yield srv, tcp
     finally:
         srv.stop()
+        if mixer is not None:
+            mixer.stop()
+            assert "focus_connected" in mixer.log(), mixer.log()[-2000:]
 
 
 def test_presentation_floor_switches_video(server: tuple[ServerProcess, int]) -> None:
