@@ -16,6 +16,9 @@ traceback ever leaves), 501, 503.
 No web framework: the API is four routes and the parser is strict and capped (``httpwire``); one dependency
 fewer to audit.  Plain HTTP, so it listens on loopback unless told otherwise (a warning is logged: the token
 would cross the network in clear).  Store calls and PIN hashing run in worker threads (``asyncio.to_thread``).
+At most ``MAX_CONNECTIONS`` connections, of which ``MAX_UNAUTHENTICATED`` that have not yet sent a request
+with the token: a new connection beyond that closes the oldest of those, so idle or slow clients cannot
+lock an authenticated client out (each still has ``REQUEST_TIMEOUT`` for its request).
 """
 
 from __future__ import annotations
@@ -72,6 +75,10 @@ TOKEN_FILE: Final = "api-token"
 REQUEST_TIMEOUT: Final = 10.0  # seconds to receive a whole request (head and body), idle time included
 WRITE_TIMEOUT: Final = 10.0
 MAX_CONNECTIONS: Final = 64
+# connections that have not yet sent a request with the right token; beyond this the oldest of them is
+# closed to admit the new one, so clients that hold a connection and send nothing (or a byte at a time)
+# cannot keep an authenticated client out
+MAX_UNAUTHENTICATED: Final = 16
 MAX_REQUESTS_PER_CONNECTION: Final = 100
 _ID_RE: Final = re.compile(r"[a-z0-9]{8,64}\Z", re.A)
 _TRUE: Final = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
@@ -143,6 +150,8 @@ class BookingApi:
         self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
         self.server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        # the connections not yet authenticated, oldest first (a dict keeps insertion order)
+        self._unauthenticated: dict[asyncio.StreamWriter, None] = {}
 
     # -- lifecycle --
 
@@ -166,12 +175,19 @@ class BookingApi:
     async def handle_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
         try:
+            while len(self._unauthenticated) >= MAX_UNAUTHENTICATED:
+                oldest = next(iter(self._unauthenticated))
+                del self._unauthenticated[oldest]
+                self._writers.discard(oldest)  # its place is free now; its handler ends on the close
+                log.debug("event=http_unauthenticated_closed peer=%s", oldest.get_extra_info("peername"))
+                oldest.close()
             if len(self._writers) >= MAX_CONNECTIONS:
                 await self._send(
                     writer, Reply(503, {"error": "too many connections", "errors": []}, close=True)
                 )
                 return
             self._writers.add(writer)
+            self._unauthenticated[writer] = None
             for _ in range(MAX_REQUESTS_PER_CONNECTION):
                 try:
                     async with asyncio.timeout(self.request_timeout):
@@ -190,6 +206,8 @@ class BookingApi:
                 if request is None:
                     return
                 head, body = request
+                if self._token_ok(head):
+                    self._unauthenticated.pop(writer, None)
                 reply = await self.respond(head, body)
                 log.debug(
                     "event=http_request method=%s path=%s status=%d", head.method, head.path, reply.status
@@ -204,6 +222,7 @@ class BookingApi:
             log.exception("event=http_connection_error peer=%s", peer)
         finally:
             self._writers.discard(writer)
+            self._unauthenticated.pop(writer, None)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
@@ -227,6 +246,8 @@ class BookingApi:
         return head, body
 
     async def _send(self, writer: asyncio.StreamWriter, reply: Reply) -> None:
+        if writer.is_closing():  # closed here (an unauthenticated connection made room for a new one)
+            return
         writer.write(render_response(reply.status, reply.body, headers=reply.headers, close=reply.close))
         async with asyncio.timeout(WRITE_TIMEOUT):
             await writer.drain()
@@ -244,18 +265,20 @@ class BookingApi:
             log.exception("event=http_internal_error method=%s path=%s", head.method, head.path)
             return Reply(500, {"error": "internal error", "errors": []}, close=True)
 
+    def _token_ok(self, head: RequestHead) -> bool:
+        values = head.get_all("authorization")
+        if len(values) != 1:
+            return False
+        scheme, _, credentials = values[0].partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            credentials.strip().encode("utf-8", "replace"), self._token
+        )
+
     def _authorize(self, head: RequestHead) -> None:
         challenge = ("WWW-Authenticate", 'Bearer realm="imsconf"')
-        values = head.get_all("authorization")
-        if not values:
+        if not head.get_all("authorization"):
             raise HttpError(401, "missing bearer token", headers=[challenge])
-        scheme, _, credentials = values[0].partition(" ")
-        ok = (
-            len(values) == 1
-            and scheme.lower() == "bearer"
-            and hmac.compare_digest(credentials.strip().encode("utf-8", "replace"), self._token)
-        )
-        if not ok:
+        if not self._token_ok(head):
             log.warning("event=http_unauthorized path=%s", head.path[:80])
             raise HttpError(
                 401,
