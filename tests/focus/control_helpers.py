@@ -102,6 +102,17 @@ def ok_all(h: Harness, ua: UA, sent: list[Sent], method: str = "NOTIFY") -> list
     return out
 
 
+def drain_notifies(h: Harness, ua: UA, sent: list[Sent]) -> list[Request]:
+    """Answer the NOTIFYs in *sent* (200) as they come, until the focus sends no more; in order."""
+    got: list[Request] = []
+    todo = [r for r, _ in requests(sent, "NOTIFY")]
+    while todo:
+        n = todo.pop(0)
+        got.append(n)
+        todo += [r for r, _ in requests(h.send(ua, answer_to(n)), "NOTIFY")]
+    return got
+
+
 def subscribe(h: Harness, ua: UA, uri: str, expires: int | None = 600) -> tuple[Response, list[Sent]]:
     """Out-of-dialog SUBSCRIBE; the UA learns the dialog; returns the 200 and everything else sent."""
     sent = h.send(ua, ua.subscribe(uri, expires))

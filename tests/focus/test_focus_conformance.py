@@ -6,22 +6,11 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from control_helpers import doc, notifies, ok_all, q, subscribe
-from helpers import DOMAIN, UA, Harness, Sent, answer_to, requests, responses
+from control_helpers import doc, drain_notifies, notifies, ok_all, q, subscribe
+from helpers import DOMAIN, Harness, responses
 
 from imsconf.app.focus_wiring import FocusOptions
-from imsconf.sip.message import Request
 from imsconf.sip.uri import NameAddr
-
-
-def _drain(h: Harness, ua: UA, sent: list[Sent]) -> list[Request]:
-    got: list[Request] = []
-    todo = [r for r, _ in requests(sent, "NOTIFY")]
-    while todo:
-        n = todo.pop(0)
-        got.append(n)
-        todo += [r for r, _ in requests(h.send(ua, answer_to(n)), "NOTIFY")]
-    return got
 
 
 def _conference_uri(contact: str) -> str:
@@ -87,7 +76,7 @@ def test_leaver_gets_terminated_not_a_stale_active_notify_and_may_unsubscribe() 
     bsub = h.ua("bob")
     _, sent = subscribe(h, bsub, uri)
     ok_all(h, bsub, sent)
-    got = _drain(h, bsub, h.send(bob, bob.bye()))
+    got = drain_notifies(h, bsub, h.send(bob, bob.bye()))
     assert [n.headers.get("Subscription-State") for n in got] == ["terminated;reason=rejected"]
     assert doc(got[0].body).get("state") == "full"
     # the phone's unsubscribe crossed the NOTIFY: answered 200, not 481

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from control_helpers import doc, notifies, ok_all, q, subscribe, users_of, valid_doc
-from helpers import DOMAIN, UA, Harness, Sent, answer_to, requests, responses, sdp_offer
+from control_helpers import doc, drain_notifies, notifies, ok_all, q, subscribe, users_of, valid_doc
+from helpers import DOMAIN, UA, Harness, answer_to, requests, responses, sdp_offer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
@@ -53,17 +53,6 @@ def test_subscribe_gets_200_then_full_state() -> None:
     assert ident.get("authenticated") == "false"
 
 
-def _drain(h: Harness, ua: UA, sent: list[Sent]) -> list[Request]:
-    """Answer NOTIFYs as they come until the focus sends no more; returns them in order."""
-    got: list[Request] = []
-    todo = [r for r, _ in requests(sent, "NOTIFY")]
-    while todo:
-        n = todo.pop(0)
-        got.append(n)
-        todo += [r for r, _ in requests(h.send(ua, answer_to(n)), "NOTIFY")]
-    return got
-
-
 def join_drain(
     h: Harness, ua: UA, uri: str, sub: UA, extra: tuple[tuple[str, str], ...] = ()
 ) -> list[Request]:
@@ -72,8 +61,8 @@ def join_drain(
     resp = h.final(sent)
     assert resp.status == 200
     ua.learn(resp)
-    got = _drain(h, sub, sent)
-    return got + _drain(h, sub, h.send(ua, ua.ack()))
+    got = drain_notifies(h, sub, sent)
+    return got + drain_notifies(h, sub, h.send(ua, ua.ack()))
 
 
 def test_three_joins_one_leave_partial_versions_increase_by_one() -> None:
@@ -83,11 +72,11 @@ def test_three_joins_one_leave_partial_versions_increase_by_one() -> None:
     conf = h.conference(uri)
     sub = h.ua("alice")
     _resp, sent = subscribe(h, sub, uri)
-    got = _drain(h, sub, sent)
+    got = drain_notifies(h, sub, sent)
     bob, carol, dave = h.ua("bob"), h.ua("carol"), h.ua("dave")
     for ua in (bob, carol, dave):
         got += join_drain(h, ua, uri, sub)
-    got += _drain(h, sub, h.send(carol, carol.bye()))
+    got += drain_notifies(h, sub, h.send(carol, carol.bye()))
     states = [state_of(n) for n in got]
     assert states[0][0] == "full"
     assert all(s == "partial" for s, _ in states[1:])
@@ -149,7 +138,7 @@ def test_conference_end_terminates_with_noresource() -> None:
     bob = h.ua("bob")
     join_drain(h, bob, uri, sub)
     sent = h.send(owner, owner.bye())
-    got = _drain(h, sub, sent + ok_all(h, bob, sent, "BYE"))
+    got = drain_notifies(h, sub, sent + ok_all(h, bob, sent, "BYE"))
     last = got[-1]
     assert last.headers.get("Subscription-State") == "terminated;reason=noresource"
     root = valid_doc(last.body)
@@ -215,7 +204,7 @@ def test_leaver_loses_its_separate_subscription() -> None:
     bsub = h.ua("bob")
     _resp, sent = subscribe(h, bsub, uri)
     ok_all(h, bsub, sent)
-    got = _drain(h, bsub, h.send(bob, bob.bye()))
+    got = drain_notifies(h, bsub, h.send(bob, bob.bye()))
     assert got[-1].headers.get("Subscription-State") == "terminated;reason=rejected"
 
 
@@ -278,7 +267,7 @@ def test_partials_applied_in_order_reproduce_the_full_state(ops: list[str], priv
     h.join(bob, uri)
     sub = h.ua("bob")
     _resp, sent = subscribe(h, sub, uri)
-    got = _drain(h, sub, sent)
+    got = drain_notifies(h, sub, sent)
     members: list[UA] = []
     n = 0
     for op in ops:
@@ -292,11 +281,11 @@ def test_partials_applied_in_order_reproduce_the_full_state(ops: list[str], priv
             ua = members[-1]
             body = sdp_offer(direction="sendonly" if op == "hold" else "sendrecv", version=3)
             s = h.send(ua, ua.reinvite(body))
-            got += _drain(h, sub, s)
-            got += _drain(h, sub, h.send(ua, ua.ack()))
+            got += drain_notifies(h, sub, s)
+            got += drain_notifies(h, sub, h.send(ua, ua.ack()))
         else:
             ua = members.pop(0)
-            got += _drain(h, sub, h.send(ua, ua.bye()))
+            got += drain_notifies(h, sub, h.send(ua, ua.bye()))
     local = got[0].body
     for m in got[1:]:
         local = apply_partial(local, m.body)
