@@ -2,8 +2,12 @@
 
 Each run is SIPp joining one conference (INVITE→200→ACK, then BYE) at ``--rate`` calls/s for
 ``--seconds``; two runs, each followed by ``--idle`` seconds without calls. Prints RSS (VmRSS) in MB at every
-step and the ratio to the start. Security relaxed for SIPp as in ``sip_load.py``.
-Usage: ``python bench/churn_memory.py [--rate 300] [--seconds 180] [--idle 60] [--runs 2]``.
+step, the ratio to the start and the server's open file descriptors (sockets not closed would show there).
+Where the memory went, and the fix: docs/decisions/0012-memory-after-load.md. Security relaxed for SIPp as
+in ``sip_load.py``.
+Usage: ``python bench/churn_memory.py [--rate 300] [--seconds 180] [--idle 60] [--runs 2] [--every 10]``.
+UDP server transactions live 64*T1 = 32 s after their final response (RFC 3261): memory a load used comes
+back once the load's last transactions have ended, so an idle time under ~35 s still sees some of them.
 """
 
 from __future__ import annotations
@@ -27,12 +31,17 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def fd_count(pid: int) -> int:
+    return len(list(Path(f"/proc/{pid}/fd").iterdir()))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--rate", type=int, default=300)
     ap.add_argument("--seconds", type=float, default=180.0)
     ap.add_argument("--idle", type=float, default=60.0)
     ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--every", type=float, default=0.0, help="also print RSS every so many idle seconds")
     args = ap.parse_args()
     sipp = shutil.which("sipp")
     if sipp is None:
@@ -57,15 +66,22 @@ def main() -> None:
             scenario = ["-sf", str(SCEN / "conf_join_leave.xml"), "-key", "conf", conf, "-d", "0"]
             time.sleep(2.0)
             start = rss_mb(server.pid)
-            print(f"{'step':<24} {'RSS MB':>8} {'x start':>8} {'calls ok':>9} {'failed':>7}")
-            print(f"{'start':<24} {start:>8.1f} {1.0:>8.2f}")
+            pid = server.pid
+            print(f"{'step':<24} {'RSS MB':>8} {'x start':>8} {'fds':>5} {'calls ok':>9} {'failed':>7}")
+            print(f"{'start':<24} {start:>8.1f} {1.0:>8.2f} {fd_count(pid):>5}", flush=True)
             for n in range(1, args.runs + 1):
                 _, ok, failed = run_step(sipp, target, scenario, args.rate, args.seconds, work)
                 now = rss_mb(server.pid)
-                print(f"{f'after run {n}':<24} {now:>8.1f} {now / start:>8.2f} {ok:>9} {failed:>7}")
-                time.sleep(args.idle)
-                now = rss_mb(server.pid)
-                print(f"{f'after run {n} + idle':<24} {now:>8.1f} {now / start:>8.2f}")
+                row = f"{f'after run {n}':<24} {now:>8.1f} {now / start:>8.2f} {fd_count(pid):>5}"
+                print(f"{row} {ok:>9} {failed:>7}", flush=True)
+                idle = 0.0
+                while idle < args.idle:  # RSS during the idle time every --every s, then at its end
+                    step = min(args.every or args.idle, args.idle - idle)
+                    time.sleep(step)
+                    idle += step
+                    now = rss_mb(server.pid)
+                    label = f"after run {n} + idle" if idle >= args.idle else f"  idle {idle:.0f} s"
+                    print(f"{label:<24} {now:>8.1f} {now / start:>8.2f} {fd_count(pid):>5}", flush=True)
             owner.terminate()
         finally:
             server.terminate()

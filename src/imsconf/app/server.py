@@ -40,7 +40,7 @@ from .booking_index import IndexedBookingStore, IndexRefresher
 from .config import Settings
 from .dispatch import RegistrarService, SipDispatcher
 from .focus_wiring import FocusOptions, assemble_focus
-from .heap import realtime_priority, settle_heap
+from .heap import HeapKeeper, realtime_priority, settle_heap
 from .lifecycle import Lifecycle
 from .mixer import connect_mixer
 from .pins import ExecutorPinChecker
@@ -63,6 +63,7 @@ class EndpointDriver(Receiver):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._loop = asyncio.get_running_loop()
+        self.heap = HeapKeeper()  # transactions end on timers: each firing looks whether a load has passed
 
     def now(self) -> float:
         return self._loop.time()
@@ -108,6 +109,7 @@ class EndpointDriver(Receiver):
         except Exception:
             log.exception("event=timer_error")
         self.flush()
+        self.heap.observe(len(self.endpoint.layer))
 
     def close(self) -> None:
         if self._timer is not None:

@@ -114,7 +114,10 @@ class Conference:
     floors: tuple[FloorState, ...] = ()  # BFCP floors and their holders (set by the focus)
     _participants: dict[str, Participant] = field(default_factory=dict, repr=False)
     _pending: dict[str, _PendingDisconnect] = field(default_factory=dict, repr=False)
-    _used_ids: set[str] = field(default_factory=set, repr=False)
+    # ids given by the caller (the focus's lobby ids); the ids this conference makes are "p<n>" from a
+    # counter that only rises, so they need no record: remembering every id ever used would keep one
+    # string per call for the conference's whole life
+    _given_ids: set[str] = field(default_factory=set, repr=False)
     _next_id: int = field(default=1, repr=False)
     _media_released: bool = field(default=True, repr=False)
 
@@ -234,9 +237,12 @@ class Conference:
             raise PolicyError("conference is full", policy.full_status)
         if status is ParticipantStatus.DISCONNECTED:
             raise ValueError("cannot join as disconnected")
-        pid = participant_id if participant_id is not None else self._new_id()
-        if pid in self._used_ids:
-            raise ValueError(f"participant id {pid!r} already used in this conference")
+        if participant_id is None:
+            pid = self._new_id()
+        elif self._id_used(participant_id):
+            raise ValueError(f"participant id {participant_id!r} already used in this conference")
+        else:
+            pid = participant_id
         if self.owner is not None and user == self.owner:
             role = Role.OWNER
         elif user in policy.moderators:
@@ -254,7 +260,8 @@ class Conference:
             identity_authenticated=identity_authenticated,
             privacy=privacy,
         )
-        self._used_ids.add(pid)
+        if participant_id is not None:
+            self._given_ids.add(pid)
         self._participants[pid] = p
         self._media_released = False
         return [ParticipantJoined(self.conf_id, self._bump(), p)]
@@ -378,9 +385,24 @@ class Conference:
     # ---------------------------------------------------------------- internals
 
     def _new_id(self) -> str:
-        while f"p{self._next_id}" in self._used_ids:
+        while (pid := f"p{self._next_id}") in self._given_ids:
             self._next_id += 1
-        return f"p{self._next_id}"
+        self._next_id += 1
+        return pid
+
+    def _id_used(self, pid: str) -> bool:
+        """Whether *pid* was ever given to a participant here (ids are never reused)."""
+        if pid in self._given_ids or pid in self._participants:
+            return True
+        digits = pid[1:]
+        # one this conference made: "p<n>" below the counter (the ones it skipped are given ids)
+        return (
+            pid[:1] == "p"
+            and digits.isascii()
+            and digits.isdigit()
+            and digits[:1] != "0"
+            and int(digits) < self._next_id
+        )
 
     def _bump(self) -> int:
         self.version += 1

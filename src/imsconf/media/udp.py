@@ -48,6 +48,7 @@ import select
 import socket
 import sys
 import time
+from array import array
 from collections.abc import Callable
 
 from .control import LocalMediaControl
@@ -87,8 +88,11 @@ class TickStats:
         self.send_errors = 0
         self.recv_errors = 0
         self.keep = keep
-        self.durations: list[float] = []  # seconds of work per tick (most recent `keep`)
-        self.lags: list[float] = []  # seconds between deadline and tick start
+        # seconds of work per tick (most recent `keep`), seconds between deadline and tick start: plain
+        # doubles, not float objects (a list of the last minute's floats, made during a load, would keep
+        # the allocator's arenas that load filled for a minute after it; docs/decisions/0012)
+        self.durations: array[float] = array("d")
+        self.lags: array[float] = array("d")
 
     def reset_window(self) -> None:
         self.durations.clear()

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from . import grammar
 from .errors import SipParseError
-from .memo import memoised
+from .memo import memo_table, memoised
 from .uri import NameAddr, format_params, parse_params, split_quoted
 
 # RFC 3261 §7.3.3 and later RFCs: compact forms.
@@ -311,5 +311,5 @@ def unquote_string(text: str) -> str:
 
 
 # Parsed views are immutable values: memoised by their text (see memo.py).
-_VIA_MEMO: dict[str, Via] = {}
-_CSEQ_MEMO: dict[str, CSeq] = {}
+_VIA_MEMO: dict[str, Via] = memo_table()
+_CSEQ_MEMO: dict[str, CSeq] = memo_table()

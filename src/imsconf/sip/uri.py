@@ -7,7 +7,7 @@ from urllib.parse import unquote
 
 from . import grammar
 from .errors import SipParseError
-from .memo import memoised
+from .memo import memo_table, memoised
 
 
 def split_quoted(text: str, sep: str, *, brackets: bool = True) -> list[str]:
@@ -353,5 +353,5 @@ def _find_unquoted(text: str, ch: str) -> int:
 
 
 # Parsed views are immutable values: memoised by their text (see memo.py).
-_URI_MEMO: dict[str, SipUri] = {}
-_NAME_ADDR_MEMO: dict[str, NameAddr] = {}
+_URI_MEMO: dict[str, SipUri] = memo_table()
+_NAME_ADDR_MEMO: dict[str, NameAddr] = memo_table()
