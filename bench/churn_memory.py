@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sip_load import SCEN, free_port, run_step, start_server
+from sip_load import SCEN, free_port, run_step, start_owner, start_server
 
 
 def rss_mb(pid: int) -> float:
@@ -52,17 +51,7 @@ def main() -> None:
         server = start_server(work, port)
         try:
             target = f"127.0.0.1:{port}"
-            conf_file = work / "conf.txt"
-            owner = subprocess.Popen(
-                [sipp, target, "-sf", str(SCEN / "conf_create.xml"), "-key", "conf_file", str(conf_file),
-                 "-d", "36000000", "-m", "1", "-i", "127.0.0.1", "-p", "0", "-nostdin"],
-                cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )  # fmt: skip
-            for _ in range(200):
-                if conf_file.exists() and conf_file.read_text().strip():
-                    break
-                time.sleep(0.05)
-            conf = conf_file.read_text().strip()
+            owner, conf = start_owner(sipp, target, work)
             scenario = ["-sf", str(SCEN / "conf_join_leave.xml"), "-key", "conf", conf, "-d", "0"]
             time.sleep(2.0)
             start = rss_mb(server.pid)

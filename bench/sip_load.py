@@ -97,6 +97,22 @@ def run_step(
     return calls / took, ok, failed
 
 
+def start_owner(sipp: str, target: str, work: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A SIPp owner that creates one conference and stays in it; returns it and the conference user part."""
+    conf_file = work / "conf.txt"
+    conf_file.unlink(missing_ok=True)
+    owner = subprocess.Popen(
+        [sipp, target, "-sf", str(SCEN / "conf_create.xml"), "-key", "conf_file", str(conf_file),
+         "-d", "36000000", "-m", "1", "-i", "127.0.0.1", "-p", "0", "-nostdin"],
+        cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    for _ in range(200):
+        if conf_file.exists() and conf_file.read_text().strip():
+            break
+        time.sleep(0.05)
+    return owner, conf_file.read_text().strip()
+
+
 def bench_mode(mode: str, rates: list[int], seconds: float, sipp: str, work: Path, port: int,
                server: subprocess.Popen[bytes]) -> None:  # fmt: skip
     target = f"127.0.0.1:{port}"
@@ -106,18 +122,7 @@ def bench_mode(mode: str, rates: list[int], seconds: float, sipp: str, work: Pat
         per_call = 1
         label = "OPTIONS transactions"
     else:
-        conf_file = work / "conf.txt"
-        conf_file.unlink(missing_ok=True)
-        owner = subprocess.Popen(
-            [sipp, target, "-sf", str(SCEN / "conf_create.xml"), "-key", "conf_file", str(conf_file),
-             "-d", "3600000", "-m", "1", "-i", "127.0.0.1", "-p", "0", "-nostdin"],
-            cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        for _ in range(100):
-            if conf_file.exists() and conf_file.read_text().strip():
-                break
-            time.sleep(0.05)
-        conf = conf_file.read_text().strip()
+        owner, conf = start_owner(sipp, target, work)
         scenario = ["-sf", str(SCEN / "conf_join_leave.xml"), "-key", "conf", conf, "-d", "0"]
         per_call = 2  # INVITE and BYE transactions (the ACK is not a transaction)
         label = "joins (INVITE+ACK, then BYE)"
