@@ -6,21 +6,27 @@ use the focus harness).
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from imsconf.app.config import load_settings
 from imsconf.app.focus_wiring import FocusOptions, assemble_focus
 from imsconf.app.metrics import MediaCollector, build_metrics
-from imsconf.app.server import build_capabilities
+from imsconf.app.server import build_capabilities, start_server
 from imsconf.focus.config import FocusConfig
 from imsconf.media.control import NullMediaControl
 from imsconf.media.engine import MediaEngineError
 from imsconf.media.events import TICK_SECONDS_BOUNDS, MixerStats
 from imsconf.sip.endpoint import EndpointConfig, SipEndpoint
 from imsconf.sip.peer import Peer
+from imsconf.usage.store import UsageStore
+from usage_records import T0, leg
 
 
 class StatsMedia(NullMediaControl):
@@ -144,3 +150,27 @@ def test_null_media_gives_zeros() -> None:
     reg = build_metrics(ep, media=NullMediaControl(), process=False)
     assert _value(reg, "imsconf_rtp_packets_total", direction="in") == 0
     assert _value(reg, "imsconf_mixer_tick_seconds_count") == 0
+
+
+def test_the_running_server_has_its_registry_and_usage_sink(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = load_settings(
+        None, {"data_dir": str(tmp_path), "listen": [f"udp:127.0.0.1:{port}"], "bfcp_listen": []}
+    )
+
+    async def scenario() -> None:
+        server = await start_server(settings)
+        try:
+            reg = server.metrics_registry
+            assert reg is not None and server.usage is not None
+            assert _value(reg, "imsconf_conferences") == 0
+            assert _value(reg, "imsconf_rtp_packets_total", direction="in") == 0
+            server.usage.leg_ended(leg(T0))
+        finally:
+            await server.close()
+        with UsageStore.open(tmp_path) as store:
+            assert store.records(None, None)[0] == (leg(T0),)
+
+    asyncio.run(scenario())

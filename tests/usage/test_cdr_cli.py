@@ -53,7 +53,7 @@ def test_json_conferences_and_default_window(data_dir: Path, capsys: pytest.Capt
     doc = json.loads(out)
     assert [c["reason"] for c in doc["conferences"]] == ["last-left"]
     assert doc["conferences"][0]["duration"] == 600.0
-    code, out, _ = _run(capsys, "--data-dir", str(data_dir), "export", "--format", "json")
+    code, out, _ = _run(capsys, "export", "--format", "json", "--data-dir", str(data_dir))
     assert [r["participant_id"] for r in json.loads(out)["legs"]] == ["p1", "p2"]
 
 

@@ -265,6 +265,8 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
     pki = ensure_dev_pki(data_dir, [settings.domain, *([settings.focus_host] if settings.focus_host else [])])
     users = UserStore(data_dir / "users.json")
     authenticator = authenticator_for(settings, users)
+    # the usage sink (records of ended legs and conferences); opened first: a bad file stops the start early
+    usage = UsageWriter(UsageStore.open(data_dir)).start()
     media: UdpMediaTransport | None = None
     focus: Focus | None = None
     remote: RemoteMediaControl | None = None
@@ -346,7 +348,7 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
     server.refresher = refresher
     server.registrar = registrar
     server.registrations = registrations
-    server.usage = UsageWriter(UsageStore.open(data_dir)).start()
+    server.usage = usage
     server.metrics_registry = build_registry(server)
     refresher.start()
     try:

@@ -34,6 +34,9 @@ def add_cdr_parser(sub: Any) -> None:
     )
     x.add_argument("--since", metavar="ISO", help="window start, inclusive (ISO 8601 with offset)")
     x.add_argument("--until", metavar="ISO", help="window end, exclusive (ISO 8601 with offset)")
+    # also after "export" (the parent's value stands unless given here)
+    x.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="TOML configuration file")
+    x.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS, help="data directory (default ./var)")
     x.add_argument("--format", choices=["csv", "json"], default="csv", help="output format (default csv)")
     x.add_argument(
         "--kind",
