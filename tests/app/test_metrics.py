@@ -11,7 +11,8 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, generate_latest
+import pytest
+from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
@@ -174,3 +175,12 @@ def test_the_running_server_has_its_registry_and_usage_sink(tmp_path: Path) -> N
             assert store.records(None, None)[0] == (leg(T0),)
 
     asyncio.run(scenario())
+
+
+def test_the_web_layer_can_add_its_counter_and_names_are_guarded() -> None:
+    _, reg = _endpoint()
+    http = Counter("imsconf_http_requests", "HTTP requests", ["route", "status"], registry=reg)
+    http.labels("/metrics", "200").inc()
+    assert _value(reg, "imsconf_http_requests_total", route="/metrics", status="200") == 1
+    with pytest.raises(ValueError, match="Duplicated"):
+        Counter("imsconf_sip_requests", "clash", registry=reg)  # the collectors' names are known
