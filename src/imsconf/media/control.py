@@ -438,7 +438,9 @@ class LocalMediaControl(LocalVideoControl):
         legs are not kept), no tick timings (those are taken by the UDP adapter's clock)."""
         engine = self.engine
         received = sent = auth = replays = 0
+        conferences: set[str] = set()
         for leg_id in engine.legs():
+            conferences.add(engine.leg_conference(leg_id))
             st = engine.leg_stats(leg_id)
             received += st.received
             sent += st.sent
@@ -450,7 +452,7 @@ class LocalMediaControl(LocalVideoControl):
             tick_seconds_sum=0.0,
             tick_seconds_buckets=(0,) * (len(TICK_SECONDS_BOUNDS) + 1),
             legs=len(engine.leg_map),
-            conferences=len(engine.conf_map),
+            conferences=len(conferences),
             rtp_received=received,
             rtp_sent=sent,
             srtp_auth_failures=auth,
