@@ -1,4 +1,5 @@
-"""Command line: ``imsconf serve``, ``imsconf users add|remove|list``, ``imsconf book ...``."""
+"""Command line: ``imsconf serve``, ``imsconf users add|remove|list``, ``imsconf book ...``,
+``imsconf cdr export``."""
 
 from __future__ import annotations
 
@@ -108,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     from imsconf.booking.cli import add_book_parser
 
     add_book_parser(sub)
+    from imsconf.usage.cli import add_cdr_parser
+
+    add_cdr_parser(sub)
     return parser
 
 
@@ -193,6 +197,13 @@ def main(argv: list[str] | None = None) -> int:
         if settings is None:
             return 2
         return run_book(args, settings)
+    if args.command == "cdr":
+        from imsconf.usage.cli import run_cdr
+
+        settings = _load_settings(args)
+        if settings is None:
+            return 2
+        return run_cdr(args, Path(settings.data_dir))
     return 2  # pragma: no cover - argparse enforces the choices
 
 

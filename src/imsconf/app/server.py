@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
 from imsconf.booking.http import BookingApi, start_http
 from imsconf.booking.store import DB_NAME, BookingStore
 from imsconf.floor.server import Policy
@@ -34,6 +36,7 @@ from imsconf.sip.peer import Peer
 from imsconf.sip.screening import Capabilities
 from imsconf.transport.limits import StreamLimits
 from imsconf.transport.manager import Receiver, TransportManager
+from imsconf.usage.store import UsageStore
 
 from .bfcp import FloorListeners, start_floor_listeners
 from .booking_index import IndexedBookingStore, IndexRefresher
@@ -42,6 +45,7 @@ from .dispatch import RegistrarService, SipDispatcher
 from .focus_wiring import FocusOptions, assemble_focus
 from .heap import HeapKeeper, realtime_priority, settle_heap
 from .lifecycle import Lifecycle
+from .metrics import build_registry
 from .mixer import connect_mixer
 from .pins import ExecutorPinChecker
 from .pki import PkiPaths, client_ssl_context, ensure_dev_pki, server_ssl_context
@@ -49,9 +53,12 @@ from .registrations import DB_NAME as REGISTRATIONS_DB
 from .registrations import BindingStore, BindingWriter
 from .reload import Reloader
 from .systemd import ServiceNotifier
+from .usage import UsageWriter
 from .users import UserStore, authenticator_for
 
 log = logging.getLogger("imsconf.server")
+
+USAGE_CLOSE_SECONDS = 0.5  # what writing the queued usage records may add to the shutdown
 
 
 class EndpointDriver(Receiver):
@@ -134,6 +141,8 @@ class Server:
     registrar: Registrar | None = None  # when this server is the registrar (settings.registrar)
     registrations: BindingWriter | None = None  # the registrar's bindings on disk
     users: UserStore | None = None  # read again on SIGHUP (its lookups re-read a changed file anyway)
+    usage: UsageWriter | None = None  # the usage sink: records of ended legs/conferences to DATA_DIR
+    metrics_registry: CollectorRegistry | None = None  # the Prometheus collectors (app.metrics)
 
     @property
     def ready(self) -> bool:
@@ -152,6 +161,8 @@ class Server:
         self.driver.close()
         if self.registrations is not None:
             await self.registrations.close()
+        if self.usage is not None:
+            await asyncio.to_thread(self.usage.close, USAGE_CLOSE_SECONDS)
         if self.media is not None:
             self.media.close()
         if self.remote is not None:
@@ -254,6 +265,8 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
     pki = ensure_dev_pki(data_dir, [settings.domain, *([settings.focus_host] if settings.focus_host else [])])
     users = UserStore(data_dir / "users.json")
     authenticator = authenticator_for(settings, users)
+    # the usage sink (records of ended legs and conferences); opened first: a bad file stops the start early
+    usage = UsageWriter(UsageStore.open(data_dir)).start()
     media: UdpMediaTransport | None = None
     focus: Focus | None = None
     remote: RemoteMediaControl | None = None
@@ -335,6 +348,8 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
     server.refresher = refresher
     server.registrar = registrar
     server.registrations = registrations
+    server.usage = usage
+    server.metrics_registry = build_registry(server)
     refresher.start()
     try:
         for listen in settings.listen:

@@ -61,6 +61,7 @@ from imsconf.keys import (
     SwitchListener,
 )
 from imsconf.keys.authority import SUITES
+from imsconf.keys.stats import KeyingStats
 from imsconf.media.control import MediaControl
 from imsconf.media.events import GroupStreamConfirmed, GroupStreamFailing, MediaEngineError, MediaEvent
 from imsconf.media.srtp import SrtpKeys
@@ -210,6 +211,7 @@ class FocusKeying(FeatureBase):
         self.policy = rekey if rekey is not None else RekeyPolicy.both()
         self.config = config if config is not None else KeyManagerConfig()
         self.managers: dict[str, GroupKeyManager] = {}
+        self.stats = KeyingStats()  # rekeys of every conference, for the metrics
         self.legs: dict[str, _LegKeys] = {}
         self.capable: Callable[[str], bool] = lambda user: False  # operator: this AoR's phone rekeys
         self.trace: list[KeyingTrace] | None = None  # set to [] to record
@@ -238,13 +240,20 @@ class FocusKeying(FeatureBase):
         mgr = self.managers.get(conf_id)
         if mgr is None:
             mode, policy = self.policy_for(conf_id)
-            mgr = self.managers[conf_id] = GroupKeyManager(mode, policy, self.config, conference_id=conf_id)
+            mgr = self.managers[conf_id] = GroupKeyManager(
+                mode, policy, self.config, conference_id=conf_id, stats=self.stats
+            )
             log.info("event=key_policy conf=%s downlink=%s policy=%s", conf_id, mode, policy)
         return mgr
 
     def snapshot(self, conf_id: str) -> KeySnapshot | None:
         mgr = self.managers.get(conf_id)
         return None if mgr is None else mgr.snapshot()
+
+    def oldest_epoch_created_at(self) -> float | None:
+        """When the oldest group epoch still live in any conference was made (focus clock); None: none."""
+        times = [t for t in (m.oldest_epoch_created_at() for m in self.managers.values()) if t is not None]
+        return min(times) if times else None
 
     def scope(self, leg_id: str) -> KeyScope:
         lk = self.legs.get(leg_id)

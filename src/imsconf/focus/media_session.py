@@ -222,6 +222,14 @@ class MediaSession:
     def secure(self) -> bool:
         return self.decision is not None and self.decision.srtp is not None
 
+    @property
+    def key_mode(self) -> str:
+        """How the downlink to this leg is keyed: ``group`` (a group key), ``sdes`` (its own SDES key) or
+        ``none`` (plain RTP, or nothing negotiated yet)."""
+        if self.group_key is not None:
+            return "group"
+        return "sdes" if self.secure else "none"
+
     def release(self, media: MediaControl) -> None:
         if self.ports is not None:
             try:

@@ -70,6 +70,7 @@ from .events import (
     SwitchListener,
 )
 from .policy import DownlinkMode, KeyManagerConfig, RekeyPolicy
+from .stats import KeyingStats
 
 __all__ = [
     "Downlink",
@@ -203,6 +204,7 @@ class _Record:
     completed_at: float | None = None
     exposure_end_at: float | None = None
     superseded_by: int | None = None
+    counted: bool = False  # a rekey (not the conference's first epoch): its duration goes to the stats
 
     def freeze(self) -> RekeyRecord:
         return RekeyRecord(
@@ -272,11 +274,13 @@ class GroupKeyManager:
         *,
         ssrc_source: Callable[[], int] | None = None,
         conference_id: str = "",
+        stats: KeyingStats | None = None,
     ) -> None:
         self.mode = mode
         self.policy = policy if policy is not None else RekeyPolicy.both()
         self.config = config if config is not None else KeyManagerConfig()
         self.conference_id = conference_id
+        self.stats = stats if stats is not None else KeyingStats()  # shared by the focus's managers
         self._epochs = EpochTable(self.config.suite, SsrcAllocator(ssrc_source))
         self._listeners: dict[str, _Listener] = {}
         self._queue: dict[str, None] = {}  # ready for an offer of the current epoch, in order
@@ -486,6 +490,12 @@ class GroupKeyManager:
             rekey_due=self._batch_due,
         )
 
+    def oldest_epoch_created_at(self) -> float | None:
+        """When the oldest live epoch was made (on the ``now`` clock); None without one."""
+        number = self._epochs.oldest_live()
+        ep = None if number is None else self._epochs.get(number)
+        return None if ep is None else ep.created_at
+
     def rekey_stats(self) -> tuple[RekeyRecord, ...]:
         return tuple(r.freeze() for r in self._records.values())
 
@@ -523,6 +533,7 @@ class GroupKeyManager:
         out.append(Rekey(ep.number, ep.ssrc, ep.key, reason))
         if prev is not None:
             self.counters["rekeys"] += 1
+            self.stats.rekeys += 1
             prev_rec = self._records.get(prev.number)
             if prev_rec is not None and prev_rec.completed_at is None:
                 prev_rec.superseded_by = ep.number
@@ -530,8 +541,9 @@ class GroupKeyManager:
         self._batch_changes = 0
         pending = {lst.id for lst in self._listeners.values() if lst.route is not None}
         rec = _Record(ep.number, reason, triggered_at, now, changes, pending, len(pending))
+        rec.counted = prev is not None
         if not pending:
-            rec.completed_at = now
+            self._complete(rec, now)
         else:
             self._open.append(rec)
         self._records[ep.number] = rec
@@ -659,10 +671,16 @@ class GroupKeyManager:
                 else:
                     rec.left += 1
                 if not rec.pending:
-                    rec.completed_at = now
+                    self._complete(rec, now)
                     continue
             still.append(rec)
         self._open = still
+
+    def _complete(self, rec: _Record, now: float) -> None:
+        rec.completed_at = now
+        if rec.counted:
+            end = rec.last_switch_at if rec.last_switch_at is not None else now
+            self.stats.observe_duration(end - rec.triggered_at)
 
     def _forget(self, lst: _Listener) -> None:
         if lst.route is not None:

@@ -54,7 +54,7 @@ from .engine import (
     MediaEngineError,
     MediaEvent,
 )
-from .events import GroupEpochStats
+from .events import TICK_SECONDS_BOUNDS, GroupEpochStats, MixerStats
 from .srtp import SrtpKeys
 from .video_plane import LocalVideoControl
 
@@ -66,6 +66,7 @@ __all__ = [
     "NullMediaControl",
     "NullPortAllocator",
     "PortAllocator",
+    "empty_mixer_stats",
 ]
 
 EventSink = Callable[[MediaEvent], None]
@@ -148,6 +149,10 @@ class MediaControl(Protocol):
 
     def leg_stats(self, leg_id: str) -> LegStats: ...
 
+    def mixer_stats(self) -> MixerStats:
+        """The mixer's running totals (the metrics read them)."""
+        ...
+
     def set_event_sink(self, sink: EventSink | None) -> None: ...
 
     # group downlink keying
@@ -201,6 +206,11 @@ class MediaControl(Protocol):
     def release_video(self, leg_id: str) -> None: ...
 
     def set_video_source(self, conference_id: str, leg_id: str | None) -> None: ...
+
+
+def empty_mixer_stats() -> MixerStats:
+    """No mixer, or one not heard from yet: every figure zero."""
+    return MixerStats(0, 0, 0.0, (0,) * (len(TICK_SECONDS_BOUNDS) + 1), 0, 0, 0, 0, 0, 0)
 
 
 class NullMediaControl:
@@ -263,6 +273,9 @@ class NullMediaControl:
 
     def leg_stats(self, leg_id: str) -> LegStats:
         return LegStats(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, remote_ssrc=None)
+
+    def mixer_stats(self) -> MixerStats:
+        return empty_mixer_stats()
 
     def set_event_sink(self, sink: EventSink | None) -> None:
         return None
@@ -419,6 +432,32 @@ class LocalMediaControl(LocalVideoControl):
 
     def leg_stats(self, leg_id: str) -> LegStats:
         return self.engine.leg_stats(leg_id)
+
+    def mixer_stats(self) -> MixerStats:
+        """Interim figures from the engine: the live legs' packet counts summed (the counts of released
+        legs are not kept), no tick timings (those are taken by the UDP adapter's clock)."""
+        engine = self.engine
+        received = sent = auth = replays = 0
+        conferences: set[str] = set()
+        for leg_id in engine.legs():
+            conferences.add(engine.leg_conference(leg_id))
+            st = engine.leg_stats(leg_id)
+            received += st.received
+            sent += st.sent
+            auth += st.decrypt_failed
+            replays += st.replayed
+        return MixerStats(
+            ticks=engine.ticks,
+            late_ticks=0,
+            tick_seconds_sum=0.0,
+            tick_seconds_buckets=(0,) * (len(TICK_SECONDS_BOUNDS) + 1),
+            legs=len(engine.leg_map),
+            conferences=len(conferences),
+            rtp_received=received,
+            rtp_sent=sent,
+            srtp_auth_failures=auth,
+            srtp_replays=replays,
+        )
 
     def set_event_sink(self, sink: EventSink | None) -> None:
         self._sink = sink

@@ -17,6 +17,7 @@ from .rtp import ReportBlock
 
 __all__ = [
     "KEEP",
+    "TICK_SECONDS_BOUNDS",
     "Addr",
     "Datagram",
     "DtmfReceived",
@@ -31,6 +32,7 @@ __all__ = [
     "MediaEvent",
     "MixerLost",
     "MixerReady",
+    "MixerStats",
     "PromptFinished",
     "RtcpReport",
     "SourceLatched",
@@ -197,6 +199,29 @@ class LegStats:
     group_sent: int = 0  # packets sent to it under group keys (common + private streams)
     lobby: bool = False
     prompt: str | None = None  # the prompt playing to it, if any
+
+
+TICK_SECONDS_BOUNDS: tuple[float, ...] = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05)
+"""Upper bounds (seconds) of the mixer tick duration histogram; a last, implicit bucket is +Inf."""
+
+
+@dataclass(frozen=True, slots=True)
+class MixerStats:
+    """The mixer's running totals, for the metrics (monotonic counters since the mixer started).
+
+    ``tick_seconds_buckets`` are cumulative counts for :data:`TICK_SECONDS_BOUNDS` then +Inf (so the last
+    equals ``ticks``); ``legs`` and ``conferences`` are the current counts."""
+
+    ticks: int
+    late_ticks: int
+    tick_seconds_sum: float
+    tick_seconds_buckets: tuple[int, ...]
+    legs: int
+    conferences: int
+    rtp_received: int
+    rtp_sent: int
+    srtp_auth_failures: int
+    srtp_replays: int
 
 
 class Keep(enum.Enum):

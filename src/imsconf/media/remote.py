@@ -39,9 +39,9 @@ from typing import Any
 from imsconf.keys.policy import DownlinkMode
 from imsconf.sdp.direction import Direction
 
-from .control import EventSink, LegPorts
+from .control import EventSink, LegPorts, empty_mixer_stats
 from .engine import KEEP, Addr, Keep, LegStats, MediaEngineError
-from .events import MixerLost, MixerReady
+from .events import MixerLost, MixerReady, MixerStats
 from .link import LinkAction, MixerLink
 from .srtp import SrtpKeys
 from .video_remote import RemoteVideoControl
@@ -348,6 +348,10 @@ class RemoteMediaControl(RemoteVideoControl):
 
     def leg_stats(self, leg_id: str) -> LegStats:
         raise MediaEngineError("statistics stay in the mixer process")
+
+    def mixer_stats(self) -> MixerStats:
+        """Interim: zeros until the control channel carries the mixer process's figures."""
+        return empty_mixer_stats()
 
     def set_event_sink(self, sink: EventSink | None) -> None:
         self._sink = sink

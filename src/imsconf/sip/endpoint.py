@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from .auth import AuthResult, DigestAuthenticator
+from .counters import RequestCounters
 from .errors import LocalProtocolError, SipParseError
 from .events import (
     AckReceived,
@@ -211,6 +212,7 @@ class SipEndpoint:
         self.layer = layer if layer is not None else TransactionLayer(auto_trying=False)
         self.outbox: list[tuple[bytes, Peer]] = []
         self.counters: dict[str, int] = {}
+        self.requests = RequestCounters()  # final responses sent to incoming requests (the metrics)
         self._pending: dict[TransactionKey, _Pending] = {}
         self._conn_of: dict[tuple[str, str, int], int | None] = {}
 
@@ -316,6 +318,7 @@ class SipEndpoint:
         resp = make_response(
             stamped, status, reason, to_tag=self.new_tag(), headers=Headers.of(list(headers))
         )
+        self.requests.final_response(req.method, status)
         self.outbox.append((bytes(resp), dest))
 
     def _parse_failure(self, exc: SipParseError, peer: Peer, now: float) -> None:
@@ -339,6 +342,7 @@ class SipEndpoint:
                 dest = peer if peer.reliable else _dest_peer(response_destination(partial, "UDP"), peer)
             except (SipParseError, LocalProtocolError, ValueError):
                 return  # no Via to answer to over UDP: dropped
+            self.requests.final_response(partial.method, resp.status)
             self.outbox.append((bytes(resp), dest))
         elif isinstance(partial, Response):
             self.count("rx_garbled_response")
@@ -351,6 +355,8 @@ class SipEndpoint:
     def respond(self, key: TransactionKey, response: Response, now: float) -> None:
         _stamp_server(response, self.config.caps)
         self.layer.send_response(key, response, now)
+        if response.status >= 200:
+            self.requests.final_response(key.method, response.status)
         self._drain(now)
 
     def send_request(
