@@ -33,6 +33,10 @@ and answers with :class:`GroupStreamConfirmed` / :class:`GroupStreamFailing` eve
 SRTCP receiver reports) through the event sink. Floor-controlled audio: ``set_floor_control`` and
 ``set_floor_holders``. Lobby (PIN collection): ``set_lobby(leg, True)`` + ``play_prompt(leg, "enter-pin")``;
 DTMF keeps arriving as :class:`DtmfReceived`; ``set_lobby(leg, False)`` joins the conference.
+Operator control:
+``set_leg_mix(leg, muted=..., deaf=...)`` (mute: mixed into nobody's audio; deaf: hears silence, prompts
+still play); :class:`SpeakingChanged` events report who speaks. Metrics: ``mixer_stats()``
+(:class:`MixerStats`), and ``leg_stats`` per leg.
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ from .engine import (
     MediaEngineError,
     MediaEvent,
 )
-from .events import GroupEpochStats
+from .events import GroupEpochStats, MixerStats
 from .srtp import SrtpKeys
 from .video_plane import LocalVideoControl
 
@@ -180,6 +184,17 @@ class MediaControl(Protocol):
 
     def play_prompt(self, leg_id: str, name: str | None, loop: bool = True) -> None: ...
 
+    # operator control and figures
+    def set_leg_mix(self, leg_id: str, *, muted: bool, deaf: bool) -> None:
+        """Mute (the leg's audio goes into nobody's mix, it never speaks; DTMF, RTCP, SRTP and counters
+        go on) and deaf (it receives silence in its codec, one packet per tick, prompts still play).
+        Idempotent; kept across configure/update of the leg; an unknown leg is a MediaEngineError."""
+        ...
+
+    def mixer_stats(self) -> MixerStats:
+        """The mixer's process-wide figures (a separate mixer's: the last ones it sent, within a second)."""
+        ...
+
     # presentation video switching (imsconf.media.video_plane)
     def allocate_video(self, conference_id: str, leg_id: str, rtcp_mux: bool) -> LegPorts: ...
 
@@ -301,6 +316,12 @@ class NullMediaControl:
 
     def play_prompt(self, leg_id: str, name: str | None, loop: bool = True) -> None:
         return None
+
+    def set_leg_mix(self, leg_id: str, *, muted: bool, deaf: bool) -> None:
+        return None
+
+    def mixer_stats(self) -> MixerStats:
+        return MixerStats()
 
     def allocate_video(self, conference_id: str, leg_id: str, rtcp_mux: bool) -> LegPorts:
         return self._ports(rtcp_mux)
@@ -459,6 +480,12 @@ class LocalMediaControl(LocalVideoControl):
 
     def play_prompt(self, leg_id: str, name: str | None, loop: bool = True) -> None:
         self.engine.play_prompt(leg_id, name, loop)
+
+    def set_leg_mix(self, leg_id: str, *, muted: bool, deaf: bool) -> None:
+        self.engine.set_leg_mix(leg_id, muted=muted, deaf=deaf)
+
+    def mixer_stats(self) -> MixerStats:
+        return self.engine.mixer_stats()
 
     def group_epoch_stats(self, conference_id: str, epoch: int) -> GroupEpochStats:
         """Mixer-side statistics (not part of :class:`MediaControl`: they stay in the mixer process)."""

@@ -15,12 +15,15 @@ from .egress import PacketSink
 from .events import (
     Datagram,
     DtmfReceived,
+    SpeakingChanged,
 )
 from .fastpath import (
     FD,
 )
 from .legs import ENCODE_TABLES, Epoch, Leg, LegTable
 from .mixer import FRAME_SAMPLES, decode_codes, encode_rows
+
+QUIET_TICKS = 15  # 300 ms without being chosen: the leg no longer speaks (SpeakingChanged)
 
 
 class TickSend(Protocol):
@@ -97,7 +100,7 @@ class Mixdown:
             t.c_legs, t.py_sending = [], sending
         t.c_slots = np.array([leg.slot for leg in t.c_legs], dtype=np.int64)
         t.group_live = live
-        t.prompting = [leg for leg in order if leg.lobby or leg.prompt is not None]
+        t.prompting = [leg for leg in order if leg.lobby or leg.prompt is not None or leg.deaf]
         for i, leg in enumerate(mixing):
             leg.mix_pos = i
         t.mix_slots = np.array([leg.slot for leg in mixing], dtype=np.int64)
@@ -235,7 +238,26 @@ class Mixdown:
                 encoded = encode_rows(res.speaker_mix, tables[speakers[0].codec_id])
                 for leg, enc in zip(speakers, encoded, strict=True):
                     leg.mix_payload = enc
+            tick = t.ticks
             for leg in speakers:
                 leg.speaker = True
+                # speaking hysteresis: chosen on two consecutive ticks (SpeakingChanged)
+                leg.speak_run = leg.speak_run + 1 if leg.chosen_tick == tick - 1 else 1
+                leg.chosen_tick = tick
+                if not leg.speaking and leg.speak_run >= 2:
+                    leg.speaking = True
+                    t.talking.add(leg)
+                    t.pending_events.append(SpeakingChanged(leg.leg_id, leg.conference_id, True))
         t.speakers = speakers
+        if t.talking:
+            self.quiet(t.ticks)
         return common
+
+    def quiet(self, tick: int) -> None:
+        """Legs reported speaking that were not chosen for :data:`QUIET_TICKS` ticks stop speaking."""
+        t = self.table
+        gone = [leg for leg in t.talking if tick - leg.chosen_tick >= QUIET_TICKS]
+        for leg in gone:
+            leg.speaking = False
+            t.talking.discard(leg)
+            t.pending_events.append(SpeakingChanged(leg.leg_id, leg.conference_id, False))
