@@ -130,6 +130,7 @@ from .events import (
 )
 from .fastpath import (
     RECEIVED,
+    SENT,
     SILENCE,
     SlotJitter,
     SlotReceptionStats,
@@ -519,13 +520,20 @@ class MediaEngine:
         rel, rec = t.released, t.tick_record
         received, sent, auth, replays = rel.received, rel.sent, rel.auth_failures, rel.replays
         confs: set[str] = set()
+        slots: list[int] = []
+        tick = t.ticks
         for leg in t.leg_map.values():
-            r, s, a, p = self.leg_totals(leg)
-            received += r
-            sent += s
-            auth += a
-            replays += p
+            c = leg.c
+            received += c.received
+            sent += leg.sent_before + leg.group_ticks.total(tick)
+            auth += c.decrypt_failed
+            replays += c.replayed
             confs.add(leg.conference_id)
+            slots.append(leg.slot)
+        if slots:  # the counts the C path keeps in the slot rows, in one read each
+            tab = t.slots.tab
+            received += int(tab[slots, RECEIVED].sum())
+            sent += int(tab[slots, SENT].sum())
         return MixerStats(
             ticks=t.ticks,
             late_ticks=rec.late,
