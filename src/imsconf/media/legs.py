@@ -277,7 +277,6 @@ class Leg:
         "sends",
         "sent_before",
         "slot",
-        "speak_run",
         "speaker",
         "speaking",
         "t",
@@ -330,7 +329,6 @@ class Leg:
         self.deaf = False  # receives silence (set_leg_mix)
         self.rr: ReportBlock | None = None  # the last report block about our stream to it
         self.chosen_tick = -2  # the last tick it was among the chosen speakers
-        self.speak_run = 0  # consecutive ticks it was chosen, up to chosen_tick
         self.speaking = False  # as last reported (SpeakingChanged)
 
     # The transmit state lives in the leg's slot row (read and advanced by the C path as well).

@@ -66,7 +66,7 @@ class Lobby:
                 leg.speaking = False
                 t.talking.discard(leg)
                 t.pending_events.append(SpeakingChanged(leg.leg_id, leg.conference_id, False))
-            leg.speak_run = 0
+            leg.chosen_tick = -2  # unmuted, it speaks after two consecutive ticks chosen again
             t.update_mixing(leg)
         if deaf != leg.deaf:
             leg.deaf = deaf

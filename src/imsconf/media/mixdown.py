@@ -238,19 +238,24 @@ class Mixdown:
                 encoded = encode_rows(res.speaker_mix, tables[speakers[0].codec_id])
                 for leg, enc in zip(speakers, encoded, strict=True):
                     leg.mix_payload = enc
-            tick = t.ticks
+        tick = t.ticks
+        talking = t.talking
+        chosen_talking = 0  # talking legs chosen this tick: when that is all of them, none goes quiet
+        if speakers:
+            before = tick - 1
             for leg in speakers:
                 leg.speaker = True
-                # speaking hysteresis: chosen on two consecutive ticks (SpeakingChanged)
-                leg.speak_run = leg.speak_run + 1 if leg.chosen_tick == tick - 1 else 1
-                leg.chosen_tick = tick
-                if not leg.speaking and leg.speak_run >= 2:
+                if leg.speaking:
+                    chosen_talking += 1
+                elif leg.chosen_tick == before:  # chosen on two consecutive ticks: it speaks
                     leg.speaking = True
-                    t.talking.add(leg)
+                    talking.add(leg)
+                    chosen_talking += 1
                     t.pending_events.append(SpeakingChanged(leg.leg_id, leg.conference_id, True))
+                leg.chosen_tick = tick
         t.speakers = speakers
-        if t.talking:
-            self.quiet(t.ticks)
+        if len(talking) > chosen_talking:
+            self.quiet(tick)
         return common
 
     def quiet(self, tick: int) -> None:
