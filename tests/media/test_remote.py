@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from media_peer import deliver, make_keys
+from media_peer import Peer, deliver, make_keys
 
 from imsconf.app.pki import client_ssl_context, ensure_dev_pki, issue_cert, server_ssl_context
 from imsconf.keys.policy import DownlinkMode
@@ -21,6 +21,7 @@ from imsconf.media.engine import (
     MediaEngineError,
     MediaEvent,
     PromptFinished,
+    SpeakingChanged,
 )
 from imsconf.media.mixer_server import MixerControlServer
 from imsconf.media.remote import RemoteMediaControl
@@ -53,7 +54,11 @@ async def until(cond: Callable[[], bool], what: str, timeout: float = 5.0) -> No
         await asyncio.sleep(0.005)
 
 
-def run(tmp_path: Path, body: Callable[[RemoteMediaControl, MixerControlServer], Awaitable[None]]) -> None:
+def run(
+    tmp_path: Path,
+    body: Callable[[RemoteMediaControl, MixerControlServer], Awaitable[None]],
+    heartbeat: bool = False,
+) -> None:
     pki = ensure_dev_pki(tmp_path / "data", [])
     cert, key = issue_cert(pki, "focus", tmp_path / "focus", client=True)
     server_ctx = server_ssl_context(pki, require_client_cert=True)
@@ -68,6 +73,8 @@ def run(tmp_path: Path, body: Callable[[RemoteMediaControl, MixerControlServer],
         remote = RemoteMediaControl()
         try:
             await remote.connect("127.0.0.1", port, client_ctx)
+            if heartbeat:  # pings every second (their answers carry the mixer's figures)
+                remote.keep_connected("127.0.0.1", port, client_ctx)
             await body(remote, mixer)
         finally:
             await remote.close()
@@ -192,3 +199,65 @@ def test_a_vanished_focus_takes_its_group_keys_with_it(tmp_path: Path) -> None:
         await until(lambda: "c9" not in eng.conf_map, "conference state dropped on disconnect")
 
     run(tmp_path, body)
+
+
+def test_mute_deaf_speaking_and_figures_cross_the_channel(tmp_path: Path) -> None:
+    async def body(remote: RemoteMediaControl, mixer: MixerControlServer) -> None:
+        eng = mixer.control.engine
+        got: list[MediaEvent] = []
+        remote.set_event_sink(got.append)
+        peers: dict[str, Peer] = {}
+        send_keys = {}
+        for i, (leg, freq) in enumerate((("a", 400.0), ("b", 1000.0), ("c", 1600.0))):
+            remote.allocate_leg("c1", leg, rtcp_mux=True)
+            tx, rx = make_keys(), make_keys()
+            remote.configure_leg(
+                leg,
+                remote_rtp=("127.0.0.1", 5000 + 2 * i),
+                remote_rtcp=None,
+                codec_pt=0,
+                codec_name="PCMU",
+                dtmf_pt=None,
+                tx_keys=tx,
+                rx_keys=rx,
+            )
+            peers[leg] = Peer(freq, send_keys=rx, recv_keys=tx)
+            send_keys[leg] = rx
+        remote.set_leg_mix("a", muted=True, deaf=True)
+        remote.set_leg_mix("a", muted=True, deaf=True)  # idempotent
+        await until(lambda: eng.leg_stats("a").muted and eng.leg_stats("a").deaf, "set_leg_mix")
+        now = 0.0
+        for _ in range(10):
+            for i, (leg, peer) in enumerate(peers.items()):
+                deliver(eng, eng.leg_ports(leg)[0], peer.next_packet(), ("127.0.0.1", 5000 + 2 * i), now)
+            eng.tick(now)
+            now += 0.02
+        mixer.control.deliver_events()
+        await until(lambda: len(got) >= 2, "speaking events")
+        assert sorted((e.leg_id, e.speaking) for e in got if isinstance(e, SpeakingChanged)) == [
+            ("b", True),
+            ("c", True),
+        ]  # the muted leg never speaks
+        assert SpeakingChanged("b", "c1", True) in got
+        # the leg's RTCP figures, asked of the mixer
+        ssrc = eng.leg_stats("a").ssrc
+        rr = SrtpSender(send_keys["a"]).protect_rtcp(
+            serialize_rtcp([ReceiverReport(peers["a"].ssrc, (ReportBlock(ssrc, 128, 1, 9, 40),))])
+        )
+        deliver(eng, eng.leg_ports("a")[0], rr, ("127.0.0.1", 5000), now)
+        with pytest.raises(MediaEngineError):
+            remote.leg_stats("a")  # nothing answered yet: the call asks
+        await until(lambda: remote.leg_stats("a").rtcp_loss == 0.5, "leg_stats over the channel")
+        st = remote.leg_stats("a")
+        assert st.muted and st.deaf and st.rtcp_jitter_ms == 5.0 and st.received == 10
+        # the mixer's figures come with its heartbeat answers
+        await until(lambda: remote.mixer_stats().legs == 3, "mixer_stats", timeout=4.0)
+        ms = remote.mixer_stats()
+        assert ms.conferences == 1 and ms.ticks == 10 and ms.rtp_received == 30 and ms.rtp_sent == 30
+        remote.set_leg_mix("a", muted=False, deaf=False)
+        await until(lambda: not eng.leg_stats("a").muted, "unmute")
+        remote.release_leg("a")
+        with pytest.raises(MediaEngineError):
+            remote.leg_stats("a")
+
+    run(tmp_path, body, heartbeat=True)

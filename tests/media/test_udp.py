@@ -6,6 +6,7 @@ import asyncio
 import random
 import socket
 
+import numpy as np
 import pytest
 from media_peer import Peer, goertzel, make_keys
 
@@ -138,3 +139,75 @@ def test_three_srtp_phones_over_loopback(c_path: bool, monkeypatch: pytest.Monke
         pytest.skip("the C extension is not built here")
     monkeypatch.setenv("IMSCONF_FASTPATH", "1" if c_path else "0")
     asyncio.run(scenario(c_path))
+
+
+async def mute_deaf_scenario(c_path: bool) -> None:
+    loop = asyncio.get_running_loop()
+    base = random.Random().randrange(20000, 60000, 2)
+    control, transport = local_media(MediaEngine(), "127.0.0.1", base, base + 200)
+    assert control.engine.c_path == c_path
+    transport.start()
+    phones: dict[str, UdpPhone] = {}
+    ports: dict[str, LegPorts] = {}
+    try:
+        for i, freq in enumerate(FREQS):
+            leg = f"p{i}"
+            tx, rx = make_keys(), make_keys()
+            phones[leg] = UdpPhone(loop, Peer(freq, send_keys=rx, recv_keys=tx))
+            ports[leg] = control.allocate_leg("conf", leg, rtcp_mux=True)
+            control.configure_leg(
+                leg,
+                remote_rtp=phones[leg].addr,
+                remote_rtcp=phones[leg].addr,
+                codec_pt=0,
+                codec_name="PCMU",
+                dtmf_pt=101,
+                tx_keys=tx,
+                rx_keys=rx,
+            )
+
+        def after(leg: str, mark: int) -> np.ndarray:
+            return np.concatenate(phones[leg].peer.received[mark + 5 :])  # past the packets in flight
+
+        async def talk(ticks: int, marks: dict[str, int] | None = None) -> None:
+            """Send for ``ticks`` ticks, and on until each phone got 25 packets after its mark."""
+            t0 = loop.time()
+            n = 0
+            while n < ticks or any(
+                len(phones[leg].peer.received) < m + 25 for leg, m in (marks or {}).items()
+            ):
+                await asyncio.sleep(max(0.0, t0 + n * 0.020 - loop.time()))
+                for leg, phone in phones.items():
+                    phone.sock.sendto(phone.peer.next_packet(), ("127.0.0.1", ports[leg].rtp_port))
+                n += 1
+                assert n < 500
+
+        await talk(40)
+        assert goertzel(phones["p2"].peer.heard(20), FREQS[0]) > 2000  # p0 heard before
+        control.set_leg_mix("p0", muted=True, deaf=False)
+        control.set_leg_mix("p1", muted=False, deaf=True)
+        marks = {leg: len(phone.peer.received) for leg, phone in phones.items()}
+        await talk(40, marks)
+        assert goertzel(after("p2", marks["p2"]), FREQS[0]) < 100, "the muted leg is still heard"
+        assert goertzel(after("p2", marks["p2"]), FREQS[1]) > 2000
+        assert not after("p1", marks["p1"]).any(), "the deaf leg hears something"
+        assert int((control.engine.slots.fd2slot >= 0).sum()) == (3 if c_path else 0)
+        st = control.mixer_stats()
+        assert st.legs == 3 and st.conferences == 1 and st.ticks >= 70
+        assert 0 < st.tick_seconds_buckets[-1] <= st.ticks and st.tick_seconds_sum > 0
+        assert st.rtp_received >= 3 * 70 and st.rtp_sent >= 3 * 70
+    finally:
+        for phone in phones.values():
+            phone.close()
+        transport.close()
+
+
+@pytest.mark.parametrize("c_path", [True, False], ids=["c-path", "python-path"])
+def test_mute_and_deaf_over_loopback(c_path: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mute and deaf through the C batch send and the Python send, and the figures the adapter feeds."""
+    if c_path and not extension_loaded():
+        if in_ci():
+            pytest.fail("imsconf.media._fastpath was not built")
+        pytest.skip("the C extension is not built here")
+    monkeypatch.setenv("IMSCONF_FASTPATH", "1" if c_path else "0")
+    asyncio.run(mute_deaf_scenario(c_path))

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from usage_records import T0, conference, conferences, leg, legs
 
 from imsconf.usage.records import ConferenceUsage, LegUsage
 from imsconf.usage.store import DB_NAME, SCHEMA_VERSION, UsageBackend, UsageStore, UsageStoreError, to_text
+from usage_records import T0, conference, conferences, leg, legs
 
 
 def test_round_trip_and_file(tmp_path: Path) -> None:

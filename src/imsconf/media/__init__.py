@@ -16,9 +16,11 @@ from .engine import (
     MediaEngine,
     MediaEngineError,
     MediaEvent,
+    MixerStats,
     PromptFinished,
     RtcpReport,
     SourceLatched,
+    SpeakingChanged,
 )
 from .prompts import PROMPTS, register_prompt, spoken_prompt
 from .srtp import SUITES, SrtpError, SrtpKeys
@@ -44,10 +46,12 @@ __all__ = [
     "MediaEngine",
     "MediaEngineError",
     "MediaEvent",
+    "MixerStats",
     "PortAllocator",
     "PromptFinished",
     "RtcpReport",
     "SourceLatched",
+    "SpeakingChanged",
     "SrtpError",
     "SrtpKeys",
     "UdpMediaTransport",

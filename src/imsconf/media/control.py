@@ -33,6 +33,10 @@ and answers with :class:`GroupStreamConfirmed` / :class:`GroupStreamFailing` eve
 SRTCP receiver reports) through the event sink. Floor-controlled audio: ``set_floor_control`` and
 ``set_floor_holders``. Lobby (PIN collection): ``set_lobby(leg, True)`` + ``play_prompt(leg, "enter-pin")``;
 DTMF keeps arriving as :class:`DtmfReceived`; ``set_lobby(leg, False)`` joins the conference.
+Operator control:
+``set_leg_mix(leg, muted=..., deaf=...)`` (mute: mixed into nobody's audio; deaf: hears silence, prompts
+still play); :class:`SpeakingChanged` events report who speaks. Metrics: ``mixer_stats()``
+(:class:`MixerStats`), and ``leg_stats`` per leg.
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ from .engine import (
     MediaEngineError,
     MediaEvent,
 )
-from .events import TICK_SECONDS_BOUNDS, GroupEpochStats, MixerStats
+from .events import GroupEpochStats, MixerStats
 from .srtp import SrtpKeys
 from .video_plane import LocalVideoControl
 
@@ -66,7 +70,6 @@ __all__ = [
     "NullMediaControl",
     "NullPortAllocator",
     "PortAllocator",
-    "empty_mixer_stats",
 ]
 
 EventSink = Callable[[MediaEvent], None]
@@ -149,10 +152,6 @@ class MediaControl(Protocol):
 
     def leg_stats(self, leg_id: str) -> LegStats: ...
 
-    def mixer_stats(self) -> MixerStats:
-        """The mixer's running totals (the metrics read them)."""
-        ...
-
     def set_event_sink(self, sink: EventSink | None) -> None: ...
 
     # group downlink keying
@@ -185,6 +184,17 @@ class MediaControl(Protocol):
 
     def play_prompt(self, leg_id: str, name: str | None, loop: bool = True) -> None: ...
 
+    # operator control and figures
+    def set_leg_mix(self, leg_id: str, *, muted: bool, deaf: bool) -> None:
+        """Mute (the leg's audio goes into nobody's mix, it never speaks; DTMF, RTCP, SRTP and counters
+        go on) and deaf (it receives silence in its codec, one packet per tick, prompts still play).
+        Idempotent; kept across configure/update of the leg; an unknown leg is a MediaEngineError."""
+        ...
+
+    def mixer_stats(self) -> MixerStats:
+        """The mixer's process-wide figures (a separate mixer's: the last ones it sent, within a second)."""
+        ...
+
     # presentation video switching (imsconf.media.video_plane)
     def allocate_video(self, conference_id: str, leg_id: str, rtcp_mux: bool) -> LegPorts: ...
 
@@ -206,11 +216,6 @@ class MediaControl(Protocol):
     def release_video(self, leg_id: str) -> None: ...
 
     def set_video_source(self, conference_id: str, leg_id: str | None) -> None: ...
-
-
-def empty_mixer_stats() -> MixerStats:
-    """No mixer, or one not heard from yet: every figure zero."""
-    return MixerStats(0, 0, 0.0, (0,) * (len(TICK_SECONDS_BOUNDS) + 1), 0, 0, 0, 0, 0, 0)
 
 
 class NullMediaControl:
@@ -274,9 +279,6 @@ class NullMediaControl:
     def leg_stats(self, leg_id: str) -> LegStats:
         return LegStats(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, remote_ssrc=None)
 
-    def mixer_stats(self) -> MixerStats:
-        return empty_mixer_stats()
-
     def set_event_sink(self, sink: EventSink | None) -> None:
         return None
 
@@ -314,6 +316,12 @@ class NullMediaControl:
 
     def play_prompt(self, leg_id: str, name: str | None, loop: bool = True) -> None:
         return None
+
+    def set_leg_mix(self, leg_id: str, *, muted: bool, deaf: bool) -> None:
+        return None
+
+    def mixer_stats(self) -> MixerStats:
+        return MixerStats()
 
     def allocate_video(self, conference_id: str, leg_id: str, rtcp_mux: bool) -> LegPorts:
         return self._ports(rtcp_mux)
@@ -433,32 +441,6 @@ class LocalMediaControl(LocalVideoControl):
     def leg_stats(self, leg_id: str) -> LegStats:
         return self.engine.leg_stats(leg_id)
 
-    def mixer_stats(self) -> MixerStats:
-        """Interim figures from the engine: the live legs' packet counts summed (the counts of released
-        legs are not kept), no tick timings (those are taken by the UDP adapter's clock)."""
-        engine = self.engine
-        received = sent = auth = replays = 0
-        conferences: set[str] = set()
-        for leg_id in engine.legs():
-            conferences.add(engine.leg_conference(leg_id))
-            st = engine.leg_stats(leg_id)
-            received += st.received
-            sent += st.sent
-            auth += st.decrypt_failed
-            replays += st.replayed
-        return MixerStats(
-            ticks=engine.ticks,
-            late_ticks=0,
-            tick_seconds_sum=0.0,
-            tick_seconds_buckets=(0,) * (len(TICK_SECONDS_BOUNDS) + 1),
-            legs=len(engine.leg_map),
-            conferences=len(conferences),
-            rtp_received=received,
-            rtp_sent=sent,
-            srtp_auth_failures=auth,
-            srtp_replays=replays,
-        )
-
     def set_event_sink(self, sink: EventSink | None) -> None:
         self._sink = sink
 
@@ -498,6 +480,12 @@ class LocalMediaControl(LocalVideoControl):
 
     def play_prompt(self, leg_id: str, name: str | None, loop: bool = True) -> None:
         self.engine.play_prompt(leg_id, name, loop)
+
+    def set_leg_mix(self, leg_id: str, *, muted: bool, deaf: bool) -> None:
+        self.engine.set_leg_mix(leg_id, muted=muted, deaf=deaf)
+
+    def mixer_stats(self) -> MixerStats:
+        return self.engine.mixer_stats()
 
     def group_epoch_stats(self, conference_id: str, epoch: int) -> GroupEpochStats:
         """Mixer-side statistics (not part of :class:`MediaControl`: they stay in the mixer process)."""

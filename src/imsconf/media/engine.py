@@ -86,7 +86,16 @@ its epoch's SSRCs become :class:`GroupStreamConfirmed` / :class:`GroupStreamFail
 Floor control: with :meth:`MediaEngine.set_floor_control` on, only the legs named by
 :meth:`MediaEngine.set_floor_holders` are mixed. Lobby: a leg in :meth:`MediaEngine.set_lobby`
 is not mixed and hears its prompt (:meth:`MediaEngine.play_prompt`, :mod:`imsconf.media.prompts`) or
-silence, on its own stream.
+silence, on its own stream. Operator control (:meth:`MediaEngine.set_leg_mix`): a muted leg is mixed
+into nobody's audio, a deaf one hears silence (its prompts still play), both above the per-packet path,
+so the C and Python paths behave alike.
+
+Speaking: the tick's chosen speakers feed a hysteresis (chosen on two consecutive ticks: speaking; 300 ms
+not chosen: not speaking) that reports changes only, as :class:`SpeakingChanged` events.
+
+Figures: :meth:`MediaEngine.mixer_stats` (:class:`MixerStats`) sums the legs' counters with those of
+released legs (:mod:`imsconf.media.figures`); the tick-work histogram is what the adapter measured and
+handed to :meth:`MediaEngine.record_tick`.
 """
 
 from __future__ import annotations
@@ -113,12 +122,15 @@ from .events import (
     LegStats,
     MediaEngineError,
     MediaEvent,
+    MixerStats,
     PromptFinished,
     RtcpReport,
     SourceLatched,
+    SpeakingChanged,
 )
 from .fastpath import (
     RECEIVED,
+    SENT,
     SILENCE,
     SlotJitter,
     SlotReceptionStats,
@@ -158,9 +170,11 @@ __all__ = [
     "MediaEngine",
     "MediaEngineError",
     "MediaEvent",
+    "MixerStats",
     "PromptFinished",
     "RtcpReport",
     "SourceLatched",
+    "SpeakingChanged",
 ]
 
 
@@ -382,6 +396,8 @@ class MediaEngine:
         leg = t.leg_map.pop(leg_id, None)
         if leg is None:
             raise MediaEngineError(f"no leg {leg_id!r}")
+        t.released.add(*self.leg_totals(leg))
+        t.talking.discard(leg)
         t.port_map.pop(leg.rtp_port, None)
         if not leg.rtcp_mux:
             t.port_map.pop(leg.rtcp_port, None)
@@ -478,6 +494,59 @@ class MediaEngine:
         """See :meth:`imsconf.media.lobby.Lobby.play_prompt`."""
         self.lobby_part.play_prompt(leg_id, name, loop)
 
+    def set_leg_mix(self, leg_id: str, *, muted: bool, deaf: bool) -> None:
+        """See :meth:`imsconf.media.lobby.Lobby.set_leg_mix`."""
+        self.lobby_part.set_leg_mix(leg_id, muted=muted, deaf=deaf)
+
+    # ------------------------------------------------------------------------------ figures
+
+    def record_tick(self, seconds: float, late: int = 0) -> None:
+        """The adapter's measurement of one tick: ``seconds`` of work, ``late`` late or skipped ticks."""
+        self.table.tick_record.add(seconds, late)
+
+    def leg_totals(self, leg: Leg) -> tuple[int, int, int, int]:
+        """(RTP received, RTP sent, SRTP authentication failures, replays) of one leg so far."""
+        c = leg.c
+        return (
+            c.received + int(leg.t.tab[leg.slot, RECEIVED]),
+            leg.sent_before + leg.packets_sent + leg.group_ticks.total(self.table.ticks),
+            c.decrypt_failed,
+            c.replayed,
+        )
+
+    def mixer_stats(self) -> MixerStats:
+        """The process-wide figures (:class:`~imsconf.media.events.MixerStats`): one pass over the legs."""
+        t = self.table
+        rel, rec = t.released, t.tick_record
+        received, sent, auth, replays = rel.received, rel.sent, rel.auth_failures, rel.replays
+        confs: set[str] = set()
+        slots: list[int] = []
+        tick = t.ticks
+        for leg in t.leg_map.values():
+            c = leg.c
+            received += c.received
+            sent += leg.sent_before + leg.group_ticks.total(tick)
+            auth += c.decrypt_failed
+            replays += c.replayed
+            confs.add(leg.conference_id)
+            slots.append(leg.slot)
+        if slots:  # the counts the C path keeps in the slot rows, in one read each
+            tab = t.slots.tab
+            received += int(tab[slots, RECEIVED].sum())
+            sent += int(tab[slots, SENT].sum())
+        return MixerStats(
+            ticks=t.ticks,
+            late_ticks=rec.late,
+            tick_seconds_sum=rec.seconds_sum,
+            tick_seconds_buckets=rec.cumulative(),
+            legs=len(t.leg_map),
+            conferences=len(confs),
+            rtp_received=received,
+            rtp_sent=sent,
+            srtp_auth_failures=auth,
+            srtp_replays=replays,
+        )
+
     def legs(self) -> Iterable[str]:
         return self.table.leg_map.keys()
 
@@ -490,7 +559,7 @@ class MediaEngine:
 
     def leg_stats(self, leg_id: str) -> LegStats:
         leg = self.table.get_leg(leg_id)
-        c, js = leg.c, leg.jitter.stats
+        c, js, rr = leg.c, leg.jitter.stats, leg.rr
         return LegStats(
             received=c.received + int(leg.t.tab[leg.slot, RECEIVED]),
             decrypt_failed=c.decrypt_failed,
@@ -516,6 +585,10 @@ class MediaEngine:
             group_sent=leg.group_ticks.total(self.table.ticks),
             lobby=leg.lobby,
             prompt=None if leg.prompt is None else leg.prompt.prompt.name,
+            rtcp_loss=None if rr is None else rr.fraction_lost / 256,
+            rtcp_jitter_ms=None if rr is None else rr.jitter * 1000 / leg.codec.clock_rate,
+            muted=leg.muted,
+            deaf=leg.deaf,
         )
 
     @property

@@ -36,6 +36,7 @@ __all__ = [
     "PromptFinished",
     "RtcpReport",
     "SourceLatched",
+    "SpeakingChanged",
 ]
 
 Addr = tuple[str, int]
@@ -146,6 +147,18 @@ class MixerReady:
     generation: int
 
 
+@dataclass(frozen=True, slots=True)
+class SpeakingChanged:
+    """A leg started or stopped speaking. It speaks once the mixer chose it among its conference's
+    loudest inputs (``imsconf.media.mixer``: K loudest above a level floor) on two consecutive ticks
+    (40 ms), and stops after 300 ms without being chosen (at once when it is muted). Only changes are
+    reported, never one event per tick; a muted leg never speaks."""
+
+    leg_id: str
+    conference_id: str
+    speaking: bool
+
+
 MediaEvent = (
     DtmfReceived
     | RtcpReport
@@ -156,6 +169,7 @@ MediaEvent = (
     | PromptFinished
     | MixerLost
     | MixerReady
+    | SpeakingChanged
 )
 
 
@@ -171,6 +185,36 @@ class GroupEpochStats:
     packets_sent: int  # common-stream datagrams handed out (the same bytes to every listener)
     private_encrypted: int  # speaker/prompt packets protected under the epoch key (private SSRCs)
     private_sent: int
+
+
+TICK_SECONDS_BOUNDS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05)
+"""Upper bounds (seconds) of the tick-work histogram in :class:`MixerStats` (+Inf follows them)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MixerStats:
+    """Process-wide figures of one mixer (for metrics). ``ticks`` counts the ticks that ran; ``late_ticks``
+    the ticks that started more than the adapter's ``late_after`` (10 ms) behind their deadline plus the
+    deadlines skipped because a whole tick period had passed (``imsconf.media.udp``). ``tick_seconds_*``
+    is a histogram of each tick's work: ``tick_seconds_buckets`` holds cumulative counts for the bounds in
+    :data:`TICK_SECONDS_BOUNDS` and then +Inf (so its last element equals the number of ticks measured).
+    The RTP/SRTP counters are summed over every leg that ever existed (live legs, and the final counts
+    of released ones): RTP packets accepted and sent, SRTP authentication and replay-check failures."""
+
+    ticks: int = 0
+    late_ticks: int = 0
+    tick_seconds_sum: float = 0.0
+    tick_seconds_buckets: tuple[int, ...] = (0,) * (len(TICK_SECONDS_BOUNDS) + 1)
+    legs: int = 0
+    conferences: int = 0
+    rtp_received: int = 0
+    rtp_sent: int = 0
+    srtp_auth_failures: int = 0
+    srtp_replays: int = 0
+
+    def __post_init__(self) -> None:
+        if len(self.tick_seconds_buckets) != len(TICK_SECONDS_BOUNDS) + 1:
+            raise ValueError("one bucket per bound and one for +Inf")
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,29 +243,11 @@ class LegStats:
     group_sent: int = 0  # packets sent to it under group keys (common + private streams)
     lobby: bool = False
     prompt: str | None = None  # the prompt playing to it, if any
-
-
-TICK_SECONDS_BOUNDS: tuple[float, ...] = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05)
-"""Upper bounds (seconds) of the mixer tick duration histogram; a last, implicit bucket is +Inf."""
-
-
-@dataclass(frozen=True, slots=True)
-class MixerStats:
-    """The mixer's running totals, for the metrics (monotonic counters since the mixer started).
-
-    ``tick_seconds_buckets`` are cumulative counts for :data:`TICK_SECONDS_BOUNDS` then +Inf (so the last
-    equals ``ticks``); ``legs`` and ``conferences`` are the current counts."""
-
-    ticks: int
-    late_ticks: int
-    tick_seconds_sum: float
-    tick_seconds_buckets: tuple[int, ...]
-    legs: int
-    conferences: int
-    rtp_received: int
-    rtp_sent: int
-    srtp_auth_failures: int
-    srtp_replays: int
+    # From the last receiver report block the participant sent about our stream to it (None before one):
+    rtcp_loss: float | None = None  # fraction lost, 0..1
+    rtcp_jitter_ms: float | None = None  # interarrival jitter in ms (at the codec clock)
+    muted: bool = False  # its audio is mixed into nobody's (set_leg_mix)
+    deaf: bool = False  # it receives silence (set_leg_mix)
 
 
 class Keep(enum.Enum):

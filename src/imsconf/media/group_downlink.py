@@ -255,6 +255,8 @@ class GroupDownlink:
             for leg in group:
                 a = leg.group
                 if a is not None and a.live and a.ep is ep and leg.mix_payload is not None:
+                    if group is t.prompting and leg.speaker:
+                        continue  # already among the speakers (a speaker that hears a prompt or is deaf)
                     private.append(leg)
         protects = sent = dropped = errors = 0
         if len(private) < len(listeners):

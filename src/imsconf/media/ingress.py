@@ -237,9 +237,11 @@ class Ingress:
                 for block in p.reports:
                     if block.ssrc == leg.ssrc:
                         own_seen = True
+                        leg.rr = block
                         t.pending_events.append(RtcpReport(leg.leg_id, block))
                     elif a is not None and (block.ssrc == a.ep.ssrc or block.ssrc == a.pssrc):
                         group_seen = True
+                        leg.rr = block
                         self.group.group_evidence(leg, a, block)
         if a is not None and (own_seen or group_seen):
             self.group.absent_evidence(leg, a, own_seen, group_seen)

@@ -36,12 +36,14 @@ from .fastpath import (
     SlotTable,
     fastpath_enabled,
 )
+from .figures import LegTotals, TickRecord
 from .g711 import G711Codec, codec_by_name
 from .jitter import JitterBuffer
 from .mixer import FRAME_SAMPLES, Mixer
 from .prompts import Prompt
 from .rtp import (
     ReceptionStats,
+    ReportBlock,
 )
 from .srtp import (
     NullReceiver,
@@ -237,11 +239,13 @@ class GroupTicks:
 class Leg:
     __slots__ = (
         "c",
+        "chosen_tick",
         "codec",
         "codec_id",
         "codec_pt",
         "conf_idx",
         "conference_id",
+        "deaf",
         "direction",
         "dtmf",
         "dtmf_pt",
@@ -256,11 +260,13 @@ class Leg:
         "mix_payload",
         "mix_pos",
         "mixes_in",
+        "muted",
         "prompt",
         "rekey_pending",
         "remote_rtcp",
         "remote_rtp",
         "remote_ssrc",
+        "rr",
         "rstats",
         "rtcp",
         "rtcp_mux",
@@ -272,6 +278,7 @@ class Leg:
         "sent_before",
         "slot",
         "speaker",
+        "speaking",
         "t",
         "tx",
     )
@@ -318,6 +325,11 @@ class Leg:
         self.group_ticks = GroupTicks()
         self.lobby = False
         self.prompt: PromptPlay | None = None
+        self.muted = False  # mixed into nobody's audio (set_leg_mix)
+        self.deaf = False  # receives silence (set_leg_mix)
+        self.rr: ReportBlock | None = None  # the last report block about our stream to it
+        self.chosen_tick = -2  # the last tick it was among the chosen speakers
+        self.speaking = False  # as last reported (SpeakingChanged)
 
     # The transmit state lives in the leg's slot row (read and advanced by the C path as well).
     @property
@@ -440,6 +452,9 @@ class LegTable:
         self.tick_protects = 0  # srtp_protect calls for RTP in the last tick
         self.tick_sent = 0  # RTP datagrams produced in the last tick
         self.protects_total = 0
+        self.talking: set[Leg] = set()  # legs reported speaking (SpeakingChanged)
+        self.tick_record = TickRecord()  # fed by the UDP adapter (MixerStats)
+        self.released = LegTotals()  # the final counters of released legs (MixerStats)
 
     def get_leg(self, leg_id: str) -> Leg:
         try:
@@ -505,12 +520,13 @@ class LegTable:
         heapq.heappush(self.rtcp_due, (at, next(self.rtcp_tie), leg))
 
     def update_mixing(self, leg: Leg) -> None:
-        """Whether the leg's audio goes into the mix: sendrecv, not in the lobby, and holding the floor
-        when the conference is floor controlled."""
+        """Whether the leg's audio goes into the mix: sendrecv, not in the lobby, not muted, and holding
+        the floor when the conference is floor controlled."""
         st = self.conf_map.get(leg.conference_id)
         mixes = (
             leg.direction.mixes_input
             and not leg.lobby
+            and not leg.muted
             and (st is None or not st.floor or leg.leg_id in st.holders)
         )
         if mixes != leg.mixes_in:

@@ -1,5 +1,5 @@
-"""Floor-controlled mixing, the lobby and prompts: which legs are mixed when a conference is floor
-controlled, legs that hear a prompt or silence instead of the conference."""
+"""Floor-controlled mixing, the lobby, prompts, mute and deaf: which legs are mixed when a conference is
+floor controlled or a leg is muted, legs that hear a prompt or silence instead of the conference."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from .events import (
     MediaEngineError,
     PromptFinished,
+    SpeakingChanged,
 )
 from .legs import SILENCE_FRAMES, LegTable, PromptPlay
 from .prompts import get_prompt
@@ -46,6 +47,33 @@ class Lobby:
         self.table.update_mixing(leg)
         self.table.dirty = True
 
+    def set_leg_mix(self, leg_id: str, *, muted: bool, deaf: bool) -> None:
+        """Operator mute and deaf, idempotent; they outlast any later configure or update of the leg.
+
+        ``muted``: the leg's audio is mixed into nobody's (not into the N-1 mixes nor the common mix,
+        never chosen as a speaker; a speaking leg stops speaking at once). Its DTMF still arrives as
+        events, its RTCP and SRTP are still processed and its counters still count.
+
+        ``deaf``: the leg hears silence instead of the conference, still one packet per tick in its codec
+        on its own stream (on a group epoch: its private stream under the epoch key, like a prompt), so
+        the phone's jitter buffer and SRTP keep going. Prompts (:meth:`play_prompt`) still play to it."""
+        t = self.table
+        leg = t.get_leg(leg_id)
+        muted, deaf = bool(muted), bool(deaf)
+        if muted != leg.muted:
+            leg.muted = muted
+            if muted and leg.speaking:
+                leg.speaking = False
+                t.talking.discard(leg)
+                t.pending_events.append(SpeakingChanged(leg.leg_id, leg.conference_id, False))
+            leg.chosen_tick = -2  # unmuted, it speaks after two consecutive ticks chosen again
+            t.update_mixing(leg)
+        if deaf != leg.deaf:
+            leg.deaf = deaf
+            if not deaf and not leg.lobby and leg.prompt is None:
+                leg.mix_payload = None
+            t.dirty = True
+
     def play_prompt(self, leg_id: str, name: str | None, loop: bool = True) -> None:
         """Play the named prompt (:mod:`imsconf.media.prompts`) to the leg from its start, replacing any
         prompt playing; ``loop`` repeats it until changed, otherwise :class:`PromptFinished` follows its
@@ -55,7 +83,7 @@ class Lobby:
         if name is None:
             if leg.prompt is not None:
                 leg.prompt = None
-                if not leg.lobby:
+                if not leg.lobby and not leg.deaf:
                     leg.mix_payload = None
                 self.table.dirty = True
             return
@@ -85,7 +113,7 @@ class Lobby:
                     leg.mix_payload = frames[play.pos]
                     play.pos += 1
                     continue
-            if leg.lobby:
+            if leg.lobby or leg.deaf:
                 leg.mix_payload = SILENCE_FRAMES[leg.codec_id]
             elif not leg.speaker:
                 leg.mix_payload = None  # the prompt ended: back to the conference

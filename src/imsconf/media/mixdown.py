@@ -15,12 +15,15 @@ from .egress import PacketSink
 from .events import (
     Datagram,
     DtmfReceived,
+    SpeakingChanged,
 )
 from .fastpath import (
     FD,
 )
 from .legs import ENCODE_TABLES, Epoch, Leg, LegTable
 from .mixer import FRAME_SAMPLES, decode_codes, encode_rows
+
+QUIET_TICKS = 15  # 300 ms without being chosen: the leg no longer speaks (SpeakingChanged)
 
 
 class TickSend(Protocol):
@@ -97,7 +100,7 @@ class Mixdown:
             t.c_legs, t.py_sending = [], sending
         t.c_slots = np.array([leg.slot for leg in t.c_legs], dtype=np.int64)
         t.group_live = live
-        t.prompting = [leg for leg in order if leg.lobby or leg.prompt is not None]
+        t.prompting = [leg for leg in order if leg.lobby or leg.prompt is not None or leg.deaf]
         for i, leg in enumerate(mixing):
             leg.mix_pos = i
         t.mix_slots = np.array([leg.slot for leg in mixing], dtype=np.int64)
@@ -235,7 +238,31 @@ class Mixdown:
                 encoded = encode_rows(res.speaker_mix, tables[speakers[0].codec_id])
                 for leg, enc in zip(speakers, encoded, strict=True):
                     leg.mix_payload = enc
+        tick = t.ticks
+        talking = t.talking
+        chosen_talking = 0  # talking legs chosen this tick: when that is all of them, none goes quiet
+        if speakers:
+            before = tick - 1
             for leg in speakers:
                 leg.speaker = True
+                if leg.speaking:
+                    chosen_talking += 1
+                elif leg.chosen_tick == before:  # chosen on two consecutive ticks: it speaks
+                    leg.speaking = True
+                    talking.add(leg)
+                    chosen_talking += 1
+                    t.pending_events.append(SpeakingChanged(leg.leg_id, leg.conference_id, True))
+                leg.chosen_tick = tick
         t.speakers = speakers
+        if len(talking) > chosen_talking:
+            self.quiet(tick)
         return common
+
+    def quiet(self, tick: int) -> None:
+        """Legs reported speaking that were not chosen for :data:`QUIET_TICKS` ticks stop speaking."""
+        t = self.table
+        gone = [leg for leg in t.talking if tick - leg.chosen_tick >= QUIET_TICKS]
+        for leg in gone:
+            leg.speaking = False
+            t.talking.discard(leg)
+            t.pending_events.append(SpeakingChanged(leg.leg_id, leg.conference_id, False))

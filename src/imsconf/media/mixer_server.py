@@ -18,7 +18,7 @@ from .engine import KEEP, Keep, MediaEngine, MediaEngineError, MediaEvent
 from .srtp import SrtpKeys
 from .video_plane import VideoPlane
 from .video_remote import VIDEO_OPS, apply_video_op, forget_video_conference, release_video_legs
-from .wire import addr_in, event_out, keys_in, opt_int
+from .wire import addr_in, event_out, keys_in, leg_stats_out, mixer_stats_out, opt_int
 
 __all__ = ["POOL_TARGET", "MixerControlServer", "PoolPorts"]
 
@@ -246,8 +246,15 @@ class MixerControlServer:
             self._own(a, legs)
             name = a["name"]
             c.play_prompt(str(a["leg"]), None if name is None else str(name), bool(a["loop"]))
-        elif op == "ping":
-            self._write(writer, {"pong": {}})
+        elif op == "set_leg_mix":
+            self._own(a, legs)
+            c.set_leg_mix(str(a["leg"]), muted=bool(a["muted"]), deaf=bool(a["deaf"]))
+        elif op == "leg_stats":
+            self._own(a, legs)
+            leg = str(a["leg"])
+            self._write(writer, {"leg_stats": {"leg": leg, "stats": leg_stats_out(c.leg_stats(leg))}})
+        elif op == "ping":  # the heartbeat's answer carries the mixer's figures (MixerStats)
+            self._write(writer, {"pong": {"stats": mixer_stats_out(c.mixer_stats())}})
         elif op in VIDEO_OPS:
             used = apply_video_op(c, self.ports, op, a, legs, offered)
             new = self._prebind() if used is not None else None

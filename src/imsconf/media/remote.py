@@ -7,20 +7,25 @@ refused at the handshake).  Newline-delimited JSON messages:
   unless they fail (``{"error": ..., "op": ..., "leg": ...}`` comes back);
 * mixer → focus: ``{"hello": {...}}`` once, ``{"pool": [[rtp, rtcp], ...]}`` (pre-bound port pairs the focus
   may hand out), and media events (``{"event": "dtmf", ...}``, ``group_confirmed``, ``group_failing``,
-  ``prompt_finished``, ``inbound_key_confirmed``, ``source_latched``).
+  ``prompt_finished``, ``inbound_key_confirmed``, ``source_latched``, ``speaking``).
 
 Every :class:`MediaControl` operation has its op: ``allocate_leg``, ``configure_leg``, ``update_leg``,
 ``release_leg``, ``release_conference``, ``set_downlink_mode``, ``add_group_epoch`` (the group key as
 ``{"suite", "inline"}`` like the leg keys; the mixer wipes its copy once the SRTP context exists),
 ``retire_group_epoch``, ``set_listener_stream``, ``set_floor_control``, ``set_floor_holders``, ``set_lobby``,
-``play_prompt``.
+``play_prompt``, ``set_leg_mix``.
+
+Figures: the mixer's answer to each heartbeat ping carries its :class:`MixerStats`
+(``{"pong": {"stats": {...}}}``); :meth:`RemoteMediaControl.mixer_stats` returns the last ones (at most
+about a second old while the link is up). ``leg_stats`` asks the mixer (``{"op": "leg_stats"}``, answered
+``{"leg_stats": {"leg": ..., "stats": {...}}}``) and returns the figures of the previous answer.
 
 Pre-bound pairs keep :class:`MediaControl` synchronous for the focus: ``allocate_leg`` takes a pair from the
 pool at once and the command follows on the ordered stream.  SRTP keys cross only this channel (base64 in
 JSON inside TLS); nothing here logs them.
 
-Heartbeat: the focus sends ``{"op": "ping"}`` every second and the mixer answers ``{"pong": {}}``; the focus
-counts any message as a sign of life (:mod:`.link`).
+Heartbeat: the focus sends ``{"op": "ping"}`` every second and the mixer answers ``{"pong": {...}}``; the
+focus counts any message as a sign of life (:mod:`.link`).
 
 This module is the focus side (:class:`RemoteMediaControl`); the mixer side is :mod:`.mixer_server`, the
 values on the wire are in :mod:`.wire`.
@@ -39,13 +44,13 @@ from typing import Any
 from imsconf.keys.policy import DownlinkMode
 from imsconf.sdp.direction import Direction
 
-from .control import EventSink, LegPorts, empty_mixer_stats
+from .control import EventSink, LegPorts
 from .engine import KEEP, Addr, Keep, LegStats, MediaEngineError
 from .events import MixerLost, MixerReady, MixerStats
 from .link import LinkAction, MixerLink
 from .srtp import SrtpKeys
 from .video_remote import RemoteVideoControl
-from .wire import MAX_LINE, event_in, keys_out
+from .wire import MAX_LINE, event_in, keys_out, leg_stats_in, mixer_stats_in
 
 __all__ = ["RemoteMediaControl"]
 
@@ -53,7 +58,16 @@ log = logging.getLogger("imsconf.mixer")
 
 # the ops about one audio leg made earlier by allocate_leg
 _LEG_OPS = frozenset(
-    {"configure_leg", "update_leg", "release_leg", "set_listener_stream", "set_lobby", "play_prompt"}
+    {
+        "configure_leg",
+        "update_leg",
+        "release_leg",
+        "set_listener_stream",
+        "set_lobby",
+        "play_prompt",
+        "set_leg_mix",
+        "leg_stats",
+    }
 )
 
 
@@ -81,6 +95,8 @@ class RemoteMediaControl(RemoteVideoControl):
         self._floor_holders: dict[str, list[str]] = {}
         self._hello = False
         self._closing = False
+        self._mixer_stats = MixerStats()  # the last figures the mixer sent (with its heartbeat answer)
+        self._leg_stats: dict[str, LegStats] = {}  # the last figures per leg (answers to leg_stats)
         self.link = link if link is not None else MixerLink()
         self.target = ""  # "host:port", for the log
         self.errors: list[dict[str, Any]] = []
@@ -199,6 +215,8 @@ class RemoteMediaControl(RemoteVideoControl):
                     self._pool.extend((int(a), int(b)) for a, b in msg["pool"])
                     if self._hello and not self.connected.is_set():
                         self._up(loop.time())
+                elif "pong" in msg or "leg_stats" in msg:
+                    self._figures(msg)
                 elif "error" in msg:
                     self.errors.append(msg)
                     log.warning(
@@ -212,6 +230,20 @@ class RemoteMediaControl(RemoteVideoControl):
             reason = exc.__class__.__name__
         if not self._closing:
             self._gone(reason, already_down=False)
+
+    def _figures(self, msg: dict[str, Any]) -> None:
+        try:
+            if "pong" in msg:
+                stats = msg["pong"].get("stats")
+                if stats is not None:
+                    self._mixer_stats = mixer_stats_in(stats)
+            else:
+                answer = msg["leg_stats"]
+                leg = str(answer["leg"])
+                if leg in self._legs:
+                    self._leg_stats[leg] = leg_stats_in(answer["stats"])
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            log.warning("event=mixer_bad_figures error=%s", exc.__class__.__name__)
 
     def _up(self, now: float) -> None:
         """The hello and the first pre-bound pairs arrived: replay the conference settings, tell the focus."""
@@ -241,6 +273,8 @@ class RemoteMediaControl(RemoteVideoControl):
             writer.close()
         self._pool.clear()
         self._legs.clear()
+        self._leg_stats.clear()
+        self._mixer_stats = MixerStats()
         self.forget_video_legs()
         if not was_up:
             return  # an attempt that failed before the hello: the supervisor counts it
@@ -337,6 +371,7 @@ class RemoteMediaControl(RemoteVideoControl):
         if leg_id in self._legs and self.connected.is_set():
             self._send("release_leg", leg=leg_id)
         self._legs.pop(leg_id, None)
+        self._leg_stats.pop(leg_id, None)
 
     def release_conference(self, conference_id: str) -> None:
         for leg_id in [lid for lid, (conf, _, _) in self._legs.items() if conf == conference_id]:
@@ -347,11 +382,24 @@ class RemoteMediaControl(RemoteVideoControl):
             self._send("release_conference", conf=conference_id)
 
     def leg_stats(self, leg_id: str) -> LegStats:
-        raise MediaEngineError("statistics stay in the mixer process")
+        """The figures of the mixer's answer to the previous call for this leg (each call asks again):
+        MediaEngineError until one arrived, or when the leg is not on the connected mixer."""
+        if leg_id not in self._legs:
+            raise MediaEngineError(f"no leg {leg_id!r} on the mixer")
+        self._send("leg_stats", leg=leg_id)
+        stats = self._leg_stats.get(leg_id)
+        if stats is None:
+            raise MediaEngineError(f"no figures from the mixer for leg {leg_id!r} yet")
+        return stats
 
     def mixer_stats(self) -> MixerStats:
-        """Interim: zeros until the control channel carries the mixer process's figures."""
-        return empty_mixer_stats()
+        """The figures the mixer sent with its last heartbeat answer (zeros before the first)."""
+        return self._mixer_stats
+
+    def set_leg_mix(self, leg_id: str, *, muted: bool, deaf: bool) -> None:
+        """Sent to the mixer (which answers an error for a leg it does not hold); like the other leg
+        operations, a leg of an earlier mixer is skipped: the focus sets it again on the re-made leg."""
+        self._send("set_leg_mix", leg=leg_id, muted=bool(muted), deaf=bool(deaf))
 
     def set_event_sink(self, sink: EventSink | None) -> None:
         self._sink = sink

@@ -8,6 +8,8 @@
 * The tick runs on absolute deadlines ``t0 + n * 20 ms`` of ``loop.time()``. A tick that starts more
   than ``late_after`` behind its deadline counts as late; when a whole deadline has passed, the clock
   skips ahead to the next future deadline (no burst of catch-up ticks) and counts the skipped ones.
+  Each tick's work (two ``perf_counter`` calls) and its late and skipped ticks also go to the engine's
+  figures (:meth:`MediaEngine.record_tick`, read as :class:`~imsconf.media.events.MixerStats`).
 * Outputs go out with ``sendto``; a full socket buffer drops the packet and counts it.
 
 Connected sockets (``connected=True``, the default on Linux). Each RTP port has two sockets bound with
@@ -95,8 +97,8 @@ class TickStats:
         self.lags: array[float] = array("d")
 
     def reset_window(self) -> None:
-        self.durations.clear()
-        self.lags.clear()
+        del self.durations[:]  # array.array has no clear() before Python 3.13
+        del self.lags[:]
         self.late = self.skipped = 0
 
 
@@ -440,8 +442,10 @@ class UdpMediaTransport:
         deadline = self._t0 + self._n * TICK
         st = self.stats
         lag = started - deadline
+        late = 0
         if lag > self.late_after:
             st.late += 1
+            late = 1
         st.ticks += 1
         if self._settle:
             self._settle_ports(started)
@@ -451,7 +455,8 @@ class UdpMediaTransport:
         if self.after_tick is not None:
             self.after_tick()
         durations = st.durations
-        durations.append(time.perf_counter() - t_work)
+        work = time.perf_counter() - t_work
+        durations.append(work)
         st.lags.append(lag)
         if len(durations) > st.keep:
             del durations[: len(durations) - st.keep]
@@ -463,8 +468,10 @@ class UdpMediaTransport:
         if nxt <= now:
             n_now = int((now - self._t0) / TICK) + 1
             st.skipped += n_now - self._n
+            late += n_now - self._n
             self._n = n_now
             nxt = self._t0 + self._n * TICK
+        self.engine.record_tick(work, late)  # the engine's figures (MixerStats), late and skipped ticks
         self._timer = loop.call_at(nxt, self._on_tick)
 
 

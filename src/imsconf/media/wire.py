@@ -5,6 +5,7 @@ reports to the focus.  Nothing here logs a key."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 from typing import Any
 
 from .engine import KEEP, Addr, Keep, MediaEvent
@@ -13,12 +14,27 @@ from .events import (
     GroupStreamConfirmed,
     GroupStreamFailing,
     InboundKeyConfirmed,
+    LegStats,
+    MixerStats,
     PromptFinished,
     SourceLatched,
+    SpeakingChanged,
 )
 from .srtp import SrtpKeys
 
-__all__ = ["MAX_LINE", "addr_in", "event_in", "event_out", "keys_in", "keys_out", "opt_int"]
+__all__ = [
+    "MAX_LINE",
+    "addr_in",
+    "event_in",
+    "event_out",
+    "keys_in",
+    "keys_out",
+    "leg_stats_in",
+    "leg_stats_out",
+    "mixer_stats_in",
+    "mixer_stats_out",
+    "opt_int",
+]
 
 MAX_LINE = 65536  # the longest JSON line either side reads
 
@@ -76,6 +92,8 @@ def event_out(ev: MediaEvent) -> dict[str, Any] | None:
         }
     if isinstance(ev, PromptFinished):
         return {"event": "prompt_finished", "leg": ev.leg_id, "name": ev.name}
+    if isinstance(ev, SpeakingChanged):
+        return {"event": "speaking", "leg": ev.leg_id, "conf": ev.conference_id, "speaking": ev.speaking}
     return None  # RTCP reports stay in the mixer (statistics only)
 
 
@@ -103,7 +121,61 @@ def event_in(msg: dict[str, Any]) -> MediaEvent | None:
         )
     if kind == "prompt_finished":
         return PromptFinished(str(msg["leg"]), str(msg["name"]))
+    if kind == "speaking":
+        return SpeakingChanged(str(msg["leg"]), str(msg["conf"]), bool(msg["speaking"]))
     return None
+
+
+def mixer_stats_out(stats: MixerStats) -> dict[str, Any]:
+    out = dataclasses.asdict(stats)
+    out["tick_seconds_buckets"] = list(stats.tick_seconds_buckets)
+    return out
+
+
+_INT_MIXER_FIELDS = tuple(
+    f.name
+    for f in dataclasses.fields(MixerStats)
+    if f.name not in ("tick_seconds_sum", "tick_seconds_buckets")
+)
+
+
+def mixer_stats_in(value: Any) -> MixerStats:
+    if not isinstance(value, dict):
+        raise ValueError("bad mixer stats")
+    ints = {name: int(value[name]) for name in _INT_MIXER_FIELDS}
+    return MixerStats(
+        tick_seconds_sum=float(value["tick_seconds_sum"]),
+        tick_seconds_buckets=tuple(int(n) for n in value["tick_seconds_buckets"]),
+        **ints,
+    )
+
+
+def leg_stats_out(stats: LegStats) -> dict[str, Any]:
+    return dataclasses.asdict(stats)
+
+
+_OPT_FLOAT_LEG_FIELDS = frozenset({"rtcp_loss", "rtcp_jitter_ms"})
+_OPT_INT_LEG_FIELDS = frozenset({"remote_ssrc", "group_epoch"})
+_BOOL_LEG_FIELDS = frozenset({"lobby", "muted", "deaf"})
+
+
+def leg_stats_in(value: Any) -> LegStats:
+    if not isinstance(value, dict):
+        raise ValueError("bad leg stats")
+    args: dict[str, Any] = {}
+    for f in dataclasses.fields(LegStats):
+        v = value[f.name]
+        if f.name in _OPT_FLOAT_LEG_FIELDS:
+            args[f.name] = None if v is None else float(v)
+        elif f.name in _OPT_INT_LEG_FIELDS:
+            args[f.name] = opt_int(v)
+        elif f.name in _BOOL_LEG_FIELDS:
+            args[f.name] = bool(v)
+        elif f.name == "prompt":
+            args[f.name] = None if v is None else str(v)
+        else:
+            args[f.name] = int(v)
+    return LegStats(**args)
 
 
 def opt_int(value: Any) -> int | None:
