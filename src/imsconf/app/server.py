@@ -34,7 +34,9 @@ from imsconf.sip.peer import Peer
 from imsconf.sip.screening import Capabilities
 from imsconf.transport.limits import StreamLimits
 from imsconf.transport.manager import Receiver, TransportManager
+from imsconf.usage.records import NullUsageSink, UsageSink
 
+from .admin import FocusAdmin
 from .bfcp import FloorListeners, start_floor_listeners
 from .booking_index import IndexedBookingStore, IndexRefresher
 from .config import Settings
@@ -134,6 +136,7 @@ class Server:
     registrar: Registrar | None = None  # when this server is the registrar (settings.registrar)
     registrations: BindingWriter | None = None  # the registrar's bindings on disk
     users: UserStore | None = None  # read again on SIGHUP (its lookups re-read a changed file anyway)
+    admin: FocusAdmin | None = None  # live conference control (imsconf.focus.admin.ConferenceAdmin)
 
     @property
     def ready(self) -> bool:
@@ -198,10 +201,12 @@ def build_focus(
     floor_wake: Callable[[], None] | None = None,
     wall_clock_offset: float = 0.0,
     locator: Locator | None = None,
+    usage: UsageSink | None = None,
 ) -> tuple[Focus, UdpMediaTransport | None]:
     """The focus over the in-process mixer (default) or over *control* (a separate mixer process); with
     *bookings* it serves booked conferences (PIN checks off *loop*); *wake* is the runtime's flush,
-    *floor_wake* the BFCP listeners' transmit; *locator* the registrar's bindings for dial-out."""
+    *floor_wake* the BFCP listeners' transmit; *locator* the registrar's bindings for dial-out; *usage* takes
+    the usage records of ended legs and conferences."""
     media: UdpMediaTransport | None = None
     if control is None:
         engine = MediaEngine(allow_plain_rtp=settings.allow_plain_rtp)
@@ -229,6 +234,7 @@ def build_focus(
         floor_wake=floor_wake,
         wall_clock_offset=wall_clock_offset,
         locator=locator,
+        usage=usage if usage is not None else NullUsageSink(),
     )
     return assemble_focus(config, control, options, wake=wake), media
 
@@ -335,6 +341,8 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
     server.refresher = refresher
     server.registrar = registrar
     server.registrations = registrations
+    if focus is not None:  # the operator's commands run on this loop, then the runtime flushes
+        server.admin = FocusAdmin(focus, endpoint, driver.now, driver.flush)
     refresher.start()
     try:
         for listen in settings.listen:

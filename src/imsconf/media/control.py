@@ -180,6 +180,9 @@ class MediaControl(Protocol):
 
     def play_prompt(self, leg_id: str, name: str | None, loop: bool = True) -> None: ...
 
+    # operator control: a muted leg is mixed into nobody's audio, a deaf one receives silence
+    def set_leg_mix(self, leg_id: str, *, muted: bool, deaf: bool) -> None: ...
+
     # presentation video switching (imsconf.media.video_plane)
     def allocate_video(self, conference_id: str, leg_id: str, rtcp_mux: bool) -> LegPorts: ...
 
@@ -297,6 +300,9 @@ class NullMediaControl:
         return None
 
     def set_lobby(self, leg_id: str, in_lobby: bool) -> None:
+        return None
+
+    def set_leg_mix(self, leg_id: str, *, muted: bool, deaf: bool) -> None:
         return None
 
     def play_prompt(self, leg_id: str, name: str | None, loop: bool = True) -> None:
@@ -456,6 +462,9 @@ class LocalMediaControl(LocalVideoControl):
 
     def set_lobby(self, leg_id: str, in_lobby: bool) -> None:
         self.engine.set_lobby(leg_id, in_lobby)
+
+    def set_leg_mix(self, leg_id: str, *, muted: bool, deaf: bool) -> None:
+        self.engine.set_leg_mix(leg_id, muted=muted, deaf=deaf)  # type: ignore[attr-defined]
 
     def play_prompt(self, leg_id: str, name: str | None, loop: bool = True) -> None:
         self.engine.play_prompt(leg_id, name, loop)

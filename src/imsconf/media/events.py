@@ -34,6 +34,7 @@ __all__ = [
     "PromptFinished",
     "RtcpReport",
     "SourceLatched",
+    "SpeakingChanged",
 ]
 
 Addr = tuple[str, int]
@@ -129,6 +130,15 @@ class PromptFinished:
 
 
 @dataclass(frozen=True, slots=True)
+class SpeakingChanged:
+    """The leg started or stopped being one of the conference's current speakers."""
+
+    leg_id: str
+    conference_id: str
+    speaking: bool
+
+
+@dataclass(frozen=True, slots=True)
 class MixerLost:
     """The control channel to a separate mixer is gone (closed, or silent past the heartbeat timeout): every
     leg and conference the focus had on it is gone with it."""
@@ -152,6 +162,7 @@ MediaEvent = (
     | GroupStreamConfirmed
     | GroupStreamFailing
     | PromptFinished
+    | SpeakingChanged
     | MixerLost
     | MixerReady
 )

@@ -402,3 +402,6 @@ class RemoteMediaControl(RemoteVideoControl):
 
     def play_prompt(self, leg_id: str, name: str | None, loop: bool = True) -> None:
         self._send("play_prompt", leg=leg_id, name=name, loop=bool(loop))
+
+    def set_leg_mix(self, leg_id: str, *, muted: bool, deaf: bool) -> None:
+        raise NotImplementedError("mute/deaf over the mixer channel")
