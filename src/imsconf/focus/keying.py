@@ -246,6 +246,11 @@ class FocusKeying(FeatureBase):
         mgr = self.managers.get(conf_id)
         return None if mgr is None else mgr.snapshot()
 
+    def current_epoch(self, conf_id: str) -> int | None:
+        """The conference's newest group epoch (None: no key manager, or no epoch yet)."""
+        mgr = self.managers.get(conf_id)
+        return None if mgr is None else mgr.current_epoch
+
     def scope(self, leg_id: str) -> KeyScope:
         lk = self.legs.get(leg_id)
         return KeyScope.PER_PARTICIPANT if lk is None else lk.scope

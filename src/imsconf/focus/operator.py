@@ -387,24 +387,23 @@ class ConferenceOperator(FeatureBase):
         )
 
     def _view(self, conf: Conference) -> ConferenceView:
-        snap = self.keying.snapshot(conf.conf_id)
         return conference_view(
             conf,
             tuple(self._participant_view(conf, p.participant_id) for p in conf.participants),
             locked=self.locks.locked(conf.conf_id),
             downlink=self.keying.policy_for(conf.conf_id)[0],
-            key_epoch=snap.current_epoch if snap is not None else None,
+            key_epoch=self.keying.current_epoch(conf.conf_id),
             offset=self.offset,
         )
 
     def _check_epoch(self, conf_id: str) -> None:
         state = self._confs.get(conf_id)
-        snap = self.keying.snapshot(conf_id)
-        if state is None or snap is None or snap.current_epoch == state.epoch:
+        epoch = self.keying.current_epoch(conf_id)
+        if state is None or epoch == state.epoch:
             return
-        state.epoch = snap.current_epoch
-        if snap.current_epoch is not None:
-            self._emit("key-epoch", conf_id, None, {"epoch": snap.current_epoch})
+        state.epoch = epoch
+        if epoch is not None:
+            self._emit("key-epoch", conf_id, None, {"epoch": epoch})
 
     def _left(self, conf: Conference, state: _ConfState, ev: ParticipantLeft, now: float) -> None:
         p = ev.participant
