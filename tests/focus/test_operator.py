@@ -526,3 +526,19 @@ def test_group_keying_shows_in_the_view_and_the_key_epoch_events() -> None:
     assert view.downlink == "group" and view.key_epoch == 1
     assert view.participants[0].key == "group"
     assert [e.data for e in events if e.kind == "key-epoch"] == [{"epoch": 1}]
+
+
+def test_lock_keeps_a_pin_lobby_caller_out(tmp_path: Path) -> None:
+    w = World(tmp_path, pin_hash=PIN_HASH)
+    alice, bob = w.h.ua("alice"), w.h.ua("bob")
+    assert w.dial(alice) == 200
+    alice_leg = w.leg_of(alice)
+    w.key(alice_leg, PIN + "#")
+    conf = w.conf()
+    assert len(conf) == 1
+    assert w.dial(bob) == 200  # answered into the PIN lobby before the lock
+    w.h.focus.operator.set_locked(conf.conf_id, True)
+    w.key(w.leg_of(bob), PIN + "#")
+    assert len(conf) == 1  # not admitted: goodbye, then BYE
+    sent = w.h.advance(2.0)
+    assert [m.call_id for m, _ in requests(sent, "BYE")] == [bob.call_id]

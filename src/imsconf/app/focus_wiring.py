@@ -72,7 +72,7 @@ def focus_parts(
         locks = ConferenceLocks()  # set by the operator, read by every join path
         dialer = Dialer(table, port, config, registry, media, locator=options.locator, locks=locks)
         planned = (
-            PlannedConferences(table, port, config, registry, media, inbox, options.planned)
+            PlannedConferences(table, port, config, registry, media, inbox, options.planned, locks=locks)
             if options.planned is not None
             else None
         )
