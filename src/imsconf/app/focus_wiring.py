@@ -20,6 +20,8 @@ from imsconf.focus.dialout import Dialer
 from imsconf.focus.floor_feature import FocusFloor
 from imsconf.focus.keying import FocusKeying
 from imsconf.focus.legs import Inbox, LegTable
+from imsconf.focus.locks import ConferenceLocks
+from imsconf.focus.operator import ConferenceOperator
 from imsconf.focus.parts import FocusParts, PartsFactory
 from imsconf.focus.planned import PlannedConferences, PlannedOptions
 from imsconf.focus.presentation import FocusPresentation
@@ -28,6 +30,7 @@ from imsconf.focus.routing import Locator
 from imsconf.focus.subscriptions import Notifier
 from imsconf.keys.policy import DownlinkMode, KeyManagerConfig, RekeyPolicy
 from imsconf.media.control import MediaControl
+from imsconf.usage.records import NullUsageSink, UsageSink
 
 __all__ = ["FocusOptions", "assemble_focus", "focus_parts"]
 
@@ -51,6 +54,8 @@ class FocusOptions:
     locator: Locator | None = None
     # move every live leg to a new mixer when the separate one is lost and one comes back (re-INVITEs)
     mixer_recovery: bool = True
+    # where the usage records of ended legs and conferences go (must return at once)
+    usage: UsageSink = field(default_factory=NullUsageSink)
 
 
 def focus_parts(
@@ -64,9 +69,10 @@ def focus_parts(
             dialog_shared=lambda dialog_id: dialog_id in table.by_dialog,
             wall_clock_offset=options.wall_clock_offset,
         )
-        dialer = Dialer(table, port, config, registry, media, locator=options.locator)
+        locks = ConferenceLocks()  # set by the operator, read by every join path
+        dialer = Dialer(table, port, config, registry, media, locator=options.locator, locks=locks)
         planned = (
-            PlannedConferences(table, port, config, registry, media, inbox, options.planned)
+            PlannedConferences(table, port, config, registry, media, inbox, options.planned, locks=locks)
             if options.planned is not None
             else None
         )
@@ -85,8 +91,22 @@ def focus_parts(
             rekey=options.rekey,
             config=options.key_config,
         )
+        operator = ConferenceOperator(
+            table,
+            port,
+            config,
+            registry,
+            media,
+            inbox,
+            dialer,
+            keying,
+            locks,
+            lobby=planned,
+            usage=options.usage,
+            wall_clock_offset=options.wall_clock_offset,
+        )
         recovery = (
-            MixerRecovery(table, port, media, inbox, keying, lobby=planned)
+            MixerRecovery(table, port, media, inbox, keying, lobby=planned, mix=operator)
             if options.mixer_recovery
             else None
         )
@@ -96,6 +116,7 @@ def focus_parts(
             floor=floor,
             presentation=FocusPresentation(port, registry, media, floor, inbox),
             keying=keying,
+            operator=operator,
             planned=planned,
             recovery=recovery,
         )

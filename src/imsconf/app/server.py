@@ -36,8 +36,10 @@ from imsconf.sip.peer import Peer
 from imsconf.sip.screening import Capabilities
 from imsconf.transport.limits import StreamLimits
 from imsconf.transport.manager import Receiver, TransportManager
+from imsconf.usage.records import NullUsageSink, UsageSink
 from imsconf.usage.store import UsageStore
 
+from .admin import FocusAdmin
 from .bfcp import FloorListeners, start_floor_listeners
 from .booking_index import IndexedBookingStore, IndexRefresher
 from .config import Settings
@@ -143,6 +145,7 @@ class Server:
     users: UserStore | None = None  # read again on SIGHUP (its lookups re-read a changed file anyway)
     usage: UsageWriter | None = None  # the usage sink: records of ended legs/conferences to DATA_DIR
     metrics_registry: CollectorRegistry | None = None  # the Prometheus collectors (app.metrics)
+    admin: FocusAdmin | None = None  # live conference control (imsconf.focus.admin.ConferenceAdmin)
 
     @property
     def ready(self) -> bool:
@@ -209,10 +212,12 @@ def build_focus(
     floor_wake: Callable[[], None] | None = None,
     wall_clock_offset: float = 0.0,
     locator: Locator | None = None,
+    usage: UsageSink | None = None,
 ) -> tuple[Focus, UdpMediaTransport | None]:
     """The focus over the in-process mixer (default) or over *control* (a separate mixer process); with
     *bookings* it serves booked conferences (PIN checks off *loop*); *wake* is the runtime's flush,
-    *floor_wake* the BFCP listeners' transmit; *locator* the registrar's bindings for dial-out."""
+    *floor_wake* the BFCP listeners' transmit; *locator* the registrar's bindings for dial-out; *usage* takes
+    the usage records of ended legs and conferences."""
     media: UdpMediaTransport | None = None
     if control is None:
         engine = MediaEngine(allow_plain_rtp=settings.allow_plain_rtp)
@@ -240,6 +245,7 @@ def build_focus(
         floor_wake=floor_wake,
         wall_clock_offset=wall_clock_offset,
         locator=locator,
+        usage=usage if usage is not None else NullUsageSink(),
     )
     return assemble_focus(config, control, options, wake=wake), media
 
@@ -310,6 +316,7 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
             floor_wake=floor_wake,
             wall_clock_offset=time.time() - loop.time(),  # the driver's clock is the loop's
             locator=registrar,
+            usage=usage,
         )
         app = focus
         if media is not None:
@@ -350,6 +357,8 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
     server.registrations = registrations
     server.usage = usage
     server.metrics_registry = build_registry(server)
+    if focus is not None:  # the operator's commands run on this loop, then the runtime flushes
+        server.admin = FocusAdmin(focus, endpoint, driver.now, driver.flush)
     refresher.start()
     try:
         for listen in settings.listen:

@@ -31,6 +31,8 @@ class FocusConfig:
     # NOTIFYs of the conference package carry the roster: by default a subscription must arrive over TLS,
     # unless SDES over insecure signalling is allowed anyway (the relaxation for test peers without TLS).
     allow_insecure_subscriptions: bool | None = None
+    # DTMF keys with which an in-conference participant toggles its own mute; empty: none
+    dtmf_mute_toggle: str = "*6"
     subscription_expires: ExpiresPolicy = field(
         default_factory=lambda: ExpiresPolicy.for_package("conference")
     )

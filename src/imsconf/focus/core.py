@@ -53,6 +53,7 @@ from imsconf.sip.util import header_safe_text, make_response, new_tag
 from .config import MIN_SE, FocusConfig
 from .early import EarlyLegs, reliable_183
 from .legs import Inbox, Leg, LegTable, focus_contact
+from .locks import LOCKED_REASON, LOCKED_STATUS
 from .media_session import MediaSession, NegotiationError
 from .parts import PartsFactory
 from .planned import DialIn
@@ -114,6 +115,7 @@ class Focus:
         self.floor = self.parts.floor
         self.presentation = self.parts.presentation
         self.keying = self.parts.keying
+        self.operator = self.parts.operator
         media.set_event_sink(self.on_media_event)
 
     def floor_changed(self, conf_id: str) -> None:
@@ -250,6 +252,11 @@ class Focus:
                 conf = dial_in.conf
             if conf is None:
                 ep.respond(inc.key, make_response(req, 404, "Conference Not Found", to_tag=new_tag()), now)
+                return
+            if self.operator.locked(conf.conf_id):  # an operator locked it: no new joins
+                log.info("event=join_refused conf=%s reason=locked src=%s", conf.uri, inc.peer)
+                resp = make_response(req, LOCKED_STATUS, LOCKED_REASON, to_tag=new_tag())
+                ep.respond(inc.key, resp, now)
                 return
         if not req.body:
             ep.respond(inc.key, make_response(req, 488, "Offer Required", to_tag=new_tag()), now)
@@ -531,6 +538,7 @@ class Focus:
             return None
         if self.planned is not None:
             self.planned.after_media_update(leg)  # a lobby leg stays out of the mix
+        self.operator.after_media_update(leg)  # muted / deaf stay so
         return body
 
     def _refresh(self, ep: SipEndpoint, inc: IncomingRequest, leg: Leg, now: float) -> None:
@@ -647,7 +655,7 @@ class Focus:
     def media_info(self, leg: Leg) -> MediaInfo:
         return MediaInfo(
             srtp=leg.media.secure,
-            direction=conf_direction(leg.media),
+            direction=self.operator.mix_direction(leg.leg_id, conf_direction(leg.media)),
             codec=leg.media.decision.codec.name if leg.media.decision else None,
         )
 

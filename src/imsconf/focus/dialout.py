@@ -32,6 +32,7 @@ from imsconf.sip.uri import SipUri
 from imsconf.sip.util import make_cancel, new_call_id, new_tag
 
 from .legs import Leg, LegTable, focus_contact
+from .locks import LOCKED_REASON, LOCKED_STATUS, ConferenceLocks
 from .media_session import MediaSession, NegotiationError
 from .ports import FeatureBase, FocusPort
 from .routing import DialRoute, Locator, dial_route, dialog_destination, out_of_dialog_route
@@ -63,8 +64,10 @@ class Dialer(FeatureBase):
         registry: ConferenceRegistry,
         media: MediaControl,
         locator: Locator | None = None,
+        locks: ConferenceLocks | None = None,
     ) -> None:
         self.table = table
+        self.locks = locks
         self.port = port
         self.config = config
         self.registry = registry
@@ -85,12 +88,16 @@ class Dialer(FeatureBase):
         referred_by: str | None = None,
         referred_by_uri: str | None = None,
         replaces: str | None = None,
+        operator: bool = False,
     ) -> tuple[Leg, list[ConferenceEvent]]:
         """Put the user in the roster (``joining``) and make its leg; nothing is sent yet.
 
-        Raises ``PolicyError`` (403/480/486/503 from the model; 488 when the offer could only be plain RTP
-        and the policy requires SRTP).
+        Raises ``PolicyError`` (403/480/486/503 from the model; 403 while an operator has locked the
+        conference, unless the *operator* dials; 488 when the offer could only be plain RTP and the policy
+        requires SRTP).
         """
+        if not operator and self.locks is not None and self.locks.locked(conf.conf_id):
+            raise PolicyError(LOCKED_REASON, LOCKED_STATUS)
         cfg = self.config
         if cfg.outbound_proxy is not None:  # IMS: every out-of-dialog request goes through the S-CSCF
             via = out_of_dialog_route(target, transport, cfg.outbound_proxy)

@@ -255,6 +255,11 @@ class FocusKeying(FeatureBase):
         times = [t for t in (m.oldest_epoch_created_at() for m in self.managers.values()) if t is not None]
         return min(times) if times else None
 
+    def current_epoch(self, conf_id: str) -> int | None:
+        """The conference's newest group epoch (None: no key manager, or no epoch yet)."""
+        mgr = self.managers.get(conf_id)
+        return None if mgr is None else mgr.current_epoch
+
     def scope(self, leg_id: str) -> KeyScope:
         lk = self.legs.get(leg_id)
         return KeyScope.PER_PARTICIPANT if lk is None else lk.scope

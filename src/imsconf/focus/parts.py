@@ -16,6 +16,7 @@ from .dialout import Dialer
 from .floor_feature import FloorPart, FocusFloor
 from .keying import FocusKeying
 from .legs import Inbox, LegTable
+from .operator import ConferenceOperator
 from .planned import PlannedConferences
 from .ports import Feature
 from .presentation import FocusPresentation
@@ -31,6 +32,7 @@ class FocusParts:
     floor: FocusFloor
     presentation: FocusPresentation
     keying: FocusKeying
+    operator: ConferenceOperator  # live control by an operator, its views and events, usage records
     planned: PlannedConferences | None = None  # booked conferences, when the focus serves them
     recovery: MixerRecovery | None = None  # legs moved to a new mixer after the separate one was lost
     features: tuple[Feature, ...] = field(init=False)
@@ -41,7 +43,7 @@ class FocusParts:
         ordered: list[Feature] = [self.control, self.dialer]
         if self.planned is not None:
             ordered.append(self.planned)
-        ordered += [FloorPart(self.floor), self.presentation, self.keying]
+        ordered += [FloorPart(self.floor), self.presentation, self.keying, self.operator]
         if self.recovery is not None:
             ordered.append(self.recovery)
         object.__setattr__(self, "features", tuple(ordered))

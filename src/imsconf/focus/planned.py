@@ -46,6 +46,7 @@ from imsconf.sip.uri import SipUri
 from imsconf.sip.util import make_response, new_tag
 
 from .legs import Inbox, Leg, LegTable, Work
+from .locks import LOCKED_REASON, LOCKED_STATUS, ConferenceLocks
 from .ports import FeatureBase, FocusPort
 
 __all__ = [
@@ -245,8 +246,12 @@ class PlannedConferences(FeatureBase):
         media: MediaControl,
         inbox: Inbox,
         options: PlannedOptions,
+        *,
+        locks: ConferenceLocks | None = None,
     ) -> None:
+        """*locks*: the conferences an operator locked (a caller still in the lobby is not admitted)."""
         self.table = table
+        self.locks = locks
         self.port = port
         self.focus_config = focus_config
         self.registry = registry
@@ -538,6 +543,8 @@ class PlannedConferences(FeatureBase):
         try:
             if conf is None:
                 raise ConferenceError("conference is gone", 404)
+            if self.locks is not None and self.locks.locked(conf.conf_id):
+                raise ConferenceError(LOCKED_REASON, LOCKED_STATUS)
             events: list[ConferenceEvent] = conf.join(
                 entry.user,
                 now,

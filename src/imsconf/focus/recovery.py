@@ -82,7 +82,9 @@ def moved_sdp(
 
 
 class LobbyHold(Protocol):
-    """The PIN lobby (:class:`~.planned.PlannedConferences`): a lobby leg stays out of the mix."""
+    """A part that sets something on a leg's mixer leg again once it is made anew: the PIN lobby
+    (:class:`~.planned.PlannedConferences`: a lobby leg stays out of the mix), the operator part
+    (:class:`~.operator.ConferenceOperator`: muted and deaf)."""
 
     def after_media_update(self, leg: Leg) -> None: ...
 
@@ -99,10 +101,12 @@ class MixerRecovery(FeatureBase):
         keying: FocusKeying,
         *,
         lobby: LobbyHold | None = None,
+        mix: LobbyHold | None = None,
     ) -> None:
         self.table = table
         self.port = port
         self.lobby = lobby
+        self.mix = mix
         self.media = media
         self.inbox = inbox
         self.keying = keying
@@ -257,6 +261,8 @@ class MixerRecovery(FeatureBase):
         ms.version += 1
         if self.lobby is not None:
             self.lobby.after_media_update(leg)
+        if self.mix is not None:
+            self.mix.after_media_update(leg)
         return moved_sdp(ms.answer, ms.version, ports, d.rtcp_mux, crypto)
 
     def _moved(self, ep: SipEndpoint, leg_id: str, ok: bool, now: float) -> None:

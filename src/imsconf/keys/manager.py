@@ -469,6 +469,12 @@ class GroupKeyManager:
             return Downlink("speaker", ep.number, ep.speaker_ssrcs[lst.id])
         return Downlink("common", ep.number, ep.ssrc, also_own=lst.keep_own)
 
+    @property
+    def current_epoch(self) -> int | None:
+        """The number of the newest epoch (what :meth:`snapshot` calls ``current_epoch``), cheaply."""
+        cur = self._epochs.current
+        return cur.number if cur is not None else None
+
     def snapshot(self) -> KeySnapshot:
         cur = self._epochs.current
         return KeySnapshot(
