@@ -18,7 +18,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 from harness import ServerProcess, free_port_pair
 
-from imsconf.booking.http import TOKEN_FILE
+from imsconf.web.auth import TOKEN_FILE
 
 pytestmark = pytest.mark.slow
 SOON = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
