@@ -64,6 +64,19 @@ class ServedApi:
         parsed = json.loads(payload) if payload and ctype.startswith("application/json") else {}
         return resp.status, parsed, resp
 
+    def request_text(self, path: str, token: str | None = "default") -> str:
+        """The body of a GET as text (non-JSON answers such as /metrics)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        headers = (
+            {}
+            if token is None
+            else {"Authorization": f"Bearer {self.token if token == 'default' else token}"}
+        )
+        conn.request("GET", path, headers=headers)
+        text = conn.getresponse().read().decode()
+        conn.close()
+        return text
+
 
 def with_deps(**changes: Any) -> Callable[[Tokens], WebDeps]:
     """A deps factory: the tokens and *changes*."""
