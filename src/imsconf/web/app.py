@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Final
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from imsconf import __version__
 
@@ -99,7 +100,7 @@ def build_app(deps: WebDeps, guard: ConnectionGuard | None = None) -> web.Applic
     requests and brackets each request's deadline."""
     table = routes_for(deps)
     access: dict[str, Access] = {}
-    middlewares: list[Handler | object] = []
+    middlewares: list[Middleware] = []
     if deps.registry is not None:
         middlewares.append(RequestCounter(deps.registry).middleware)
     middlewares.append(error_middleware)
@@ -108,7 +109,7 @@ def build_app(deps: WebDeps, guard: ConnectionGuard | None = None) -> web.Applic
     middlewares.append(
         auth_middleware(deps.tokens, access, guard.authenticated if guard is not None else lambda _: None)
     )
-    app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY)  # type: ignore[arg-type]
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY)
     app[DEPS] = deps
     app[openapi.OPENAPI] = openapi.render_document(table, SCHEMAS, version=__version__)
     for route in table:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Final
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from .errors import ApiError
 from .routes import Access, Handler
@@ -120,7 +121,7 @@ def auth_middleware(
     tokens: Tokens,
     access: Mapping[str, Access],
     authenticated: Callable[[web.Request], None],
-) -> Callable[[web.Request, Handler], object]:
+) -> Middleware:
     """The middleware: *access* maps a route name to what it needs (an unmatched request needs a token,
     so an unauthenticated client learns nothing of the paths); *authenticated* is told of every request
     that carried a valid token (the connection guard stops counting its connection as a stranger's)."""
