@@ -58,7 +58,7 @@ def test_bind_error_is_raised_and_the_port_is_free_after_close(tmp_path: Path) -
     async def scenario() -> int:
         web = await start_web(deps, "127.0.0.1", 0)
         port = web.address[1]
-        with pytest.raises(OSError):
+        with pytest.raises(OSError, match=r"http listener 127\.0\.0\.1"):
             await start_web(deps, "127.0.0.1", port)
         await web.close()
         again = await start_web(deps, "127.0.0.1", port)

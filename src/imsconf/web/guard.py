@@ -229,4 +229,6 @@ class ConnectionGuard:
             conn.arm()
         if conn.requests >= self.max_requests or conn.eof:
             response.force_close()
+        log.debug("event=http_request method=%s path=%s status=%d", request.method[:16], request.path[:80],
+                  response.status)  # fmt: skip
         return response

@@ -77,9 +77,9 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.bind(address)
         sock.listen(128)
         sock.setblocking(False)
-    except OSError:
+    except OSError as exc:
         sock.close()
-        raise
+        raise OSError(exc.errno, f"http listener {host}:{port}: {exc.strerror}") from None
     return sock
 
 
