@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -139,3 +140,15 @@ def test_without_an_admin_the_routes_answer_503(tmp_path: Path) -> None:
             assert status == 503 and "not available" in body["error"], (path, body)
     finally:
         a.close()
+
+
+def test_tokens_are_never_logged(api: ServedApi, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    wrong = "w" * 43
+    api.request("GET", BASE)
+    api.request("GET", BASE, token=wrong)
+    api.request("POST", f"{BASE}/weekly/lock", token=api.tokens.viewer)
+    api.request("GET", "/nowhere", token=api.tokens.viewer)
+    assert "event=http_unauthorized" in caplog.text and "event=http_request" in caplog.text
+    for secret in (api.tokens.operator, api.tokens.viewer, wrong):
+        assert secret not in caplog.text
