@@ -55,7 +55,8 @@ def start_server(work: Path, port: int) -> subprocess.Popen[bytes]:
         "sip_call_rate = 0\nsip_source_rate = 0\n"
     )
     cmd = [sys.executable, "-m", "imsconf.cli", "serve", "--config", str(cfg),
-           "--data-dir", str(work / "var"), "--auth", "none", "--listen", f"udp:127.0.0.1:{port}",
+           "--data-dir", str(work / "var"), "--auth", "none", "--http", "off",
+           "--listen", f"udp:127.0.0.1:{port}",
            "--listen", f"tcp:127.0.0.1:{port}", "--listen", f"tls:127.0.0.1:{port + 1}"]  # fmt: skip
     log = open(work / "server.log", "wb")  # noqa: SIM115 - kept open for the server's lifetime
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, cwd=REPO)

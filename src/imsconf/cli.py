@@ -30,9 +30,10 @@ def _serve_parser(sub: Any) -> None:
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     p.add_argument(
         "--http",
-        metavar="HOST:PORT",
+        metavar="HOST:PORT|off",
         type=_http_address,
-        help="serve the booking HTTP API (a bare PORT means 127.0.0.1:PORT); token in DATA_DIR/api-token",
+        help="the operator plane: HTTP API, console, metrics, health (default 127.0.0.1:8080; a bare PORT "
+        "means 127.0.0.1:PORT; off for none); tokens in DATA_DIR/api-token and DATA_DIR/api-token-viewer",
     )
 
 

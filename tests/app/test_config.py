@@ -29,7 +29,8 @@ def test_defaults() -> None:
     assert s.rtp_port_range == (20000, 29999)
     assert s.media_host == "127.0.0.1"
     assert s.log_level == "info"
-    assert s.http is None and s.http_address is None
+    assert s.http == "127.0.0.1:8080" and s.http_address == ("127.0.0.1", 8080)  # on by default
+    assert s.http_tls is False and s.http_allow_plain is False
 
 
 def test_frozen() -> None:
@@ -218,3 +219,14 @@ def test_media_realtime_priority(tmp_path: Path) -> None:
     for bad in ("100", "-1", "true", '"high"'):
         with pytest.raises(ValueError, match="media_realtime_priority"):
             load_settings(write(tmp_path, f"media_realtime_priority = {bad}\n"), {})
+
+
+def test_http_off_and_the_plain_http_rule(tmp_path: Path) -> None:
+    assert load_settings(None, {"http": "off"}).http is None
+    assert load_settings(write(tmp_path, 'http = "off"\n'), {}).http_address is None
+    assert load_settings(None, {"http": "[::1]:9000"}).http_address == ("::1", 9000)
+    for address in ("0.0.0.0:8080", "192.0.2.1:8080", "example.com:8080"):
+        with pytest.raises(ValueError, match="http_allow_plain"):
+            load_settings(None, {"http": address})
+        assert load_settings(None, {"http": address, "http_allow_plain": True}).http == address
+        assert load_settings(None, {"http": address, "http_tls": "true"}).http_tls is True

@@ -131,7 +131,9 @@ def test_reloader_applies_settings_users_and_keeps_the_old_on_a_broken_file(
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cfg.write_text(f'data_dir = "{data_dir}"\nbfcp_listen = []\nlisten = ["udp:127.0.0.1:{port}"]\n')
+    cfg.write_text(
+        f'data_dir = "{data_dir}"\nbfcp_listen = []\nhttp = "off"\nlisten = ["udp:127.0.0.1:{port}"]\n'
+    )
 
     async def scenario() -> None:
         server = await start_server(load_settings(cfg))

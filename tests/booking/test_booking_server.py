@@ -18,7 +18,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 from harness import ServerProcess, free_port_pair
 
-from imsconf.booking.http import TOKEN_FILE
+from imsconf.web.auth import TOKEN_FILE
 
 pytestmark = pytest.mark.slow
 SOON = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
@@ -59,6 +59,9 @@ def booking(i: int, **extra: Any) -> dict[str, Any]:
 def start(srv: ServerProcess, http_port: int) -> str:
     srv.start("--http", f"127.0.0.1:{http_port}", auth="none")
     assert f"listening http 127.0.0.1:{http_port}" in srv.stdout_lines
+    assert f"console http://127.0.0.1:{http_port}/" in srv.stdout_lines
+    assert call(http_port, None, "GET", "/health/live") == (200, {"status": "ok"})
+    assert call(http_port, None, "GET", "/health/ready") == (200, {"status": "ok"})
     return str((srv.data_dir / TOKEN_FILE).read_text().strip())
 
 

@@ -58,6 +58,9 @@ class ServerProcess:
             "--listen", f"tcp:127.0.0.1:{self.port}",
             "--listen", f"tls:127.0.0.1:{self.tls_port}",
             "--auth", auth,
+            # the operator plane (on 127.0.0.1:8080 by default) only where a test asks for it: parallel
+            # servers would collide on the port
+            *(() if "--http" in extra else ("--http", "off")),
             *extra,
         ]  # fmt: skip
         self.log_path = self.data_dir / "server.log"

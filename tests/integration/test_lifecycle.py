@@ -338,7 +338,7 @@ def test_call_with_media_under_mdwe(tmp_path: Path, uas: list[UserAgent]) -> Non
     data.mkdir()
     cfg = _config(tmp_path / "imsconf.toml", _rtp(lo, lo + 39))
     cmd = [sys.executable, "-c", _MDWE, "serve", "--config", str(cfg), "--data-dir", str(data),
-           "--listen", f"udp:127.0.0.1:{port}", "--auth", "none"]  # fmt: skip
+           "--listen", f"udp:127.0.0.1:{port}", "--auth", "none", "--http", "off"]  # fmt: skip
     err = open(data / "server.log", "wb")  # noqa: SIM115 - closed below
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, env=env)

@@ -48,6 +48,15 @@ _HOSTNAME_RE = re.compile(
 )
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _check_host(host: str, what: str) -> str:
     if not host:
         raise ValueError(f"{what}: empty host")
@@ -165,7 +174,15 @@ class Settings:
     rtp_port_range: tuple[int, int] = (20000, 29999)
     media_host: str = "127.0.0.1"
     log_level: str = "info"
-    http: str | None = None  # "HOST:PORT" of the REST/console listener, None for off
+    # "HOST:PORT" of the operator plane (the HTTP API, the console, metrics, health); "off" (None) for none.
+    # Plain HTTP carries the API token in clear: an address that is not loopback needs http_tls (the
+    # server's certificate, from DATA_DIR/pki) or, knowingly, http_allow_plain.
+    http: str | None = "127.0.0.1:8080"
+    http_tls: bool = False
+    http_allow_plain: bool = False
+    # /metrics needs either API token; false: open to anyone who reaches the listener (a scraper on a
+    # trusted network)
+    metrics_auth: bool = True
     # digest algorithms offered, preferred first (RFC 8760 §2.4); legacy MD5-only clients that answer the
     # first challenge they see (SIPp 3.6) need "MD5" first
     digest_algorithms: tuple[str, ...] = ("SHA-256", "MD5")
@@ -242,7 +259,13 @@ class Settings:
         if self.log_level not in _LOG_LEVELS:
             raise ValueError(f"log_level must be one of {', '.join(_LOG_LEVELS)}, not {self.log_level!r}")
         if self.http is not None:
-            parse_hostport(self.http, what="http")
+            http_host, _ = parse_hostport(self.http, what="http")
+            if not _is_loopback(http_host) and not (self.http_tls or self.http_allow_plain):
+                raise ValueError(
+                    f"http: {http_host} is not a loopback address, and plain HTTP would carry the API "
+                    "token in clear: set http_tls = true (HTTPS with the server's certificate) or "
+                    "http_allow_plain = true"
+                )
         for item in self.bfcp_listen:
             parse_bfcp_listen(item)
         if self.bfcp_policy not in ("chair", "auto"):
@@ -359,6 +382,9 @@ def _coerce(key: str, value: Any, base: Path | None) -> Any:
         "allow_plain_rtp",
         "allow_sdes_over_udp",
         "allow_insecure_subscriptions",
+        "http_tls",
+        "http_allow_plain",
+        "metrics_auth",
     ):
         if isinstance(value, bool):
             return value
@@ -461,7 +487,7 @@ def _coerce(key: str, value: Any, base: Path | None) -> Any:
             raise bad("a list of IP addresses or networks, as in ['10.0.0.5', '192.0.2.0/24']")
         return tuple(v.strip() for v in items)
     if key == "http":
-        if value is None or value == "":
+        if value is None or value is False or value == "" or (isinstance(value, str) and value == "off"):
             return None
         if not isinstance(value, str):
             raise bad("'HOST:PORT'")

@@ -108,6 +108,7 @@ class Lifecycle:
         loop = asyncio.get_running_loop()
         t0 = time.monotonic()
         log.info("event=stopping")
+        server.stopping = True  # /health/ready says 503 from now on
         self.notifier.stopping("draining: ending every call and subscription")
         focus = server.focus
         calls = subscriptions = 0

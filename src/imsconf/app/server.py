@@ -14,9 +14,9 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from imsconf.booking.http import BookingApi, start_http
 from imsconf.booking.store import DB_NAME, BookingStore
 from imsconf.floor.server import Policy
+from imsconf.focus.admin import ConferenceAdmin
 from imsconf.focus.config import FocusConfig
 from imsconf.focus.core import Focus
 from imsconf.focus.planned import BookingSource, PlannedOptions
@@ -38,6 +38,10 @@ from imsconf.transport.limits import StreamLimits
 from imsconf.transport.manager import Receiver, TransportManager
 from imsconf.usage.records import NullUsageSink, UsageSink
 from imsconf.usage.store import UsageStore
+from imsconf.web.auth import TOKEN_FILE, VIEWER_TOKEN_FILE, Tokens
+from imsconf.web.deps import BookingBackend, WebDeps
+from imsconf.web.server import WebServer, start_web
+from imsconf.web.usage import UsageReader
 
 from .admin import FocusAdmin
 from .bfcp import FloorListeners, start_floor_listeners
@@ -137,7 +141,7 @@ class Server:
     remote: RemoteMediaControl | None = None
     bound: list[tuple[str, str, int]] = field(default_factory=list)
     bookings: BookingStore | None = None
-    http: BookingApi | None = None
+    http: WebServer | None = None  # the operator plane: API, console, metrics, health
     floor: FloorListeners | None = None  # BFCP (TCP/TLS) listeners of the focus
     refresher: IndexRefresher | None = None  # keeps the focus's booking index current
     registrar: Registrar | None = None  # when this server is the registrar (settings.registrar)
@@ -146,11 +150,17 @@ class Server:
     usage: UsageWriter | None = None  # the usage sink: records of ended legs/conferences to DATA_DIR
     metrics_registry: CollectorRegistry | None = None  # the Prometheus collectors (app.metrics)
     admin: FocusAdmin | None = None  # live conference control (imsconf.focus.admin.ConferenceAdmin)
+    listening: bool = False  # every listener is up (start_server is through)
+    stopping: bool = False  # the drain of a SIGTERM has begun
 
     @property
     def ready(self) -> bool:
         """Able to take new calls: the mixer runs in this process, or the separate one is connected."""
         return self.remote is None or self.remote.ready
+
+    def serving(self) -> bool:
+        """What ``/health/ready`` answers: every listener up, the mixer ready, not draining."""
+        return self.listening and self.ready and not self.stopping
 
     async def close(self) -> None:
         if self.http is not None:
@@ -376,12 +386,58 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
             )
             server.bound += server.floor.bound
         if settings.http is not None:
-            server.http = await start_http(settings, server.bookings)
-            server.bound.append(("http", *server.http.address))
+            tls = server_ssl_context(pki) if settings.http_tls else None
+            server.http = await start_web_listener(
+                settings,
+                bookings,
+                ready=server.serving,
+                admin=server.admin,
+                registry=server.metrics_registry,
+                usage=server.usage.backend if server.usage is not None else None,
+                ssl_context=tls,
+            )
+            server.bound.append(("https" if tls is not None else "http", *server.http.address))
     except OSError:
         await server.close()
         raise
+    server.listening = True
     return server
+
+
+async def start_web_listener(
+    settings: Settings,
+    bookings: BookingStore,
+    *,
+    ready: Callable[[], bool],
+    admin: ConferenceAdmin | None = None,
+    registry: CollectorRegistry | None = None,
+    usage: UsageReader | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+) -> WebServer:
+    """The operator plane on ``settings.http``: the tokens of the data directory (made on first start),
+    the booking store, live conference control over the focus, the metrics registry and the usage
+    records; ``/health/ready`` follows *ready* (the runtime passes :meth:`Server.serving`)."""
+    address = settings.http_address
+    assert address is not None
+    deps = WebDeps(
+        tokens=Tokens.ensure(settings.data_dir),
+        bookings=BookingBackend(bookings, settings.domain, reserved_users=(settings.factory_user,)),
+        admin=admin,
+        registry=registry,
+        metrics_auth=settings.metrics_auth,
+        usage=usage,
+        ready=ready,
+    )
+    web = await start_web(deps, *address, ssl_context=ssl_context)
+    log.info(
+        "event=http_listening address=%s:%d tls=%s token_file=%s viewer_token_file=%s",
+        address[0],
+        web.address[1],
+        str(ssl_context is not None).lower(),
+        Path(settings.data_dir) / TOKEN_FILE,
+        Path(settings.data_dir) / VIEWER_TOKEN_FILE,
+    )
+    return web
 
 
 async def run_server(
@@ -404,6 +460,12 @@ async def run_server(
     for transport, host, port in server.bound:
         shown = f"[{host}]" if ":" in host else host
         print(f"listening {transport} {shown}:{port}", flush=True)
+    for transport, host, port in server.bound:
+        if transport in ("http", "https"):
+            shown = f"[{host}]" if ":" in host else host
+            data_dir = Path(settings.data_dir)
+            print(f"console {transport}://{shown}:{port}/", flush=True)
+            print(f"api token {data_dir / TOKEN_FILE} (viewer: {data_dir / VIEWER_TOKEN_FILE})", flush=True)
     print(f"conference factory {settings.factory_uri}", flush=True)
     log.info(
         "event=started domain=%s auth=%s registrar=%s",

@@ -1,5 +1,5 @@
-"""Planned conferences (booked ahead, joined by dial-in with a PIN): validated bookings in SQLite, a CLI
-and an HTTP JSON API.
+"""Planned conferences (booked ahead, joined by dial-in with a PIN): validated bookings in SQLite and a CLI
+(the HTTP API over them is ``imsconf.web.bookings``).
 
 For the focus (dial-in)::
 
@@ -7,8 +7,6 @@ For the focus (dial-in)::
     booking.capacity, booking.invitees, booking.downlink, booking.rekey, booking.allow_pin_in_uri
     store.verify_pin(booking.id, digits)  or  booking.verify_pin(digits)   # scrypt: run off the loop
     pin_from_uri(request_uri)                                # only if booking.allow_pin_in_uri
-
-``imsconf.booking.http`` (the API server) is imported on its own: it needs the app settings.
 """
 
 from .model import (

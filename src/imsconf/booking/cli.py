@@ -12,12 +12,21 @@ import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from .http import BookingSettings
+__all__ = ["BookingSettings", "add_book_parser", "run_book"]
 
-__all__ = ["add_book_parser", "run_book"]
+
+class BookingSettings(Protocol):
+    """What ``imsconf book`` reads from the server's settings (``imsconf.app.config.Settings``)."""
+
+    @property
+    def domain(self) -> str: ...
+    @property
+    def data_dir(self) -> Path: ...
+    @property
+    def factory_user(self) -> str: ...
+
 
 _ROLES = ("chair", "moderator", "participant")
 
