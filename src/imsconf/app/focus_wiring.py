@@ -26,6 +26,7 @@ from imsconf.focus.presentation import FocusPresentation
 from imsconf.focus.recovery import MixerRecovery
 from imsconf.focus.routing import Locator
 from imsconf.focus.subscriptions import Notifier
+from imsconf.focus.windows import BookingWindows, WindowOptions
 from imsconf.keys.policy import DownlinkMode, KeyManagerConfig, RekeyPolicy
 from imsconf.media.control import MediaControl
 
@@ -39,6 +40,8 @@ class FocusOptions:
     """The parts' settings beyond :class:`FocusConfig`."""
 
     planned: PlannedOptions | None = None  # serve booked conferences (dial-in by booking, PIN lobby)
+    # with planned: dial-out at a booked window's start, the one-minute prompt, the close at its end
+    windows: WindowOptions | None = None
     downlink: DownlinkMode = DownlinkMode.PER_PARTICIPANT  # keying of conferences without a booking
     rekey: RekeyPolicy = field(default_factory=RekeyPolicy.both)
     key_config: KeyManagerConfig = field(default_factory=KeyManagerConfig)
@@ -70,6 +73,20 @@ def focus_parts(
             if options.planned is not None
             else None
         )
+        windows = (
+            BookingWindows(
+                table,
+                port,
+                registry,
+                planned,
+                dialer,
+                media,
+                options.windows,
+                wall_clock_offset=options.wall_clock_offset,
+            )
+            if planned is not None and options.windows is not None
+            else None
+        )
         # floor changes switch the video and reach the event package (the presentation part, via the core)
         floor = FocusFloor(
             media, policy=options.floor_policy, on_change=port.floor_changed, wake=options.floor_wake
@@ -98,6 +115,7 @@ def focus_parts(
             keying=keying,
             planned=planned,
             recovery=recovery,
+            windows=windows,
         )
 
     return build

@@ -20,6 +20,7 @@ from .planned import PlannedConferences
 from .ports import Feature
 from .presentation import FocusPresentation
 from .recovery import MixerRecovery
+from .windows import BookingWindows
 
 __all__ = ["FocusParts", "PartsFactory"]
 
@@ -33,6 +34,7 @@ class FocusParts:
     keying: FocusKeying
     planned: PlannedConferences | None = None  # booked conferences, when the focus serves them
     recovery: MixerRecovery | None = None  # legs moved to a new mixer after the separate one was lost
+    windows: BookingWindows | None = None  # booked windows: dial-out at the start, prompt, close at the end
     features: tuple[Feature, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -41,6 +43,8 @@ class FocusParts:
         ordered: list[Feature] = [self.control, self.dialer]
         if self.planned is not None:
             ordered.append(self.planned)
+        if self.windows is not None:
+            ordered.append(self.windows)
         ordered += [FloorPart(self.floor), self.presentation, self.keying]
         if self.recovery is not None:
             ordered.append(self.recovery)
