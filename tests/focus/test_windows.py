@@ -12,7 +12,7 @@ from helpers import DOMAIN, FOCUS_HOST, Harness, RecordingMedia, Sent, requests
 
 from imsconf.app.booking_index import BookingIndex
 from imsconf.app.focus_wiring import FocusOptions
-from imsconf.booking.model import Booking, Invitee, InviteeRole
+from imsconf.booking.model import Booking, Invitee, InviteeRole, hash_pin
 from imsconf.conference.model import Conference
 from imsconf.conference.participant import Role
 from imsconf.focus.planned import PlannedOptions
@@ -218,3 +218,18 @@ def test_without_dial_out_the_window_still_closes_and_a_late_joiner_hears_the_pr
     w.h.join(carol, URI)  # joins after the prompt: hears it on joining
     assert w.media.prompts[-1] == (w.leg_of(CAROL), "one-minute-left", False)
     assert len(requests(w.until(WINDOW), "BYE")) == 2
+
+
+def test_a_caller_still_in_the_pin_lobby_gets_bye_at_the_close() -> None:
+    w = World(BookingIndex([booking(dial_out=False, pin_hash=hash_pin("2468"))]), at=timedelta(minutes=9))
+    w.h.focus.planned.config.pin_timeout = 3600.0  # type: ignore[union-attr]  # keep it waiting there
+    caller = w.h.ua("bob")
+    w.h.join(caller, URI)  # answered, held in the lobby for the PIN
+    leg_id = w.leg_of(BOB)
+    assert w.media.prompts == [(leg_id, "enter-pin", True)]
+    assert requests(w.until(WINDOW - timedelta(seconds=1)), "BYE") == []
+    assert leg_id in w.h.focus.legs and len(w.conf()) == 0  # not a participant: no prompt either
+    assert w.media.prompts == [(leg_id, "enter-pin", True)]
+    sent = w.until(WINDOW)
+    assert [dest.port for _, dest in requests(sent, "BYE")] == [caller.peer.port]
+    assert w.h.focus.legs == {} and w.h.focus.registry.by_uri(URI) is None
