@@ -35,6 +35,7 @@ from typing import Protocol
 
 from imsconf.booking.model import Booking
 from imsconf.conference.errors import ConferenceError
+from imsconf.conference.events import ConferenceEvent, ParticipantStatusChanged
 from imsconf.conference.model import Conference
 from imsconf.conference.participant import ConferenceState, ParticipantStatus
 from imsconf.conference.registry import ConferenceRegistry
@@ -52,6 +53,8 @@ from .ports import FeatureBase, FocusPort
 __all__ = ["CLOSE_REASON", "BookingWindows", "WindowConfig", "WindowOptions", "WindowSource"]
 
 log = logging.getLogger("imsconf.focus")
+
+_MEDIA_UP = (ParticipantStatus.CONNECTED, ParticipantStatus.ON_HOLD)
 
 CLOSE_REASON = "booking-window-ended"
 """Why a booked conference closed at the end of its window (participants leave with it too)."""
@@ -227,22 +230,23 @@ class BookingWindows(FeatureBase):
 
     # ------------------------------------------------------------------ the prompt
 
-    def on_ack(self, ep: SipEndpoint, leg: Leg, now: float) -> None:
-        """A participant who joins after the prompt hears it on joining."""
-        live = self._live.get(leg.conf_id)
-        conf = self.registry.get(leg.conf_id)
-        if live is None or not live.warned or conf is None:
+    def on_event(self, ep: SipEndpoint, conf: Conference, ev: ConferenceEvent, now: float) -> None:
+        """A participant who joins after the prompt (its media now up) hears it on joining."""
+        if not isinstance(ev, ParticipantStatusChanged) or ev.previous is not ParticipantStatus.JOINING:
             return
-        if any(up.leg_id == leg.leg_id for up in self._legs_of(conf)):
+        live = self._live.get(conf.conf_id)
+        if live is None or not live.warned or ev.participant.status not in _MEDIA_UP:
+            return
+        leg = self.table.get(f"{conf.conf_id}.{ev.participant.participant_id}")
+        if leg is not None and not leg.closing:
             self._warn(leg)
 
     def _legs_of(self, conf: Conference) -> list[Leg]:
         """The legs of the conference's participants whose media is up."""
-        up = (ParticipantStatus.CONNECTED, ParticipantStatus.ON_HOLD)
         legs: list[Leg] = []
         for p in conf.participants:
             leg = self.table.get(f"{conf.conf_id}.{p.participant_id}")
-            if leg is not None and not leg.closing and p.status in up:
+            if leg is not None and not leg.closing and p.status in _MEDIA_UP:
                 legs.append(leg)
         return legs
 
