@@ -4,6 +4,8 @@ window's start, the one-minute-left prompt, the close at the end (or after the o
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,10 +18,12 @@ from imsconf.booking.model import Booking, Invitee, InviteeRole, hash_pin
 from imsconf.conference.model import Conference
 from imsconf.conference.participant import Role
 from imsconf.focus.planned import PlannedOptions
+from imsconf.focus.routing import Locator, Registered
 from imsconf.focus.windows import CLOSE_REASON, WindowConfig, WindowOptions
 from imsconf.keys.policy import DownlinkMode
 from imsconf.sip.message import Request
 from imsconf.sip.peer import Peer
+from imsconf.sip.uri import SipUri
 
 T0 = datetime(2030, 6, 1, 9, 0, tzinfo=UTC)  # the window's start
 WINDOW = timedelta(minutes=10)
@@ -65,7 +69,7 @@ def booking(**kw: object) -> Booking:
 class World:
     """A focus whose clock at ``now`` is the wall-clock instant ``T0 + at``."""
 
-    def __init__(self, index: BookingIndex, at: timedelta) -> None:
+    def __init__(self, index: BookingIndex, at: timedelta, locator: Locator | None = None) -> None:
         self.index = index
         self.media = PromptMedia()
         holder: list[Harness] = []
@@ -76,6 +80,7 @@ class World:
             planned=planned,
             windows=WindowOptions(index, WindowConfig(poll=2.0, horizon=60.0)),
             wall_clock_offset=offset,
+            locator=locator,
         )
         self.h = Harness(control=self.media, options=options)
         holder.append(self.h)
@@ -233,3 +238,31 @@ def test_a_caller_still_in_the_pin_lobby_gets_bye_at_the_close() -> None:
     sent = w.until(WINDOW)
     assert [dest.port for _, dest in requests(sent, "BYE")] == [caller.peer.port]
     assert w.h.focus.legs == {} and w.h.focus.registry.by_uri(URI) is None
+
+
+BOB_AOR = "sip:bob@users.example.com"
+BOB_CONTACT = "sip:bob@198.51.100.60:40100;transport=tls"
+BOB_FLOW = Peer("tls", "198.51.100.60", 40100, 33)
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    uri: SipUri
+    path: tuple[str, ...]
+    flow: Peer
+
+
+class OneRegistered:
+    """The location service with one registered user (the registrar core implements the same seam)."""
+
+    def lookup(self, aor: str, now: float) -> Sequence[Registered]:
+        return [Binding(SipUri.parse(BOB_CONTACT), (), BOB_FLOW)] if aor == BOB_AOR else []
+
+
+def test_a_registered_invitee_is_called_at_its_binding() -> None:
+    invitees = (Invitee(BOB_AOR, InviteeRole.CHAIR),)
+    w = World(BookingIndex([booking(invitees=invitees)]), timedelta(0), OneRegistered())
+    ((inv, dest),) = requests(w.until(timedelta(0)), "INVITE")
+    assert inv.uri == BOB_CONTACT and inv.to.uri.aor == BOB_AOR
+    assert dest == BOB_FLOW  # on the connection the REGISTER came over
+    assert w.conf().role_of(BOB_AOR) is Role.OWNER
