@@ -34,6 +34,7 @@ def valid_request(**changes: Any) -> dict[str, Any]:
         "rekey": "interval:30",
         "allow_pin_in_uri": True,
         "dial_out": True,
+        "overrun": 15,
         "subject": "Weekly sync",
     }
     for key, value in changes.items():
@@ -121,6 +122,11 @@ INVALID: list[tuple[str, dict[str, Any], str, str]] = [
     ("allow-pin-in-uri-without-pin", {"pin": DROP}, "allow_pin_in_uri", "no PIN"),
     ("dial-out-number", {"dial_out": 1}, "dial_out", "true or false"),
     ("dial-out-no-roster", {"invitees": []}, "dial_out", "roster is empty"),
+    ("overrun-negative", {"overrun": -1}, "overrun", "0 to 240 minutes"),
+    ("overrun-huge", {"overrun": 241}, "overrun", "0 to 240 minutes"),
+    ("overrun-string", {"overrun": "15"}, "overrun", "whole number of minutes"),
+    ("overrun-float", {"overrun": 1.5}, "overrun", "whole number of minutes"),
+    ("overrun-bool", {"overrun": True}, "overrun", "whole number of minutes"),
     ("subject-number", {"subject": 5}, "subject", "must be a string"),
     ("subject-long", {"subject": "x" * 201}, "subject", "longer than 200"),
     ("subject-control", {"subject": "a\nb"}, "subject", "control characters"),

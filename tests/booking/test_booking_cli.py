@@ -46,7 +46,7 @@ def test_create_show_list_cancel(tmp_path: Path) -> None:
         "--invite", "sip:alice@example.com:chair", "--invite", "tel:+4930123456",
         "--invite", "sip:bob@x.org:5070",
         "--downlink", "per-participant", "--rekey", "on-leave", "--allow-pin-in-uri", "--dial-out",
-        "--subject", "Weekly", stdin="246810\n",
+        "--overrun", "20", "--subject", "Weekly", stdin="246810\n",
     ))  # fmt: skip
     assert b["uri"] == "sip:weekly@localhost" and b["has_pin"] and b["capacity"] == 3
     assert b["invitees"] == [
@@ -54,10 +54,11 @@ def test_create_show_list_cancel(tmp_path: Path) -> None:
         {"uri": "tel:+4930123456", "role": "participant"},
         {"uri": "sip:bob@x.org:5070", "role": "participant"},
     ]
-    assert (b["downlink"], b["rekey"], b["dial_out"], b["subject"]) == (
+    assert (b["downlink"], b["rekey"], b["dial_out"], b["overrun"], b["subject"]) == (
         "per-participant",
         "on-leave",
         True,
+        20,
         "Weekly",
     )
     assert "246810" not in json.dumps(b)
@@ -75,6 +76,7 @@ def test_create_show_list_cancel(tmp_path: Path) -> None:
 def test_generated_uri_and_pin_flag(tmp_path: Path) -> None:
     b = created(book(tmp_path, "create", *window(), "--pin", "1234"))
     assert b["uri"].startswith("sip:conf-") and b["uri"].endswith("@localhost") and b["has_pin"]
+    assert b["overrun"] == 0
 
 
 @pytest.mark.parametrize(
@@ -92,6 +94,8 @@ def test_generated_uri_and_pin_flag(tmp_path: Path) -> None:
         ([*window(), "--downlink", "mixed", "--rekey", "often"], ["downlink", "rekey"]),
         ([*window(), "--allow-pin-in-uri"], ["allow_pin_in_uri"]),
         ([*window(), "--dial-out"], ["dial_out"]),
+        ([*window(), "--overrun", "241"], ["overrun"]),
+        ([*window(), "--overrun", "soon", "--capacity", "0"], ["capacity", "overrun"]),
         (["--start", iso(SOON), "--end", iso(SOON + timedelta(days=8))], ["end"]),
     ],
 )

@@ -49,6 +49,7 @@ def test_valid_request_builds_the_booking() -> None:
     assert b.rekey == RekeyPolicy(True, True, 30)
     assert b.allow_pin_in_uri and b.dial_out and not b.cancelled
     assert b.subject == "Weekly sync"
+    assert b.overrun == 15 and b.closes_at == END + timedelta(minutes=15)
     assert b.has_pin and b.pin_hash is not None and "0123" not in b.pin_hash
     assert b.verify_pin("0123") and not b.verify_pin("0124") and not b.verify_pin("123")
 
@@ -61,6 +62,7 @@ def test_minimal_request_gets_defaults_and_a_generated_uri() -> None:
     assert b.capacity == 10 and b.invitees == () and not b.has_pin
     assert b.downlink is DownlinkMode.GROUP and rekey_text(b.rekey) == "both"
     assert b.verify_pin("anything")  # no PIN: nothing to check
+    assert b.overrun == 0 and b.closes_at == b.end and booking_to_json(b)["overrun"] == 0
 
 
 @pytest.mark.parametrize(
@@ -126,6 +128,7 @@ CTOR_BAD: list[tuple[str, dict[str, Any], str]] = [
     ("rekey", {"rekey": "sometimes"}, "rekey"),
     ("allow_pin_in_uri", {"allow_pin_in_uri": 1}, "allow_pin_in_uri"),
     ("dial_out", {"dial_out": None}, "dial_out"),
+    ("overrun", {"overrun": 241}, "overrun"),
     ("cancelled", {"cancelled": "no"}, "cancelled"),
     ("subject", {"subject": "\x00"}, "subject"),
     ("pin_hash", {"pin_hash": "1234"}, "pin"),
@@ -208,6 +211,17 @@ def test_conference_key_and_pin_parameter() -> None:
     assert pin_from_uri("sip:weekly@example.com;pin=42") is None
     assert pin_from_uri("sip:weekly@example.com") is None
     assert pin_from_uri("not a uri") is None
+
+
+def test_overrun_bounds_and_json() -> None:
+    assert build(valid_request(overrun=0)).closes_at == END
+    longest = build(valid_request(overrun=240))
+    assert longest.closes_at == END + timedelta(hours=4)
+    assert booking_to_json(longest)["overrun"] == 240
+    assert build(valid_request(overrun=None)).overrun == 0  # null: the default
+    with pytest.raises(InvalidBooking) as info:
+        build(valid_request(overrun=-5, capacity=0, invitees=[], dial_out=False))
+    assert info.value.fields == ("capacity", "overrun")  # each wrong field named, in request order
 
 
 def test_state_at() -> None:

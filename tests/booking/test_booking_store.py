@@ -112,6 +112,20 @@ def test_overlap_rule(store: BookingStore, uri: str, ds: timedelta, de: timedelt
         assert len(store.list()) == 2
 
 
+def test_overrun_round_trips_and_holds_the_uri_until_the_close(store: BookingStore) -> None:
+    first = store.create(make(overrun=30))
+    assert store.get(first.id) == first and first.overrun == 30
+    # the next window of the URI may not start while the conference may still run
+    with pytest.raises(BookingConflict):
+        store.create(make(start=iso(END + timedelta(minutes=29)), end=iso(END + timedelta(hours=1))))
+    store.create(make(start=iso(END + timedelta(minutes=30)), end=iso(END + timedelta(hours=1))))
+    # nor may an earlier window run (with its own overrun) into this one
+    with pytest.raises(BookingConflict):
+        store.create(make(start=iso(START - timedelta(hours=1)), end=iso(START), overrun=1))
+    store.create(make(start=iso(START - timedelta(hours=1)), end=iso(START)))
+    assert len(store.list()) == 3
+
+
 def test_cancelled_booking_frees_the_window(store: BookingStore) -> None:
     first = store.create(make())
     store.cancel(first.id, NOW)
@@ -216,6 +230,28 @@ def test_migrates_an_old_database(tmp_path: Path) -> None:
         assert raw.execute("SELECT cancelled_ts FROM bookings").fetchone()[0] == int(NOW.timestamp())
         indexes = {r[1] for r in raw.execute("PRAGMA index_list(bookings)")}
         assert "bookings_by_uri" in indexes
+
+
+def test_migrates_a_database_without_the_overrun(tmp_path: Path) -> None:
+    path = tmp_path / DB_NAME
+    b = make(subject="before the overrun")
+    with BookingStore(path, migrate_to=2) as old:
+        assert old.schema_version == 2
+    with sqlite3.connect(path) as raw:  # a v2 row, written as a v2 imsconf would have
+        assert "overrun" not in [r[1] for r in raw.execute("PRAGMA table_info(bookings)")]
+        raw.execute(
+            "INSERT INTO bookings (id, uri, uri_key, start_ts, end_ts, pin_hash, capacity, downlink,"
+            " rekey, allow_pin_in_uri, dial_out, created_ts, subject)"
+            " VALUES (?, ?, ?, ?, ?, NULL, 10, 'group', 'both', 0, 0, ?, ?)",
+            (b.id, b.uri, b.key, int(b.start.timestamp()), int(b.end.timestamp()),
+             int(b.created_at.timestamp()), b.subject),
+        )  # fmt: skip
+    with BookingStore(path) as new:
+        assert new.schema_version == SCHEMA_VERSION >= 3
+        got = new.get(b.id)
+        assert got is not None and got.overrun == 0 and got.subject == "before the overrun"
+        later = new.create(make(uri="sip:later@example.com", overrun=5))
+        assert new.get(later.id) == later
 
 
 def test_newer_schema_is_refused(tmp_path: Path) -> None:

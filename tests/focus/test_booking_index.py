@@ -4,6 +4,7 @@ for one re-read of the bookings (a booking another process made moments ago)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -65,3 +66,27 @@ def test_after_the_refresh_an_unknown_uri_is_404() -> None:
     pending.pop()()
     resp = h.final(h.advance(0))
     assert resp.status == 404 and pending == []
+
+
+def test_open_or_starting_lists_current_and_soon_windows_by_start() -> None:
+    hour = timedelta(hours=1)
+
+    def at(name: str, start: timedelta, **kw: object) -> Booking:
+        return replace(_booking(f"sip:{name}@{DOMAIN}"), id=f"b{name}0000", start=T0 + start,
+                       end=T0 + start + hour, **kw)  # type: ignore[arg-type]  # fmt: skip
+
+    past, now_open, soon, later = (
+        at("past", -3 * hour),
+        at("open", 0 * hour),
+        at("soon", 2 * hour),
+        at("later", 5 * hour),
+    )
+    gone = at("gone", 0 * hour, cancelled=True)
+    index = BookingIndex([later, gone, soon, past, now_open])
+    half = T0 + timedelta(minutes=30)
+    assert index.open_or_starting(half, 2 * hour) == [now_open, soon]
+    assert index.open_or_starting(half, timedelta(0)) == [now_open]
+    assert index.open_or_starting(T0 + hour, timedelta(0)) == []  # the window is [start, end)
+    assert index.open_or_starting(T0 - hour, 10 * hour) == [now_open, soon, later]
+    index.replace([])
+    assert index.open_or_starting(half, 2 * hour) == []

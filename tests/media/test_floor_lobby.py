@@ -149,7 +149,7 @@ def test_prompt_for_a_group_listener_goes_on_its_private_stream() -> None:
 
 
 def test_prompts_are_distinct_whole_frames_in_both_laws() -> None:
-    for name in ("enter-pin", "wrong-pin", "welcome", "goodbye", "beep"):
+    for name in ("enter-pin", "wrong-pin", "welcome", "goodbye", "beep", "one-minute-left"):
         p = PROMPTS[name]
         assert len(p.pcm) % 160 == 0 and len(p.frames[0]) == len(p.frames[1]) == len(p.pcm) // 160
         assert all(len(f) == 160 for f in p.frames[0] + p.frames[1])
@@ -159,6 +159,7 @@ def test_prompts_are_distinct_whole_frames_in_both_laws() -> None:
     welcome, goodbye = PROMPTS["welcome"].pcm, PROMPTS["goodbye"].pcm
     assert goertzel(welcome[: RATE // 5], 523.25) > 1000 and goertzel(goodbye[: RATE // 5], 783.99) > 1000
     assert goertzel(PROMPTS["wrong-pin"].pcm[: RATE // 2], 150.0) > 1000
+    assert goertzel(PROMPTS["one-minute-left"].pcm[: RATE // 10], 1200.0) > 1000
     custom = register_prompt("test-tone", np.full(100, 1000, dtype=np.int16))
     assert len(custom.frames[0]) == 1 and PROMPTS["test-tone"] is custom
     spoken = spoken_prompt("test-spoken", "one two")  # only when espeak-ng is installed

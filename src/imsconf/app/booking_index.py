@@ -11,11 +11,12 @@ processes).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 import sqlite3
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from imsconf.booking.model import Booking, WindowState, conference_key, window_status
@@ -29,13 +30,18 @@ REFRESH_INTERVAL = 30.0
 
 
 class BookingIndex:
-    """Every booking (cancelled included) by conference key; replaced whole on each refresh."""
+    """Every booking (cancelled included) by conference key, and the live ones by the end of their window;
+    replaced whole on each refresh."""
 
     def __init__(self, bookings: Iterable[Booking] = ()) -> None:
         self._by_key: dict[str, list[Booking]] = {}
+        self._by_end: tuple[list[datetime], list[Booking]] = ([], [])
         self.replace(bookings)
 
     def replace(self, bookings: Iterable[Booking]) -> None:
+        bookings = list(bookings)
+        live = sorted((b for b in bookings if not b.cancelled), key=lambda b: (b.end, b.id))
+        self._by_end = ([b.end for b in live], live)
         by_key: dict[str, list[Booking]] = {}
         for b in bookings:
             try:
@@ -53,6 +59,15 @@ class BookingIndex:
         except ValueError:
             return None, WindowState.UNKNOWN
         return window_status(bookings, now)
+
+    def open_or_starting(self, now: datetime, horizon: timedelta) -> list[Booking]:
+        """The bookings (not cancelled) whose window holds *now* or starts within *horizon* after it, by
+        start.  Pure: the bookings as of the last refresh."""
+        ends, live = self._by_end
+        later = now + horizon
+        found = [b for b in live[bisect.bisect_right(ends, now) :] if b.start <= later]
+        found.sort(key=lambda b: (b.start, b.id))
+        return found
 
 
 def _snapshot(store: BookingStore) -> list[Booking]:

@@ -28,6 +28,7 @@ from imsconf.focus.presentation import FocusPresentation
 from imsconf.focus.recovery import MixerRecovery
 from imsconf.focus.routing import Locator
 from imsconf.focus.subscriptions import Notifier
+from imsconf.focus.windows import BookingWindows, WindowOptions
 from imsconf.keys.policy import DownlinkMode, KeyManagerConfig, RekeyPolicy
 from imsconf.media.control import MediaControl
 from imsconf.usage.records import NullUsageSink, UsageSink
@@ -42,6 +43,8 @@ class FocusOptions:
     """The parts' settings beyond :class:`FocusConfig`."""
 
     planned: PlannedOptions | None = None  # serve booked conferences (dial-in by booking, PIN lobby)
+    # with planned: dial-out at a booked window's start, the one-minute prompt, the close at its end
+    windows: WindowOptions | None = None
     downlink: DownlinkMode = DownlinkMode.PER_PARTICIPANT  # keying of conferences without a booking
     rekey: RekeyPolicy = field(default_factory=RekeyPolicy.both)
     key_config: KeyManagerConfig = field(default_factory=KeyManagerConfig)
@@ -74,6 +77,20 @@ def focus_parts(
         planned = (
             PlannedConferences(table, port, config, registry, media, inbox, options.planned, locks=locks)
             if options.planned is not None
+            else None
+        )
+        windows = (
+            BookingWindows(
+                table,
+                port,
+                registry,
+                planned,
+                dialer,
+                media,
+                options.windows,
+                wall_clock_offset=options.wall_clock_offset,
+            )
+            if planned is not None and options.windows is not None
             else None
         )
         # floor changes switch the video and reach the event package (the presentation part, via the core)
@@ -119,6 +136,7 @@ def focus_parts(
             operator=operator,
             planned=planned,
             recovery=recovery,
+            windows=windows,
         )
 
     return build

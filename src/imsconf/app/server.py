@@ -21,6 +21,7 @@ from imsconf.focus.config import FocusConfig
 from imsconf.focus.core import Focus
 from imsconf.focus.planned import BookingSource, PlannedOptions
 from imsconf.focus.routing import Locator
+from imsconf.focus.windows import WindowOptions, WindowSource
 from imsconf.keys.policy import DownlinkMode, RekeyPolicy
 from imsconf.media.control import MediaControl
 from imsconf.media.engine import MediaEngine
@@ -216,6 +217,7 @@ def build_focus(
     control: MediaControl | None = None,
     *,
     bookings: BookingSource | None = None,
+    windows: WindowSource | None = None,
     refresh: Callable[[Callable[[], None]], None] | None = None,
     loop: asyncio.AbstractEventLoop | None = None,
     wake: Callable[[], None] | None = None,
@@ -225,9 +227,10 @@ def build_focus(
     usage: UsageSink | None = None,
 ) -> tuple[Focus, UdpMediaTransport | None]:
     """The focus over the in-process mixer (default) or over *control* (a separate mixer process); with
-    *bookings* it serves booked conferences (PIN checks off *loop*); *wake* is the runtime's flush,
-    *floor_wake* the BFCP listeners' transmit; *locator* the registrar's bindings for dial-out; *usage* takes
-    the usage records of ended legs and conferences."""
+    *bookings* it serves booked conferences (PIN checks off *loop*), with *windows* too their windows
+    (dial-out at the start, the close at the end); *wake* is the runtime's flush, *floor_wake* the BFCP
+    listeners' transmit; *locator* the registrar's bindings for dial-out; *usage* takes the usage records
+    of ended legs and conferences."""
     media: UdpMediaTransport | None = None
     if control is None:
         engine = MediaEngine(allow_plain_rtp=settings.allow_plain_rtp)
@@ -249,6 +252,7 @@ def build_focus(
         planned = PlannedOptions(bookings, pins=pins, refresh=refresh)
     options = FocusOptions(
         planned=planned,
+        windows=WindowOptions(windows) if windows is not None else None,
         downlink=DownlinkMode.parse(settings.downlink),
         rekey=RekeyPolicy.parse(settings.rekey),
         floor_policy=Policy(settings.bfcp_policy),
@@ -320,6 +324,7 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
             settings,
             remote,
             bookings=bookings.index,
+            windows=bookings.index,
             refresh=refresher.refresh,
             loop=loop,
             wake=wake,
@@ -400,6 +405,7 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
     except OSError:
         await server.close()
         raise
+    driver.flush()  # arm the application's first deadline (a booked window may be due without any call)
     server.listening = True
     return server
 

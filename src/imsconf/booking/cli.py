@@ -58,6 +58,11 @@ def add_book_parser(sub: Any) -> None:
     c.add_argument("--rekey", help="on-join | on-leave | both | never | interval:SECONDS (default both)")
     c.add_argument("--allow-pin-in-uri", action="store_true", help="accept the PIN as a ;pin= URI parameter")
     c.add_argument("--dial-out", action="store_true", help="call the roster when the window opens")
+    c.add_argument(
+        "--overrun",
+        metavar="MIN",
+        help="minutes the conference may run past the end before it is closed, 0-240 (default 0)",
+    )
     c.add_argument("--subject", help="a subject line for the conference")
 
     ls = bs.add_parser("list", help="list bookings as JSON")
@@ -82,9 +87,11 @@ def _request(args: argparse.Namespace, pin: str | None) -> dict[str, object]:
         value = getattr(args, name)
         if value is not None:
             data[name] = value
-    if args.capacity is not None:
-        text = args.capacity.strip()
-        data["capacity"] = int(text) if text.lstrip("-").isdigit() and text.isascii() else text
+    for name in ("capacity", "overrun"):
+        value = getattr(args, name)
+        if value is not None:
+            text = value.strip()
+            data[name] = int(text) if text.lstrip("-").isdigit() and text.isascii() else text
     if pin is not None:
         data["pin"] = pin
     if args.invite:

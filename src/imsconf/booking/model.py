@@ -34,6 +34,7 @@ from imsconf.sip.uri import SipUri
 __all__ = [
     "CAPACITY_MAX",
     "MAX_LEAD_TIME",
+    "MAX_OVERRUN",
     "MAX_WINDOW",
     "REQUEST_FIELDS",
     "Booking",
@@ -64,6 +65,7 @@ CAPACITY_MAX: Final = 1000
 DEFAULT_CAPACITY: Final = 10
 MAX_WINDOW: Final = timedelta(days=7)
 MAX_LEAD_TIME: Final = timedelta(days=366)  # how far ahead a window may start
+MAX_OVERRUN: Final = 240  # minutes a booked conference may run past its window's end
 MAX_SUBJECT: Final = 200
 MAX_URI: Final = 256
 REKEY_INTERVAL_MAX: Final = 86400
@@ -274,6 +276,14 @@ def _check_capacity(value: object) -> int:
     return value
 
 
+def _check_overrun(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError("must be a whole number of minutes")
+    if not 0 <= value <= MAX_OVERRUN:
+        raise ValueError(f"must be from 0 to {MAX_OVERRUN} minutes")
+    return value
+
+
 def _check_aware(value: object) -> datetime:
     if not isinstance(value, datetime):
         raise ValueError("must be a datetime")
@@ -345,7 +355,9 @@ def _check_rekey(value: object) -> RekeyPolicy:
 class Booking:
     """A planned conference.  Construction checks every structural invariant (InvalidBooking otherwise).
 
-    Times are aware UTC datetimes with whole seconds; the window is ``start <= t < end``.
+    Times are aware UTC datetimes with whole seconds; the window is ``start <= t < end``.  Dial-in is
+    accepted in the window only; a conference of the booking closes at :attr:`closes_at`, ``overrun``
+    minutes after the window's end.
     """
 
     id: str
@@ -359,6 +371,7 @@ class Booking:
     rekey: RekeyPolicy = field(default_factory=RekeyPolicy.both)
     allow_pin_in_uri: bool = False
     dial_out: bool = False
+    overrun: int = 0  # minutes
     subject: str | None = None
     pin_hash: str | None = field(default=None, repr=False)
     cancelled: bool = False
@@ -395,6 +408,7 @@ class Booking:
         check("rekey", _check_rekey, self.rekey)
         check("allow_pin_in_uri", _check_bool, self.allow_pin_in_uri)
         check("dial_out", _check_bool, self.dial_out)
+        check("overrun", _check_overrun, self.overrun)
         check("cancelled", _check_bool, self.cancelled)
         check("subject", _check_subject, self.subject)
         if self.pin_hash is not None and (
@@ -412,6 +426,11 @@ class Booking:
     def key(self) -> str:
         """The lookup key of the conference URI: ``user@host`` (sip: and sips: name the same room)."""
         return conference_key(self.uri)
+
+    @property
+    def closes_at(self) -> datetime:
+        """When a conference of this booking is closed: the window's end plus the overrun."""
+        return self.end + timedelta(minutes=self.overrun)
 
     def state_at(self, now: datetime) -> WindowState:
         if self.cancelled:
@@ -551,6 +570,7 @@ REQUEST_FIELDS: Final = (
     "rekey",
     "allow_pin_in_uri",
     "dial_out",
+    "overrun",
     "subject",
 )
 
@@ -569,7 +589,8 @@ def booking_from_request(
 
     Fields: ``uri`` (optional; generated when absent), ``start`` and ``end`` (ISO 8601 with offset),
     ``pin`` (string of 4-12 digits), ``capacity`` (1-1000), ``invitees`` (list of ``{"uri", "role"}``),
-    ``downlink``, ``rekey``, ``allow_pin_in_uri``, ``dial_out``, ``subject``.  Unknown fields are errors.
+    ``downlink``, ``rekey``, ``allow_pin_in_uri``, ``dial_out``, ``overrun`` (minutes past the end,
+    0-240), ``subject``.  Unknown fields are errors.
     Raises :class:`InvalidBooking` with one :class:`BookingError` per wrong field.
     """
     errors: list[BookingError] = []
@@ -619,6 +640,7 @@ def booking_from_request(
     rekey = get("rekey", _check_rekey, RekeyPolicy.both())
     allow_pin_in_uri = get("allow_pin_in_uri", _check_bool, False)
     dial_out = get("dial_out", _check_bool, False)
+    overrun = get("overrun", _check_overrun, 0)
     subject = get("subject", _check_subject, None)
     if allow_pin_in_uri and data.get("pin") is None:
         errors.append(BookingError("allow_pin_in_uri", "the booking has no PIN"))
@@ -639,6 +661,7 @@ def booking_from_request(
         rekey=rekey,
         allow_pin_in_uri=allow_pin_in_uri,
         dial_out=dial_out,
+        overrun=overrun,
         subject=subject,
         pin_hash=hash_pin(pin) if pin is not None else None,
     )
@@ -714,6 +737,7 @@ def booking_to_json(b: Booking) -> dict[str, Any]:
         "downlink": b.downlink.value,
         "rekey": rekey_text(b.rekey),
         "dial_out": b.dial_out,
+        "overrun": b.overrun,
         "created_at": format_time(b.created_at),
         "cancelled": b.cancelled,
     }

@@ -6,7 +6,8 @@ loss.  Each operation is one short transaction; writers take the write lock up f
 so the overlap check and the insert are atomic even when the CLI and a running server share the file.
 
 Rule: among non-cancelled bookings, one conference URI (``user@host``; sip: and sips: alike) has at most
-one booking at any instant — windows of the same URI must not overlap.
+one booking at any instant — windows of the same URI must not overlap, each counted up to its close (the
+window's end plus its overrun: the conference may still be live then).
 
 Thread safety: one connection guarded by a lock, so the asyncio server may call the store from worker
 threads (``asyncio.to_thread``); every call is short.  The file is created with mode 0600 (it holds PIN
@@ -106,12 +107,21 @@ def _migration_2(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX bookings_by_uri ON bookings (uri_key, start_ts, end_ts)")
 
 
-MIGRATIONS: Final[tuple[Callable[[sqlite3.Connection], None], ...]] = (_migration_1, _migration_2)
+def _migration_3(db: sqlite3.Connection) -> None:
+    """v3: the overrun, minutes a booked conference may run past its window (existing bookings: none)."""
+    db.execute("ALTER TABLE bookings ADD COLUMN overrun INTEGER NOT NULL DEFAULT 0")
+
+
+MIGRATIONS: Final[tuple[Callable[[sqlite3.Connection], None], ...]] = (
+    _migration_1,
+    _migration_2,
+    _migration_3,
+)
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 _COLUMNS: Final = (
     "id, uri, start_ts, end_ts, pin_hash, capacity, downlink, rekey, allow_pin_in_uri, dial_out, "
-    "created_ts, cancelled, subject"
+    "created_ts, cancelled, subject, overrun"
 )
 
 
@@ -238,15 +248,15 @@ class BookingStore:
             if not booking.cancelled:
                 row = db.execute(
                     "SELECT id FROM bookings WHERE uri_key = ? AND cancelled = 0"
-                    " AND start_ts < ? AND end_ts > ? LIMIT 1",
-                    (key, _ts(booking.end), _ts(booking.start)),
+                    " AND start_ts < ? AND end_ts + 60 * overrun > ? LIMIT 1",
+                    (key, _ts(booking.closes_at), _ts(booking.start)),
                 ).fetchone()
                 if row is not None:
                     raise BookingConflict(str(row[0]))
             if db.execute("SELECT 1 FROM bookings WHERE id = ?", (booking.id,)).fetchone() is not None:
                 raise InvalidBooking([BookingError("id", "a booking with this id exists")])
             db.execute(
-                f"INSERT INTO bookings ({_COLUMNS}, uri_key) VALUES ({', '.join('?' * 14)})",
+                f"INSERT INTO bookings ({_COLUMNS}, uri_key) VALUES ({', '.join('?' * 15)})",
                 (
                     booking.id,
                     booking.uri,
@@ -261,6 +271,7 @@ class BookingStore:
                     _ts(booking.created_at),
                     int(booking.cancelled),
                     booking.subject,
+                    booking.overrun,
                     key,
                 ),
             )
@@ -366,6 +377,7 @@ class BookingStore:
             created_ts,
             cancelled,
             subject,
+            overrun,
         ) = r
         assert isinstance(start_ts, int) and isinstance(end_ts, int) and isinstance(created_ts, int)
         try:
@@ -381,6 +393,7 @@ class BookingStore:
                 rekey=parse_rekey(str(rekey)),
                 allow_pin_in_uri=bool(allow_pin),
                 dial_out=bool(dial_out),
+                overrun=int(str(overrun)),
                 subject=None if subject is None else str(subject),
                 pin_hash=None if pin_hash is None else str(pin_hash),
                 cancelled=bool(cancelled),

@@ -21,6 +21,7 @@ from .planned import PlannedConferences
 from .ports import Feature
 from .presentation import FocusPresentation
 from .recovery import MixerRecovery
+from .windows import BookingWindows
 
 __all__ = ["FocusParts", "PartsFactory"]
 
@@ -35,6 +36,7 @@ class FocusParts:
     operator: ConferenceOperator  # live control by an operator, its views and events, usage records
     planned: PlannedConferences | None = None  # booked conferences, when the focus serves them
     recovery: MixerRecovery | None = None  # legs moved to a new mixer after the separate one was lost
+    windows: BookingWindows | None = None  # booked windows: dial-out at the start, prompt, close at the end
     features: tuple[Feature, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -43,6 +45,8 @@ class FocusParts:
         ordered: list[Feature] = [self.control, self.dialer]
         if self.planned is not None:
             ordered.append(self.planned)
+        if self.windows is not None:
+            ordered.append(self.windows)
         ordered += [FloorPart(self.floor), self.presentation, self.keying, self.operator]
         if self.recovery is not None:
             ordered.append(self.recovery)

@@ -77,6 +77,7 @@ class Prompt:
     WELCOME = "welcome"
     GOODBYE = "goodbye"
     FULL = "goodbye"  # no prompt of its own
+    ONE_MINUTE_LEFT = "one-minute-left"  # the booked window closes in a minute (.windows)
 
 
 class BookingSource(Protocol):
@@ -349,26 +350,11 @@ class PlannedConferences(FeatureBase):
             if live is not None:  # closing: the next instance comes once it is gone
                 self._reply(ep, inc, 480, "Conference Closing", now)
                 return None
-            owner, policy = booked_policy(booking, self.focus_config.policy)
             try:
-                live = self.registry.create(now, owner=owner, policy=policy, uri=booking.uri)
+                live = self.instantiate(booking, now)
             except ConferenceError as exc:
                 self._reply(ep, inc, exc.status, exc.reason, now)
                 return None
-            self.booked[live.conf_id] = BookedConference(
-                booking, live.conf_id, booking.downlink, booking.rekey
-            )
-            log.info(
-                "event=conference_created conf_uri=%s booking=%s owner=%s capacity=%d downlink=%s rekey=%s"
-                " pin=%s",
-                live.uri,
-                booking.id,
-                owner,
-                booking.capacity,
-                booking.downlink,
-                booking.rekey,
-                booking.has_pin,
-            )
         if len(live) + self._lobby_count(live.conf_id) >= booking.capacity:
             log.info("event=dial_in_refused booking=%s reason=full", booking.id)
             self._reply(ep, inc, 486, "Conference Full", now)
@@ -378,6 +364,33 @@ class PlannedConferences(FeatureBase):
         self._lobby_ids += 1
         uri_pin = pin_from_uri(ruri) if booking.allow_pin_in_uri else None
         return DialIn(live, booking, lobby_pid=f"l{self._lobby_ids}", uri_pin=uri_pin)
+
+    def live_conference(self, booking: Booking) -> Conference | None:
+        """The conference instantiated from *booking* (this window of it), while it lives."""
+        live = self.registry.by_uri(booking.uri)
+        if live is None:
+            return None
+        booked = self.booked.get(live.conf_id)
+        return live if booked is not None and booked.booking.id == booking.id else None
+
+    def instantiate(self, booking: Booking, now: float) -> Conference:
+        """Create the booked conference (its URI, the policy of :func:`booked_policy`, the keying fields
+        recorded); the first dial-in or the window's dial-out does it.  Raises ``ConferenceError``."""
+        owner, policy = booked_policy(booking, self.focus_config.policy)
+        live = self.registry.create(now, owner=owner, policy=policy, uri=booking.uri)
+        self.booked[live.conf_id] = BookedConference(booking, live.conf_id, booking.downlink, booking.rekey)
+        log.info(
+            "event=conference_created conf_uri=%s booking=%s owner=%s capacity=%d downlink=%s rekey=%s"
+            " pin=%s",
+            live.uri,
+            booking.id,
+            owner,
+            booking.capacity,
+            booking.downlink,
+            booking.rekey,
+            booking.has_pin,
+        )
+        return live
 
     def answered(self, ep: SipEndpoint, leg: Leg, dial_in: DialIn, inc: IncomingRequest, now: float) -> None:
         """The focus has answered a lobby caller (200 sent): isolate it and ask for the PIN."""

@@ -12,6 +12,8 @@ name           sound
 ``welcome``    a rising three-note chime (C5, E5, G5), each note decaying
 ``goodbye``    the same chime falling (G5, E5, C5)
 ``beep``       one 1 kHz beep of 150 ms (e.g. "PIN accepted" or a join tone)
+``one-minute-  three short 1.2 kHz pips, then a longer low one (the booked window closes in a
+left``         minute)
 ============== ===================================================================================
 
 Spoken prompts are optional: :func:`spoken_prompt` renders text with ``espeak-ng`` when that program is
@@ -131,3 +133,13 @@ register_prompt(
     np.concatenate([_note(783.99, 0.2, decay=6), _note(659.25, 0.2, decay=6), _note(523.25, 0.35, decay=5)]),
 )
 register_prompt("beep", np.concatenate([_note(1000, 0.15), _gap(0.05)]))
+register_prompt(
+    "one-minute-left",
+    np.concatenate(
+        [
+            *(np.concatenate([_note(1200, 0.1), _gap(0.1)]) for _ in range(3)),
+            _note(600, 0.4, decay=3),
+            _gap(0.2),
+        ]
+    ),
+)
