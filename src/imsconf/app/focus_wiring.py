@@ -20,6 +20,7 @@ from imsconf.focus.dialout import Dialer
 from imsconf.focus.floor_feature import FocusFloor
 from imsconf.focus.keying import FocusKeying
 from imsconf.focus.legs import Inbox, LegTable
+from imsconf.focus.messaging import Messaging
 from imsconf.focus.parts import FocusParts, PartsFactory
 from imsconf.focus.planned import PlannedConferences, PlannedOptions
 from imsconf.focus.presentation import FocusPresentation
@@ -96,6 +97,13 @@ def focus_parts(
             floor=floor,
             presentation=FocusPresentation(port, registry, media, floor, inbox),
             keying=keying,
+            messaging=Messaging(
+                table,
+                registry,
+                config,
+                ConferenceControl.requester,
+                wall_clock_offset=options.wall_clock_offset,
+            ),
             planned=planned,
             recovery=recovery,
         )

@@ -17,6 +17,7 @@ from imsconf.booking.store import DB_NAME, BookingStore
 from imsconf.floor.server import Policy
 from imsconf.focus.config import FocusConfig
 from imsconf.focus.core import Focus
+from imsconf.focus.messaging import MESSAGE_TYPES
 from imsconf.focus.planned import BookingSource, PlannedOptions
 from imsconf.focus.routing import Locator
 from imsconf.keys.policy import DownlinkMode, RekeyPolicy
@@ -173,6 +174,7 @@ def build_capabilities(*, registrar: bool = False) -> Capabilities:
         "SUBSCRIBE",
         "NOTIFY",
         "PRACK",
+        "MESSAGE",
     )
     supported = ("timer", "recipient-list-invite", "norefersub", "100rel", "precondition")
     return Capabilities(
@@ -183,6 +185,7 @@ def build_capabilities(*, registrar: bool = False) -> Capabilities:
             "application/resource-lists+xml",
             "multipart/mixed",
             "message/sipfrag",
+            *MESSAGE_TYPES,
         ),
     )
 
@@ -216,6 +219,8 @@ def build_focus(
         media_host=settings.media_host,
         allow_insecure_subscriptions=settings.allow_insecure_subscriptions,
         outbound_proxy=settings.outbound_proxy,
+        allow_insecure_messages=settings.allow_insecure_messages,
+        max_message_bytes=settings.max_message_bytes,
     )
     planned = None
     if bookings is not None:

@@ -16,6 +16,7 @@ from .dialout import Dialer
 from .floor_feature import FloorPart, FocusFloor
 from .keying import FocusKeying
 from .legs import Inbox, LegTable
+from .messaging import Messaging
 from .planned import PlannedConferences
 from .ports import Feature
 from .presentation import FocusPresentation
@@ -31,6 +32,7 @@ class FocusParts:
     floor: FocusFloor
     presentation: FocusPresentation
     keying: FocusKeying
+    messaging: Messaging  # MESSAGE to the conference URI: relayed to the participants (pager mode)
     planned: PlannedConferences | None = None  # booked conferences, when the focus serves them
     recovery: MixerRecovery | None = None  # legs moved to a new mixer after the separate one was lost
     features: tuple[Feature, ...] = field(init=False)
@@ -44,6 +46,7 @@ class FocusParts:
         ordered += [FloorPart(self.floor), self.presentation, self.keying]
         if self.recovery is not None:
             ordered.append(self.recovery)
+        ordered.append(self.messaging)
         object.__setattr__(self, "features", tuple(ordered))
 
 
