@@ -308,3 +308,27 @@ def test_a_leg_that_left_gets_nothing_and_its_bucket_goes() -> None:
     r.send(r.bob, r.bob.message(b"x"))
     r.send(r.bob, r.bob.bye())
     assert messaging.bucket_count() == 1  # alice's only
+
+
+def _answer_415_text_only(req: Request) -> bytes:
+    data = answer_to(req, 415, "Unsupported Media Type")
+    return data.replace(b"Content-Length: 0", b"Accept: text/plain\r\nContent-Length: 0")
+
+
+def test_a_text_only_phone_gets_the_text_with_the_sender_named() -> None:
+    r = Room(bob_extra=(ALLOW, ("Privacy", "id")))
+    sent = r.send(r.alice, r.alice.message("grüße".encode(), "text/plain;charset=utf-8"))
+    first = relayed(sent)["carol"][0]
+    # carol's phone takes text only (baresip 1.0.0): 415 with Accept: text/plain
+    again = requests(r.send(r.carol, _answer_415_text_only(first)), "MESSAGE")
+    ((req, _),) = again
+    assert req.headers.get("Content-Type") == "text/plain;charset=utf-8"
+    assert req.body == "sip:alice@example.net: grüße".encode()  # no display name: the AoR
+    r.send(r.carol, answer_to(req))
+    # from now on carol gets text at once; an anonymous sender stays anonymous; is-composing is not sent
+    sent = r.send(r.bob, r.bob.message(b"hidden"))
+    plain = [m for m, _ in requests(sent, "MESSAGE") if m.to.uri.user == "carol"]
+    assert [m.body for m in plain] == [b"Anonymous: hidden"]
+    sent = r.send(r.alice, r.alice.message(COMPOSING_BODY, COMPOSING))
+    assert [m.to.uri.user for m, _ in requests(sent, "MESSAGE")] == ["bob"]
+    assert r.counters.failed == 0

@@ -13,6 +13,9 @@ a session in it): it follows the dialog's route set and remote target, reaches a
 connection it called on, and the phone shows the text in the call it belongs to. Recipients are the other
 participants whose INVITE (or 200, for a dial-out) listed MESSAGE in Allow.
 
+A phone that shows only text (baresip answers 415 with ``Accept: text/plain``) gets the same message
+again as text/plain naming the sender (``Alice: hello``), and text from then on.
+
 The sender gets 200 once the copies are sent (RFC 3428 §7: the focus takes the message as a relay; a
 recipient's refusal later is counted in :class:`MessagingCounters`, not reported back). Refusals: 403 for a
 non-participant or a request not over TLS (unless ``allow_insecure_messages``), 413 over the size cap, 415
@@ -64,6 +67,7 @@ __all__ = [
 log = logging.getLogger("imsconf.focus.messaging")
 
 TEXT = "text/plain"
+TEXT_UTF8 = "text/plain;charset=utf-8"
 CPIM = "message/cpim"
 COMPOSING = "application/im-iscomposing+xml"
 MESSAGE_TYPES = (TEXT, CPIM, COMPOSING)
@@ -89,7 +93,7 @@ class MessagingCounters:
     received: int = 0  # messages accepted from participants (is-composing not counted)
     composing: int = 0  # is-composing indications accepted
     refused: int = 0  # MESSAGEs answered with an error
-    sent: int = 0  # MESSAGEs sent to recipients (one per recipient)
+    sent: int = 0  # MESSAGEs sent to recipients (a text/plain resend after a 415 counts again)
     delivered: int = 0  # their 2xx answers
     failed: int = 0  # their error answers and timeouts
 
@@ -160,6 +164,7 @@ class Messaging(FeatureBase):
         self.wall_clock_offset = wall_clock_offset
         self.counters = MessagingCounters()
         self._buckets: dict[tuple[str, bool], TokenBucket] = {}  # (leg id, is-composing)
+        self._plain_only: set[str] = set()  # legs whose phone refused message/cpim for text/plain
 
     def bucket_count(self) -> int:
         """How many rate buckets are kept (one per leg and kind that sent something)."""
@@ -170,6 +175,7 @@ class Messaging(FeatureBase):
     def forget(self, leg: Leg, now: float) -> None:
         self._buckets.pop((leg.leg_id, False), None)
         self._buckets.pop((leg.leg_id, True), None)
+        self._plain_only.discard(leg.leg_id)
 
     # ------------------------------------------------------------------ MESSAGE from a participant
 
@@ -323,7 +329,6 @@ class Messaging(FeatureBase):
         content: _Content,
         now: float,
     ) -> None:
-        assert leg.dialog is not None
         sees = viewer_for(conf, target.user).sees_identity(sender)
         private = bool(content.to)
         cpim = CpimMessage(
@@ -337,11 +342,32 @@ class Messaging(FeatureBase):
             content_headers=content.content_headers,
             body=content.body,
         )
+        plain = _plain(sender, sees, private, content)
+        if leg.leg_id in self._plain_only:
+            if plain is not None:  # an is-composing indication means nothing to a text/plain-only phone
+                self._transmit(ep, leg, TEXT_UTF8, plain, now, None)
+            return
         try:
             body = render_cpim(cpim)
-            request = leg.dialog.create_request("MESSAGE", headers=[("Content-Type", CPIM)], body=body)
-        except (CpimError, LocalProtocolError) as exc:
-            self._failed(leg, 0, str(exc))
+        except CpimError as exc:
+            self._failed_id(leg.leg_id, 0, str(exc))
+            return
+        self._transmit(ep, leg, CPIM, body, now, plain)
+
+    def _transmit(
+        self, ep: SipEndpoint, leg: Leg, ctype: str, body: bytes, now: float, plain: bytes | None
+    ) -> None:
+        """Send one copy in the leg's dialog.  With *plain*: a 415 whose Accept has text/plain but not
+        message/cpim (phones that show only text, RFC 3428 §7) makes the leg plain-only and *plain* is sent
+        instead: the sender named in the text."""
+        dialog = leg.dialog
+        if dialog is None or dialog.terminated:
+            self._failed_id(leg.leg_id, 0, "no dialog")
+            return
+        try:
+            request = dialog.create_request("MESSAGE", headers=[("Content-Type", ctype)], body=body)
+        except LocalProtocolError as exc:
+            self._failed_id(leg.leg_id, 0, str(exc))
             return
         self.counters.sent += 1
         leg_id = leg.leg_id
@@ -351,17 +377,46 @@ class Messaging(FeatureBase):
                 return
             if resp.status < 300:
                 self.counters.delivered += 1
-            else:
-                self._failed_id(leg_id, resp.status, resp.reason)
+                return
+            again = self.table.legs.get(leg_id)
+            retry = plain is not None and resp.status == 415 and _takes_plain_only(resp)
+            if retry and plain is not None and again is not None and not again.closing:
+                self._plain_only.add(leg_id)
+                log.info("event=message_plain_only leg=%s", leg_id)
+                self._transmit(ep, again, TEXT_UTF8, plain, t, None)
+                return
+            self._failed_id(leg_id, resp.status, resp.reason)
 
-        ep.send_request(request, dialog_destination(leg.dialog, leg.peer), now, on_response=answered)
-
-    def _failed(self, leg: Leg, status: int, reason: str) -> None:
-        self._failed_id(leg.leg_id, status, reason)
+        ep.send_request(request, dialog_destination(dialog, leg.peer), now, on_response=answered)
 
     def _failed_id(self, leg_id: str, status: int, reason: str) -> None:
         self.counters.failed += 1
         log.info("event=message_delivery_failed leg=%s status=%d reason=%r", leg_id, status, reason)
+
+
+def _takes_plain_only(resp: Response) -> bool:
+    accept = [a.split(";")[0].strip().lower() for a in resp.headers.tokens("Accept")]
+    return TEXT in accept and CPIM not in accept
+
+
+def _plain(sender: Participant, sees: bool, private: bool, content: _Content) -> bytes | None:
+    """The message as text naming its sender (``Alice: hello``), for phones that take only text/plain;
+    None for anything but text (is-composing) or a body its charset does not decode."""
+    ctype = content.content_type
+    if ctype.split(";")[0].strip().lower() != TEXT:
+        return None
+    charset = "utf-8"
+    for param in ctype.split(";")[1:]:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset":
+            charset = value.strip().strip('"') or charset
+    try:
+        text = content.body.decode(charset)
+    except (LookupError, UnicodeDecodeError):
+        return None
+    name = (sender.display or sender.user) if sees else "Anonymous"
+    name = "".join(c for c in name if c.isprintable())
+    return f"{name}{' (private)' if private else ''}: {text}".encode()
 
 
 def _aor(addr: str) -> str | None:
