@@ -332,3 +332,21 @@ def test_a_text_only_phone_gets_the_text_with_the_sender_named() -> None:
     sent = r.send(r.alice, r.alice.message(COMPOSING_BODY, COMPOSING))
     assert [m.to.uri.user for m, _ in requests(sent, "MESSAGE")] == ["bob"]
     assert r.counters.failed == 0
+
+
+def test_a_phone_refusing_the_cpim_sender_with_488_gets_text() -> None:
+    r = Room()
+    first = relayed(r.send(r.alice, r.alice.message(b"hi")))["bob"][0]
+    ((req, _),) = requests(r.send(r.bob, answer_to(first, 488, "Not acceptable here")), "MESSAGE")
+    assert req.headers.get("Content-Type") == "text/plain;charset=utf-8"
+    assert req.body == b"sip:alice@example.net: hi"
+
+
+def test_a_415_that_accepts_cpim_is_a_failure_not_a_fallback() -> None:
+    r = Room()
+    first = relayed(r.send(r.alice, r.alice.message(b"hi")))["bob"][0]
+    data = answer_to(first, 415, "Unsupported Media Type").replace(
+        b"Content-Length: 0", b"Accept: message/cpim\r\nContent-Length: 0"
+    )
+    assert requests(r.send(r.bob, data), "MESSAGE") == []
+    assert r.counters.failed == 1

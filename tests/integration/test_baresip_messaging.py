@@ -11,8 +11,10 @@ baresip cannot send a CPIM body, so the private message comes from our own SIP c
 joins the conference as a fourth participant (an SRTP offer, no media) and sends ``message/cpim`` with
 CPIM ``To`` carol: only carol gets it. Before joining, the same client is a stranger: its MESSAGE gets 403.
 
-linphonec's ``chat`` command is not used here: the three baresip phones and the SIP client cover the
-rules.
+linphone 5.1 is the third phone of the second test: ``chat URI TEXT`` sends to the conference (through
+its account's proxy, the server, since it drops a chat URI's port and transport), the baresip phones read
+it; it refuses the relayed ``message/cpim`` (488: its CPIM sender check wants the SIP From) and takes the
+text the focus then sends, with bob named.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 import pytest
 from baresip import BaresipError, BaresipPhone
 from harness import ServerProcess, free_port_pair
+from linphone import LinphoneError, LinphonePhone, SipLogMessage, conference_target
 from sipclient import SipClient, build_request, header, status_of
 from test_baresip_conference import established, explained, join_uri, wait_conf_uri
 
@@ -187,5 +190,88 @@ def test_three_phones_chat_a_private_message_and_a_stranger(server: ServerProces
     finally:
         if client is not None:
             client.close()
+        for p in phones:
+            p.stop()
+
+
+def _linphone_took(phone: LinphonePhone, text: str, timeout: float = 8.0) -> SipLogMessage:
+    """The MESSAGE holding *text* that linphone received and answered with 200."""
+    deadline = time.monotonic() + timeout
+    while True:
+        msgs = phone.sip_messages()
+        oks = {c for m in msgs if m.direction == "out" and m.status == 200 for c in m.header("CSeq")}
+        for m in msgs:
+            took = any(c in oks for c in m.header("CSeq"))
+            if m.direction == "in" and m.method == "MESSAGE" and text in m.body and took:
+                return m
+        if time.monotonic() > deadline:
+            raise LinphoneError(f"{phone.name}: took no MESSAGE with {text!r}\n{phone.log_tail(80)}")
+        time.sleep(0.2)
+
+
+@pytest.mark.peer
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_linphone_chats_with_baresip_phones(server: ServerProcess, tmp_path: Path) -> None:
+    """linphone as the third phone: its ``chat`` command sends to the conference, and it takes what the
+    focus relays from a baresip phone (as text after refusing the CPIM wrapper), bob named."""
+    require_peer("baresip")
+    require_peer("linphonec")
+    srv = server
+    pki = srv.data_dir / "pki"
+    ca, combined = pki / "ca.pem", pki / "server-combined.pem"
+    alice = BaresipPhone("alice", tmp_path / "alice", ca_pem=ca, cert_combined_pem=combined)
+    phones: list[BaresipPhone] = [alice]
+    # linphone drops the port and transport of a chat's URI: its account's proxy (the server's TLS
+    # address; no REGISTER) carries the MESSAGE, as it does a registered account's requests
+    proxy = {
+        "reg_proxy": f"<sip:localhost:{srv.tls_port};transport=tls>",
+        "reg_identity": '"lin" <sip:lin@127.0.0.1>',
+        "reg_sendregister": "0",
+        "publish": "0",
+    }
+    lin = LinphonePhone(
+        "lin",
+        tmp_path / "lin",
+        ca_pem=ca,
+        record=False,
+        extra_rc={"sip": {"default_proxy": "0"}, "proxy_0": proxy},
+    )
+    try:
+        with explained(srv, phones):
+            alice.start()
+            alice.dial(f"sip:conference-factory@127.0.0.1:{srv.tls_port}")
+            established(alice)
+            conf_uri = wait_conf_uri(srv)
+            target = join_uri(conf_uri, srv.tls_port)
+            bob = PagerPhone(
+                "bob",
+                tmp_path / "bob",
+                ca_pem=ca,
+                cert_combined_pem=combined,
+                contact=target,
+                outbound=f"sip:127.0.0.1:{srv.tls_port};transport=tls",
+            )
+            phones.append(bob)
+            bob.start()
+            bob.dial(target)
+            established(bob)
+            lin.start()
+            conf_user = conf_uri.split(":", 1)[1].split("@", 1)[0]
+            lin_target = conference_target(conf_user, srv.tls_port)
+            since = lin.call(lin_target)
+            lin.wait_call_state("StreamsRunning", 15, since=since)
+
+            # linphone writes: both baresip phones read it, with linphone named
+            lin.command(f"chat {lin_target} hello from linphone")  # linphonec would send quotes as text
+            for p in (alice, bob):
+                assert _received(p, "hello from linphone") == "lin: hello from linphone"
+
+            # bob writes: linphone takes it with bob named
+            assert bob.command("message", "hello linphone").get("ok")
+            got = _linphone_took(lin, "hello linphone")
+            assert got.body == "sip:bob@127.0.0.1: hello linphone", got.text
+    finally:
+        lin.stop()
         for p in phones:
             p.stop()

@@ -13,8 +13,9 @@ a session in it): it follows the dialog's route set and remote target, reaches a
 connection it called on, and the phone shows the text in the call it belongs to. Recipients are the other
 participants whose INVITE (or 200, for a dial-out) listed MESSAGE in Allow.
 
-A phone that shows only text (baresip answers 415 with ``Accept: text/plain``) gets the same message
-again as text/plain naming the sender (``Alice: hello``), and text from then on.
+A phone that shows only text (baresip 1.0.0 answers 415 with ``Accept: text/plain``) or that refuses a
+CPIM ``From`` other than the request's (linphone 5.1 answers 488) gets the same message again as
+text/plain naming the sender (``Alice: hello``), and text from then on.
 
 The sender gets 200 once the copies are sent (RFC 3428 §7: the focus takes the message as a relay; a
 recipient's refusal later is counted in :class:`MessagingCounters`, not reported back). Refusals: 403 for a
@@ -358,8 +359,9 @@ class Messaging(FeatureBase):
         self, ep: SipEndpoint, leg: Leg, ctype: str, body: bytes, now: float, plain: bytes | None
     ) -> None:
         """Send one copy in the leg's dialog.  With *plain*: a 415 whose Accept has text/plain but not
-        message/cpim (phones that show only text, RFC 3428 §7) makes the leg plain-only and *plain* is sent
-        instead: the sender named in the text."""
+        message/cpim (phones that show only text, RFC 3428 §7), or a 488 (linphone 5.1 refuses a CPIM
+        ``From`` other than the SIP From: it does not take the focus as a relay) makes the leg plain-only
+        and *plain* is sent instead: the sender named in the text."""
         dialog = leg.dialog
         if dialog is None or dialog.terminated:
             self._failed_id(leg.leg_id, 0, "no dialog")
@@ -379,7 +381,8 @@ class Messaging(FeatureBase):
                 self.counters.delivered += 1
                 return
             again = self.table.legs.get(leg_id)
-            retry = plain is not None and resp.status == 415 and _takes_plain_only(resp)
+            refused_cpim = resp.status == 488 or (resp.status == 415 and _takes_plain_only(resp))
+            retry = plain is not None and refused_cpim
             if retry and plain is not None and again is not None and not again.closing:
                 self._plain_only.add(leg_id)
                 log.info("event=message_plain_only leg=%s", leg_id)
