@@ -164,6 +164,7 @@ def test_cpim_to_the_conference_stays_public() -> None:
     r = Room()
     got = relayed(r.send(r.alice, r.alice.message(_cpim_to(r, f"<{r.conf_uri}>"), "message/cpim")))
     assert set(got) == {"bob", "carol"}
+    assert got["bob"][1].to == (f"<{r.conf_uri}>",)
 
 
 def test_cpim_to_someone_not_here_is_404() -> None:

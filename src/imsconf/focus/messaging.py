@@ -186,7 +186,7 @@ class Messaging(FeatureBase):
         try:
             conf, sender, leg = self._sender(ep, inc)
             content = self._check(inc, leg, now)
-            recipients = self._recipients(conf, sender, content.to)
+            recipients, private = self._recipients(conf, sender, content.to)
         except _Refusal as r:
             self.counters.refused += 1
             log.info("event=message_refused src=%s status=%d reason=%r", inc.peer, r.status, r.reason)
@@ -200,14 +200,14 @@ class Messaging(FeatureBase):
         else:
             self.counters.received += 1
         for target_leg, target in recipients:
-            self._send(ep, conf, sender, target_leg, target, content, now)
+            self._send(ep, conf, sender, target_leg, target, content, private, now)
         if not composing:
             log.info(
                 "event=message_relayed conf=%s leg=%s recipients=%d private=%s",
                 conf.uri,
                 leg.leg_id,
                 len(recipients),
-                bool(content.to),
+                private,
             )
         tag = None if req.to.tag else new_tag()
         ep.respond(inc.key, make_response(req, 200, "OK", to_tag=tag), now)
@@ -294,9 +294,10 @@ class Messaging(FeatureBase):
 
     def _recipients(
         self, conf: Conference, sender: Participant, to: tuple[str, ...]
-    ) -> list[tuple[Leg, Participant]]:
+    ) -> tuple[list[tuple[Leg, Participant]], bool]:
         """The legs that get the message: every other participant that allows MESSAGE, or only the
-        participants the CPIM To names (a To naming the conference itself keeps it public)."""
+        participants the CPIM To names (a To naming the conference itself keeps it public); and whether
+        it is private."""
         named: set[str] | None = None
         itself = _aor(f"<{conf.uri}>")
         for addr in to:
@@ -318,7 +319,7 @@ class Messaging(FeatureBase):
             if leg.allow is None or "MESSAGE" not in leg.allow:
                 continue
             out.append((leg, p))
-        return out
+        return out, named is not None
 
     def _send(
         self,
@@ -328,10 +329,10 @@ class Messaging(FeatureBase):
         leg: Leg,
         target: Participant,
         content: _Content,
+        private: bool,
         now: float,
     ) -> None:
         sees = viewer_for(conf, target.user).sees_identity(sender)
-        private = bool(content.to)
         cpim = CpimMessage(
             from_=_name_addr(sender) if sees else ANONYMOUS_SENDER,
             to=(_name_addr(target) if private else f"<{conf.uri}>",),
