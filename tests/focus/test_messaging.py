@@ -6,12 +6,14 @@ import logging
 import re
 
 import pytest
+from control_helpers import Phone, answer_sdp, invite_for, ok_all
 from helpers import DOMAIN, FACTORY, UA, Harness, Sent, answer_to, requests, responses, sdp_offer
 
 from imsconf.focus.config import FocusConfig
 from imsconf.focus.messaging import ANONYMOUS_SENDER, COMPOSING, MESSAGE_TYPES, MessagingCounters
 from imsconf.im.cpim import CpimMessage, parse_cpim, render_cpim
 from imsconf.sip.message import Request
+from imsconf.sip.peer import Peer
 
 ALLOW = ("Allow", "INVITE, ACK, BYE, CANCEL, OPTIONS, MESSAGE")
 ALLOW_NO_MESSAGE = ("Allow", "INVITE, ACK, BYE, CANCEL")
@@ -351,3 +353,20 @@ def test_a_415_that_accepts_cpim_is_a_failure_not_a_fallback() -> None:
     )
     assert requests(r.send(r.bob, data), "MESSAGE") == []
     assert r.counters.failed == 1
+
+
+def test_a_dialed_out_participant_is_a_recipient_when_its_200_allows_message() -> None:
+    r = Room()
+    dave = Phone("dave", Peer("tls", "198.51.100.60", 5061, None))
+    sent = r.send(r.alice, r.alice.refer(f"<{dave.uri()}>"))
+    ok_all(r.h, r.alice, sent)
+    invite = invite_for(sent, dave)
+    data = answer_to(
+        invite, 200, "OK", to_tag=dave.to_tag, contact=dave.contact(), body=answer_sdp(invite.body)
+    ).replace(b"Content-Length:", b"Allow: INVITE, ACK, BYE, MESSAGE\r\nContent-Length:", 1)
+    r.h.ep.receive_datagram(data, Peer("tls", dave.peer.host, dave.peer.port, 900), r.h.now)
+    ok_all(r.h, r.alice, r.h.take())
+    leg = next(leg for leg in r.h.focus.legs.values() if leg.dialed_out)
+    assert leg.allow == frozenset({"INVITE", "ACK", "BYE", "MESSAGE"})
+    got = relayed(r.send(r.bob, r.bob.message(b"welcome, dave")))
+    assert set(got) == {"alice", "carol", "dave"}
