@@ -230,3 +230,18 @@ def test_http_off_and_the_plain_http_rule(tmp_path: Path) -> None:
             load_settings(None, {"http": address})
         assert load_settings(None, {"http": address, "http_allow_plain": True}).http == address
         assert load_settings(None, {"http": address, "http_tls": "true"}).http_tls is True
+
+
+def test_message_settings_reach_the_focus(tmp_path: Path) -> None:
+    from imsconf.app.server import build_focus
+
+    s = load_settings(write(tmp_path, "allow_insecure_messages = true\nmax_message_bytes = 1024\n"), {})
+    assert (s.allow_insecure_messages, s.max_message_bytes) == (True, 1024)
+    assert (Settings().allow_insecure_messages, Settings().max_message_bytes) == (False, 8192)
+    focus, _ = build_focus(s)
+    assert focus.config.allow_insecure_messages is True and focus.config.max_message_bytes == 1024
+    for bad in (0, 70000, "many", True):
+        with pytest.raises(ValueError, match="max_message_bytes"):
+            load_settings(None, {"max_message_bytes": bad})
+    with pytest.raises(ValueError, match="allow_insecure_messages"):
+        load_settings(None, {"allow_insecure_messages": "perhaps"})

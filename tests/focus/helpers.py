@@ -342,6 +342,14 @@ class UA:
         self.cseq += 1
         return self._request("REFER", self.target(), extra=headers)[0]
 
+    def message(self, body: bytes, content_type: str = "text/plain", uri: str | None = None) -> bytes:
+        """MESSAGE (RFC 3428): in the current dialog, or out of dialog to *uri* (the conference URI)."""
+        if uri is not None:
+            self.ruri = uri
+            return self._request("MESSAGE", uri, body=body, contact=False, content_type=content_type)[0]
+        self.cseq += 1
+        return self._request("MESSAGE", self.target(), body=body, contact=False, content_type=content_type)[0]
+
     def ack(self, cseq: int | None = None) -> bytes:
         """ACK for a 2xx: in-dialog, new branch, CSeq number of the INVITE."""
         n = cseq if cseq is not None else self.last_invite_cseq

@@ -126,10 +126,10 @@ def test_the_authenticated_user_must_own_the_aor() -> None:
 
 def test_other_requests_reach_the_application() -> None:
     rig = Rig()
-    data = register_bytes().replace(b"REGISTER", b"MESSAGE")
+    data = register_bytes().replace(b"REGISTER", b"PUBLISH")
     rig.ep.config.challenged_methods = frozenset({"REGISTER"})
     (resp,) = rig.send(data, PEER)
-    assert resp.status == 405  # MESSAGE is not in Allow: the core answers it
+    assert resp.status == 405  # PUBLISH is not in Allow: the core answers it
     data = register_bytes().replace(b"REGISTER sip:", b"INFO sip:").replace(b"1 REGISTER", b"1 INFO")
     (resp,) = rig.send(data, PEER)
     assert resp.status == 404 and rig.app.seen == ["INFO"]

@@ -171,6 +171,9 @@ class Settings:
     allow_sdes_over_udp: bool = False
     # RFC 4575 NOTIFYs over unencrypted SIP; None: follows allow_sdes_over_udp
     allow_insecure_subscriptions: bool | None = None
+    # conference instant messages (MESSAGE, RFC 3428) over unencrypted SIP; the body cap in bytes (413)
+    allow_insecure_messages: bool = False
+    max_message_bytes: int = 8192
     rtp_port_range: tuple[int, int] = (20000, 29999)
     media_host: str = "127.0.0.1"
     log_level: str = "info"
@@ -385,6 +388,7 @@ def _coerce(key: str, value: Any, base: Path | None) -> Any:
         "http_tls",
         "http_allow_plain",
         "metrics_auth",
+        "allow_insecure_messages",
     ):
         if isinstance(value, bool):
             return value
@@ -417,6 +421,12 @@ def _coerce(key: str, value: Any, base: Path | None) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             raise bad("a positive number")
         return int(value) if key == "auth_max_failures" else float(value)
+    if key == "max_message_bytes":
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65536:
+            raise bad("a number of bytes from 1 to 65536")
+        return value
     if key in ("sip_max_connections_per_source", "sip_max_connections"):
         if isinstance(value, str) and value.strip().isdigit():
             value = int(value)

@@ -21,6 +21,7 @@ from imsconf.focus.floor_feature import FocusFloor
 from imsconf.focus.keying import FocusKeying
 from imsconf.focus.legs import Inbox, LegTable
 from imsconf.focus.locks import ConferenceLocks
+from imsconf.focus.messaging import Messaging
 from imsconf.focus.operator import ConferenceOperator
 from imsconf.focus.parts import FocusParts, PartsFactory
 from imsconf.focus.planned import PlannedConferences, PlannedOptions
@@ -134,6 +135,13 @@ def focus_parts(
             presentation=FocusPresentation(port, registry, media, floor, inbox),
             keying=keying,
             operator=operator,
+            messaging=Messaging(
+                table,
+                registry,
+                config,
+                ConferenceControl.requester,
+                wall_clock_offset=options.wall_clock_offset,
+            ),
             planned=planned,
             recovery=recovery,
             windows=windows,

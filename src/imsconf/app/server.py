@@ -19,6 +19,7 @@ from imsconf.floor.server import Policy
 from imsconf.focus.admin import ConferenceAdmin
 from imsconf.focus.config import FocusConfig
 from imsconf.focus.core import Focus
+from imsconf.focus.messaging import MESSAGE_TYPES
 from imsconf.focus.planned import BookingSource, PlannedOptions
 from imsconf.focus.routing import Locator
 from imsconf.focus.windows import WindowOptions, WindowSource
@@ -198,6 +199,7 @@ def build_capabilities(*, registrar: bool = False) -> Capabilities:
         "SUBSCRIBE",
         "NOTIFY",
         "PRACK",
+        "MESSAGE",
     )
     supported = ("timer", "recipient-list-invite", "norefersub", "100rel", "precondition")
     return Capabilities(
@@ -208,6 +210,7 @@ def build_capabilities(*, registrar: bool = False) -> Capabilities:
             "application/resource-lists+xml",
             "multipart/mixed",
             "message/sipfrag",
+            *MESSAGE_TYPES,
         ),
     )
 
@@ -245,6 +248,8 @@ def build_focus(
         media_host=settings.media_host,
         allow_insecure_subscriptions=settings.allow_insecure_subscriptions,
         outbound_proxy=settings.outbound_proxy,
+        allow_insecure_messages=settings.allow_insecure_messages,
+        max_message_bytes=settings.max_message_bytes,
     )
     planned = None
     if bookings is not None:

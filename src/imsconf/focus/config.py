@@ -36,6 +36,12 @@ class FocusConfig:
     subscription_expires: ExpiresPolicy = field(
         default_factory=lambda: ExpiresPolicy.for_package("conference")
     )
+    # conference instant messages (pager mode, .messaging): a MESSAGE must arrive over TLS unless this is
+    # set; the body cap (413 above it) and each participant's rate (token bucket: per second, burst)
+    allow_insecure_messages: bool = False
+    max_message_bytes: int = 8192
+    message_rate: float = 5.0
+    message_burst: int = 10
 
     @property
     def conference_host(self) -> str:

@@ -55,6 +55,7 @@ from .early import EarlyLegs, reliable_183
 from .legs import Inbox, Leg, LegTable, focus_contact
 from .locks import LOCKED_REASON, LOCKED_STATUS
 from .media_session import MediaSession, NegotiationError
+from .messaging import allowed_methods
 from .parts import PartsFactory
 from .planned import DialIn
 from .ports import ByeWatcher
@@ -124,7 +125,9 @@ class Focus:
     # ---- Application protocol ------------------------------------------------------------------------
     def on_request(self, ep: SipEndpoint, inc: IncomingRequest, now: float) -> None:
         req = inc.request
-        if req.to.tag:
+        if req.method == "MESSAGE":  # in a dialog or not: the pager-mode relay (.messaging)
+            self.parts.messaging.receive(ep, inc, now)
+        elif req.to.tag:
             self._in_dialog(ep, inc, now)
         elif self._draining is not None:
             self._refuse_while_draining(ep, inc, now)
@@ -331,6 +334,7 @@ class Focus:
             aor,
             inc.peer,
             MediaSession(f"{conf.conf_id}.{pid}", conf.conf_id),
+            allow=allowed_methods(req),
         )
         leg.media.sdp_hook = self.presentation.sdp_hook(
             conf,

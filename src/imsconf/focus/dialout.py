@@ -34,6 +34,7 @@ from imsconf.sip.util import make_cancel, new_call_id, new_tag
 from .legs import Leg, LegTable, focus_contact
 from .locks import LOCKED_REASON, LOCKED_STATUS, ConferenceLocks
 from .media_session import MediaSession, NegotiationError
+from .messaging import allowed_methods
 from .ports import FeatureBase, FocusPort
 from .routing import DialRoute, Locator, dial_route, dialog_destination, out_of_dialog_route
 from .threeparty import add_replaces
@@ -209,6 +210,7 @@ class Dialer(FeatureBase):
             self._fail(ep, leg, 502, "Bad Gateway", now)
             return
         leg.dialog = dialog
+        leg.allow = allowed_methods(resp)
         leg.ack = dialog.create_ack(leg.invite_request.cseq.number)
         ep.send_stateless(leg.ack, dialog_destination(dialog, leg.peer))
         if leg.closing or leg.leg_id not in self.table.legs:  # given up meanwhile: end the late call

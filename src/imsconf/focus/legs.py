@@ -50,6 +50,8 @@ class Leg:
     local_contact: str | None = None
     ring_deadline: float | None = None
     replaces: str | None = None  # Replaces header of a 3PTY dial-out (RFC 3891, .threeparty)
+    # the methods the phone listed in Allow of its INVITE (dial-in) or its 200 (dial-out); None: no Allow
+    allow: frozenset[str] | None = None
 
     @property
     def pid(self) -> str:

@@ -16,6 +16,7 @@ from .dialout import Dialer
 from .floor_feature import FloorPart, FocusFloor
 from .keying import FocusKeying
 from .legs import Inbox, LegTable
+from .messaging import Messaging
 from .operator import ConferenceOperator
 from .planned import PlannedConferences
 from .ports import Feature
@@ -34,6 +35,7 @@ class FocusParts:
     presentation: FocusPresentation
     keying: FocusKeying
     operator: ConferenceOperator  # live control by an operator, its views and events, usage records
+    messaging: Messaging  # MESSAGE to the conference URI: relayed to the participants (pager mode)
     planned: PlannedConferences | None = None  # booked conferences, when the focus serves them
     recovery: MixerRecovery | None = None  # legs moved to a new mixer after the separate one was lost
     windows: BookingWindows | None = None  # booked windows: dial-out at the start, prompt, close at the end
@@ -50,6 +52,7 @@ class FocusParts:
         ordered += [FloorPart(self.floor), self.presentation, self.keying, self.operator]
         if self.recovery is not None:
             ordered.append(self.recovery)
+        ordered.append(self.messaging)
         object.__setattr__(self, "features", tuple(ordered))
 
 

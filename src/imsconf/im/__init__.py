@@ -1,0 +1,1 @@
+"""Instant messaging: the message formats a conference relays (pure; no I/O)."""
