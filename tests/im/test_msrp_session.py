@@ -195,3 +195,18 @@ def test_failure_response_and_timeout() -> None:
     assert s.events() == []
     s.handle_timer(35.0)
     assert s.events() == [SendFailed(mid2, 408, "Request Timeout")]
+
+
+def test_content_type_outside_accept_types_gets_415() -> None:
+    s = MsrpSession(LOCAL, accept_types=("message/cpim", "text/plain"))
+    headers = (
+        ("To-Path", str(LOCAL)),
+        ("From-Path", str(PEER)),
+        ("Message-ID", "m9"),
+        ("Byte-Range", "1-3/3"),
+        ("Content-Type", "image/png"),
+    )
+    s.receive(render(Frame("tid00009", method="SEND", headers=headers, body=b"png")), 0.0)
+    s.receive(send(b"text"), 0.0)
+    assert [f.status for f in parsed(s)] == [415, 200]
+    assert [e.message_id for e in s.events() if isinstance(e, MessageReceived)] == ["m1"]

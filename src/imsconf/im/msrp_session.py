@@ -5,7 +5,8 @@ happened in :meth:`events`; transaction timeouts are deadlines (:meth:`next_dead
 :meth:`handle_timer`).
 
 Receiving a SEND: the first URI of its To-Path must be ours (else 481); each chunk is answered 200 unless
-it asked ``Failure-Report: no``, or ``partial`` (then only failures are answered); chunks are put together
+it asked ``Failure-Report: no``, or ``partial`` (then only failures are answered); content of a type
+outside ``accept_types`` gets 415; chunks are put together
 by Message-ID and Byte-Range, up to ``max_message`` octets (413 beyond, and the message is dropped); a
 ``#`` chunk drops it; once the last chunk is in, :class:`MessageReceived` is an event and a
 ``Success-Report: yes`` gets a REPORT with ``Status: 000 200 OK`` for the whole range. A REPORT received is
@@ -151,6 +152,7 @@ class MsrpSession:
         max_message: int = DEFAULT_MAX_MESSAGE,
         transaction_timeout: float = DEFAULT_TRANSACTION_TIMEOUT,
         chunk_size: int = SEND_CHUNK,
+        accept_types: tuple[str, ...] = ("*",),
     ) -> None:
         self.local = local
         self.remote = remote
@@ -160,6 +162,7 @@ class MsrpSession:
         self.max_message = max_message
         self.transaction_timeout = transaction_timeout
         self.chunk_size = chunk_size
+        self.accept_types = tuple(t.lower() for t in accept_types)
         self.closed = False
         self._out: list[bytes] = []
         self._events: list[SessionEvent] = []
@@ -225,6 +228,8 @@ class MsrpSession:
                 return 200
             if len(self._assembling) >= MAX_ASSEMBLING:
                 return 413
+            if body and not self._accepts(frame.content_type or ""):
+                return 415
             asm = _Assembly(frame.content_type or "text/plain", frame.success_report, failure)
             self._assembling[message_id] = asm
         if frame.flag == "#":  # the sender aborted the message (RFC 4975 §7.1.1)
@@ -250,6 +255,11 @@ class MsrpSession:
         if frame.flag == "$":
             asm.last_end = end
         return 200
+
+    def _accepts(self, content_type: str) -> bool:
+        kind = content_type.split(";", 1)[0].strip().lower()
+        major = kind.split("/", 1)[0] + "/*"
+        return "*" in self.accept_types or kind in self.accept_types or major in self.accept_types
 
     def _completed(self, message_id: str) -> None:
         asm = self._assembling.get(message_id)
