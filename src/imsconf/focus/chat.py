@@ -374,7 +374,7 @@ class FocusChat:
         for member in list(self._bound.values()):
             if member.session is not None:
                 member.session.handle_timer(now)
-                self._after(member, now, room_too=False)
+                self._after(member, now)
 
     # ---- internals -------------------------------------------------------------------------------------
     def _authorize(self, p: _Pending, first: Frame) -> ChatMember | int:
@@ -421,9 +421,9 @@ class FocusChat:
         self._pending.pop(conn_id, None)
         self._close.append(conn_id)
 
-    def _after(self, member: ChatMember, now: float, *, room_too: bool = True) -> None:
-        """Act on what the member's session reported, then collect its octets (and, after a message,
-        those of every member of its room)."""
+    def _after(self, member: ChatMember, now: float) -> None:
+        """Act on what the member's session reported, then collect its octets (a relay collects those
+        of the recipients itself)."""
         session = member.session
         if session is None:
             return
@@ -440,10 +440,6 @@ class FocusChat:
                     self._close.append(member.conn_id)
                     member.conn_id, member.session = None, None
         self._flush(member)
-        if room is not None and room_too:
-            for other in room.members.values():
-                if other is not member:
-                    self._flush(other)
 
     def _flush(self, member: ChatMember) -> None:
         if member.session is not None and member.conn_id is not None:
@@ -497,6 +493,7 @@ class FocusChat:
             if wire is None:
                 wire = rendered[sees] = _cpim(past, to, sees)
             mid = target.session.send_message("message/cpim", wire, now)
+            self._flush(target)
             if private:
                 self._relayed[mid] = _Relayed(member.leg_id, ev.message_id, len(ev.body))
         log.info(

@@ -21,6 +21,7 @@ found later by the application).
 from __future__ import annotations
 
 import secrets
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -136,7 +137,6 @@ class _Assembly:
 class _Outgoing:
     message_id: str
     deadline: float
-    last: bool
 
 
 class MsrpSession:
@@ -168,7 +168,9 @@ class MsrpSession:
         self._events: list[SessionEvent] = []
         self._assembling: dict[str, _Assembly] = {}
         self._dropped: set[str] = set()
-        self._pending: dict[str, _Outgoing] = {}
+        # in the order sent, so in deadline order (``now`` does not go back): the first is the earliest
+        self._pending: OrderedDict[str, _Outgoing] = OrderedDict()
+        self._tids: dict[str, set[str]] = {}  # message id -> its chunks' transactions not answered yet
 
     # ---- octets in ----------------------------------------------------------------------------------
     def receive(self, data: bytes, now: float) -> None:
@@ -310,15 +312,19 @@ class MsrpSession:
         sent = self._pending.pop(frame.tid, None)
         if sent is None:
             return
+        tids = self._tids.get(sent.message_id)
+        if tids is not None:
+            tids.discard(frame.tid)
         assert frame.status is not None
         if frame.status != 200:
             self._fail(sent.message_id, frame.status, frame.comment)
-        elif sent.last and not any(p.message_id == sent.message_id for p in self._pending.values()):
+        elif not tids:
+            self._tids.pop(sent.message_id, None)
             self._events.append(SendDone(sent.message_id))
 
     def _fail(self, message_id: str, status: int, reason: str) -> None:
-        for tid in [t for t, p in self._pending.items() if p.message_id == message_id]:
-            del self._pending[tid]
+        for tid in self._tids.pop(message_id, ()):
+            self._pending.pop(tid, None)
         self._events.append(SendFailed(message_id, status, reason))
 
     # ---- octets out ---------------------------------------------------------------------------------
@@ -352,7 +358,8 @@ class MsrpSession:
             tid = self._tid(piece)
             frame = Frame(tid, method="SEND", headers=tuple(headers), body=piece, flag="$" if last else "+")
             self._out.append(render(frame))
-            self._pending[tid] = _Outgoing(message_id, now + self.transaction_timeout, last)
+            self._pending[tid] = _Outgoing(message_id, now + self.transaction_timeout)
+            self._tids.setdefault(message_id, set()).add(tid)
         return message_id
 
     def report(self, message_id: str, status: int, total: int) -> None:
@@ -386,9 +393,14 @@ class MsrpSession:
 
     # ---- deadlines ----------------------------------------------------------------------------------
     def next_deadline(self) -> float | None:
-        return min((p.deadline for p in self._pending.values()), default=None)
+        for sent in self._pending.values():
+            return sent.deadline
+        return None
 
     def handle_timer(self, now: float) -> None:
-        for tid, sent in list(self._pending.items()):
-            if tid in self._pending and now >= sent.deadline:
-                self._fail(sent.message_id, 408, "Request Timeout")
+        while self._pending:
+            sent = next(iter(self._pending.values()))
+            if now < sent.deadline:
+                break
+            self._pending.popitem(last=False)
+            self._fail(sent.message_id, 408, "Request Timeout")
