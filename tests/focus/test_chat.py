@@ -53,7 +53,7 @@ class Client:
     ) -> None:
         size = max(1, -(-len(body) // chunks))
         starts = list(range(0, len(body), size)) or [0]
-        mid = f"m{self.n}"
+        mid = f"m{self.n + 1}"
         for start in starts:
             self.n += 1
             piece = body[start : start + size]
@@ -354,3 +354,41 @@ def test_leaving_or_dropping_chat_closes_the_connection() -> None:
     assert bob.conn in rig.closed
     alice.send(b"anyone?")
     assert bob.received() == []
+
+
+def test_failed_private_delivery_reports_back_to_the_sender() -> None:
+    rig = Rig()
+    alice, carol = rig.member("alice"), rig.member("carol")
+    private = CpimMessage(
+        "<sip:alice@example.net>",
+        ("<sip:carol@example.net>",),
+        None,
+        None,
+        (),
+        (),
+        "text/plain",
+        (),
+        b"are you there?",
+    )
+    alice.send(render_cpim(private), "message/cpim")
+    alice.frames.clear()
+    [send] = [f for f in carol.frames if f.method == "SEND"]
+    headers = (("To-Path", str(carol.focus_uri)), ("From-Path", str(carol.own)))
+    rig.chat.receive(
+        carol.conn, render(Frame(send.tid, status=413, comment="Too Large", headers=headers)), rig.h.now
+    )
+    rig.pump()
+    [report] = [f for f in alice.frames if f.method == "REPORT"]
+    assert report.message_id == f"m{alice.n}"
+    assert report.status_header is not None and report.status_header.code == 413
+    # a timeout does the same
+    alice.frames.clear()
+    carol.frames.clear()
+    alice.send(render_cpim(private), "message/cpim")
+    alice.frames.clear()
+    deadline = rig.chat.next_deadline()
+    assert deadline is not None
+    rig.chat.handle_timer(deadline + 0.001)
+    rig.pump()
+    [report] = [f for f in alice.frames if f.method == "REPORT"]
+    assert report.status_header is not None and report.status_header.code == 408

@@ -49,6 +49,8 @@ from imsconf.im.msrp_session import (
     DEFAULT_MAX_MESSAGE,
     MessageReceived,
     MsrpSession,
+    ReportReceived,
+    SendDone,
     SendFailed,
     SessionClosed,
 )
@@ -78,6 +80,7 @@ HISTORY_NS = "imsconf <urn:imsconf:params:cpim>"
 HISTORY_HEADER = ("imsconf.History", "original")
 ANONYMOUS_FROM = '"Anonymous" <sip:anonymous@anonymous.invalid>'
 MAX_PENDING_OCTETS = 16 * 1024  # held from a connection before its first request is complete
+MAX_RELAYED = 4096  # private messages in flight whose failure goes back to the sender
 
 
 @dataclass(slots=True)
@@ -141,6 +144,7 @@ class _Relayed:
     sender_leg: str
     message_id: str
     total: int
+    failure_report: str
 
 
 class FocusChat:
@@ -432,7 +436,11 @@ class FocusChat:
             if isinstance(ev, MessageReceived) and room is not None:
                 self._relay(room, member, ev, now)
             elif isinstance(ev, SendFailed):
-                self._send_failed(ev)
+                self._send_failed(ev.message_id, ev.status)
+            elif isinstance(ev, SendDone):
+                self._relayed.pop(ev.message_id, None)
+            elif isinstance(ev, ReportReceived) and ev.status.code != 200:
+                self._send_failed(ev.message_id, ev.status.code)  # a failure REPORT from the recipient
             elif isinstance(ev, SessionClosed):
                 log.info("event=msrp_broken leg=%s reason=%r", member.leg_id, ev.reason)
                 if member.conn_id is not None:
@@ -495,7 +503,9 @@ class FocusChat:
             mid = target.session.send_message("message/cpim", wire, now)
             self._flush(target)
             if private:
-                self._relayed[mid] = _Relayed(member.leg_id, ev.message_id, len(ev.body))
+                if len(self._relayed) >= MAX_RELAYED:  # the oldest (its recipient gone quiet) is given up
+                    del self._relayed[next(iter(self._relayed))]
+                self._relayed[mid] = _Relayed(member.leg_id, ev.message_id, len(ev.body), ev.failure_report)
         log.info(
             "event=msrp_relayed conf=%s leg=%s to=%d private=%s",
             conf.conf_id,
@@ -520,13 +530,14 @@ class FocusChat:
         if ev.failure_report == "yes" and member.session is not None:
             member.session.report(ev.message_id, status, len(ev.body))
 
-    def _send_failed(self, ev: SendFailed) -> None:
-        relayed = self._relayed.pop(ev.message_id, None)
+    def _send_failed(self, message_id: str, status: int) -> None:
+        """A private message could not be delivered: a failure REPORT to its sender."""
+        relayed = self._relayed.pop(message_id, None)
         if relayed is None:
             return
         sender = self.member(relayed.sender_leg)
-        if sender is not None and sender.session is not None:
-            sender.session.report(relayed.message_id, ev.status, relayed.total)
+        if sender is not None and sender.session is not None and relayed.failure_report == "yes":
+            sender.session.report(relayed.message_id, status, relayed.total)
             self._flush(sender)
 
     def _wake(self) -> None:

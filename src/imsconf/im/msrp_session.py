@@ -57,6 +57,7 @@ _REASONS = {
     200: "OK",
     400: "Bad Request",
     403: "Forbidden",
+    404: "Not Found",
     408: "Request Timeout",
     413: "Too Large",
     415: "Unsupported Media Type",
