@@ -392,3 +392,16 @@ def test_failed_private_delivery_reports_back_to_the_sender() -> None:
     rig.pump()
     [report] = [f for f in alice.frames if f.method == "REPORT"]
     assert report.status_header is not None and report.status_header.code == 408
+
+
+def test_an_unbound_connection_may_not_hold_much() -> None:
+    rig = Rig()
+    rig.chat.connection_made(7, rig.h.now)
+    rig.chat.peer_info(7, tls=True, peer_cert=None, peer_host="203.0.113.5")
+    head = (
+        b"MSRP abcd1234 SEND\r\nTo-Path: msrps://198.18.0.1:2855/nobody;tcp\r\n"
+        b"Content-Type: text/plain\r\n\r\n"
+    )
+    rig.chat.receive(7, head + b"z" * 40000, rig.h.now)
+    assert rig.chat.connections_to_close() == [7]
+    assert rig.chat.next_deadline() is None

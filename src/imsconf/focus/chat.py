@@ -44,7 +44,7 @@ from imsconf.conference.events import ConferenceClosed, ConferenceEvent, Partici
 from imsconf.conference.model import Conference
 from imsconf.conference.participant import Participant, Role
 from imsconf.im.cpim import CpimError, CpimMessage, parse_cpim, render_cpim
-from imsconf.im.msrp import Frame, MsrpError, MsrpParser, MsrpUri, render
+from imsconf.im.msrp import DEFAULT_MAX_CHUNK, Frame, MsrpError, MsrpParser, MsrpUri, render
 from imsconf.im.msrp_session import (
     DEFAULT_MAX_MESSAGE,
     MessageReceived,
@@ -79,7 +79,7 @@ ACCEPT_TYPES = ("message/cpim", "text/plain")
 HISTORY_NS = "imsconf <urn:imsconf:params:cpim>"
 HISTORY_HEADER = ("imsconf.History", "original")
 ANONYMOUS_FROM = '"Anonymous" <sip:anonymous@anonymous.invalid>'
-MAX_PENDING_OCTETS = 16 * 1024  # held from a connection before its first request is complete
+MAX_PENDING_OCTETS = 16 * 1024  # header block and body held from a connection before it is bound
 MAX_RELAYED = 4096  # private messages in flight whose failure goes back to the sender
 
 
@@ -298,7 +298,8 @@ class FocusChat:
 
     # ---- the adapter's side --------------------------------------------------------------------------
     def connection_made(self, conn_id: int, now: float) -> None:
-        self._pending[conn_id] = _Pending(now, MsrpParser(max_header=MAX_PENDING_OCTETS))
+        parser = MsrpParser(max_header=MAX_PENDING_OCTETS, max_chunk=MAX_PENDING_OCTETS)
+        self._pending[conn_id] = _Pending(now, parser)
 
     def peer_info(self, conn_id: int, *, tls: bool, peer_cert: bytes | None, peer_host: str | None) -> None:
         p = self._pending.get(conn_id)
@@ -342,6 +343,7 @@ class FocusChat:
             self._bound.pop(member.conn_id, None)
             self._close.append(member.conn_id)
         member.conn_id = conn_id
+        p.parser.max_chunk = DEFAULT_MAX_CHUNK  # bound: chunks of the usual size from now on
         member.session = MsrpSession(
             member.local,
             member.remote,
