@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 from harness import ServerProcess, free_port_pair, free_tcp_port
 from msrp_client import MsrpClient, cpim_headers
+from sipclient import SipClient, build_request
 
 from imsconf.app.pki import PkiPaths, ensure_dev_pki, issue_cert
 from peers import require_peer
@@ -120,6 +121,28 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Ser
         yield srv, port
     finally:
         srv.stop()
+
+
+def fetch_conference_state(room: Room) -> bytes:
+    """A fetch (SUBSCRIBE, Expires: 0) of the conference package over TLS as alice; the NOTIFY's body."""
+    sip = SipClient("tls", ("127.0.0.1", room.srv.tls_port), ca=room.pki.ca_cert)
+    try:
+        req = build_request(
+            "SUBSCRIBE",
+            room.conf_uri,
+            transport="tls",
+            local=sip.local,
+            extra=["Event: conference", "Expires: 0", "Accept: application/conference-info+xml"],
+        )
+        sip.send_raw(req)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            msg = sip.recv_message(1.0)
+            if msg is not None and msg.startswith(b"NOTIFY "):
+                return msg.split(b"\r\n\r\n", 1)[1]
+        raise AssertionError("no NOTIFY")
+    finally:
+        sip.close()
 
 
 class Room:
@@ -221,6 +244,11 @@ def test_chat_relay_private_chunked_history_and_refusal(
             assert headers["imsconf.History"] == ["original"]
         assert cpim_headers(history[0].body)[2] == b"hello everyone"
         assert cpim_headers(history[1].body)[2] == big
+
+        # the event package lists each chat participant's message media
+        notify = fetch_conference_state(room)
+        assert notify.count(b"<type>message</type>") == 4, notify
+        assert notify.count(b"<type>audio</type>") == 4, notify
 
         # a connection that names a session-id the focus did not hand out is refused and closed
         cert = issue_cert(room.pki, "mallory-msrp", tmp_path / "certs")
