@@ -12,6 +12,7 @@ from imsconf.app.config import Settings, load_settings, parse_msrp_listen
 from imsconf.app.msrp import self_signed, start_msrp_listeners
 from imsconf.app.pki import ensure_dev_pki
 from imsconf.focus.chat import FocusChat
+from imsconf.transport.limits import StreamLimits
 
 
 def test_settings() -> None:
@@ -57,6 +58,37 @@ def test_listeners_offer_their_ports_and_a_fingerprint_only_when_self_signed(tmp
             data = await asyncio.wait_for(reader.read(), 5)
             assert data.startswith(b"MSRP abcd1234 481 ")
             writer.close()
+        finally:
+            await listeners.close()
+
+    asyncio.run(run())
+
+
+def test_connections_over_the_per_source_cap_are_closed(tmp_path: Path) -> None:
+    pki = ensure_dev_pki(tmp_path, ["localhost"])
+
+    async def run() -> None:
+        listeners = await start_msrp_listeners(
+            FocusChat(allow_plain=True),
+            ["tcp:127.0.0.1:0"],
+            media_host="127.0.0.1",
+            cert=pki.server_cert,
+            key=pki.server_key,
+            ca=pki.ca_cert,
+            limits=StreamLimits(max_per_source=1, max_total=10),
+        )
+        try:
+            port = listeners.bound[0][2]
+            _r1, w1 = await asyncio.open_connection("127.0.0.1", port)
+            r2, w2 = await asyncio.open_connection("127.0.0.1", port)
+            assert await asyncio.wait_for(r2.read(), 5) == b""  # closed: one per source
+            w2.close()
+            w1.close()
+            await asyncio.sleep(0.1)  # the first one's place is free again
+            r3, w3 = await asyncio.open_connection("127.0.0.1", port)
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(r3.read(1), 0.3)
+            w3.close()
         finally:
             await listeners.close()
 

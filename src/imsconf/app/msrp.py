@@ -3,7 +3,9 @@
 The switch (:class:`imsconf.focus.chat.FocusChat`) is sans-I/O; this module opens the sockets, gives each
 accepted connection an id, tells the switch what it learnt of the peer (TLS or not, its certificate, its
 host), feeds it the octets with the loop's clock, then writes what it returns, closes what it names and
-re-arms one timer on its next deadline. The TLS context and the certificate are those of BFCP
+re-arms one timer on its next deadline. Connections are counted per source and in all under the caps of
+the SIP streams (:class:`imsconf.transport.limits.Admission`); one beyond them is closed at once. The TLS
+context and the certificate are those of BFCP
 (:func:`imsconf.app.bfcp.bfcp_ssl_context`: the server certificate, client certificates from the
 conference CA); the answer carries ``a=fingerprint`` only when that certificate is self-signed
 (RFC 4975 §14.4).
@@ -23,6 +25,7 @@ from cryptography import x509
 from imsconf.focus.chat import FocusChat
 from imsconf.focus.floor_feature import certificate_fingerprint
 from imsconf.sdp.msrp import PROTO_MSRP, PROTO_MSRPS
+from imsconf.transport.limits import Admission, StreamLimits, source_key
 
 from .bfcp import bfcp_ssl_context
 from .config import parse_msrp_listen
@@ -54,8 +57,10 @@ class _Connection(asyncio.Protocol):
 class MsrpListeners:
     """The running MSRP listeners of a focus: one connection-id space for TLS and TCP."""
 
-    def __init__(self, chat: FocusChat) -> None:
+    def __init__(self, chat: FocusChat, admission: Admission | None = None) -> None:
         self.chat = chat
+        self.admission = admission
+        self._sources: dict[int, str] = {}  # conn id -> the source it is counted under
         self.bound: list[tuple[str, str, int]] = []  # ("msrp-tls" or "msrp-tcp", host, port)
         self._transports: dict[int, asyncio.Transport] = {}
         self._conn_ids = itertools.count(1)
@@ -106,27 +111,38 @@ class MsrpListeners:
         self._arm_timer()
 
     def attach(self, transport: asyncio.Transport) -> int:
+        """A new connection: its id, or -1 when it is over a cap (it is then closed)."""
+        peer = transport.get_extra_info("peername")
+        host = str(peer[0]) if isinstance(peer, tuple) and peer else None
         conn_id = next(self._conn_ids)
+        if self.admission is not None:
+            key = source_key(host) if host is not None else "?"
+            if self.admission.admit(key, self._now()) is not None:
+                transport.abort()
+                return -1
+            self._sources[conn_id] = key
         self._transports[conn_id] = transport
         self.chat.connection_made(conn_id, self._now())
         ssl_object = transport.get_extra_info("ssl_object")
         der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
-        peer = transport.get_extra_info("peername")
         self.chat.peer_info(
-            conn_id,
-            tls=ssl_object is not None,
-            peer_cert=bytes(der) if der else None,
-            peer_host=str(peer[0]) if isinstance(peer, tuple) and peer else None,
+            conn_id, tls=ssl_object is not None, peer_cert=bytes(der) if der else None, peer_host=host
         )
         self.transmit()
         return conn_id
 
     def received(self, conn_id: int, data: bytes) -> None:
+        if conn_id not in self._transports:
+            return
         self.chat.receive(conn_id, data, self._now())
         self.transmit()
 
     def detach(self, conn_id: int) -> None:
-        self._transports.pop(conn_id, None)
+        if self._transports.pop(conn_id, None) is None:
+            return
+        key = self._sources.pop(conn_id, None)
+        if self.admission is not None and key is not None:
+            self.admission.release(key)
         self.chat.connection_lost(conn_id)
         self.transmit()
 
@@ -169,10 +185,13 @@ async def start_msrp_listeners(
     cert: Path,
     key: Path,
     ca: Path,
+    limits: StreamLimits | None = None,
 ) -> MsrpListeners:
     """The server runtime's MSRP: ``listen`` items as in the ``msrp_listen`` setting (``"tls"``,
-    ``"tcp"``, ``"tls:HOST:PORT"``; no host: the media host and an ephemeral port)."""
-    listeners = MsrpListeners(chat)
+    ``"tcp"``, ``"tls:HOST:PORT"``; no host: the media host and an ephemeral port); *limits*: the caps
+    of the SIP streams, applied to MSRP connections (counted on their own)."""
+    admission = Admission(limits.max_per_source, limits.total()) if limits is not None else None
+    listeners = MsrpListeners(chat, admission)
     try:
         for item in listen:
             transport, host, port = parse_msrp_listen(item)

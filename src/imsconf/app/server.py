@@ -339,11 +339,12 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
     )
     endpoint = SipEndpoint(config, app, authenticator)
     driver = EndpointDriver(endpoint)
+    limits = StreamLimits.from_settings(settings)
     transports = TransportManager(
         driver,
         server_ssl=server_ssl_context(pki),
         client_ssl=client_ssl_context(pki.ca_cert),
-        limits=StreamLimits.from_settings(settings),
+        limits=limits,
     )
     driver.transports = transports
     server = Server(settings, pki, endpoint, driver, transports, media, focus, remote)
@@ -376,6 +377,7 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
                 cert=pki.server_cert,
                 key=pki.server_key,
                 ca=pki.ca_cert,
+                limits=limits,
             )
             server.bound += server.chat.bound
         if settings.http is not None:
