@@ -516,3 +516,20 @@ def test_partials_converge_to_full_state(
     for v in VIEWERS:
         expected = b.full_document(conf, v)
         assert canon(local[v]) == canon(expected), v
+
+
+def test_message_media_of_a_chat_participant() -> None:
+    conf = make_conf()
+    conf.join(BOB, 0.0, media=MediaInfo(7, True, Direction.SENDRECV, "PCMU", message=True))
+    conf.join(OWNER, 0.0, media=MediaInfo(8, True, Direction.SENDRECV, "PCMU"))
+    root = valid(builder().full_document(conf, Viewer.privileged()))
+    bob = users_of(root)[BOB].find(f"{{{NS}}}endpoint")
+    assert bob is not None
+    media = bob.findall(f"{{{NS}}}media")
+    assert [(m.get("id"), m.findtext(f"{{{NS}}}type")) for m in media] == [
+        ("audio", "audio"),
+        ("message", "message"),
+    ]
+    assert media[1].findtext(f"{{{NS}}}status") == "sendrecv"
+    owner = users_of(root)[OWNER].find(f"{{{NS}}}endpoint")
+    assert owner is not None and [m.get("id") for m in owner.findall(f"{{{NS}}}media")] == ["audio"]

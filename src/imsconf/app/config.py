@@ -36,6 +36,7 @@ __all__ = [
     "parse_bfcp_listen",
     "parse_hostport",
     "parse_listen",
+    "parse_msrp_listen",
     "reload_plan",
 ]
 
@@ -146,6 +147,21 @@ def parse_bfcp_listen(text: str) -> tuple[str, str | None, int]:
     return transport.lower(), _check_host(host, f"bfcp_listen {text!r}"), int(port)
 
 
+def parse_msrp_listen(text: str) -> tuple[str, str | None, int]:
+    """``"tls"``, ``"tls:127.0.0.1:2855"``, ``"tcp"`` -> (transport, host or None for the media host,
+    port; 0: any)."""
+    transport, sep, rest = text.strip().partition(":")
+    if transport.lower() not in ("tcp", "tls"):
+        raise ValueError(f"msrp_listen {text!r}: must be tls or tcp, as in 'tls:127.0.0.1:2855'")
+    if not sep:
+        return transport.lower(), None, 0
+    host, _, port = rest.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"msrp_listen {text!r}: expected {transport}:HOST:PORT")
+    return transport.lower(), _check_host(host, f"msrp_listen {text!r}"), int(port)
+
+
 def _default_listen() -> tuple[Listen, ...]:
     return (
         Listen("udp", "127.0.0.1", 5060),
@@ -198,6 +214,14 @@ class Settings:
     # media host, an ephemeral port: the SDP answer carries it); empty for no BFCP
     bfcp_listen: tuple[str, ...] = ("tcp", "tls")
     bfcp_policy: Literal["chair", "auto"] = "chair"  # chair-controlled floors, or first-come grant
+    # session-mode IM (MSRP, RFC 4975/7701) listeners: "tls", or "tcp" with allow_plain_msrp, optionally
+    # ":HOST:PORT" (default: the media host, an ephemeral port: the SDP answer's a=path carries it); empty
+    # for no chat. chat_history: messages replayed to a late joiner; chat_max_message: the largest
+    # message (octets, all chunks) the switch puts together and relays
+    msrp_listen: tuple[str, ...] = ("tls",)
+    allow_plain_msrp: bool = False
+    chat_history: int = 20
+    chat_max_message: int = 256 * 1024
     # downlink keying (docs/security-evaluation.md) for unbooked conferences: "per-participant" or "group";
     # rekey policy: on-join, on-leave, both, interval:T or never (imsconf.keys.policy)
     downlink: str = "per-participant"
@@ -273,6 +297,13 @@ class Settings:
             parse_bfcp_listen(item)
         if self.bfcp_policy not in ("chair", "auto"):
             raise ValueError(f"bfcp_policy must be 'chair' or 'auto', not {self.bfcp_policy!r}")
+        for item in self.msrp_listen:
+            if parse_msrp_listen(item)[0] == "tcp" and not self.allow_plain_msrp:
+                raise ValueError(f"msrp_listen {item!r}: plain TCP/MSRP needs allow_plain_msrp = true")
+        if not 0 <= self.chat_history <= 1000:
+            raise ValueError(f"chat_history must be 0 to 1000, not {self.chat_history}")
+        if not 1024 <= self.chat_max_message <= 16 * 1024 * 1024:
+            raise ValueError(f"chat_max_message must be 1024 to 16777216 octets, not {self.chat_max_message}")
         if not 0 <= self.drain_seconds <= 3600:
             raise ValueError(f"drain_seconds must be 0 to 3600, not {self.drain_seconds}")
         if not 0 <= self.media_realtime_priority <= 99:
@@ -389,6 +420,7 @@ def _coerce(key: str, value: Any, base: Path | None) -> Any:
         "http_allow_plain",
         "metrics_auth",
         "allow_insecure_messages",
+        "allow_plain_msrp",
     ):
         if isinstance(value, bool):
             return value
@@ -474,7 +506,13 @@ def _coerce(key: str, value: Any, base: Path | None) -> Any:
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 99:
             raise bad("a priority from 0 (off) to 99")
         return value
-    if key == "bfcp_listen":
+    if key in ("chat_history", "chat_max_message"):
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise bad("a whole number")
+        return value
+    if key in ("bfcp_listen", "msrp_listen"):
         items = [v for v in value.split(",") if v.strip()] if isinstance(value, str) else value
         if not isinstance(items, list | tuple) or not all(isinstance(v, str) for v in items):
             raise bad("a list like ['tcp', 'tls:127.0.0.1:5070']")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from imsconf.conference.eventinfo import EndpointDetails
 from imsconf.conference.registry import ConferenceRegistry
 from imsconf.floor.server import Policy
+from imsconf.focus.chat import FocusChat
 from imsconf.focus.conference_control import ConferenceControl, ControlPort
 from imsconf.focus.config import FocusConfig
 from imsconf.focus.core import Focus
@@ -60,6 +61,12 @@ class FocusOptions:
     mixer_recovery: bool = True
     # where the usage records of ended legs and conferences go (must return at once)
     usage: UsageSink = field(default_factory=NullUsageSink)
+    # session-mode IM (MSRP, RFC 7701): messages replayed to a late joiner, the largest message relayed,
+    # plain TCP/MSRP accepted; the MSRP adapter's transmit for octets the chat makes outside an MSRP event
+    chat_history: int = 20
+    chat_max_message: int = 256 * 1024
+    allow_plain_msrp: bool = False
+    chat_wake: Callable[[], None] | None = None
 
 
 def focus_parts(
@@ -128,6 +135,13 @@ def focus_parts(
             if options.mixer_recovery
             else None
         )
+        chat = FocusChat(
+            history=options.chat_history,
+            max_message=options.chat_max_message,
+            allow_plain=options.allow_plain_msrp,
+            wall_clock_offset=options.wall_clock_offset,
+            wake=options.chat_wake,
+        )
         return FocusParts(
             control=ConferenceControl(table, port, config, registry, notifier, dialer),
             dialer=dialer,
@@ -145,6 +159,7 @@ def focus_parts(
             planned=planned,
             recovery=recovery,
             windows=windows,
+            chat=chat,
         )
 
     return build

@@ -55,6 +55,7 @@ from .heap import HeapKeeper, realtime_priority, settle_heap
 from .lifecycle import Lifecycle
 from .metrics import build_registry
 from .mixer import connect_mixer
+from .msrp import MsrpListeners, start_msrp_listeners
 from .pins import ExecutorPinChecker
 from .pki import PkiPaths, client_ssl_context, ensure_dev_pki, server_ssl_context
 from .registrations import DB_NAME as REGISTRATIONS_DB
@@ -145,6 +146,7 @@ class Server:
     bookings: BookingStore | None = None
     http: WebServer | None = None  # the operator plane: API, console, metrics, health
     floor: FloorListeners | None = None  # BFCP (TCP/TLS) listeners of the focus
+    chat: MsrpListeners | None = None  # MSRP (TLS, TCP if allowed) listeners of the focus's chat switch
     refresher: IndexRefresher | None = None  # keeps the focus's booking index current
     registrar: Registrar | None = None  # when this server is the registrar (settings.registrar)
     registrations: BindingWriter | None = None  # the registrar's bindings on disk
@@ -171,6 +173,8 @@ class Server:
             await self.refresher.close()
         if self.floor is not None:
             await self.floor.close()
+        if self.chat is not None:
+            await self.chat.close()
         if self.bookings is not None:
             self.bookings.close()
         self.driver.close()
@@ -225,6 +229,7 @@ def build_focus(
     loop: asyncio.AbstractEventLoop | None = None,
     wake: Callable[[], None] | None = None,
     floor_wake: Callable[[], None] | None = None,
+    chat_wake: Callable[[], None] | None = None,
     wall_clock_offset: float = 0.0,
     locator: Locator | None = None,
     usage: UsageSink | None = None,
@@ -232,8 +237,8 @@ def build_focus(
     """The focus over the in-process mixer (default) or over *control* (a separate mixer process); with
     *bookings* it serves booked conferences (PIN checks off *loop*), with *windows* too their windows
     (dial-out at the start, the close at the end); *wake* is the runtime's flush, *floor_wake* the BFCP
-    listeners' transmit; *locator* the registrar's bindings for dial-out; *usage* takes the usage records
-    of ended legs and conferences."""
+    listeners' transmit, *chat_wake* the MSRP listeners'; *locator* the registrar's bindings for dial-out;
+    *usage* takes the usage records of ended legs and conferences."""
     media: UdpMediaTransport | None = None
     if control is None:
         engine = MediaEngine(allow_plain_rtp=settings.allow_plain_rtp)
@@ -265,6 +270,10 @@ def build_focus(
         wall_clock_offset=wall_clock_offset,
         locator=locator,
         usage=usage if usage is not None else NullUsageSink(),
+        chat_history=settings.chat_history,
+        chat_max_message=settings.chat_max_message,
+        allow_plain_msrp=settings.allow_plain_msrp,
+        chat_wake=chat_wake,
     )
     return assemble_focus(config, control, options, wake=wake), media
 
@@ -312,6 +321,12 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
         if floor_listeners is not None:
             floor_listeners.transmit()
 
+    chat_listeners: MsrpListeners | None = None
+
+    def chat_wake() -> None:  # MSRP octets and closes the chat made outside an MSRP event
+        if chat_listeners is not None:
+            chat_listeners.transmit()
+
     registrar: Registrar | None = None
     registrations: BindingWriter | None = None
     if settings.registrar_enabled:
@@ -334,6 +349,7 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
             loop=loop,
             wake=wake,
             floor_wake=floor_wake,
+            chat_wake=chat_wake,
             wall_clock_offset=time.time() - loop.time(),  # the driver's clock is the loop's
             locator=registrar,
             usage=usage,
@@ -362,11 +378,12 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
     )
     endpoint = SipEndpoint(config, app, authenticator)
     driver = EndpointDriver(endpoint)
+    limits = StreamLimits.from_settings(settings)
     transports = TransportManager(
         driver,
         server_ssl=server_ssl_context(pki),
         client_ssl=client_ssl_context(pki.ca_cert),
-        limits=StreamLimits.from_settings(settings),
+        limits=limits,
     )
     driver.transports = transports
     server = Server(settings, pki, endpoint, driver, transports, media, focus, remote)
@@ -395,6 +412,17 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
                 ca=pki.ca_cert,
             )
             server.bound += server.floor.bound
+        if focus is not None and focus.chat is not None and settings.msrp_listen:
+            server.chat = chat_listeners = await start_msrp_listeners(
+                focus.chat,
+                settings.msrp_listen,
+                media_host=settings.media_host,
+                cert=pki.server_cert,
+                key=pki.server_key,
+                ca=pki.ca_cert,
+                limits=limits,
+            )
+            server.bound += server.chat.bound
         if settings.http is not None:
             tls = server_ssl_context(pki) if settings.http_tls else None
             server.http = await start_web_listener(

@@ -508,6 +508,10 @@ class ConferenceInfoBuilder:
                 sec.set("key", d.key_scope.value)
             if m.codec is not None:
                 sec.set("codec", m.codec)
+            if m.message:  # the chat stream (RFC 4575 §5.7.1: media type "message")
+                chat = etree.SubElement(ep, _q("media"), id="message")
+                _text(chat, "type", "message")
+                _text(chat, "status", "sendrecv")
 
 
 # ---------------------------------------------------------------------------------------- subscriber side

@@ -117,6 +117,7 @@ class Focus:
         self.presentation = self.parts.presentation
         self.keying = self.parts.keying
         self.operator = self.parts.operator
+        self.chat = self.parts.chat
         media.set_event_sink(self.on_media_event)
 
     def floor_changed(self, conf_id: str) -> None:
@@ -344,6 +345,11 @@ class Focus:
                 conf, leg.leg_id, aor, display=req.from_.display_unquoted, peer_host=inc.peer.host
             ),
         )
+        if self.chat is not None:  # the MSRP stream last (focus/chat.py)
+            hook = leg.media.sdp_hook
+            leg.media.sdp_hook = self.chat.sdp_hook(
+                conf, leg.leg_id, pid, peer_host=inc.peer.host, inner=hook
+            )
         leg.invite_key = inc.key
         self.table.by_invite[inc.key] = leg
         try:
@@ -661,6 +667,7 @@ class Focus:
             srtp=leg.media.secure,
             direction=self.operator.mix_direction(leg.leg_id, conf_direction(leg.media)),
             codec=leg.media.decision.codec.name if leg.media.decision else None,
+            message=self.chat is not None and self.chat.negotiated(leg.leg_id),
         )
 
     # ---- conference events -----------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The feature parts one focus runs, as the runtime built them (``imsconf.app.focus_wiring``).
 
 The core (:mod:`.core`) calls a few parts by name for what only that part does (SUBSCRIBE and REFER,
-dial-out, the dial-in of a booked conference, the SDP hooks of floors and video, the focus's own key
+dial-out, the dial-in of a booked conference, the SDP hooks of floors, video and chat, the focus's own key
 re-INVITEs) and drives every part through the :class:`.ports.Feature` hooks, in the order of
 :attr:`FocusParts.features`.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .chat import ChatPart, FocusChat
 from .conference_control import ConferenceControl, ControlPort
 from .dialout import Dialer
 from .floor_feature import FloorPart, FocusFloor
@@ -39,6 +40,7 @@ class FocusParts:
     planned: PlannedConferences | None = None  # booked conferences, when the focus serves them
     recovery: MixerRecovery | None = None  # legs moved to a new mixer after the separate one was lost
     windows: BookingWindows | None = None  # booked windows: dial-out at the start, prompt, close at the end
+    chat: FocusChat | None = None  # session-mode IM: the conference's MSRP switch
     features: tuple[Feature, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -50,6 +52,8 @@ class FocusParts:
         if self.windows is not None:
             ordered.append(self.windows)
         ordered += [FloorPart(self.floor), self.presentation, self.keying, self.operator]
+        if self.chat is not None:
+            ordered.append(ChatPart(self.chat))
         if self.recovery is not None:
             ordered.append(self.recovery)
         ordered.append(self.messaging)
