@@ -18,13 +18,13 @@ import pytest
 from audio import assert_hears, tone_levels, write_tone_wav
 from baresip import BaresipPhone, free_tcp_port, free_udp_range
 from harness import REPO, ServerProcess, free_port_pair
-from test_baresip_conference import established, explained, join_uri, wait_conf_uri
-
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
+from test_baresip_conference import established, explained, join_uri, wait_conf_uri
 
 from peers import require_peer
 
@@ -65,7 +65,7 @@ def roster_rows(drv: WebDriver) -> list[str]:
     return [r.text for r in drv.find_elements(By.CSS_SELECTOR, "#roster tbody tr")]
 
 
-def row_of(drv: WebDriver, name: str) -> object:
+def row_of(drv: WebDriver, name: str) -> WebElement:
     for r in drv.find_elements(By.CSS_SELECTOR, "#roster tbody tr"):
         if name in r.text:
             return r
@@ -129,13 +129,13 @@ def test_console_shows_mutes_and_kicks_in_a_real_browser(browser: WebDriver, tmp
             # a few seconds of both talking, then mute the owner from the console
             time.sleep(max(0.0, t_both + 4.0 - time.monotonic()))
             t_mute = time.monotonic()
-            row_of(drv, "alice").find_element(By.CSS_SELECTOR, "button[data-action=mute]").click()  # type: ignore[attr-defined]
-            wait_for(drv, "alice shown muted", lambda d: "muted" in row_of(d, "alice").text)  # type: ignore[attr-defined]
+            row_of(drv, "alice").find_element(By.CSS_SELECTOR, "button[data-action=mute]").click()
+            wait_for(drv, "alice shown muted", lambda d: "muted" in row_of(d, "alice").text)
             time.sleep(4.0)
 
             # kick bob: its phone receives a BYE and the roster shrinks to one, live
             t_kick = time.monotonic()
-            row_of(drv, "bob").find_element(By.CSS_SELECTOR, "button[data-action=kick]").click()  # type: ignore[attr-defined]
+            row_of(drv, "bob").find_element(By.CSS_SELECTOR, "button[data-action=kick]").click()
             drv.switch_to.alert.accept()
             closed = bob.wait_event("CALL_CLOSED", 5)
             assert alice.alive() and "CALL_CLOSED" not in alice.event_types()
