@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the real peers the tests drive: SIPp (sip-tester), baresip, linphone (linphonec), tshark, socat.
+# Installs the real peers the tests drive: SIPp (sip-tester), baresip, linphone (linphonec), tshark, socat,
+# and Debian's headless Chromium with its WebDriver (the console's browser test; Selenium drives it).
 # Idempotent; needs root (or sudo) only when something is missing.
 set -euo pipefail
 need=()
@@ -8,6 +9,8 @@ command -v baresip >/dev/null 2>&1 || need+=(baresip-core)
 command -v linphonec >/dev/null 2>&1 || need+=(linphone-cli)
 command -v tshark >/dev/null 2>&1 || need+=(tshark)
 command -v socat >/dev/null 2>&1 || need+=(socat)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
 fi

@@ -1,5 +1,6 @@
 """Command line: ``imsconf serve``, ``imsconf users add|remove|list``, ``imsconf book ...``,
-``imsconf cdr export``."""
+``imsconf cdr export``, ``imsconf conf ...`` (live conferences through the running server's API),
+``imsconf --version``."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from imsconf import __version__
 
 if TYPE_CHECKING:
     from imsconf.app.config import Settings
@@ -103,6 +106,7 @@ def _run(coro: Coroutine[Any, Any, int]) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="imsconf", description="Secure IMS conference server")
+    parser.add_argument("--version", action="version", version=f"imsconf {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
     _users_parser(sub)
@@ -113,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     from imsconf.usage.cli import add_cdr_parser
 
     add_cdr_parser(sub)
+    from imsconf.app.conf_cli import add_conf_parser
+
+    add_conf_parser(sub)
     return parser
 
 
@@ -183,6 +190,21 @@ def _cmd_users(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_conf(args: argparse.Namespace) -> int:
+    from imsconf.app.conf_cli import ApiFailure, client_for, run_conf
+    from imsconf.web.auth import TOKEN_FILE
+
+    settings = _load_settings(args)
+    if settings is None:
+        return 2
+    try:
+        client = client_for(settings, TOKEN_FILE)
+    except ApiFailure as exc:
+        print(f"imsconf: {exc}", file=sys.stderr)
+        return 2
+    return run_conf(args, client)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
@@ -205,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
         if settings is None:
             return 2
         return run_cdr(args, Path(settings.data_dir))
+    if args.command == "conf":
+        return _cmd_conf(args)
     return 2  # pragma: no cover - argparse enforces the choices
 
 

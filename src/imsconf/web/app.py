@@ -18,7 +18,7 @@ from aiohttp.typedefs import Middleware
 
 from imsconf import __version__
 
-from . import bookings, cdrs, conferences, events, health, metrics, openapi
+from . import bookings, cdrs, conferences, events, health, metrics, openapi, session
 from .auth import auth_middleware
 from .deps import DEPS, WebDeps
 from .errors import MAX_BODY, ApiError
@@ -38,6 +38,7 @@ ROUTES: Final[tuple[Route, ...]] = (
     *metrics.ROUTES,
     *health.ROUTES,
     *openapi.ROUTES,
+    *session.ROUTES,
 )
 SCHEMAS: Final[Mapping[str, Mapping[str, object]]] = {
     **bookings.SCHEMAS,
@@ -45,6 +46,7 @@ SCHEMAS: Final[Mapping[str, Mapping[str, object]]] = {
     **events.SCHEMAS,
     **cdrs.SCHEMAS,
     **health.SCHEMAS,
+    **session.SCHEMAS,
 }
 _METHOD_ORDER: Final = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
