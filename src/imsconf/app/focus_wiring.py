@@ -85,8 +85,9 @@ def focus_parts(
             rekey=options.rekey,
             config=options.key_config,
         )
+        presentation = FocusPresentation(port, registry, media, floor, inbox)
         recovery = (
-            MixerRecovery(table, port, media, inbox, keying, lobby=planned)
+            MixerRecovery(table, port, media, inbox, keying, lobby=planned, video=presentation)
             if options.mixer_recovery
             else None
         )
@@ -94,7 +95,7 @@ def focus_parts(
             control=ConferenceControl(table, port, config, registry, notifier, dialer),
             dialer=dialer,
             floor=floor,
-            presentation=FocusPresentation(port, registry, media, floor, inbox),
+            presentation=presentation,
             keying=keying,
             planned=planned,
             recovery=recovery,

@@ -42,6 +42,7 @@ from .dispatch import RegistrarService, SipDispatcher
 from .focus_wiring import FocusOptions, assemble_focus
 from .heap import HeapKeeper, realtime_priority, settle_heap
 from .lifecycle import Lifecycle
+from .memtrace import install_memtrace
 from .mixer import connect_mixer
 from .pins import ExecutorPinChecker
 from .pki import PkiPaths, client_ssl_context, ensure_dev_pki, server_ssl_context
@@ -374,6 +375,7 @@ async def run_server(
     notifier = ServiceNotifier()
     life = Lifecycle(server, notifier, Reloader(server, notifier, config_file, overrides))
     life.install(asyncio.get_running_loop())
+    install_memtrace(asyncio.get_running_loop(), settings.data_dir)  # opt-in (IMSCONF_TRACEMALLOC=1)
     settle_heap()  # after the signal handlers: everything built so far lives as long as the process
     if settings.mixer is None:  # the mixer runs in this process
         realtime_priority(settings.media_realtime_priority)

@@ -1,0 +1,156 @@
+"""Opt-in memory tracing of a running server, to find what a load leaves behind
+(docs/decisions/0012-memory-after-load.md).
+
+Off unless the environment has ``IMSCONF_TRACEMALLOC`` set (otherwise nothing is traced and no handler is
+set: no cost). ``IMSCONF_TRACEMALLOC=stats`` only sets the handler: each SIGUSR2 writes a report into
+``DATA_DIR/memtrace/`` with pymalloc's statistics (``sys._debugmallocstats()``: arenas allocated and in use,
+the usage of their pools), glibc's (``mallinfo2``: heap in use, free, mmapped) and the live objects the
+collector tracks by type, the types that grew most since the first report first. ``IMSCONF_TRACEMALLOC=1``
+also traces every allocation with :mod:`tracemalloc` (``IMSCONF_TRACEMALLOC_FRAMES`` frames, default 12;
+the server is several times slower), and the report adds the 40 tracebacks that grew most since the first
+SIGUSR2 (the first report names the largest ones instead) and the snapshot itself
+(``snap-<n>.tracemalloc``, for ``tracemalloc.Snapshot.load``).
+
+The first SIGUSR2 is the baseline: send it when the server has settled, before the load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import gc
+import io
+import logging
+import os
+import signal
+import sys
+import tracemalloc
+from collections import Counter
+from pathlib import Path
+
+__all__ = ["MemTrace", "install_memtrace"]
+
+log = logging.getLogger("imsconf.runtime")
+
+TOP = 40
+
+
+def _mallocstats() -> str:
+    """``sys._debugmallocstats()`` writes to the C stream stderr: catch it through a pipe."""
+    read, write = os.pipe()
+    saved = os.dup(2)
+    try:
+        sys.stderr.flush()
+        os.dup2(write, 2)
+        sys._debugmallocstats()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(write)
+    chunks: list[bytes] = []
+    with os.fdopen(read, "rb") as f:
+        chunks.append(f.read())
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+                     "fordblks", "keepcost")
+    ]  # fmt: skip
+
+
+def _glibc() -> str:
+    try:
+        fn = ctypes.CDLL("libc.so.6").mallinfo2
+    except (OSError, AttributeError):  # not glibc 2.33+
+        return "glibc: mallinfo2 not available\n"
+    fn.restype = _MallInfo2
+    m = fn()
+    mb = 1e6
+    return (
+        f"glibc: heap {m.arena / mb:.1f} MB, in use {m.uordblks / mb:.1f} MB, "
+        f"free {m.fordblks / mb:.1f} MB in {m.ordblks} chunks, mmapped {m.hblkhd / mb:.1f} MB in {m.hblks}, "
+        f"top pad {m.keepcost / mb:.1f} MB\n"
+    )
+
+
+def _types() -> Counter[str]:
+    return Counter(type(o).__qualname__ for o in gc.get_objects())
+
+
+class MemTrace:
+    """Writes one report per :meth:`report` call (see the module docstring)."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.count = 0
+        self.base: tracemalloc.Snapshot | None = None
+        self.base_types: Counter[str] | None = None
+
+    def report(self) -> Path:
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.count += 1
+        stats = _mallocstats()  # before the snapshot: its own allocations are not counted in it
+        text = io.StringIO()
+        text.write(_glibc())
+        types = _types()
+        text.write(f"gc-tracked objects: {sum(types.values())}\n")
+        if tracemalloc.is_tracing():
+            self._traces(text)
+        if self.base_types is None:
+            self.base_types = types
+            text.write("\n== gc-tracked objects by type (most)\n")
+            rows = types.most_common(40)
+        else:
+            text.write("\n== gc-tracked objects by type (grown most since report 1)\n")
+            grown = Counter(types)
+            grown.subtract(self.base_types)
+            rows = grown.most_common(40)
+        for name, n in rows:
+            text.write(f"{n:>+10d}  {name} (now {types[name]})\n")
+        text.write("\n== pymalloc\n" + stats)
+        path = self.out / f"snap-{self.count}.txt"
+        path.write_text(text.getvalue())
+        log.warning("event=memtrace report=%s", path)
+        return path
+
+    def _traces(self, text: io.StringIO) -> None:
+        snap = tracemalloc.take_snapshot().filter_traces(
+            (tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, __file__))
+        )
+        snap.dump(str(self.out / f"snap-{self.count}.tracemalloc"))
+        size, peak = tracemalloc.get_traced_memory()
+        text.write(f"traced {size / 1e6:.1f} MB (peak {peak / 1e6:.1f} MB)\n")
+        if self.base is None:
+            self.base = snap
+            text.write(f"\n== largest {TOP} by traceback\n")
+            for stat in snap.statistics("traceback")[:TOP]:
+                text.write(f"\n{stat.size / 1e3:.1f} kB in {stat.count} blocks\n")
+                text.write("\n".join(stat.traceback.format(limit=8)) + "\n")
+            return
+        text.write(f"\n== grown most since snap-1 ({TOP} by traceback)\n")
+        for diff in snap.compare_to(self.base, "traceback")[:TOP]:
+            text.write(
+                f"\n{diff.size_diff / 1e3:+.1f} kB, {diff.count_diff:+d} blocks "
+                f"(now {diff.size / 1e3:.1f} kB in {diff.count})\n"
+            )
+            text.write("\n".join(diff.traceback.format(limit=8)) + "\n")
+
+
+def install_memtrace(loop: asyncio.AbstractEventLoop, data_dir: Path) -> MemTrace | None:
+    """Set the SIGUSR2 handler when ``IMSCONF_TRACEMALLOC`` is set (``1``: and start tracing); else do
+    nothing."""
+    mode = os.environ.get("IMSCONF_TRACEMALLOC", "")
+    if mode not in ("1", "stats"):
+        return None
+    frames = int(os.environ.get("IMSCONF_TRACEMALLOC_FRAMES", "12"))
+    if mode == "1" and not tracemalloc.is_tracing():
+        tracemalloc.start(frames)
+    trace = MemTrace(data_dir / "memtrace")
+    with contextlib.suppress(NotImplementedError):
+        loop.add_signal_handler(signal.SIGUSR2, trace.report)
+    log.warning("event=memtrace_on frames=%d dir=%s", frames, trace.out)
+    return trace
