@@ -47,7 +47,7 @@ def trace(server: subprocess.Popen[bytes], work: Path, into: Path | None) -> Non
     out = work / "var" / "memtrace"
     before = len(list(out.glob("snap-*.txt"))) if out.exists() else 0
     server.send_signal(signal.SIGUSR2)
-    for _ in range(600):
+    for _ in range(3000):  # a tracemalloc snapshot of a large heap takes a while
         time.sleep(0.1)
         if out.exists() and len(list(out.glob("snap-*.txt"))) > before:
             break

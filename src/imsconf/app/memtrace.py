@@ -81,6 +81,34 @@ def _types() -> Counter[str]:
     return Counter(type(o).__qualname__ for o in gc.get_objects())
 
 
+def _held() -> dict[int, tuple[str, str, str]]:
+    """Every object the collector tracks (the frozen start-up ones too) and every object they refer to
+    directly (strings, numbers, bytes: the ones the collector does not track), by id: (type, what holds
+    it, a short repr).  New ids between two reports are the objects made meanwhile that are still alive."""
+    gc.unfreeze()
+    try:
+        tracked = gc.get_objects()
+    finally:
+        gc.freeze()
+    out: dict[int, tuple[str, str, str]] = {}
+    for holder in tracked:
+        kind = type(holder).__qualname__
+        out.setdefault(id(holder), (kind, "-", ""))
+        if isinstance(holder, dict):
+            items: list[tuple[str, object]] = []
+            for k, v in list(holder.items())[:100000]:
+                items.append(("key", k))
+                items.append((f"[{str(k)[:30]}]", v))
+        else:
+            items = [("", r) for r in gc.get_referents(holder)]
+        for where, ref in items:
+            if gc.is_tracked(ref) or id(ref) in out:
+                continue
+            out[id(ref)] = (type(ref).__qualname__, f"{kind}{where}", repr(ref)[:60])
+    del tracked
+    return out
+
+
 class MemTrace:
     """Writes one report per :meth:`report` call (see the module docstring)."""
 
@@ -89,6 +117,7 @@ class MemTrace:
         self.count = 0
         self.base: tracemalloc.Snapshot | None = None
         self.base_types: Counter[str] | None = None
+        self.base_held: set[int] | None = None
 
     def report(self) -> Path:
         self.out.mkdir(parents=True, exist_ok=True)
@@ -111,11 +140,25 @@ class MemTrace:
             rows = grown.most_common(40)
         for name, n in rows:
             text.write(f"{n:>+10d}  {name} (now {types[name]})\n")
+        self._new_objects(text)
         text.write("\n== pymalloc\n" + stats)
         path = self.out / f"snap-{self.count}.txt"
         path.write_text(text.getvalue())
         log.warning("event=memtrace report=%s", path)
         return path
+
+    def _new_objects(self, text: io.StringIO) -> None:
+        held = _held()
+        if self.base_held is None:
+            self.base_held = set(held)
+            text.write(f"\nobjects held (tracked and their direct referents): {len(held)}\n")
+            return
+        new = [v for k, v in held.items() if k not in self.base_held]
+        text.write(f"\n== objects alive now that were not at report 1: {len(new)} of {len(held)}\n")
+        groups: Counter[tuple[str, str]] = Counter((kind, where) for kind, where, _ in new)
+        sample = {(kind, where): r for kind, where, r in new}
+        for (kind, where), n in groups.most_common(60):
+            text.write(f"{n:>8}  {kind:<24} held by {where:<50} e.g. {sample[kind, where]}\n")
 
     def _traces(self, text: io.StringIO) -> None:
         snap = tracemalloc.take_snapshot().filter_traces(
