@@ -109,6 +109,14 @@ def _held() -> dict[int, tuple[str, str, str]]:
     return out
 
 
+def _describe(o: object) -> str:
+    if isinstance(o, dict):
+        return f"len={len(o)} keys={list(o)[:4]!r}"[:160]
+    if isinstance(o, list | tuple | set | frozenset):
+        return f"len={len(o)}"
+    return repr(o)[:100]
+
+
 class MemTrace:
     """Writes one report per :meth:`report` call (see the module docstring)."""
 
@@ -140,12 +148,34 @@ class MemTrace:
             rows = grown.most_common(40)
         for name, n in rows:
             text.write(f"{n:>+10d}  {name} (now {types[name]})\n")
+        if self.count > 1:
+            self._referrers(text, [name for name, n in rows[:6] if n > 100])
         self._new_objects(text)
         text.write("\n== pymalloc\n" + stats)
         path = self.out / f"snap-{self.count}.txt"
         path.write_text(text.getvalue())
         log.warning("event=memtrace report=%s", path)
         return path
+
+    @staticmethod
+    def _referrers(text: io.StringIO, names: list[str]) -> None:
+        """What holds one object of each of these (grown) types, two levels up."""
+        frame = sys._getframe()
+        objs = gc.get_objects()
+        for name in names:
+            sample = next((o for o in reversed(objs) if type(o).__qualname__ == name), None)
+            if sample is None:
+                continue
+            text.write(f"\n-- held: one {name}\n")
+            for r in gc.get_referrers(sample):
+                if r is objs or r is frame:
+                    continue
+                text.write(f"   by {type(r).__qualname__} {_describe(r)}\n")
+                for r2 in gc.get_referrers(r)[:6]:
+                    if r2 is objs or r2 is frame:
+                        continue
+                    text.write(f"      by {type(r2).__qualname__} {_describe(r2)}\n")
+        del objs
 
     def _new_objects(self, text: io.StringIO) -> None:
         held = _held()

@@ -40,7 +40,7 @@ from .booking_index import IndexedBookingStore, IndexRefresher
 from .config import Settings
 from .dispatch import RegistrarService, SipDispatcher
 from .focus_wiring import FocusOptions, assemble_focus
-from .heap import HeapKeeper, realtime_priority, settle_heap
+from .heap import HeapKeeper, realtime_priority, release_heap, settle_heap
 from .lifecycle import Lifecycle
 from .memtrace import install_memtrace
 from .mixer import connect_mixer
@@ -55,16 +55,29 @@ from .users import UserStore, authenticator_for
 log = logging.getLogger("imsconf.server")
 
 
+def _heap_release(media: UdpMediaTransport | None) -> Callable[[], None]:
+    """What the heap keeper does once a load has passed: the in-process mixer gives back the slot rows
+    the load grew, then the heap is released (:func:`.heap.release_heap`)."""
+
+    def release() -> None:
+        if media is not None:
+            media.engine.compact()
+        release_heap()
+
+    return release
+
+
 class EndpointDriver(Receiver):
     """Feeds the sans-I/O endpoint from the transports and flushes what it wants sent; one timer."""
 
-    def __init__(self, endpoint: SipEndpoint) -> None:
+    def __init__(self, endpoint: SipEndpoint, *, release: Callable[[], None] = release_heap) -> None:
         self.endpoint = endpoint
         self.transports: TransportManager | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._loop = asyncio.get_running_loop()
-        self.heap = HeapKeeper()  # transactions end on timers: each firing looks whether a load has passed
+        # transactions end on timers: each firing looks whether a load has passed
+        self.heap = HeapKeeper(release)
 
     def now(self) -> float:
         return self._loop.time()
@@ -322,7 +335,7 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
         caps=caps, throttle=throttle, challenged_methods=challenged, admission=admission, trusted=trusted
     )
     endpoint = SipEndpoint(config, app, authenticator)
-    driver = EndpointDriver(endpoint)
+    driver = EndpointDriver(endpoint, release=_heap_release(media))
     transports = TransportManager(
         driver,
         server_ssl=server_ssl_context(pki),
