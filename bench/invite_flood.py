@@ -74,6 +74,18 @@ def start_server(work: Path, port: int, *, limits: bool) -> subprocess.Popen[byt
     return proc
 
 
+def start_free(work: Path, *, limits: bool) -> tuple[subprocess.Popen[bytes], int]:
+    """:func:`start_server` on a free port pair (the TLS listener takes the next port): a few tries."""
+    for attempt in range(5):
+        port = free_port()
+        try:
+            return start_server(work, port, limits=limits), port
+        except RuntimeError:
+            if attempt == 4:
+                raise
+    raise AssertionError("unreachable")
+
+
 def stop(proc: subprocess.Popen[bytes] | None, grace: float = 10.0) -> None:
     """Stop a process this script started, by its PID: SIGTERM, then SIGKILL after *grace* seconds."""
     if proc is None or proc.poll() is not None:
@@ -335,8 +347,7 @@ def rtp_ports_bound(pid: int) -> int:
 
 # ---- the two phases ---------------------------------------------------------------------------------------
 def capacity(sipp: str, work: Path, rates: list[int], seconds: float) -> int:
-    port = free_port()
-    server = start_server(work / "capacity", port, limits=False)
+    server, port = start_free(work / "capacity", limits=False)
     best = 0
     try:
         target = f"127.0.0.1:{port}"
@@ -378,8 +389,7 @@ def wait_file(path: Path, timeout: float = 10.0) -> str:
 
 
 def flood(sipp: str, work: Path, rate: int, seconds: float, legit: int, ncalls: int) -> None:
-    port = free_port()
-    server = start_server(work / "flood", port, limits=True)
+    server, port = start_free(work / "flood", limits=True)
     target = f"127.0.0.1:{port}"
     calls: list[Call] = []
     media: Media | None = None

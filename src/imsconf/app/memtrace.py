@@ -29,6 +29,9 @@ import tracemalloc
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
+
 __all__ = ["MemTrace", "install_memtrace"]
 
 log = logging.getLogger("imsconf.runtime")
@@ -125,7 +128,8 @@ class MemTrace:
         self.count = 0
         self.base: tracemalloc.Snapshot | None = None
         self.base_types: Counter[str] | None = None
-        self.base_held: set[int] | None = None
+        # the ids of report 1 as an array: a set would hold one int object per id, made at report 1
+        self.base_held: npt.NDArray[np.uint64] | None = None
 
     def report(self) -> Path:
         self.out.mkdir(parents=True, exist_ok=True)
@@ -180,10 +184,13 @@ class MemTrace:
     def _new_objects(self, text: io.StringIO) -> None:
         held = _held()
         if self.base_held is None:
-            self.base_held = set(held)
+            self.base_held = np.fromiter(sorted(held), dtype=np.uint64, count=len(held))
             text.write(f"\nobjects held (tracked and their direct referents): {len(held)}\n")
             return
-        new = [v for k, v in held.items() if k not in self.base_held]
+        ids = np.fromiter(held, dtype=np.uint64, count=len(held))
+        known = np.isin(ids, self.base_held)
+        values = list(held.values())
+        new = [values[i] for i in np.flatnonzero(~known).tolist()]
         text.write(f"\n== objects alive now that were not at report 1: {len(new)} of {len(held)}\n")
         groups: Counter[tuple[str, str]] = Counter((kind, where) for kind, where, _ in new)
         sample = {(kind, where): r for kind, where, r in new}
