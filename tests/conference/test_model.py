@@ -26,6 +26,7 @@ from imsconf.conference import (
     RosterEvent,
     UnknownParticipantError,
 )
+from imsconf.conference.model import GIVEN_IDS_KEPT
 from imsconf.sdp.direction import Direction
 
 OWNER = "sip:alice@example.com"
@@ -296,3 +297,32 @@ def test_event_validation() -> None:
         ConferenceClosed("c1", 0, "x")
     with pytest.raises(ValueError):
         Conference("", "u", None, ConferencePolicy(), 0.0)
+
+
+def test_given_participant_ids_are_remembered_up_to_a_bound() -> None:
+    """A caller's ids (the focus's PIN lobby ids) are refused again, the newest GIVEN_IDS_KEPT of them; a
+    conference with many callers over its life does not keep one string per call."""
+    conf = make(close_when_empty=False)
+    stays = join(conf, BOB, participant_id="l0")
+    for n in range(1, 3 * GIVEN_IDS_KEPT):
+        conf.leave(join(conf, CAROL, participant_id=f"l{n}"))
+    assert len(conf._given_ids) <= GIVEN_IDS_KEPT
+    with pytest.raises(ValueError):
+        conf.join(CAROL, 2.0, participant_id=f"l{3 * GIVEN_IDS_KEPT - 1}")  # a recent one
+    with pytest.raises(ValueError):
+        conf.join(CAROL, 2.0, participant_id="l0")  # still present
+    assert stays in conf
+    # a given p<n> that is forgotten is never made by the conference afterwards
+    conf.leave(join(conf, CAROL, participant_id="p7"))
+    for n in range(GIVEN_IDS_KEPT):
+        conf.leave(join(conf, CAROL, participant_id=f"m{n}"))
+    made = {conf_join_made(conf) for _ in range(10)}
+    assert "p7" not in made
+    with pytest.raises(ValueError):
+        conf.join(CAROL, 2.0, participant_id="p7")
+
+
+def conf_join_made(conf: Conference) -> str:
+    pid = join(conf, CAROL)
+    conf.leave(pid)
+    return pid

@@ -7,6 +7,9 @@ the leg; new calls meanwhile get 503 with Retry-After; group conferences start a
 
 from __future__ import annotations
 
+import base64
+from typing import Any
+
 import pytest
 from helpers import (
     FACTORY,
@@ -29,7 +32,7 @@ from imsconf.keys import DownlinkMode, KeyManagerConfig, RekeyPolicy
 from imsconf.media.control import LegPorts
 from imsconf.media.events import GroupStreamConfirmed, MediaEngineError, MixerLost, MixerReady
 from imsconf.sdp.sdes import CryptoAttribute
-from imsconf.sdp.session import SessionDescription
+from imsconf.sdp.session import MediaDescription, SessionDescription
 from imsconf.sip.message import Request
 
 
@@ -378,3 +381,95 @@ def test_an_answer_for_the_mixer_before_last_is_not_taken_for_the_move_to_the_ne
     answer(h, ua, second)
     assert lid not in recovery.moving and h.focus.legs[lid].media.ports == media.legs[lid].ports
     assert h.focus.legs[lid].media.answer == second.body
+
+
+class VideoMixerMedia(MixerMedia):
+    """:class:`MixerMedia` with presentation video legs recorded: their ports, send keys and the source."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.video: dict[str, tuple[LegPorts, bytes | None]] = {}
+        self.video_ports: dict[str, LegPorts] = {}
+        self.sources: dict[str, str | None] = {}
+
+    def allocate_video(self, conference_id: str, leg_id: str, rtcp_mux: bool) -> LegPorts:
+        if not self.up:
+            raise MediaEngineError("the mixer has no free media ports")
+        ports = super().allocate_video(conference_id, leg_id, rtcp_mux)
+        self.video_ports[leg_id] = ports
+        return ports
+
+    def configure_video(self, leg_id: str, **kw: Any) -> None:
+        tx = kw["tx_keys"]
+        self.video[leg_id] = (self.video_ports[leg_id], tx.key_salt() if tx is not None else None)
+
+    def release_video(self, leg_id: str) -> None:
+        self.video.pop(leg_id, None)
+        self.video_ports.pop(leg_id, None)
+
+    def set_video_source(self, conference_id: str, leg_id: str | None) -> None:
+        self.sources[conference_id] = leg_id
+
+    def lose(self) -> None:
+        self.video.clear()
+        self.video_ports.clear()
+        self.sources.clear()
+        super().lose()
+
+
+def video_offer(key: bytes, vkey: bytes, port: int) -> bytes:
+    audio = sdp_offer(key=key, port=port).decode()
+    video = (
+        f"m=video {port + 100} RTP/SAVP 96\r\na=rtpmap:96 H264/90000\r\n"
+        f"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{base64.b64encode(vkey).decode()}\r\na=sendrecv\r\n"
+    )
+    return (audio + video).encode()
+
+
+def video_section(body: bytes) -> MediaDescription:
+    return next(m for m in SessionDescription.parse(body).media if m.media == "video")
+
+
+def test_presentation_video_moves_with_the_audio_in_the_same_reinvite() -> None:
+    media = VideoMixerMedia()
+    h = Harness(control=media, options=FocusOptions())
+    h.media = media
+    owner = h.ua("alice")
+    KEYS["alice"] = new_key()
+    resp = h.call(owner, FACTORY, sdp_offer(key=KEYS["alice"]))
+    assert resp.status == 200
+    h.send(owner, owner.ack())
+    uri = owner.remote_target
+    assert uri is not None
+    bob = h.ua("bob")
+    KEYS["bob"] = new_key()
+    resp = h.call(bob, uri, video_offer(KEYS["bob"], new_key(), 4100))
+    assert resp.status == 200
+    h.send(bob, bob.ack())
+    lid = leg_of(h, bob)
+    first = video_section(resp.body)
+    old_ports, old_key = media.video[lid]
+    assert first.port == old_ports.rtp_port != 0 and old_key is not None
+
+    media.lose()
+    h.advance(0.5)
+    presentation = h.focus.parts.presentation
+    assert presentation.legs[lid].tx_key is None  # wiped with the audio's
+    media.back()
+    sent = h.advance(0.01)
+    inv = reinvite_to(sent, bob)  # one re-INVITE moves both streams
+    assert [p for _, p in requests(sent, "INVITE")].count(bob.peer) == 1
+    new_ports, new_key_salt = media.video[lid]
+    moved = video_section(inv.body)
+    assert moved.port == new_ports.rtp_port != old_ports.rtp_port
+    assert new_key_salt is not None and new_key_salt != old_key
+    crypto = CryptoAttribute.parse(moved.get_attributes("crypto")[0])
+    assert crypto.key_salt == new_key_salt  # the offer carries the new mixer's video send key
+    assert audio_port(inv.body) == media.legs[lid].ports.rtp_port
+    answer(h, bob, inv)
+    recovery = h.focus.parts.recovery
+    assert recovery is not None and recovery.counters["moved"] == 1 and lid not in recovery.moving
+    assert not presentation.legs[lid].lost
+    # the moved SDP is the leg's last one: an offerless re-INVITE gets both new streams
+    resp = h.final(h.send(bob, bob.reinvite()))
+    assert resp.status == 200 and video_section(resp.body).port == new_ports.rtp_port

@@ -375,3 +375,42 @@ def test_c_reception_statistics_match_the_python_reference(
             assert c.report_block(0x42, 1, 2) == ref.report_block(0x42, 1, 2)
     c.reset()
     assert c.report_block(0x42) is None and c.received == 0
+
+
+def test_a_slot_table_grown_by_a_load_gives_its_rows_back_and_keeps_the_live_slots() -> None:
+    from imsconf.media.fastpath import SlotTable
+
+    table = SlotTable()
+    slots = [table.alloc(f"leg{i}") for i in range(300)]  # grows 64 -> 128 -> 256 -> 512
+    assert len(table.tag) == 512 and len(table.pay) == 512
+    table.map_fd(5000, slots[3])
+    table.tab[slots[3], 0] = 1234
+    for slot in slots:
+        if slot not in (slots[3], slots[70]):
+            table.release(slot)
+    assert table.compact()
+    assert len(table.tag) == len(table.tab) == len(table.ftab) == len(table.pay) == 128  # 70 in use
+    assert table.tag[slots[3]] == "leg3" and table.tag[slots[70]] == "leg70" and len(table) == 2
+    assert table.tab[slots[3], 0] == 1234 and table.fd2slot[5000] == slots[3]
+    assert not table.compact()  # nothing more to give back
+    new = {table.alloc(f"new{i}") for i in range(126)}  # every free row is taken before it grows
+    assert len(table.tag) == 128 and slots[3] not in new and slots[70] not in new
+    table.alloc("more")
+    assert len(table.tag) == 256
+
+
+def test_the_engine_compacts_after_a_load_and_its_live_leg_keeps_playing() -> None:
+    from imsconf.media.engine import MediaEngine
+    from imsconf.media.events import LegConfig
+
+    eng = MediaEngine(allow_plain_rtp=True)
+    for i in range(200):
+        eng.add_leg(f"l{i}", "c", 40000 + 2 * i, 40001 + 2 * i, False)
+        eng.configure_leg(f"l{i}", LegConfig(("192.0.2.1", 6000 + 2 * i), None, 0, "PCMU"), None, None)
+    eng.tick(0.0)
+    for i in range(1, 200):
+        eng.remove_leg(f"l{i}")
+    assert eng.compact()
+    assert len(eng.table.slots.tag) == 64
+    sent = [eng.tick(0.02 * (n + 1)) for n in range(5)]
+    assert all(len(out) == 1 for out in sent)  # l0 is sent its frame every tick

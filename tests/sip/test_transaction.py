@@ -1080,3 +1080,25 @@ def test_client_machines_survive_any_sequence(
     if transport == "TLS":
         assert not any(t.retransmission for t in sent(tx.outbox) if isinstance(t.message, Request)
                        and t.message.method != "ACK")  # fmt: skip
+
+
+def test_layer_lets_an_answered_request_go_and_still_answers_its_retransmissions() -> None:
+    """A UDP server transaction lingers 32 s after its final response: the layer keeps the response for
+    retransmissions, not the parsed request (docs/decisions/0012-memory-after-load.md)."""
+    layer = TransactionLayer(auto_trying=False)
+    bye = request("BYE")
+    layer.receive(bye, CLIENT, "UDP", 0.0)
+    [ev] = tu_events(layer)
+    assert isinstance(ev, RequestReceived)
+    server = layer.server(ev.key)
+    assert server is not None and server.request is ev.request  # until it is answered
+    layer.send_response(ev.key, answer(ev.request, 200), 0.1)
+    assert statuses(layer.events()) == [200]
+    with pytest.raises(LocalProtocolError):
+        server.request  # noqa: B018 - released
+    assert server.has_final_response and server.method == "BYE"
+    layer.receive(bye, CLIENT, "UDP", 0.5)  # a retransmitted BYE gets the same 200 again
+    again = sent(layer.events())
+    assert [(t.message.status, t.retransmission) for t in again] == [(200, True)]  # type: ignore[union-attr]
+    with pytest.raises(LocalProtocolError):
+        layer.send_response(ev.key, answer(bye, 500), 0.6)  # a second final response is still refused

@@ -130,8 +130,9 @@ def focus_parts(
             usage=options.usage,
             wall_clock_offset=options.wall_clock_offset,
         )
+        presentation = FocusPresentation(port, registry, media, floor, inbox)
         recovery = (
-            MixerRecovery(table, port, media, inbox, keying, lobby=planned, mix=operator)
+            MixerRecovery(table, port, media, inbox, keying, lobby=planned, mix=operator, video=presentation)
             if options.mixer_recovery
             else None
         )
@@ -146,7 +147,7 @@ def focus_parts(
             control=ConferenceControl(table, port, config, registry, notifier, dialer),
             dialer=dialer,
             floor=floor,
-            presentation=FocusPresentation(port, registry, media, floor, inbox),
+            presentation=presentation,
             keying=keying,
             operator=operator,
             messaging=Messaging(

@@ -51,8 +51,9 @@ from .booking_index import IndexedBookingStore, IndexRefresher
 from .config import Settings
 from .dispatch import RegistrarService, SipDispatcher
 from .focus_wiring import FocusOptions, assemble_focus
-from .heap import HeapKeeper, realtime_priority, settle_heap
+from .heap import HeapKeeper, realtime_priority, release_heap, settle_heap
 from .lifecycle import Lifecycle
+from .memtrace import install_memtrace
 from .metrics import build_registry
 from .mixer import connect_mixer
 from .msrp import MsrpListeners, start_msrp_listeners
@@ -70,16 +71,29 @@ log = logging.getLogger("imsconf.server")
 USAGE_CLOSE_SECONDS = 0.5  # what writing the queued usage records may add to the shutdown
 
 
+def _heap_release(media: UdpMediaTransport | None) -> Callable[[], None]:
+    """What the heap keeper does once a load has passed: the in-process mixer gives back the slot rows
+    the load grew, then the heap is released (:func:`.heap.release_heap`)."""
+
+    def release() -> None:
+        if media is not None:
+            media.engine.compact()
+        release_heap()
+
+    return release
+
+
 class EndpointDriver(Receiver):
     """Feeds the sans-I/O endpoint from the transports and flushes what it wants sent; one timer."""
 
-    def __init__(self, endpoint: SipEndpoint) -> None:
+    def __init__(self, endpoint: SipEndpoint, *, release: Callable[[], None] = release_heap) -> None:
         self.endpoint = endpoint
         self.transports: TransportManager | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._loop = asyncio.get_running_loop()
-        self.heap = HeapKeeper()  # transactions end on timers: each firing looks whether a load has passed
+        # transactions end on timers: each firing looks whether a load has passed
+        self.heap = HeapKeeper(release)
 
     def now(self) -> float:
         return self._loop.time()
@@ -377,7 +391,7 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
         caps=caps, throttle=throttle, challenged_methods=challenged, admission=admission, trusted=trusted
     )
     endpoint = SipEndpoint(config, app, authenticator)
-    driver = EndpointDriver(endpoint)
+    driver = EndpointDriver(endpoint, release=_heap_release(media))
     limits = StreamLimits.from_settings(settings)
     transports = TransportManager(
         driver,
@@ -493,6 +507,7 @@ async def run_server(
     notifier = ServiceNotifier()
     life = Lifecycle(server, notifier, Reloader(server, notifier, config_file, overrides))
     life.install(asyncio.get_running_loop())
+    install_memtrace(asyncio.get_running_loop(), settings.data_dir)  # opt-in (IMSCONF_TRACEMALLOC=1)
     settle_heap()  # after the signal handlers: everything built so far lives as long as the process
     if settings.mixer is None:  # the mixer runs in this process
         realtime_priority(settings.media_realtime_priority)

@@ -42,11 +42,16 @@ from .events import (
 from .participant import ConferenceState, MediaInfo, Participant, ParticipantStatus, Role
 
 __all__ = [
+    "GIVEN_IDS_KEPT",
     "STATUS_TRANSITIONS",
     "Audience",
     "Conference",
     "ConferencePolicy",
 ]
+
+# participant ids a caller gave (the focus's PIN lobby ids) that a conference remembers, to refuse them again:
+# the newest this many; the callers make them unique themselves (the lobby's from a counter that only rises)
+GIVEN_IDS_KEPT = 1024
 
 
 class Audience(Enum):
@@ -114,10 +119,10 @@ class Conference:
     floors: tuple[FloorState, ...] = ()  # BFCP floors and their holders (set by the focus)
     _participants: dict[str, Participant] = field(default_factory=dict, repr=False)
     _pending: dict[str, _PendingDisconnect] = field(default_factory=dict, repr=False)
-    # ids given by the caller (the focus's lobby ids); the ids this conference makes are "p<n>" from a
-    # counter that only rises, so they need no record: remembering every id ever used would keep one
-    # string per call for the conference's whole life
-    _given_ids: set[str] = field(default_factory=set, repr=False)
+    # ids given by the caller (the focus's lobby ids), oldest first, at most GIVEN_IDS_KEPT of them; the
+    # ids this conference makes are "p<n>" from a counter that only rises, so they need no record:
+    # remembering every id ever used would keep one string per call for the conference's whole life
+    _given_ids: dict[str, None] = field(default_factory=dict, repr=False)
     _next_id: int = field(default=1, repr=False)
     _media_released: bool = field(default=True, repr=False)
 
@@ -224,7 +229,8 @@ class Conference:
         """Add ``user`` to the roster.  The new participant is in the ``ParticipantJoined`` event.
 
         Raises ``PolicyError``: 404 closed, 480 closing, 403 not allowed, 486/503 full.  A
-        ``participant_id`` that was ever used in this conference is a ``ValueError`` (local bug).
+        ``participant_id`` that is present, one this conference made, or one of the last
+        :data:`GIVEN_IDS_KEPT` given is a ``ValueError`` (local bug).
         """
         self._require_active()
         policy = self.policy
@@ -261,7 +267,7 @@ class Conference:
             privacy=privacy,
         )
         if participant_id is not None:
-            self._given_ids.add(pid)
+            self._remember_given(pid)
         self._participants[pid] = p
         self._media_released = False
         return [ParticipantJoined(self.conf_id, self._bump(), p)]
@@ -385,10 +391,27 @@ class Conference:
     # ---------------------------------------------------------------- internals
 
     def _new_id(self) -> str:
-        while (pid := f"p{self._next_id}") in self._given_ids:
+        while (pid := f"p{self._next_id}") in self._given_ids or pid in self._participants:
             self._next_id += 1
         self._next_id += 1
         return pid
+
+    def _remember_given(self, pid: str) -> None:
+        """Record a given id; past :data:`GIVEN_IDS_KEPT` the oldest that left is forgotten.  A forgotten
+        ``p<n>`` moves the counter past it, so this conference never makes it."""
+        given = self._given_ids
+        given[pid] = None
+        while len(given) > GIVEN_IDS_KEPT:
+            old = next(iter(given))
+            del given[old]
+            if old in self._participants:  # still here: kept (its id is checked as a present one)
+                given[old] = None
+                if all(p in self._participants for p in given):
+                    break
+                continue
+            digits = old[1:]
+            if old[:1] == "p" and digits.isascii() and digits.isdigit() and digits[:1] != "0":
+                self._next_id = max(self._next_id, int(digits) + 1)
 
     def _id_used(self, pid: str) -> bool:
         """Whether *pid* was ever given to a participant here (ids are never reused)."""

@@ -100,17 +100,7 @@ class MediaSession:
             except (OSError, MediaEngineError) as exc:  # no ports, or the separate mixer is unreachable
                 raise NegotiationError(503, f"no media resources: {exc}") from None
             try:
-                media.configure_leg(
-                    self.leg_id,
-                    remote_rtp=remote_rtp,
-                    remote_rtcp=remote_rtcp,
-                    codec_pt=decision.codec.payload_type,
-                    codec_name=decision.codec.name,
-                    dtmf_pt=dtmf,
-                    tx_keys=tx_keys,
-                    rx_keys=rx_keys,
-                    direction=direction,
-                )
+                self.configure(media, decision, tx_keys, rx_keys)
             except BaseException:  # no half-configured leg is left behind, whatever went wrong
                 media.release_leg(self.leg_id)
                 self.ports = None
@@ -199,6 +189,17 @@ class MediaSession:
             rx_keys = SrtpKeys(suite, remote.master_key, remote.master_salt)
         elif self.tx_key is not None:  # pragma: no cover - parse_answer needs a=crypto for SAVP
             raise NegotiationError(488, "plain answer to an SRTP offer")
+        self.configure(media, decision, tx_keys, rx_keys)
+        self.rx_key_salt = rx_keys.key_salt() if rx_keys is not None else None
+        self.decision = decision
+        self._offer = None
+
+    def configure(
+        self, media: MediaControl, decision: AudioDecision, tx_keys: SrtpKeys | None, rx_keys: SrtpKeys | None
+    ) -> None:
+        """Configure this leg's (allocated) mixer leg as *decision* negotiated it, with these keys: the one
+        ``configure_leg`` call of the focus (a first answer, a dial-out's answer, a move to a new mixer by
+        :mod:`imsconf.focus.recovery`)."""
         media.configure_leg(
             self.leg_id,
             remote_rtp=(decision.remote_rtp.host, decision.remote_rtp.port),
@@ -210,9 +211,6 @@ class MediaSession:
             rx_keys=rx_keys,
             direction=decision.local_direction,
         )
-        self.rx_key_salt = rx_keys.key_salt() if rx_keys is not None else None
-        self.decision = decision
-        self._offer = None
 
     @property
     def on_hold(self) -> bool:

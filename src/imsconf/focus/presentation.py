@@ -67,6 +67,7 @@ class VideoLeg:
     ports: LegPorts
     decision: VideoDecision
     tx_key: MasterKey | None = None
+    lost: bool = False  # made on a separate mixer that was lost: ports stale, made again by remake()
 
 
 def chain_hooks(first: SdpHook, then: SdpHook | None) -> SdpHook:
@@ -140,6 +141,9 @@ class FocusPresentation(FeatureBase):
     def _negotiate(self, conf_id: str, leg_id: str, d: VideoDecision) -> MediaDescription:
         media = self.media
         vl = self.legs.get(leg_id)
+        if vl is not None and vl.lost:  # made on a lost mixer: made again here (its own re-INVITE came first)
+            del self.legs[leg_id]
+            vl = None
         if vl is not None and vl.decision.rtcp_mux != d.rtcp_mux:
             self.release(leg_id)
             vl = None
@@ -147,34 +151,8 @@ class FocusPresentation(FeatureBase):
         if vl is None:
             ports = media.allocate_video(conf_id, leg_id, d.rtcp_mux)
             vl = VideoLeg(leg_id, conf_id, ports, d)
-        tx_keys: SrtpKeys | None = None
-        rx_keys: SrtpKeys | None = None
-        crypto: CryptoAttribute | None = None
-        if d.srtp is not None:
-            if vl.tx_key is None or vl.tx_key.suite != d.srtp.suite:
-                if vl.tx_key is not None:
-                    vl.tx_key.wipe()
-                vl.tx_key = new_master_key(d.srtp.suite)
-            tx_keys = SrtpKeys(d.srtp.suite, vl.tx_key.key, vl.tx_key.salt)
-            remote = d.srtp.remote
-            rx_keys = SrtpKeys(d.srtp.suite, remote.master_key, remote.master_salt)
-            crypto = CryptoAttribute.from_key(d.srtp.tag, d.srtp.suite, vl.tx_key.key_salt)
-        elif vl.tx_key is not None:
-            vl.tx_key.wipe()
-            vl.tx_key = None
         try:
-            media.configure_video(
-                leg_id,
-                remote_rtp=(d.remote_rtp.host, d.remote_rtp.port),
-                remote_rtcp=None if d.rtcp_mux else (d.remote_rtcp.host, d.remote_rtcp.port),
-                payload_type=d.codec.payload_type,
-                codec_name=d.codec.name,
-                clock_rate=d.codec.clock_rate,
-                direction=d.local_direction,
-                pli=d.pli,
-                tx_keys=tx_keys,
-                rx_keys=rx_keys,
-            )
+            crypto = self._configure(vl, d)
         except _MEDIA_ERRORS:
             if fresh:
                 media.release_video(leg_id)
@@ -194,6 +172,77 @@ class FocusPresentation(FeatureBase):
         )
         rtcp = None if d.rtcp_mux else vl.ports.rtcp_port
         return video_section(d, vl.ports.rtp_port, rtcp, crypto)
+
+    def _configure(self, vl: VideoLeg, d: VideoDecision) -> CryptoAttribute | None:
+        """Configure the mixer's video leg as *d* negotiated it (our send key made when there is none or
+        the suite changed); the ``a=crypto`` of our side."""
+        tx_keys: SrtpKeys | None = None
+        rx_keys: SrtpKeys | None = None
+        crypto: CryptoAttribute | None = None
+        if d.srtp is not None:
+            if vl.tx_key is None or vl.tx_key.suite != d.srtp.suite:
+                if vl.tx_key is not None:
+                    vl.tx_key.wipe()
+                vl.tx_key = new_master_key(d.srtp.suite)
+            tx_keys = SrtpKeys(d.srtp.suite, vl.tx_key.key, vl.tx_key.salt)
+            remote = d.srtp.remote
+            rx_keys = SrtpKeys(d.srtp.suite, remote.master_key, remote.master_salt)
+            crypto = CryptoAttribute.from_key(d.srtp.tag, d.srtp.suite, vl.tx_key.key_salt)
+        elif vl.tx_key is not None:
+            vl.tx_key.wipe()
+            vl.tx_key = None
+        self.media.configure_video(
+            vl.leg_id,
+            remote_rtp=(d.remote_rtp.host, d.remote_rtp.port),
+            remote_rtcp=None if d.rtcp_mux else (d.remote_rtcp.host, d.remote_rtcp.port),
+            payload_type=d.codec.payload_type,
+            codec_name=d.codec.name,
+            clock_rate=d.codec.clock_rate,
+            direction=d.local_direction,
+            pli=d.pli,
+            tx_keys=tx_keys,
+            rx_keys=rx_keys,
+        )
+        return crypto
+
+    # ---- the separate mixer lost and back (imsconf.focus.recovery) ------------------------------------
+    def mixer_lost(self) -> None:
+        """The separate mixer went, with every video leg made on it: their send keys are wiped (a new mixer
+        never gets an old key) and their ports are stale until :meth:`remake`; the switch is sent again to
+        the new mixer as the legs come back."""
+        for vl in self.legs.values():
+            if vl.tx_key is not None:
+                vl.tx_key.wipe()
+                vl.tx_key = None
+            vl.lost = True
+        self.sources.clear()
+
+    def remake(self, leg_id: str) -> tuple[LegPorts, bool, CryptoAttribute | None] | None:
+        """The leg's video made again on the new mixer: the same negotiation and remote key, a new send key.
+        Returns its new ports, whether RTCP is muxed and our ``a=crypto``, for the move re-INVITE; ``None``
+        when the leg has no video.  Raises :class:`MediaEngineError` (nothing of it is then left on the
+        mixer; the leg stays to be made again)."""
+        vl = self.legs.get(leg_id)
+        if vl is None or not vl.lost:
+            return None
+        d = vl.decision
+        try:
+            ports = self.media.allocate_video(vl.conf_id, leg_id, d.rtcp_mux)
+        except _MEDIA_ERRORS as exc:
+            raise MediaEngineError(f"video: {exc}") from None
+        try:
+            crypto = self._configure(vl, d)
+        except _MEDIA_ERRORS as exc:
+            self.media.release_video(leg_id)
+            if vl.tx_key is not None:
+                vl.tx_key.wipe()
+                vl.tx_key = None
+            raise MediaEngineError(f"video: {exc}") from None
+        vl.ports = ports
+        vl.lost = False
+        log.info("event=video_moved leg=%s conf=%s", leg_id, vl.conf_id)
+        self.update_source(vl.conf_id)
+        return ports, d.rtcp_mux, crypto
 
     def release(self, leg_id: str) -> None:
         vl = self.legs.pop(leg_id, None)
@@ -228,7 +277,7 @@ class FocusPresentation(FeatureBase):
 
     def update_source(self, conf_id: str) -> None:
         holders = self.floor.holders(conf_id, PRESENTATION_FLOOR)
-        source = next((h for h in holders if h in self.legs), None)
+        source = next((h for h in holders if h in self.legs and not self.legs[h].lost), None)
         if self.sources.get(conf_id, None) == source:
             return
         self.sources[conf_id] = source

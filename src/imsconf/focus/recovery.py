@@ -38,7 +38,7 @@ from .keying import FocusKeying
 from .legs import Inbox, Leg, LegTable
 from .ports import FeatureBase, FocusPort
 
-__all__ = ["MAX_WAITS", "RETRY", "LobbyHold", "MixerRecovery", "moved_sdp"]
+__all__ = ["MAX_WAITS", "RETRY", "LobbyHold", "MixerRecovery", "StreamMove", "VideoMoves", "moved_sdp"]
 
 log = logging.getLogger("imsconf.focus.recovery")
 
@@ -46,14 +46,28 @@ RETRY = 0.2  # a leg the new mixer has no ports for yet is tried again after thi
 MAX_WAITS = 50  # ... this many times (about 10 s) per mixer connection, then the leg ends
 
 
+StreamMove = tuple[LegPorts, bool, CryptoAttribute | None]
+"""A stream made again on a new mixer: its new ports, whether RTCP is muxed, our new ``a=crypto``."""
+
+
 def moved_sdp(
-    sdp: bytes, version: int, ports: LegPorts, rtcp_mux: bool, crypto: CryptoAttribute | None
+    sdp: bytes,
+    version: int,
+    ports: LegPorts,
+    rtcp_mux: bool,
+    crypto: CryptoAttribute | None,
+    *,
+    video: StreamMove | None = None,
 ) -> bytes:
     """*sdp* (our last SDP for a leg) with ``o=`` version *version*, the audio stream at the new *ports*
-    (``m=`` port, ``a=rtcp``) and its ``a=crypto`` lines replaced by *crypto*; other streams unchanged."""
+    (``m=`` port, ``a=rtcp``) and its ``a=crypto`` lines replaced by *crypto*; the video stream likewise
+    when *video* is given; other streams unchanged."""
+    moves: dict[str, StreamMove] = {"audio": (ports, rtcp_mux, crypto)}
+    if video is not None:
+        moves["video"] = video
     text = sdp.decode("utf-8", "replace")
     out: list[str] = []
-    in_audio = False
+    move: StreamMove | None = None
     placed = False
     for line in text.split("\r\n"):
         if line.startswith("o="):
@@ -62,23 +76,32 @@ def moved_sdp(
                 parts[2] = str(version)
                 line = " ".join(parts)
         elif line.startswith("m="):
-            in_audio = line.startswith("m=audio ")
-            if in_audio:
-                parts = line.split(" ")
-                parts[1] = str(ports.rtp_port)
+            parts = line.split(" ")
+            move = moves.pop(parts[0][2:], None)  # the first stream of each kind
+            placed = False
+            if move is not None:
+                parts[1] = str(move[0].rtp_port)
                 line = " ".join(parts)
-        elif in_audio and line.startswith("a=rtcp:"):
-            if rtcp_mux:
+        elif move is not None and line.startswith("a=rtcp:"):
+            if move[1]:
                 continue
             rest = line[len("a=rtcp:") :].split(" ", 1)
-            line = f"a=rtcp:{ports.rtcp_port}" + (f" {rest[1]}" if len(rest) > 1 else "")
-        elif in_audio and line.startswith("a=crypto:"):
-            if placed or crypto is None:
+            line = f"a=rtcp:{move[0].rtcp_port}" + (f" {rest[1]}" if len(rest) > 1 else "")
+        elif move is not None and line.startswith("a=crypto:"):
+            if placed or move[2] is None:
                 continue
-            line = f"a=crypto:{crypto.to_sdp()}"
+            line = f"a=crypto:{move[2].to_sdp()}"
             placed = True
         out.append(line)
     return "\r\n".join(out).encode()
+
+
+class VideoMoves(Protocol):
+    """The presentation video legs (:class:`~.presentation.FocusPresentation`), moved with the audio."""
+
+    def mixer_lost(self) -> None: ...
+
+    def remake(self, leg_id: str) -> StreamMove | None: ...
 
 
 class LobbyHold(Protocol):
@@ -102,11 +125,13 @@ class MixerRecovery(FeatureBase):
         *,
         lobby: LobbyHold | None = None,
         mix: LobbyHold | None = None,
+        video: VideoMoves | None = None,
     ) -> None:
         self.table = table
         self.port = port
         self.lobby = lobby
         self.mix = mix
+        self.video = video
         self.media = media
         self.inbox = inbox
         self.keying = keying
@@ -147,6 +172,8 @@ class MixerRecovery(FeatureBase):
         self._retry_at = None
         self._moved_since_loss = 0
         self.keying.mixer_lost(ep, now)
+        if self.video is not None:
+            self.video.mixer_lost()
         ringing: list[Leg] = []
         for leg in list(self.table.legs.values()):
             ms = leg.media
@@ -240,17 +267,8 @@ class MixerRecovery(FeatureBase):
             crypto = CryptoAttribute.from_key(d.srtp.tag, suite, key.key_salt)
             ms.tx_key = key
         try:
-            self.media.configure_leg(
-                leg.leg_id,
-                remote_rtp=(d.remote_rtp.host, d.remote_rtp.port),
-                remote_rtcp=None if d.rtcp_mux else (d.remote_rtcp.host, d.remote_rtcp.port),
-                codec_pt=d.codec.payload_type,
-                codec_name=d.codec.name,
-                dtmf_pt=d.telephone_event,
-                tx_keys=tx,
-                rx_keys=rx,
-                direction=d.local_direction,
-            )
+            ms.configure(self.media, d, tx, rx)
+            video = self.video.remake(leg.leg_id) if self.video is not None else None
         except MediaEngineError:
             self.media.release_leg(leg.leg_id)
             if ms.tx_key is not None:
@@ -263,7 +281,7 @@ class MixerRecovery(FeatureBase):
             self.lobby.after_media_update(leg)
         if self.mix is not None:
             self.mix.after_media_update(leg)
-        return moved_sdp(ms.answer, ms.version, ports, d.rtcp_mux, crypto)
+        return moved_sdp(ms.answer, ms.version, ports, d.rtcp_mux, crypto, video=video)
 
     def _moved(self, ep: SipEndpoint, leg_id: str, ok: bool, now: float) -> None:
         if leg_id not in self.moving:

@@ -419,6 +419,11 @@ class MediaEngine:
         if t.remote_listener is not None:
             t.remote_listener(leg.rtp_port, None)
 
+    def compact(self) -> bool:
+        """After a load: give back the slot rows and play-out buffers it grew (see
+        :meth:`~imsconf.media.legs.LegTable.compact`). Returns whether anything shrank."""
+        return self.table.compact()
+
     def remove_conference(self, conference_id: str) -> list[str]:
         """Remove every leg of a conference and its settings (group epochs, floor); returns the leg ids."""
         ids = [lid for lid, leg in self.table.leg_map.items() if leg.conference_id == conference_id]

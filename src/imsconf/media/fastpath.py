@@ -180,6 +180,31 @@ class SlotTable:
         self._free.append(slot)
         return alone
 
+    def compact(self, least: int = 64) -> bool:
+        """Give back the rows a load grew the table to (it doubles when full and would otherwise keep its
+        peak size): keep up to the highest slot in use, rounded up to a power of two (at least *least*).
+        Live slots keep their numbers. Returns whether the table shrank. Call between packets and ticks
+        (the C path gets the arrays on every call)."""
+        used = [i for i, tag in enumerate(self.tag) if tag is not None]
+        need = used[-1] + 1 if used else 0
+        size = least
+        while size < need:
+            size *= 2
+        if size >= len(self.tag):
+            return False
+        self.tab = self.tab[:size].copy()
+        self.ftab = self.ftab[:size].copy()
+        self.pay = self.pay[:size].copy()
+        self.tag = self.tag[:size]
+        self._tx_owner = self._tx_owner[:size]
+        self._rx_owner = self._rx_owner[:size]
+        self._free = [i for i in range(size - 1, -1, -1) if self.tag[i] is None]
+        mapped = np.flatnonzero(self.fd2slot >= 0)
+        fds = max(64, int(mapped[-1]) + 1 if len(mapped) else 0)
+        if fds < len(self.fd2slot):
+            self.fd2slot = self.fd2slot[:fds].copy()
+        return True
+
     # ------------------------------------------------------------------------------ rows
 
     def set_tx(self, slot: int, handle: Any, owner: object | None) -> None:

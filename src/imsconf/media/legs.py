@@ -468,6 +468,20 @@ class LegTable:
             st = self.conf_map[conference_id] = ConfSettings()
         return st
 
+    def compact(self) -> bool:
+        """Give back the slot rows and the play-out buffers a load grew: they keep their peak size
+        otherwise (~5 kB per leg the load had at once, docs/decisions/0012-memory-after-load.md). Live
+        legs keep their slots. Returns whether anything shrank."""
+        shrank = self.slots.compact()
+        if len(self.pop_gain) > max(64, 2 * len(self.mixing)):
+            self.pop_out = np.zeros((0, self.pop_out.shape[1]), dtype=np.uint8)
+            self.pop_gain = np.zeros(0, dtype=np.float64)
+            self.pop_index = np.zeros(0, dtype=np.int64)
+            shrank = True
+        if shrank:
+            self.dirty = True  # the tick's per-leg arrays are made again, at the sizes the live legs need
+        return shrank
+
     def check_new_ssrc(self, st: ConfSettings, ssrc: int) -> None:
         if not 0 <= ssrc < 1 << 32:
             raise MediaEngineError(f"SSRC {ssrc} out of range")

@@ -169,6 +169,7 @@ class TransactionLayer:
         if tx is None:
             raise LocalProtocolError(f"no server transaction {key}")
         tx.send_response(response, now)
+        tx.release_request()  # answered: only the response is needed for the rest of its life
         self._forget_if_done(tx)
 
     def abandon(self, key: TransactionKey, now: float) -> None:

@@ -150,12 +150,28 @@ class ServerTransaction(TableMachine):
         if key is None:
             key = server_key(request)
         super().__init__(key, transport, destination, config or TimerConfig(), outbox)
-        self.request = request
+        self._request: Request | None = request
         self.source = source
         self.last_response: Response | None = None
         # what every response must match (send_response), read once from the request
-        self._cseq = request.cseq
+        self.method = request.method
+        self._cseq_number = request.cseq.number
         self._branch = request.top_via.branch
+
+    @property
+    def request(self) -> Request:
+        """The request; raises LocalProtocolError after :meth:`release_request`."""
+        if self._request is None:
+            raise LocalProtocolError(f"the {self.method} was answered and its request released")
+        return self._request
+
+    def release_request(self) -> None:
+        """Let the request go once the final response is out: a UDP server transaction lingers 32 s after
+        it (RFC 3261 Timers J and L) and needs only its key, its timers and that response to absorb and
+        answer retransmissions; keeping every parsed request of a load that long made most of the load's
+        memory (docs/decisions/0012-memory-after-load.md).  The transaction layer calls it."""
+        if self.has_final_response:
+            self._request = None
 
     @property
     def has_final_response(self) -> bool:
@@ -173,7 +189,7 @@ class ServerTransaction(TableMachine):
         """Send a response from the TU.  Raises LocalProtocolError if the state forbids it (e.g. a second
         final response) or if the response does not answer this transaction's request."""
         cseq = response.cseq
-        if cseq.number != self._cseq.number or cseq.method != self.request.method:
+        if cseq.number != self._cseq_number or cseq.method != self.method:
             raise LocalProtocolError("response CSeq does not match the request")
         if response.top_via.branch != self._branch:
             raise LocalProtocolError("response branch differs from the request's (util.make_response)")
