@@ -146,7 +146,7 @@ def _load_settings(args: argparse.Namespace, overrides: dict[str, Any] | None = 
         return None
 
 
-def _cmd_serve(args: argparse.Namespace) -> int:
+def _cmd_serve(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     from imsconf.app.logging import setup_logging
     from imsconf.app.server import run_server
 
@@ -154,6 +154,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     settings = _load_settings(args, overrides)
     if settings is None:
         return 2
+    if argv is not None:  # the real command line (not a call from Python): the allocator can still change
+        from imsconf.app.allocator import reexec_for_allocator
+
+        reexec_for_allocator(settings.python_allocator, argv)
     setup_logging(settings.log_level)
     return _run(run_server(settings, config_file=args.config, overrides=overrides))
 
@@ -208,7 +212,8 @@ def _cmd_conf(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
-        return _cmd_serve(args)
+        # only a process started from the command line re-executes itself for its allocator
+        return _cmd_serve(args, sys.argv[1:] if argv is None else None)
     if args.command == "users":
         return _cmd_users(args)
     if args.command == "mixer":
