@@ -43,6 +43,7 @@ unit: venv
 bench: venv test-deps
 	$(BIN)/python bench/sip_parse.py
 	$(BIN)/python bench/sip_load.py
+	$(BIN)/python bench/codec_cost.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
