@@ -31,7 +31,11 @@ static const int AMRWB_BYTES[16] = {17, 23, 32, 36, 40, 46, 50, 58, 60, 5, -1, -
 static const int AMRNB_BYTES[16] = {12, 13, 15, 17, 19, 20, 26, 31, 5, -1, -1, -1, -1, -1, -1, 0};
 #define AMR_BAD_FRAME 1 /* the libraries' bfi value for a bad frame */
 
-static int claim(int *busy) {
+static int claim(int *busy, const void *st) {
+    if (st == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "codec object not initialised");
+        return -1;
+    }
     if (*busy) {
         PyErr_SetString(PyExc_RuntimeError, "codec object used from two threads at once");
         return -1;
@@ -70,6 +74,10 @@ static int amrdec_init(AmrDecoder *self, PyObject *args, PyObject *kw, int wide)
     if (!PyArg_ParseTupleAndKeywords(args, kw, ":AmrDecoder", kwlist)) return -1;
     self->wide = wide;
     self->last_ft = wide ? 2 : 7;
+    if (self->st != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "codec object already initialised");
+        return -1;
+    }
     self->st = wide ? D_IF_init() : Decoder_Interface_init();
     if (self->st == NULL) {
         PyErr_NoMemory();
@@ -127,7 +135,7 @@ static PyObject *amrdec_decode(AmrDecoder *self, PyObject *arg) {
         buf[0] = (unsigned char)(self->last_ft << 3);
         bfi = AMR_BAD_FRAME;
     }
-    if (claim(&self->busy) < 0) return NULL;
+    if (claim(&self->busy, self->st) < 0) return NULL;
     Py_BEGIN_ALLOW_THREADS
     if (self->wide) D_IF_decode(self->st, buf, out, bfi);
     else Decoder_Interface_Decode(self->st, buf, out, bfi);
@@ -150,6 +158,10 @@ static int amrenc_init(AmrEncoder *self, PyObject *args, PyObject *kw, int wide)
     if (!PyArg_ParseTupleAndKeywords(args, kw, "|p:AmrEncoder", kwlist, &dtx)) return -1;
     self->wide = wide;
     self->dtx = dtx;
+    if (self->st != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "codec object already initialised");
+        return -1;
+    }
     self->st = wide ? E_IF_init() : Encoder_Interface_init(dtx);
     if (self->st == NULL) {
         PyErr_NoMemory();
@@ -182,7 +194,7 @@ static PyObject *amrenc_encode(AmrEncoder *self, PyObject *args) {
     }
     memcpy(pcm, v.buf, (size_t)n * 2);
     PyBuffer_Release(&v);
-    if (claim(&self->busy) < 0) return NULL;
+    if (claim(&self->busy, self->st) < 0) return NULL;
     int len;
     Py_BEGIN_ALLOW_THREADS
     if (self->wide) len = E_IF_encode(self->st, mode, pcm, out, self->dtx);
@@ -207,6 +219,10 @@ typedef struct {
 static int g722enc_init(G722Encoder *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {NULL};
     if (!PyArg_ParseTupleAndKeywords(args, kw, ":G722Encoder", kwlist)) return -1;
+    if (self->st != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "codec object already initialised");
+        return -1;
+    }
     self->st = g722_encode_init(NULL, 64000, 0);
     if (self->st == NULL) {
         PyErr_NoMemory();
@@ -231,7 +247,7 @@ static PyObject *g722enc_encode(G722Encoder *self, PyObject *arg) {
         return NULL;
     }
     PyObject *res = PyBytes_FromStringAndSize(NULL, samples / 2);
-    if (res == NULL || claim(&self->busy) < 0) {
+    if (res == NULL || claim(&self->busy, self->st) < 0) {
         Py_XDECREF(res);
         PyBuffer_Release(&v);
         return NULL;
@@ -268,9 +284,17 @@ static int g722dec_init(G722Decoder *self, PyObject *args, PyObject *kw) {
         return -1;
     }
     self->frame_bytes = fb;
+    if (self->st != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "codec object already initialised");
+        return -1;
+    }
     self->st = g722_decode_init(NULL, 64000, 0);
     self->plc = plc_init(NULL);
     if (self->st == NULL || self->plc == NULL) {
+        if (self->st != NULL) g722_decode_free(self->st);
+        if (self->plc != NULL) plc_free(self->plc);
+        self->st = NULL;
+        self->plc = NULL;
         PyErr_NoMemory();
         return -1;
     }
@@ -300,7 +324,7 @@ static PyObject *g722dec_decode(G722Decoder *self, PyObject *arg) {
         have = v.len == self->frame_bytes;
         if (!have) PyBuffer_Release(&v);
     }
-    if (claim(&self->busy) < 0) {
+    if (claim(&self->busy, self->st) < 0) {
         if (have) PyBuffer_Release(&v);
         Py_DECREF(res);
         return NULL;
@@ -342,6 +366,10 @@ static int opusenc_init(OpusEnc *self, PyObject *args, PyObject *kw) {
     if (!PyArg_ParseTupleAndKeywords(args, kw, "|iippii:OpusEncoder", kwlist, &rate, &bitrate, &fec, &dtx,
                                      &maxrate, &loss))
         return -1;
+    if (self->st != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "codec object already initialised");
+        return -1;
+    }
     self->st = opus_encoder_create(rate, 1, OPUS_APPLICATION_VOIP, &err);
     if (err != OPUS_OK || self->st == NULL) {
         self->st = NULL;
@@ -376,7 +404,7 @@ static PyObject *opusenc_encode(OpusEnc *self, PyObject *arg) {
         PyErr_SetString(PyExc_ValueError, "odd number of PCM bytes");
         return NULL;
     }
-    if (claim(&self->busy) < 0) {
+    if (claim(&self->busy, self->st) < 0) {
         PyBuffer_Release(&v);
         return NULL;
     }
@@ -404,6 +432,10 @@ static int opusdec_init(OpusDec *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"sample_rate", NULL};
     int rate = 16000, err = 0;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "|i:OpusDecoder", kwlist, &rate)) return -1;
+    if (self->st != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "codec object already initialised");
+        return -1;
+    }
     self->st = opus_decoder_create(rate, 1, &err);
     if (err != OPUS_OK || self->st == NULL) {
         self->st = NULL;
@@ -428,6 +460,10 @@ static PyObject *opusdec_decode(OpusDec *self, PyObject *args, PyObject *kw) {
     PyObject *payload;
     int n, fec = 0;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "Oi|p:decode", kwlist, &payload, &n, &fec)) return NULL;
+    if (self->st == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "codec object not initialised");
+        return NULL;
+    }
     if (n <= 0 || n > self->rate * 120 / 1000 || n % (self->rate / 400) != 0) {
         PyErr_SetString(PyExc_ValueError, "frame_samples must be a multiple of 2.5 ms, at most 120 ms");
         return NULL;
@@ -444,7 +480,7 @@ static PyObject *opusdec_decode(OpusDec *self, PyObject *args, PyObject *kw) {
         }
         have = 1;
     }
-    if (claim(&self->busy) < 0) {
+    if (claim(&self->busy, self->st) < 0) {
         if (have) PyBuffer_Release(&v);
         Py_DECREF(res);
         return NULL;

@@ -4,6 +4,7 @@ exception (only ``CodecError`` from the payload parsers, which the codecs turn i
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -73,3 +74,23 @@ def test_opus_fec_path_on_garbage(packet: bytes, fec: bool) -> None:
 def test_opus_recover_on_garbage() -> None:
     codec = Opus()
     assert codec.recover(b"\xff\xfe\xfd").shape == (320,)
+
+
+def test_uninitialised_and_reinitialised_objects_raise_instead_of_crashing() -> None:
+    silent = bytes(640)
+    calls: list[tuple[Any, Callable[[Any], object]]] = [
+        (_codecs.AmrWbDecoder, lambda o: o.decode(b"x")),
+        (_codecs.AmrNbDecoder, lambda o: o.decode(None)),
+        (_codecs.AmrWbEncoder, lambda o: o.encode(bytes(320), 0)),  # unset: a 160-sample frame
+        (_codecs.G722Encoder, lambda o: o.encode(silent)),
+        (_codecs.G722Decoder, lambda o: o.decode(None)),
+        (_codecs.OpusEncoder, lambda o: o.encode(silent)),
+        (_codecs.OpusDecoder, lambda o: o.decode(None, 320)),
+    ]
+    for cls, call in calls:
+        obj = cls.__new__(cls)
+        with pytest.raises(RuntimeError):
+            call(obj)
+        ready = cls()
+        with pytest.raises(RuntimeError, match="already initialised"):
+            ready.__init__()
