@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fake_admin import FakeAdmin, conference, participant
 
+from fake_admin import FakeAdmin, conference, participant
 from imsconf.focus.admin import ParticipantView
 from web_harness import ServedApi, with_deps
 

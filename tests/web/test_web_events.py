@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fake_admin import FakeAdmin, conference
 
+from fake_admin import FakeAdmin, conference
 from imsconf.focus.admin import OperatorEvent
 from imsconf.web.events import QUEUE_SIZE
 from web_harness import ServedApi, with_deps

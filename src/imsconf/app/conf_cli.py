@@ -1,9 +1,10 @@
 """``imsconf conf list|show|mute|unmute|deaf|undeaf|kick|lock|unlock|end|invite``: live conference control
 from the shell, through the running server's HTTP API with the operator token from the data directory.
 
-Output is a plain table (``--json`` prints the API's JSON instead).  Exit codes: 0 done, 1 the server
-refused (unknown conference or participant, a bad URI: the reason is printed), 2 the server cannot be
-reached or the token cannot be read.
+Output is a plain table (``--json`` prints the API's JSON instead).  With ``http_tls`` set the server is
+reached over HTTPS, its certificate checked against the data directory's CA (``DATA_DIR/pki/ca.pem``).
+Exit codes: 0 done, 1 the server refused (unknown conference or participant, a bad URI: the reason is
+printed), 2 the server cannot be reached or the token (or the CA) cannot be read.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ class ConfSettings(Protocol):
     def data_dir(self) -> Path: ...
     @property
     def http_address(self) -> tuple[str, int] | None: ...
+    @property
+    def http_tls(self) -> bool: ...
 
 
 class ApiFailure(Exception):
@@ -179,7 +182,16 @@ def client_for(settings: ConfSettings, token_file: str) -> ApiClient:
         token = token_path.read_text(encoding="ascii").strip()
     except OSError as exc:
         raise ApiFailure(f"cannot read the API token {token_path}: {exc.strerror}") from None
-    return ApiClient(f"http://{shown}:{port}", token)
+    if not settings.http_tls:
+        return ApiClient(f"http://{shown}:{port}", token)
+    from .pki import PkiPaths, client_ssl_context
+
+    ca = PkiPaths.under(Path(settings.data_dir)).ca_cert
+    try:
+        context = client_ssl_context(ca)
+    except (OSError, ssl.SSLError) as exc:
+        raise ApiFailure(f"cannot read the CA certificate {ca} (for http_tls): {exc}") from None
+    return ApiClient(f"https://{shown}:{port}", token, context)
 
 
 def run_conf(args: argparse.Namespace, client: ApiClient) -> int:

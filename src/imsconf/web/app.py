@@ -25,6 +25,7 @@ from .errors import MAX_BODY, ApiError
 from .guard import ConnectionGuard
 from .metrics import RequestCounter
 from .routes import Access, Handler, Route
+from .turns import Turns
 
 __all__ = ["ROUTES", "SCHEMAS", "build_app", "routes_for"]
 
@@ -114,6 +115,7 @@ def build_app(deps: WebDeps, guard: ConnectionGuard | None = None) -> web.Applic
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY)
     app[DEPS] = deps
     app[openapi.OPENAPI] = openapi.render_document(table, SCHEMAS, version=__version__)
+    app[conferences.TURNS] = Turns()
     for route in table:
         app.router.add_route(route.method, route.path, route.handler, name=route.name)
         access[route.name] = route.access

@@ -13,12 +13,15 @@
 The commands return at once: the SIP work they start goes on in the background and shows in the event
 stream (``/api/v1/events``) and the conference event package.  404 for an unknown conference or
 participant, 422 naming ``uri`` for a bad dial-out target.
+
+Each handler's synchronous part (the admin call and the JSON of its answer) runs in a turn of the app's
+:class:`~.turns.Turns`: one per loop iteration, so a burst of requests never holds up the mixer's tick.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Final, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, Final, TypeVar
 
 from aiohttp import web
 
@@ -34,9 +37,12 @@ from imsconf.focus.admin import (
 from .deps import admin_of, deps_of
 from .errors import ApiError, FieldError, json_response, no_query, read_json
 from .routes import Access, Handler, Param, Route
+from .turns import Turns
 from .views import conference_json, conference_summary_json, participant_json
 
-__all__ = ["ROUTES", "SCHEMAS"]
+__all__ = ["ROUTES", "SCHEMAS", "TURNS"]
+
+TURNS: Final = web.AppKey("imsconf_admin_turns", Turns)
 
 BASE: Final = "/api/v1/conferences"
 _SEGMENT: Final = "[A-Za-z0-9._~-]{1,128}"
@@ -64,16 +70,26 @@ def _call(fn: Callable[[], _T]) -> _T:
         raise ApiError(422, "invalid dial-out target", errors=[FieldError("uri", str(exc))]) from None
 
 
+async def _answer(
+    request: web.Request, status: int, make: Callable[[], Mapping[str, Any] | None]
+) -> web.StreamResponse:
+    """*make*'s result as the JSON answer (None: no body), made in a turn of the app's :data:`TURNS`."""
+    async with request.app[TURNS]:
+        return json_response(status, make())
+
+
 async def list_conferences(request: web.Request) -> web.StreamResponse:
     admin = admin_of(request)
     no_query(request)
-    return json_response(200, {"conferences": [conference_summary_json(c) for c in admin.conferences()]})
+    return await _answer(
+        request, 200, lambda: {"conferences": [conference_summary_json(c) for c in admin.conferences()]}
+    )
 
 
 async def get_conference(request: web.Request) -> web.StreamResponse:
     admin = admin_of(request)
     cid, _ = _ids(request)
-    return json_response(200, conference_json(_call(lambda: admin.conference(cid))))
+    return await _answer(request, 200, lambda: conference_json(_call(lambda: admin.conference(cid))))
 
 
 def _participant_command(
@@ -82,7 +98,7 @@ def _participant_command(
     async def handler(request: web.Request) -> web.StreamResponse:
         admin = admin_of(request)
         cid, pid = _ids(request)
-        return json_response(200, participant_json(_call(lambda: command(admin, cid, pid))))
+        return await _answer(request, 200, lambda: participant_json(_call(lambda: command(admin, cid, pid))))
 
     return handler
 
@@ -96,16 +112,19 @@ undeafen = _participant_command(lambda a, c, p: a.set_deaf(c, p, False))
 async def kick(request: web.Request) -> web.StreamResponse:
     admin = admin_of(request)
     cid, pid = _ids(request)
-    _call(lambda: admin.kick(cid, pid))
-    return web.Response(status=204)
+    return await _answer(request, 204, lambda: _call(lambda: admin.kick(cid, pid)))
 
 
 def _lock_command(locked: bool) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
         admin = admin_of(request)
         cid, _ = _ids(request)
-        view: ConferenceView = _call(lambda: admin.set_locked(cid, locked))
-        return json_response(200, conference_json(view))
+
+        def apply() -> dict[str, Any]:
+            view: ConferenceView = _call(lambda: admin.set_locked(cid, locked))
+            return conference_json(view)
+
+        return await _answer(request, 200, apply)
 
     return handler
 
@@ -117,8 +136,7 @@ unlock = _lock_command(False)
 async def end(request: web.Request) -> web.StreamResponse:
     admin = admin_of(request)
     cid, _ = _ids(request)
-    _call(lambda: admin.end(cid))
-    return web.Response(status=204)
+    return await _answer(request, 204, lambda: _call(lambda: admin.end(cid)))
 
 
 async def invite(request: web.Request) -> web.StreamResponse:
@@ -136,8 +154,12 @@ async def invite(request: web.Request) -> web.StreamResponse:
     if errors:
         raise ApiError(422, "invalid dial-out request", errors=errors)
     assert isinstance(uri, str)
-    _call(lambda: admin.invite(cid, uri))
-    return json_response(202, {"conference": cid, "uri": uri, "status": "dialling"})
+
+    def dial() -> dict[str, str]:
+        _call(lambda: admin.invite(cid, uri))
+        return {"conference": cid, "uri": uri, "status": "dialling"}
+
+    return await _answer(request, 202, dial)
 
 
 _CID: Final = Param("id", "path", "the conference id")
