@@ -9,8 +9,9 @@
 #   FRONT_PORT      UDP and TCP port for phones (default 5060)
 #   FRONT_TLS_PORT  TLS port for phones (default 5061)
 #   TLS_CERT TLS_KEY  the front's certificate and key (PEM); TLS_CA: the CA phones and nodes trust
-#   NODES           "id=host:port ..." the nodes' TLS listeners, id = each node's node_id setting
-#   NODE_TRANSPORT  tls (default) or tcp: how the front reaches the nodes
+#   INTERNAL_IP INTERNAL_PORT  the nodes' side: TLS; the front reaches the nodes from here and the nodes'
+#                   outbound_proxy names it (default FRONT_IP, 5081); keep phones off it
+#   NODES           "id=host:port ..." the nodes' SIP over TLS listeners (the front reaches nodes over TLS only), id = each node's node_id setting
 #   DS_PING_INTERVAL  seconds between OPTIONS probes to every node (default 1)
 #   LOG_LEVEL       Kamailio's debug level (default 2: info)
 #
@@ -21,7 +22,8 @@ out="${1:?usage: render.sh OUTDIR}"
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
 : "${FRONT_IP:=127.0.0.1}" "${FRONT_NAME:=localhost}" "${FRONT_PORT:=5060}" "${FRONT_TLS_PORT:=5061}"
-: "${NODE_TRANSPORT:=tls}" "${DS_PING_INTERVAL:=1}" "${LOG_LEVEL:=2}"
+: "${INTERNAL_IP:=$FRONT_IP}" "${INTERNAL_PORT:=5081}"
+: "${DS_PING_INTERVAL:=1}" "${LOG_LEVEL:=2}"
 : "${TLS_CERT:?TLS_CERT: the certificate of the front (PEM)}" "${TLS_KEY:?TLS_KEY: its key}" "${TLS_CA:?TLS_CA}"
 : "${NODES:?NODES: id=host:port ...}"
 modules="${MODULE_PATH:-}"
@@ -35,7 +37,7 @@ cp "$here/kamailio.cfg" "$out/kamailio.cfg"
 {
     echo "# written by contrib/kamailio/render.sh"
     for pair in "FRONT_IP=$FRONT_IP" "FRONT_NAME=$FRONT_NAME" "FRONT_PORT=$FRONT_PORT" \
-                "FRONT_TLS_PORT=$FRONT_TLS_PORT" "MODULE_PATH=$modules" "TLS_CFG=$out/tls.cfg" \
+                "FRONT_TLS_PORT=$FRONT_TLS_PORT" "INTERNAL_IP=$INTERNAL_IP" "INTERNAL_PORT=$INTERNAL_PORT" "MODULE_PATH=$modules" "TLS_CFG=$out/tls.cfg" \
                 "DS_LIST=$out/dispatcher.list" "DS_PING_INTERVAL=$DS_PING_INTERVAL" "L_LOG_LEVEL=$LOG_LEVEL"; do
         echo "#!substdef \"!${pair%%=*}!${pair#*=}!g\""
     done
@@ -60,7 +62,7 @@ TLS
 {
     echo "# setid destination flags priority attrs (written by contrib/kamailio/render.sh)"
     for node in $NODES; do
-        echo "1 sip:${node#*=};transport=$NODE_TRANSPORT 0 0 node=${node%%=*}"
+        echo "1 sip:${node#*=};transport=tls 0 0 node=${node%%=*}"
     done
 } >"$out/dispatcher.list"
 {
@@ -69,8 +71,8 @@ TLS
     for node in $NODES; do
         id="${node%%=*}"
         case "$id" in *[!a-z0-9]*|"") echo "render.sh: node id '$id' must be lower-case letters and digits" >&2; exit 2;; esac
-        printf '\tif ($var(node) == "%s") {\n\t\t$du = "sip:%s;transport=%s";\n\t\treturn 1;\n\t}\n' \
-            "$id" "${node#*=}" "$NODE_TRANSPORT"
+        printf '\tif ($var(node) == "%s") {\n\t\t$du = "sip:%s;transport=tls";\n\t\treturn 1;\n\t}\n' \
+            "$id" "${node#*=}"
     done
     printf '\treturn -1;\n}\n'
 } >"$out/nodes.cfg"
