@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from baresip import free_udp_range
-from cluster import Cluster
+from cluster import Cluster, Node
 from harness import free_port_pair, run_sipp, sipp_bg, sipp_errors, wait_file
 
 pytestmark = pytest.mark.peer
@@ -56,6 +56,10 @@ def _create(cl: Cluster, tmp: Path, name: str, stay_ms: int) -> tuple[subprocess
     return owner, wait_file(conf_file)
 
 
+def _joins_at_least(node: Node, uri: str, n: int) -> Callable[[], bool]:
+    return lambda: node.log().count(f"event=participant_joined conf={uri}") >= n
+
+
 def _host(conf: str) -> str:
     """The node id in a conference URI's user part (conf-<node>-<random>)."""
     assert conf.startswith("conf-") and conf.count("-") >= 2, conf
@@ -89,7 +93,7 @@ def test_factory_dispatch_hint_routing_subscribe_refer(cluster: Cluster, tmp_pat
     for i in range(2):
         stayers.append(sipp_bg("conf_join_closed.xml", cl.front_port, "u1", tmp_path / f"stay{i}",
                                "-key", "conf", conf_b))  # fmt: skip
-        _wait(lambda n=i: node_b.log().count(f"event=participant_joined conf={uri_b}") >= 2 + n, "a join")
+        _wait(_joins_at_least(cl.node("b"), uri_b, 2 + i), "a join")
     res = run_sipp("conf_join_leave.xml", f"127.0.0.1:{cl.front_port}", transport="u1",
                    workdir=tmp_path / "member", extra=["-key", "conf", conf_b, "-d", "300"])  # fmt: skip
     assert res.returncode == 0, sipp_errors(tmp_path / "member") + cl.logs()
