@@ -8,7 +8,7 @@
 #
 # Environment: PY (the interpreter with imsconf, default .venv/bin/python), CLUSTER_DIR (var/cluster),
 # CLUSTER_PORT (the front: UDP and TCP, TLS on the next port; 5060), CLUSTER_INTERNAL_PORT (5081), CLUSTER_NODE_PORT
-# (5071), CLUSTER_AUTH (digest or none: the nodes challenge, the front does not authenticate; users per node:
+# (5071), CLUSTER_PLAIN (yes: the front also takes UDP/TCP, for SIPp; no: TLS only), CLUSTER_AUTH (digest or none: the nodes challenge, the front does not authenticate; users per node:
 # imsconf users --data-dir var/cluster/a add NAME).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -71,7 +71,7 @@ TOML
         for _ in $(seq 200); do grep -q "conference factory" "$DIR/$id/stdout.log" 2>/dev/null && break; sleep 0.1; done
         grep -q "conference factory" "$DIR/$id/stdout.log" || { echo "node $id did not start: see $DIR/$id/server.log" >&2; down; exit 1; }
     done
-    FRONT_IP=$FRONT_IP FRONT_PORT=$FRONT_PORT FRONT_TLS_PORT=$FRONT_TLS_PORT INTERNAL_PORT=$INTERNAL_PORT \
+    FRONT_PLAIN="${CLUSTER_PLAIN:-yes}" FRONT_IP=$FRONT_IP FRONT_PORT=$FRONT_PORT FRONT_TLS_PORT=$FRONT_TLS_PORT INTERNAL_PORT=$INTERNAL_PORT \
         TLS_CERT="$PWD/$DIR/pki/server.pem" TLS_KEY="$PWD/$DIR/pki/server.key" TLS_CA="$PWD/$DIR/pki/ca.pem" \
         NODES="${spec# }" bash contrib/kamailio/render.sh "$DIR/kamailio" >/dev/null
     # -P: the main process's PID (it forks into the background and ends its children on SIGTERM)

@@ -6,6 +6,7 @@
 #
 #   FRONT_IP        the front's listen address (default 127.0.0.1)
 #   FRONT_NAME      a name the front also answers to (default localhost)
+#   FRONT_PLAIN     yes: also plain UDP and TCP for phones on FRONT_PORT (default no: TLS only)
 #   FRONT_PORT      UDP and TCP port for phones (default 5060)
 #   FRONT_TLS_PORT  TLS port for phones (default 5061)
 #   TLS_CERT TLS_KEY  the front's certificate and key (PEM); TLS_CA: the CA phones and nodes trust
@@ -23,7 +24,7 @@ mkdir -p "$out"
 out="$(cd "$out" && pwd)"
 : "${FRONT_IP:=127.0.0.1}" "${FRONT_NAME:=localhost}" "${FRONT_PORT:=5060}" "${FRONT_TLS_PORT:=5061}"
 : "${INTERNAL_IP:=$FRONT_IP}" "${INTERNAL_PORT:=5081}"
-: "${DS_PING_INTERVAL:=1}" "${LOG_LEVEL:=2}"
+: "${FRONT_PLAIN:=no}" "${DS_PING_INTERVAL:=1}" "${LOG_LEVEL:=2}"
 : "${TLS_CERT:?TLS_CERT: the certificate of the front (PEM)}" "${TLS_KEY:?TLS_KEY: its key}" "${TLS_CA:?TLS_CA}"
 : "${NODES:?NODES: id=host:port ...}"
 modules="${MODULE_PATH:-}"
@@ -36,6 +37,7 @@ fi
 cp "$here/kamailio.cfg" "$out/kamailio.cfg"
 {
     echo "# written by contrib/kamailio/render.sh"
+    if [ "$FRONT_PLAIN" = yes ]; then echo "#!define WITH_PLAIN"; fi
     for pair in "FRONT_IP=$FRONT_IP" "FRONT_NAME=$FRONT_NAME" "FRONT_PORT=$FRONT_PORT" \
                 "FRONT_TLS_PORT=$FRONT_TLS_PORT" "INTERNAL_IP=$INTERNAL_IP" "INTERNAL_PORT=$INTERNAL_PORT" "MODULE_PATH=$modules" "TLS_CFG=$out/tls.cfg" \
                 "DS_LIST=$out/dispatcher.list" "DS_PING_INTERVAL=$DS_PING_INTERVAL" "L_LOG_LEVEL=$LOG_LEVEL"; do

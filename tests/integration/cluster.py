@@ -160,6 +160,7 @@ class Cluster:
         env = dict(
             os.environ,
             FRONT_IP=self.front_ip,
+            FRONT_PLAIN="yes",  # SIPp has no TLS
             FRONT_PORT=str(self.front_port),
             FRONT_TLS_PORT=str(self.front_tls_port),
             INTERNAL_PORT=str(self.internal_port),
