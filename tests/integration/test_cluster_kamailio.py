@@ -7,15 +7,19 @@ request for a conference URI (conf-<node>-<id>) and every in-dialog request goes
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from baresip import free_udp_range
+from audio import assert_hears, tone_levels, write_tone_wav
+from baresip import BaresipPhone, free_udp_range
 from cluster import Cluster, Node
 from harness import free_port_pair, run_sipp, sipp_bg, sipp_errors, wait_file
+
+from peers import require_peer
 
 pytestmark = pytest.mark.peer
 
@@ -146,4 +150,78 @@ def test_killed_node_marked_down_and_new_conferences_go_to_the_survivor(tmp_path
             assert _host(conf) == "b", cl.logs()
             _finish(owner, tmp_path / f"owner{i}", cl)
     finally:
+        cl.stop()
+
+
+_CONF_CREATED = re.compile(r"event=conference_created\b.*?\bconf_uri=sip:(?P<user>conf-[^@]+)@")
+_SUITE = "AES_CM_128_HMAC_SHA1_80"
+
+
+def _established(phone: BaresipPhone, timeout: float = 15.0) -> float:
+    ev = phone.wait_event("CALL_ESTABLISHED", timeout, fail_on=("CALL_CLOSED",))
+    menc = phone.wait_event("CALL_MENC", 3.0, fail_on=("CALL_CLOSED",))
+    assert _SUITE in str(menc.get("param")), f"{phone.name}: media encryption {menc.get('param')!r}"
+    return float(ev["_t"])
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_baresip_over_tls_and_srtp_through_the_front(tmp_path: Path) -> None:
+    """Two phones on TLS + SDES-SRTP, only through the front: one creates at the factory, the other joins by
+    the conference URI (hint routing); each hears the other's tone and not its own."""
+    require_peer("baresip")
+    cl = Cluster(tmp_path / "cl", rtp_range=_RTP)  # no relaxation: SRTP required, TLS on every hop
+    cl.start()
+    tones = {"alice": 440.0, "bob": 970.0}
+    phones = [
+        BaresipPhone(name, tmp_path / name,
+                     tone_wav=write_tone_wav(tmp_path / f"{name}.wav", f, seconds=60),
+                     ca_pem=cl.pki / "ca.pem", cert_combined_pem=cl.pki / "server-combined.pem")
+        for name, f in tones.items()
+    ]  # fmt: skip
+    alice, bob = phones
+    try:
+        for p in phones:
+            p.start()
+        alice.dial(f"sip:conference-factory@127.0.0.1:{cl.front_tls_port}")
+        t_alice = _established(alice)
+        match = None
+        for _ in range(100):
+            match = next((m for n in cl.nodes if (m := _CONF_CREATED.search(n.log()))), None)
+            if match:
+                break
+            time.sleep(0.05)
+        assert match is not None, cl.logs()
+        user = match.group("user")
+        bob.dial(f"sip:{user}@127.0.0.1:{cl.front_tls_port}")
+        t_bob = _established(bob)
+        t_all = max(t_alice, t_bob)
+        time.sleep(max(0.0, t_all + 6.0 - time.monotonic()))
+        t_hangup = time.monotonic()
+        alice.hangup()  # the owner leaves: the focus's BYE reaches bob through the front
+        alice.wait_event("CALL_CLOSED", 5)
+        bob.wait_event("CALL_CLOSED", 5)
+        for p in phones:
+            p.stop()
+        window = t_hangup - t_all - 2.5
+        freqs = sorted(tones.values())
+        for p in phones:
+            decs = p.dec_wavs()
+            assert len(decs) == 1, f"{p.name}: {decs}"
+            closed_at = float(p.wait_event("CALL_CLOSED", 0)["_t"])
+            lv = tone_levels(
+                decs[0], freqs, last_seconds=window, drop_last_seconds=closed_at - t_hangup + 0.5
+            )
+            own = tones[p.name]
+            assert_hears(lv, present=[f for f in freqs if f != own], absent=[own], who=p.name)
+        log_k = cl.kamailio_log()
+        assert f"hint: INVITE {user} -> node {_host(user)}" in log_k, log_k[-3000:]
+    except BaseException:
+        for p in phones:
+            print(f"--- {p.name}\n{p.log_tail(30)}")
+        print(cl.logs())
+        raise
+    finally:
+        for p in phones:
+            p.stop()
         cl.stop()
