@@ -24,6 +24,10 @@ from peers import require_peer
 RENDER = REPO / "contrib" / "kamailio" / "render.sh"
 
 
+class PortTaken(RuntimeError):
+    """Kamailio could not bind a port chosen free a moment before."""
+
+
 def free_port_on(ip: str) -> int:
     """A TCP port free on *ip* (a loopback address)."""
     with socket.socket() as s:
@@ -135,7 +139,14 @@ class Cluster:
                 config.write_text(self.node_toml(node))
                 self.nodes.append(node)
                 node.start(config)
-            self.start_front(kamailio)
+            for attempt in range(3):  # a port taken between the choice and Kamailio's bind: new ports
+                try:
+                    self.start_front(kamailio)
+                    break
+                except PortTaken:
+                    if attempt == 2:
+                        raise
+                    self.front_port = free_port_pair()
         except BaseException:
             self.stop()
             raise
@@ -180,6 +191,8 @@ class Cluster:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.kamailio.poll() is not None:
+                if "Address already in use" in self.kamailio_log():
+                    raise PortTaken(self.kamailio_log()[-3000:])
                 raise RuntimeError(f"kamailio exited: {self.kamailio_log()[-3000:]}")
             try:
                 with socket.create_connection((self.front_ip, self.front_tls_port), timeout=0.5):
