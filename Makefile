@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: run test venv test-deps lint typecheck unit bench clean
+.PHONY: run test venv test-deps lint typecheck unit bench clean cluster cluster-down
 
 $(BIN)/imsconf: pyproject.toml setup.py src/imsconf/media/_fastpath.c src/imsconf/media/_codecs.c
 	bash scripts/ensure-python.sh $(PY)
@@ -18,6 +18,13 @@ venv: $(BIN)/imsconf
 ## Start the server on the embedded defaults (./var, self-generated dev certificates, SQLite).
 run: venv
 	$(BIN)/imsconf serve $(ARGS)
+
+## A development cluster on loopback: Kamailio in front of two nodes (scripts/cluster.sh); cluster-down stops it.
+cluster: venv test-deps
+	PY=$(BIN)/python bash scripts/cluster.sh up
+
+cluster-down:
+	bash scripts/cluster.sh down
 
 ## Install every test peer (SIPp, baresip, tshark, socat) and run lint, type checks and the whole suite.
 test: venv test-deps

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real peers the tests drive: SIPp (sip-tester), baresip, linphone (linphonec), tshark, socat,
-# and Debian's headless Chromium with its WebDriver (the console's browser test; Selenium drives it).
+# Debian's headless Chromium with its WebDriver (the console's browser test; Selenium drives it), and
+# Kamailio 5.6 with its TLS and PostgreSQL modules (the cluster front, contrib/kamailio).
 # Idempotent; needs root (or sudo) only when something is missing.
 set -euo pipefail
 need=()
@@ -11,6 +12,9 @@ command -v tshark >/dev/null 2>&1 || need+=(tshark)
 command -v socat >/dev/null 2>&1 || need+=(socat)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+command -v kamailio >/dev/null 2>&1 || need+=(kamailio)
+dpkg -s kamailio-tls-modules >/dev/null 2>&1 || need+=(kamailio-tls-modules)
+dpkg -s kamailio-postgres-modules >/dev/null 2>&1 || need+=(kamailio-postgres-modules)
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
 fi

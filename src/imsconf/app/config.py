@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from imsconf.focus.config import NODE_ID_RE
 from imsconf.sip.grammar import USER_RE
 
 __all__ = [
@@ -177,6 +178,9 @@ class Settings:
     # entity of the conference documents: a name that resolves to this server, or its address; empty: the
     # domain
     focus_host: str = ""
+    # this node id behind a proxy that routes by it (docs/decisions/0018-kamailio-front.md):
+    # lower-case letters and digits; ad hoc conference URIs become conf-<node_id>-<random>; empty: none
+    node_id: str = ""
     listen: tuple[Listen, ...] = field(default_factory=_default_listen)
     data_dir: Path = Path("./var")
     auth: Literal["digest", "none"] = "digest"
@@ -273,6 +277,8 @@ class Settings:
         _check_host(self.domain, "domain")
         if self.focus_host:
             _check_host(self.focus_host, "focus_host")
+        if self.node_id and not NODE_ID_RE.match(self.node_id):
+            raise ValueError(f"node_id: {self.node_id!r} must be 1-16 lower-case letters or digits")
         if not self.realm:
             object.__setattr__(self, "realm", self.domain)
         if any(c in self.realm for c in '"\\') or any(ord(c) < 0x20 for c in self.realm):

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from imsconf.conference.eventinfo import EndpointDetails
-from imsconf.conference.registry import ConferenceRegistry
+from imsconf.conference.registry import ID_BYTES, ConferenceRegistry
 from imsconf.floor.server import Policy
 from imsconf.focus.chat import FocusChat
 from imsconf.focus.conference_control import ConferenceControl, ControlPort
@@ -176,5 +176,8 @@ def assemble_focus(
 ) -> Focus:
     """A focus over *media* with every feature part; *wake* is the runtime's flush (see :class:`Focus`)."""
     options = options if options is not None else FocusOptions()
-    registry = registry if registry is not None else ConferenceRegistry(config.conference_host, scheme="sip")
+    if registry is None:
+        registry = ConferenceRegistry(
+            config.conference_host, scheme="sip", token=config.conference_ids(ID_BYTES)
+        )
     return Focus(config, media, registry, focus_parts(config, registry, media, options), wake=wake)

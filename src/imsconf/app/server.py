@@ -261,6 +261,7 @@ def build_focus(
     config = FocusConfig(
         domain=settings.domain,
         host=settings.focus_host,
+        node_id=settings.node_id,
         factory_user=settings.factory_user,
         allow_plain_rtp=settings.allow_plain_rtp,
         allow_sdes_over_insecure=settings.allow_sdes_over_udp,

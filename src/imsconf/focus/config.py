@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import re
+import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from imsconf.conference.model import ConferencePolicy
 from imsconf.sdp.offer_answer import AnswerPolicy
 from imsconf.sip.subscription import ExpiresPolicy
 
-__all__ = ["DEFAULT_SE", "MIN_SE", "FocusConfig"]
+__all__ = ["DEFAULT_SE", "MIN_SE", "NODE_ID_RE", "FocusConfig"]
+
+# a node id: what a proxy in front (docs/decisions/0018-kamailio-front.md) reads from the user part of an ad
+# hoc conference URI, conf-<node>-<random>, to route to the node that hosts it; no "-" (the delimiter)
+NODE_ID_RE = re.compile(r"^[a-z0-9]{1,16}$")
 
 MIN_SE = 90  # RFC 4028 §4 minimum Session-Expires
 DEFAULT_SE = 1800
@@ -19,6 +26,9 @@ class FocusConfig:
     domain: str = "localhost"
     host: str = ""  # the host of ad hoc conference URIs (and so of the focus's Contact); empty: the domain
     factory_user: str = "conference-factory"
+    # this node's id in a cluster: ad hoc conference ids (so URIs) are minted as <node>-<random>; empty: no
+    # hint, the URIs of a single server (conf-<random>)
+    node_id: str = ""
     allow_plain_rtp: bool = False
     allow_sdes_over_insecure: bool = False
     media_host: str = "127.0.0.1"
@@ -46,6 +56,13 @@ class FocusConfig:
     @property
     def conference_host(self) -> str:
         return self.host or self.domain
+
+    def conference_ids(self, random_bytes: int) -> Callable[[], str]:
+        """The maker of ad hoc conference ids: *random_bytes* of randomness, behind the node id if set."""
+        if not self.node_id:
+            return lambda: secrets.token_urlsafe(random_bytes)
+        node = self.node_id
+        return lambda: f"{node}-{secrets.token_urlsafe(random_bytes)}"
 
     @property
     def insecure_subscriptions_allowed(self) -> bool:

@@ -151,7 +151,10 @@ def make_response(
     """A response to *req* per RFC 3261 §8.2.6: Via (all, in order), From, To, Call-ID and CSeq copied.
 
     *to_tag* is added to To unless the request's To already has a tag (in-dialog requests).  A 100 also
-    copies Timestamp (§8.2.6.1).  Extra *headers* are appended after the copied ones.
+    copies Timestamp (§8.2.6.1).  A 101-299 copies every Record-Route, in order (§12.1.1: a response that
+    forms a dialog carries the proxies' route set back to the caller; a proxy record-routes only requests
+    that form dialogs, so other responses have none to copy).  Extra *headers* are appended after the
+    copied ones.
     """
     if not 100 <= status <= 699:
         raise LocalProtocolError(f"status {status} out of range")
@@ -161,13 +164,18 @@ def make_response(
         raise LocalProtocolError("a 100 Trying carries no To tag (RFC 3261 §8.2.6.2)")
     # one pass over the request's headers (stored under canonical names): every Via, the first of the others
     vias: list[tuple[str, str]] = []
+    routes: list[tuple[str, str]] = []
     first: dict[str, str] = {}
     for n, v in req.headers.items:
         if n == "Via":
             vias.append((n, v))
+        elif n == "Record-Route":
+            routes.append((n, v))
         elif n in _ECHOED and n not in first:
             first[n] = v
     items = vias
+    if routes and 101 <= status <= 299:
+        items.extend(routes)
     for name in ("From", "To", "Call-ID", "CSeq"):
         value = first.get(name)
         if value is None:

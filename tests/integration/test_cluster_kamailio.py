@@ -1,0 +1,227 @@
+"""Kamailio (contrib/kamailio) in front of two imsconf nodes on 127.0.0.2 and 127.0.0.3.
+
+SIPp reaches the front over UDP (Debian's SIPp has no TLS); the front talks TLS to the nodes, so the nodes
+need only ``allow_plain_rtp`` for SIPp's RTP. The factory is dispatched round-robin to a live node; every
+request for a conference URI (conf-<node>-<id>) and every in-dialog request goes to the node the hint names.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from audio import assert_hears, tone_levels, write_tone_wav
+from baresip import BaresipPhone, free_udp_range
+from cluster import Cluster, Node
+from harness import free_port_pair, run_sipp, sipp_bg, sipp_errors, wait_file
+
+from peers import require_peer
+
+pytestmark = pytest.mark.peer
+
+_RTP = free_udp_range(400)
+
+
+def _wait(cond: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    cl = Cluster(tmp_path_factory.mktemp("cluster"), node_config="allow_plain_rtp = true\n",
+                 rtp_range=_RTP)  # fmt: skip
+    cl.start()
+    yield cl
+    cl.stop()
+
+
+def _finish(proc: subprocess.Popen[bytes], workdir: Path, cl: Cluster, timeout: float = 30) -> None:
+    try:
+        rc = proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError(f"sipp in {workdir.name} hung: {sipp_errors(workdir)}\n{cl.logs()}") from None
+    assert rc == 0, f"{workdir.name}: {sipp_errors(workdir)}\n{cl.logs()}"
+
+
+def _create(cl: Cluster, tmp: Path, name: str, stay_ms: int) -> tuple[subprocess.Popen[bytes], str]:
+    conf_file = tmp / f"{name}.txt"
+    owner = sipp_bg("conf_create.xml", cl.front_port, "u1", tmp / name,
+                    "-key", "conf_file", str(conf_file), "-d", str(stay_ms))  # fmt: skip
+    return owner, wait_file(conf_file)
+
+
+def _joins_at_least(node: Node, uri: str, n: int) -> Callable[[], bool]:
+    return lambda: node.log().count(f"event=participant_joined conf={uri}") >= n
+
+
+def _host(conf: str) -> str:
+    """The node id in a conference URI's user part (conf-<node>-<random>)."""
+    assert conf.startswith("conf-") and conf.count("-") >= 2, conf
+    return conf.split("-", 2)[1]
+
+
+def test_factory_dispatch_hint_routing_subscribe_refer(cluster: Cluster, tmp_path: Path) -> None:
+    cl = cluster
+    # conferences at the factory through the front: round-robin over the live nodes puts them on both (a
+    # UDP retransmission may take a turn, so up to six)
+    owners: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
+    for i in range(6):
+        owner, conf = _create(cl, tmp_path, f"owner{i}", 15000)
+        owners[f"owner{i}"] = (owner, conf)
+        if {_host(c) for _, c in owners.values()} == {"a", "b"}:
+            break
+    assert {_host(c) for _, c in owners.values()} == {"a", "b"}, cl.logs()
+    conf_b = next(c for _, c in owners.values() if _host(c) == "b")
+    node_a, node_b = cl.node("a"), cl.node("b")
+    uri_b = f"sip:{conf_b}@{cl.front_ip}"
+    assert f"event=conference_created conf_uri={uri_b}" in node_b.log()
+
+    # a subscriber, a member and a REFER for conference B all reach node B, whatever the dispatcher's turn
+    versions, ready = tmp_path / "versions.txt", tmp_path / "ready.txt"
+    sub = sipp_bg("conf_subscribe.xml", cl.front_port, "u1", tmp_path / "sub", "-trace_msg",
+                  "-key", "conf", conf_b, "-key", "sub_user", "owner",
+                  "-key", "versions_file", str(versions), "-key", "ready_file", str(ready))  # fmt: skip
+    wait_file(ready)
+    # three joins (two stay until the owner leaves, one leaves): the subscriber's ten partial NOTIFYs
+    stayers = []
+    for i in range(2):
+        stayers.append(sipp_bg("conf_join_closed.xml", cl.front_port, "u1", tmp_path / f"stay{i}",
+                               "-key", "conf", conf_b))  # fmt: skip
+        _wait(_joins_at_least(cl.node("b"), uri_b, 2 + i), "a join")
+    res = run_sipp("conf_join_leave.xml", f"127.0.0.1:{cl.front_port}", transport="u1",
+                   workdir=tmp_path / "member", extra=["-key", "conf", conf_b, "-d", "300"])  # fmt: skip
+    assert res.returncode == 0, sipp_errors(tmp_path / "member") + cl.logs()
+    _finish(sub, tmp_path / "sub", cl)  # it unsubscribed after the ten and took the final NOTIFY
+
+    # REFER to the focus: node B dials out through the front (its outbound_proxy) to a SIPp answerer
+    port = free_port_pair()
+    invitee = sipp_bg("conf_uas.xml", cl.front_port, "u1", tmp_path / "invitee", "-p", str(port),
+                      "-s", "invitee", timeout="60s")  # fmt: skip
+    time.sleep(0.2)
+    target = f"sip:invitee@127.0.0.1:{port};transport=udp"
+    res = run_sipp("conf_refer.xml", f"127.0.0.1:{cl.front_port}", transport="u1",
+                   workdir=tmp_path / "refer",
+                   extra=["-key", "conf", conf_b, "-key", "refer_from", "owner",
+                          "-key", "refer_to", target])  # fmt: skip
+    assert res.returncode == 0, sipp_errors(tmp_path / "refer") + cl.logs()
+
+    for name, (proc, _) in owners.items():
+        _finish(proc, tmp_path / name, cl)
+    for i, proc in enumerate(stayers):
+        _finish(proc, tmp_path / f"stay{i}", cl)  # the focus's BYE reached them through the front
+    _finish(invitee, tmp_path / "invitee", cl)
+    notifies = "".join(p.read_text(errors="replace") for p in (tmp_path / "sub").glob("*_messages.log"))
+    assert notifies.count("NOTIFY sip:owner@") == 12, notifies[-3000:]  # full, ten partial, final
+    # the full state, ten partial documents at +1 each, then the final full state with the last version
+    seen = sorted(int(line.split()[0]) for line in versions.read_text().splitlines() if line.strip())
+    assert seen == [*range(seen[0], seen[0] + 11), seen[0] + 10], seen
+    log_k = cl.kamailio_log()
+    for method in ("SUBSCRIBE", "INVITE", "REFER"):
+        assert f"hint: {method} {conf_b} -> node b" in log_k
+    assert "from node: INVITE sip:invitee@" in log_k
+    assert conf_b not in node_a.log()  # nothing for B's conference went to A
+    for node in cl.nodes:
+        assert "Traceback" not in node.log()
+
+
+def test_killed_node_marked_down_and_new_conferences_go_to_the_survivor(tmp_path: Path) -> None:
+    cl = Cluster(tmp_path / "cl", node_config="allow_plain_rtp = true\n", rtp_range=_RTP)
+    cl.start()
+    try:
+        cl.node("a").kill()
+        t0 = time.monotonic()
+        _wait(lambda: "node down: OPTIONS sip:127.0.0.2:" in cl.kamailio_log(), "node a marked down", 10)
+        down_after = time.monotonic() - t0
+        print(f"node a marked down {down_after:.2f} s after kill -9 (ping interval {cl.ping_interval} s)")
+        # a probe sent on the dead connection before the front saw it close waits out tm's fr_timer (3 s)
+        assert down_after < cl.ping_interval + 3 + 1.5, down_after
+        for i in range(4):
+            owner, conf = _create(cl, tmp_path, f"owner{i}", 200)
+            assert _host(conf) == "b", cl.logs()
+            _finish(owner, tmp_path / f"owner{i}", cl)
+    finally:
+        cl.stop()
+
+
+_CONF_CREATED = re.compile(r"event=conference_created\b.*?\bconf_uri=sip:(?P<user>conf-[^@]+)@")
+_SUITE = "AES_CM_128_HMAC_SHA1_80"
+
+
+def _established(phone: BaresipPhone, timeout: float = 15.0) -> float:
+    ev = phone.wait_event("CALL_ESTABLISHED", timeout, fail_on=("CALL_CLOSED",))
+    menc = phone.wait_event("CALL_MENC", 3.0, fail_on=("CALL_CLOSED",))
+    assert _SUITE in str(menc.get("param")), f"{phone.name}: media encryption {menc.get('param')!r}"
+    return float(ev["_t"])
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_baresip_over_tls_and_srtp_through_the_front(tmp_path: Path) -> None:
+    """Two phones on TLS + SDES-SRTP, only through the front: one creates at the factory, the other joins by
+    the conference URI (hint routing); each hears the other's tone and not its own."""
+    require_peer("baresip")
+    cl = Cluster(tmp_path / "cl", rtp_range=_RTP)  # no relaxation: SRTP required, TLS on every hop
+    cl.start()
+    tones = {"alice": 440.0, "bob": 970.0}
+    phones = [
+        BaresipPhone(name, tmp_path / name,
+                     tone_wav=write_tone_wav(tmp_path / f"{name}.wav", f, seconds=60),
+                     ca_pem=cl.pki / "ca.pem", cert_combined_pem=cl.pki / "server-combined.pem")
+        for name, f in tones.items()
+    ]  # fmt: skip
+    alice, bob = phones
+    try:
+        for p in phones:
+            p.start()
+        alice.dial(f"sip:conference-factory@127.0.0.1:{cl.front_tls_port}")
+        t_alice = _established(alice)
+        match = None
+        for _ in range(100):
+            match = next((m for n in cl.nodes if (m := _CONF_CREATED.search(n.log()))), None)
+            if match:
+                break
+            time.sleep(0.05)
+        assert match is not None, cl.logs()
+        user = match.group("user")
+        bob.dial(f"sip:{user}@127.0.0.1:{cl.front_tls_port}")
+        t_bob = _established(bob)
+        t_all = max(t_alice, t_bob)
+        time.sleep(max(0.0, t_all + 6.0 - time.monotonic()))
+        t_hangup = time.monotonic()
+        alice.hangup()  # the owner leaves: the focus's BYE reaches bob through the front
+        alice.wait_event("CALL_CLOSED", 5)
+        bob.wait_event("CALL_CLOSED", 5)
+        for p in phones:
+            p.stop()
+        window = t_hangup - t_all - 2.5
+        freqs = sorted(tones.values())
+        for p in phones:
+            decs = p.dec_wavs()
+            assert len(decs) == 1, f"{p.name}: {decs}"
+            closed_at = float(p.wait_event("CALL_CLOSED", 0)["_t"])
+            lv = tone_levels(
+                decs[0], freqs, last_seconds=window, drop_last_seconds=closed_at - t_hangup + 0.5
+            )
+            own = tones[p.name]
+            assert_hears(lv, present=[f for f in freqs if f != own], absent=[own], who=p.name)
+        log_k = cl.kamailio_log()
+        assert f"hint: INVITE {user} -> node {_host(user)}" in log_k, log_k[-3000:]
+    except BaseException:
+        for p in phones:
+            print(f"--- {p.name}\n{p.log_tail(30)}")
+        print(cl.logs())
+        raise
+    finally:
+        for p in phones:
+            p.stop()
+        cl.stop()
