@@ -45,7 +45,7 @@ STOP_SECONDS = 0.8  # SIGTERM, then SIGKILL after this long
 
 
 def port_slices(lo: int, hi: int, n: int) -> list[tuple[int, int]]:
-    """``lo..hi`` cut into *n* consecutive slices of even start (RTP on even ports), as equal as can be."""
+    """``lo..hi`` cut into *n* consecutive slices of the same even size (the rest of the range unused)."""
     size = ((hi - lo + 1) // n) & ~1
     return [(lo + i * size, lo + (i + 1) * size - 1) for i in range(n)]
 
