@@ -14,7 +14,8 @@ generator: the figure is what this machine carries, not what two free cores woul
     .venv/bin/python bench/mixer_pool_capacity.py --sizes 600,1000,1400 --repeat 3
 
 "other%" is the busy share of all CPUs not taken by the mixers during the window (the load generator's
-included): a shared VM's other jobs show there.
+included): a shared VM's other jobs show there. What it measured on the 2-core development VM (busy with
+other jobs) is in docs/decisions/0019-mixer-pool.md.
 """
 
 # ruff: noqa: E501  (benchmark output lines)
