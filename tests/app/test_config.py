@@ -245,3 +245,22 @@ def test_message_settings_reach_the_focus(tmp_path: Path) -> None:
             load_settings(None, {"max_message_bytes": bad})
     with pytest.raises(ValueError, match="allow_insecure_messages"):
         load_settings(None, {"allow_insecure_messages": "perhaps"})
+
+
+def test_mixers_a_number_or_auto(tmp_path: Path) -> None:
+    import os
+
+    assert Settings().mixers is None and Settings().mixer_count == 0
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("mixers = 2\n")
+    assert load_settings(cfg, {}).mixer_count == 2
+    cfg.write_text('mixers = "auto"\n')
+    assert load_settings(cfg, {}).mixer_count == len(os.sched_getaffinity(0))
+    assert load_settings(None, {"mixers": "3"}).mixers == 3
+    for bad in ("0x", "many", -1, True):
+        with pytest.raises(ValueError, match="mixers"):
+            load_settings(None, {"mixers": bad})
+    with pytest.raises(ValueError, match="exclude each other"):
+        Settings(mixers=2, mixer="127.0.0.1:7100")
+    with pytest.raises(ValueError, match="too small"):
+        Settings(mixers=4, rtp_port_range=(20000, 20020))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import os
 import re
 import tomllib
 from collections.abc import Mapping
@@ -211,6 +212,10 @@ class Settings:
     digest_algorithms: tuple[str, ...] = ("SHA-256", "MD5")
     # "HOST:PORT" of a separate `imsconf mixer` (mutual TLS); None: the mixer runs in process
     mixer: str | None = None
+    # `imsconf mixer` processes the server starts beside the focus, on loopback (mutual TLS, the dev PKI),
+    # each pinned to its own core: a number, or "auto" (one per core the server may run on); None: the
+    # mixer named by `mixer`, or the in-process one. A conference lives on one of them, placed by load.
+    mixers: int | Literal["auto"] | None = None
     # digest brute force: this many wrong credentials from one host within 60 s block it for this long
     auth_max_failures: int = 5
     auth_block_seconds: float = 60.0
@@ -341,6 +346,16 @@ class Settings:
         RekeyPolicy.parse(self.rekey)
         if self.mixer is not None:
             parse_hostport(self.mixer, what="mixer")
+        if self.mixers is not None:
+            if self.mixer is not None:
+                raise ValueError(
+                    "mixer (one separate mixer) and mixers (mixers the server starts) exclude each other"
+                )
+            if self.mixers != "auto" and (isinstance(self.mixers, bool) or not 1 <= self.mixers <= 256):
+                raise ValueError(f"mixers must be 'auto' or a number from 1 to 256, not {self.mixers!r}")
+            lo, hi = self.rtp_port_range
+            if (hi - lo + 1) // self.mixer_count < 8:
+                raise ValueError(f"rtp_port_range {lo}..{hi} is too small for {self.mixer_count} mixers")
         if self.outbound_proxy is not None:
             _check_proxy_uri(self.outbound_proxy)
         if self.registrar not in ("auto", "on", "off"):
@@ -376,6 +391,15 @@ class Settings:
     def registrar_enabled(self) -> bool:
         """Whether this server is a registrar: "on", or "auto" without an outbound proxy."""
         return self.registrar == "on" or (self.registrar == "auto" and self.outbound_proxy is None)
+
+    @property
+    def mixer_count(self) -> int:
+        """How many mixers the server starts (``mixers``; "auto": one per core it may run on); 0: none."""
+        if self.mixers is None:
+            return 0
+        if self.mixers == "auto":
+            return max(1, len(os.sched_getaffinity(0)))
+        return self.mixers
 
     @property
     def http_address(self) -> tuple[str, int] | None:
@@ -535,6 +559,16 @@ def _coerce(key: str, value: Any, base: Path | None) -> Any:
         if not isinstance(items, list | tuple) or not all(isinstance(v, str) for v in items):
             raise bad("a list like ['tcp', 'tls:127.0.0.1:5070']")
         return tuple(v.strip() for v in items)
+    if key == "mixers":
+        if value is None or value == "" or value == 0:
+            return None
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return "auto"
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise bad("a number of mixers or 'auto'")
+        return value
     if key == "mixer":
         if value is None or value == "":
             return None

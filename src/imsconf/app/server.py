@@ -56,6 +56,7 @@ from .lifecycle import Lifecycle
 from .memtrace import install_memtrace
 from .metrics import build_registry
 from .mixer import connect_mixer
+from .mixer_pool import SpawnedMixers, start_mixers
 from .msrp import MsrpListeners, start_msrp_listeners
 from .pins import ExecutorPinChecker
 from .pki import PkiPaths, client_ssl_context, ensure_dev_pki, server_ssl_context
@@ -69,6 +70,7 @@ from .users import UserStore, authenticator_for
 log = logging.getLogger("imsconf.server")
 
 USAGE_CLOSE_SECONDS = 0.5  # what writing the queued usage records may add to the shutdown
+MIXERS_READY_SECONDS = 15.0  # how long the start waits for the first of its own mixers before READY=1
 
 
 def _heap_release(media: UdpMediaTransport | None) -> Callable[[], None]:
@@ -156,6 +158,7 @@ class Server:
     media: UdpMediaTransport | None = None
     focus: Focus | None = None
     remote: RemoteMediaControl | None = None
+    mixers: SpawnedMixers | None = None  # the mixer processes this server started (settings.mixers)
     bound: list[tuple[str, str, int]] = field(default_factory=list)
     bookings: BookingStore | None = None
     http: WebServer | None = None  # the operator plane: API, console, metrics, health
@@ -173,7 +176,10 @@ class Server:
 
     @property
     def ready(self) -> bool:
-        """Able to take new calls: the mixer runs in this process, or the separate one is connected."""
+        """Able to take new calls: the mixer runs in this process, or the separate one is connected, or
+        at least one of the mixers this server started is."""
+        if self.mixers is not None:
+            return self.mixers.pool.ready
         return self.remote is None or self.remote.ready
 
     def serving(self) -> bool:
@@ -200,6 +206,8 @@ class Server:
             self.media.close()
         if self.remote is not None:
             await self.remote.close()
+        if self.mixers is not None:
+            await self.mixers.close()
         await self.transports.close()
 
 
@@ -319,6 +327,7 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
     media: UdpMediaTransport | None = None
     focus: Focus | None = None
     remote: RemoteMediaControl | None = None
+    mixers: SpawnedMixers | None = None
     loop = asyncio.get_running_loop()
     # booked conferences: dial-in works with or without --http; the focus reads an in-memory index
     bookings = IndexedBookingStore(data_dir / DB_NAME)
@@ -355,9 +364,11 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
     if app is None:
         if settings.mixer is not None:  # kept connected from here on; the start does not wait for it
             remote = await connect_mixer(settings)
+        elif settings.mixers is not None:  # our own mixer processes; the start does not wait for them
+            mixers = await start_mixers(settings)
         focus, media = build_focus(
             settings,
-            remote,
+            mixers.pool if mixers is not None else remote,
             bookings=bookings.index,
             windows=bookings.index,
             refresh=refresher.refresh,
@@ -401,7 +412,7 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
         limits=limits,
     )
     driver.transports = transports
-    server = Server(settings, pki, endpoint, driver, transports, media, focus, remote)
+    server = Server(settings, pki, endpoint, driver, transports, media, focus, remote, mixers)
     server.users = users
     server.bookings = bookings
     server.refresher = refresher
@@ -510,8 +521,11 @@ async def run_server(
     life.install(asyncio.get_running_loop())
     install_memtrace(asyncio.get_running_loop(), settings.data_dir)  # opt-in (IMSCONF_TRACEMALLOC=1)
     settle_heap()  # after the signal handlers: everything built so far lives as long as the process
-    if settings.mixer is None:  # the mixer runs in this process
+    if settings.mixer is None and settings.mixers is None:  # the mixer runs in this process
         realtime_priority(settings.media_realtime_priority)
+    # ready (systemd, /health/ready) once one of our own mixers is connected
+    if server.mixers is not None and not await server.mixers.wait_ready(MIXERS_READY_SECONDS):
+        log.warning("event=mixers_waiting ready=false (calls get 503 until a mixer is connected)")
     for transport, host, port in server.bound:
         shown = f"[{host}]" if ":" in host else host
         print(f"listening {transport} {shown}:{port}", flush=True)

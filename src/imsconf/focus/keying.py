@@ -365,18 +365,26 @@ class FocusKeying(FeatureBase):
         lk.queue.insert(0, _Op(None, None, sdp=sdp, done=done))
         self._next(ep, lk, now)
 
-    def mixer_lost(self, ep: SipEndpoint, now: float) -> None:
+    def mixer_lost(self, ep: SipEndpoint, now: float, conferences: frozenset[str] | None = None) -> None:
         """The mixer is gone with every group epoch: the key managers are closed (their keys wiped), every
         leg is back on its own key and out of its manager until it joins again (:meth:`rejoin`, once it is
         on the new mixer); queued re-INVITEs (offers, moves) are dropped, the answers to those in flight are
-        ACKed and otherwise ignored (a move's ``done`` is not called)."""
+        ACKed and otherwise ignored (a move's ``done`` is not called).  With *conferences* (one member of a
+        mixer pool lost) only those conferences and their legs; None: all."""
         for conf_id, mgr in list(self.managers.items()):
+            if conferences is not None and conf_id not in conferences:
+                continue
             mgr.close(now)
             self._record(now, conf_id, "mixer-lost")
-        self.managers.clear()
-        self._group_confs.clear()
+            del self.managers[conf_id]
+        if conferences is None:
+            self._group_confs.clear()
+        else:
+            self._group_confs.difference_update(conferences)
         self._ep = ep
         for lk in list(self.legs.values()):
+            if conferences is not None and lk.conf_id not in conferences:
+                continue
             lk.joined = False
             lk.route = None
             self._set_scope(ep, lk.leg_id, KeyScope.PER_PARTICIPANT, now)  # subscribers see it too

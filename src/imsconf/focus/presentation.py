@@ -206,16 +206,25 @@ class FocusPresentation(FeatureBase):
         return crypto
 
     # ---- the separate mixer lost and back (imsconf.focus.recovery) ------------------------------------
-    def mixer_lost(self) -> None:
-        """The separate mixer went, with every video leg made on it: their send keys are wiped (a new mixer
+    def mixer_lost(
+        self, legs: frozenset[str] | None = None, conferences: frozenset[str] | None = None
+    ) -> None:
+        """The separate mixer went, with every video leg made on it (or, for a member of a mixer pool, the
+        video legs of *legs* and the switches of *conferences*): their send keys are wiped (a new mixer
         never gets an old key) and their ports are stale until :meth:`remake`; the switch is sent again to
         the new mixer as the legs come back."""
-        for vl in self.legs.values():
+        for leg_id, vl in self.legs.items():
+            if legs is not None and leg_id not in legs:
+                continue
             if vl.tx_key is not None:
                 vl.tx_key.wipe()
                 vl.tx_key = None
             vl.lost = True
-        self.sources.clear()
+        if conferences is None:
+            self.sources.clear()
+        else:
+            for conf_id in conferences:
+                self.sources.pop(conf_id, None)
 
     def remake(self, leg_id: str) -> tuple[LegPorts, bool, CryptoAttribute | None] | None:
         """The leg's video made again on the new mixer: the same negotiation and remote key, a new send key.

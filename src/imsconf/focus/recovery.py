@@ -20,6 +20,10 @@ The MRFC seam (``imsconf.media.remote``) reports the link as media events: :clas
   10 s; then the leg ends).
 
 The roster does not change: participants stay connected through the outage, with the same media info.
+
+A pool of mixers (``imsconf.media.pool``) scopes a member's loss: its :class:`MixerLost` names the legs and
+conferences that were on it, only those are treated as above, and its :class:`MixerReady` follows at once
+when another member took them over (docs/decisions/0019-mixer-pool.md).
 """
 
 from __future__ import annotations
@@ -99,7 +103,9 @@ def moved_sdp(
 class VideoMoves(Protocol):
     """The presentation video legs (:class:`~.presentation.FocusPresentation`), moved with the audio."""
 
-    def mixer_lost(self) -> None: ...
+    def mixer_lost(
+        self, legs: frozenset[str] | None = None, conferences: frozenset[str] | None = None
+    ) -> None: ...
 
     def remake(self, leg_id: str) -> StreamMove | None: ...
 
@@ -171,14 +177,14 @@ class MixerRecovery(FeatureBase):
         self.lost_at = now
         self._retry_at = None
         self._moved_since_loss = 0
-        self.keying.mixer_lost(ep, now)
+        self.keying.mixer_lost(ep, now, ev.conferences)
         if self.video is not None:
-            self.video.mixer_lost()
+            self.video.mixer_lost(ev.legs, ev.conferences)
         ringing: list[Leg] = []
         for leg in list(self.table.legs.values()):
             ms = leg.media
-            if leg.closing:
-                continue
+            if leg.closing or (ev.legs is not None and leg.leg_id not in ev.legs):
+                continue  # ending, or on a member of a mixer pool that is still there
             if leg.dialog is None:  # a dial-out still ringing: its offer named the lost mixer
                 ringing.append(leg)
                 continue

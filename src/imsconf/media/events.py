@@ -134,9 +134,13 @@ class PromptFinished:
 @dataclass(frozen=True, slots=True)
 class MixerLost:
     """The control channel to a separate mixer is gone (closed, or silent past the heartbeat timeout): every
-    leg and conference the focus had on it is gone with it."""
+    leg and conference the focus had on it is gone with it.  A pool of mixers (``imsconf.media.pool``) scopes
+    the loss of one member: ``legs`` (audio and video leg ids) and ``conferences`` are what was on it; None
+    (the one separate mixer) means every leg and conference."""
 
     reason: str
+    legs: frozenset[str] | None = None
+    conferences: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
