@@ -142,8 +142,9 @@ def focus_parts(
             wall_clock_offset=options.wall_clock_offset,
             wake=options.chat_wake,
         )
+        control = ConferenceControl(table, port, config, registry, notifier, dialer)
         return FocusParts(
-            control=ConferenceControl(table, port, config, registry, notifier, dialer),
+            control=control,
             dialer=dialer,
             floor=floor,
             presentation=FocusPresentation(port, registry, media, floor, inbox),
@@ -154,6 +155,7 @@ def focus_parts(
                 registry,
                 config,
                 ConferenceControl.requester,
+                control.conference,
                 wall_clock_offset=options.wall_clock_offset,
             ),
             planned=planned,

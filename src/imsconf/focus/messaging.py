@@ -78,6 +78,8 @@ ANONYMOUS_SENDER = '"Anonymous" <sip:anonymous@anonymous.invalid>'
 
 Requester = Callable[[SipEndpoint, IncomingRequest], str | None]
 """The AoR of an out-of-dialog requester (authenticated, or the From when the focus authenticates nobody)."""
+Lookup = Callable[[IncomingRequest], Conference | None]
+"""The conference an out-of-dialog request addresses (``ConferenceControl.conference``)."""
 
 
 def allowed_methods(msg: Request | Response) -> frozenset[str] | None:
@@ -155,6 +157,7 @@ class Messaging(FeatureBase):
         registry: ConferenceRegistry,
         config: FocusConfig,
         requester: Requester,
+        lookup: Lookup,
         *,
         wall_clock_offset: float = 0.0,
     ) -> None:
@@ -162,6 +165,7 @@ class Messaging(FeatureBase):
         self.registry = registry
         self.config = config
         self.requester = requester
+        self.lookup = lookup
         self.wall_clock_offset = wall_clock_offset
         self.counters = MessagingCounters()
         self._buckets: dict[tuple[str, bool], TokenBucket] = {}  # (leg id, is-composing)
@@ -229,7 +233,7 @@ class Messaging(FeatureBase):
                 raise _Refusal(403, "Forbidden (Not A Participant)")
             self._require_tls(inc)
             return conf, conf.participant(leg.pid), leg
-        conf = self._conference(req)
+        conf = self.lookup(inc)
         if conf is None:
             raise _Refusal(404, "Conference Not Found")
         self._require_tls(inc)
@@ -243,18 +247,6 @@ class Messaging(FeatureBase):
     def _require_tls(self, inc: IncomingRequest) -> None:
         if not inc.secure and not self.config.allow_insecure_messages:
             raise _Refusal(403, "Forbidden (TLS Required)")
-
-    def _conference(self, req: Request) -> Conference | None:
-        try:
-            ruri = req.request_uri
-        except SipParseError:
-            return None
-        user = ruri.user_unescaped or ""
-        if user.startswith("conf-"):
-            return self.registry.get(user[5:])
-        return self.registry.by_uri(str(ruri)) or (
-            self.registry.by_uri(f"sip:{ruri.user}@{self.config.domain}") if ruri.user else None
-        )
 
     def _check(self, inc: IncomingRequest, leg: Leg, now: float) -> _Content:
         """Size, content type, rate; the content to relay."""
