@@ -141,6 +141,7 @@ def focus_parts(
             allow_plain=options.allow_plain_msrp,
             wall_clock_offset=options.wall_clock_offset,
             wake=options.chat_wake,
+            on_relayed=operator.message_relayed,
         )
         control = ConferenceControl(table, port, config, registry, notifier, dialer)
         return FocusParts(
@@ -157,6 +158,7 @@ def focus_parts(
                 ConferenceControl.requester,
                 control.conference,
                 wall_clock_offset=options.wall_clock_offset,
+                on_relayed=operator.message_relayed,
             ),
             planned=planned,
             recovery=recovery,

@@ -123,6 +123,12 @@ class Focus:
     def floor_changed(self, conf_id: str) -> None:
         self.presentation.floor_changed(conf_id)
 
+    def message_count(self, conf_id: str) -> int:
+        return self.parts.message_count(conf_id)
+
+    def in_chat(self, leg: Leg) -> bool:
+        return self.parts.in_chat(leg)
+
     # ---- Application protocol ------------------------------------------------------------------------
     def on_request(self, ep: SipEndpoint, inc: IncomingRequest, now: float) -> None:
         req = inc.request
