@@ -366,8 +366,12 @@ class Focus:
                 host=self.config.media_host,
                 initial=True,
             )
+            if leg.media.chat_only and dial_in is not None and dial_in.lobby_pid:
+                raise NegotiationError(488, "the PIN lobby needs an audio stream")
         except NegotiationError as exc:
             log.info("event=offer_refused src=%s status=%d reason=%r", inc.peer, exc.status, exc.reason)
+            if self.chat is not None:
+                self.chat.forget(leg.leg_id)
             self.table.by_invite.pop(inc.key, None)
             leave = conf.leave(pid, "offer refused") if pid in conf else []
             self.apply(ep, conf, events + leave, now)
@@ -674,6 +678,7 @@ class Focus:
             direction=self.operator.mix_direction(leg.leg_id, conf_direction(leg.media)),
             codec=leg.media.decision.codec.name if leg.media.decision else None,
             message=self.chat is not None and self.chat.negotiated(leg.leg_id),
+            audio=not leg.media.chat_only,
         )
 
     # ---- conference events -----------------------------------------------------------------------------

@@ -312,13 +312,13 @@ class ConferenceOperator(FeatureBase):
         """The leg's mixer leg was configured anew (re-INVITE, new mixer): give it its mix flags again."""
         m = self.mix.get(leg.leg_id)
         if m is not None and (m.muted or m.deaf):
-            self._set_leg_mix(leg.leg_id, m)
+            self._set_leg_mix(leg, m)
 
     def forget(self, leg: Leg, now: float) -> None:
         m = self.mix.pop(leg.leg_id, None)
         conf = self.registry.get(leg.conf_id)
         if conf is not None and leg.pid in conf:  # the leave comes after the release: keep the facts
-            stats = self._stats(leg.leg_id)
+            stats = self._stats(leg)
             facts = leg_facts(leg, self.keying.scope(leg.leg_id), stats)
             self._ending[leg.leg_id] = _Ending(facts, stats, m or MixState())
 
@@ -349,15 +349,17 @@ class ConferenceOperator(FeatureBase):
             raise UnknownParticipant(f"no participant {pid} in conference {conf_id}")
         return conf, leg
 
-    def _set_leg_mix(self, leg_id: str, m: MixState) -> None:
+    def _set_leg_mix(self, leg: Leg, m: MixState) -> None:
+        if leg.media.chat_only:  # no mixer leg: the flags are kept for an audio stream offered later
+            return
         try:
-            self.media.set_leg_mix(leg_id, muted=m.muted, deaf=m.deaf)
+            self.media.set_leg_mix(leg.leg_id, muted=m.muted, deaf=m.deaf)
         except (MediaEngineError, KeyError, NotImplementedError) as exc:
-            log.warning("event=leg_mix_failed leg=%s reason=%r", leg_id, str(exc))
+            log.warning("event=leg_mix_failed leg=%s reason=%r", leg.leg_id, str(exc))
 
     def _apply_mix(self, ep: SipEndpoint, conf: Conference, leg: Leg, now: float) -> None:
         """Tell the mixer, and the event package (the media status without the muted/deaf side)."""
-        self._set_leg_mix(leg.leg_id, self.mix[leg.leg_id])
+        self._set_leg_mix(leg, self.mix[leg.leg_id])
         if leg.pid in conf and leg.media.decision is not None:
             self.port.apply(ep, conf, conf.set_media(leg.pid, self.port.media_info(leg)), now)
 
@@ -384,9 +386,11 @@ class ConferenceOperator(FeatureBase):
 
         self.inbox.post(toggle_mute)
 
-    def _stats(self, leg_id: str) -> LegStats | None:
+    def _stats(self, leg: Leg) -> LegStats | None:
+        if leg.media.chat_only:  # no mixer leg, no media statistics
+            return None
         try:
-            return self.media.leg_stats(leg_id)
+            return self.media.leg_stats(leg.leg_id)
         except (MediaEngineError, KeyError, NotImplementedError, OSError):
             return None
 
@@ -442,7 +446,7 @@ class ConferenceOperator(FeatureBase):
             if leg is None:  # no leg (an offer refused before the leg existed): nothing was used
                 self._emit("participant-left", conf.conf_id, pid, {"reason": ev.reason})
                 return
-            stats = self._stats(leg_id)
+            stats = self._stats(leg)
             ending = _Ending(leg_facts(leg, self.keying.scope(leg_id), stats), stats)
         rtcp = (self.mix.get(leg_id) or ending.mix).rtcp
         self._emit("participant-left", conf.conf_id, pid, {"reason": ev.reason})
