@@ -533,3 +533,13 @@ def test_message_media_of_a_chat_participant() -> None:
     assert media[1].findtext(f"{{{NS}}}status") == "sendrecv"
     owner = users_of(root)[OWNER].find(f"{{{NS}}}endpoint")
     assert owner is not None and [m.get("id") for m in owner.findall(f"{{{NS}}}media")] == ["audio"]
+
+
+def test_a_chat_only_participant_shows_only_its_message_media() -> None:
+    conf = make_conf()
+    conf.join(BOB, 0.0, media=MediaInfo(message=True, audio=False))
+    root = valid(builder().full_document(conf, Viewer.privileged()))
+    bob = users_of(root)[BOB].find(f"{{{NS}}}endpoint")
+    assert bob is not None
+    media = bob.findall(f"{{{NS}}}media")
+    assert [(m.get("id"), m.findtext(f"{{{NS}}}type")) for m in media] == [("message", "message")]

@@ -46,15 +46,26 @@ def message_lines(proto: str, own_path: str, cert: Path | None) -> str:
     return "\r\n".join(lines) + "\r\n"
 
 
-def join(ua: UserAgent, target: str, proxy: tuple[str, int], extra_sdp: str) -> Call:
-    """INVITE with our audio offer plus an m=message line (the test UA builds audio only)."""
+def join(
+    ua: UserAgent, target: str, proxy: tuple[str, int], extra_sdp: str, *, chat_only: bool = False
+) -> Call:
+    """INVITE with our audio offer plus an m=message line (the test UA builds audio only); *chat_only*:
+    the m=message line alone (the session part of the UA's offer kept, its audio line left out)."""
     call = ua.new_call(target)
     make_offer = call.make_offer
 
     def offer(new_key: bool = False, direction: str | None = None) -> bytes:
-        return make_offer(new_key, direction) + extra_sdp.encode()
+        sdp = make_offer(new_key, direction)
+        if chat_only:
+            sdp = sdp.split(b"m=audio", 1)[0]
+        return sdp + extra_sdp.encode()
+
+    def no_audio(body: bytes) -> None:
+        assert b"m=audio" not in body, body  # nothing to set up: the answer has only the message line
 
     call.make_offer = offer  # type: ignore[method-assign]
+    if chat_only:
+        call.apply_answer = no_audio  # type: ignore[method-assign]
     fut = asyncio.run_coroutine_threadsafe(ua.invite(call, proxy, None, 10.0), ua.transport.loop)
     fut.result(15)
     assert call.state == "confirmed", call.final_response
@@ -154,8 +165,9 @@ class Room:
         self.clients: list[MsrpClient] = []
         self.conf_uri = ""
 
-    def enter(self, user: str) -> tuple[MsrpClient, str]:
-        """Join with an MSRP stream, connect, open the session with an empty SEND; (client, focus path)."""
+    def enter(self, user: str, *, chat_only: bool = False) -> tuple[MsrpClient, str]:
+        """Join with an MSRP stream (and audio unless *chat_only*), connect, open the session with an empty
+        SEND; (client, focus path)."""
         agent = UserAgent(user, transport="tls", ca_file=str(self.pki.ca_cert), tls_server_name="localhost",
                           srtp=True, srtp_required=True).start()  # fmt: skip
         self.uas.append(agent)
@@ -163,7 +175,7 @@ class Room:
         own = f"msrp{'' if self.plain else 's'}://127.0.0.1:9/{user}{time.monotonic_ns()};tcp"
         proto = "TCP/MSRP" if self.plain else "TCP/TLS/MSRP"
         call = join(agent, self.conf_uri or "sip:conference-factory@localhost", self.proxy,
-                    message_lines(proto, own, cert[0] if cert else None))  # fmt: skip
+                    message_lines(proto, own, cert[0] if cert else None), chat_only=chat_only)  # fmt: skip
         if not self.conf_uri:
             assert call.remote_target is not None
             self.conf_uri = call.remote_target
@@ -245,9 +257,25 @@ def test_chat_relay_private_chunked_history_and_refusal(
         assert cpim_headers(history[0].body)[2] == b"hello everyone"
         assert cpim_headers(history[1].body)[2] == big
 
-        # the event package lists each chat participant's message media
+        # a chat-only participant (m=message alone, no audio): history, then it chats both ways
+        erin, e_path = room.enter("erin", chat_only=True)
+        assert [cpim_headers(m.body)[2] for m in erin.messages(2)] == [b"hello everyone", big]
+        [tid] = erin.send(e_path, b"text only, no audio")
+        assert (r := erin.response(tid)) is not None and r.status == 200
+        for who in (alice, bob, carol, dave):
+            [msg] = who.messages(1)
+            headers, _, content = cpim_headers(msg.body)
+            assert content == b"text only, no audio" and headers["From"] == ["<sip:erin@localhost>"]
+        [tid] = bob.send(b_path, b"welcome erin")
+        assert (r := bob.response(tid)) is not None and r.status == 200
+        [msg] = erin.messages(1)
+        assert cpim_headers(msg.body)[2] == b"welcome erin"
+        for who in (alice, carol, dave):
+            assert len(who.messages(1)) == 1
+
+        # the event package lists each chat participant's message media; erin has no audio
         notify = fetch_conference_state(room)
-        assert notify.count(b"<type>message</type>") == 4, notify
+        assert notify.count(b"<type>message</type>") == 5, notify
         assert notify.count(b"<type>audio</type>") == 4, notify
 
         # a connection that names a session-id the focus did not hand out is refused and closed

@@ -38,9 +38,9 @@ def test_list_and_one_conference(api: ServedApi) -> None:
     assert body == {"conferences": [
         {"id": "weekly", "uri": "sip:weekly@example.com", "created": "2027-03-01T12:00:00Z",
          "owner": "sip:alice@example.com", "participants": 2, "locked": False, "downlink": "per-leg",
-         "key_epoch": None},
+         "key_epoch": None, "messages": 0},
         {"id": "empty", "uri": "sip:empty@example.com", "created": "2027-03-01T12:00:00Z", "owner": None,
-         "participants": 0, "locked": False, "downlink": "per-leg", "key_epoch": None},
+         "participants": 0, "locked": False, "downlink": "per-leg", "key_epoch": None, "messages": 0},
     ]}  # fmt: skip
     status, conf, _ = api.request("GET", f"{BASE}/weekly")
     assert status == 200 and conf["id"] == "weekly"
@@ -50,6 +50,7 @@ def test_list_and_one_conference(api: ServedApi) -> None:
     assert first["rtcp"] == {"loss": 0.01, "jitter_ms": 2.5}
     assert first["joined"] == "2027-03-01T12:00:00Z" and first["role"] == "owner"
     assert conf["participants"][1]["display"] == "Bob"
+    assert first["chat"] is False and conf["messages"] == 0
     assert api.request("GET", f"{BASE}/weekly", token=api.tokens.viewer)[0] == 200
 
 
@@ -152,3 +153,18 @@ def test_tokens_are_never_logged(api: ServedApi, caplog: pytest.LogCaptureFixtur
     assert "event=http_unauthorized" in caplog.text and "event=http_request" in caplog.text
     for secret in (api.tokens.operator, api.tokens.viewer, wrong):
         assert secret not in caplog.text
+
+
+def test_chat_participants_and_the_message_count(tmp_path: Path) -> None:
+    chatting = dataclasses.replace(participant("p1", "sip:alice@example.com", role="owner"), chat=True)
+    bob = participant("p2", "sip:bob@example.com")
+    conf = dataclasses.replace(conference("talk", chatting, bob), messages=7)
+    api = ServedApi(tmp_path, with_deps(admin=FakeAdmin(conf)))
+    try:
+        status, body, _ = api.request("GET", f"{BASE}/talk")
+        assert status == 200 and body["messages"] == 7
+        assert [p["chat"] for p in body["participants"]] == [True, False]
+        (summary,) = api.request("GET", BASE)[1]["conferences"]
+        assert summary["messages"] == 7 and summary["participants"] == 2
+    finally:
+        api.close()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta, timezone
+from importlib import resources
 
 from imsconf.focus.admin import OperatorEvent
+from imsconf.web.conferences import SCHEMAS
 from imsconf.web.events import EventQueue, render
 from imsconf.web.views import iso
 
@@ -31,3 +33,26 @@ def test_event_queue_overflows_once_and_for_all() -> None:
         return queue.overflowed, await queue.get(0.01)
 
     assert asyncio.run(scenario()) == (True, None)
+
+
+def test_render_a_message_relayed_event_and_the_chat_fields() -> None:
+    event = OperatorEvent("message-relayed", "c1", None, {"count": 12})
+    data = b'{"conference":"c1","participant":null,"data":{"count":12}}'
+    assert render(event) == b"event: message-relayed\ndata: " + data + b"\n\n"
+
+
+def test_the_schemas_document_the_chat_fields() -> None:
+    props = SCHEMAS["Participant"]["properties"]
+    assert isinstance(props, dict) and props["chat"]["type"] == "boolean"
+    for name in ("Conference", "ConferenceSummary"):
+        conf = SCHEMAS[name]["properties"]
+        assert isinstance(conf, dict) and conf["messages"]["type"] == "integer"
+
+
+def test_the_console_shows_chat_and_the_live_count_as_text_only() -> None:
+    console = resources.files("imsconf.web") / "console"
+    js = (console / "console.js").read_text()
+    html = (console / "index.html").read_text()
+    assert "<th>Chat</th>" in html and 'p.chat ? "yes" : ""' in js
+    assert '"Messages"' in js and 'kind === "message-relayed"' in js
+    assert "count.textContent = " in js and "innerHTML" not in js

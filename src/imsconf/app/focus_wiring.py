@@ -142,9 +142,11 @@ def focus_parts(
             allow_plain=options.allow_plain_msrp,
             wall_clock_offset=options.wall_clock_offset,
             wake=options.chat_wake,
+            on_relayed=operator.message_relayed,
         )
+        control = ConferenceControl(table, port, config, registry, notifier, dialer)
         return FocusParts(
-            control=ConferenceControl(table, port, config, registry, notifier, dialer),
+            control=control,
             dialer=dialer,
             floor=floor,
             presentation=presentation,
@@ -155,7 +157,9 @@ def focus_parts(
                 registry,
                 config,
                 ConferenceControl.requester,
+                control.conference,
                 wall_clock_offset=options.wall_clock_offset,
+                on_relayed=operator.message_relayed,
             ),
             planned=planned,
             recovery=recovery,

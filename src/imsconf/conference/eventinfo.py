@@ -498,16 +498,17 @@ class ConferenceInfoBuilder:
                 _text(di, "by", left.removed_by)
         m = p.media
         if m is not None:
-            media = etree.SubElement(ep, _q("media"), id="audio")
-            _text(media, "type", "audio")
-            if m.ssrc is not None:
-                _text(media, "src-id", str(m.ssrc))
-            _text(media, "status", m.direction.value)
-            sec = etree.SubElement(media, f"{{{EXT_NS}}}media-security", srtp=str(m.srtp).lower())
-            if m.srtp:
-                sec.set("key", d.key_scope.value)
-            if m.codec is not None:
-                sec.set("codec", m.codec)
+            if m.audio:
+                media = etree.SubElement(ep, _q("media"), id="audio")
+                _text(media, "type", "audio")
+                if m.ssrc is not None:
+                    _text(media, "src-id", str(m.ssrc))
+                _text(media, "status", m.direction.value)
+                sec = etree.SubElement(media, f"{{{EXT_NS}}}media-security", srtp=str(m.srtp).lower())
+                if m.srtp:
+                    sec.set("key", d.key_scope.value)
+                if m.codec is not None:
+                    sec.set("codec", m.codec)
             if m.message:  # the chat stream (RFC 4575 §5.7.1: media type "message")
                 chat = etree.SubElement(ep, _q("media"), id="message")
                 _text(chat, "type", "message")

@@ -37,13 +37,15 @@ def _require(condition: bool, what: str) -> None:
 @dataclass(frozen=True, slots=True)
 class MediaInfo:
     """What the roster shows of a participant's media: of its audio the SSRC it sends, SRTP or not,
-    direction, codec; ``message``: it has an MSRP chat stream (session-mode IM)."""
+    direction, codec; ``message``: it has an MSRP chat stream (session-mode IM); ``audio`` False: it has
+    no audio at all (a chat-only session)."""
 
     ssrc: int | None = None
     srtp: bool = False
     direction: Direction = Direction.SENDRECV
     codec: str | None = None
     message: bool = False
+    audio: bool = True
 
     def __post_init__(self) -> None:
         _require(self.ssrc is None or 0 <= self.ssrc < 2**32, "SSRC must be a 32-bit unsigned number")

@@ -71,6 +71,7 @@ class ParticipantView:
     speaking: bool
     floor: bool  # holds a floor of the conference
     rtcp: RtcpView = field(default_factory=RtcpView)
+    chat: bool = False  # has an MSRP message stream, or receives the conference's pager messages
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +84,7 @@ class ConferenceView:
     locked: bool
     downlink: str  # "per-leg" | "group"
     key_epoch: int | None
+    messages: int = 0  # instant messages relayed so far (pager mode and MSRP); never their content
 
 
 OperatorEventKind = Literal[
@@ -96,6 +98,7 @@ OperatorEventKind = Literal[
     "conference-locked",  # data: {"locked": bool}
     "floor-changed",  # data: {"holders": [participant ids]}
     "key-epoch",  # data: {"epoch": int}
+    "message-relayed",  # data: {"count": int}, the conference's message count; at most one a second
 ]
 
 

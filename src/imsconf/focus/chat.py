@@ -159,14 +159,17 @@ class FocusChat:
         bind_timeout: float = 10.0,
         wall_clock_offset: float = 0.0,
         wake: Callable[[], None] | None = None,
+        on_relayed: Callable[[str, float], None] | None = None,
     ) -> None:
-        """*wake*: the MSRP adapter's transmit, called when focus-side calls left octets or closes."""
+        """*wake*: the MSRP adapter's transmit, called when focus-side calls left octets or closes;
+        *on_relayed*: ``(conference id, now)`` after each message relayed (the operator's live count)."""
         self.history_size = history
         self.max_message = max_message
         self.allow_plain = allow_plain
         self.bind_timeout = bind_timeout
         self.wall_clock_offset = wall_clock_offset
         self._wake_adapter = wake
+        self.on_relayed = on_relayed
         self.rooms: dict[str, ChatRoom] = {}
         self._listeners: dict[str, _Listener] = {}
         self._by_session: dict[str, ChatMember] = {}
@@ -515,6 +518,8 @@ class FocusChat:
             len(targets),
             bool(private),
         )
+        if self.on_relayed is not None:
+            self.on_relayed(conf.conf_id, now)
 
     def _replay(self, member: ChatMember, now: float) -> None:
         room = self._room_of.get(member.leg_id)

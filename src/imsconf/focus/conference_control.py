@@ -103,7 +103,9 @@ class ConferenceControl(FeatureBase):
         reason = header_safe_text(reason) if reason else None
         ep.respond(inc.key, make_response(req, status, reason, to_tag=tag, headers=headers), now)
 
-    def _conference(self, inc: IncomingRequest) -> Conference | None:
+    def conference(self, inc: IncomingRequest) -> Conference | None:
+        """The conference a request to the focus addresses (SUBSCRIBE, REFER, MESSAGE): ``conf-<id>`` as
+        the Request-URI's user, or a conference URI; None for a broken Request-URI or no such conference."""
         try:
             ruri = inc.request.request_uri
         except SipParseError:
@@ -146,7 +148,7 @@ class ConferenceControl(FeatureBase):
                 self._reply(ep, inc, 481, "Conference Gone", now)
                 return None
             return conf, user
-        conf = self._conference(inc)
+        conf = self.conference(inc)
         if conf is None:
             self._reply(ep, inc, 404, "Conference Not Found", now)
             return None

@@ -123,6 +123,12 @@ class Focus:
     def floor_changed(self, conf_id: str) -> None:
         self.presentation.floor_changed(conf_id)
 
+    def message_count(self, conf_id: str) -> int:
+        return self.parts.message_count(conf_id)
+
+    def in_chat(self, leg: Leg) -> bool:
+        return self.parts.in_chat(leg)
+
     # ---- Application protocol ------------------------------------------------------------------------
     def on_request(self, ep: SipEndpoint, inc: IncomingRequest, now: float) -> None:
         req = inc.request
@@ -360,8 +366,12 @@ class Focus:
                 host=self.config.media_host,
                 initial=True,
             )
+            if leg.media.chat_only and dial_in is not None and dial_in.lobby_pid:
+                raise NegotiationError(488, "the PIN lobby needs an audio stream")
         except NegotiationError as exc:
             log.info("event=offer_refused src=%s status=%d reason=%r", inc.peer, exc.status, exc.reason)
+            if self.chat is not None:
+                self.chat.forget(leg.leg_id)
             self.table.by_invite.pop(inc.key, None)
             leave = conf.leave(pid, "offer refused") if pid in conf else []
             self.apply(ep, conf, events + leave, now)
@@ -668,6 +678,7 @@ class Focus:
             direction=self.operator.mix_direction(leg.leg_id, conf_direction(leg.media)),
             codec=leg.media.decision.codec.name if leg.media.decision else None,
             message=self.chat is not None and self.chat.negotiated(leg.leg_id),
+            audio=not leg.media.chat_only,
         )
 
     # ---- conference events -----------------------------------------------------------------------------

@@ -280,6 +280,8 @@ class FocusKeying(FeatureBase):
         lk = self.legs.get(leg.leg_id)
         if lk is None:
             lk = self.legs[leg.leg_id] = _LegKeys(leg.leg_id, leg.conf_id)
+        if leg.media.chat_only:  # a chat-only session has no media to key (a later audio offer: its own key)
+            return
         if not lk.joined:
             if not self._admitted(leg):
                 self._lobby.add(leg.leg_id)

@@ -2,13 +2,19 @@
 
 The focus calls this for the initial INVITE and for every re-INVITE/UPDATE that carries an offer.  Keys are
 made by :mod:`imsconf.keys` (never by the mixer) and handed to the MRFP through :class:`MediaControl`.
+
+A *chat-only* session (an offer with a message stream and no active audio line, from a leg that has no
+mixer leg yet) gets no mixer leg and no keys: every line of the answer is rejected and the SDP hook (the
+chat, ``focus/chat.py``) answers the message stream; when the hook accepts nothing the offer gets the 488
+an offer without audio always got. Such a leg has ``chat_only`` set, ``decision`` and ``ports`` None; a
+later offer with audio gives it a mixer leg like a first offer would.
 """
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from imsconf.keys.authority import MasterKey, new_master_key
 from imsconf.media.control import LegPorts, MediaControl
@@ -24,7 +30,7 @@ from imsconf.sdp.offer_answer import (
     parse_answer,
 )
 from imsconf.sdp.sdes import CryptoAttribute
-from imsconf.sdp.session import SessionDescription
+from imsconf.sdp.session import Connection, MediaDescription, Origin, SessionDescription, Timing
 
 OFFER_SUITE = "AES_CM_128_HMAC_SHA1_80"
 
@@ -60,6 +66,7 @@ class MediaSession:
     _offer: SessionDescription | None = None  # our pending offer (dial-out), until the answer arrives
     # (offer, answer) -> answer, run last on every answer: the BFCP stream (imsconf.focus.floor_feature)
     sdp_hook: Callable[[SessionDescription, SessionDescription], SessionDescription] | None = None
+    chat_only: bool = False  # the session has a message stream and no audio: no mixer leg, no keys
 
     def negotiate(
         self, body: bytes, policy: AnswerPolicy, media: MediaControl, *, host: str, initial: bool
@@ -72,6 +79,13 @@ class MediaSession:
         try:
             decision = decide_answer(offer, policy)
         except OfferAnswerError as exc:
+            if (
+                self.ports is None
+                and self.decision is None
+                and self.sdp_hook is not None
+                and _chat_only(offer)
+            ):
+                return self._answer_chat_only(offer, host, exc)
             raise NegotiationError(exc.status, exc.reason) from None
         tx_keys: SrtpKeys | None = None
         rx_keys: SrtpKeys | None = None
@@ -120,6 +134,7 @@ class MediaSession:
             )
         self.rx_key_salt = rx_keys.key_salt() if rx_keys is not None else None
         self.decision = decision
+        self.chat_only = False
         our_crypto = None
         if decision.srtp is not None and self.tx_key is not None:
             shown = self.group_key if self.group_key and self.group_key.suite == decision.srtp.suite else None
@@ -140,6 +155,29 @@ class MediaSession:
         )
         if self.sdp_hook is not None:
             answer = self.sdp_hook(offer, answer)
+        self.answer = bytes(answer)
+        return self.answer
+
+    def _answer_chat_only(self, offer: SessionDescription, host: str, refusal: OfferAnswerError) -> bytes:
+        """Every line rejected, then the SDP hook sees the offer's message lines only (the other parts
+        find nothing to accept); nothing accepted is the *refusal*."""
+        assert self.sdp_hook is not None
+        only_messages = replace(
+            offer, media=tuple(m if m.media == "message" else replace(m, port=0) for m in offer.media)
+        )
+        self.version += 1
+        rejected = SessionDescription(
+            origin=Origin("-", self.session_id, self.version, host, "IN", _addrtype(host)),
+            name="imsconf",
+            connection=Connection(host, "IN", _addrtype(host)),
+            timings=(Timing(0, 0),),
+            media=tuple(MediaDescription(m.media, 0, m.proto, m.formats or ("0",)) for m in offer.media),
+        )
+        answer = self.sdp_hook(only_messages, rejected)
+        if not any(m.port != 0 for m in answer.media):
+            self.version -= 1
+            raise NegotiationError(refusal.status, refusal.reason)
+        self.chat_only = True
         self.answer = bytes(answer)
         return self.answer
 
@@ -240,3 +278,13 @@ class MediaSession:
                 key.wipe()
         self.tx_key = self.group_key = None
         self.rx_key_salt = None
+
+
+def _chat_only(offer: SessionDescription) -> bool:
+    """The offer has a message stream and no active audio line."""
+    active = [m.media for m in offer.media if m.port != 0]
+    return "message" in active and "audio" not in active
+
+
+def _addrtype(host: str) -> str:
+    return "IP6" if ":" in host else "IP4"

@@ -37,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from imsconf.conference.events import ConferenceClosed, ConferenceEvent
 from imsconf.conference.model import Conference
 from imsconf.conference.participant import Participant
 from imsconf.conference.registry import ConferenceRegistry
@@ -76,8 +77,12 @@ MESSAGE_TYPES = (TEXT, CPIM, COMPOSING)
 ANONYMOUS_SENDER = '"Anonymous" <sip:anonymous@anonymous.invalid>'
 """CPIM From of a sender that asked for privacy (RFC 3323 §4.1.1.3), for everybody who may not see it."""
 
+Relayed = Callable[[str, float], None]
+"""``(conference id, now)``: one message was relayed in the conference (the operator's live count)."""
 Requester = Callable[[SipEndpoint, IncomingRequest], str | None]
 """The AoR of an out-of-dialog requester (authenticated, or the From when the focus authenticates nobody)."""
+Lookup = Callable[[IncomingRequest], Conference | None]
+"""The conference an out-of-dialog request addresses (``ConferenceControl.conference``)."""
 
 
 def allowed_methods(msg: Request | Response) -> frozenset[str] | None:
@@ -155,23 +160,41 @@ class Messaging(FeatureBase):
         registry: ConferenceRegistry,
         config: FocusConfig,
         requester: Requester,
+        lookup: Lookup,
         *,
         wall_clock_offset: float = 0.0,
+        on_relayed: Relayed | None = None,
     ) -> None:
         self.table = table
         self.registry = registry
         self.config = config
         self.requester = requester
+        self.lookup = lookup
         self.wall_clock_offset = wall_clock_offset
         self.counters = MessagingCounters()
+        self.on_relayed = on_relayed
+        self._relayed: dict[str, int] = {}  # messages accepted per live conference, by conference id
         self._buckets: dict[tuple[str, bool], TokenBucket] = {}  # (leg id, is-composing)
         self._plain_only: set[str] = set()  # legs whose phone refused message/cpim for text/plain
+
+    def message_count(self, conf_id: str) -> int:
+        """Messages accepted and relayed in the conference so far (is-composing not counted)."""
+        return self._relayed.get(conf_id, 0)
+
+    @staticmethod
+    def receives(leg: Leg) -> bool:
+        """The leg's phone takes MESSAGE (its INVITE, or the 200 of a dial-out, listed it in Allow)."""
+        return leg.allow is not None and "MESSAGE" in leg.allow
 
     def bucket_count(self) -> int:
         """How many rate buckets are kept (one per leg and kind that sent something)."""
         return len(self._buckets)
 
     # ------------------------------------------------------------------ feature hooks
+
+    def on_event(self, ep: SipEndpoint, conf: Conference, ev: ConferenceEvent, now: float) -> None:
+        if isinstance(ev, ConferenceClosed):
+            self._relayed.pop(conf.conf_id, None)
 
     def forget(self, leg: Leg, now: float) -> None:
         self._buckets.pop((leg.leg_id, False), None)
@@ -199,6 +222,7 @@ class Messaging(FeatureBase):
             self.counters.composing += 1
         else:
             self.counters.received += 1
+            self._relayed[conf.conf_id] = self._relayed.get(conf.conf_id, 0) + 1
         for target_leg, target in recipients:
             self._send(ep, conf, sender, target_leg, target, content, private, now)
         if not composing:
@@ -211,6 +235,8 @@ class Messaging(FeatureBase):
             )
         tag = None if req.to.tag else new_tag()
         ep.respond(inc.key, make_response(req, 200, "OK", to_tag=tag), now)
+        if not composing and self.on_relayed is not None:
+            self.on_relayed(conf.conf_id, now)
 
     def _sender(self, ep: SipEndpoint, inc: IncomingRequest) -> tuple[Conference, Participant, Leg]:
         """The conference, the sending participant and its leg; a refusal when it is not one."""
@@ -229,7 +255,7 @@ class Messaging(FeatureBase):
                 raise _Refusal(403, "Forbidden (Not A Participant)")
             self._require_tls(inc)
             return conf, conf.participant(leg.pid), leg
-        conf = self._conference(req)
+        conf = self.lookup(inc)
         if conf is None:
             raise _Refusal(404, "Conference Not Found")
         self._require_tls(inc)
@@ -243,18 +269,6 @@ class Messaging(FeatureBase):
     def _require_tls(self, inc: IncomingRequest) -> None:
         if not inc.secure and not self.config.allow_insecure_messages:
             raise _Refusal(403, "Forbidden (TLS Required)")
-
-    def _conference(self, req: Request) -> Conference | None:
-        try:
-            ruri = req.request_uri
-        except SipParseError:
-            return None
-        user = ruri.user_unescaped or ""
-        if user.startswith("conf-"):
-            return self.registry.get(user[5:])
-        return self.registry.by_uri(str(ruri)) or (
-            self.registry.by_uri(f"sip:{ruri.user}@{self.config.domain}") if ruri.user else None
-        )
 
     def _check(self, inc: IncomingRequest, leg: Leg, now: float) -> _Content:
         """Size, content type, rate; the content to relay."""
@@ -316,7 +330,7 @@ class Messaging(FeatureBase):
             leg = self.table.legs.get(f"{conf.conf_id}.{p.participant_id}")
             if leg is None or leg.closing or leg.dialog is None or leg.dialog.terminated:
                 continue
-            if leg.allow is None or "MESSAGE" not in leg.allow:
+            if not self.receives(leg):
                 continue
             out.append((leg, p))
         return out, named is not None

@@ -80,6 +80,7 @@ OperatorSink = Callable[[OperatorEvent], None]
 
 END_REASON = "operator"  # the close reason of a conference the operator ended
 KICK_REASON = "booted"
+RELAY_EVENT_INTERVAL = 1.0  # seconds: at most one message-relayed event per conference in this time
 
 
 class LobbyQuery(Protocol):
@@ -101,6 +102,8 @@ class _ConfState:
     closing: str | None = None  # the reason of its ConferenceClosing
     epoch: int | None = None  # the last key epoch told to watchers
     planned: bool = False
+    relayed_at: float | None = None  # when the last message-relayed event went out
+    relay_due: float | None = None  # when the next one goes (messages relayed since, throttled)
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,26 +295,44 @@ class ConferenceOperator(FeatureBase):
         elif isinstance(ev, DtmfReceived) and ev.event.end:
             self._dtmf(ev.leg_id, ev.event.digit)
 
+    def message_relayed(self, conf_id: str, now: float) -> None:
+        """A message was relayed in the conference (pager mode or MSRP): tell watchers its count, at most
+        once per :data:`RELAY_EVENT_INTERVAL`; the last message of a burst is told when it has passed."""
+        state = self._confs.get(conf_id)
+        if state is None or state.relay_due is not None:
+            return
+        if state.relayed_at is None or now - state.relayed_at >= RELAY_EVENT_INTERVAL:
+            self._relay_event(conf_id, state, now)
+            return
+        state.relay_due = state.relayed_at + RELAY_EVENT_INTERVAL
+        # the MSRP adapter does not re-arm the focus's timer: the inbox's wake does
+        self.inbox.post(_nothing)
+
     def after_media_update(self, leg: Leg) -> None:
         """The leg's mixer leg was configured anew (re-INVITE, new mixer): give it its mix flags again."""
         m = self.mix.get(leg.leg_id)
         if m is not None and (m.muted or m.deaf):
-            self._set_leg_mix(leg.leg_id, m)
+            self._set_leg_mix(leg, m)
 
     def forget(self, leg: Leg, now: float) -> None:
         m = self.mix.pop(leg.leg_id, None)
         conf = self.registry.get(leg.conf_id)
         if conf is not None and leg.pid in conf:  # the leave comes after the release: keep the facts
-            stats = self._stats(leg.leg_id)
+            stats = self._stats(leg)
             facts = leg_facts(leg, self.keying.scope(leg.leg_id), stats)
             self._ending[leg.leg_id] = _Ending(facts, stats, m or MixState())
+
+    def next_deadline(self) -> float | None:
+        return min((s.relay_due for s in self._confs.values() if s.relay_due is not None), default=None)
 
     def handle_timer(self, ep: SipEndpoint, now: float) -> None:
         for conf_id in [c for c in self._confs if self.registry.get(c) is None]:
             del self._confs[conf_id]  # refused before it began (no ConferenceClosed)
             self.locks.forget(conf_id)
-        for conf_id in self._confs:
+        for conf_id, state in self._confs.items():
             self._check_epoch(conf_id)
+            if state.relay_due is not None and state.relay_due <= now:
+                self._relay_event(conf_id, state, now)
 
     # ------------------------------------------------------------------ internals
 
@@ -328,15 +349,17 @@ class ConferenceOperator(FeatureBase):
             raise UnknownParticipant(f"no participant {pid} in conference {conf_id}")
         return conf, leg
 
-    def _set_leg_mix(self, leg_id: str, m: MixState) -> None:
+    def _set_leg_mix(self, leg: Leg, m: MixState) -> None:
+        if leg.media.chat_only:  # no mixer leg: the flags are kept for an audio stream offered later
+            return
         try:
-            self.media.set_leg_mix(leg_id, muted=m.muted, deaf=m.deaf)
+            self.media.set_leg_mix(leg.leg_id, muted=m.muted, deaf=m.deaf)
         except (MediaEngineError, KeyError, NotImplementedError) as exc:
-            log.warning("event=leg_mix_failed leg=%s reason=%r", leg_id, str(exc))
+            log.warning("event=leg_mix_failed leg=%s reason=%r", leg.leg_id, str(exc))
 
     def _apply_mix(self, ep: SipEndpoint, conf: Conference, leg: Leg, now: float) -> None:
         """Tell the mixer, and the event package (the media status without the muted/deaf side)."""
-        self._set_leg_mix(leg.leg_id, self.mix[leg.leg_id])
+        self._set_leg_mix(leg, self.mix[leg.leg_id])
         if leg.pid in conf and leg.media.decision is not None:
             self.port.apply(ep, conf, conf.set_media(leg.pid, self.port.media_info(leg)), now)
 
@@ -363,9 +386,11 @@ class ConferenceOperator(FeatureBase):
 
         self.inbox.post(toggle_mute)
 
-    def _stats(self, leg_id: str) -> LegStats | None:
+    def _stats(self, leg: Leg) -> LegStats | None:
+        if leg.media.chat_only:  # no mixer leg, no media statistics
+            return None
         try:
-            return self.media.leg_stats(leg_id)
+            return self.media.leg_stats(leg.leg_id)
         except (MediaEngineError, KeyError, NotImplementedError, OSError):
             return None
 
@@ -384,6 +409,7 @@ class ConferenceOperator(FeatureBase):
             self.mix.get(leg_id) or MixState(),
             floor=self._floor(conf, pid),
             offset=self.offset,
+            chat=leg is not None and self.port.in_chat(leg),
         )
 
     def _view(self, conf: Conference) -> ConferenceView:
@@ -394,7 +420,12 @@ class ConferenceOperator(FeatureBase):
             downlink=self.keying.policy_for(conf.conf_id)[0],
             key_epoch=self.keying.current_epoch(conf.conf_id),
             offset=self.offset,
+            messages=self.port.message_count(conf.conf_id),
         )
+
+    def _relay_event(self, conf_id: str, state: _ConfState, now: float) -> None:
+        state.relayed_at, state.relay_due = now, None
+        self._emit("message-relayed", conf_id, None, {"count": self.port.message_count(conf_id)})
 
     def _check_epoch(self, conf_id: str) -> None:
         state = self._confs.get(conf_id)
@@ -415,7 +446,7 @@ class ConferenceOperator(FeatureBase):
             if leg is None:  # no leg (an offer refused before the leg existed): nothing was used
                 self._emit("participant-left", conf.conf_id, pid, {"reason": ev.reason})
                 return
-            stats = self._stats(leg_id)
+            stats = self._stats(leg)
             ending = _Ending(leg_facts(leg, self.keying.scope(leg_id), stats), stats)
         rtcp = (self.mix.get(leg_id) or ending.mix).rtcp
         self._emit("participant-left", conf.conf_id, pid, {"reason": ev.reason})
@@ -457,6 +488,10 @@ class ConferenceOperator(FeatureBase):
                 planned=state.planned,
             )
         )
+
+
+def _nothing(ep: SipEndpoint, now: float) -> None:
+    """Inbox work that only wakes the runtime (its flush re-arms the focus timer for a new deadline)."""
 
 
 def _target(uri: str) -> SipUri:

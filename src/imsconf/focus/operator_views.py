@@ -76,7 +76,7 @@ def leg_facts(leg: Leg, scope: KeyScope, stats: LegStats | None = None) -> LegFa
 
 
 def participant_view(
-    p: Participant, facts: LegFacts | None, mix: MixState, *, floor: bool, offset: float
+    p: Participant, facts: LegFacts | None, mix: MixState, *, floor: bool, offset: float, chat: bool = False
 ) -> ParticipantView:
     return ParticipantView(
         id=p.participant_id,
@@ -94,6 +94,7 @@ def participant_view(
         speaking=mix.speaking,
         floor=floor,
         rtcp=mix.rtcp,
+        chat=chat,
     )
 
 
@@ -105,6 +106,7 @@ def conference_view(
     downlink: DownlinkMode,
     key_epoch: int | None,
     offset: float,
+    messages: int = 0,
 ) -> ConferenceView:
     return ConferenceView(
         id=conf.conf_id,
@@ -115,4 +117,5 @@ def conference_view(
         locked=locked,
         downlink="group" if downlink is DownlinkMode.GROUP else "per-leg",
         key_epoch=key_epoch,
+        messages=messages,
     )

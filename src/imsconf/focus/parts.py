@@ -16,7 +16,7 @@ from .conference_control import ConferenceControl, ControlPort
 from .dialout import Dialer
 from .floor_feature import FloorPart, FocusFloor
 from .keying import FocusKeying
-from .legs import Inbox, LegTable
+from .legs import Inbox, Leg, LegTable
 from .messaging import Messaging
 from .operator import ConferenceOperator
 from .planned import PlannedConferences
@@ -58,6 +58,15 @@ class FocusParts:
             ordered.append(self.recovery)
         ordered.append(self.messaging)
         object.__setattr__(self, "features", tuple(ordered))
+
+    def message_count(self, conf_id: str) -> int:
+        """Instant messages relayed in the conference: pager mode (:class:`Messaging`) plus MSRP."""
+        chat = self.chat.message_count(conf_id) if self.chat is not None else 0
+        return self.messaging.message_count(conf_id) + chat
+
+    def in_chat(self, leg: Leg) -> bool:
+        """The leg has an MSRP message stream or receives the conference's pager messages."""
+        return self.messaging.receives(leg) or (self.chat is not None and self.chat.negotiated(leg.leg_id))
 
 
 PartsFactory = Callable[[ControlPort, LegTable, Inbox], FocusParts]

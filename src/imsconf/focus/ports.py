@@ -51,6 +51,14 @@ class FocusPort(Protocol):
         """The holders of a floor of the conference changed (from the floors part, to the others)."""
         ...
 
+    def message_count(self, conf_id: str) -> int:
+        """Instant messages relayed in the conference so far, pager mode and MSRP (``FocusParts``)."""
+        ...
+
+    def in_chat(self, leg: Leg) -> bool:
+        """The leg takes part in the conference's chat: an MSRP stream, or pager messages (``FocusParts``)."""
+        ...
+
 
 class Feature(Protocol):
     """One feature part of the focus, driven by the core through these hooks only."""

@@ -210,6 +210,7 @@ _CONFERENCE_PROPS: Final[dict[str, object]] = {
     "locked": {"type": "boolean"},
     "downlink": {"type": "string", "enum": ["per-leg", "group"]},
     "key_epoch": {"type": ["integer", "null"]},
+    "messages": {"type": "integer", "description": "instant messages relayed (pager mode and MSRP)"},
 }
 SCHEMAS: Final[dict[str, dict[str, object]]] = {
     "Participant": {
@@ -236,6 +237,7 @@ SCHEMAS: Final[dict[str, dict[str, object]]] = {
                     "jitter_ms": {"type": ["number", "null"]},
                 },
             },
+            "chat": {"type": "boolean", "description": "has an MSRP stream or receives pager messages"},
         },
     },
     "ConferenceSummary": {

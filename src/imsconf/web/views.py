@@ -46,6 +46,7 @@ def participant_json(p: ParticipantView) -> dict[str, Any]:
         "speaking": p.speaking,
         "floor": p.floor,
         "rtcp": {"loss": p.rtcp.loss, "jitter_ms": p.rtcp.jitter_ms},
+        "chat": p.chat,
     }
 
 
@@ -58,6 +59,7 @@ def _conference_fields(c: ConferenceView) -> dict[str, Any]:
         "locked": c.locked,
         "downlink": c.downlink,
         "key_epoch": c.key_epoch,
+        "messages": c.messages,
     }
 
 

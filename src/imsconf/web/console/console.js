@@ -174,7 +174,9 @@ async function loadConference() {
 }
 
 function fact(dl, name, value) {
-  dl.append(el("dt", name), el("dd", value));
+  const dd = el("dd", value);
+  dl.append(el("dt", name), dd);
+  return dd;
 }
 
 function renderConference(c) {
@@ -186,6 +188,7 @@ function renderConference(c) {
   fact(dl, "Downlink", c.downlink);
   fact(dl, "Key epoch", c.key_epoch === null ? "" : c.key_epoch);
   fact(dl, "Locked", c.locked ? "yes" : "no");
+  fact(dl, "Messages", c.messages || 0).id = "conf-messages"; // a count only: the content is never shown
   const lock = $("lock");
   lock.textContent = c.locked ? "Unlock" : "Lock";
   lock.dataset.locked = c.locked ? "1" : "0";
@@ -208,7 +211,7 @@ function renderConference(c) {
     const dotCell = el("td");
     dotCell.append(dot);
     tr.append(dotCell, who, el("td", p.role), el("td", p.transport), el("td", p.codec || ""),
-      el("td", p.srtp || "none"), el("td", key), el("td", p.floor ? "holder" : ""), stateCell,
+      el("td", p.srtp || "none"), el("td", key), el("td", p.floor ? "holder" : ""), el("td", p.chat ? "yes" : ""), stateCell,
       actionsCell(c.id, p));
     body.append(tr);
   }
@@ -284,6 +287,13 @@ function scheduleRefresh(delay) {
 }
 
 function onEvent(kind, data) {
+  if (kind === "message-relayed") { // the live message count (at most one event a second per conference)
+    const count = $("conf-messages");
+    if (state.view === "conference-view" && data.conference === state.confId && count && data.data) {
+      count.textContent = String(Number(data.data.count) || 0);
+    }
+    return;
+  }
   if (kind === "participant-speaking" && state.view === "conference-view" && data.conference === state.confId) {
     const row = document.querySelector(`tr[data-participant="${CSS.escape(String(data.participant))}"]`);
     const dot = row && row.querySelector(".speaking-dot");
