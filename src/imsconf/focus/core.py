@@ -50,7 +50,7 @@ from imsconf.sip.timers import TimerConfig
 from imsconf.sip.uri import NameAddr, SipUri
 from imsconf.sip.util import header_safe_text, make_response, new_tag
 
-from .config import MIN_SE, FocusConfig
+from .config import FocusConfig
 from .early import EarlyLegs, reliable_183
 from .legs import Inbox, Leg, LegTable, focus_contact
 from .locks import LOCKED_REASON, LOCKED_STATUS
@@ -61,6 +61,7 @@ from .planned import DialIn
 from .ports import ByeWatcher
 from .refer import referred_by_uri
 from .routing import dialog_destination
+from .session_timer import session_interval
 from .urilist import UriListEntry, UriListError, split_invite_body
 
 __all__ = ["DrainStart", "Focus", "Leg", "conf_direction"]
@@ -282,7 +283,7 @@ class Focus:
             text = header_safe_text(exc.reason)
             ep.respond(inc.key, make_response(req, exc.status, text, to_tag=new_tag()), now)
             return
-        se = self._session_timer(req)
+        se = session_interval(req, self.config.session_expires)
         if isinstance(se, Response):
             ep.respond(inc.key, se, now)
             return
@@ -479,26 +480,6 @@ class Focus:
             self.apply(ep, conf, events, now)
             self.dialer.start(ep, leg, now)
 
-    def _session_timer(self, req: Request) -> int | Response | None:
-        """RFC 4028: the interval to use, a 422 to send, or None when the UAC knows nothing of timers."""
-        value = req.headers.get("Session-Expires")
-        supports = "timer" in req.headers.tokens("Supported")
-        if value is None:
-            return self.config.session_expires if supports else None
-        try:
-            interval = int(value.split(";")[0].strip())
-        except ValueError:
-            return make_response(req, 400, "Bad Session-Expires", to_tag=new_tag())
-        if interval < MIN_SE:
-            resp = make_response(req, 422, "Session Interval Too Small", to_tag=new_tag())
-            resp.headers.add("Min-SE", str(MIN_SE))
-            return resp
-        if not supports:
-            # RFC 4028 §9: a UAC without "timer" cannot be the refresher, and the focus does not refresh
-            # sessions itself: no timer, no Session-Expires in the answer (§8.1: then none is in force).
-            return None
-        return min(interval, self.config.session_expires) if interval > 0 else None
-
     # ---- in-dialog requests ------------------------------------------------------------------------------
     def _in_dialog(self, ep: SipEndpoint, inc: IncomingRequest, now: float) -> None:
         req = inc.request
@@ -570,7 +551,9 @@ class Focus:
             return
         se: int | None = None
         if leg.session_interval is not None:
-            timer = self._session_timer(req)  # before the offer: a 422 must leave the session unchanged
+            timer = session_interval(
+                req, self.config.session_expires
+            )  # before the offer: a 422 must leave the session unchanged
             if isinstance(timer, Response):
                 ep.respond(inc.key, timer, now)
                 return
