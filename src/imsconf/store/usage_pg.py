@@ -1,7 +1,10 @@
 """Usage records in PostgreSQL: the :class:`~imsconf.usage.store.UsageBackend` shared by every node.
 
-Times are ``TIMESTAMPTZ`` (microseconds, UTC on the way out); each append is one transaction; the window
-queries use the indexes on the end times and return records by end time, then insertion order.
+Times are ``TIMESTAMPTZ`` (microseconds, UTC on the way out).  PostgreSQL text cannot hold a NUL
+character, which the SQLite store keeps: the text columns are stored escaped (a backslash doubled, NUL as
+backslash-0; :func:`escape`), so every record round-trips as it does in SQLite.  Each append is one
+transaction; the window queries use the indexes on the end times and return records by end time, then
+insertion order.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             created TIMESTAMPTZ NOT NULL,
             ended TIMESTAMPTZ NOT NULL,
             reason TEXT NOT NULL,
-            participants INTEGER NOT NULL,
+            participants BIGINT NOT NULL,
             planned BOOLEAN NOT NULL
         )""",
         "CREATE INDEX usage_legs_by_end ON usage_legs (left_at)",
@@ -62,6 +65,29 @@ _LEG_COLUMNS: Final = (
 _CONF_COLUMNS: Final = "conference_id, conference_uri, owner, created, ended, reason, participants, planned"
 
 
+def escape(text: str) -> str:
+    """*text* without NUL characters, reversibly (:func:`unescape`)."""
+    return text.replace("\\", "\\\\").replace("\0", "\\0")
+
+
+def unescape(text: str) -> str:
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c == "\\" and i + 1 < len(text):
+            out.append("\0" if text[i + 1] == "0" else text[i + 1])
+            i += 2
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def _esc(text: str | None) -> str | None:
+    return None if text is None else escape(text)
+
+
 def _utc(dt: datetime) -> datetime:
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
@@ -72,8 +98,12 @@ def _time(v: object) -> datetime:
     return _utc(v)
 
 
+def _str(v: object) -> str:
+    return unescape(str(v))
+
+
 def _opt_str(v: object) -> str | None:
-    return None if v is None else str(v)
+    return None if v is None else unescape(str(v))
 
 
 def _opt_float(v: object) -> float | None:
@@ -84,9 +114,9 @@ def _leg(row: tuple[object, ...]) -> LegUsage:
     (conf_id, conf_uri, pid, identity, privacy, joined, left, reason, codec, suite, key_mode, sent, received,
      loss, jitter) = row  # fmt: skip
     return LegUsage(
-        conference_id=str(conf_id), conference_uri=str(conf_uri), participant_id=str(pid),
-        identity=str(identity), privacy=bool(privacy), joined=_time(joined), left=_time(left),
-        reason=str(reason), codec=_opt_str(codec), srtp_suite=_opt_str(suite), key_mode=str(key_mode),
+        conference_id=_str(conf_id), conference_uri=_str(conf_uri), participant_id=_str(pid),
+        identity=_str(identity), privacy=bool(privacy), joined=_time(joined), left=_time(left),
+        reason=_str(reason), codec=_opt_str(codec), srtp_suite=_opt_str(suite), key_mode=_str(key_mode),
         packets_sent=int(str(sent)), packets_received=int(str(received)), loss=_opt_float(loss),
         jitter_ms=_opt_float(jitter),
     )  # fmt: skip
@@ -95,8 +125,8 @@ def _leg(row: tuple[object, ...]) -> LegUsage:
 def _conference(row: tuple[object, ...]) -> ConferenceUsage:
     conf_id, conf_uri, owner, created, ended, reason, participants, planned = row
     return ConferenceUsage(
-        conference_id=str(conf_id), conference_uri=str(conf_uri), owner=_opt_str(owner),
-        created=_time(created), ended=_time(ended), reason=str(reason), participants=int(str(participants)),
+        conference_id=_str(conf_id), conference_uri=_str(conf_uri), owner=_opt_str(owner),
+        created=_time(created), ended=_time(ended), reason=_str(reason), participants=int(str(participants)),
         planned=bool(planned),
     )  # fmt: skip
 
@@ -129,9 +159,10 @@ class PgUsageStore:
                 cur.executemany(
                     f"INSERT INTO usage_legs ({_LEG_COLUMNS}) VALUES ({', '.join(['%s'] * 15)})".encode(),
                     [
-                        (r.conference_id, r.conference_uri, r.participant_id, r.identity, r.privacy,
-                         _utc(r.joined), _utc(r.left), r.reason, r.codec, r.srtp_suite, r.key_mode,
-                         r.packets_sent, r.packets_received, r.loss, r.jitter_ms)
+                        (escape(r.conference_id), escape(r.conference_uri), escape(r.participant_id),
+                         escape(r.identity), r.privacy, _utc(r.joined), _utc(r.left), escape(r.reason),
+                         _esc(r.codec), _esc(r.srtp_suite), escape(r.key_mode), r.packets_sent,
+                         r.packets_received, r.loss, r.jitter_ms)
                         for r in legs
                     ],
                 )  # fmt: skip
@@ -140,8 +171,8 @@ class PgUsageStore:
                     f"INSERT INTO usage_conferences ({_CONF_COLUMNS}) VALUES ({', '.join(['%s'] * 8)})"
                     .encode(),
                     [
-                        (r.conference_id, r.conference_uri, r.owner, _utc(r.created), _utc(r.ended), r.reason,
-                         r.participants, r.planned)
+                        (escape(r.conference_id), escape(r.conference_uri), _esc(r.owner), _utc(r.created),
+                         _utc(r.ended), escape(r.reason), r.participants, r.planned)
                         for r in conferences
                     ],
                 )  # fmt: skip
