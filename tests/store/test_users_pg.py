@@ -35,6 +35,8 @@ def test_add_remove_and_reload_across_nodes(pg_cluster: PgCluster, pg_dsn: str) 
     with pytest.raises(KeyError):
         a.remove("alice")
     assert b.reload() and b.list() == []
+    a.close()
+    b.close()
 
 
 def test_no_clear_password_in_the_table(pg_cluster: PgCluster, pg_dsn: str) -> None:
@@ -47,4 +49,5 @@ def test_no_clear_password_in_the_table(pg_cluster: PgCluster, pg_dsn: str) -> N
         cur.execute("SELECT username, realm, algorithm, ha1 FROM digest_users")
         rows = cur.fetchall()
     db.close()
+    users.close()
     assert len(rows) == 3 and not any("s3cret" in str(v) for row in rows for v in row)

@@ -38,6 +38,7 @@ class Stores:
         self.bookings.close()
         self.usage.close()
         self.bindings.close()
+        self.users.close()
         self.directory.close()
 
 

@@ -108,6 +108,9 @@ class UserStore:
     def __contains__(self, username: object) -> bool:
         return isinstance(username, str) and username in self._load()
 
+    def close(self) -> None:
+        """Nothing to release: the file is read and written whole on each use."""
+
     # -- file handling --
 
     @contextlib.contextmanager
