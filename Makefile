@@ -10,7 +10,7 @@ $(BIN)/imsconf: pyproject.toml setup.py src/imsconf/media/_fastpath.c src/imscon
 	bash scripts/ensure-python.sh $(PY)
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,cluster]'
 	touch $@
 
 venv: $(BIN)/imsconf

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Installs the real peers the tests drive: SIPp (sip-tester), baresip, linphone (linphonec), tshark, socat,
+# PostgreSQL 15 (the shared-store tests run a throw-away cluster of their own; libpq5 for psycopg),
 # Debian's headless Chromium with its WebDriver (the console's browser test; Selenium drives it), and
 # Kamailio 5.6 with its TLS and PostgreSQL modules (the cluster front, contrib/kamailio).
 # Idempotent; needs root (or sudo) only when something is missing.
@@ -10,6 +11,7 @@ command -v baresip >/dev/null 2>&1 || need+=(baresip-core)
 command -v linphonec >/dev/null 2>&1 || need+=(linphone-cli)
 command -v tshark >/dev/null 2>&1 || need+=(tshark)
 command -v socat >/dev/null 2>&1 || need+=(socat)
+[ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 command -v kamailio >/dev/null 2>&1 || need+=(kamailio)

@@ -1,5 +1,6 @@
-"""The SQLite store: CRUD, the overlap rule, window status, WAL + synchronous=FULL, migrations, PIN never
-in clear on disk, and bookings surviving a kill -9 right after the commit returned."""
+"""The bookings stores (SQLite and PostgreSQL, the same tests over both): CRUD, the overlap rule, window
+status; for SQLite WAL + synchronous=FULL, migrations, PIN never in clear on disk, and bookings surviving a
+kill -9 right after the commit returned; for PostgreSQL the rule across nodes racing, the schema version."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 from booking_cases import DOMAIN, END, NOW, START, iso, valid_request
 
+from imsconf.booking.backend import BookingStorage
 from imsconf.booking.model import Booking, InvalidBooking, WindowState, booking_from_request
 from imsconf.booking.store import (
     DB_NAME,
@@ -28,13 +30,34 @@ from imsconf.booking.store import (
     BookingStore,
     BookingStoreError,
 )
+from pg import PgCluster
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[BookingStore]:
+def sqlite_store(tmp_path: Path) -> Iterator[BookingStore]:
     s = BookingStore.open(tmp_path / "var")
+    yield s
+    s.close()
+
+
+def pg_store(cluster: PgCluster, dsn: str) -> BookingStorage:
+    from imsconf.store.booking_pg import PgBookingStore
+    from imsconf.store.pg import PgDatabase, read_password
+
+    return PgBookingStore(PgDatabase(dsn, read_password(cluster.password_file)))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BookingStorage]:
+    """Each backend in turn: the embedded SQLite file and a PostgreSQL database of the session cluster."""
+    s: BookingStorage
+    if request.param == "sqlite":
+        s = BookingStore.open(tmp_path / "var")
+    else:
+        cluster: PgCluster = request.getfixturevalue("pg_cluster")
+        s = pg_store(cluster, cluster.create_database())
     yield s
     s.close()
 
@@ -45,7 +68,7 @@ def make(**changes: Any) -> Booking:
     return booking_from_request(base, domain=DOMAIN, now=NOW)
 
 
-def test_create_get_list_cancel(store: BookingStore) -> None:
+def test_create_get_list_cancel(store: BookingStorage) -> None:
     full = booking_from_request(valid_request(), domain=DOMAIN, now=NOW)
     assert store.create(full) is full
     assert store.get(full.id) == full  # every field round-trips, invitees in order
@@ -61,7 +84,7 @@ def test_create_get_list_cancel(store: BookingStore) -> None:
     assert [b.id for b in store.list(include_cancelled=True)] == [full.id, other.id]
 
 
-def test_list_active_at(store: BookingStore) -> None:
+def test_list_active_at(store: BookingStorage) -> None:
     a = store.create(make())
     b = store.create(make(uri="sip:later@example.com", start=iso(END), end=iso(END + timedelta(hours=1))))
     assert [x.id for x in store.list(active_at=START)] == [a.id]
@@ -69,7 +92,7 @@ def test_list_active_at(store: BookingStore) -> None:
     assert store.list(active_at=NOW) == []
 
 
-def test_duplicate_id_refused(store: BookingStore) -> None:
+def test_duplicate_id_refused(store: BookingStorage) -> None:
     a = store.create(make())
     with pytest.raises(InvalidBooking) as info:
         store.create(dataclasses.replace(a, uri="sip:other@example.com"))
@@ -99,7 +122,7 @@ OVERLAP: list[tuple[str, str, timedelta, timedelta, bool]] = [
 @pytest.mark.parametrize(
     ("uri", "ds", "de", "conflict"), [c[1:] for c in OVERLAP], ids=[c[0] for c in OVERLAP]
 )
-def test_overlap_rule(store: BookingStore, uri: str, ds: timedelta, de: timedelta, conflict: bool) -> None:
+def test_overlap_rule(store: BookingStorage, uri: str, ds: timedelta, de: timedelta, conflict: bool) -> None:
     first = store.create(make())
     second = make(uri=uri, start=iso(START + ds), end=iso(END + de))
     if conflict:
@@ -112,7 +135,7 @@ def test_overlap_rule(store: BookingStore, uri: str, ds: timedelta, de: timedelt
         assert len(store.list()) == 2
 
 
-def test_overrun_round_trips_and_holds_the_uri_until_the_close(store: BookingStore) -> None:
+def test_overrun_round_trips_and_holds_the_uri_until_the_close(store: BookingStorage) -> None:
     first = store.create(make(overrun=30))
     assert store.get(first.id) == first and first.overrun == 30
     # the next window of the URI may not start while the conference may still run
@@ -126,7 +149,7 @@ def test_overrun_round_trips_and_holds_the_uri_until_the_close(store: BookingSto
     assert len(store.list()) == 3
 
 
-def test_cancelled_booking_frees_the_window(store: BookingStore) -> None:
+def test_cancelled_booking_frees_the_window(store: BookingStorage) -> None:
     first = store.create(make())
     store.cancel(first.id, NOW)
     store.create(make())
@@ -142,7 +165,64 @@ def test_overlap_rule_holds_across_two_connections(tmp_path: Path) -> None:
         assert len(b.list()) == 1
 
 
-def test_window_status(store: BookingStore) -> None:
+def test_pg_overlap_rule_holds_across_two_nodes(pg_cluster: PgCluster, pg_dsn: str) -> None:
+    """Two nodes on one database: the check and the insert are one transaction under the URI's lock."""
+    a, b = pg_store(pg_cluster, pg_dsn), pg_store(pg_cluster, pg_dsn)
+    try:
+        a.create(make())
+        with pytest.raises(BookingConflict):
+            b.create(make())
+        assert len(b.list()) == 1
+    finally:
+        a.close()
+        b.close()
+
+
+def test_pg_overlap_rule_under_a_race(pg_cluster: PgCluster, pg_dsn: str) -> None:
+    """Eight nodes book the same window at once: exactly one booking is made."""
+    import threading
+
+    stores = [pg_store(pg_cluster, pg_dsn) for _ in range(8)]
+    results: list[str] = []
+    gate = threading.Barrier(len(stores))
+
+    def book(s: BookingStorage) -> None:
+        gate.wait()
+        try:
+            s.create(make())
+            results.append("won")
+        except BookingConflict:
+            results.append("conflict")
+
+    threads = [threading.Thread(target=book, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert sorted(results) == ["conflict"] * 7 + ["won"]
+        assert len(stores[0].list()) == 1
+    finally:
+        for s in stores:
+            s.close()
+
+
+def test_pg_schema_version_and_newer_schema_refused(pg_cluster: PgCluster, pg_dsn: str) -> None:
+    from imsconf.store import booking_pg
+    from imsconf.store.pg import PgDatabase, PgSchemaError, read_password
+
+    s = pg_store(pg_cluster, pg_dsn)
+    assert s.schema_version == booking_pg.SCHEMA_VERSION == len(booking_pg.MIGRATIONS)
+    s.close()
+    db = PgDatabase(pg_dsn, read_password(pg_cluster.password_file))
+    with db.transaction() as cur:
+        cur.execute("UPDATE schema_version SET version = 99 WHERE component = 'bookings'")
+    with pytest.raises(PgSchemaError, match="newer"):
+        booking_pg.PgBookingStore(db)
+    db.close()
+
+
+def test_window_status(store: BookingStorage) -> None:
     early = store.create(make())
     later = store.create(make(start=iso(START + timedelta(days=1)), end=iso(END + timedelta(days=1))))
     gone = store.create(make(uri="sip:gone@example.com"))
@@ -159,7 +239,7 @@ def test_window_status(store: BookingStore) -> None:
     assert store.window_status("tel:+123", START) == (None, WindowState.UNKNOWN)
 
 
-def test_verify_pin(store: BookingStore) -> None:
+def test_verify_pin(store: BookingStorage) -> None:
     with_pin = store.create(make(pin="24680"))
     without = store.create(make(uri="sip:open@example.com"))
     assert store.verify_pin(with_pin.id, "24680")
@@ -169,7 +249,8 @@ def test_verify_pin(store: BookingStore) -> None:
     assert not store.verify_pin("nosuchbooking", "24680")
 
 
-def test_wal_full_sync_and_private_file(store: BookingStore) -> None:
+def test_wal_full_sync_and_private_file(sqlite_store: BookingStore) -> None:
+    store = sqlite_store
     assert store.journal_mode == "wal"
     assert store.synchronous == 2  # FULL
     assert stat.S_IMODE(os.stat(store.path).st_mode) == 0o600
@@ -197,7 +278,8 @@ def test_no_clear_pin_on_disk(tmp_path: Path) -> None:
     assert b"scrypt$" in blob
 
 
-def test_schema_version_table(store: BookingStore) -> None:
+def test_schema_version_table(sqlite_store: BookingStore) -> None:
+    store = sqlite_store
     assert store.schema_version == SCHEMA_VERSION == len(MIGRATIONS) >= 2
     with sqlite3.connect(store.path) as raw:
         assert raw.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]

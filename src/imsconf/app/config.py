@@ -277,9 +277,15 @@ class Settings:
     # authenticated identity and whose requests get no digest challenge; from anyone else the header is
     # removed. By address only: the transports do not hand the peer's TLS certificate to the SIP core.
     trusted_peers: tuple[str, ...] = ()
+    # where the shared state lives: "sqlite" (files in data_dir, one node) or a PostgreSQL DSN
+    # "postgresql://user@host:port/db" shared by the nodes of a cluster (docs/decisions/0017-shared-store.md);
+    # the DSN carries no password: it is read from store_password_file (mode 0600)
+    store: str = "sqlite"
+    store_password_file: Path | None = None
 
     def __post_init__(self) -> None:
         _check_host(self.domain, "domain")
+        _check_store(self.store)
         if self.focus_host:
             _check_host(self.focus_host, "focus_host")
         if self.node_id and not NODE_ID_RE.match(self.node_id):
@@ -421,6 +427,19 @@ def _check_proxy_uri(text: str) -> None:
 
 
 _FIELDS = {f.name for f in fields(Settings)}
+
+
+def _check_store(store: str) -> None:
+    if store == "sqlite":
+        return
+    scheme, sep, rest = store.partition("://")
+    if not sep or scheme not in ("postgresql", "postgres"):
+        raise ValueError("store must be 'sqlite' or a DSN 'postgresql://user@host:port/db'")
+    authority = rest.split("/", 1)[0]
+    if ":" in authority.rpartition("@")[0]:
+        raise ValueError("store: the DSN must not carry a password (set store_password_file)")
+
+
 _BOOL_WORDS = {
     "true": True,
     "yes": True,
@@ -444,7 +463,7 @@ def _coerce(key: str, value: Any, base: Path | None) -> Any:
         if not isinstance(items, list | tuple):
             raise bad("a list of 'transport:host:port' strings")
         return tuple(v if isinstance(v, Listen) else parse_listen(v) for v in items)
-    if key == "data_dir":
+    if key in ("data_dir", "store_password_file"):
         if not isinstance(value, str | Path):
             raise bad("a path")
         p = Path(value).expanduser()

@@ -21,14 +21,11 @@ import sqlite3
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 from imsconf.registrar.bindings import AorChanged, Binding
-from imsconf.sip.errors import SipParseError
-from imsconf.sip.peer import Peer
-from imsconf.sip.uri import SipUri
+from imsconf.store.bindings import BindingsBackend, StoredBinding
 
 __all__ = ["DB_NAME", "BindingStore", "BindingWriter", "StoredBinding"]
 
@@ -38,56 +35,13 @@ DB_NAME: Final = "registrations.sqlite3"
 SCHEMA_VERSION: Final = 1
 
 
-@dataclass(frozen=True, slots=True)
-class StoredBinding:
-    """One row: a binding with wall-clock times."""
-
-    aor: str
-    contact: str
-    expires_wall: float
-    q: int
-    q_given: bool
-    call_id: str
-    cseq: int
-    path: tuple[str, ...]
-    transport: str
-    host: str
-    port: int
-    registered_wall: float
-
-    @classmethod
-    def of(cls, b: Binding, offset: float) -> StoredBinding:
-        """*offset*: wall clock minus the registrar's clock."""
-        return cls(
-            b.aor, str(b.uri), b.expires_at + offset, b.q, b.q_given, b.call_id, b.cseq, b.path,
-            b.flow.transport, b.flow.host, b.flow.port, b.registered_at + offset,
-        )  # fmt: skip
-
-    def binding(self, offset: float) -> Binding | None:
-        """Back to the registrar's clock; None for a row that no longer parses."""
-        try:
-            uri = SipUri.parse(self.contact)
-        except SipParseError:
-            return None
-        return Binding(
-            aor=self.aor,
-            uri=uri,
-            expires_at=self.expires_wall - offset,
-            q=self.q,
-            call_id=self.call_id,
-            cseq=self.cseq,
-            path=self.path,
-            flow=Peer(self.transport, self.host, self.port),
-            registered_at=self.registered_wall - offset,
-            q_given=self.q_given,
-        )
-
-
 class BindingStore:
-    """The SQLite file; every method is called from one thread at a time (the writer's worker)."""
+    """The SQLite :class:`~imsconf.store.bindings.BindingsBackend`; every method is called from one thread
+    at a time (the writer's worker)."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
+        self.where = str(self.path)
         self._db: sqlite3.Connection | None = None
 
     def _conn(self) -> sqlite3.Connection:
@@ -162,9 +116,9 @@ class BindingStore:
 
 
 class BindingWriter:
-    """The :class:`BindingStore` on one worker thread, for the event loop: load once, then write behind."""
+    """A bindings backend on one worker thread, for the event loop: load once, then write behind."""
 
-    def __init__(self, store: BindingStore, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, store: BindingsBackend, loop: asyncio.AbstractEventLoop) -> None:
         self.store = store
         self._loop = loop
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imsconf-registrations")
@@ -179,7 +133,7 @@ class BindingWriter:
         try:
             rows = await self._loop.run_in_executor(self._executor, self.store.load, time.time())
         except (sqlite3.Error, OSError) as exc:
-            log.warning("event=registrations_load_failed path=%s error=%s", self.store.path, exc)
+            log.warning("event=registrations_load_failed path=%s error=%s", self.store.where, exc)
             return []
         offset = self._offset()
         bindings = [b for b in (r.binding(offset) for r in rows) if b is not None]

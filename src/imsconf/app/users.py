@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from imsconf.sip.auth import DigestAuthenticator, compute_ha1
-from imsconf.sip.grammar import USER_RE
+from imsconf.store.users import HA1_ALGORITHMS, UserStoreError, validate_realm, validate_username
 
 from .config import Settings
 
@@ -36,30 +36,7 @@ __all__ = ["HA1_ALGORITHMS", "UserStore", "UserStoreError", "authenticator_for",
 
 log = logging.getLogger(__name__)
 
-HA1_ALGORITHMS: tuple[str, ...] = ("MD5", "SHA-256", "SHA-512-256")
-MAX_USERNAME = 128
 _FORMAT_VERSION = 1
-
-
-class UserStoreError(Exception):
-    """The user file is unreadable or corrupt, or an operation was refused.  Never carries secrets."""
-
-
-def validate_username(username: str) -> str:
-    """Return *username* if it is a valid SIP URI user part (RFC 3261 §25.1 ``user``), else ValueError."""
-    if not isinstance(username, str) or not username:
-        raise ValueError("username must be a non-empty string")
-    if len(username) > MAX_USERNAME:
-        raise ValueError(f"username longer than {MAX_USERNAME} characters")
-    if not USER_RE.match(username) or "\n" in username:
-        raise ValueError(f"{username!r} is not a valid SIP user part")
-    return username
-
-
-def _validate_realm(realm: str) -> str:
-    if not realm or any(c in realm for c in '"\\') or any(ord(c) < 0x20 or ord(c) == 0x7F for c in realm):
-        raise ValueError("realm must be non-empty and free of quotes, backslashes and control characters")
-    return realm
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +58,7 @@ class UserStore:
     def add(self, username: str, password: str, realm: str, *, replace: bool = False) -> None:
         """Create a user (or, with *replace*, set a new password / realm).  Only HA1 values are stored."""
         validate_username(username)
-        _validate_realm(realm)
+        validate_realm(realm)
         if not isinstance(password, str) or not password:
             raise ValueError("password must be a non-empty string")
         ha1 = {alg: compute_ha1(username, realm, password, alg) for alg in HA1_ALGORITHMS}
@@ -130,6 +107,9 @@ class UserStore:
 
     def __contains__(self, username: object) -> bool:
         return isinstance(username, str) and username in self._load()
+
+    def close(self) -> None:
+        """Nothing to release: the file is read and written whole on each use."""
 
     # -- file handling --
 
