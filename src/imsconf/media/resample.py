@@ -24,7 +24,7 @@ Float32Array = npt.NDArray[np.float32]
 
 TAPS = 48 * 2  # even: each polyphase branch has TAPS / 2 taps
 UP_HISTORY = TAPS // 2 - 1  # 8 kHz input samples an upsampler keeps between frames
-DOWN_HISTORY = TAPS - 2  # 16 kHz input samples a downsampler keeps between frames
+DOWN_HISTORY = TAPS - 1  # 16 kHz input samples a downsampler keeps between frames
 
 
 def design_lowpass(
