@@ -6,7 +6,7 @@ ARGS ?=
 
 .PHONY: run test venv test-deps lint typecheck unit bench clean
 
-$(BIN)/imsconf: pyproject.toml setup.py src/imsconf/media/_fastpath.c
+$(BIN)/imsconf: pyproject.toml setup.py src/imsconf/media/_fastpath.c src/imsconf/media/_codecs.c
 	bash scripts/ensure-python.sh $(PY)
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
