@@ -220,9 +220,9 @@ def test_codec_config_errors() -> None:
         LegConfig(("192.0.2.1", 1), None, 0, "PCMU", None, codec_clock=16000)
     with pytest.raises(CodecError):
         builtin_codec("OPUS", 48000, {})
-    eng = MediaEngine(allow_plain_rtp=True)
+    eng = MediaEngine(allow_plain_rtp=True, codecs=builtin_codec)
     eng.add_leg("o", "c", 23000, 23000, True)
-    with pytest.raises(MediaEngineError):  # the default factory has no Opus
+    with pytest.raises(MediaEngineError):  # this factory has no Opus
         eng.configure_leg(
             "o", LegConfig(("192.0.2.1", 1), None, 111, "opus", None, codec_clock=48000), None, None
         )
@@ -289,3 +289,45 @@ def test_the_16khz_mix_is_the_same_with_and_without_the_c_path(monkeypatch: pyte
         heard.append(a.heard + c.heard + d.heard)
     assert len(heard[0]) == len(heard[1])
     assert all(np.array_equal(x, y) for x, y in zip(heard[0], heard[1], strict=True))
+
+
+@pytest.mark.parametrize(("name", "clock"), [("opus", 48000), ("AMR-WB", 16000), ("G722", 8000)])
+def test_a_real_wideband_codec_leg_and_a_pcmu_leg(name: str, clock: int) -> None:
+    """A 1 kHz tone encoded by the phone's codec reaches the PCMU leg; the PCMU leg's 500 Hz reaches
+    the codec leg (decoded by a codec object of the phone's own)."""
+    from imsconf.media.codec_port import negotiated_codec
+
+    eng = MediaEngine(allow_plain_rtp=True, rng=random.Random(1))
+    w_addr, n_addr = ("192.0.2.8", 7200), ("192.0.2.8", 7202)
+    eng.add_leg("w", "c", 25000, 25000, True)
+    eng.configure_leg("w", LegConfig(w_addr, None, 96, name, 101, codec_clock=clock), None, None)
+    eng.add_leg("n", "c", 25002, 25002, True)
+    eng.configure_leg("n", LegConfig(n_addr, None, 0, "PCMU", 101), None, None)
+    phone_enc, phone_dec = negotiated_codec(name, clock, {}), negotiated_codec(name, clock, {})
+    step = clock // 50
+    heard_w: list[np.ndarray] = []
+    heard_n: list[np.ndarray] = []
+    now = 0.0
+    for i in range(60):
+        pw = phone_enc.encode(tone(1000.0, 16000, 320, 320 * i))
+        pn = ulaw_encode(tone(500.0, 8000, 160, 160 * i))
+        eng.receive_batch(
+            now,
+            [
+                (25000, HDR.pack(0x80, 96, i, step * i, 0x51) + pw, w_addr),
+                (25002, HDR.pack(0x80, 0, i, 160 * i, 0x52) + pn, n_addr),
+            ],
+        )
+        for port, data, _ in eng.tick(now):
+            if 192 <= data[1] <= 223:
+                continue
+            if port == 25000:
+                heard_w.append(phone_dec.decode(data[12:])[0])
+            else:
+                heard_n.append(ulaw_decode(data[12:]))
+        now += T
+    assert eng.leg_stats("w").corrupt == 0
+    n = np.concatenate(heard_n[-25:])
+    w = np.concatenate(heard_w[-25:])
+    assert amp(n, 1000.0, 8000) > 3000 and amp(n, 500.0, 8000) < 100
+    assert amp(w, 500.0, 16000) > 3000 and amp(w, 1000.0, 16000) < 300

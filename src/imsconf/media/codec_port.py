@@ -4,9 +4,10 @@ one codec the engine carries itself, L16 (RFC 3551 §4.5.11: 16-bit linear PCM i
 16 kHz, a real payload format that needs no library.
 
 G.711 (PCMU, PCMA) never goes through this seam: the engine mixes it with its own tables and its C path.
-A :class:`Codec` decodes a whole 20 ms frame at its ``sample_rate`` and conceals a lost one with its own
-loss concealment (``decode(None)``); a frame it cannot decode raises :class:`CodecError` (or another
-``ValueError``), which the tick counts and conceals.
+A :class:`Codec` (the seam of :mod:`imsconf.media.codecs`) decodes a whole 20 ms frame at its
+``sample_rate`` and conceals a lost one with its own loss concealment (``decode(None)``); a frame it
+cannot decode comes back concealed (or raises :class:`CodecError`), which the tick counts and conceals.
+:func:`negotiated_codec` is the factory over :mod:`imsconf.media.codecs` that the runtime gives the engine.
 """
 
 from __future__ import annotations
@@ -17,41 +18,15 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["L16", "Codec", "CodecError", "CodecFactory", "builtin_codec"]
+from imsconf.sdp.codecs import SUPPORTED, CodecChoice, amr_format, opus_format
+from imsconf.sdp.offer_answer import Codec as SdpCodec
+
+from .codecs import Codec, CodecError, make_codec
+
+__all__ = ["L16", "Codec", "CodecError", "CodecFactory", "builtin_codec", "negotiated_codec"]
 
 Int16Array = npt.NDArray[np.int16]
-
-
-class CodecError(ValueError):
-    """A payload the codec cannot decode, or a codec that cannot be made."""
-
-
-class Codec(Protocol):
-    """One stream's codec state (the encoder and decoder of one direction each)."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def clock_rate(self) -> int:
-        """The RTP clock (the timestamp advances clock_rate / 50 per 20 ms frame)."""
-        ...
-
-    @property
-    def sample_rate(self) -> int:
-        """The PCM rate of encode's input and decode's output: 8000, 16000 or 48000."""
-        ...
-
-    @property
-    def frame_samples(self) -> int:
-        """Samples per 20 ms at sample_rate."""
-        ...
-
-    def encode(self, pcm: Int16Array) -> bytes: ...
-
-    def decode(self, payload: bytes | None) -> tuple[Int16Array, bool]:
-        """One frame of PCM and whether it was concealed (``payload`` None: a lost frame)."""
-        ...
+_CANONICAL = {n.upper(): n for n in SUPPORTED}
 
 
 class CodecFactory(Protocol):
@@ -69,6 +44,7 @@ class L16:
     clock_rate = 16000
     sample_rate = 16000
     frame_samples = 320
+    timestamp_step = 320
     _FADE = (1.0, 0.8, 0.6, 0.4, 0.2)
 
     def __init__(self) -> None:
@@ -97,3 +73,18 @@ def builtin_codec(name: str, clock_rate: int, params: Mapping[str, str]) -> Code
     if name.upper() == "L16" and clock_rate == 16000 and params.get("channels", "1") == "1":
         return L16()
     raise CodecError(f"no codec {name}/{clock_rate}")
+
+
+def negotiated_codec(name: str, clock_rate: int, params: Mapping[str, str]) -> Codec:
+    """A :class:`CodecFactory` over :mod:`imsconf.media.codecs` (AMR, AMR-WB, Opus, G.722) and L16: the
+    codec object for a leg's negotiated ``a=rtpmap`` name and clock and its ``a=fmtp`` parameters."""
+    canonical = _CANONICAL.get(name.upper())
+    if canonical is None:
+        return builtin_codec(name, clock_rate, params)
+    rtp_clock, channels, _pt = SUPPORTED[canonical]
+    if clock_rate != rtp_clock:
+        raise CodecError(f"{canonical} runs at a {rtp_clock} Hz clock, not {clock_rate}")
+    p = dict(params)
+    amr = amr_format(p, wide=canonical == "AMR-WB") if canonical in ("AMR", "AMR-WB") else None
+    opus = opus_format(p) if canonical == "opus" else None
+    return make_codec(CodecChoice(SdpCodec(canonical, 96, rtp_clock, channels), amr, opus))

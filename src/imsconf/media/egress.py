@@ -185,6 +185,8 @@ class Egress:
         dropped = errors = protects = failed = 0
         for leg, payload in zip(legs, payloads, strict=True):
             end = 12 + len(payload)
+            if end == 12:
+                continue  # discontinuous transmission: the codec sends nothing this tick
             if end > MAX_PLAIN:
                 failed += 1
                 continue

@@ -107,7 +107,7 @@ from collections.abc import Callable, Iterable
 from imsconf.keys.policy import DownlinkMode
 from imsconf.sdp.direction import Direction
 
-from .codec_port import Codec, CodecError, CodecFactory, builtin_codec
+from .codec_port import Codec, CodecError, CodecFactory, negotiated_codec
 from .dtmf import DtmfReceiver
 from .egress import Egress, PacketSink
 from .events import (
@@ -201,7 +201,7 @@ class MediaEngine:
         rng: random.Random | None = None,
         confirm_max_loss: int = 26,
         failing_min_loss: int = 230,
-        codecs: CodecFactory = builtin_codec,
+        codecs: CodecFactory = negotiated_codec,
     ) -> None:
         self.codecs = codecs  # makes the Codec of a leg whose codec is not G.711
         self.table = table = LegTable(

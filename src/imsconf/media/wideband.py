@@ -201,12 +201,14 @@ class WidebandMix:
         """One frame of the leg's PCM: decoded, concealed by the codec, or (a corrupt frame) counted and
         concealed; always ``frame_samples`` long."""
         try:
-            pcm, _concealed = wb.decode(payload)
-        except ValueError:
+            pcm, concealed = wb.decode(payload)
+            if concealed and payload is not None:
+                leg.corrupt += 1  # a frame it could not decode, concealed by the codec
+        except (CodecError, ValueError):
             leg.corrupt += 1
             try:
-                pcm, _concealed = wb.decode(None)
-            except ValueError:
+                pcm, _ = wb.decode(None)
+            except (CodecError, ValueError):
                 pcm = np.zeros(wb.frame_samples, dtype=np.int16)
         n = wb.frame_samples
         if len(pcm) != n:
