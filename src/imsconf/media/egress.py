@@ -14,7 +14,7 @@ from .events import (
     Addr,
     Datagram,
 )
-from .legs import HDR, TS_MASK, Epoch, Leg, LegTable, SendFunc
+from .legs import BUFFER_SIZE, HDR, TS_MASK, Epoch, Leg, LegTable, SendFunc
 from .mixer import FRAME_SAMPLES
 from .rtp import ReceiverReport as RtcpReceiverReport
 from .rtp import (
@@ -28,6 +28,8 @@ from .srtp import (
     SrtpError,
     srtp_lib,
 )
+
+MAX_PLAIN = BUFFER_SIZE - 16  # longest plain RTP packet: room for the SRTP authentication tag
 
 
 class PacketSink(Protocol):
@@ -162,6 +164,70 @@ class Egress:
             direct[1] += errors
         return out
 
+    def send_frames(
+        self,
+        legs: list[Leg],
+        payloads: list[bytes],
+        direct: list[int] | None,
+        append: Callable[[Datagram], None],
+    ) -> None:
+        """Packetise, protect and send one frame per leg on its own stream (the 16 kHz conferences of
+        :mod:`imsconf.media.wideband`): payloads of any length, the timestamp at the leg's codec clock.
+        Adds to the tick's figures; the dropped and refused sends to ``direct``."""
+        t = self.table
+        pack_into = HDR.pack_into
+        txb = t.txb
+        txc = t.txc
+        view = t.txview
+        lenp = t.lenp
+        protect = srtp_lib.srtp_protect
+        ticks = t.ticks - 1
+        dropped = errors = protects = failed = 0
+        for leg, payload in zip(legs, payloads, strict=True):
+            end = 12 + len(payload)
+            if end == 12:
+                continue  # discontinuous transmission: the codec sends nothing this tick
+            if end > MAX_PLAIN:
+                failed += 1
+                continue
+            seq = leg.seq
+            pt = leg.codec_pt
+            if leg.marker:
+                pt |= 0x80
+                leg.marker = False
+            pack_into(txb, 0, 0x80, pt, seq, (leg.ts0 + leg.ts_step * ticks) & TS_MASK, leg.ssrc)
+            txb[12:end] = payload
+            leg.seq = (seq + 1) & 0xFFFF
+            handle = leg.tx.handle  # type: ignore[union-attr]
+            n = end
+            if handle is not None:
+                lenp[0] = end
+                protects += 1
+                if protect(handle, txc, lenp):
+                    failed += 1
+                    continue
+                n = lenp[0]
+            leg.packets_sent += 1
+            send = leg.send
+            if send is None or direct is None:
+                assert leg.remote_rtp is not None
+                append((leg.rtp_port, txb[0:n], leg.remote_rtp))
+                continue
+            try:
+                send(view[:n])
+            except BlockingIOError:
+                dropped += 1
+            except OSError:
+                errors += 1
+        if failed:
+            t.protect_failed += failed
+        t.tick_protects += protects
+        t.tick_sent += len(legs)
+        t.protects_total += protects
+        if direct is not None:
+            direct[0] += dropped
+            direct[1] += errors
+
     def set_send(self, rtp_port: int, send: SendFunc | None, fd: int = -1) -> None:
         """Let :meth:`~imsconf.media.mixdown.Mixdown.tick_send` hand the leg's RTP packets to ``send``
         (the ``send`` of a socket connected to the leg's remote RTP address), or stop doing so
@@ -206,7 +272,7 @@ class Egress:
             first = SenderReport(
                 leg.ssrc,
                 ntp_from_unix(t.wallclock()),
-                (leg.ts0 + FRAME_SAMPLES * t.ticks) & TS_MASK,
+                (leg.ts0 + leg.ts_step * t.ticks) & TS_MASK,
                 leg.packets_sent,
                 leg.packets_sent * FRAME_SAMPLES,
                 blocks,

@@ -107,8 +107,11 @@ from collections.abc import Callable, Iterable
 from imsconf.keys.policy import DownlinkMode
 from imsconf.sdp.direction import Direction
 
+from .codec_port import Codec, CodecError, CodecFactory, negotiated_codec
+from .dtmf import DtmfReceiver
 from .egress import Egress, PacketSink
 from .events import (
+    G711_NAMES,
     KEEP,
     Addr,
     Datagram,
@@ -154,6 +157,7 @@ from .srtp import (
     make_receiver,
     make_sender,
 )
+from .wideband import WidebandMix
 
 __all__ = [
     "KEEP",
@@ -197,7 +201,9 @@ class MediaEngine:
         rng: random.Random | None = None,
         confirm_max_loss: int = 26,
         failing_min_loss: int = 230,
+        codecs: CodecFactory = negotiated_codec,
     ) -> None:
+        self.codecs = codecs  # makes the Codec of a leg whose codec is not G.711
         self.table = table = LegTable(
             k=k,
             jitter_delay=jitter_delay,
@@ -214,7 +220,8 @@ class MediaEngine:
         self.lobby_part = Lobby(table)
         self.ingress = Ingress(table, self.group_part)
         self.egress = Egress(table, self.group_part)
-        self.mixdown = Mixdown(table, self.egress, self.lobby_part)
+        self.wideband = WidebandMix(table, self.egress, codecs)
+        self.mixdown = Mixdown(table, self.egress, self.lobby_part, self.wideband)
 
     # ------------------------------------------------------------------------------ shared state, read
 
@@ -591,9 +598,10 @@ class MediaEngine:
             lobby=leg.lobby,
             prompt=None if leg.prompt is None else leg.prompt.prompt.name,
             rtcp_loss=None if rr is None else rr.fraction_lost / 256,
-            rtcp_jitter_ms=None if rr is None else rr.jitter * 1000 / leg.codec.clock_rate,
+            rtcp_jitter_ms=None if rr is None else rr.jitter * 1000 / leg.clock,
             muted=leg.muted,
             deaf=leg.deaf,
+            corrupt=leg.corrupt,
         )
 
     @property
@@ -619,13 +627,7 @@ class MediaEngine:
             leg.remote_rtcp = (cfg.remote_rtp[0], cfg.remote_rtp[1] + 1)
         if leg.rtcp_mux and leg.remote_rtcp != leg.remote_rtp:
             raise MediaEngineError("rtcp-mux: the remote RTCP address must be the RTP address")
-        codec = codec_by_name(cfg.codec_name)
-        if codec is not leg.codec or cfg.codec_pt != leg.codec_pt:
-            leg.jitter.reset()
-        leg.codec = codec
-        leg.t.tab[leg.slot, SILENCE] = codec.silence
-        leg.codec_id = CODEC_IDS[codec.name]
-        leg.codec_pt = cfg.codec_pt
+        self.apply_codec(leg, cfg)
         leg.dtmf_pt = -1 if cfg.dtmf_pt is None else cfg.dtmf_pt
         leg.latch = cfg.latch
         self.set_direction(leg, cfg.direction)
@@ -633,6 +635,48 @@ class MediaEngine:
         t.refresh_fast(leg)
         if moved:
             t.notify_remote(leg)
+
+    def apply_codec(self, leg: Leg, cfg: LegConfig) -> None:
+        """G.711 (the engine's tables and C path), or a :class:`Codec` from the engine's factory: a new
+        codec, clock or format makes a new codec instance, a fresh jitter buffer (in Python: payloads of
+        any length) and telephone-events at the codec's clock."""
+        t = self.table
+        params = tuple(sorted(cfg.codec_params))
+        key: tuple[object, ...] = (cfg.codec_name.upper(), cfg.codec_clock, params)
+        wb: Codec | None = None
+        if cfg.codec_name not in G711_NAMES:
+            if key == leg.enc_key and leg.wb is not None:
+                wb = leg.wb
+            else:
+                try:
+                    wb = self.codecs(cfg.codec_name, cfg.codec_clock, dict(params))
+                except CodecError as exc:
+                    raise MediaEngineError(str(exc)) from None
+                if wb.sample_rate not in (8000, 16000) or wb.frame_samples * 50 != wb.sample_rate:
+                    raise MediaEngineError(
+                        f"{cfg.codec_name}: the mixer takes 20 ms frames at 8 or 16 kHz, not {wb.sample_rate}"
+                    )
+        codec = codec_by_name("PCMU" if wb is not None else cfg.codec_name)
+        changed = key != leg.enc_key or cfg.codec_pt != leg.codec_pt or (wb is None) != (leg.wb is None)
+        if (wb is None) != (leg.wb is None):
+            # Codec frames are not 160 octets: their jitter buffer is the Python one.
+            if wb is None and t.c_path:
+                leg.jitter = SlotJitter(t.slots, leg.slot, t.jitter_delay, t.jitter_capacity)
+            else:
+                leg.jitter = JitterBuffer(delay=t.jitter_delay, capacity=t.jitter_capacity)
+        if changed:
+            leg.jitter.reset()
+        if cfg.codec_clock != leg.clock:
+            leg.dtmf = DtmfReceiver(clock_rate=cfg.codec_clock)
+            t.dtmf_active.discard(leg)
+        leg.wb = wb
+        leg.enc_key = key
+        leg.clock = cfg.codec_clock
+        leg.ts_step = cfg.codec_clock // 50
+        leg.codec = codec
+        leg.t.tab[leg.slot, SILENCE] = codec.silence
+        leg.codec_id = CODEC_IDS[codec.name]
+        leg.codec_pt = cfg.codec_pt
 
     def set_direction(self, leg: Leg, direction: Direction) -> None:
         if direction is not leg.direction:

@@ -43,6 +43,19 @@ Addr = tuple[str, int]
 Datagram = tuple[int, bytes, Addr]  # (local port, data, destination)
 
 
+G711_NAMES = frozenset({"PCMU", "PCMA"})
+# The other audio codecs a leg may name (a=rtpmap name, upper case) and their RTP clocks; the engine's
+# codec factory makes the instance (imsconf.media.codec_port). G.722's RTP clock is 8000 (RFC 3551 §4.5.2).
+CODEC_CLOCKS: dict[str, frozenset[int]] = {
+    "L16": frozenset({16000}),
+    "G722": frozenset({8000}),
+    "AMR": frozenset({8000}),
+    "AMR-WB": frozenset({16000}),
+    "EVS": frozenset({16000}),
+    "OPUS": frozenset({48000}),
+}
+
+
 class MediaEngineError(Exception):
     """A control-plane mistake (unknown leg, duplicate id, plain RTP where SRTP is required...)."""
 
@@ -54,13 +67,20 @@ class LegConfig:
     remote_rtp: Addr
     remote_rtcp: Addr | None  # None: RTP port + 1, or the RTP address itself with rtcp-mux
     codec_pt: int
-    codec_name: str  # "PCMU" or "PCMA"
-    dtmf_pt: int | None = None
+    codec_name: str  # "PCMU" or "PCMA" (the engine's own G.711), or a codec the engine's factory makes
+    dtmf_pt: int | None = None  # telephone-event, at the codec's RTP clock
     direction: Direction = Direction.SENDRECV
     latch: bool = False
+    codec_clock: int = 8000  # the codec's RTP clock (a=rtpmap), 8000 for G.711
+    codec_params: tuple[tuple[str, str], ...] = ()  # its a=fmtp parameters (e.g. mode-set, maxaveragebitrate)
 
     def __post_init__(self) -> None:
-        codec_by_name(self.codec_name)
+        if self.codec_name in G711_NAMES:
+            codec_by_name(self.codec_name)
+            if self.codec_clock != 8000:
+                raise ValueError(f"{self.codec_name} runs at an 8000 Hz clock")
+        elif self.codec_clock not in CODEC_CLOCKS.get(self.codec_name.upper(), ()):
+            raise ValueError(f"codec {self.codec_name!r}/{self.codec_clock} is not one the mixer takes")
         for pt in (self.codec_pt, self.dtmf_pt):
             if pt is not None and not (0 <= pt <= 127 and not 64 <= pt <= 95):
                 raise ValueError(f"payload type {pt} is not usable (0-63, 96-127)")
@@ -252,6 +272,7 @@ class LegStats:
     rtcp_jitter_ms: float | None = None  # interarrival jitter in ms (at the codec clock)
     muted: bool = False  # its audio is mixed into nobody's (set_leg_mix)
     deaf: bool = False  # it receives silence (set_leg_mix)
+    corrupt: int = 0  # frames its codec could not decode (concealed instead)
 
 
 class Keep(enum.Enum):

@@ -199,7 +199,7 @@ class Ingress:
             self.table.refresh_fast(leg)
         c.received += 1
         if pt == leg.codec_pt:
-            leg.rstats.update(seq, ts, int(now * 8000))
+            leg.rstats.update(seq, ts, int(now * leg.clock))
             if leg.mixes_in:
                 leg.jitter.push(seq, payload, now)
         elif pt == leg.dtmf_pt:

@@ -17,6 +17,7 @@ import numpy as np
 from imsconf.keys.policy import DownlinkMode
 from imsconf.sdp.direction import Direction
 
+from .codec_port import Codec
 from .dtmf import DtmfReceiver
 from .events import (
     Addr,
@@ -240,15 +241,18 @@ class Leg:
     __slots__ = (
         "c",
         "chosen_tick",
+        "clock",
         "codec",
         "codec_id",
         "codec_pt",
         "conf_idx",
         "conference_id",
+        "corrupt",
         "deaf",
         "direction",
         "dtmf",
         "dtmf_pt",
+        "enc_key",
         "fast",
         "group",
         "group_ticks",
@@ -280,7 +284,9 @@ class Leg:
         "speaker",
         "speaking",
         "t",
+        "ts_step",
         "tx",
+        "wb",
     )
 
     def __init__(
@@ -300,6 +306,13 @@ class Leg:
         self.codec_id = 0
         self.codec_pt = -1
         self.dtmf_pt = -1
+        # A non-G.711 codec (imsconf.media.codec_port): the leg's own decoder and encoder; its conference
+        # then mixes at 16 kHz (imsconf.media.wideband). None for G.711 (``codec``).
+        self.wb: Codec | None = None
+        self.clock = 8000  # the RTP clock of the negotiated codec (and of its telephone-events)
+        self.ts_step = FRAME_SAMPLES  # RTP timestamp units per 20 ms tick
+        self.enc_key: tuple[object, ...] = ("PCMU", 8000, ())  # listeners with the same key share a frame
+        self.corrupt = 0  # frames the codec could not decode (concealed)
         self.tx: SrtpSender | NullSender | None = None
         self.rx: SrtpReceiver | NullReceiver | None = None
         self.direction = Direction.INACTIVE
@@ -350,7 +363,7 @@ class Leg:
 
     @property
     def ts0(self) -> int:
-        """The RTP timestamp at engine tick 0: ts = ts0 + 160 * ticks."""
+        """The RTP timestamp at engine tick 0: ts = ts0 + ts_step * ticks (160 for G.711)."""
         return int(self.t.tab[self.slot, TS0])
 
     @ts0.setter
@@ -455,6 +468,9 @@ class LegTable:
         self.talking: set[Leg] = set()  # legs reported speaking (SpeakingChanged)
         self.tick_record = TickRecord()  # fed by the UDP adapter (MixerStats)
         self.released = LegTotals()  # the final counters of released legs (MixerStats)
+        # Conferences with a wideband leg mix at 16 kHz (imsconf.media.wideband), apart from these lists.
+        self.wide_order: list[Leg] = []  # their legs, by conference (rebuilt)
+        self.wide_shared_encode = True  # one encode per listener group (False: per leg, for comparison)
 
     def get_leg(self, leg_id: str) -> Leg:
         try:
@@ -518,7 +534,8 @@ class LegTable:
         pending (that needs the two-key trial) and it is not waiting to latch. The C path's view of
         the leg (receive context, payload type, remote SSRC) is written here, and only here."""
         rx = leg.rx
-        leg.fast = rx is not None and not leg.rekey_pending and not (leg.latch and not leg.latched)
+        latching = leg.latch and not leg.latched
+        leg.fast = rx is not None and leg.wb is None and not leg.rekey_pending and not latching
         if self.leg_map.get(leg.leg_id) is leg:
             if rx is None or not leg.fast:
                 self.slots.set_rx(leg.slot, False, None, None, leg.codec_pt, leg.remote_ssrc)

@@ -41,14 +41,26 @@ class PromptFrames(Protocol):
     def play_prompts(self) -> None: ...
 
 
+class WideTick(Protocol):
+    """What the tick asks of the 16 kHz mix (:class:`~imsconf.media.wideband.WidebandMix` implements it)
+    for the conferences with a non-G.711 leg, which the 8 kHz path leaves out."""
+
+    def rebuild(self, legs: list[Leg]) -> None: ...
+
+    def mix(self, now: float) -> list[Leg]: ...
+
+    def send_tick(self, direct: list[int] | None, append: Callable[[Datagram], None]) -> None: ...
+
+
 class Mixdown:
     """The tick: a part of the engine over the shared leg table, sending through the :class:`TickSend`
     port and asking the :class:`PromptFrames` port for prompt frames."""
 
-    def __init__(self, table: LegTable, egress: TickSend, prompts: PromptFrames) -> None:
+    def __init__(self, table: LegTable, egress: TickSend, prompts: PromptFrames, wide: WideTick) -> None:
         self.table = table
         self.egress = egress
         self.prompts = prompts
+        self.wide = wide
 
     def rebuild(self) -> None:
         """Rebuild the lists the tick works from (the legs in conference order, the mixing and sending
@@ -58,6 +70,17 @@ class Mixdown:
             (leg for leg in t.leg_map.values() if leg.rx is not None),
             key=lambda leg: leg.conference_id,
         )
+        wide_confs = {leg.conference_id for leg in order if leg.wb is not None}
+        if wide_confs:  # conferences with a codec leg mix at 16 kHz (imsconf.media.wideband)
+            t.wide_order = [leg for leg in order if leg.conference_id in wide_confs]
+            order = [leg for leg in order if leg.conference_id not in wide_confs]
+            for leg in t.wide_order:
+                leg.mix_pos = -1
+                if leg.group is not None:
+                    leg.group.live = False
+        else:
+            t.wide_order = []
+        self.wide.rebuild(t.wide_order)
         conf_ids: dict[str, int] = {}
         for leg in order:
             leg.conf_idx = conf_ids.setdefault(leg.conference_id, len(conf_ids))
@@ -100,7 +123,12 @@ class Mixdown:
             t.c_legs, t.py_sending = [], sending
         t.c_slots = np.array([leg.slot for leg in t.c_legs], dtype=np.int64)
         t.group_live = live
-        t.prompting = [leg for leg in order if leg.lobby or leg.prompt is not None or leg.deaf]
+        t.prompting = [
+            leg
+            for legs in (order, t.wide_order)
+            for leg in legs
+            if (leg.lobby or leg.prompt is not None or leg.deaf) and leg.wb is None
+        ]
         for i, leg in enumerate(mixing):
             leg.mix_pos = i
         t.mix_slots = np.array([leg.slot for leg in mixing], dtype=np.int64)
@@ -181,12 +209,16 @@ class Mixdown:
             leg.speaker = False
             leg.mix_payload = None
         t.speakers = []
-        common = self.mix_frames(codes, in_legs, concealed, prev)
+        wide = t.wide_order
+        wide_speakers = self.wide.mix(now) if wide else []
+        common = self.mix_frames(codes, in_legs, concealed, prev, wide_speakers)
         if t.prompting:
             self.prompts.play_prompts()
         egress = self.egress
         out = egress.send_packets(common, direct)
         append = out.append
+        if wide:
+            self.wide.send_tick(direct, append)
         due = t.rtcp_due
         while due and due[0][0] <= now:
             at, _, leg = heapq.heappop(due)
@@ -207,6 +239,7 @@ class Mixdown:
         in_legs: list[Leg],
         concealed: tuple[npt.NDArray[np.intp], npt.NDArray[np.float64]] | None,
         prev: npt.NDArray[np.bool_],
+        wide_speakers: list[Leg] | None = None,
     ) -> list[list[bytes]]:
         """Mix the (M, 160) G.711 input rows (concealed rows: (row indices, gains)); mark speakers with
         their N-1 payload; return the common payload per [codec][conference]."""
@@ -241,9 +274,10 @@ class Mixdown:
         tick = t.ticks
         talking = t.talking
         chosen_talking = 0  # talking legs chosen this tick: when that is all of them, none goes quiet
-        if speakers:
+        chosen = speakers + wide_speakers if wide_speakers else speakers
+        if chosen:
             before = tick - 1
-            for leg in speakers:
+            for leg in chosen:
                 leg.speaker = True
                 if leg.speaking:
                     chosen_talking += 1
