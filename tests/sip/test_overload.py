@@ -145,3 +145,149 @@ def test_a_source_blocked_for_auth_failures_gets_one_stateless_403() -> None:
     assert [r.status for r, _ in answers] == [403]
     ep.handle_timer(30.0)  # no transaction: the 403 is never retransmitted
     assert _answers(ep) == []
+
+
+# ---- flood marks (pike), the adaptive call budget, the quick refusal --------------------------------------
+MARKS = OverloadConfig(invite_rate=0, source_rate=10, source_burst=10, flood_hold=1.0)
+
+
+def test_a_source_over_its_rate_is_marked_and_refused_whole_until_the_mark_lapses() -> None:
+    adm = Admission(MARKS)
+    assert [adm.new_request("a", "INVITE", 0.0) for _ in range(11)][-2:] == [
+        Verdict.ADMIT,
+        Verdict.SOURCE_BUSY,
+    ]
+    assert adm.flooding("a", 0.0) and adm.flooding_sources == 1
+    # marked: refused although its bucket would have a token again (a plain bucket would admit at 0.5)
+    assert adm.new_request("a", "OPTIONS", 0.5) is Verdict.SOURCE_BUSY
+    assert adm.new_request("b", "INVITE", 0.5) is Verdict.ADMIT  # other sources untouched
+    # the source went quiet: the mark lapses flood_hold after it was set, with a full bucket
+    assert not adm.flooding("a", 1.01)
+    assert [adm.new_request("a", "INVITE", 1.01) for _ in range(10)] == [Verdict.ADMIT] * 10
+    assert adm.counters["source_flood_marked"] == 1
+
+
+def test_the_mark_is_renewed_while_the_flood_goes_on_and_lapses_within_two_seconds_of_its_end() -> None:
+    adm = Admission(MARKS)
+    now = 0.0
+    while now < 5.0:  # 100/s from one source, ten times its rate
+        adm.new_request("a", "INVITE", now)
+        now += 0.01
+    assert adm.flooding("a", now)
+    end = now
+    admitted_at = None
+    while now < end + 3.0:  # then 5/s, under its rate
+        if adm.new_request("a", "INVITE", now) is Verdict.ADMIT and admitted_at is None:
+            admitted_at = now
+        now += 0.2
+    assert admitted_at is not None and admitted_at - end <= 2.0
+
+
+@given(st.lists(st.floats(0.0005, 0.05), min_size=50, max_size=400))
+def test_a_source_under_its_rate_is_never_marked(steps: list[float]) -> None:
+    adm = Admission(OverloadConfig(source_rate=250, source_burst=500, flood_hold=1.0))
+    now = 0.0
+    for step in steps:
+        now += max(step, 1 / 200)  # at most 200/s, like one legitimate SIPp
+        assert adm.new_request("legit", "INVITE", now) is Verdict.ADMIT
+
+
+def test_the_call_budget_is_cut_when_busy_and_grows_back_when_idle() -> None:
+    from imsconf.sip.overload import LoadSample
+
+    adm = Admission(OverloadConfig(invite_rate=800, invite_floor=20))
+    assert adm.rate == 800 and not adm.overloaded(0.0)
+    adm.observe_load(0.1, LoadSample(busy=0.9, lag=0.001))
+    assert adm.rate == pytest.approx(560) and adm.overloaded(0.1)
+    for i in range(30):
+        adm.observe_load(0.2 + i / 10, LoadSample(busy=0.2, lag=0.080))  # a late timer counts as busy
+    assert adm.rate == 20  # never below the floor
+    adm.observe_load(4.0, LoadSample(busy=0.5, lag=0.020))  # between the marks: unchanged
+    assert adm.rate == 20
+    for i in range(20):
+        adm.observe_load(4.1 + i / 10, LoadSample(busy=0.1, lag=0.001))
+    assert adm.rate == 800  # 5 % of the ceiling per window: back within 2 s
+    assert not adm.overloaded(10.0)
+
+
+@given(st.lists(st.tuples(st.floats(0, 2), st.floats(0, 0.1)), max_size=100))
+def test_the_budget_stays_between_floor_and_ceiling(samples: list[tuple[float, float]]) -> None:
+    from imsconf.sip.overload import LoadSample
+
+    cfg = OverloadConfig(invite_rate=600, invite_floor=30)
+    adm = Admission(cfg)
+    for i, (busy, lag) in enumerate(samples):
+        adm.observe_load(i / 10, LoadSample(busy, lag))
+        assert cfg.invite_floor <= adm.rate <= cfg.invite_rate
+
+
+def test_busy_budget_admits_at_the_cut_rate() -> None:
+    from imsconf.sip.overload import LoadSample
+
+    adm = Admission(OverloadConfig(invite_rate=100, invite_burst=50, invite_floor=10))
+    for i in range(10):
+        adm.observe_load(i / 10, LoadSample(1.0, 0.0))
+    assert adm.rate == 10
+    admitted = sum(adm.new_request("h", "INVITE", 1.0 + i / 100) is Verdict.ADMIT for i in range(100))
+    assert admitted <= 5 + 10 + 1  # the burst scaled with the rate, plus 1 s at 10/s
+
+
+def test_a_marked_source_gets_quick_503s_and_its_retransmissions_and_dialogs_pass() -> None:
+    ep = _endpoint(admission=Admission(MARKS))
+    admitted = _invite(0, FLOODER)
+    ep.receive_datagram(admitted, FLOODER, 1.0)
+    for n in range(1, 50):
+        ep.receive_datagram(_invite(n, FLOODER), FLOODER, 1.0)
+    answers = _answers(ep)
+    assert sum(r.status == 503 for r, _ in answers) == 40
+    assert ep.counters.get("tx_quick_503", 0) == 39  # the first refusal marked it (full path)
+    quick = [(r, d) for r, d in answers if r.status == 503][-1]
+    resp, dest = quick
+    assert resp.headers.get("Retry-After") == "5" and resp.to.tag
+    assert "rport=5060" in (resp.headers.get("Via") or "") and (dest.host, dest.port) == ("192.0.2.66", 5060)
+    assert resp.call_id == "ov-49@192.0.2.66" and resp.cseq.method == "INVITE"
+    ep.receive_datagram(admitted, FLOODER, 1.1)  # a retransmission of an admitted INVITE: its answer
+    assert [r.status for r, _ in _answers(ep)] == [404]
+    ep.receive_datagram(_invite(77, FLOODER, to_tag="x1"), FLOODER, 1.1)  # in a dialog: the application
+    assert [r.status for r, _ in _answers(ep)] == [481]
+
+
+def test_the_quick_scan_leaves_what_it_does_not_plainly_understand_to_the_parser() -> None:
+    from imsconf.sip.refusal import scan_new_request
+
+    good = _invite(1, FLOODER)
+    assert scan_new_request(good) is not None
+    assert scan_new_request(good.replace(b"INVITE sip", b"ACK sip").replace(b"1 INVITE", b"1 ACK")) is None
+    assert scan_new_request(good.replace(b"CSeq: 1 INVITE", b"CSeq: 1 OPTIONS")) is None
+    assert scan_new_request(good.replace(b"branch=z9hG4bK", b"branch=old")) is None
+    assert scan_new_request(good.replace(b"Max-Forwards: 70", b"Max-Forwards: 70\r\n folded")) is None
+    assert scan_new_request(good.replace(b"Call-ID:", b"i:")) is not None  # compact forms
+    assert scan_new_request(b"SIP/2.0 200 OK\r\n\r\n") is None
+    assert scan_new_request(good[:40]) is None
+
+
+@given(st.binary(max_size=600))
+def test_the_quick_scan_never_raises(data: bytes) -> None:
+    from imsconf.sip.refusal import scan_new_request
+
+    scan_new_request(b"INVITE sip:a@b SIP/2.0\r\n" + data)
+    scan_new_request(data)
+
+
+def test_the_ack_wait_is_shortened_under_overload_and_never_lengthened() -> None:
+    from imsconf.sip.dialog import AnswerRetransmitter
+
+    r = AnswerRetransmitter(10.0)
+    assert r.give_up_at == 10.0 + 32.0
+    assert r.shorten(4.0) and r.give_up_at == 14.0
+    assert not r.shorten(8.0) and r.give_up_at == 14.0
+    assert not r.handle_timer(14.0) and r.next_deadline() is None  # given up: the focus ends the leg
+
+
+def test_a_flooding_source_that_stops_is_served_again_after_window_plus_hold() -> None:
+    adm = Admission(MARKS)
+    now = 0.0
+    while now < 3.0:  # 600/s, sixty times its rate
+        adm.new_request("a", "INVITE", now)
+        now += 1 / 600
+    assert adm.new_request("a", "INVITE", now + 2.0) is Verdict.ADMIT  # quiet for 2 s: served

@@ -251,9 +251,12 @@ class Settings:
     sip_idle_seconds: float = 300.0
     # overload (imsconf.sip.overload): new calls per second the server takes on, and new out-of-dialog
     # requests per second from one source address; beyond either, a stateless 503 with Retry-After
-    # (0: no limit)
+    # (0: no limit). The call rate is a ceiling: the budget follows the event loop's measured load below
+    # it. A source over its rate is marked flooding: all its new out-of-dialog requests get the 503 until
+    # it has stayed under the rate for sip_flood_hold seconds (docs/decisions/0006-sip-connection-limits.md)
     sip_call_rate: float = 800.0
-    sip_source_rate: float = 300.0
+    sip_source_rate: float = 250.0
+    sip_flood_hold: float = 1.0
     # the S-CSCF / proxy every request the focus originates goes through, as a SIP URI
     # ("sip:scscf.example.com:5060;lr"); None: requests go to the host of their target
     outbound_proxy: str | None = None
@@ -343,6 +346,7 @@ class Settings:
         for name, rate in (
             ("sip_call_rate", self.sip_call_rate),
             ("sip_source_rate", self.sip_source_rate),
+            ("sip_flood_hold", self.sip_flood_hold),
         ):
             if not (rate >= 0 and math.isfinite(rate)):
                 raise ValueError(f"{name} must be 0 or a positive number, not {rate!r}")
@@ -522,7 +526,7 @@ def _coerce(key: str, value: Any, base: Path | None) -> Any:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise bad("a whole number of connections")
         return value
-    if key in ("sip_call_rate", "sip_source_rate"):
+    if key in ("sip_call_rate", "sip_source_rate", "sip_flood_hold"):
         if isinstance(value, str):
             try:
                 value = float(value)

@@ -53,6 +53,7 @@ from .dispatch import RegistrarService, SipDispatcher
 from .focus_wiring import FocusOptions, assemble_focus
 from .heap import HeapKeeper, realtime_priority, release_heap, settle_heap
 from .lifecycle import Lifecycle
+from .loadwatch import LoadWatch
 from .memtrace import install_memtrace
 from .metrics import build_registry
 from .mixer import connect_mixer
@@ -96,17 +97,23 @@ class EndpointDriver(Receiver):
         self._loop = asyncio.get_running_loop()
         # transactions end on timers: each firing looks whether a load has passed
         self.heap = HeapKeeper(release)
+        # the event loop's load for the call budget (imsconf.sip.overload), SIP work measured here
+        self.load = LoadWatch(self._loop, endpoint.config.admission)
 
     def now(self) -> float:
         return self._loop.time()
 
     def receive_datagram(self, data: bytes, peer: Peer) -> None:
+        started = time.thread_time()
         self.endpoint.receive_datagram(data, peer, self.now())
         self.flush()
+        self.load.spent(time.thread_time() - started)
 
     def receive_message(self, msg: Request | Response, peer: Peer) -> None:
+        started = time.thread_time()
         self.endpoint.receive_message(msg, peer, self.now())
         self.flush()
+        self.load.spent(time.thread_time() - started)
 
     def receive_stream_error(self, error: SipParseError, peer: Peer) -> None:
         self.endpoint.receive_stream_error(error, peer, self.now())
@@ -134,6 +141,7 @@ class EndpointDriver(Receiver):
             self._timer = self._loop.call_at(deadline, self._on_timer)
 
     def _on_timer(self) -> None:
+        started = time.thread_time()
         self._timer = None
         self._timer_at = None
         try:
@@ -142,8 +150,10 @@ class EndpointDriver(Receiver):
             log.exception("event=timer_error")
         self.flush()
         self.heap.observe(len(self.endpoint.layer))
+        self.load.spent(time.thread_time() - started)
 
     def close(self) -> None:
+        self.load.close()
         if self._timer is not None:
             self._timer.cancel()
 
@@ -394,7 +404,12 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
             invite_rate=settings.sip_call_rate,
             invite_burst=max(1.0, settings.sip_call_rate / 2),
             source_rate=settings.sip_source_rate,
-            source_burst=max(1.0, settings.sip_source_rate * 2),
+            # one second's worth: a flooding source is marked after one second's worth of its INVITEs
+            source_burst=max(1.0, settings.sip_source_rate),
+            flood_hold=settings.sip_flood_hold,
+            # a cut may take the budget down to a fortieth of its ceiling (20/s of the default 800/s): a
+            # loop that is saturated must be able to refuse below the rate that arrives, or joins pile up
+            invite_floor=settings.sip_call_rate / 40,
         ),
         exempt=lambda host: trusted.trusts(Peer("udp", host, 0)),  # an S-CSCF carries many users
     )
@@ -404,6 +419,7 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
     )
     endpoint = SipEndpoint(config, app, authenticator)
     driver = EndpointDriver(endpoint, release=_heap_release(media))
+    driver.load.start()
     limits = StreamLimits.from_settings(settings)
     transports = TransportManager(
         driver,

@@ -68,6 +68,11 @@ __all__ = ["DrainStart", "Focus", "Leg", "conf_direction"]
 
 log = logging.getLogger("imsconf.focus")
 
+# seconds a 2xx waits for its ACK while the endpoint's admission counts the server as overloaded, instead
+# of 64*T1 (32 s): a caller that sent no ACK within 4 s under overload is taken as gone (the UAS may give
+# up, RFC 3261 §13.3.1.4), its media leg released and a BYE sent (docs/decisions/0006)
+OVERLOAD_ACK_WAIT = 4.0
+
 
 @dataclass(frozen=True, slots=True)
 class DrainStart:
@@ -208,8 +213,11 @@ class Focus:
 
     def handle_timer(self, ep: SipEndpoint, now: float) -> None:
         self.early.handle_timer(ep, now)
+        overloaded = ep.config.admission.overloaded(now)
         for leg in list(self.legs.values()):
             if leg.retrans is not None and leg.invite_key is not None and leg.answer_2xx is not None:
+                if overloaded and leg.retrans.shorten(OVERLOAD_ACK_WAIT):
+                    self.schedule(leg)
                 if leg.retrans.handle_timer(now):
                     try:
                         ep.respond(leg.invite_key, leg.answer_2xx, now)
@@ -218,7 +226,10 @@ class Focus:
                         # still holds, so a call whose ACK never comes does not keep its media leg
                         pass
                 elif leg.retrans.next_deadline() is None:  # no ACK within 64*T1 (RFC 3261 §13.3.1.4)
-                    log.info("event=no_ack leg=%s", leg.leg_id)
+                    early = leg.retrans.wait is not None
+                    log.info("event=no_ack leg=%s wait=%s", leg.leg_id, "overload" if early else "64*T1")
+                    if early:
+                        ep.count("no_ack_overload")
                     leg.retrans = None
                     self.end(ep, leg, "no ACK", now, send_bye=True)
                     continue
@@ -413,6 +424,8 @@ class Focus:
         self.table.add_dialog(leg, dialog)
         if provisional is None:
             leg.retrans = AnswerRetransmitter(now, reliable=inc.peer.reliable, config=self.timers)
+            if ep.config.admission.overloaded(now):
+                leg.retrans.shorten(OVERLOAD_ACK_WAIT)
         else:
             self.early.start(leg, inc.key, provisional, resp, now, resources_pending=resources_pending)
         self.schedule(leg)

@@ -383,9 +383,21 @@ class AnswerRetransmitter:
         self._interval = self.config.t1
         self._next = None if self.reliable else self.started + self._interval
 
+    wait: float | None = None  # seconds to wait for the ACK when shorter than 64*T1 (:meth:`shorten`)
+
     @property
     def give_up_at(self) -> float:
-        return self.started + 64 * self.config.t1
+        full = 64 * self.config.t1
+        return self.started + (full if self.wait is None else min(full, self.wait))
+
+    def shorten(self, wait: float) -> bool:
+        """Wait at most *wait* seconds for the ACK (the UAS may give up early, §13.3.1.4): the focus does
+        under overload. True when the give-up time moved earlier."""
+        if self.state is not AnswerState.WAITING or (self.wait is not None and self.wait <= wait):
+            return False
+        before = self.give_up_at
+        self.wait = wait
+        return self.give_up_at < before
 
     def next_deadline(self) -> float | None:
         if self.state is not AnswerState.WAITING:

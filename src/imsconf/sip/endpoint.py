@@ -35,10 +35,11 @@ from .identity import TrustedPeers, take_asserted_identity
 from .message import UDP_MTU_LIMIT, Request, Response, parse_message, validate
 from .overload import Admission, Verdict
 from .peer import Peer
+from .refusal import refusal, scan_new_request
 from .screening import Capabilities, options_response, screen_request
 from .tcp_refusals import TcpRefusals
 from .transaction import TransactionLayer
-from .transaction_server import server_key
+from .transaction_server import server_key, via_sent_by
 from .util import header_safe_text, make_response, new_branch, response_destination, stamp_received
 
 log = logging.getLogger("imsconf.sip")
@@ -250,6 +251,13 @@ class SipEndpoint:
         if not data.strip(b"\r\n\x00 "):
             self.count("keepalive")
             return  # CRLF keep-alives over UDP are ignored
+        admission = self.config.admission
+        if (
+            admission.flooding_sources
+            and admission.flooding(peer.host, now)
+            and self._refused(data, peer, now)
+        ):
+            return
         try:
             msg = parse_message(data, datagram=True)
         except SipParseError as exc:
@@ -280,6 +288,29 @@ class SipEndpoint:
         if req.to.tag or req.method in ("ACK", "CANCEL") or self.layer.server(server_key(req)) is not None:
             return True
         return self._admit(req, peer, now)
+
+    def _refused(self, data: bytes, peer: Peer, now: float) -> bool:
+        """A datagram from a source marked flooding: a new out-of-dialog request is refused from the few
+        fields its answer needs (:mod:`.refusal`), without a parse or a transaction (True); anything else,
+        a retransmission of an admitted request among them, takes the full path (False)."""
+        scanned = scan_new_request(data)
+        if scanned is None:
+            return False
+        key = TransactionKey(scanned.top_via.branch or "", scanned.method, via_sent_by(scanned.top_via))
+        if self.layer.server(key) is not None:
+            return False
+        admission = self.config.admission
+        if admission.new_request(peer.host, scanned.method, now) is Verdict.ADMIT:
+            return False  # the mark lapsed with this request (counted again on the full path: harmless)
+        self.count("tx_source_busy_503")
+        self.count("tx_quick_503")
+        retry = (("Retry-After", str(admission.config.retry_after)),)
+        out, (host, port) = refusal(
+            scanned, peer.host, peer.port, "503 Service Unavailable", self.new_tag(), retry
+        )
+        self.requests.final_response(scanned.method, 503)
+        self.outbox.append((out, Peer(peer.transport, host, port, None, peer.local)))
+        return True
 
     def _admit(self, req: Request, peer: Peer, now: float) -> bool:
         """A new out-of-dialog request: under the limits (True), or answered here without a transaction

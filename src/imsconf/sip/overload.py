@@ -1,18 +1,30 @@
-"""Admission of new requests under load: a call-rate budget and per-source limits, sans-I/O.
+"""Admission of new requests under load: a call budget that follows the measured load, flood marks per
+source, sans-I/O.
 
-Token buckets refilled with ``now``; a request over a limit is answered ``503 Service Unavailable`` with
+Everything takes ``now``; a request over a limit is answered ``503 Service Unavailable`` with
 ``Retry-After``, statelessly (no transaction, no media leg, nothing retransmitted), so an overload costs
-one parse and one small answer per attempt while established calls keep their media:
+one small answer per attempt while established calls keep their media
+(docs/decisions/0006-sip-connection-limits.md, "INVITE floods"):
 
-* **Sources.** Every new out-of-dialog request from one source address takes a token of that source's
-  bucket (``source_rate`` per second, ``source_burst`` deep), as Kamailio's pike counts them. A flooding
-  source is held to its rate; the other sources' requests are untouched by it. Sources in ``exempt``
-  (trusted proxies, which carry many users) have no source limit.
-* **Calls.** New INVITEs that passed their source's limit take one token of the server's call budget
-  (``invite_rate`` per second up to ``invite_burst``): the bound on what the server takes on in all.
+* **Flooding sources** (as Kamailio's pike). Every new out-of-dialog request from one source address
+  takes a token of that source's bucket (``source_rate`` per second, ``source_burst`` deep). A source
+  whose bucket runs dry is *marked flooding*: while marked, all its new out-of-dialog requests are
+  refused (the runtime answers them from a few header fields, without a full parse: :mod:`.refusal`).
+  Its attempts are still counted per ``flood_window``; the mark is renewed for ``flood_hold`` seconds
+  from the end of every window in which they were above ``source_rate``, so it lapses at most
+  ``flood_window + flood_hold`` after the source slows down or stops, and its bucket is full again then.
+  Sources in ``exempt`` (trusted proxies, which carry many users) are never limited or marked.
+* **The call budget follows the load.** New INVITEs that passed their source's limit take a token of the
+  server's call budget. Its rate starts at ``invite_rate`` (the ceiling) and is adjusted by
+  :meth:`Admission.observe_load`, which the runtime calls every ``load_window`` with how busy its event
+  loop was (the share of the window spent in SIP work, and the lag of a short timer): above
+  ``busy_high`` (or a lag above ``lag_high``) the rate is multiplied by ``cut`` (not below
+  ``invite_floor``); below ``busy_low`` and ``lag_low`` it grows by ``grow`` times the ceiling per window.
+  The loop so keeps headroom for in-dialog requests, ACKs and the media tick.
 
 In-dialog requests, ACK, CANCEL and retransmissions are never limited here: they belong to calls that
-were admitted. Memory is bounded: at most ``max_sources`` sources are tracked (the oldest goes first).
+were admitted (and a flooding source's established calls live on). Memory is bounded: at most
+``max_sources`` sources are tracked (the oldest goes first).
 """
 
 from __future__ import annotations
@@ -21,24 +33,36 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-__all__ = ["Admission", "OverloadConfig", "Verdict"]
+__all__ = ["Admission", "LoadSample", "OverloadConfig", "Verdict"]
 
 
 class Verdict(enum.Enum):
     ADMIT = "admit"
     BUSY = "busy"  # the server's call budget is spent: 503 with Retry-After
-    SOURCE_BUSY = "source-busy"  # the source is over its rate: 503 with Retry-After
+    SOURCE_BUSY = "source-busy"  # the source is over its rate (marked flooding): 503 with Retry-After
 
 
 @dataclass(frozen=True, slots=True)
 class OverloadConfig:
     # off by default here: the runtime sets them from its settings (sip_call_rate, sip_source_rate)
-    invite_rate: float = 0.0  # new calls per second admitted (0: no call budget)
+    invite_rate: float = 0.0  # new calls per second admitted at most (0: no call budget)
     invite_burst: float = 400.0
     source_rate: float = 0.0  # new out-of-dialog requests per second from one source (0: no limit)
     source_burst: float = 600.0
     retry_after: int = 5  # seconds, in the 503
     max_sources: int = 10000
+    flood_window: float = 1.0  # seconds: a flooding source's attempts are counted per window
+    flood_hold: float = 0.0  # seconds the mark holds after a window above the rate (0: no marks, only
+    # the source's bucket; the runtime sets sip_flood_hold)
+    # the adaptive call budget (observe_load): the figures are shares of a window and seconds of lag
+    invite_floor: float = 20.0  # calls per second the budget is never cut below
+    busy_high: float = 0.60
+    busy_low: float = 0.40
+    lag_high: float = 0.050  # two and a half media ticks
+    lag_low: float = 0.010
+    cut: float = 0.7
+    grow: float = 0.05
+    overload_hold: float = 2.0  # seconds after the last refusal or cut the server counts as overloaded
 
     def __post_init__(self) -> None:
         values = {
@@ -46,6 +70,7 @@ class OverloadConfig:
             "invite_burst": self.invite_burst,
             "source_rate": self.source_rate,
             "source_burst": self.source_burst,
+            "invite_floor": self.invite_floor,
         }
         for name, value in values.items():
             if value < 0:
@@ -56,6 +81,21 @@ class OverloadConfig:
             raise ValueError("source_burst must be at least 1 when source_rate is set")
         if not 1 <= self.retry_after <= 3600:
             raise ValueError("retry_after must be 1 to 3600 seconds")
+        if self.flood_window <= 0 or self.flood_hold < 0:
+            raise ValueError("flood_window must be positive and flood_hold not negative")
+        if not 0 < self.cut < 1 or not 0 < self.grow <= 1:
+            raise ValueError("cut must be in (0, 1) and grow in (0, 1]")
+        if not 0 <= self.busy_low <= self.busy_high or not 0 <= self.lag_low <= self.lag_high:
+            raise ValueError("the low marks must not be above the high marks")
+
+
+@dataclass(frozen=True, slots=True)
+class LoadSample:
+    """How busy the event loop was over one window: the share of it spent in SIP work (0..1 and more
+    when work started in an earlier window) and the largest lag of the runtime's short timer (seconds)."""
+
+    busy: float
+    lag: float
 
 
 @dataclass(slots=True)
@@ -73,36 +113,124 @@ class _Bucket:
 
 
 @dataclass(slots=True)
+class _Source:
+    bucket: _Bucket
+    flooding_until: float = 0.0  # marked while now < this
+    window_at: float = 0.0  # when the current counting window began
+    window_count: int = 0  # attempts in it
+
+
+@dataclass(slots=True)
 class Admission:
     """See the module docstring. ``exempt(host)`` names sources without a per-source limit."""
 
     config: OverloadConfig = field(default_factory=OverloadConfig)
     exempt: Callable[[str], bool] = field(default=lambda host: False)
     counters: dict[str, int] = field(default_factory=dict)
+    rate: float = -1.0  # the call budget's current rate (set from the config at construction)
     _calls: _Bucket | None = None
-    _sources: dict[str, _Bucket] = field(default_factory=dict)
+    _sources: dict[str, _Source] = field(default_factory=dict)
+    _flooding: dict[str, float] = field(default_factory=dict)  # marked host -> when its mark lapses
     _logged: dict[str, float] = field(default_factory=dict)  # host -> when its last line was logged
+    _strained_at: float = float("-inf")  # the last refusal or budget cut
+
+    def __post_init__(self) -> None:
+        if self.rate < 0:
+            self.rate = self.config.invite_rate
+
+    # ---- verdicts --------------------------------------------------------------------------------
+    def flooding(self, host: str, now: float) -> bool:
+        """True while *host* is marked flooding: its new out-of-dialog requests will be refused (one dict
+        lookup: the runtime asks it before parsing a datagram)."""
+        until = self._flooding.get(host)
+        if until is None:
+            return False
+        if now < until:
+            return True
+        src = self._sources.get(host)
+        if src is not None and src.flooding_until > now:  # renewed by a window above the rate
+            self._flooding[host] = src.flooding_until
+            return True
+        del self._flooding[host]
+        return False
 
     def new_request(self, host: str, method: str, now: float) -> Verdict:
         """The verdict on a new out-of-dialog request (not ACK/CANCEL, not a retransmission)."""
         cfg = self.config
-        if cfg.source_rate and not self.exempt(host):
-            bucket = self._sources.get(host)
-            if bucket is None:
-                if len(self._sources) >= cfg.max_sources:
-                    self._sources.pop(next(iter(self._sources)))
-                bucket = self._sources[host] = _Bucket(cfg.source_burst, now)
-            if not bucket.take(cfg.source_rate, cfg.source_burst, now):
-                self._count("source_busy_503")
-                return Verdict.SOURCE_BUSY
+        if cfg.source_rate and not self.exempt(host) and not self._source_admits(host, now):
+            self._count("source_busy_503")
+            self._strained_at = now
+            return Verdict.SOURCE_BUSY
         if method == "INVITE" and cfg.invite_rate:
+            burst = max(1.0, cfg.invite_burst * self.rate / cfg.invite_rate)  # scaled with the rate
             if self._calls is None:
-                self._calls = _Bucket(cfg.invite_burst, now)
-            if not self._calls.take(cfg.invite_rate, cfg.invite_burst, now):
+                self._calls = _Bucket(burst, now)
+            if not self._calls.take(self.rate, burst, now):
                 self._count("busy_503")
+                self._strained_at = now
                 return Verdict.BUSY
         return Verdict.ADMIT
 
+    def _source_admits(self, host: str, now: float) -> bool:
+        cfg = self.config
+        src = self._sources.get(host)
+        if src is None:
+            if len(self._sources) >= cfg.max_sources:
+                old = next(iter(self._sources))
+                self._sources.pop(old)
+                self._flooding.pop(old, None)
+            src = self._sources[host] = _Source(_Bucket(cfg.source_burst, now), window_at=now)
+        if now - src.window_at >= cfg.flood_window:
+            # a window ended (at window_at + flood_window): a mark is renewed from that end while the source
+            # stayed above its rate in it, so it lapses at most window + hold after the source slowed down
+            closed = src.window_at + cfg.flood_window
+            if src.flooding_until and src.window_count > cfg.source_rate * cfg.flood_window:
+                src.flooding_until = max(src.flooding_until, closed + cfg.flood_hold)
+            src.window_at, src.window_count = now, 0
+        src.window_count += 1
+        if src.flooding_until:
+            if now < src.flooding_until:
+                return False
+            src.flooding_until = 0.0  # the mark lapsed: a fresh start
+            src.bucket = _Bucket(cfg.source_burst, now)
+            self._flooding.pop(host, None)
+            self._count("source_flood_ended")
+        if src.bucket.take(cfg.source_rate, cfg.source_burst, now):
+            return True
+        if cfg.flood_hold <= 0:
+            return False
+        src.flooding_until = now + cfg.flood_hold
+        src.window_at, src.window_count = now, 0
+        self._flooding[host] = src.flooding_until
+        self._count("source_flood_marked")
+        return False
+
+    # ---- the adaptive call budget ------------------------------------------------------------------
+    def observe_load(self, now: float, sample: LoadSample) -> None:
+        """One window's load figure: cut the call budget's rate when busy, let it grow back when idle."""
+        cfg = self.config
+        if not cfg.invite_rate:
+            return
+        if sample.busy > cfg.busy_high or sample.lag > cfg.lag_high:
+            cut = max(min(cfg.invite_floor, cfg.invite_rate), self.rate * cfg.cut)
+            if cut < self.rate:
+                self.rate = cut
+                self._count("call_rate_cut")
+                self._strained_at = now
+        elif sample.busy < cfg.busy_low and sample.lag < cfg.lag_low and self.rate < cfg.invite_rate:
+            self.rate = min(cfg.invite_rate, self.rate + cfg.grow * cfg.invite_rate)
+
+    def overloaded(self, now: float) -> bool:
+        """True within ``overload_hold`` of the last refusal or budget cut, or while the budget is below
+        its ceiling: the focus then waits less for the ACKs of its 2xx answers."""
+        cfg = self.config
+        return now - self._strained_at < cfg.overload_hold or self.rate < cfg.invite_rate
+
+    @property
+    def flooding_sources(self) -> int:
+        return len(self._flooding)
+
+    # ---- logging -----------------------------------------------------------------------------------
     def log_due(self, host: str, now: float, every: float = 10.0) -> bool:
         """True at most once per *every* seconds per source: one log line for a whole flood."""
         last = self._logged.get(host)

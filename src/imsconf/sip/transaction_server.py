@@ -81,10 +81,10 @@ NON_INVITE_SERVER_TABLE: Table = {
 
 def sent_by(request: Request) -> str:
     """``host:port`` of the top Via with the default port filled in (for matching, §17.2.3)."""
-    return _sent_by(request.top_via)
+    return via_sent_by(request.top_via)
 
 
-def _sent_by(via: Via) -> str:
+def via_sent_by(via: Via) -> str:
     return f"{via.host}:{via.port if via.port is not None else default_port(via.transport)}"
 
 
@@ -99,7 +99,7 @@ def server_key(request: Request) -> TransactionKey:
     method = "INVITE" if request.method == "ACK" else request.method
     branch = via.branch
     if branch and branch.startswith(MAGIC_COOKIE):
-        return TransactionKey(branch, method, _sent_by(via))
+        return TransactionKey(branch, method, via_sent_by(via))
     params = {k: v for k, v in via.params.items() if k not in ("received", "rport")}
     legacy = "|".join(
         [
@@ -111,7 +111,7 @@ def server_key(request: Request) -> TransactionKey:
             request.uri,
         ]
     )
-    return TransactionKey(legacy, method, _sent_by(via))
+    return TransactionKey(legacy, method, via_sent_by(via))
 
 
 def cancelled_key(cancel: Request) -> TransactionKey:

@@ -13,6 +13,7 @@ import logging
 import socket
 import ssl
 import struct
+import time
 from collections.abc import Callable
 
 from imsconf.sip.peer import Peer
@@ -27,6 +28,8 @@ __all__ = ["CONNECT_TIMEOUT", "Receiver", "TransportManager"]
 log = logging.getLogger("imsconf.transport")
 
 CONNECT_TIMEOUT = 5.0
+UDP_DRAIN_MAX = 256  # datagrams per readiness callback
+UDP_DRAIN_BUDGET = 0.002  # seconds: a callback yields to the loop after this long
 _LINGER_RESET = struct.pack("ii", 1, 0)  # close with RST: a refused connection leaves no TIME_WAIT here
 
 
@@ -40,7 +43,14 @@ class _UdpEndpoint:
 
     def on_readable(self) -> None:
         recv = self.sock.recvfrom
-        for _ in range(256):  # bounded drain so one busy socket cannot starve the loop
+        clock = time.perf_counter
+        until = clock() + UDP_DRAIN_BUDGET
+        # bounded drain (count and time) so a flood on this socket cannot starve the loop: the socket stays
+        # readable, and the loop runs its due timers (the media tick) before it calls this again
+        for _ in range(UDP_DRAIN_MAX):
+            if clock() > until:
+                self.mgr.count("udp_drain_yield")
+                return
             try:
                 data, addr = recv(65535)
             except (BlockingIOError, InterruptedError):

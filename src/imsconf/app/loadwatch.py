@@ -1,0 +1,57 @@
+"""How busy the event loop is, measured for the admission of new calls (imsconf.sip.overload).
+
+A 10 ms timer measures its own lag (how late it fires); the driver adds the CPU time of its thread
+(``time.thread_time``: time the process waits for a core on a shared machine is not counted) that it
+spends in the SIP receive path and its timers (:meth:`LoadWatch.spent`). Every 100 ms the window's
+figures, the share of the window spent in SIP work and the largest lag, go to
+:meth:`Admission.observe_load` as a :class:`~imsconf.sip.overload.LoadSample`, which adapts the call
+budget (docs/decisions/0006-sip-connection-limits.md, "INVITE floods").
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from imsconf.sip.overload import Admission, LoadSample
+
+__all__ = ["LoadWatch"]
+
+PROBE = 0.010  # seconds between the lag probes
+WINDOW = 0.100  # seconds per load sample
+
+
+class LoadWatch:
+    def __init__(self, loop: asyncio.AbstractEventLoop, admission: Admission) -> None:
+        self._loop = loop
+        self._admission = admission
+        self._timer: asyncio.TimerHandle | None = None
+        self._due = 0.0
+        self._window_at = 0.0
+        self._work = 0.0
+        self._lag = 0.0
+        self.last = LoadSample(0.0, 0.0)
+
+    def spent(self, seconds: float) -> None:
+        """SIP work the driver did (CPU seconds of the loop's thread)."""
+        self._work += seconds
+
+    def start(self) -> None:
+        now = self._loop.time()
+        self._window_at = now
+        self._due = now + PROBE
+        self._timer = self._loop.call_at(self._due, self._probe)
+
+    def _probe(self) -> None:
+        now = self._loop.time()
+        self._lag = max(self._lag, now - self._due)
+        if now - self._window_at >= WINDOW:
+            self.last = LoadSample(self._work / (now - self._window_at), self._lag)
+            self._admission.observe_load(now, self.last)
+            self._window_at, self._work, self._lag = now, 0.0, 0.0
+        self._due = now + PROBE
+        self._timer = self._loop.call_at(self._due, self._probe)
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
