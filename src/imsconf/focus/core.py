@@ -47,7 +47,7 @@ from imsconf.sip.message import Request, Response
 from imsconf.sip.peer import Peer
 from imsconf.sip.reliable import wants_100rel
 from imsconf.sip.timers import TimerConfig
-from imsconf.sip.uri import NameAddr, SipUri
+from imsconf.sip.uri import NameAddr
 from imsconf.sip.util import header_safe_text, make_response, new_tag
 
 from .config import FocusConfig
@@ -62,7 +62,7 @@ from .ports import ByeWatcher
 from .refer import referred_by_uri
 from .routing import dialog_destination
 from .session_timer import session_interval
-from .urilist import UriListEntry, UriListError, split_invite_body
+from .urilist import UriListError, split_invite_body
 
 __all__ = ["DrainStart", "Focus", "Leg", "conf_direction"]
 
@@ -453,7 +453,7 @@ class Focus:
         if dial_in is not None and self.planned is not None:
             self.planned.answered(ep, leg, dial_in, inc, now)
         if uri_list:
-            self._invite_list(ep, conf, aor, uri_list, inc.peer.transport, now)
+            self.dialer.invite_list(ep, conf, aor, uri_list, inc.peer.transport, now)
 
     def _retry_invite(self, ep: SipEndpoint, inc: IncomingRequest, now: float) -> None:
         """The dial-in again, once the bookings were re-read (unless it was cancelled meanwhile)."""
@@ -463,35 +463,6 @@ class Focus:
                 self._refuse_while_draining(ep, inc, now)
                 return
             self._initial_invite(ep, inc, now, refreshed=True)
-
-    def _invite_list(
-        self,
-        ep: SipEndpoint,
-        conf: Conference,
-        by: str,
-        entries: tuple[UriListEntry, ...],
-        transport: str,
-        now: float,
-    ) -> None:
-        """RFC 5366: the INVITE carried a URI list; invite each listed user (not the requester itself)."""
-        try:
-            conf.authorize_invite(by)
-        except ConferenceError as exc:
-            log.info("event=uri_list_ignored conf=%s by=%s reason=%r", conf.uri, by, exc.reason)
-            return
-        for entry in entries:
-            target = SipUri.parse(entry.uri)
-            if target.aor == by:
-                continue
-            try:
-                leg, events = self.dialer.prepare(
-                    ep, conf, target, now, transport=transport, display=entry.display
-                )
-            except ConferenceError as exc:
-                log.info("event=dial_out_refused conf=%s target=%s status=%d", conf.uri, target, exc.status)
-                continue
-            self.apply(ep, conf, events, now)
-            self.dialer.start(ep, leg, now)
 
     # ---- in-dialog requests ------------------------------------------------------------------------------
     def _in_dialog(self, ep: SipEndpoint, inc: IncomingRequest, now: float) -> None:

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable
 from typing import Protocol
 
-from imsconf.conference.errors import PolicyError
+from imsconf.conference.errors import ConferenceError, PolicyError
 from imsconf.conference.eventinfo import EndpointDetails, JoiningMethod
 from imsconf.conference.events import ConferenceEvent, ParticipantJoined
 from imsconf.conference.model import Conference
@@ -38,6 +38,7 @@ from .messaging import allowed_methods
 from .ports import FeatureBase, FocusPort
 from .routing import DialRoute, Locator, dial_route, dialog_destination, out_of_dialog_route
 from .threeparty import add_replaces
+from .urilist import UriListEntry
 
 
 class DialOutConfig(Protocol):
@@ -127,6 +128,33 @@ class Dialer(FeatureBase):
         if route.routes or route.request_uri != str(target):
             self._routes[leg_id] = route
         return leg, events
+
+    def invite_list(
+        self,
+        ep: SipEndpoint,
+        conf: Conference,
+        by: str,
+        entries: tuple[UriListEntry, ...],
+        transport: str,
+        now: float,
+    ) -> None:
+        """RFC 5366: the INVITE carried a URI list; invite each listed user (not the requester itself)."""
+        try:
+            conf.authorize_invite(by)
+        except ConferenceError as exc:
+            log.info("event=uri_list_ignored conf=%s by=%s reason=%r", conf.uri, by, exc.reason)
+            return
+        for entry in entries:
+            target = SipUri.parse(entry.uri)
+            if target.aor == by:
+                continue
+            try:
+                leg, events = self.prepare(ep, conf, target, now, transport=transport, display=entry.display)
+            except ConferenceError as exc:
+                log.info("event=dial_out_refused conf=%s target=%s status=%d", conf.uri, target, exc.status)
+                continue
+            self.port.apply(ep, conf, events, now)
+            self.start(ep, leg, now)
 
     def forget(self, leg: Leg, now: float) -> None:
         self._routes.pop(leg.leg_id, None)
