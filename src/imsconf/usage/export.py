@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Final
 
 from .records import ConferenceUsage, LegUsage
@@ -36,15 +37,16 @@ CONFERENCE_FIELDS: Final = (
 Json = str | int | float | bool | None
 
 
-def leg_to_json(r: LegUsage) -> dict[str, Json]:
+def leg_to_json(r: LegUsage, time_text: Callable[[datetime], str] = to_text) -> dict[str, Json]:
+    """One leg's record; *time_text* renders its times (the store's fixed-width form by default)."""
     return {
         "conference_id": r.conference_id,
         "conference_uri": r.conference_uri,
         "participant_id": r.participant_id,
         "identity": r.identity,
         "privacy": r.privacy,
-        "joined": to_text(r.joined),
-        "left": to_text(r.left),
+        "joined": time_text(r.joined),
+        "left": time_text(r.left),
         "duration": r.duration,
         "reason": r.reason,
         "codec": r.codec,
@@ -57,13 +59,14 @@ def leg_to_json(r: LegUsage) -> dict[str, Json]:
     }
 
 
-def conference_to_json(r: ConferenceUsage) -> dict[str, Json]:
+def conference_to_json(r: ConferenceUsage, time_text: Callable[[datetime], str] = to_text) -> dict[str, Json]:
+    """One conference's record; *time_text* as for :func:`leg_to_json`."""
     return {
         "conference_id": r.conference_id,
         "conference_uri": r.conference_uri,
         "owner": r.owner,
-        "created": to_text(r.created),
-        "ended": to_text(r.ended),
+        "created": time_text(r.created),
+        "ended": time_text(r.ended),
         "duration": r.duration,
         "reason": r.reason,
         "participants": r.participants,

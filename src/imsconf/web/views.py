@@ -10,6 +10,7 @@ from typing import Any
 
 from imsconf.focus.admin import ConferenceView, OperatorEvent, ParticipantView
 from imsconf.usage import ConferenceUsage, LegUsage
+from imsconf.usage.export import conference_to_json, leg_to_json
 
 __all__ = [
     "conference_json",
@@ -82,35 +83,9 @@ def event_json(event: OperatorEvent) -> dict[str, Any]:
 
 
 def leg_usage_json(r: LegUsage) -> dict[str, Any]:
-    return {
-        "conference_id": r.conference_id,
-        "conference_uri": r.conference_uri,
-        "participant_id": r.participant_id,
-        "identity": r.identity,
-        "privacy": r.privacy,
-        "joined": iso(r.joined),
-        "left": iso(r.left),
-        "duration": r.duration,
-        "reason": r.reason,
-        "codec": r.codec,
-        "srtp_suite": r.srtp_suite,
-        "key_mode": r.key_mode,
-        "packets_sent": r.packets_sent,
-        "packets_received": r.packets_received,
-        "loss": r.loss,
-        "jitter_ms": r.jitter_ms,
-    }
+    """A leg's usage record as the API shows it: the export's fields, times in the API's form."""
+    return dict(leg_to_json(r, iso))
 
 
 def conference_usage_json(r: ConferenceUsage) -> dict[str, Any]:
-    return {
-        "conference_id": r.conference_id,
-        "conference_uri": r.conference_uri,
-        "owner": r.owner,
-        "created": iso(r.created),
-        "ended": iso(r.ended),
-        "duration": r.duration,
-        "reason": r.reason,
-        "participants": r.participants,
-        "planned": r.planned,
-    }
+    return dict(conference_to_json(r, iso))
