@@ -58,7 +58,7 @@ def browser(tmp_path: Path) -> Iterator[WebDriver]:
         drv.quit()
 
 
-def wait_for(drv: WebDriver, what: str, check: Callable[[WebDriver], bool], timeout: float = 10.0) -> None:
+def wait_for(drv: WebDriver, what: str, check: Callable[[WebDriver], bool], timeout: float = 20.0) -> None:
     """Wait until *check* holds; the page re-renders on every event, so an element found a moment ago may
     be gone (stale): that only means "look again"."""
     wait = WebDriverWait(

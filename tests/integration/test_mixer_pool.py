@@ -77,6 +77,8 @@ def test_two_mixers_carry_two_conferences_and_one_killed_is_taken_over(tmp_path:
         return call
 
     try:
+        # the server is ready with one mixer; placement by headroom needs both to be there
+        wait_for(lambda: srv.log().count("event=mixer_connected") >= 2, 15, "both mixers connected", srv)
         first: dict[str, Call] = {"alice": dial("alice", FACTORY)}
         target = first["alice"].remote_target
         assert target is not None

@@ -198,7 +198,8 @@ def test_the_call_budget_is_cut_when_busy_and_grows_back_when_idle() -> None:
     adm = Admission(OverloadConfig(invite_rate=800, invite_floor=20))
     assert adm.rate == 800 and not adm.overloaded(0.0)
     adm.observe_load(0.1, LoadSample(busy=0.9, lag=0.001))
-    assert adm.rate == pytest.approx(560) and adm.overloaded(0.1)
+    assert adm.rate == pytest.approx(560)
+    assert not adm.overloaded(0.1)  # a cut alone refuses nobody: not yet overloaded
     for i in range(30):
         adm.observe_load(0.2 + i / 10, LoadSample(busy=0.2, lag=0.080))  # a late timer counts as busy
     assert adm.rate == 20  # never below the floor
@@ -208,6 +209,13 @@ def test_the_call_budget_is_cut_when_busy_and_grows_back_when_idle() -> None:
         adm.observe_load(4.1 + i / 10, LoadSample(busy=0.1, lag=0.001))
     assert adm.rate == 800  # 5 % of the ceiling per window: back within 2 s
     assert not adm.overloaded(10.0)
+
+
+def test_overloaded_follows_refusals_only() -> None:
+    adm = Admission(OverloadConfig(invite_rate=10, invite_burst=2, overload_hold=1.0))
+    verdicts = [adm.new_request("a", "INVITE", 5.0) for _ in range(5)]
+    assert Verdict.BUSY in verdicts
+    assert adm.overloaded(5.5) and not adm.overloaded(6.5)
 
 
 @given(st.lists(st.tuples(st.floats(0, 2), st.floats(0, 0.1)), max_size=100))

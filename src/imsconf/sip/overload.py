@@ -62,7 +62,7 @@ class OverloadConfig:
     lag_low: float = 0.010
     cut: float = 0.7
     grow: float = 0.05
-    overload_hold: float = 2.0  # seconds after the last refusal or cut the server counts as overloaded
+    overload_hold: float = 2.0  # seconds after the last refusal the server counts as overloaded
 
     def __post_init__(self) -> None:
         values = {
@@ -132,7 +132,7 @@ class Admission:
     _sources: dict[str, _Source] = field(default_factory=dict)
     _flooding: dict[str, float] = field(default_factory=dict)  # marked host -> when its mark lapses
     _logged: dict[str, float] = field(default_factory=dict)  # host -> when its last line was logged
-    _strained_at: float = float("-inf")  # the last refusal or budget cut
+    _strained_at: float = float("-inf")  # the last refusal
 
     def __post_init__(self) -> None:
         if self.rate < 0:
@@ -216,15 +216,14 @@ class Admission:
             if cut < self.rate:
                 self.rate = cut
                 self._count("call_rate_cut")
-                self._strained_at = now
         elif sample.busy < cfg.busy_low and sample.lag < cfg.lag_low and self.rate < cfg.invite_rate:
             self.rate = min(cfg.invite_rate, self.rate + cfg.grow * cfg.invite_rate)
 
     def overloaded(self, now: float) -> bool:
-        """True within ``overload_hold`` of the last refusal or budget cut, or while the budget is below
-        its ceiling: the focus then waits less for the ACKs of its 2xx answers."""
-        cfg = self.config
-        return now - self._strained_at < cfg.overload_hold or self.rate < cfg.invite_rate
+        """True within ``overload_hold`` of the last refusal (a new request answered 503): the focus then
+        waits less for the ACKs of its 2xx answers.  A budget cut alone refuses nobody and does not count:
+        a machine slowed by other work must not end calls whose ACK is merely late."""
+        return now - self._strained_at < self.config.overload_hold
 
     @property
     def flooding_sources(self) -> int:
