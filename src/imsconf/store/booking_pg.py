@@ -26,7 +26,7 @@ from imsconf.booking.model import (
 )
 from imsconf.booking.store import BookingConflict, BookingStoreError
 
-from .pg import PgDatabase
+from .pg import PgComponentStore, PgDatabase
 
 __all__ = ["COMPONENT", "MIGRATIONS", "PgBookingStore"]
 
@@ -78,25 +78,11 @@ def _dt(ts: object) -> datetime:
     return datetime.fromtimestamp(int(str(ts)), UTC)
 
 
-class PgBookingStore:
+class PgBookingStore(PgComponentStore):
     """The bookings of every node in one PostgreSQL database."""
 
     def __init__(self, db: PgDatabase, *, migrate_to: int = SCHEMA_VERSION) -> None:
-        self.db = db
-        db.migrate(COMPONENT, MIGRATIONS, migrate_to)
-
-    @property
-    def schema_version(self) -> int:
-        return self.db.version(COMPONENT)
-
-    def close(self) -> None:
-        self.db.close()
-
-    def __enter__(self) -> PgBookingStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        super().__init__(db, COMPONENT, MIGRATIONS, migrate_to)
 
     def create(self, booking: Booking) -> Booking:
         key = booking.key

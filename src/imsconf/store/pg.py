@@ -18,7 +18,7 @@ import contextlib
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Final
+from typing import Final, Self
 
 import psycopg
 from psycopg import conninfo
@@ -28,6 +28,7 @@ from .errors import StoreUnavailable
 __all__ = [
     "CONNECT_TIMEOUT",
     "STATEMENT_TIMEOUT_MS",
+    "PgComponentStore",
     "PgDatabase",
     "PgSchemaError",
     "read_password",
@@ -164,3 +165,28 @@ class PgDatabase:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+class PgComponentStore:
+    """One component's tables in the shared database: migrated to *migrate_to* when opened, its own
+    connection closed by :meth:`close`; a context manager."""
+
+    def __init__(
+        self, db: PgDatabase, component: str, migrations: Sequence[Sequence[str]], migrate_to: int | None
+    ) -> None:
+        self.db = db
+        self.component = component
+        db.migrate(component, migrations, migrate_to)
+
+    @property
+    def schema_version(self) -> int:
+        return self.db.version(self.component)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

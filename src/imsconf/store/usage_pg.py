@@ -16,7 +16,7 @@ from typing import Final
 from imsconf.usage.records import ConferenceUsage, LegUsage
 from imsconf.usage.store import UsageStoreError
 
-from .pg import PgDatabase
+from .pg import PgComponentStore, PgDatabase
 
 __all__ = ["COMPONENT", "MIGRATIONS", "PgUsageStore"]
 
@@ -131,25 +131,11 @@ def _conference(row: tuple[object, ...]) -> ConferenceUsage:
     )  # fmt: skip
 
 
-class PgUsageStore:
+class PgUsageStore(PgComponentStore):
     """The PostgreSQL :class:`~imsconf.usage.store.UsageBackend`."""
 
     def __init__(self, db: PgDatabase, *, migrate_to: int = SCHEMA_VERSION) -> None:
-        self.db = db
-        db.migrate(COMPONENT, MIGRATIONS, migrate_to)
-
-    @property
-    def schema_version(self) -> int:
-        return self.db.version(COMPONENT)
-
-    def close(self) -> None:
-        self.db.close()
-
-    def __enter__(self) -> PgUsageStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        super().__init__(db, COMPONENT, MIGRATIONS, migrate_to)
 
     def append(self, legs: Sequence[LegUsage], conferences: Sequence[ConferenceUsage]) -> None:
         if not legs and not conferences:
