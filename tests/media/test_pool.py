@@ -16,7 +16,7 @@ from imsconf.media.events import (
     MixerReady,
     MixerStats,
 )
-from imsconf.media.pool import LEG_COST, TICK, MixerPool, sum_stats
+from imsconf.media.pool import LEG_COST, NOISE, TICK, MixerPool, sum_stats
 from imsconf.media.srtp import SrtpKeys
 
 
@@ -156,6 +156,25 @@ def test_not_round_robin_an_idle_member_keeps_winning_and_unseen_legs_count() ->
         assert pool.member_of(f"c{i}") == 1
     # three legs placed on b that its figures do not show yet: each costs LEG_COST
     assert pool.headroom()[1] == pytest.approx(TICK - 3 * LEG_COST)
+
+
+def test_headrooms_within_the_noise_band_are_a_tie_and_go_to_fewer_legs() -> None:
+    pool, (a, b), _ = pool_of(2)
+    pool.allocate_leg("c1", "l1", True)
+    pool.allocate_leg("c1", "l2", True)
+    holder = pool.member_of("c1")
+    assert holder is not None
+    members = (a, b)
+    # the idle member measured a little more work than the one with two legs (a delayed tick or two)
+    members[holder].stats = stats(100, 0.01, 2)
+    members[1 - holder].stats = stats(100, 0.01 + 100 * NOISE * 0.9, 0)
+    pool.allocate_leg("c2", "l3", True)
+    assert pool.member_of("c2") == 1 - holder
+    # past the band, the measured headroom decides even against the leg count
+    members[holder].stats = stats(200, 0.02, 2)
+    members[1 - holder].stats = stats(200, 0.01 + 100 * NOISE * 0.9 + 100 * 2 * NOISE, 1)
+    pool.allocate_leg("c3", "l4", True)
+    assert pool.member_of("c3") == holder
 
 
 def test_ties_go_to_the_member_with_fewer_legs() -> None:

@@ -20,7 +20,10 @@ taken in turn.  For a member ``m`` at the moment of a choice:
 * ``headroom(m) = TICK - work(m) - per_leg(m) * unseen(m)``, with ``TICK`` the 20 ms tick period: the
   part of a tick the member's core has left.
 
-Ties (idle members) go to the member holding fewer legs through the pool, then to the first one.
+Headrooms within :data:`NOISE` of the best one count as a tie: a mean tick time is noisy on a busy
+machine (a few ticks the scheduler delayed move an idle member's mean by a millisecond or so), and
+a difference that small says nothing about which member has more room.  Ties go to the member holding
+fewer legs through the pool, then to the first one.
 
 **A member lost** (its :class:`MixerLost`): its legs and conferences are gone with it.  Each of its
 conferences is re-assigned at once to the surviving connected member with the most headroom (the floor
@@ -50,12 +53,13 @@ from .engine import KEEP, Addr, Keep, LegStats, MediaEngineError, MediaEvent
 from .events import MixerLost, MixerReady, MixerStats
 from .srtp import SrtpKeys
 
-__all__ = ["LEG_COST", "TICK", "MixerPool", "PoolMember", "sum_stats"]
+__all__ = ["LEG_COST", "NOISE", "TICK", "MixerPool", "PoolMember", "sum_stats"]
 
 log = logging.getLogger("imsconf.mixer")
 
 TICK = 0.020  # the mixer's tick period (seconds)
 LEG_COST = 0.0001  # the assumed work per leg and tick (seconds) of a member that has no legs yet
+NOISE = 0.002  # headrooms closer than this (seconds per tick, 10 % of a tick) to the best one are a tie
 
 
 class PoolMember(MediaControl, Protocol):
@@ -147,14 +151,11 @@ class MixerPool:
             idx = self._confs.get(conf)
             if idx is not None:
                 placed[idx] += 1
-        best: tuple[float, int, int] | None = None
-        for i, h in enumerate(room):
-            if h is None or i == exclude:
-                continue
-            key = (-h, placed[i], i)
-            if best is None or key < best:
-                best = key
-        return None if best is None else best[2]
+        open_ = [(h, i) for i, h in enumerate(room) if h is not None and i != exclude]
+        if not open_:
+            return None
+        best = max(h for h, _ in open_)
+        return min((placed[i], i) for h, i in open_ if h >= best - NOISE)[1]
 
     def _place(self, conference_id: str) -> int:
         idx = self._confs.get(conference_id)
