@@ -16,8 +16,15 @@ per step, and stopped by PID. Rooms are created with ``allow_rtp_participants`` 
 by ``--janus-rate`` (8000 by default: no resampling for PCMU); each participant is a handle that joins
 with ``"codec": "pcmu"`` and an ``rtp`` block naming its generator socket.
 
+With ``--codec opus`` every participant speaks Opus (RFC 7587: RTP clock 48000, payload type 111; 16 kHz
+audio at 24 kbit/s with in-band FEC), only three per conference talk (the others send encoded silence),
+Janus rooms run at 16 kHz (``--janus-rate``; Janus decodes and encodes Opus for each participant, its home
+ground), and imsconf runs with SRTP on (nothing relaxed: its Opus legs as the focus configures them, one
+encode per listener group) against Janus on plain RTP.
+
     .venv/bin/python bench/janus_compare.py
     .venv/bin/python bench/janus_compare.py --janus-sizes 200,300,400,500 --imsconf-sizes 1500,2000,2500
+    .venv/bin/python bench/janus_compare.py --codec opus --janus-sizes 50,100,150 --imsconf-sizes 200,300,400
 """
 
 # ruff: noqa: E501  (benchmark output lines)
@@ -41,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from mixer_capacity import capacity
-from mixer_load import TICK, core_busy, generator_main, proc_cpu
+from mixer_load import CODECS, OPUS_TALKERS, TICK, core_busy, generator_main, proc_cpu
 
 PLUGINS = Path("/usr/lib/x86_64-linux-gnu/janus/plugins")
 TRANSPORTS = Path("/usr/lib/x86_64-linux-gnu/janus/transports")
@@ -147,15 +154,15 @@ class Janus:
     def message(self, handle: int, body: dict[str, Any]) -> dict[str, Any]:
         return self.post(f"{self.base}/{self.session}/{handle}", {"janus": "message", "body": body})
 
-    def join_rtp(self, handle: int, room: int, port: int) -> int:
-        """Join a plain-RTP PCMU participant; returns the port Janus receives its RTP on."""
+    def join_rtp(self, handle: int, room: int, port: int, codec: str = "pcmu") -> int:
+        """Join a plain-RTP participant (PCMU or Opus); returns the port Janus receives its RTP on."""
         self.message(
             handle,
             {
                 "request": "join",
                 "room": room,
-                "codec": "pcmu",
-                "rtp": {"ip": "127.0.0.1", "port": port, "payload_type": 0},
+                "codec": codec,
+                "rtp": {"ip": "127.0.0.1", "port": port, "payload_type": CODECS[codec][0]},
             },
         )
         deadline = time.monotonic() + 10
@@ -181,10 +188,12 @@ class Janus:
         self.log.close()
 
 
-def janus_step(workdir: Path, n: int, layout: str, rate: int, warm: float, measure: float) -> dict[str, Any]:
+def janus_step(
+    workdir: Path, n: int, layout: str, rate: int, warm: float, measure: float, codec: str = "pcmu"
+) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     g_parent, g_child = ctx.Pipe()
-    gen = ctx.Process(target=generator_main, args=(g_child, n, 16))
+    gen = ctx.Process(target=generator_main, args=(g_child, n, 16, codec, layout))
     gen.start()
     janus = None
     try:
@@ -206,7 +215,7 @@ def janus_step(workdir: Path, n: int, layout: str, rate: int, warm: float, measu
         for i in range(n):
             h = janus.attach()
             room = 1000 + (0 if layout == "one" else i // 5)
-            dests.append(("127.0.0.1", janus.join_rtp(h, room, addrs[i][1])))
+            dests.append(("127.0.0.1", janus.join_rtp(h, room, addrs[i][1], codec)))
         g_parent.send((dests, None))
         assert g_parent.recv() == "ready"
         g_parent.send((warm + measure + 0.5, warm, warm + measure))
@@ -246,7 +255,13 @@ def janus_passes(r: dict[str, Any]) -> bool:
 
 
 def janus_capacity(
-    workdir: Path, layouts: list[str], sizes: list[int], rate: int, warm: float, measure: float
+    workdir: Path,
+    layouts: list[str],
+    sizes: list[int],
+    rate: int,
+    warm: float,
+    measure: float,
+    codec: str = "pcmu",
 ) -> dict[str, int]:
     out = {}
     print(
@@ -256,7 +271,7 @@ def janus_capacity(
         best = 0
         for n in sizes:
             try:
-                r = janus_step(workdir, n, layout, rate, warm, measure)
+                r = janus_step(workdir, n, layout, rate, warm, measure, codec)
             except RuntimeError as exc:
                 print(f"{layout:7} {n:>5}  janus failed: {exc}")
                 break
@@ -279,7 +294,10 @@ def main() -> None:
     ap.add_argument("--imsconf-sizes", default="1000,1500,2000,2500,3000")
     ap.add_argument("--srtp-sizes", default="1000,1500")
     ap.add_argument("--layouts", default="one,fives")
-    ap.add_argument("--janus-rate", type=int, default=8000)
+    ap.add_argument("--codec", choices=sorted(CODECS), default="pcmu")
+    ap.add_argument(
+        "--janus-rate", type=int, default=0, help="room sampling rate (default: 8000 PCMU, 16000 Opus)"
+    )
     ap.add_argument("--warm", type=float, default=2.0)
     ap.add_argument("--measure", type=float, default=3.0)
     ap.add_argument("--repeat", type=int, default=1, help="imsconf runs per step (median)")
@@ -290,6 +308,7 @@ def main() -> None:
         help="SCHED_RR priority for both mixers (every Janus thread; imsconf's media_realtime_priority); 0: nice",
     )
     args = ap.parse_args()
+    rate = args.janus_rate or (16000 if args.codec == "opus" else 8000)
     os.environ["BENCH_RT"] = str(args.realtime)
     layouts = args.layouts.split(",")
     print(
@@ -301,21 +320,43 @@ def main() -> None:
     if shutil.which("janus") is None or not (PLUGINS / "libjanus_audiobridge.so").exists():
         why = "janus (with the audiobridge plugin) is not installed: apt-get install -y janus"
     else:
-        print(f"\n== Janus AudioBridge, plain RTP PCMU participants, {args.janus_rate} Hz rooms")
+        talk = f", {OPUS_TALKERS} talkers per conference" if args.codec == "opus" else ""
+        print(f"\n== Janus AudioBridge, plain RTP {args.codec} participants{talk}, {rate} Hz rooms")
         with tempfile.TemporaryDirectory(prefix="janus-bench-") as d:
             try:
                 janus = janus_capacity(
                     Path(d),
                     layouts,
                     [int(x) for x in args.janus_sizes.split(",")],
-                    args.janus_rate,
+                    rate,
                     args.warm,
                     args.measure,
+                    args.codec,
                 )
             except (OSError, RuntimeError) as exc:
                 why = f"janus could not be run: {exc}"
     if why:
         print(f"\n!! {why}; running the imsconf half only")
+    if args.codec != "pcmu":
+        print(f"\n== imsconf, SRTP {args.codec} legs (nothing relaxed)")
+        srtp_codec = capacity(
+            layouts,
+            [int(x) for x in args.imsconf_sizes.split(",")],
+            False,
+            args.repeat,
+            args.warm,
+            args.measure,
+            40000,
+            codec=args.codec,
+        )
+        print(f"\nparticipants per core, {args.codec} (largest passing N; the last step is the resolution)")
+        print(f"{'layout':7} {'Janus plain':>12} {'imsconf SRTP':>13} {'ratio':>6}")
+        for layout in layouts:
+            j = janus.get(layout, 0) if janus else None
+            p = srtp_codec[layout]
+            ratio = f"{p / j:.1f}x" if j else "n/a"
+            print(f"{layout:7} {j if j is not None else 'n/a':>12} {p:>13} {ratio:>6}")
+        return
     print("\n== imsconf, plain RTP PCMU (allow_plain_rtp=True: SRTP relaxed for the comparison)")
     plain = capacity(
         layouts,

@@ -43,13 +43,20 @@ NICE = -10
 
 
 def run_step(
-    n: int, layout: str, plain: bool, warm: float, measure: float, port_base: int, sample: int = 16
+    n: int,
+    layout: str,
+    plain: bool,
+    warm: float,
+    measure: float,
+    port_base: int,
+    sample: int = 16,
+    codec: str = "pcmu",
 ) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     m_parent, m_child = ctx.Pipe()
     g_parent, g_child = ctx.Pipe()
-    mixer = ctx.Process(target=imsconf_main, args=(m_child, n, layout, plain, port_base, NICE))
-    gen = ctx.Process(target=generator_main, args=(g_child, n, sample))
+    mixer = ctx.Process(target=imsconf_main, args=(m_child, n, layout, plain, port_base, NICE, codec))
+    gen = ctx.Process(target=generator_main, args=(g_child, n, sample, codec, layout))
     mixer.start()
     gen.start()
     try:
@@ -133,6 +140,7 @@ def capacity(
     measure: float,
     port_base: int,
     keep_going: bool = False,
+    codec: str = "pcmu",
 ) -> dict[str, int]:
     """Step N per layout; the median of `repeat` runs decides. Returns the largest passing N."""
     summary = {}
@@ -140,7 +148,7 @@ def capacity(
         print(HEADER, flush=True)
         best = 0
         for n in sizes:
-            runs = [run_step(n, layout, plain, warm, measure, port_base) for _ in range(repeat)]
+            runs = [run_step(n, layout, plain, warm, measure, port_base, codec=codec) for _ in range(repeat)]
             if n == sizes[0]:
                 print(f"# mixer:{runs[0]['where']}", flush=True)
             r = median_run(runs)

@@ -3,9 +3,9 @@
 * :func:`imsconf_main` runs the real media plane (MediaEngine + UdpMediaTransport: one connected socket
   per leg, rtcp-mux, timed socket drains) in its own process, pinned to CPU 1.
 * :func:`generator_main` is the phones, in another process on CPU 0: N sockets, each sending 50 packets/s
-  of PCMU (pre-protected SRTP, AES_CM_128_HMAC_SHA1_80, or plain RTP), spread over the 20 ms period in
-  bursts. Most sockets never read (their receive buffers are at the kernel minimum, so the phones cost
-  no reader); a sample of them do, timestamping each packet to check what the participants get.
+  of PCMU or Opus (pre-protected SRTP, AES_CM_128_HMAC_SHA1_80, or plain RTP), spread over the 20 ms
+  period in bursts. Most sockets never read (their receive buffers are at the kernel minimum, so the
+  phones cost no reader); a sample of them do, timestamping each packet to check what the participants get.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from multiprocessing.connection import Connection
 import numpy as np
 
 from imsconf.app.heap import realtime_priority, settle_heap
+from imsconf.media._codecs import OpusEncoder
 from imsconf.media.control import LocalMediaControl
-from imsconf.media.engine import Direction, MediaEngine
+from imsconf.media.engine import Direction, LegConfig, MediaEngine
 from imsconf.media.g711 import ulaw_encode
 from imsconf.media.rtp import pack_rtp_header
 from imsconf.media.srtp import SrtpKeys, SrtpSender
@@ -34,6 +35,9 @@ SUITE = "AES_CM_128_HMAC_SHA1_80"
 TICK = 0.020
 SLOTS = 10  # the generator spreads each 20 ms period over this many send bursts
 CLK = os.sysconf("SC_CLK_TCK")
+# codec -> (payload type, a=rtpmap name, RTP clock); Opus: 16 kHz audio inside, the RTP clock of RFC 7587
+CODECS = {"pcmu": (0, "PCMU", 8000), "opus": (111, "opus", 48000)}
+OPUS_TALKERS = 3  # Opus: the legs per conference that talk (the others send encoded silence)
 
 
 def pin(cpu: int) -> str:
@@ -89,7 +93,9 @@ def set_nice(nice: int) -> str:
     return f" nice {nice}" if nice else ""
 
 
-def imsconf_main(conn: Connection, n: int, layout: str, plain: bool, port_base: int, nice: int = 0) -> None:
+def imsconf_main(
+    conn: Connection, n: int, layout: str, plain: bool, port_base: int, nice: int = 0, codec: str = "pcmu"
+) -> None:
     """Mixer process. Protocol: send ports; recv (remote addrs, keys); send "ready"; recv "window" ->
     reset the window; recv "report" -> send the window's figures; recv "stop"."""
     where = pin(1) + set_nice(nice)
@@ -100,10 +106,12 @@ def imsconf_main(conn: Connection, n: int, layout: str, plain: bool, port_base: 
         import uvloop
 
         runner = uvloop.run
-    runner(_imsconf(conn, n, layout, plain, port_base, where))
+    runner(_imsconf(conn, n, layout, plain, port_base, where, codec))
 
 
-async def _imsconf(conn: Connection, n: int, layout: str, plain: bool, port_base: int, where: str) -> None:
+async def _imsconf(
+    conn: Connection, n: int, layout: str, plain: bool, port_base: int, where: str, codec: str
+) -> None:
     loop = asyncio.get_running_loop()
     engine = MediaEngine(allow_plain_rtp=plain)
     transport = UdpMediaTransport(engine, "127.0.0.1", port_base, port_base + 4 * n + 1000)
@@ -119,17 +127,23 @@ async def _imsconf(conn: Connection, n: int, layout: str, plain: bool, port_base
         if keys is not None:
             (tx_key, tx_salt), (rx_key, rx_salt) = keys[i]
             tx, rx = SrtpKeys(SUITE, tx_key, tx_salt), SrtpKeys(SUITE, rx_key, rx_salt)
-        control.configure_leg(
-            f"l{i}",
-            remote_rtp=tuple(remote_addrs[i]),
-            remote_rtcp=None,
-            codec_pt=0,
-            codec_name="PCMU",
-            dtmf_pt=101,
-            tx_keys=tx,
-            rx_keys=rx,
-            direction=Direction.SENDRECV,
-        )
+        if codec == "pcmu":
+            control.configure_leg(
+                f"l{i}",
+                remote_rtp=tuple(remote_addrs[i]),
+                remote_rtcp=None,
+                codec_pt=0,
+                codec_name="PCMU",
+                dtmf_pt=101,
+                tx_keys=tx,
+                rx_keys=rx,
+                direction=Direction.SENDRECV,
+            )
+        else:  # a codec leg, as the focus configures one after choosing it from the SDP
+            pt, name, clock = CODECS[codec]
+            remote = tuple(remote_addrs[i])
+            cfg = LegConfig(remote, None, pt, name, 101, Direction.SENDRECV, codec_clock=clock)
+            engine.configure_leg(f"l{i}", cfg, tx, rx)
     # As `imsconf mixer` runs: the production heap policy (BENCH_GC=off: the interpreter's defaults).
     if os.environ.get("BENCH_GC", "settle") != "off":
         settle_heap()
@@ -203,7 +217,26 @@ async def _imsconf(conn: Connection, n: int, layout: str, plain: bool, port_base
 # --------------------------------------------------------------------------------- load generator
 
 
-def generator_main(conn: Connection, n: int, sample: int) -> None:
+def opus_payloads(n: int, layout: str, frames: int) -> list[list[bytes]]:
+    """Opus frames (16 kHz audio, 24 kbit/s, in-band FEC) for *n* phones: the first :data:`OPUS_TALKERS`
+    legs of each conference send a tone (one of 50, each a whole number of cycles per lap), the others
+    silence. Encoded once per distinct stream: the phones are not what is measured."""
+    per_conf = n if layout == "one" else 5
+    t = np.arange(320 * frames) / 16000
+    streams: dict[int, list[bytes]] = {}
+    out = []
+    for i in range(n):
+        key = -1 if i % per_conf >= OPUS_TALKERS else i % 50
+        if key not in streams:
+            enc = OpusEncoder(sample_rate=16000, bitrate=24000)
+            amp = 0 if key < 0 else 300 + (key * 7919) % 6000
+            pcm = np.round(amp * np.sin(2 * np.pi * (300 + max(key, 0) * 50) * t)).astype(np.int16)
+            streams[key] = [enc.encode(pcm[320 * k : 320 * (k + 1)].tobytes()) for k in range(frames)]
+        out.append(streams[key])
+    return out
+
+
+def generator_main(conn: Connection, n: int, sample: int, codec: str = "pcmu", layout: str = "one") -> None:
     """Phones. Protocol: send local addrs; recv (dest addrs, keys or None); send "ready"; recv
     (seconds, window_start, window_end) and run; send the report."""
     pin(0)
@@ -218,13 +251,19 @@ def generator_main(conn: Connection, n: int, sample: int) -> None:
         socks.append(s)
     conn.send([s.getsockname() for s in socks])
     dests, keys = conn.recv()
-    frames = 600  # 12 s of audio, repeated (SRTP: the sequence keeps counting, so re-protect per lap)
-    t = np.arange(160 * frames) / 8000
+    pt, _, clock = CODECS[codec]
+    ts_step = clock // 50
     payloads: list[list[bytes]] = []
-    for i in range(n):
-        amp = 300 + (i * 7919) % 6000  # distinct loudness per leg, so the K loudest are stable
-        pcm = np.round(amp * np.sin(2 * np.pi * (300 + (i % 50) * 50) * t)).astype(np.int16)
-        payloads.append([ulaw_encode(pcm[160 * k : 160 * (k + 1)]) for k in range(frames)])
+    if codec == "opus":
+        frames = 50  # 1 s of audio, repeated
+        payloads = opus_payloads(n, layout, frames)
+    else:
+        frames = 600  # 12 s of audio, repeated (SRTP: the sequence keeps counting, so re-protect per lap)
+        t = np.arange(160 * frames) / 8000
+        for i in range(n):
+            amp = 300 + (i * 7919) % 6000  # distinct loudness per leg, so the K loudest are stable
+            pcm = np.round(amp * np.sin(2 * np.pi * (300 + (i % 50) * 50) * t)).astype(np.int16)
+            payloads.append([ulaw_encode(pcm[160 * k : 160 * (k + 1)]) for k in range(frames)])
     senders = [SrtpSender(SrtpKeys(SUITE, *keys[i])) for i in range(n)] if keys is not None else None
     for i, s in enumerate(socks):
         if i not in sampled:
@@ -265,7 +304,7 @@ def generator_main(conn: Connection, n: int, sample: int) -> None:
             elif delay < -0.010:
                 behind += 1
             for i in legs:
-                pkt = pack_rtp_header(0, k & 0xFFFF, (160 * k) & 0xFFFFFFFF, 0x1000 + i) + payloads[i][f]
+                pkt = pack_rtp_header(pt, k & 0xFFFF, (ts_step * k) & 0xFFFFFFFF, 0x1000 + i) + payloads[i][f]
                 if senders is not None:
                     pkt = senders[i].protect(pkt)
                 snd = sends[i]

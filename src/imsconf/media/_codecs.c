@@ -361,11 +361,15 @@ static int bandwidth_of(int hz) {
 
 static int opusenc_init(OpusEnc *self, PyObject *args, PyObject *kw) {
     static char *kwlist[] = {"sample_rate", "bitrate", "fec", "dtx", "max_playback_rate", "loss_percent",
-                             NULL};
-    int rate = 16000, bitrate = 24000, fec = 1, dtx = 0, maxrate = 16000, loss = 10, err = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|iippii:OpusEncoder", kwlist, &rate, &bitrate, &fec, &dtx,
-                                     &maxrate, &loss))
+                             "complexity", NULL};
+    int rate = 16000, bitrate = 24000, fec = 1, dtx = 0, maxrate = 16000, loss = 10, complexity = 5, err = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|iippiii:OpusEncoder", kwlist, &rate, &bitrate, &fec, &dtx,
+                                     &maxrate, &loss, &complexity))
         return -1;
+    if (complexity < 0 || complexity > 10) {
+        PyErr_SetString(PyExc_ValueError, "Opus complexity must be 0..10");
+        return -1;
+    }
     if (self->st != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "codec object already initialised");
         return -1;
@@ -381,6 +385,7 @@ static int opusenc_init(OpusEnc *self, PyObject *args, PyObject *kw) {
         opus_encoder_ctl(self->st, OPUS_SET_INBAND_FEC(fec)) != OPUS_OK ||
         opus_encoder_ctl(self->st, OPUS_SET_DTX(dtx)) != OPUS_OK ||
         opus_encoder_ctl(self->st, OPUS_SET_PACKET_LOSS_PERC(loss)) != OPUS_OK ||
+        opus_encoder_ctl(self->st, OPUS_SET_COMPLEXITY(complexity)) != OPUS_OK ||
         opus_encoder_ctl(self->st, OPUS_SET_MAX_BANDWIDTH(bandwidth_of(maxrate))) != OPUS_OK ||
         opus_encoder_ctl(self->st, OPUS_SET_SIGNAL(OPUS_SIGNAL_VOICE)) != OPUS_OK) {
         PyErr_SetString(PyExc_ValueError, "opus_encoder_ctl rejected a setting");

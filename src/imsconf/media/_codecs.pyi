@@ -39,6 +39,7 @@ class OpusEncoder:
         dtx: bool = False,
         max_playback_rate: int = 16000,
         loss_percent: int = 10,
+        complexity: int = 5,
     ) -> None: ...
     def encode(self, pcm: Buffer, /) -> bytes: ...
 

@@ -26,6 +26,9 @@ class OpusSettings:
     dtx: bool = False  # the peer's usedtx=1
     max_playback_rate: int = 16000  # the peer's maxplaybackrate, capped by our sample rate
     loss_percent: int = 10  # expected loss: how much of the bitrate the FEC may take
+    # libopus's complexity 0-10: 5 costs about 100 µs per 20 ms frame at 16 kHz, 10 (the library's
+    # default) 250 µs (docs/decisions/0016-codecs.md); Janus's AudioBridge encodes at 4 by default
+    complexity: int = 5
 
 
 class Opus:
@@ -43,6 +46,7 @@ class Opus:
                 dtx=s.dtx,
                 max_playback_rate=min(s.max_playback_rate, s.sample_rate),
                 loss_percent=s.loss_percent,
+                complexity=s.complexity,
             )
             self._dec = _codecs.OpusDecoder(sample_rate=s.sample_rate)
         except ValueError as exc:
