@@ -331,3 +331,42 @@ def test_a_real_wideband_codec_leg_and_a_pcmu_leg(name: str, clock: int) -> None
     w = np.concatenate(heard_w[-25:])
     assert amp(n, 1000.0, 8000) > 3000 and amp(n, 500.0, 8000) < 100
     assert amp(w, 500.0, 16000) > 3000 and amp(w, 1000.0, 16000) < 300
+
+
+@pytest.mark.parametrize(("name", "clock"), [("L16", 16000), ("opus", 48000), ("G722", 8000)])
+def test_a_codec_leg_hears_its_prompt_by_its_own_codec_then_the_conference(name: str, clock: int) -> None:
+    """``beep`` (1 kHz) played once to a codec leg reaches it, encoded by its codec, in place of the
+    conference; when it ends (PromptFinished) the leg hears the PCMU leg's 500 Hz again."""
+    from imsconf.media.codec_port import negotiated_codec
+    from imsconf.media.engine import PromptFinished
+
+    eng = MediaEngine(allow_plain_rtp=True, rng=random.Random(1))
+    w_addr, n_addr = ("192.0.2.8", 7300), ("192.0.2.8", 7302)
+    eng.add_leg("w", "c", 25100, 25100, True)
+    eng.configure_leg("w", LegConfig(w_addr, None, 96, name, 101, codec_clock=clock), None, None)
+    eng.add_leg("n", "c", 25102, 25102, True)
+    eng.configure_leg("n", LegConfig(n_addr, None, 0, "PCMU", 101), None, None)
+    phone_dec = negotiated_codec(name, clock, {})
+    heard: list[np.ndarray] = []
+    events: list[tuple[int, object]] = []
+    now = 0.0
+    for i in range(80):
+        if i == 40:
+            eng.play_prompt("w", "beep", loop=False)
+        pn = ulaw_encode(tone(500.0, 8000, 160, 160 * i))
+        eng.receive_batch(now, [(25102, HDR.pack(0x80, 0, i, 160 * i, 0x52) + pn, n_addr)])
+        for port, data, _ in eng.tick(now):
+            if port == 25100 and not 192 <= data[1] <= 223:
+                pcm, _ = phone_dec.decode(data[12:])
+                heard.append(np.asarray(pcm, dtype=np.int16))
+        events.extend((i, ev) for ev in eng.events())
+        now += T
+    finished = [i for i, ev in events if ev == PromptFinished("w", "beep")]
+    assert len(finished) == 1 and 46 <= finished[0] <= 50, finished  # 150 ms: 8 frames
+    rate = phone_dec.sample_rate
+    before = np.concatenate(heard[30:40])
+    during = np.concatenate(heard[42:47])
+    after = np.concatenate(heard[60:80])
+    assert amp(before, 500.0, rate) > 1000 and amp(before, 1000.0, rate) < 200
+    assert amp(during, 1000.0, rate) > 1000 and amp(during, 500.0, rate) < 200
+    assert amp(after, 500.0, rate) > 1000 and amp(after, 1000.0, rate) < 200

@@ -127,7 +127,7 @@ class Mixdown:
             leg
             for legs in (order, t.wide_order)
             for leg in legs
-            if (leg.lobby or leg.prompt is not None or leg.deaf) and leg.wb is None
+            if leg.lobby or leg.prompt is not None or leg.deaf
         ]
         for i, leg in enumerate(mixing):
             leg.mix_pos = i

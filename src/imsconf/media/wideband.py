@@ -16,8 +16,9 @@ the tick's rebuild and mixed here, at 16 kHz (320 samples per tick), every such 
   codec. 8 kHz listeners get the mix downsampled: once per conference for the common mix (the group's
   stream keeps the filter's history), per speaker for its N-1 mix (with the history of what it heard).
 
-Prompts reach G.711 legs as on the 8 kHz path; a codec leg in the lobby, deaf or with a prompt hears
-silence. Group downlink epochs do not carry these conferences (each leg gets its own stream).
+Prompts reach G.711 legs as on the 8 kHz path; a codec leg hears its prompt encoded by its own codec
+(the prompt's 8 kHz frame, upsampled with the leg's own history for a 16 kHz codec), and silence in the
+lobby or deaf. Group downlink epochs do not carry these conferences (each leg gets its own stream).
 """
 
 from __future__ import annotations
@@ -57,10 +58,11 @@ class FrameSend(Protocol):
 class _LegState:
     """A leg's filter state in the 16 kHz mix."""
 
-    __slots__ = ("heard", "in_tick", "up")
+    __slots__ = ("heard", "in_tick", "prompt_up", "up")
 
     def __init__(self) -> None:
         self.up = np.zeros(UP_HISTORY, dtype=np.float32)  # its 8 kHz input's tail (upsampler)
+        self.prompt_up = np.zeros(UP_HISTORY, dtype=np.float32)  # the 8 kHz prompt it hears: tail
         self.heard = np.zeros(DOWN_HISTORY, dtype=np.float32)  # the 16 kHz mix it heard as speaker: tail
         self.in_tick = -2  # the last tick its input was in the mix
 
@@ -230,7 +232,9 @@ class WidebandMix:
             wb = leg.wb
             payload = leg.mix_payload if wb is None else None  # a G.711 leg's prompt or silence
             if payload is None:
-                if leg.lobby or leg.deaf or leg.prompt is not None:
+                if leg.prompt is not None and wb is not None:
+                    payload = self.prompt_frame(leg, wb)
+                elif leg.lobby or leg.deaf or leg.prompt is not None:
                     payload = self.silence(leg)
                 elif leg.speaker:
                     payload = self.encode_own(leg, self.speaker_mix[leg])
@@ -260,6 +264,17 @@ class WidebandMix:
         if wb is None:
             return SILENCE_FRAMES[leg.codec_id]
         return wb.encode(np.zeros(wb.frame_samples, dtype=np.int16))
+
+    def prompt_frame(self, leg: Leg, wb: Codec) -> bytes:
+        """This tick's frame of the leg's prompt (the one the lobby part just stepped past), by its codec."""
+        play = leg.prompt
+        assert play is not None
+        i = max(play.pos - 1, 0) * FRAME_SAMPLES
+        pcm8 = play.prompt.pcm[i : i + FRAME_SAMPLES]
+        if wb.sample_rate == 8000:
+            return wb.encode(pcm8)
+        up = upsample2(pcm8.astype(np.float32)[None, :], self.legs[leg].prompt_up[None, :])[0]
+        return wb.encode(np.clip(np.rint(up), -32768, 32767).astype(np.int16))
 
     def encode_own(self, leg: Leg, mix16: Int16Array) -> bytes:
         """A speaker's N-1 mix (or, for comparison, a listener's common mix) by the leg's own codec."""
