@@ -96,14 +96,7 @@ class Egress:
         t = self.table
         out: list[Datagram] = []
         append = out.append
-        pack_into = HDR.pack_into
-        txb = t.txb
-        txc = t.txc
-        view = t.txview
-        lenp = t.lenp
-        protect = srtp_lib.srtp_protect
         ts_now = FRAME_SAMPLES * (t.ticks - 1)
-        end = 12 + FRAME_SAMPLES
         dropped = errors = protects = failed = 0
         sending = all_sending = t.sending
         c_legs = t.c_legs
@@ -112,37 +105,13 @@ class Egress:
             payloads = [leg.mix_payload or common[leg.codec_id][leg.conf_idx] for leg in c_legs]
             dropped, errors, failed, protects = self.rtp_batch.send(t.c_slots, payloads, ts_now)
             sending = t.py_sending
-        for leg in sending:
-            payload = leg.mix_payload or common[leg.codec_id][leg.conf_idx]
-            seq = leg.seq
-            pt = leg.codec_pt
-            if leg.marker:
-                pt |= 0x80
-                leg.marker = False
-            pack_into(txb, 0, 0x80, pt, seq, (leg.ts0 + ts_now) & TS_MASK, leg.ssrc)
-            txb[12:end] = payload
-            leg.seq = (seq + 1) & 0xFFFF
-            handle = leg.tx.handle  # type: ignore[union-attr]
-            n = end
-            if handle is not None:
-                lenp[0] = end
-                protects += 1
-                if protect(handle, txc, lenp):
-                    failed += 1
-                    continue
-                n = lenp[0]
-            leg.packets_sent += 1
-            send = leg.send
-            if send is None or direct is None:
-                assert leg.remote_rtp is not None
-                append((leg.rtp_port, txb[0:n], leg.remote_rtp))
-                continue
-            try:
-                send(view[:n])
-            except BlockingIOError:
-                dropped += 1
-            except OSError:
-                errors += 1
+        if sending:
+            payloads = [leg.mix_payload or common[leg.codec_id][leg.conf_idx] for leg in sending]
+            p, d, e, f = self.send_own(sending, payloads, direct, append)
+            protects += p
+            dropped += d
+            errors += e
+            failed += f
         if failed:
             t.protect_failed += failed
         sent = len(all_sending)
@@ -175,6 +144,28 @@ class Egress:
         :mod:`imsconf.media.wideband`): payloads of any length, the timestamp at the leg's codec clock.
         Adds to the tick's figures; the dropped and refused sends to ``direct``."""
         t = self.table
+        protects, dropped, errors, failed = self.send_own(legs, payloads, direct, append)
+        if failed:
+            t.protect_failed += failed
+        t.tick_protects += protects
+        t.tick_sent += len(legs)
+        t.protects_total += protects
+        if direct is not None:
+            direct[0] += dropped
+            direct[1] += errors
+
+    def send_own(
+        self,
+        legs: list[Leg],
+        payloads: list[bytes],
+        direct: list[int] | None,
+        append: Callable[[Datagram], None],
+    ) -> tuple[int, int, int, int]:
+        """The Python path of a leg's own stream: header (the timestamp at the leg's codec clock), protect
+        and send one payload per leg (any length; an empty one is discontinuous transmission and sends
+        nothing); a leg without a send function, or with ``direct`` None, goes to ``append``. Returns
+        (protect calls, sends dropped, sends refused, protections failed)."""
+        t = self.table
         pack_into = HDR.pack_into
         txb = t.txb
         txc = t.txc
@@ -186,7 +177,7 @@ class Egress:
         for leg, payload in zip(legs, payloads, strict=True):
             end = 12 + len(payload)
             if end == 12:
-                continue  # discontinuous transmission: the codec sends nothing this tick
+                continue
             if end > MAX_PLAIN:
                 failed += 1
                 continue
@@ -219,14 +210,7 @@ class Egress:
                 dropped += 1
             except OSError:
                 errors += 1
-        if failed:
-            t.protect_failed += failed
-        t.tick_protects += protects
-        t.tick_sent += len(legs)
-        t.protects_total += protects
-        if direct is not None:
-            direct[0] += dropped
-            direct[1] += errors
+        return protects, dropped, errors, failed
 
     def set_send(self, rtp_port: int, send: SendFunc | None, fd: int = -1) -> None:
         """Let :meth:`~imsconf.media.mixdown.Mixdown.tick_send` hand the leg's RTP packets to ``send``
