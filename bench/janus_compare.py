@@ -20,7 +20,8 @@ With ``--codec opus`` every participant speaks Opus (RFC 7587: RTP clock 48000, 
 audio at 24 kbit/s with in-band FEC), only three per conference talk (the others send encoded silence),
 Janus rooms run at 16 kHz (``--janus-rate``; Janus decodes and encodes Opus for each participant, its home
 ground), and imsconf runs with SRTP on (nothing relaxed: its Opus legs as the focus configures them, one
-encode per listener group) against Janus on plain RTP.
+encode per listener group) against Janus on plain RTP. ``--codec g722`` and ``--codec amr-wb`` measure
+imsconf alone (Janus 1.1's AudioBridge takes Opus, PCMU and PCMA only).
 
     .venv/bin/python bench/janus_compare.py
     .venv/bin/python bench/janus_compare.py --janus-sizes 200,300,400,500 --imsconf-sizes 1500,2000,2500
@@ -48,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from mixer_capacity import capacity
-from mixer_load import CODECS, OPUS_TALKERS, TICK, core_busy, generator_main, proc_cpu
+from mixer_load import CODECS, TALKERS, TICK, core_busy, generator_main, proc_cpu
 
 PLUGINS = Path("/usr/lib/x86_64-linux-gnu/janus/plugins")
 TRANSPORTS = Path("/usr/lib/x86_64-linux-gnu/janus/transports")
@@ -308,7 +309,7 @@ def main() -> None:
         help="SCHED_RR priority for both mixers (every Janus thread; imsconf's media_realtime_priority); 0: nice",
     )
     args = ap.parse_args()
-    rate = args.janus_rate or (16000 if args.codec == "opus" else 8000)
+    rate = args.janus_rate or (8000 if args.codec == "pcmu" else 16000)
     os.environ["BENCH_RT"] = str(args.realtime)
     layouts = args.layouts.split(",")
     print(
@@ -317,10 +318,12 @@ def main() -> None:
     )
     janus: dict[str, int] | None = None
     why = ""
-    if shutil.which("janus") is None or not (PLUGINS / "libjanus_audiobridge.so").exists():
+    if args.codec not in ("pcmu", "opus"):
+        why = f"Janus's AudioBridge has no {args.codec} (it takes opus, pcmu and pcma)"
+    elif shutil.which("janus") is None or not (PLUGINS / "libjanus_audiobridge.so").exists():
         why = "janus (with the audiobridge plugin) is not installed: apt-get install -y janus"
     else:
-        talk = f", {OPUS_TALKERS} talkers per conference" if args.codec == "opus" else ""
+        talk = f", {TALKERS} talkers per conference" if args.codec != "pcmu" else ""
         print(f"\n== Janus AudioBridge, plain RTP {args.codec} participants{talk}, {rate} Hz rooms")
         with tempfile.TemporaryDirectory(prefix="janus-bench-") as d:
             try:

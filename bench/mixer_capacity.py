@@ -23,6 +23,7 @@ runs.
 
     .venv/bin/python bench/mixer_capacity.py                     # default steps, about 3 minutes
     .venv/bin/python bench/mixer_capacity.py --sizes 1000,1500 --repeat 5
+    .venv/bin/python bench/mixer_capacity.py --codec amr-wb --sizes 100,200,300   # AMR-WB phones, 3 talkers
     IMSCONF_FASTPATH=0 .venv/bin/python bench/mixer_capacity.py --realtime 0   # the previous stop's mixer
 """
 
@@ -37,7 +38,7 @@ import sys
 import time
 from typing import Any
 
-from mixer_load import SUITE, TICK, core_busy, generator_main, imsconf_main, proc_cpu
+from mixer_load import CODECS, SUITE, TICK, core_busy, generator_main, imsconf_main, proc_cpu
 
 NICE = -10
 
@@ -186,13 +187,16 @@ def main() -> None:
         help="the mixer's media_realtime_priority (SCHED_RR 1-99; 0: only --nice), as a deployment sets it",
     )
     ap.add_argument("--keep-going", action="store_true", help="do not stop a layout at its first failing N")
+    ap.add_argument(
+        "--codec", choices=sorted(CODECS), default="pcmu", help="the phones' codec (others: 3 talkers)"
+    )
     args = ap.parse_args()
     NICE = args.nice
     os.environ["BENCH_RT"] = str(args.realtime)  # read by the mixer process (mixer_load.set_nice)
     sizes = [int(s) for s in args.sizes.split(",")]
     mode = "plain RTP (allow_plain_rtp=True: SRTP relaxed)" if args.plain else f"SRTP {SUITE} both ways"
     print(
-        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {mode}, PCMU 20 ms, K=3, 50 pps per leg, "
+        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {mode}, {args.codec} 20 ms, K=3, 50 pps per leg, "
         f"mixer on CPU 1 (media_realtime_priority {args.realtime}, else nice {args.nice}), generator on CPU 0, median of {args.repeat} runs of {args.measure:g} s"
     )
     summary = capacity(
@@ -204,6 +208,7 @@ def main() -> None:
         args.measure,
         args.port_base,
         args.keep_going,
+        args.codec,
     )
     for layout, best in summary.items():
         print(f"largest passing N ({layout}): {best}")

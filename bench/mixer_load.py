@@ -2,10 +2,11 @@
 
 * :func:`imsconf_main` runs the real media plane (MediaEngine + UdpMediaTransport: one connected socket
   per leg, rtcp-mux, timed socket drains) in its own process, pinned to CPU 1.
-* :func:`generator_main` is the phones, in another process on CPU 0: N sockets, each sending 50 packets/s
-  of PCMU or Opus (pre-protected SRTP, AES_CM_128_HMAC_SHA1_80, or plain RTP), spread over the 20 ms
-  period in bursts. Most sockets never read (their receive buffers are at the kernel minimum, so the
-  phones cost no reader); a sample of them do, timestamping each packet to check what the participants get.
+* :func:`generator_main` is the phones, in another process on CPU 0: N sockets, each sending 50
+  packets/s of PCMU or a wideband codec (pre-protected SRTP, AES_CM_128_HMAC_SHA1_80, or plain RTP),
+  spread over the 20 ms period in bursts. Most sockets never read (their receive buffers are at the
+  kernel minimum, so the phones cost no reader); a sample of them do, timestamping each packet to check
+  what the participants get.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from multiprocessing.connection import Connection
 import numpy as np
 
 from imsconf.app.heap import realtime_priority, settle_heap
-from imsconf.media._codecs import OpusEncoder
+from imsconf.media.codec_port import negotiated_codec
 from imsconf.media.control import LocalMediaControl
 from imsconf.media.engine import Direction, LegConfig, MediaEngine
 from imsconf.media.g711 import ulaw_encode
@@ -35,9 +36,15 @@ SUITE = "AES_CM_128_HMAC_SHA1_80"
 TICK = 0.020
 SLOTS = 10  # the generator spreads each 20 ms period over this many send bursts
 CLK = os.sysconf("SC_CLK_TCK")
-# codec -> (payload type, a=rtpmap name, RTP clock); Opus: 16 kHz audio inside, the RTP clock of RFC 7587
-CODECS = {"pcmu": (0, "PCMU", 8000), "opus": (111, "opus", 48000)}
-OPUS_TALKERS = 3  # Opus: the legs per conference that talk (the others send encoded silence)
+# codec -> (payload type, a=rtpmap name, RTP clock); Opus: 16 kHz audio inside, the RTP clock of RFC 7587;
+# G.722: 16 kHz audio, the 8000 Hz clock of RFC 3551
+CODECS = {
+    "pcmu": (0, "PCMU", 8000),
+    "opus": (111, "opus", 48000),
+    "amr-wb": (100, "AMR-WB", 16000),
+    "g722": (9, "G722", 8000),
+}
+TALKERS = 3  # codec phones: the legs per conference that talk (the others send encoded silence)
 
 
 def pin(cpu: int) -> str:
@@ -217,21 +224,24 @@ async def _imsconf(
 # --------------------------------------------------------------------------------- load generator
 
 
-def opus_payloads(n: int, layout: str, frames: int) -> list[list[bytes]]:
-    """Opus frames (16 kHz audio, 24 kbit/s, in-band FEC) for *n* phones: the first :data:`OPUS_TALKERS`
-    legs of each conference send a tone (one of 50, each a whole number of cycles per lap), the others
-    silence. Encoded once per distinct stream: the phones are not what is measured."""
+def codec_payloads(codec: str, n: int, layout: str, frames: int) -> list[list[bytes]]:
+    """RTP payloads of *codec* (the project's codec objects with their defaults: Opus 16 kHz 24 kbit/s
+    with in-band FEC, AMR-WB 23.85 octet-aligned, G.722 64 kbit/s) for *n* phones: the first
+    :data:`TALKERS` legs of each conference send a tone (one of 50, each a whole number of cycles per
+    lap), the others silence. Encoded once per distinct stream: the phones are not what is measured."""
+    _, name, clock = CODECS[codec]
     per_conf = n if layout == "one" else 5
-    t = np.arange(320 * frames) / 16000
     streams: dict[int, list[bytes]] = {}
     out = []
     for i in range(n):
-        key = -1 if i % per_conf >= OPUS_TALKERS else i % 50
+        key = -1 if i % per_conf >= TALKERS else i % 50
         if key not in streams:
-            enc = OpusEncoder(sample_rate=16000, bitrate=24000)
+            enc = negotiated_codec(name, clock, {})
+            fs = enc.frame_samples
+            t = np.arange(fs * frames) / enc.sample_rate
             amp = 0 if key < 0 else 300 + (key * 7919) % 6000
             pcm = np.round(amp * np.sin(2 * np.pi * (300 + max(key, 0) * 50) * t)).astype(np.int16)
-            streams[key] = [enc.encode(pcm[320 * k : 320 * (k + 1)].tobytes()) for k in range(frames)]
+            streams[key] = [enc.encode(pcm[fs * k : fs * (k + 1)]) for k in range(frames)]
         out.append(streams[key])
     return out
 
@@ -254,9 +264,9 @@ def generator_main(conn: Connection, n: int, sample: int, codec: str = "pcmu", l
     pt, _, clock = CODECS[codec]
     ts_step = clock // 50
     payloads: list[list[bytes]] = []
-    if codec == "opus":
+    if codec != "pcmu":
         frames = 50  # 1 s of audio, repeated
-        payloads = opus_payloads(n, layout, frames)
+        payloads = codec_payloads(codec, n, layout, frames)
     else:
         frames = 600  # 12 s of audio, repeated (SRTP: the sequence keeps counting, so re-protect per lap)
         t = np.arange(160 * frames) / 8000
