@@ -13,6 +13,7 @@ import asyncio
 import datetime
 import socket
 import ssl
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -373,3 +374,48 @@ def test_tls_1_2_and_1_3_with_a_self_signed_client_certificate(
             await listeners.close()
 
     asyncio.run(run())
+
+
+_MDWE_HANDSHAKE = """
+import asyncio, ctypes, socket, ssl, sys
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.prctl(65, 1, 0, 0, 0) != 0:  # PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN (Linux 6.3)
+    sys.exit(77)
+from pathlib import Path
+from imsconf.app.tls_accept import TlsServer, tls_peer
+cert, key, ca, client_cert, client_key = sys.argv[1:6]
+
+class Peer(asyncio.Protocol):
+    def connection_made(self, transport):
+        peer = tls_peer(transport)
+        transport.write(b"cert=%d verified=%d" % (peer.certificate is not None, peer.chain_verified))
+        transport.close()
+
+def client(port):
+    ctx = ssl.create_default_context(cafile=ca)
+    ctx.load_cert_chain(client_cert, client_key)
+    with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="localhost") as s:
+        return s.recv(100)
+
+async def main():
+    tls = TlsServer(Path(cert), Path(key), Path(ca))
+    server = await asyncio.get_running_loop().create_server(lambda: tls.wrap(Peer()), "127.0.0.1", 0)
+    print((await asyncio.to_thread(client, server.sockets[0].getsockname()[1])).decode())
+    server.close()
+
+asyncio.run(main())
+"""
+
+
+def test_the_verify_callback_works_under_memory_deny_write_execute(tmp_path: Path) -> None:
+    """The units' MemoryDenyWriteExecute (PR_SET_MDWE): a cffi callback could not be made there."""
+    pki = ensure_dev_pki(tmp_path, ["localhost"])
+    client = self_signed(tmp_path / "certs", "alice")
+    args = [str(p) for p in (pki.server_cert, pki.server_key, pki.ca_cert, *client)]
+    done = subprocess.run(
+        [sys.executable, "-c", _MDWE_HANDSHAKE, *args], capture_output=True, timeout=60, check=False
+    )
+    if done.returncode == 77:
+        pytest.skip("this kernel has no PR_SET_MDWE")
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.decode().strip() == "cert=1 verified=0"

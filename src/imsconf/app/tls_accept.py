@@ -7,8 +7,8 @@ verifying its chain, so this module runs OpenSSL through pyOpenSSL on memory BIO
 :class:`asyncio.Protocol` over a plain TCP connection (docs/decisions/0020-pyopenssl-tls.md):
 
 * :class:`TlsServer`: TLS 1.2 or later, the server certificate and key, ``VERIFY_PEER`` with a verify
-  callback that lets every client certificate through and records whether its chain verified against the
-  conference CA; ``handshake_timeout`` seconds for a connection to finish its handshake.
+  callback that lets every client certificate through (whether its chain verified against the conference
+  CA is read after the handshake); ``handshake_timeout`` seconds for a connection to finish its handshake.
 * :meth:`TlsServer.wrap` puts an application protocol (the MSRP or BFCP connection) behind TLS: that
   protocol's ``connection_made`` comes after the handshake, with a transport whose ``write`` encrypts,
   whose ``close`` sends close_notify, and whose ``get_extra_info("tls_peer")`` is a :class:`TlsPeer` (the
@@ -22,6 +22,7 @@ Logs name the peer and the OpenSSL reason only; no key material, no certificate.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,8 @@ from typing import Any, cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from OpenSSL import SSL, crypto
+from OpenSSL import SSL
+from OpenSSL import _util as _openssl  # the library pyOpenSSL binds: one verify callback of our own
 
 __all__ = ["TlsPeer", "TlsServer", "tls_peer"]
 
@@ -54,21 +56,27 @@ def tls_peer(transport: asyncio.BaseTransport) -> TlsPeer | None:
     return peer if isinstance(peer, TlsPeer) else None
 
 
-class _Verify:
-    """The verify callback's record for one connection (its app data)."""
+# The verify callback is a ctypes closure, not pyOpenSSL's ``set_verify(mode, callback)``: that one is a
+# cffi ``ffi.callback``, which needs memory both writable and executable and so fails to be made under the
+# unit's MemoryDenyWriteExecute (the kernel's PR_SET_MDWE); ctypes closures come from libffi's static
+# trampolines. It lets every certificate through; what verification found stays in the connection's
+# verify result (``SSL_get_verify_result``: X509_V_OK only when no step of the chain failed).
+_VERIFY_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_void_p)
+_ACCEPT_ANY = _VERIFY_CALLBACK(lambda preverify_ok, store_ctx: 1)
 
-    __slots__ = ("failed",)
 
-    def __init__(self) -> None:
-        self.failed = False
+def _request_any_client_certificate(ctx: SSL.Context) -> None:
+    """VERIFY_PEER (the server asks for a certificate) with :data:`_ACCEPT_ANY` as the verify callback."""
+    ctx.set_verify(SSL.VERIFY_PEER)  # pyOpenSSL's own state: verification on, no Python callback
+    address = ctypes.cast(_ACCEPT_ANY, ctypes.c_void_p).value
+    _openssl.lib.SSL_CTX_set_verify(
+        ctx._context, SSL.VERIFY_PEER, _openssl.ffi.cast("int (*)(int, X509_STORE_CTX *)", address)
+    )
 
 
-def _verify(conn: SSL.Connection, cert: crypto.X509, errno: int, depth: int, ok: int) -> bool:
-    """Let every client certificate through; note a chain that did not verify against the CA."""
-    record = conn.get_app_data()
-    if not ok and isinstance(record, _Verify):
-        record.failed = True
-    return True
+def _chain_verified(conn: SSL.Connection) -> bool:
+    """The peer's chain verified against the trusted CA (read after the handshake)."""
+    return bool(_openssl.lib.SSL_get_verify_result(conn._ssl) == _openssl.lib.X509_V_OK)
 
 
 class TlsServer:
@@ -83,7 +91,7 @@ class TlsServer:
         ctx.use_privatekey_file(str(key))
         ctx.check_privatekey()
         ctx.load_verify_locations(str(ca))
-        ctx.set_verify(SSL.VERIFY_PEER, _verify)
+        _request_any_client_certificate(ctx)
         ctx.set_session_id(b"imsconf-media")  # resumption with client certificates needs a context id
         self.context = ctx
         self.handshake_timeout = handshake_timeout
@@ -133,9 +141,7 @@ class _TlsProtocol(asyncio.Protocol):
     def __init__(self, server: TlsServer, inner: asyncio.Protocol) -> None:
         self._server = server
         self._inner = inner
-        self._verify = _Verify()
         self._conn = SSL.Connection(server.context, None)
-        self._conn.set_app_data(self._verify)
         self._conn.set_accept_state()
         self._tcp: asyncio.Transport | None = None
         self._app: _TlsTransport | None = None  # set when the handshake is done
@@ -234,7 +240,7 @@ class _TlsProtocol(asyncio.Protocol):
         cert = self._conn.get_peer_certificate(as_cryptography=True)
         if cert is not None:
             der = cert.public_bytes(Encoding.DER)
-        peer = TlsPeer(der, der is not None and not self._verify.failed)
+        peer = TlsPeer(der, der is not None and _chain_verified(self._conn))
         extra = {
             "peername": self._tcp.get_extra_info("peername"),
             "sockname": self._tcp.get_extra_info("sockname"),
