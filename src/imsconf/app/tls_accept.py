@@ -289,8 +289,11 @@ class _TlsProtocol(asyncio.Protocol):
         out: list[bytes] = []
         while True:
             try:
-                out.append(self._conn.bio_read(_READ))
+                chunk = self._conn.bio_read(_READ)
             except SSL.WantReadError:
+                break
+            out.append(chunk)
+            if len(chunk) < _READ:  # a memory BIO gives all it has: it is empty now
                 break
         if out:
             self._tcp.write(b"".join(out))
