@@ -10,7 +10,6 @@ had a fingerprint, gets 403 and is closed.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import socket
 import ssl
 import subprocess
@@ -22,15 +21,14 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "focus"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 from bfcp_client import HELLO_ACK, BfcpClient
 from helpers import Harness, sdp_offer
 from msrp_client import MsrpClient, cpim_headers
+from msrp_client import self_signed_certificate as self_signed
 
 from imsconf.app.bfcp import start_floor_listeners
 from imsconf.app.focus_wiring import FocusOptions
@@ -44,31 +42,6 @@ from imsconf.sdp.msrp import MessageMedia
 from imsconf.sdp.session import SessionDescription
 
 Cert = tuple[Path, Path]  # certificate, key (PEM files)
-
-
-def self_signed(directory: Path, name: str) -> Cert:
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .sign(key, hashes.SHA256())
-    )
-    directory.mkdir(parents=True, exist_ok=True)
-    cert_pem, key_pem = directory / f"{name}.pem", directory / f"{name}.key"
-    cert_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_pem.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert_pem, key_pem
 
 
 def fingerprint(cert: Cert) -> str:
