@@ -244,7 +244,6 @@ class _TlsProtocol(asyncio.Protocol):
         extra = {
             "peername": self._tcp.get_extra_info("peername"),
             "sockname": self._tcp.get_extra_info("sockname"),
-            "socket": self._tcp.get_extra_info("socket"),
             "tls_peer": peer,
             "tls_version": self._conn.get_protocol_version_name(),
             "cipher": self._conn.get_cipher_name(),
