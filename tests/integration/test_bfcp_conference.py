@@ -2,11 +2,12 @@
 
 Three Python test UAs join one conference over SIP/TLS with SRTP, each offering a BFCP stream in its SDP:
 the owner (chair) and carol over ``TCP/TLS/BFCP`` with client certificates whose fingerprints are in their
-offers, bob over ``TCP/BFCP``.  The BFCP side is ``bfcp_client`` (independent of ``imsconf.floor``), which
-connects to the port of the SDP answer.  Bob and carol request the audio floor; under chair control nothing
-happens until the owner grants bob: then the owner hears bob's tone only; the owner revokes bob and grants
-carol: then it hears carol's only.  The BFCP traffic is captured on loopback and tshark's BFCP dissector
-must decode every message (TLS decrypted with the clients' key log) without errors.
+offers (the owner's from the conference CA, carol's self-signed), bob over ``TCP/BFCP``.  The BFCP side
+is ``bfcp_client`` (independent of ``imsconf.floor``), which connects to the port of the SDP answer.  Bob
+and carol request the audio floor; under chair control nothing happens until the owner grants bob: then
+the owner hears bob's tone only; the owner revokes bob and grants carol: then it hears carol's only.  The
+BFCP traffic is captured on loopback and tshark's BFCP dissector must decode every message (TLS decrypted
+with the clients' key log) without errors.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 import pytest
 from bfcp_client import GRANTED, PENDING, REVOKED, BfcpClient
 from harness import ServerProcess, free_port_pair, free_tcp_port, with_separate_mixer
+from msrp_client import self_signed_certificate
 
 from imsconf.app.pki import PkiPaths, ensure_dev_pki, issue_cert
 from peers import require_peer
@@ -131,7 +133,11 @@ def test_chair_grants_then_revokes_the_audio_floor(
     tshark = require_peer("tshark")
     srv, tcp_port, tls_port = server
     pki: PkiPaths = ensure_dev_pki(srv.data_dir, ["localhost"])
-    certs = {u: issue_cert(pki, f"{u}-bfcp", tmp_path / "certs") for u in ("owner", "carol")}
+    # the owner's certificate is from the conference CA, carol's is self-signed (RFC 8856 §4)
+    certs = {
+        "owner": issue_cert(pki, "owner-bfcp", tmp_path / "certs"),
+        "carol": self_signed_certificate(tmp_path / "certs", "carol-bfcp"),
+    }
     keylog = tmp_path / "tls-keys.log"
     pcap = tmp_path / "bfcp.pcapng"
     capture = Dumpcap(pcap, [tcp_port, tls_port])

@@ -1,7 +1,8 @@
 """End to end: session-mode IM, the focus as the MSRP chat switch (RFC 7701), against the real server.
 
 Python test UAs join one conference over SIP/TLS, each offering an ``m=message ... TCP/TLS/MSRP`` stream
-with the ``a=fingerprint`` of its client certificate (issued by the conference CA). ``msrp_client`` (its
+with the ``a=fingerprint`` of its client certificate (issued by the conference CA; one participant's is
+self-signed, RFC 4975 §14.4). ``msrp_client`` (its
 own MSRP framing, not ``imsconf.im``) connects over TLS to the ``a=path`` of the answer: a message from
 the owner reaches the two others in CPIM with the sender named, a private message only its target, a
 chunked message arrives whole, a late joiner gets the history, and a connection that addresses a wrong
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import pytest
 from harness import ServerProcess, free_port_pair, free_tcp_port
-from msrp_client import MsrpClient, cpim_headers
+from msrp_client import MsrpClient, cpim_headers, self_signed_certificate
 from sipclient import SipClient, build_request
 
 from imsconf.app.pki import PkiPaths, ensure_dev_pki, issue_cert
@@ -165,13 +166,19 @@ class Room:
         self.clients: list[MsrpClient] = []
         self.conf_uri = ""
 
-    def enter(self, user: str, *, chat_only: bool = False) -> tuple[MsrpClient, str]:
+    def enter(
+        self, user: str, *, chat_only: bool = False, self_signed: bool = False
+    ) -> tuple[MsrpClient, str]:
         """Join with an MSRP stream (and audio unless *chat_only*), connect, open the session with an empty
-        SEND; (client, focus path)."""
+        SEND; (client, focus path). The client certificate is from the conference CA, or *self_signed*."""
         agent = UserAgent(user, transport="tls", ca_file=str(self.pki.ca_cert), tls_server_name="localhost",
                           srtp=True, srtp_required=True).start()  # fmt: skip
         self.uas.append(agent)
-        cert = None if self.plain else issue_cert(self.pki, f"{user}-msrp", self.tmp / "certs")
+        cert = None
+        if self_signed:
+            cert = self_signed_certificate(self.tmp / "certs", f"{user}-msrp")
+        elif not self.plain:
+            cert = issue_cert(self.pki, f"{user}-msrp", self.tmp / "certs")
         own = f"msrp{'' if self.plain else 's'}://127.0.0.1:9/{user}{time.monotonic_ns()};tcp"
         proto = "TCP/MSRP" if self.plain else "TCP/TLS/MSRP"
         call = join(agent, self.conf_uri or "sip:conference-factory@localhost", self.proxy,
@@ -277,6 +284,15 @@ def test_chat_relay_private_chunked_history_and_refusal(
         notify = fetch_conference_state(room)
         assert notify.count(b"<type>message</type>") == 5, notify
         assert notify.count(b"<type>audio</type>") == 4, notify
+
+        # a self-signed client certificate whose fingerprint was in the SDP (RFC 4975 §14.4): history, chat
+        frank, f_path = room.enter("frank", self_signed=True)
+        assert len(frank.messages(4)) == 4
+        [tid] = frank.send(f_path, b"self-signed and welcome")
+        assert (r := frank.response(tid)) is not None and r.status == 200
+        for who in (alice, bob, carol, dave, erin):
+            [msg] = who.messages(1)
+            assert cpim_headers(msg.body)[2] == b"self-signed and welcome"
 
         # a connection that names a session-id the focus did not hand out is refused and closed
         cert = issue_cert(room.pki, "mallory-msrp", tmp_path / "certs")

@@ -137,31 +137,28 @@ def parse_listen(text: str) -> Listen:
 
 def parse_bfcp_listen(text: str) -> tuple[str, str | None, int]:
     """``"tls"``, ``"tcp:127.0.0.1:5070"`` -> (transport, host or None for the media host, port; 0: any)."""
-    transport, sep, rest = text.strip().partition(":")
-    if transport.lower() not in ("tcp", "tls"):
-        raise ValueError(f"bfcp_listen {text!r}: must be tcp or tls, as in 'tls:127.0.0.1:5070'")
-    if not sep:
-        return transport.lower(), None, 0
-    host, _, port = rest.rpartition(":")
-    host = host.strip("[]")
-    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise ValueError(f"bfcp_listen {text!r}: expected {transport}:HOST:PORT")
-    return transport.lower(), _check_host(host, f"bfcp_listen {text!r}"), int(port)
+    return _parse_stream_listen("bfcp_listen", text, "tls:127.0.0.1:5070")
 
 
 def parse_msrp_listen(text: str) -> tuple[str, str | None, int]:
     """``"tls"``, ``"tls:127.0.0.1:2855"``, ``"tcp"`` -> (transport, host or None for the media host,
     port; 0: any)."""
+    return _parse_stream_listen("msrp_listen", text, "tls:127.0.0.1:2855")
+
+
+def _parse_stream_listen(setting: str, text: str, example: str) -> tuple[str, str | None, int]:
+    """An item of a media-plane stream's listeners (``bfcp_listen``, ``msrp_listen``): ``tcp`` or ``tls``,
+    alone or with ``:HOST:PORT``."""
     transport, sep, rest = text.strip().partition(":")
     if transport.lower() not in ("tcp", "tls"):
-        raise ValueError(f"msrp_listen {text!r}: must be tls or tcp, as in 'tls:127.0.0.1:2855'")
+        raise ValueError(f"{setting} {text!r}: must be tcp or tls, as in {example!r}")
     if not sep:
         return transport.lower(), None, 0
     host, _, port = rest.rpartition(":")
     host = host.strip("[]")
     if not host or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise ValueError(f"msrp_listen {text!r}: expected {transport}:HOST:PORT")
-    return transport.lower(), _check_host(host, f"msrp_listen {text!r}"), int(port)
+        raise ValueError(f"{setting} {text!r}: expected {transport}:HOST:PORT")
+    return transport.lower(), _check_host(host, f"{setting} {text!r}"), int(port)
 
 
 def _default_listen() -> tuple[Listen, ...]:

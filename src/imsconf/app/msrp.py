@@ -1,21 +1,19 @@
 """The runtime's MSRP: the TLS (and, when allowed, TCP) listeners of the focus's chat switch.
 
 The switch (:class:`imsconf.focus.chat.FocusChat`) is sans-I/O; this module opens the sockets, gives each
-accepted connection an id, tells the switch what it learnt of the peer (TLS or not, its certificate, its
-host), feeds it the octets with the loop's clock, then writes what it returns, closes what it names and
-re-arms one timer on its next deadline. Connections are counted per source and in all under the caps of
-the SIP streams (:class:`imsconf.transport.limits.Admission`); one beyond them is closed at once. The TLS
-context and the certificate are those of BFCP
-(:func:`imsconf.app.bfcp.bfcp_ssl_context`: the server certificate, client certificates from the
-conference CA); the answer carries ``a=fingerprint`` only when that certificate is self-signed
-(RFC 4975 §14.4).
-"""
+accepted connection an id, tells the switch what it learnt of the peer (TLS or not, its certificate and
+whether that chained to the conference CA, its host), feeds it the octets with the loop's clock, then
+writes what it returns, closes what it names and re-arms one timer on its next deadline. Connections are
+counted per source and in all under the caps of the SIP streams
+(:class:`imsconf.transport.limits.Admission`); one beyond them is closed at once. TLS is
+:class:`imsconf.app.tls_accept.TlsServer`, shared with BFCP: a client may present any certificate (a
+self-signed one whose ``a=fingerprint`` it offered, RFC 4975 §14.4); the switch checks it. The answer
+carries ``a=fingerprint`` only when the server certificate is self-signed (RFC 4975 §14.4)."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-import ssl
 from collections.abc import Iterable
 from pathlib import Path
 from typing import cast
@@ -27,8 +25,9 @@ from imsconf.focus.floor_feature import certificate_fingerprint
 from imsconf.sdp.msrp import PROTO_MSRP, PROTO_MSRPS
 from imsconf.transport.limits import Admission, StreamLimits, source_key
 
-from .bfcp import bfcp_ssl_context
 from .config import parse_msrp_listen
+from .stream_listen import open_stream_listeners, serve_stream
+from .tls_accept import TlsServer, tls_peer
 
 __all__ = ["MsrpListeners", "self_signed", "start_msrp_listeners"]
 
@@ -76,19 +75,18 @@ class MsrpListeners:
         port: int,
         *,
         advertise: str,
-        ssl_context: ssl.SSLContext | None = None,
-        certificate_der: bytes | None = None,
+        tls: TlsServer | None = None,
     ) -> int:
         """Listen for ``proto`` and tell the switch to offer it at ``advertise``; returns the bound port."""
         fingerprint: tuple[str, str] | None = None
         if proto == PROTO_MSRPS:
-            if ssl_context is None or certificate_der is None:
-                raise ValueError("TCP/TLS/MSRP needs an SSL context and the server certificate")
-            if self_signed(certificate_der):
-                fingerprint = ("sha-256", certificate_fingerprint(certificate_der))
+            if tls is None:
+                raise ValueError("TCP/TLS/MSRP needs the TLS server")
+            if self_signed(tls.certificate_der):
+                fingerprint = ("sha-256", certificate_fingerprint(tls.certificate_der))
         self._loop = asyncio.get_running_loop()
-        server = await self._loop.create_server(
-            lambda: _Connection(self), host, port, ssl=ssl_context if proto == PROTO_MSRPS else None
+        server = await serve_stream(
+            lambda: _Connection(self), host, port, tls if proto == PROTO_MSRPS else None
         )
         self._servers.append(server)
         bound = int(server.sockets[0].getsockname()[1])
@@ -123,10 +121,13 @@ class MsrpListeners:
             self._sources[conn_id] = key
         self._transports[conn_id] = transport
         self.chat.connection_made(conn_id, self._now())
-        ssl_object = transport.get_extra_info("ssl_object")
-        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        peer = tls_peer(transport)
         self.chat.peer_info(
-            conn_id, tls=ssl_object is not None, peer_cert=bytes(der) if der else None, peer_host=host
+            conn_id,
+            tls=peer is not None,
+            peer_cert=peer.certificate if peer is not None else None,
+            peer_host=host,
+            peer_cert_verified=peer is not None and peer.chain_verified,
         )
         self.transmit()
         return conn_id
@@ -187,24 +188,17 @@ async def start_msrp_listeners(
     ca: Path,
     limits: StreamLimits | None = None,
 ) -> MsrpListeners:
-    """The server runtime's MSRP: ``listen`` items as in the ``msrp_listen`` setting (``"tls"``,
-    ``"tcp"``, ``"tls:HOST:PORT"``; no host: the media host and an ephemeral port); *limits*: the caps
-    of the SIP streams, applied to MSRP connections (counted on their own)."""
+    """The server runtime's MSRP: ``listen`` items as in the ``msrp_listen`` setting
+    (:mod:`imsconf.app.stream_listen`); *limits*: the caps of the SIP streams, applied to MSRP
+    connections (counted on their own)."""
     admission = Admission(limits.max_per_source, limits.total()) if limits is not None else None
     listeners = MsrpListeners(chat, admission)
-    try:
-        for item in listen:
-            transport, host, port = parse_msrp_listen(item)
-            bind = host or media_host
-            advertise = media_host if bind in ("0.0.0.0", "::") else bind
-            if transport == "tls":
-                ctx, der = bfcp_ssl_context(cert, key, ca)
-                await listeners.add(
-                    PROTO_MSRPS, bind, port, advertise=advertise, ssl_context=ctx, certificate_der=der
-                )
-            else:
-                await listeners.add(PROTO_MSRP, bind, port, advertise=advertise)
-    except BaseException:
-        await listeners.close()
-        raise
+
+    async def add(bind: str, port: int, advertise: str, tls: TlsServer | None) -> int:
+        proto = PROTO_MSRPS if tls is not None else PROTO_MSRP
+        return await listeners.add(proto, bind, port, advertise=advertise, tls=tls)
+
+    await open_stream_listeners(
+        listen, parse_msrp_listen, add, listeners.close, media_host=media_host, cert=cert, key=key, ca=ca
+    )
     return listeners

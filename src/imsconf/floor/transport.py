@@ -1,10 +1,12 @@
-"""asyncio adapter: BFCP over TCP, or TLS when an ``ssl.SSLContext`` is given (RFC 8855 §6.2).
+"""asyncio adapter: BFCP over TCP, or TLS when an ``ssl.SSLContext`` or a TLS protocol wrapper is given
+(RFC 8855 §6.2).
 
 It only moves octets: each accepted connection gets an integer id, received data goes to
 ``FloorControlServer.receive(conn_id, data, now)``, then ``transmit()`` writes ``outputs()``, closes what
 ``connections_to_close()`` lists, hands ``events()`` to ``on_events`` and re-arms the single timer on
 ``next_deadline()``.  ``on_connection(conn_id, transport)`` lets the focus bind the connection to a user
-(``transport.get_extra_info("peercert")`` / ``("ssl_object")`` give the TLS peer).  After calling the
+(``transport.get_extra_info("ssl_object")`` gives the TLS peer of an ``ssl`` listener; a wrapper's
+transport says its own).  After calling the
 server directly (``bind``, ``remove_user``, ``set_chair``), call ``transmit()``.
 """
 
@@ -73,11 +75,26 @@ class BfcpTransport:
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    async def start(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> int:
+    async def start(
+        self,
+        host: str,
+        port: int,
+        ssl_context: ssl.SSLContext | None = None,
+        *,
+        wrap: Callable[[asyncio.Protocol], asyncio.Protocol] | None = None,
+    ) -> int:
         """Listen; returns the bound port (useful with ``port=0``).  May be called again for another
-        listener (e.g. TCP and TLS) feeding the same server."""
+        listener (e.g. TCP and TLS) feeding the same server.  *wrap*: puts each connection's protocol
+        behind another one on the TCP connection (a TLS layer of the runtime's own)."""
         self._loop = asyncio.get_running_loop()
-        listener = await self._loop.create_server(lambda: _Connection(self), host, port, ssl=ssl_context)
+        if wrap is not None and ssl_context is not None:
+            raise ValueError("either an SSL context or a wrapper")
+
+        def factory() -> asyncio.Protocol:
+            conn = _Connection(self)
+            return wrap(conn) if wrap is not None else conn
+
+        listener = await self._loop.create_server(factory, host, port, ssl=ssl_context)
         self._listeners.append(listener)
         sockname = listener.sockets[0].getsockname()
         return int(sockname[1])

@@ -9,7 +9,9 @@
   transport or a broken section leaves the line rejected (port 0). A re-offer without it ends the chat.
 * **Who may connect**: a new connection is held until its first request. The session-id in the first URI
   of its To-Path must be one the focus handed out; over TLS, when the participant's SDP gave
-  ``a=fingerprint``, its client certificate must match one of them; a plain connection must come from the
+  ``a=fingerprint``, its client certificate must match one of them (a self-signed one included, RFC 4975
+  §14.4); without ``a=fingerprint`` a client certificate, if any, must be one whose chain the adapter
+  verified against the conference CA; a plain connection must come from the
   participant's signalling host, and plain MSRP is never accepted for a TLS session. Anything else gets 481
   (or 403) and is closed.
 * **The switch**: a whole message (chunks put together by :class:`~imsconf.im.msrp_session.MsrpSession`,
@@ -128,6 +130,7 @@ class _Pending:
     tls: bool = False
     peer_cert: bytes | None = None
     peer_host: str | None = None
+    peer_cert_verified: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,10 +307,21 @@ class FocusChat:
         parser = MsrpParser(max_header=MAX_PENDING_OCTETS, max_chunk=MAX_PENDING_OCTETS)
         self._pending[conn_id] = _Pending(now, parser)
 
-    def peer_info(self, conn_id: int, *, tls: bool, peer_cert: bytes | None, peer_host: str | None) -> None:
+    def peer_info(
+        self,
+        conn_id: int,
+        *,
+        tls: bool,
+        peer_cert: bytes | None,
+        peer_host: str | None,
+        peer_cert_verified: bool = True,
+    ) -> None:
+        """What the adapter learnt of a new connection; *peer_cert_verified*: the client certificate's
+        chain verified against the conference CA (a TLS layer that lets any certificate through says so)."""
         p = self._pending.get(conn_id)
         if p is not None:
             p.tls, p.peer_cert, p.peer_host = tls, peer_cert, peer_host
+            p.peer_cert_verified = peer_cert_verified
 
     def connection_lost(self, conn_id: int) -> None:
         self._pending.pop(conn_id, None)
@@ -404,6 +418,8 @@ class FocusChat:
                     return 403
                 if not any(_matches(p.peer_cert, h, fp) for h, fp in member.fingerprints):
                     return 403
+            elif p.peer_cert is not None and not p.peer_cert_verified:
+                return 403  # no fingerprint to match: only the CA vouches for a certificate
         else:
             if p.tls or p.peer_host is None or p.peer_host != member.peer_host:
                 return 403
