@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Final
 
 from imsconf.registrar.bindings import AorChanged, Binding
+from imsconf.sqlitefile import open_sqlite
 from imsconf.store.bindings import BindingsBackend, StoredBinding
 
 __all__ = ["DB_NAME", "BindingStore", "BindingWriter", "StoredBinding"]
@@ -46,11 +46,8 @@ class BindingStore:
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)  # contact addresses are private
-            os.close(fd)
-            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")  # soft state: a lost last write costs a re-REGISTER
+            # 0600 (contact addresses are private); soft state: a lost last write costs a re-REGISTER
+            db = open_sqlite(self.path, synchronous="NORMAL")
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 db.close()
