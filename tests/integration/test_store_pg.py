@@ -6,8 +6,9 @@ and a leg's usage record lands there once the call ends; the data directory hold
 PostgreSQL is stopped (by its postmaster's PID): the live booked conference goes on (its participants still
 hear each other, a caller of that booking still joins from the node's booking index), a dial-in to a
 booking the node has not read yet gets ``503`` with ``Retry-After``, an API write gets a 503 JSON with
-``Retry-After``.  PostgreSQL started again, the next dial-in to that booking joins and an API write
-succeeds, without a restart of the node.
+``Retry-After``, a REGISTER (once the store has refused a write) 503 with ``Retry-After``.  PostgreSQL
+started again, the next dial-in to that booking joins, an API write succeeds, the binding kept during the
+outage is written and registrations are taken again, without a restart of the node.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import psycopg
 import pytest
 from baresip import free_tcp_port, free_udp_range
 from harness import REPO, ServerProcess, free_port_pair
+from sipclient import SipClient, header, status_of
 
 from imsconf.store.pg import read_password
 from pg import PgCluster
@@ -83,6 +85,16 @@ class Node:
         return booking
 
 
+def register(node: Node, user: str) -> tuple[int | None, list[str]]:
+    """One REGISTER of *user* over UDP (the node runs without digest auth): its status and Retry-After."""
+    client = SipClient("udp", ("127.0.0.1", node.srv.port))
+    try:
+        resp = client.request("REGISTER", f"sip:{user}@localhost", extra=["Expires: 600"])
+    finally:
+        client.close()
+    return status_of(resp), [] if resp is None else header(resp, "Retry-After")
+
+
 def booking_body(user: str, start: datetime, end: datetime) -> dict[str, Any]:
     return {"uri": f"sip:{user}@localhost", "start": _iso(start), "end": _iso(end), "capacity": 6}
 
@@ -128,6 +140,8 @@ def test_node_on_postgresql_rides_out_a_database_outage(node: Node, pg_cluster: 
     later = node.book_cli("later", start, end)
     rows = node.query("SELECT id, uri FROM bookings ORDER BY uri")
     assert rows == [(later["id"], "sip:later@localhost"), (weekly["id"], "sip:weekly@localhost")]
+    assert register(node, "erin") == (200, [])
+    assert node.query("SELECT aor FROM registrar_bindings") == [("sip:erin@localhost",)]
     sqlite_files = sorted(p.name for p in node.srv.data_dir.glob("*.sqlite3*"))
     assert sqlite_files == [], sqlite_files  # nothing of the stores went to SQLite
 
@@ -169,6 +183,13 @@ def test_node_on_postgresql_rides_out_a_database_outage(node: Node, pg_cluster: 
         status, body, headers = node.api("POST", "/api/v1/bookings", booking_body("spare", start, end))
         assert status == 503 and headers.get("Retry-After") == "5", (status, body, headers)
         assert body is not None and body["error"].startswith("store unavailable")
+        # a registration: the first change finds the store gone (kept, to be written later), the next
+        # ones are refused until it is back
+        assert register(node, "frank") == (200, [])
+        wait_for(
+            lambda: "event=registrations_store_unavailable" in node.srv.log(), 10, "the lost write", node
+        )
+        assert register(node, "grace") == (503, ["5"])
         # the live conference goes on: media flows, and a caller of its booking joins from the index
         time.sleep(1.0)
         assert node.srv.alive()
@@ -184,6 +205,9 @@ def test_node_on_postgresql_rides_out_a_database_outage(node: Node, pg_cluster: 
         status, spare, _ = node.api("POST", "/api/v1/bookings", booking_body("spare", start, end))
         assert status == 201, spare
         assert node.query("SELECT id FROM bookings WHERE uri = %s", "sip:spare@localhost") == [(spare["id"],)]
+        wait_for(lambda: register(node, "grace")[0] == 200, 15, "registrations taken again", node)
+        aors = {aor for (aor,) in node.query("SELECT aor FROM registrar_bindings")}
+        assert aors == {"sip:erin@localhost", "sip:frank@localhost", "sip:grace@localhost"}, aors
         assert hears(a, "bob") and hears(b, "alice")
         log = node.srv.log()
         assert "event=dial_in_refused" in log and "reason=store_unavailable" in log

@@ -407,7 +407,7 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
             media.start()
     challenged = CHALLENGED_METHODS
     if registrar is not None and registrations is not None:
-        app = SipDispatcher(app, RegistrarService(registrar, registrations.submit))
+        app = SipDispatcher(app, RegistrarService(registrar, registrations.submit, registrations.unavailable))
         challenged = CHALLENGED_METHODS | {"REGISTER"}
     throttle = AuthThrottle(max_failures=settings.auth_max_failures, block=settings.auth_block_seconds)
     trusted = TrustedPeers.parse(settings.trusted_peers)
