@@ -8,7 +8,8 @@ hear each other, a caller of that booking still joins from the node's booking in
 booking the node has not read yet gets ``503`` with ``Retry-After``, an API write gets a 503 JSON with
 ``Retry-After``, a REGISTER (once the store has refused a write) 503 with ``Retry-After``.  PostgreSQL
 started again, the next dial-in to that booking joins, an API write succeeds, the binding kept during the
-outage is written and registrations are taken again, without a restart of the node.
+outage is written and registrations are taken again, the usage record of a leg that ended during the
+outage is written, without a restart of the node.
 """
 
 from __future__ import annotations
@@ -197,6 +198,8 @@ def test_node_on_postgresql_rides_out_a_database_outage(node: Node, pg_cluster: 
         c2 = carol.call("sip:weekly@localhost", proxy=proxy)
         assert c2.state == "confirmed", c2.final_response
         wait_for(lambda: hears(c2, "alice"), 10, "carol hears the live conference", node)
+        c2.bye()  # a leg that ends during the outage: its usage record waits for the store
+        wait_for(lambda: "event=usage_store_unavailable" in node.srv.log(), 10, "the usage record held", node)
 
         # PostgreSQL is back: the node reconnects by itself
         pg_cluster.start()
@@ -206,6 +209,7 @@ def test_node_on_postgresql_rides_out_a_database_outage(node: Node, pg_cluster: 
         assert status == 201, spare
         assert node.query("SELECT id FROM bookings WHERE uri = %s", "sip:spare@localhost") == [(spare["id"],)]
         wait_for(lambda: register(node, "grace")[0] == 200, 15, "registrations taken again", node)
+        wait_for(lambda: len(node.query("SELECT 1 FROM usage_legs")) == 2, 15, "the held usage record", node)
         aors = {aor for (aor,) in node.query("SELECT aor FROM registrar_bindings")}
         assert aors == {"sip:erin@localhost", "sip:frank@localhost", "sip:grace@localhost"}, aors
         assert hears(a, "bob") and hears(b, "alice")
