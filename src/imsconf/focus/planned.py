@@ -61,10 +61,13 @@ __all__ = [
     "PlannedConfig",
     "PlannedOptions",
     "Prompt",
+    "Refreshed",
     "booked_policy",
 ]
 
 log = logging.getLogger("imsconf.focus")
+
+LOOKUP_RETRY_AFTER = 5  # seconds: the Retry-After of a 503 for a booking source that failed outright
 
 MAX_PIN_DIGITS = 12
 
@@ -345,7 +348,7 @@ class PlannedConferences(FeatureBase):
                 booking, state = self._lookup(ruri, wall)
             except OSError:  # the store failed: say so rather than 404 a booked conference
                 log.exception("event=booking_lookup_failed ruri=%s", ruri)
-                self._unavailable_reply(ep, inc, self.unavailable or 5, now)
+                self._unavailable_reply(ep, inc, self.unavailable or LOOKUP_RETRY_AFTER, now)
                 return None
         if booked is None and state is not WindowState.OPEN and self.refresh is not None:
             if retry is not None:
