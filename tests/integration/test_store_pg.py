@@ -203,8 +203,13 @@ def test_node_on_postgresql_rides_out_a_database_outage(node: Node, pg_cluster: 
 
         # PostgreSQL is back: the node reconnects by itself
         pg_cluster.start()
+        back = time.monotonic()
         joined = dave.call("sip:later@localhost", proxy=proxy)
         assert joined.state == "confirmed", joined.final_response
+        rejoined_in = time.monotonic() - back
+        assert rejoined_in < 5.0, rejoined_in
+        print(f"store_pg: 503 answered in {answered_in * 1000:.0f} ms with PostgreSQL down; "
+              f"booked join {rejoined_in * 1000:.0f} ms after it was back")  # fmt: skip
         status, spare, _ = node.api("POST", "/api/v1/bookings", booking_body("spare", start, end))
         assert status == 201, spare
         assert node.query("SELECT id FROM bookings WHERE uri = %s", "sip:spare@localhost") == [(spare["id"],)]
