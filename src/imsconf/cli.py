@@ -163,12 +163,17 @@ def _cmd_serve(args: argparse.Namespace, argv: list[str] | None = None) -> int:
 
 
 def _cmd_users(args: argparse.Namespace) -> int:
-    from imsconf.app.users import UserStore, UserStoreError
+    from imsconf.app.stores import open_users
+    from imsconf.app.users import UserStoreError
 
     settings = _load_settings(args)
     if settings is None:
         return 2
-    store = UserStore(Path(settings.data_dir) / "users.json")
+    try:
+        store = open_users(settings)
+    except OSError as exc:  # StoreUnavailable among them
+        print(f"imsconf: {exc}", file=sys.stderr)
+        return 1
     try:
         if args.users_cmd == "add":
             if args.password is not None:
@@ -188,9 +193,11 @@ def _cmd_users(args: argparse.Namespace) -> int:
         else:
             for name in store.list():
                 print(name)
-    except (KeyError, ValueError, UserStoreError) as exc:
+    except (KeyError, ValueError, UserStoreError, OSError) as exc:
         print(f"imsconf: {exc}", file=sys.stderr)
         return 1
+    finally:
+        store.close()
     return 0
 
 
@@ -224,14 +231,22 @@ def main(argv: list[str] | None = None) -> int:
         settings = _load_settings(args)
         if settings is None:
             return 2
-        return run_book(args, settings)
+        from functools import partial
+
+        from imsconf.app.stores import open_bookings
+
+        return run_book(args, settings, partial(open_bookings, settings))
     if args.command == "cdr":
         from imsconf.usage.cli import run_cdr
 
         settings = _load_settings(args)
         if settings is None:
             return 2
-        return run_cdr(args, Path(settings.data_dir))
+        from functools import partial
+
+        from imsconf.app.stores import open_usage
+
+        return run_cdr(args, partial(open_usage, settings))
     if args.command == "conf":
         return _cmd_conf(args)
     return 2  # pragma: no cover - argparse enforces the choices

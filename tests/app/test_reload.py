@@ -145,7 +145,7 @@ def test_reloader_applies_settings_users_and_keeps_the_old_on_a_broken_file(
                 + 'log_level = "debug"\nrealm = "r.example"\nauth_block_seconds = 5\ndownlink = "group"\n'
                 + 'media_host = "127.0.0.2"\n'
             )
-            assert server.users is not None
+            assert isinstance(server.users, UserStore)  # the SQLite default: the JSON users file
             UserStore(server.users.path).add("carol", "pw", "r.example")
             with caplog.at_level(logging.INFO):
                 assert reloader.reload()

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from imsconf.app.usage import UsageWriter
+from imsconf.store.errors import StoreUnavailable
 from imsconf.usage.records import ConferenceUsage, LegUsage, UsageSink
 from imsconf.usage.store import UsageStore
 from usage_records import T0, conference, leg
@@ -157,3 +158,34 @@ def test_a_record_survives_kill_9(tmp_path: Path) -> None:
     with UsageStore.open(tmp_path) as store:
         legs, _ = store.records(T0 - timedelta(seconds=1), None)
     assert [r.participant_id for r in legs] == ["survivor"]
+
+
+def test_records_wait_for_an_unreachable_store_and_are_written_once_it_is_back() -> None:
+    """StoreUnavailable (PostgreSQL down): the batch is held and retried; records that end meanwhile wait
+    in the queue; the store back, everything is written, nothing counted failed."""
+
+    class Flaky(SlowBackend):
+        def __init__(self) -> None:
+            super().__init__()
+            self.down = threading.Event()
+            self.down.set()
+            self.attempts = 0
+
+        def append(self, legs: Sequence[LegUsage], conferences: Sequence[ConferenceUsage]) -> None:
+            self.attempts += 1
+            if self.down.is_set():
+                raise StoreUnavailable("store postgresql://db unavailable: connection refused")
+            self.batches.append((len(legs), len(conferences)))
+
+    backend = Flaky()
+    writer = UsageWriter(backend, retry_interval=0.02).start()
+    writer.leg_ended(leg(T0))
+    assert _wait(lambda: backend.attempts >= 3)
+    writer.leg_ended(leg(T0 + timedelta(seconds=1)))
+    writer.conference_ended(conference(T0))
+    assert writer.waiting and writer.failed == 0 and writer.written == 0
+    backend.down.clear()
+    assert _wait(lambda: writer.written == 3)
+    assert not writer.waiting and writer.failed == 0
+    assert sum(n for n, _ in backend.batches) == 2 and sum(c for _, c in backend.batches) == 1
+    assert writer.close()

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from imsconf.app.config import Settings
 from imsconf.app.server import start_web_listener
 from imsconf.booking.store import BookingStore
+from imsconf.store.errors import RETRY_AFTER, StoreUnavailable
 from imsconf.web.auth import TOKEN_FILE, VIEWER_TOKEN_FILE, ApiTokenError, Tokens, ensure_api_token
 from imsconf.web.deps import BookingBackend, WebDeps
 from imsconf.web.errors import MAX_BODY
@@ -317,6 +318,27 @@ def test_bug_is_a_500_without_traceback(tmp_path: Path, caplog: pytest.LogCaptur
     text = json.dumps(body)
     assert "Traceback" not in text and "secret" not in text and "RuntimeError" not in text
     assert "event=http_internal_error" in caplog.text
+
+
+class UnreachableStore:
+    """PostgreSQL down: every call fails at once with StoreUnavailable."""
+
+    def list(self, active_at: datetime | None = None, include_cancelled: bool = False) -> list[Any]:
+        raise StoreUnavailable("store host=db.example.net unavailable: connection refused")
+
+    def create(self, booking: Any) -> Any:
+        raise StoreUnavailable("store host=db.example.net unavailable: connection refused")
+
+
+def test_an_unreachable_store_is_a_503_with_retry_after(tmp_path: Path) -> None:
+    a = ApiThread(tmp_path, store=UnreachableStore())
+    try:
+        for method, body in (("GET", None), ("POST", valid_request())):
+            status, payload, resp = a.request(method, "/api/v1/bookings", body)
+            assert status == 503 and resp.getheader("Retry-After") == str(RETRY_AFTER), (method, payload)
+            assert payload == {"error": "store unavailable, try again later", "errors": []}
+    finally:
+        a.close()
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

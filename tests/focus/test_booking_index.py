@@ -14,7 +14,7 @@ from test_planned import T0
 from imsconf.app.booking_index import BookingIndex
 from imsconf.booking.model import Booking, WindowState
 from imsconf.booking.store import BookingStore
-from imsconf.focus.planned import PlannedOptions
+from imsconf.focus.planned import PlannedOptions, Refreshed
 from imsconf.keys.policy import DownlinkMode
 from imsconf.sip.message import Response
 
@@ -46,26 +46,45 @@ def test_index_answers_like_the_store(tmp_path: Path) -> None:
 
 def test_a_refusal_waits_for_one_refresh_and_finds_a_new_booking() -> None:
     index = BookingIndex()
-    pending: list[Callable[[], None]] = []
+    pending: list[Callable[[Refreshed], None]] = []
     h = Harness(planned=PlannedOptions(index, wall=lambda: T0 + timedelta(minutes=5), refresh=pending.append))
     alice = h.ua("alice")
     sent = h.send(alice, alice.invite(f"sip:weekly@{FOCUS_HOST}", sdp_offer()))
     assert [m for m, _ in sent if isinstance(m, Response) and m.status >= 200] == []  # not answered yet
     assert len(pending) == 1
     index.replace([_booking()])  # the re-read found it
-    pending.pop()()
+    pending.pop()(Refreshed.current())
     resp = h.final(h.advance(0))
     assert resp.status == 200
 
 
 def test_after_the_refresh_an_unknown_uri_is_404() -> None:
-    pending: list[Callable[[], None]] = []
+    pending: list[Callable[[Refreshed], None]] = []
     h = Harness(planned=PlannedOptions(BookingIndex(), refresh=pending.append))
     alice = h.ua("alice")
     h.send(alice, alice.invite(f"sip:nobody@{FOCUS_HOST}", sdp_offer()))
-    pending.pop()()
+    pending.pop()(Refreshed.current())
     resp = h.final(h.advance(0))
     assert resp.status == 404 and pending == []
+
+
+def test_an_unreachable_store_is_503_with_retry_after_and_a_known_booking_still_joins() -> None:
+    """The re-read failed (the store is down): the index cannot say the URI is unknown, so the caller is
+    asked to retry later; a booking the index holds open joins from memory, and once a re-read succeeds
+    an unknown URI is a 404 again."""
+    index = BookingIndex([_booking()])
+    pending: list[Callable[[Refreshed], None]] = []
+    h = Harness(planned=PlannedOptions(index, wall=lambda: T0 + timedelta(minutes=5), refresh=pending.append))
+    alice, bob = h.ua("alice"), h.ua("bob")
+    h.send(alice, alice.invite(f"sip:later@{FOCUS_HOST}", sdp_offer()))
+    pending.pop()(Refreshed.unavailable(5))
+    resp = h.final(h.advance(0))
+    assert resp.status == 503 and resp.headers.get("Retry-After") == "5"
+    joined = h.send(bob, bob.invite(f"sip:weekly@{FOCUS_HOST}", sdp_offer()))
+    assert pending == [] and h.final(joined).status == 200
+    h.send(alice, alice.invite(f"sip:later@{FOCUS_HOST}", sdp_offer()))
+    pending.pop()(Refreshed.current())
+    assert h.final(h.advance(0)).status == 404
 
 
 def test_open_or_starting_lists_current_and_soon_windows_by_start() -> None:

@@ -15,7 +15,7 @@ from test_planned import T0
 from imsconf.app.booking_index import BookingIndex
 from imsconf.booking.model import Booking
 from imsconf.focus.config import FocusConfig
-from imsconf.focus.planned import PlannedOptions
+from imsconf.focus.planned import PlannedOptions, Refreshed
 from imsconf.keys.policy import DownlinkMode
 from imsconf.sip.message import Request
 
@@ -104,7 +104,7 @@ def test_bye_crossing_the_participants_counts_once_answered() -> None:
 
 def test_a_dial_in_waiting_for_fresh_bookings_gets_503_when_the_drain_began_meanwhile() -> None:
     index = BookingIndex()
-    pending: list[Callable[[], None]] = []
+    pending: list[Callable[[Refreshed], None]] = []
     h = Harness(planned=PlannedOptions(index, wall=lambda: T0 + timedelta(minutes=5), refresh=pending.append))
     alice = h.ua("alice")
     h.send(alice, alice.invite(f"sip:weekly@{FOCUS_HOST}", sdp_offer()))
@@ -120,7 +120,7 @@ def test_a_dial_in_waiting_for_fresh_bookings_gets_503_when_the_drain_began_mean
         downlink=DownlinkMode.PER_PARTICIPANT,
     )
     index.replace([booking])
-    pending.pop()()
+    pending.pop()(Refreshed.current())
     resp = h.final(h.advance(0))
     assert resp.status == 503 and resp.headers.get("Retry-After") == "7"
     assert h.focus.legs == {} and len(h.focus.registry) == 0

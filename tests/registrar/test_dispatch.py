@@ -60,7 +60,8 @@ class Rig:
         self.changes: list[AorChanged] = []
         self.registrar = registrar()
         self.app = RecordingApp(app_deadline)
-        self.service = RegistrarService(self.registrar, self.changes.extend)
+        self.store_down: int | None = None
+        self.service = RegistrarService(self.registrar, self.changes.extend, lambda: self.store_down)
         auth = DigestAuthenticator(DOMAIN, _lookup, b"0123456789abcdef0123456789abcdef")
         config = EndpointConfig(
             caps=build_capabilities(registrar=True),
@@ -115,6 +116,19 @@ def test_register_is_challenged_then_bound_with_service_route() -> None:
     assert (resp.headers.get("Date") or "").endswith(" GMT")
     assert [c.aor for c in rig.changes] == [f"sip:alice@{DOMAIN}"]
     assert rig.app.seen == []
+
+
+def test_while_the_bindings_store_is_down_a_register_is_503_with_retry_after() -> None:
+    """The store cannot take writes: a REGISTER that would change bindings is refused before the registrar
+    sees it (no binding only in memory); the store back, the next one binds."""
+    rig = Rig()
+    rig.store_down = 5
+    resp = _register_with_auth(rig)
+    assert resp.status == 503 and resp.headers.get("Retry-After") == "5"
+    assert rig.registrar.lookup(f"sip:alice@{DOMAIN}", rig.now) == [] and rig.changes == []
+    rig.store_down = None
+    resp = _register_with_auth(rig, cseq=3)
+    assert resp.status == 200 and [c.aor for c in rig.changes] == [f"sip:alice@{DOMAIN}"]
 
 
 def test_the_authenticated_user_must_own_the_aor() -> None:

@@ -19,6 +19,7 @@ from imsconf.registrar.bindings import Binding
 from imsconf.registrar.core import Registrar, RegistrarConfig
 from imsconf.sip.peer import Peer
 from imsconf.store.bindings import BindingsBackend
+from imsconf.store.errors import RETRY_AFTER, StoreUnavailable
 from pg import PgCluster
 
 AOR = f"sip:alice@{DOMAIN}"
@@ -142,3 +143,41 @@ def test_a_failing_store_is_logged_and_the_server_goes_on(tmp_path: Path) -> Non
         return writer.failures
 
     assert asyncio.run(run()) == 1
+
+
+def test_writes_lost_to_an_unreachable_store_are_retried_until_stored(tmp_path: Path) -> None:
+    """StoreUnavailable (PostgreSQL down): the rows wait, the writer says so (the registrar answers 503
+    meanwhile) and tries again; once a write succeeds the newest rows of the AoR are stored."""
+    down = threading.Event()
+    down.set()
+
+    class Flaky(BindingStore):
+        def replace(self, changes: Iterable[tuple[str, list[StoredBinding]]]) -> None:
+            if down.is_set():
+                raise StoreUnavailable("store postgresql://db unavailable: connection refused")
+            super().replace(changes)
+
+    async def run() -> tuple[int | None, int | None, list[StoredBinding]]:
+        loop = asyncio.get_running_loop()
+        store = Flaky(tmp_path / "r.sqlite3")
+        writer = BindingWriter(store, loop, retry_interval=0.05)
+        reg = registrar()
+        _registered(reg, loop.time())
+        writer.submit(reg.take_changes())
+        await writer.drain()
+        while_down = writer.unavailable()
+        await asyncio.sleep(0.2)  # retried (and failed) meanwhile
+        assert writer.failures >= 2
+        down.clear()
+        for _ in range(100):
+            if writer.unavailable() is None:
+                break
+            await asyncio.sleep(0.02)
+        after = writer.unavailable()
+        rows = await loop.run_in_executor(None, store.load, time.time())
+        await writer.close()
+        return while_down, after, rows
+
+    while_down, after, rows = asyncio.run(run())
+    assert while_down == RETRY_AFTER and after is None
+    assert sorted(r.contact for r in rows) == ["sip:alice@198.51.100.7:5070", "sip:alice@198.51.100.8"]

@@ -3,6 +3,7 @@ a 0600 file; a DSN with a password, a readable password file, a bad scheme are r
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,35 @@ def test_postgresql_wrong_password_is_unavailable(pg_cluster: PgCluster, pg_dsn:
     with pytest.raises(StoreUnavailable) as info:
         open_stores(settings)
     assert "not-the-password" not in str(info.value)
+
+
+def _iso(dt: datetime) -> str:
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_the_commands_use_the_configured_store(
+    pg_cluster: PgCluster, pg_dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``imsconf users``, ``book`` and ``cdr`` on a node configured for PostgreSQL: they read and write the
+    database and leave no file in the data directory."""
+    from imsconf.cli import main
+
+    cfg = tmp_path / "imsconf.toml"
+    cfg.write_text(f'store = "{pg_dsn}"\nstore_password_file = "{pg_cluster.password_file}"\n')
+    data = tmp_path / "var"
+    base = ["--config", str(cfg), "--data-dir", str(data)]
+    assert main(["users", *base, "add", "alice", "--password", "wonderland"]) == 0
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
+    window = [_iso(start), "--end", _iso(start + timedelta(hours=1))]
+    assert main(["book", *base, "--domain", "example.com", "create", "--uri", "sip:weekly@example.com",
+                 "--start", *window]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["cdr", *base, "export", "--format", "json"]) == 0
+    assert '"legs": []' in capsys.readouterr().out
+    assert not data.exists()
+    stores = open_stores(load_settings(cfg))
+    try:
+        assert stores.users.list() == ["alice"]
+        assert [b.uri for b in stores.bookings.list()] == ["sip:weekly@example.com"]
+    finally:
+        stores.close()

@@ -19,6 +19,7 @@ from imsconf.sip.endpoint import Application, IncomingRequest, SipEndpoint
 from imsconf.sip.events import TransactionKey
 from imsconf.sip.message import Request, Response
 from imsconf.sip.peer import Peer
+from imsconf.sip.util import make_response
 
 __all__ = ["RegistrarService", "SipDispatcher", "service_route"]
 
@@ -48,14 +49,28 @@ def service_route(ep: SipEndpoint, req: Request, peer: Peer) -> str:
 
 
 class RegistrarService:
-    """The registrar core on the SIP endpoint; *persist* receives every change (write-behind)."""
+    """The registrar core on the SIP endpoint; *persist* receives every change (write-behind).
+    *unavailable* gives the Retry-After while the bindings store cannot take writes (None: it can): a
+    REGISTER that would change bindings is then answered 503 (a query, without Contact, still is not)."""
 
-    def __init__(self, registrar: Registrar, persist: Persist | None = None) -> None:
+    def __init__(
+        self,
+        registrar: Registrar,
+        persist: Persist | None = None,
+        unavailable: Callable[[], int | None] | None = None,
+    ) -> None:
         self.registrar = registrar
         self._persist = persist
+        self._unavailable = unavailable
 
     def on_register(self, ep: SipEndpoint, inc: IncomingRequest, now: float) -> None:
         req = inc.request
+        retry_after = self._unavailable() if self._unavailable is not None else None
+        if retry_after is not None and req.headers.get("Contact") is not None:
+            resp = make_response(req, 503, "Service Unavailable", to_tag=ep.new_tag())
+            resp.headers.add("Retry-After", str(retry_after))  # RFC 3261 §21.5.4
+            ep.respond(inc.key, resp, now)
+            return
         resp = self.registrar.register(
             req, inc.peer, inc.authenticated_user, now, service_route=service_route(ep, req, inc.peer)
         )

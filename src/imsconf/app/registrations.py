@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -25,7 +24,9 @@ from pathlib import Path
 from typing import Final
 
 from imsconf.registrar.bindings import AorChanged, Binding
+from imsconf.sqlitefile import open_sqlite
 from imsconf.store.bindings import BindingsBackend, StoredBinding
+from imsconf.store.errors import RETRY_AFTER, StoreUnavailable
 
 __all__ = ["DB_NAME", "BindingStore", "BindingWriter", "StoredBinding"]
 
@@ -46,11 +47,8 @@ class BindingStore:
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)  # contact addresses are private
-            os.close(fd)
-            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")  # soft state: a lost last write costs a re-REGISTER
+            # 0600 (contact addresses are private); soft state: a lost last write costs a re-REGISTER
+            db = open_sqlite(self.path, synchronous="NORMAL")
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 db.close()
@@ -116,17 +114,33 @@ class BindingStore:
 
 
 class BindingWriter:
-    """A bindings backend on one worker thread, for the event loop: load once, then write behind."""
+    """A bindings backend on one worker thread, for the event loop: load once, then write behind.
 
-    def __init__(self, store: BindingsBackend, loop: asyncio.AbstractEventLoop) -> None:
+    A write that fails because the store is unreachable (:class:`StoreUnavailable`: PostgreSQL down) is
+    kept, the newest rows of each AoR, and tried again every ``retry_interval`` seconds until it is
+    stored; meanwhile :meth:`unavailable` gives the Retry-After the registrar answers new registrations
+    with.  Other failures are logged and dropped (the next change of the AoR writes it whole again)."""
+
+    def __init__(
+        self, store: BindingsBackend, loop: asyncio.AbstractEventLoop, *, retry_interval: float = RETRY_AFTER
+    ) -> None:
         self.store = store
         self._loop = loop
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imsconf-registrations")
         self._pending: set[asyncio.Future[None]] = set()
         self.failures = 0
+        self.retry_interval = retry_interval
+        self._unstored: dict[str, list[StoredBinding]] = {}  # by AoR: rows a lost connection kept out
+        self._retry: asyncio.TimerHandle | None = None
+        self._closing = False
 
     def _offset(self) -> float:
         return time.time() - self._loop.time()
+
+    def unavailable(self) -> int | None:
+        """The Retry-After for a change while the store is unreachable (writes wait to be retried);
+        None when it takes writes."""
+        return RETRY_AFTER if self._unstored else None
 
     async def load(self) -> list[Binding]:
         """The stored live bindings on the loop's clock (a failing store logs and gives none)."""
@@ -145,19 +159,47 @@ class BindingWriter:
         if not changes:
             return
         offset = self._offset()
-        rows = [(c.aor, [StoredBinding.of(b, offset) for b in c.bindings]) for c in changes]
+        self._write([(c.aor, [StoredBinding.of(b, offset) for b in c.bindings]) for c in changes])
+
+    def _write(self, rows: list[tuple[str, list[StoredBinding]]]) -> None:
         fut = self._loop.run_in_executor(self._executor, self.store.replace, rows)
         self._pending.add(fut)
-        fut.add_done_callback(self._done)
+        fut.add_done_callback(lambda f: self._done(f, rows))
 
-    def _done(self, fut: asyncio.Future[None]) -> None:
+    def _done(self, fut: asyncio.Future[None], rows: list[tuple[str, list[StoredBinding]]]) -> None:
+        # writes run in order on one thread and their callbacks in that order: the newest outcome of an AoR
+        # decides whether its rows still wait
         self._pending.discard(fut)
         if fut.cancelled():
             return
         exc = fut.exception()
-        if exc is not None:
-            self.failures += 1
+        if exc is None:
+            for aor, written in rows:
+                if self._unstored.get(aor) is written:
+                    del self._unstored[aor]
+            if not self._unstored and self._retry is not None:
+                self._retry.cancel()
+                self._retry = None
+                log.info("event=registrations_store_back")
+            return
+        self.failures += 1
+        if not isinstance(exc, StoreUnavailable):
             log.warning("event=registrations_write_failed error=%s", exc)
+            return
+        if not self._unstored:
+            log.warning("event=registrations_store_unavailable error=%s", exc)
+        for aor, kept in rows:
+            self._unstored[aor] = kept
+        self._arm()
+
+    def _arm(self) -> None:
+        if self._retry is None and not self._closing:
+            self._retry = self._loop.call_later(self.retry_interval, self._again)
+
+    def _again(self) -> None:
+        self._retry = None
+        if self._unstored and not self._closing:
+            self._write(list(self._unstored.items()))
 
     async def drain(self) -> None:
         """Wait until every submitted write is on disk (or failed)."""
@@ -165,6 +207,12 @@ class BindingWriter:
             await asyncio.gather(*list(self._pending), return_exceptions=True)
 
     async def close(self) -> None:
+        self._closing = True
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
         await self.drain()
+        if self._unstored:
+            log.warning("event=registrations_unstored aors=%d", len(self._unstored))
         await self._loop.run_in_executor(self._executor, self.store.close)
         self._executor.shutdown(wait=True)

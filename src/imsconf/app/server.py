@@ -14,13 +14,13 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from imsconf.booking.store import DB_NAME, BookingStore
+from imsconf.booking.backend import BookingStorage
 from imsconf.floor.server import Policy
 from imsconf.focus.admin import ConferenceAdmin
 from imsconf.focus.config import FocusConfig
 from imsconf.focus.core import Focus
 from imsconf.focus.messaging import MESSAGE_TYPES
-from imsconf.focus.planned import BookingSource, PlannedOptions
+from imsconf.focus.planned import BookingSource, PlannedOptions, Refreshed
 from imsconf.focus.routing import Locator
 from imsconf.focus.windows import WindowOptions, WindowSource
 from imsconf.keys.policy import DownlinkMode, RekeyPolicy
@@ -36,10 +36,10 @@ from imsconf.sip.message import Request, Response
 from imsconf.sip.overload import Admission, OverloadConfig
 from imsconf.sip.peer import Peer
 from imsconf.sip.screening import Capabilities
+from imsconf.store.users import UserBackend
 from imsconf.transport.limits import StreamLimits
 from imsconf.transport.manager import Receiver, TransportManager
 from imsconf.usage.records import NullUsageSink, UsageSink
-from imsconf.usage.store import UsageStore
 from imsconf.web.auth import TOKEN_FILE, VIEWER_TOKEN_FILE, Tokens
 from imsconf.web.deps import BookingBackend, WebDeps
 from imsconf.web.server import WebServer, start_web
@@ -61,12 +61,12 @@ from .mixer_pool import SpawnedMixers, start_mixers
 from .msrp import MsrpListeners, start_msrp_listeners
 from .pins import ExecutorPinChecker
 from .pki import PkiPaths, client_ssl_context, ensure_dev_pki, server_ssl_context
-from .registrations import DB_NAME as REGISTRATIONS_DB
-from .registrations import BindingStore, BindingWriter
+from .registrations import BindingWriter
 from .reload import Reloader
+from .stores import Stores, describe, open_stores
 from .systemd import ServiceNotifier
 from .usage import UsageWriter
-from .users import UserStore, authenticator_for
+from .users import authenticator_for
 
 log = logging.getLogger("imsconf.server")
 
@@ -170,15 +170,16 @@ class Server:
     remote: RemoteMediaControl | None = None
     mixers: SpawnedMixers | None = None  # the mixer processes this server started (settings.mixers)
     bound: list[tuple[str, str, int]] = field(default_factory=list)
-    bookings: BookingStore | None = None
+    bookings: BookingStorage | None = None
     http: WebServer | None = None  # the operator plane: API, console, metrics, health
     floor: FloorListeners | None = None  # BFCP (TCP/TLS) listeners of the focus
     chat: MsrpListeners | None = None  # MSRP (TLS, TCP if allowed) listeners of the focus's chat switch
     refresher: IndexRefresher | None = None  # keeps the focus's booking index current
     registrar: Registrar | None = None  # when this server is the registrar (settings.registrar)
     registrations: BindingWriter | None = None  # the registrar's bindings on disk
-    users: UserStore | None = None  # read again on SIGHUP (its lookups re-read a changed file anyway)
-    usage: UsageWriter | None = None  # the usage sink: records of ended legs/conferences to DATA_DIR
+    users: UserBackend | None = None  # read again on SIGHUP (its lookups re-read a changed file anyway)
+    usage: UsageWriter | None = None  # the usage sink: records of ended legs/conferences to the store
+    stores: Stores | None = None  # every store of this node (app.stores: SQLite files or PostgreSQL)
     metrics_registry: CollectorRegistry | None = None  # the Prometheus collectors (app.metrics)
     admin: FocusAdmin | None = None  # live conference control (imsconf.focus.admin.ConferenceAdmin)
     listening: bool = False  # every listener is up (start_server is through)
@@ -212,6 +213,9 @@ class Server:
             await self.registrations.close()
         if self.usage is not None:
             await asyncio.to_thread(self.usage.close, USAGE_CLOSE_SECONDS)
+        if self.stores is not None:  # bookings, bindings and usage were closed by their users above
+            self.stores.users.close()
+            self.stores.directory.close()
         if self.media is not None:
             self.media.close()
         if self.remote is not None:
@@ -257,7 +261,7 @@ def build_focus(
     *,
     bookings: BookingSource | None = None,
     windows: WindowSource | None = None,
-    refresh: Callable[[Callable[[], None]], None] | None = None,
+    refresh: Callable[[Callable[[Refreshed], None]], None] | None = None,
     loop: asyncio.AbstractEventLoop | None = None,
     wake: Callable[[], None] | None = None,
     floor_wake: Callable[[], None] | None = None,
@@ -330,17 +334,25 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
     data_dir = Path(settings.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     pki = ensure_dev_pki(data_dir, [settings.domain, *([settings.focus_host] if settings.focus_host else [])])
-    users = UserStore(data_dir / "users.json")
+    loop = asyncio.get_running_loop()
+    # every store by settings.store (one place decides the backend); a bad file or an unreachable
+    # PostgreSQL stops the start early
+    stores = await loop.run_in_executor(None, open_stores, settings)
+    log.info("event=stores_opened store=%s", describe(settings))
+    try:
+        # booked conferences: dial-in works with or without --http; the focus reads an in-memory index
+        bookings = await loop.run_in_executor(None, IndexedBookingStore, stores.bookings)
+    except BaseException:
+        stores.close()
+        raise
+    users = stores.users
     authenticator = authenticator_for(settings, users)
-    # the usage sink (records of ended legs and conferences); opened first: a bad file stops the start early
-    usage = UsageWriter(UsageStore.open(data_dir)).start()
+    # the usage sink (records of ended legs and conferences)
+    usage = UsageWriter(stores.usage).start()
     media: UdpMediaTransport | None = None
     focus: Focus | None = None
     remote: RemoteMediaControl | None = None
     mixers: SpawnedMixers | None = None
-    loop = asyncio.get_running_loop()
-    # booked conferences: dial-in works with or without --http; the focus reads an in-memory index
-    bookings = IndexedBookingStore(data_dir / DB_NAME)
     bookings.publish_on(loop)
     refresher = IndexRefresher(bookings)
     driver: EndpointDriver | None = None
@@ -364,7 +376,7 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
     registrar: Registrar | None = None
     registrations: BindingWriter | None = None
     if settings.registrar_enabled:
-        registrations = BindingWriter(BindingStore(data_dir / REGISTRATIONS_DB), loop)
+        registrations = BindingWriter(stores.bindings, loop)
         registrar = Registrar(
             registrar_config(settings, authenticated=authenticator is not None),
             await registrations.load(),
@@ -395,7 +407,7 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
             media.start()
     challenged = CHALLENGED_METHODS
     if registrar is not None and registrations is not None:
-        app = SipDispatcher(app, RegistrarService(registrar, registrations.submit))
+        app = SipDispatcher(app, RegistrarService(registrar, registrations.submit, registrations.unavailable))
         challenged = CHALLENGED_METHODS | {"REGISTER"}
     throttle = AuthThrottle(max_failures=settings.auth_max_failures, block=settings.auth_block_seconds)
     trusted = TrustedPeers.parse(settings.trusted_peers)
@@ -430,6 +442,7 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
     driver.transports = transports
     server = Server(settings, pki, endpoint, driver, transports, media, focus, remote, mixers)
     server.users = users
+    server.stores = stores
     server.bookings = bookings
     server.refresher = refresher
     server.registrar = registrar
@@ -487,7 +500,7 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
 
 async def start_web_listener(
     settings: Settings,
-    bookings: BookingStore,
+    bookings: BookingStorage,
     *,
     ready: Callable[[], bool],
     admin: ConferenceAdmin | None = None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from imsconf.booking.backend import BookingStorage
 from imsconf.booking.store import BookingStore
@@ -21,9 +22,29 @@ from imsconf.usage.store import UsageBackend, UsageStore
 from .config import Settings
 from .registrations import DB_NAME as REGISTRATIONS_DB
 from .registrations import BindingStore
-from .users import UserStore
+from .users import USERS_FILE, UserStore
 
-__all__ = ["Stores", "describe", "open_stores", "uses_postgresql"]
+if TYPE_CHECKING:
+    from imsconf.store.pg import PgDatabase
+
+__all__ = [
+    "Stores",
+    "describe",
+    "open_bindings",
+    "open_bookings",
+    "open_directory",
+    "open_stores",
+    "open_usage",
+    "open_users",
+    "uses_postgresql",
+]
+
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+_T = TypeVar("_T", bound=_Closable)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,32 +79,78 @@ def describe(settings: Settings) -> str:
 def open_stores(settings: Settings) -> Stores:
     """Every store of this node, by ``settings.store``; StoreUnavailable when PostgreSQL cannot be
     reached, PermissionError for a password file others may read."""
-    data_dir = Path(settings.data_dir)
-    if not uses_postgresql(settings):
-        data_dir.mkdir(parents=True, exist_ok=True)
+    opened: list[_Closable] = []
+
+    def keep(store: _T) -> _T:
+        opened.append(store)
+        return store
+
+    try:
         return Stores(
-            bookings=BookingStore.open(data_dir),
-            usage=UsageStore.open(data_dir),
-            bindings=BindingStore(data_dir / REGISTRATIONS_DB),
-            users=UserStore(data_dir / "users.json"),
-            directory=LocalDirectory(),
+            bookings=keep(open_bookings(settings)),
+            usage=keep(open_usage(settings)),
+            bindings=keep(open_bindings(settings)),
+            users=keep(open_users(settings)),
+            directory=keep(open_directory(settings)),
         )
-    from imsconf.store.bindings_pg import PgBindingStore
-    from imsconf.store.booking_pg import PgBookingStore
-    from imsconf.store.directory_pg import PgDirectory
+    except BaseException:
+        for store in opened:
+            store.close()
+        raise
+
+
+# -- one store each: what a command that needs only one opens (``imsconf book``, ``cdr``, ``users``) --
+
+
+def _data_dir(settings: Settings) -> Path:
+    data_dir = Path(settings.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return data_dir
+
+
+def _database(settings: Settings) -> PgDatabase:
+    """A connection of its own to the configured PostgreSQL (opened lazily by its first call)."""
     from imsconf.store.pg import PgDatabase, read_password
-    from imsconf.store.usage_pg import PgUsageStore
-    from imsconf.store.users_pg import PgUserStore
 
     password = None if settings.store_password_file is None else read_password(settings.store_password_file)
+    return PgDatabase(settings.store, password)
 
-    def db() -> PgDatabase:
-        return PgDatabase(settings.store, password)
 
-    return Stores(
-        bookings=PgBookingStore(db()),
-        usage=PgUsageStore(db()),
-        bindings=PgBindingStore(db()),
-        users=PgUserStore(db()),
-        directory=PgDirectory(db()),
-    )
+def open_bookings(settings: Settings) -> BookingStorage:
+    if not uses_postgresql(settings):
+        return BookingStore.open(_data_dir(settings))
+    from imsconf.store.booking_pg import PgBookingStore
+
+    return PgBookingStore(_database(settings))
+
+
+def open_usage(settings: Settings) -> UsageBackend:
+    if not uses_postgresql(settings):
+        return UsageStore.open(_data_dir(settings))
+    from imsconf.store.usage_pg import PgUsageStore
+
+    return PgUsageStore(_database(settings))
+
+
+def open_bindings(settings: Settings) -> BindingsBackend:
+    if not uses_postgresql(settings):
+        return BindingStore(_data_dir(settings) / REGISTRATIONS_DB)
+    from imsconf.store.bindings_pg import PgBindingStore
+
+    return PgBindingStore(_database(settings))
+
+
+def open_users(settings: Settings) -> UserBackend:
+    if not uses_postgresql(settings):
+        return UserStore(_data_dir(settings) / USERS_FILE)
+    from imsconf.store.users_pg import PgUserStore
+
+    return PgUserStore(_database(settings))
+
+
+def open_directory(settings: Settings) -> ConferenceDirectory:
+    if not uses_postgresql(settings):
+        return LocalDirectory()
+    from imsconf.store.directory_pg import PgDirectory
+
+    return PgDirectory(_database(settings))

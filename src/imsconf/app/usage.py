@@ -6,6 +6,8 @@ thread wakes on the first record, takes whatever else is queued (at most ``batch
 them in one transaction, so a record is on disk a few milliseconds after the sink returned — well within
 100 ms — and survives a kill -9 of the server from then on.  :meth:`UsageWriter.close` stops taking
 records, lets the thread write what is queued, waits at most ``timeout`` seconds and closes the store.
+A store that cannot be reached (PostgreSQL down: :class:`StoreUnavailable`) holds the batch back, tried
+again every few seconds, so the records of an outage are written once the store is back.
 
 Logs carry counts only, never identities.
 """
@@ -18,6 +20,7 @@ import sqlite3
 import threading
 from typing import Final
 
+from imsconf.store.errors import RETRY_AFTER, StoreUnavailable
 from imsconf.usage.records import ConferenceUsage, LegUsage
 from imsconf.usage.store import UsageBackend
 
@@ -38,9 +41,18 @@ class UsageWriter:
     Counters (read by anyone, written by their own side only): ``written`` records committed,
     ``dropped`` records refused (queue full, or after close), ``failed`` records whose write failed."""
 
-    def __init__(self, backend: UsageBackend, *, queue_size: int = QUEUE_SIZE, batch: int = BATCH) -> None:
+    def __init__(
+        self,
+        backend: UsageBackend,
+        *,
+        queue_size: int = QUEUE_SIZE,
+        batch: int = BATCH,
+        retry_interval: float = RETRY_AFTER,
+    ) -> None:
         self.backend = backend
         self.batch = batch
+        self.retry_interval = retry_interval
+        self.waiting = False  # a batch waits for an unreachable store
         self._queue: queue.Queue[_Record] = queue.Queue(maxsize=queue_size)
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="imsconf-usage", daemon=True)
@@ -100,15 +112,34 @@ class UsageWriter:
             self._write(batch)
 
     def _write(self, batch: list[_Record]) -> None:
+        """Commit *batch*; while the store is unreachable (StoreUnavailable) the batch is held and tried
+        again every ``retry_interval`` seconds (records meanwhile wait in the queue), until close."""
         legs = [r for r in batch if isinstance(r, LegUsage)]
         conferences = [r for r in batch if isinstance(r, ConferenceUsage)]
-        try:
-            self.backend.append(legs, conferences)
-        except (sqlite3.Error, OSError) as exc:
-            self.failed += len(batch)
-            log.warning("event=usage_write_failed records=%d error=%s", len(batch), exc)
-            return
+        while True:
+            try:
+                self.backend.append(legs, conferences)
+            except StoreUnavailable as exc:
+                if self._stopping.is_set():  # closing: no more waiting for the store
+                    self._failed(batch, exc)
+                    return
+                if not self.waiting:
+                    self.waiting = True
+                    log.warning("event=usage_store_unavailable records=%d error=%s", len(batch), exc)
+                self._stopping.wait(self.retry_interval)
+                continue
+            except (sqlite3.Error, OSError) as exc:
+                self._failed(batch, exc)
+                return
+            break
+        if self.waiting:
+            self.waiting = False
+            log.info("event=usage_store_back records=%d", len(batch))
         self.written += len(batch)
+
+    def _failed(self, batch: list[_Record], exc: BaseException) -> None:
+        self.failed += len(batch)
+        log.warning("event=usage_write_failed records=%d error=%s", len(batch), exc)
 
     # -- shutdown --
 

@@ -25,14 +25,23 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from imsconf.sip.auth import DigestAuthenticator, compute_ha1
-from imsconf.store.users import HA1_ALGORITHMS, UserStoreError, validate_realm, validate_username
+from imsconf.store.users import HA1_ALGORITHMS, UserBackend, UserStoreError, validate_realm, validate_username
 
 from .config import Settings
 
-__all__ = ["HA1_ALGORITHMS", "UserStore", "UserStoreError", "authenticator_for", "validate_username"]
+__all__ = [
+    "HA1_ALGORITHMS",
+    "USERS_FILE",
+    "UserStore",
+    "UserStoreError",
+    "authenticator_for",
+    "validate_username",
+]
+
+USERS_FILE: Final = "users.json"  # in DATA_DIR
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +209,7 @@ def _decode(data: object, path: Path) -> dict[str, _Entry]:
     return out
 
 
-def authenticator_for(settings: Settings, users: UserStore) -> DigestAuthenticator | None:
+def authenticator_for(settings: Settings, users: UserBackend) -> DigestAuthenticator | None:
     """The digest authenticator *settings* ask for (realm, algorithms) over *users*; None for ``auth =
     "none"``. Each one draws a new nonce secret: nonces of an earlier one get a fresh challenge."""
     if settings.auth != "digest":

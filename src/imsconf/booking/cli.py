@@ -10,9 +10,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
+
+from .backend import BookingStorage
 
 __all__ = ["BookingSettings", "add_book_parser", "run_book"]
 
@@ -107,9 +110,11 @@ def _print(obj: Any) -> None:
     print(json.dumps(obj, indent=2))
 
 
-def run_book(args: argparse.Namespace, settings: BookingSettings) -> int:
+def run_book(
+    args: argparse.Namespace, settings: BookingSettings, open_store: Callable[[], BookingStorage]
+) -> int:
+    """``imsconf book``: *open_store* opens the node's bookings store (the backend the settings select)."""
     from .model import InvalidBooking, booking_from_request, booking_to_json, parse_time
-    from .store import BookingStore
 
     cmd = args.book_cmd
     active_at = None
@@ -125,7 +130,7 @@ def run_book(args: argparse.Namespace, settings: BookingSettings) -> int:
         if args.pin_stdin:
             pin = sys.stdin.readline().rstrip("\r\n")
     try:
-        store = BookingStore.open(Path(settings.data_dir))
+        store = open_store()
     except OSError as exc:
         print(f"imsconf: {exc}", file=sys.stderr)
         return 1

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
+
+from imsconf.sqlitefile import open_sqlite
 
 from .model import (
     Booking,
@@ -50,7 +51,6 @@ __all__ = [
 ]
 
 DB_NAME: Final = "bookings.sqlite3"
-BUSY_TIMEOUT_MS: Final = 5000
 
 
 class BookingStoreError(OSError):
@@ -139,18 +139,11 @@ class BookingStore:
     def __init__(self, path: Path | str, *, migrate_to: int = SCHEMA_VERSION) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # create it 0600 before SQLite does (it would use the umask); WAL/SHM files inherit the mode
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-            os.close(fd)
-            self._db = sqlite3.connect(
-                self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
-            )
+        try:  # 0600 (it holds PIN hashes), WAL, synchronous=FULL, foreign keys
+            self._db = open_sqlite(self.path, foreign_keys=True)
         except (OSError, sqlite3.Error) as exc:
             raise BookingStoreError(f"cannot open bookings database {self.path}: {exc}") from None
         try:
-            self._configure()
             self._migrate(migrate_to)
         except sqlite3.Error as exc:
             self._db.close()
@@ -174,15 +167,6 @@ class BookingStore:
         self.close()
 
     # -- setup --
-
-    def _configure(self) -> None:
-        db = self._db
-        mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise BookingStoreError(f"bookings database {self.path}: cannot enable WAL (journal_mode={mode})")
-        db.execute("PRAGMA synchronous=FULL")
-        db.execute("PRAGMA foreign_keys=ON")
-        db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
     @property
     def journal_mode(self) -> str:

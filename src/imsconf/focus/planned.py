@@ -61,10 +61,13 @@ __all__ = [
     "PlannedConfig",
     "PlannedOptions",
     "Prompt",
+    "Refreshed",
     "booked_policy",
 ]
 
 log = logging.getLogger("imsconf.focus")
+
+LOOKUP_RETRY_AFTER = 5  # seconds: the Retry-After of a 503 for a booking source that failed outright
 
 MAX_PIN_DIGITS = 12
 
@@ -85,6 +88,26 @@ class BookingSource(Protocol):
     :class:`imsconf.booking.store.BookingStore` answers it too, synchronously)."""
 
     def window_status(self, uri: str, now: datetime) -> tuple[Booking | None, WindowState]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Refreshed:
+    """The outcome of re-reading the bookings: current, or the store could not be read (the last bookings
+    stay; a dial-in they cannot admit is answered 503 with ``Retry-After: retry_after``)."""
+
+    retry_after: int | None = None  # None: the bookings are current
+
+    @property
+    def available(self) -> bool:
+        return self.retry_after is None
+
+    @staticmethod
+    def current() -> Refreshed:
+        return Refreshed()
+
+    @staticmethod
+    def unavailable(retry_after: int) -> Refreshed:
+        return Refreshed(max(1, retry_after))
 
 
 class PinChecker(Protocol):
@@ -146,8 +169,9 @@ class PlannedOptions:
     pins: PinChecker | None = None  # default: InlinePinChecker
     lobby_media: LobbyMedia | None = None  # default: MixerLobby over the focus's media control
     config: PlannedConfig | None = None
-    # re-read the bookings and call back on the loop when done (the runtime's index); None: always current
-    refresh: Callable[[Callable[[], None]], None] | None = None
+    # re-read the bookings and call back on the loop with the outcome (the runtime's index); None: always
+    # current
+    refresh: Callable[[Callable[[Refreshed], None]], None] | None = None
 
 
 class PlannedFocusConfig(Protocol):
@@ -265,6 +289,7 @@ class PlannedConferences(FeatureBase):
         )
         self.config = options.config or PlannedConfig()
         self.refresh = options.refresh
+        self.unavailable: int | None = None  # the last re-read failed: the Retry-After of the 503 to answer
         self.booked: dict[str, BookedConference] = {}  # by conf_id
         self.lobby: dict[str, _LobbyLeg] = {}  # by leg_id
         self._lobby_ids = 0
@@ -307,7 +332,9 @@ class PlannedConferences(FeatureBase):
 
         Returns what to do, or None after answering it (403/404/486) -- or, with *retry* and a booking
         source that can be refreshed, before answering a refusal: the bookings are re-read (a booking made
-        moments ago by another process) and *retry* runs at the focus's next timer.
+        moments ago by another process) and *retry* runs at the focus's next timer.  When that re-read
+        found the store unreachable, a dial-in the last bookings would refuse is answered 503 with
+        Retry-After (the refusal may be wrong); one they admit goes on from memory.
         """
         req = inc.request
         ruri = req.request_uri
@@ -321,17 +348,22 @@ class PlannedConferences(FeatureBase):
                 booking, state = self._lookup(ruri, wall)
             except OSError:  # the store failed: say so rather than 404 a booked conference
                 log.exception("event=booking_lookup_failed ruri=%s", ruri)
-                self._reply(ep, inc, 503, "Booking Service Unavailable", now)
+                self._unavailable_reply(ep, inc, self.unavailable or LOOKUP_RETRY_AFTER, now)
                 return None
-        if (
-            booked is None
-            and state is not WindowState.OPEN
-            and retry is not None
-            and self.refresh is not None
-        ):
-            deferred = retry
-            self.refresh(lambda: self.inbox.post(deferred))
-            return None
+        if booked is None and state is not WindowState.OPEN and self.refresh is not None:
+            if retry is not None:
+                deferred = retry
+
+                def refreshed(outcome: Refreshed) -> None:
+                    self.unavailable = outcome.retry_after
+                    self.inbox.post(deferred)
+
+                self.refresh(refreshed)
+                return None
+            if self.unavailable is not None:
+                log.info("event=dial_in_refused ruri=%s reason=store_unavailable", ruri)
+                self._unavailable_reply(ep, inc, self.unavailable, now)
+                return None
         if booking is None or state in (WindowState.UNKNOWN, WindowState.CANCELLED):
             self._reply(ep, inc, 404, "Conference Not Found", now)
             return None
@@ -595,3 +627,10 @@ class PlannedConferences(FeatureBase):
     @staticmethod
     def _reply(ep: SipEndpoint, inc: IncomingRequest, status: int, reason: str, now: float) -> None:
         ep.respond(inc.key, make_response(inc.request, status, reason, to_tag=new_tag()), now)
+
+    @staticmethod
+    def _unavailable_reply(ep: SipEndpoint, inc: IncomingRequest, retry_after: int, now: float) -> None:
+        """RFC 3261 §21.5.4: the bookings cannot be read now; the caller may try again later."""
+        resp = make_response(inc.request, 503, "Booking Service Unavailable", to_tag=new_tag())
+        resp.headers.add("Retry-After", str(retry_after))
+        ep.respond(inc.key, resp, now)

@@ -13,9 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from .store import UsageBackend
 
 __all__ = ["add_cdr_parser", "parse_instant", "run_cdr"]
 
@@ -54,9 +57,9 @@ def parse_instant(text: str) -> datetime:
     return dt.astimezone(UTC)
 
 
-def run_cdr(args: argparse.Namespace, data_dir: Path) -> int:
+def run_cdr(args: argparse.Namespace, open_store: Callable[[], UsageBackend]) -> int:
+    """``imsconf cdr``: *open_store* opens the node's usage store (the backend the settings select)."""
     from .export import conference_to_json, conferences_csv, leg_to_json, legs_csv
-    from .store import UsageStore
 
     window: list[datetime | None] = []
     for name in ("since", "until"):
@@ -71,8 +74,11 @@ def run_cdr(args: argparse.Namespace, data_dir: Path) -> int:
         print("imsconf: --until is before --since", file=sys.stderr)
         return 2
     try:
-        with UsageStore.open(data_dir) as store:
+        store = open_store()
+        try:
             legs, conferences = store.records(since, until)
+        finally:
+            store.close()
     except OSError as exc:
         print(f"imsconf: {exc}", file=sys.stderr)
         return 1

@@ -17,13 +17,14 @@ The file is created 0600: it holds the participants' identities.
 from __future__ import annotations
 
 import contextlib
-import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final, Protocol
+
+from imsconf.sqlitefile import open_sqlite
 
 from .records import ConferenceUsage, LegUsage
 
@@ -39,7 +40,6 @@ __all__ = [
 ]
 
 DB_NAME: Final = "usage.sqlite3"
-BUSY_TIMEOUT_MS: Final = 5000
 
 
 class UsageStoreError(OSError):
@@ -195,18 +195,11 @@ class UsageStore:
     def __init__(self, path: Path | str, *, migrate_to: int = SCHEMA_VERSION) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # create it 0600 before SQLite does (it would use the umask); WAL/SHM files inherit the mode
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-            os.close(fd)
-            self._db = sqlite3.connect(
-                self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
-            )
+        try:  # 0600, WAL, synchronous=FULL
+            self._db = open_sqlite(self.path)
         except (OSError, sqlite3.Error) as exc:
             raise UsageStoreError(f"cannot open usage database {self.path}: {exc}") from None
         try:
-            self._configure()
             self._migrate(migrate_to)
         except sqlite3.Error as exc:
             self._db.close()
@@ -230,14 +223,6 @@ class UsageStore:
         self.close()
 
     # -- setup --
-
-    def _configure(self) -> None:
-        db = self._db
-        mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise UsageStoreError(f"usage database {self.path}: cannot enable WAL (journal_mode={mode})")
-        db.execute("PRAGMA synchronous=FULL")
-        db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
     @property
     def schema_version(self) -> int:

@@ -17,11 +17,12 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from imsconf import __version__
+from imsconf.store.errors import StoreUnavailable
 
 from . import bookings, cdrs, conferences, events, health, metrics, openapi, session
 from .auth import auth_middleware
 from .deps import DEPS, WebDeps
-from .errors import MAX_BODY, ApiError
+from .errors import MAX_BODY, ApiError, store_unavailable
 from .guard import ConnectionGuard
 from .metrics import RequestCounter
 from .routes import Access, Handler, Route
@@ -84,6 +85,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return exc.response()
     except web.HTTPException as exc:
         return _from_aiohttp(request, exc).response()
+    except StoreUnavailable:  # the database is down: the store reconnects on a later request
+        log.warning("event=http_store_unavailable method=%s path=%s", request.method[:16], request.path[:80])
+        return store_unavailable().response()
     except ConnectionError:
         log.debug("event=http_client_gone path=%s", request.path[:80])
         return ApiError(500, "connection lost", close=True).response()

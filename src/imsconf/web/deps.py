@@ -10,7 +10,7 @@ from typing import Final
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from imsconf.booking.store import BookingStore
+from imsconf.booking.backend import BookingStorage
 from imsconf.focus.admin import ConferenceAdmin
 
 from .auth import Tokens
@@ -31,9 +31,9 @@ def _always() -> bool:
 
 @dataclass(frozen=True, slots=True)
 class BookingBackend:
-    """The booking store and what a new booking is checked against."""
+    """The booking store (either backend) and what a new booking is checked against."""
 
-    store: BookingStore
+    store: BookingStorage
     domain: str
     reserved_users: tuple[str, ...] = ()  # user parts a booking may not take (the conference factory)
     clock: Callable[[], datetime] = _utcnow

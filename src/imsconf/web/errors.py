@@ -15,6 +15,8 @@ from typing import Any, Final, Protocol
 
 from aiohttp import web
 
+from imsconf.store.errors import RETRY_AFTER
+
 __all__ = [
     "MAX_BODY",
     "ApiError",
@@ -24,6 +26,7 @@ __all__ = [
     "json_response",
     "no_query",
     "read_json",
+    "store_unavailable",
 ]
 
 MAX_BODY: Final = 64 * 1024  # bytes of a request body; beyond: 413
@@ -71,6 +74,12 @@ class ApiError(Exception):
         if self.close:
             response.force_close()
         return response
+
+
+def store_unavailable() -> ApiError:
+    """The 503 of a request the store could not serve now (the database unreachable), with the
+    Retry-After every store outage answers."""
+    return ApiError(503, "store unavailable, try again later", headers={"Retry-After": str(RETRY_AFTER)})
 
 
 def json_response(
