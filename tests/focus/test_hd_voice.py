@@ -251,3 +251,41 @@ def test_wideband_legs_in_the_real_engine() -> None:
         h.join(h.ua(user), uri, offer(*formats))
     configs = sorted((c.codec_name, c.codec_clock) for c in control._configs.values())
     assert configs == [("AMR-WB", 16000), ("G722", 8000), ("PCMU", 8000), ("opus", 48000)]
+
+
+def test_a_wideband_leg_is_kept_out_of_the_pcmu_group_downlink() -> None:
+    """The group downlink's common stream is PCMU/0: an Opus or G.722 listener keeps its own key (no key
+    re-INVITE), a PCMU listener of the same conference is offered the group key."""
+    from test_keying import _harness, _reinvites
+
+    from imsconf.conference.eventinfo import KeyScope
+
+    h, _media = _harness()
+    alice = h.ua("alice")
+    resp = h.call(alice, FACTORY, offer(OPUS, TE48))
+    assert resp.status == 200 and alice.remote_target is not None
+    assert _reinvites(h.send(alice, alice.ack())) == []
+    uri = alice.remote_target
+    bob = h.ua("bob")
+    assert h.call(bob, uri, offer(G722, TE8)).status == 200
+    assert _reinvites(h.send(bob, bob.ack())) == []
+    carol = h.ua("carol")
+    assert h.call(carol, uri, offer(PCMU, TE8)).status == 200
+    assert len(_reinvites(h.send(carol, carol.ack()))) == 1  # the group key offer
+    for ua in (alice, bob):
+        leg_id = next(leg.leg_id for leg in h.focus.legs.values() if leg.user == ua.aor)
+        assert h.focus.keying.scope(leg_id) is KeyScope.PER_PARTICIPANT
+
+
+def test_the_operator_view_shows_each_participants_codec() -> None:
+    h = Harness()
+    alice, bob, carol = h.ua("alice"), h.ua("bob"), h.ua("carol")
+    _, uri = h.create(alice, offer(AMRWB, TE16))
+    h.join(bob, uri, offer(OPUS))
+    h.join(carol, uri, offer(PCMU, G722))
+    view = h.focus.operator.conference(h.conference(uri).conf_id)
+    assert [(p.uri, p.codec) for p in view.participants] == [
+        (alice.aor, "AMR-WB"),
+        (bob.aor, "opus"),
+        (carol.aor, "G722"),
+    ]
