@@ -1,0 +1,140 @@
+"""HD voice end to end: real baresip phones with G.722, Opus and PCMU in one conference, TLS + SDES-SRTP.
+
+Each phone offers one codec only (``audio_codecs`` of its account), so the focus must answer it with that
+codec (G.722 and Opus alone got 488 before the focus negotiated HD voice); the mixer decodes each leg with
+its own codec, mixes, and encodes each listener's mix in its codec. Each phone sends its own tone; its own
+recording of what it received (decoded by baresip) must hold the other two and not its own. The server's
+mixer runs in process and, in a second run, as ``imsconf mixer`` over its control channel (the codec
+crosses it). The answer's codec is read from the phone's SIP trace.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from audio import assert_hears, tone_levels, write_tone_wav
+from baresip import BaresipPhone, free_udp_range
+from harness import MixerProcess, ServerProcess, free_port_pair, free_tcp_port
+from test_baresip_conference import established, explained, join_uri, wait_conf_uri
+
+from peers import in_ci, require_peer
+
+MODULE_DIR = Path("/usr/lib/baresip/modules")
+# name -> (baresip audio_codecs, the module it needs, the answer's rtpmap, tone)
+PHONES = {
+    "alice": ("g722", "g722.so", "G722/8000", 440.0),
+    "bob": ("opus", "opus.so", "opus/48000/2", 620.0),
+    "carol": ("pcmu", "g711.so", "PCMU/8000", 970.0),
+}
+
+
+def require_module(name: str) -> None:
+    if not (MODULE_DIR / name).exists():
+        msg = f"baresip module {name} is not installed (scripts/install-test-deps.sh installs it)"
+        if in_ci():
+            pytest.fail(msg)
+        pytest.skip(msg)
+
+
+@pytest.fixture(params=["in-process-mixer", "separate-mixer"])
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerProcess]:
+    srv = ServerProcess(tmp_path / "srv", free_port_pair())
+    srv.data_dir.mkdir(parents=True)
+    lo, hi = free_udp_range(100)
+    cfg = tmp_path / "imsconf.toml"
+    # baresip resolves names with its own DNS client: the focus's Contact must be an address for it
+    text = f'rtp_port_range = [{lo}, {hi}]\nmedia_host = "127.0.0.1"\nfocus_host = "127.0.0.1"\n'
+    mixer: MixerProcess | None = None
+    if request.param == "separate-mixer":
+        listen = f"127.0.0.1:{free_tcp_port()}"
+        text += f'mixer = "{listen}"\n'
+        mixer = MixerProcess(srv.data_dir, listen, cfg)
+    cfg.write_text(text)
+    try:
+        if mixer is not None:
+            mixer.start()
+        srv.start("--config", str(cfg), auth="none")
+        yield srv
+    finally:
+        srv.stop()
+        if mixer is not None:
+            mixer.stop()
+            log = mixer.log()
+            assert "Traceback" not in log, log[-3000:]
+
+
+def answered_codec(phone: BaresipPhone) -> str | None:
+    """The audio rtpmap of the 200 OK the phone received (its SIP trace)."""
+    text = phone.sip_messages()
+    start = text.find("SIP/2.0 200 OK")
+    m = re.search(r"a=rtpmap:\d+ ([^\r\n]+)", text[start:]) if start >= 0 else None
+    return m.group(1).strip() if m else None
+
+
+@pytest.mark.peer
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_g722_opus_and_pcmu_phones_hear_each_other(server: ServerProcess, tmp_path: Path) -> None:
+    require_peer("baresip")
+    for _, module, _, _ in PHONES.values():
+        require_module(module)
+    srv = server
+    pki = srv.data_dir / "pki"
+    ca, combined = pki / "ca.pem", pki / "server-combined.pem"
+    phones = [
+        BaresipPhone(
+            name,
+            tmp_path / name,
+            tone_wav=write_tone_wav(tmp_path / f"{name}.wav", tone, seconds=120),
+            ca_pem=ca,
+            cert_combined_pem=combined,
+            codecs=codecs,
+            extra_config=f"module\t{module}" if module != "g711.so" else "",
+        )
+        for name, (codecs, module, _, tone) in PHONES.items()
+    ]
+    alice, bob, carol = phones
+    try:
+        with explained(srv, phones):
+            for p in phones:
+                p.start()
+            alice.dial(f"sip:conference-factory@127.0.0.1:{srv.tls_port}")
+            t_alice = established(alice)
+            target = join_uri(wait_conf_uri(srv), srv.tls_port)
+            bob.dial(target)
+            carol.dial(target)
+            t_all = max(t_alice, established(bob), established(carol))
+            time.sleep(max(0.0, t_all + 7.0 - time.monotonic()))
+            t_hangup = time.monotonic()
+            window = t_hangup - t_all - 2.5
+            for p in (bob, carol):
+                p.hangup()
+                p.wait_event("CALL_CLOSED", 5)
+            alice.hangup()
+            alice.wait_event("CALL_CLOSED", 5)
+            for p in phones:
+                p.stop()
+
+            for p in phones:
+                expected = PHONES[p.name][2]
+                assert answered_codec(p) == expected, f"{p.name}: answered {answered_codec(p)!r}"
+            freqs = sorted(tone for *_, tone in PHONES.values())
+            for p in phones:
+                decs = p.dec_wavs()
+                assert len(decs) == 1, f"{p.name}: expected one dec recording, found {decs}"
+                closed_at = float(p.wait_event("CALL_CLOSED", 0)["_t"])
+                lv = tone_levels(
+                    decs[0], freqs, last_seconds=window, drop_last_seconds=closed_at - t_hangup + 0.5
+                )
+                own = PHONES[p.name][3]
+                others = [f for f in freqs if f != own]
+                assert_hears(lv, present=others, absent=[own], who=f"{p.name} ({PHONES[p.name][0]})")
+            log = srv.log()
+            assert "Traceback" not in log, log[-3000:]
+    finally:
+        for p in phones:
+            p.stop()
