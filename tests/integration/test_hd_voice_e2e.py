@@ -1,4 +1,5 @@
-"""HD voice end to end: real baresip phones with G.722, Opus and PCMU in one conference, TLS + SDES-SRTP.
+"""HD voice end to end: real baresip phones with AMR-WB, G.722, Opus and PCMU in one conference, TLS +
+SDES-SRTP.
 
 Each phone offers one codec only (``audio_codecs`` of its account), so the focus must answer it with that
 codec (G.722 and Opus alone got 488 before the focus negotiated HD voice); the mixer decodes each leg with
@@ -13,10 +14,11 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
-from audio import assert_hears, tone_levels, write_tone_wav
+from audio import ToneLevels, assert_hears, tone_levels, write_tone_wav
 from baresip import BaresipPhone, free_udp_range
 from harness import MixerProcess, ServerProcess, free_port_pair, free_tcp_port
 from test_baresip_conference import established, explained, join_uri, wait_conf_uri
@@ -24,12 +26,23 @@ from test_baresip_conference import established, explained, join_uri, wait_conf_
 from peers import in_ci, require_peer
 
 MODULE_DIR = Path("/usr/lib/baresip/modules")
-# name -> (baresip audio_codecs, the module it needs, the answer's rtpmap, tone)
-PHONES = {
-    "alice": ("g722", "g722.so", "G722/8000", 440.0),
-    "bob": ("opus", "opus.so", "opus/48000/2", 620.0),
-    "carol": ("pcmu", "g711.so", "PCMU/8000", 970.0),
-}
+
+
+@dataclass(frozen=True)
+class Spec:
+    codecs: str  # baresip's audio_codecs: the one codec the phone offers
+    module: str  # the baresip module it needs
+    rtpmap: str  # what the focus's answer must carry
+    tone: float
+    amplitude: float = 0.25
+    rate: int = 8000  # of the tone wav and baresip's audio source
+
+
+G722 = Spec("g722", "g722.so", "G722/8000", 440.0)
+OPUS = Spec("opus", "opus.so", "opus/48000/2", 620.0)
+PCMU = Spec("pcmu", "g711.so", "PCMU/8000", 970.0)
+# baresip's path from an 8 kHz source into its AMR-WB encoder loses some 15 dB: a 16 kHz source
+AMRWB = Spec("amr-wb", "amr.so", "AMR-WB/16000", 1400.0, rate=16000)
 
 
 def require_module(name: str) -> None:
@@ -75,66 +88,94 @@ def answered_codec(phone: BaresipPhone) -> str | None:
     return m.group(1).strip() if m else None
 
 
-@pytest.mark.peer
-@pytest.mark.slow
-@pytest.mark.timeout(90)
-def test_g722_opus_and_pcmu_phones_hear_each_other(server: ServerProcess, tmp_path: Path) -> None:
+def run_conference(srv: ServerProcess, tmp_path: Path, specs: dict[str, Spec]) -> dict[str, ToneLevels]:
+    """The first phone creates the conference, the others join; all talk ~7 s, then hang up. Checks each
+    phone's answered codec; returns what each heard (levels of every phone's tone)."""
     require_peer("baresip")
-    for _, module, _, _ in PHONES.values():
-        require_module(module)
-    srv = server
+    for spec in specs.values():
+        require_module(spec.module)
     pki = srv.data_dir / "pki"
     ca, combined = pki / "ca.pem", pki / "server-combined.pem"
     phones = [
         BaresipPhone(
             name,
             tmp_path / name,
-            tone_wav=write_tone_wav(tmp_path / f"{name}.wav", tone, seconds=120),
+            tone_wav=write_tone_wav(
+                tmp_path / f"{name}.wav", s.tone, seconds=120, amplitude=s.amplitude, rate=s.rate
+            ),
+            ausrc_srate=s.rate,
             ca_pem=ca,
             cert_combined_pem=combined,
-            codecs=codecs,
-            extra_config=f"module\t{module}" if module != "g711.so" else "",
+            codecs=s.codecs,
+            extra_config=f"module\t{s.module}" if s.module != "g711.so" else "",
         )
-        for name, (codecs, module, _, tone) in PHONES.items()
+        for name, s in specs.items()
     ]
-    alice, bob, carol = phones
+    owner, *others = phones
+    heard: dict[str, ToneLevels] = {}
     try:
         with explained(srv, phones):
             for p in phones:
                 p.start()
-            alice.dial(f"sip:conference-factory@127.0.0.1:{srv.tls_port}")
-            t_alice = established(alice)
+            owner.dial(f"sip:conference-factory@127.0.0.1:{srv.tls_port}")
+            t_owner = established(owner)
             target = join_uri(wait_conf_uri(srv), srv.tls_port)
-            bob.dial(target)
-            carol.dial(target)
-            t_all = max(t_alice, established(bob), established(carol))
+            for p in others:
+                p.dial(target)
+            t_all = max([t_owner, *(established(p) for p in others)])
             time.sleep(max(0.0, t_all + 7.0 - time.monotonic()))
             t_hangup = time.monotonic()
             window = t_hangup - t_all - 2.5
-            for p in (bob, carol):
+            for p in [*others, owner]:
                 p.hangup()
                 p.wait_event("CALL_CLOSED", 5)
-            alice.hangup()
-            alice.wait_event("CALL_CLOSED", 5)
             for p in phones:
                 p.stop()
-
             for p in phones:
-                expected = PHONES[p.name][2]
-                assert answered_codec(p) == expected, f"{p.name}: answered {answered_codec(p)!r}"
-            freqs = sorted(tone for *_, tone in PHONES.values())
+                got = answered_codec(p)
+                assert got == specs[p.name].rtpmap, f"{p.name}: answered {got!r}"
+            freqs = sorted(s.tone for s in specs.values())
             for p in phones:
                 decs = p.dec_wavs()
                 assert len(decs) == 1, f"{p.name}: expected one dec recording, found {decs}"
                 closed_at = float(p.wait_event("CALL_CLOSED", 0)["_t"])
-                lv = tone_levels(
+                heard[p.name] = tone_levels(
                     decs[0], freqs, last_seconds=window, drop_last_seconds=closed_at - t_hangup + 0.5
                 )
-                own = PHONES[p.name][3]
-                others = [f for f in freqs if f != own]
-                assert_hears(lv, present=others, absent=[own], who=f"{p.name} ({PHONES[p.name][0]})")
             log = srv.log()
             assert "Traceback" not in log, log[-3000:]
     finally:
         for p in phones:
             p.stop()
+    return heard
+
+
+@pytest.mark.peer
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_g722_opus_and_pcmu_phones_hear_each_other(server: ServerProcess, tmp_path: Path) -> None:
+    specs = {"alice": G722, "bob": OPUS, "carol": PCMU}
+    heard = run_conference(server, tmp_path, specs)
+    for name, lv in heard.items():
+        own = specs[name].tone
+        others = [s.tone for n, s in specs.items() if n != name]
+        assert_hears(lv, present=others, absent=[own], who=f"{name} ({specs[name].codecs})")
+
+
+@pytest.mark.peer
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_amr_wb_opus_g722_and_pcmu_phones_in_one_conference(server: ServerProcess, tmp_path: Path) -> None:
+    """Four phones, four codecs. The mixer mixes the three loudest: the PCMU phone talks more quietly, so
+    the wideband three are the speakers; each of them hears the other two, the PCMU phone hears all three."""
+    specs = {"alice": AMRWB, "bob": OPUS, "carol": G722, "dave": replace(PCMU, amplitude=0.08)}
+    heard = run_conference(server, tmp_path, specs)
+    wide = [n for n, s in specs.items() if s is not specs["dave"]]
+    for name in wide:
+        others = [specs[n].tone for n in wide if n != name]
+        assert_hears(
+            heard[name], present=others, absent=[specs[name].tone], who=f"{name} ({specs[name].codecs})"
+        )
+    assert_hears(
+        heard["dave"], present=[specs[n].tone for n in wide], absent=[specs["dave"].tone], who="dave"
+    )
