@@ -9,7 +9,8 @@ import base64
 import random
 
 import pytest
-from helpers import FACTORY, SUITE, Harness, RecordingMedia, new_key
+from helpers import FACTORY, SUITE, Harness, RecordingMedia, answer_crypto, new_key
+from test_keying import GroupMedia
 
 from imsconf.focus.config import FocusConfig
 from imsconf.focus.media_session import OFFER_CODECS, MediaSession, NegotiationError
@@ -254,8 +255,9 @@ def test_wideband_legs_in_the_real_engine() -> None:
 
 
 def test_a_wideband_leg_is_kept_out_of_the_pcmu_group_downlink() -> None:
-    """The group downlink's common stream is PCMU/0: an Opus or G.722 listener keeps its own key (no key
-    re-INVITE), a PCMU listener of the same conference is offered the group key."""
+    """The group downlink's common stream is PCMU/0, and the mixer sends no group stream in a conference
+    it mixes at 16 kHz: an Opus or G.722 listener keeps its own key (no key re-INVITE), and so does a PCMU
+    listener who joins that conference."""
     from test_keying import _harness, _reinvites
 
     from imsconf.conference.eventinfo import KeyScope
@@ -266,15 +268,53 @@ def test_a_wideband_leg_is_kept_out_of_the_pcmu_group_downlink() -> None:
     assert resp.status == 200 and alice.remote_target is not None
     assert _reinvites(h.send(alice, alice.ack())) == []
     uri = alice.remote_target
+    for user, formats in (("bob", (G722, TE8)), ("carol", (PCMU, TE8))):
+        ua = h.ua(user)
+        assert h.call(ua, uri, offer(*formats)).status == 200
+        assert _reinvites(h.send(ua, ua.ack())) == [], user
+    for leg in h.focus.legs.values():
+        assert h.focus.keying.scope(leg.leg_id) is KeyScope.PER_PARTICIPANT
+
+
+def test_the_first_wideband_leg_demotes_the_group_listeners() -> None:
+    """Two PCMU listeners on the group key, then an Opus phone joins: the conference is mixed at 16 kHz
+    from then on (no group stream), so each group listener is re-INVITEd back to its own key."""
+    from test_keying import _answer, _confirm, _connect, _create, _leg, _reinvites, ua_keys
+
+    from imsconf.conference.eventinfo import KeyScope
+
+    h, media = _harness_group()
+    alice, uri, inv = _create(h)
+    a_leg = _leg(h, alice)
+    _answer(h, alice, inv)
+    _confirm(h, a_leg, 1)
     bob = h.ua("bob")
-    assert h.call(bob, uri, offer(G722, TE8)).status == 200
-    assert _reinvites(h.send(bob, bob.ack())) == []
-    carol = h.ua("carol")
-    assert h.call(carol, uri, offer(PCMU, TE8)).status == 200
-    assert len(_reinvites(h.send(carol, carol.ack()))) == 1  # the group key offer
-    for ua in (alice, bob):
-        leg_id = next(leg.leg_id for leg in h.focus.legs.values() if leg.user == ua.aor)
-        assert h.focus.keying.scope(leg_id) is KeyScope.PER_PARTICIPANT
+    ua_keys["bob"] = new_key()
+    invites = {
+        r.uri.split("@")[0].split(":")[1]: r for r in _reinvites(_connect(h, bob, uri, ua_keys["bob"]))
+    }
+    b_leg = _leg(h, bob)
+    _answer(h, alice, invites["alice"])
+    _answer(h, bob, invites["bob"])
+    _confirm(h, a_leg, 2)
+    _confirm(h, b_leg, 2)
+    assert h.focus.keying.scope(a_leg) is KeyScope.GROUP and h.focus.keying.scope(b_leg) is KeyScope.GROUP
+    dave = h.ua("dave")
+    assert h.call(dave, uri, offer(OPUS, TE48)).status == 200
+    demotions = _reinvites(h.send(dave, dave.ack()))
+    assert sorted(r.uri.split("@")[0].split(":")[1] for r in demotions) == ["alice", "bob"]
+    own = {a_leg: media.legs[a_leg].tx_key, b_leg: media.legs[b_leg].tx_key}
+    for r in demotions:  # each re-INVITE carries the listener's own key again
+        leg_id = a_leg if "alice" in r.uri else b_leg
+        assert answer_crypto(r.body).key_salt == own[leg_id]
+    assert media.streams[a_leg][0] is None and media.streams[b_leg][0] is None
+    assert h.focus.keying.scope(_leg(h, dave)) is KeyScope.PER_PARTICIPANT
+
+
+def _harness_group() -> tuple[Harness, GroupMedia]:
+    from test_keying import _harness
+
+    return _harness()
 
 
 def test_the_operator_view_shows_each_participants_codec() -> None:
