@@ -179,3 +179,78 @@ def test_amr_wb_opus_g722_and_pcmu_phones_in_one_conference(server: ServerProces
     assert_hears(
         heard["dave"], present=[specs[n].tone for n in wide], absent=[specs["dave"].tone], who="dave"
     )
+
+
+@pytest.mark.peer
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_a_dial_out_to_a_g722_phone(tmp_path: Path) -> None:
+    """The operator dials a G.722-only phone into a PCMU phone's conference: our offer lists AMR-WB, Opus,
+    G.722, PCMU and PCMA, the phone answers G.722, the mixer leg takes it; they hear each other and the
+    operator view names each one's codec."""
+    from test_operator_api import BASE, Api
+
+    require_peer("baresip")
+    require_module(G722.module)
+    srv = ServerProcess(tmp_path / "srv", free_port_pair())
+    srv.data_dir.mkdir(parents=True)
+    lo, hi = free_udp_range(100)
+    cfg = tmp_path / "imsconf.toml"
+    cfg.write_text(f'rtp_port_range = [{lo}, {hi}]\nmedia_host = "127.0.0.1"\nfocus_host = "127.0.0.1"\n')
+    http_port = free_tcp_port()
+    srv.start("--config", str(cfg), "--http", f"127.0.0.1:{http_port}", auth="none")
+    pki = srv.data_dir / "pki"
+    specs = {"alice": PCMU, "bob": G722}
+    phones = [
+        BaresipPhone(
+            name,
+            tmp_path / name,
+            tone_wav=write_tone_wav(tmp_path / f"{name}.wav", s.tone, seconds=120),
+            ca_pem=pki / "ca.pem",
+            cert_combined_pem=pki / "server-combined.pem",
+            codecs=s.codecs,
+            extra_config=f"module\t{s.module}" if s.module != "g711.so" else "",
+        )
+        for name, s in specs.items()
+    ]
+    alice, bob = phones
+    try:
+        with explained(srv, phones):
+            for p in phones:
+                p.start()
+            api = Api(http_port, srv.data_dir)
+            alice.dial(f"sip:conference-factory@127.0.0.1:{srv.tls_port}")
+            t_alice = established(alice)
+            (conf,) = api.ok("GET", BASE)["conferences"]
+            cid = conf["id"]
+            target = f"sip:bob@127.0.0.1:{bob.tls_port};transport=tls"
+            api.ok("POST", f"{BASE}/{cid}/participants", {"uri": target}, status=202)
+            t_all = max(t_alice, established(bob))
+            time.sleep(max(0.0, t_all + 7.0 - time.monotonic()))
+            view = api.ok("GET", f"{BASE}/{cid}")["participants"]
+            assert [(p["uri"].split("@")[0], p["codec"]) for p in view] == [
+                ("sip:alice", "PCMU"),
+                ("sip:bob", "G722"),
+            ], view
+            t_hangup = time.monotonic()
+            window = t_hangup - t_all - 2.5
+            bob.hangup()
+            bob.wait_event("CALL_CLOSED", 5)
+            alice.hangup()
+            alice.wait_event("CALL_CLOSED", 5)
+            for p in phones:
+                p.stop()
+            freqs = sorted(s.tone for s in specs.values())
+            for p in phones:
+                (dec,) = p.dec_wavs()
+                closed_at = float(p.wait_event("CALL_CLOSED", 0)["_t"])
+                lv = tone_levels(
+                    dec, freqs, last_seconds=window, drop_last_seconds=closed_at - t_hangup + 0.5
+                )
+                own = specs[p.name].tone
+                assert_hears(lv, present=[f for f in freqs if f != own], absent=[own], who=p.name)
+            assert "Traceback" not in srv.log(), srv.log()[-3000:]
+    finally:
+        for p in phones:
+            p.stop()
+        srv.stop()
