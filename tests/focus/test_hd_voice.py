@@ -329,3 +329,36 @@ def test_the_operator_view_shows_each_participants_codec() -> None:
         (bob.aor, "opus"),
         (carol.aor, "G722"),
     ]
+
+
+def test_a_reinvite_to_a_wideband_codec_demotes_the_group_listeners() -> None:
+    """A group listener's re-INVITE moves it to G.722: its conference is mixed at 16 kHz from then on, so
+    the group listeners (it too) are re-INVITEd back to their own keys."""
+    from test_keying import _answer, _confirm, _connect, _create, _leg, _reinvites, ua_keys
+
+    from imsconf.conference.eventinfo import KeyScope
+
+    h, media = _harness_group()
+    alice, uri, inv = _create(h)
+    a_leg = _leg(h, alice)
+    _answer(h, alice, inv)
+    _confirm(h, a_leg, 1)
+    bob = h.ua("bob")
+    ua_keys["bob"] = new_key()
+    invites = {
+        r.uri.split("@")[0].split(":")[1]: r for r in _reinvites(_connect(h, bob, uri, ua_keys["bob"]))
+    }
+    b_leg = _leg(h, bob)
+    _answer(h, alice, invites["alice"])
+    _answer(h, bob, invites["bob"])
+    _confirm(h, a_leg, 2)
+    _confirm(h, b_leg, 2)
+    assert h.focus.keying.scope(a_leg) is KeyScope.GROUP and h.focus.keying.scope(b_leg) is KeyScope.GROUP
+    sent = h.send(bob, bob.reinvite(offer(G722, TE8, key=ua_keys["bob"])))
+    resp = h.final(sent)
+    assert resp.status == 200 and media.legs[b_leg].codec_name == "G722"
+    sent += h.send(bob, bob.ack())
+    sent += h.advance(0.001)
+    demoted = sorted(r.uri.split("@")[0].split(":")[1] for r in _reinvites(sent))
+    assert demoted == ["alice", "bob"]
+    assert media.streams[a_leg][0] is None and media.streams[b_leg][0] is None

@@ -310,6 +310,18 @@ class FocusKeying(FeatureBase):
                 self._run(ep, leg.conf_id, mgr.join(leg.leg_id, now, capable=self.capable(leg.user)), now)
         self._next(ep, lk, now)
 
+    def after_media_update(self, ep: SipEndpoint, leg: Leg, now: float) -> None:
+        """The leg's offer was answered again (re-INVITE, UPDATE): a move to a non-G.711 codec takes its
+        conference to the 16 kHz mix, whose group listeners go back to their own keys."""
+        decision = leg.media.decision
+        mgr = self.managers.get(leg.conf_id)
+        lk = self.legs.get(leg.leg_id)
+        if decision is None or decision.codec.name in G711 or mgr is None or lk is None or not lk.joined:
+            return
+        if mgr.group_mode:
+            self._ep = ep
+            self._wide_conference(ep, leg, mgr, now)
+
     def _wide_conference(self, ep: SipEndpoint, leg: Leg, mgr: GroupKeyManager, now: float) -> bool:
         """Whether *leg*'s conference has a leg whose codec is not G.711 (the mixer then mixes it at 16 kHz
         and sends no group stream). When *leg* is such a leg, the group listeners it finds are demoted to
