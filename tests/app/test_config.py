@@ -264,3 +264,13 @@ def test_mixers_a_number_or_auto(tmp_path: Path) -> None:
         Settings(mixers=2, mixer="127.0.0.1:7100")
     with pytest.raises(ValueError, match="too small"):
         Settings(mixers=4, rtp_port_range=(20000, 20020))
+
+
+def test_audio_codecs(tmp_path: Path) -> None:
+    assert Settings().audio_codecs == ("AMR-WB", "opus", "G722", "PCMU", "PCMA")
+    s = load_settings(write(tmp_path, 'audio_codecs = ["g722", "OPUS", "pcmu"]\n'), {})
+    assert s.audio_codecs == ("G722", "opus", "PCMU")  # names as sdp.codecs spells them
+    assert load_settings(None, {"audio_codecs": "amr-wb,PCMA"}).audio_codecs == ("AMR-WB", "PCMA")
+    for bad in ('audio_codecs = ["G729"]\n', "audio_codecs = []\n", 'audio_codecs = ["PCMU", "pcmu"]\n'):
+        with pytest.raises(ValueError, match="audio_codecs"):
+            load_settings(write(tmp_path, bad), {})

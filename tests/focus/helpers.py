@@ -101,6 +101,8 @@ class LegRecord:
     remote_rtp: Addr | None = None
     codec_name: str | None = None
     codec_pt: int | None = None
+    codec_clock: int | None = None
+    codec_params: tuple[tuple[str, str], ...] = ()
     dtmf_pt: int | None = None
     direction: Direction | None = None
     tx_key: bytes | None = None  # key || salt the mixer sends with
@@ -147,11 +149,14 @@ class RecordingMedia(NullMediaControl):
         rx_keys: SrtpKeys | None,
         direction: Direction = Direction.SENDRECV,
         latch: bool = False,
+        codec_clock: int = 8000,
+        codec_params: tuple[tuple[str, str], ...] = (),
     ) -> None:
         leg = self.legs[leg_id]
         leg.configured = True
         leg.remote_rtp = remote_rtp
         leg.codec_pt, leg.codec_name, leg.dtmf_pt = codec_pt, codec_name, dtmf_pt
+        leg.codec_clock, leg.codec_params = codec_clock, codec_params
         leg.tx_key, leg.rx_key = _raw(tx_keys), _raw(rx_keys)
         leg.direction = direction
         self.calls.append(("configure", leg_id))
@@ -168,11 +173,17 @@ class RecordingMedia(NullMediaControl):
         direction: Direction | None = None,
         tx_keys: SrtpKeys | Keep | None = KEEP,
         rx_keys: SrtpKeys | Keep | None = KEEP,
+        codec_clock: int | None = None,
+        codec_params: tuple[tuple[str, str], ...] | None = None,
     ) -> None:
         leg = self.legs[leg_id]
         assert leg.configured
         if remote_rtp is not None:
             leg.remote_rtp = remote_rtp
+        if codec_clock is not None:
+            leg.codec_clock = codec_clock
+        if codec_params is not None:
+            leg.codec_params = codec_params
         if codec_pt is not None:
             leg.codec_pt = codec_pt
         if codec_name is not None:

@@ -83,7 +83,9 @@ def test_new_remote_key_updates_rx_only(method: str) -> None:
 def test_codec_change() -> None:
     h = Harness()
     alice, _, leg_id = _setup(h)
-    offer = sdp_offer(version=2).replace(b"RTP/SAVP 0 8 101", b"RTP/SAVP 8 0 101")
+    # our preference (FocusConfig.audio_codecs) decides among the offered codecs: PCMU before PCMA, so
+    # the re-offer drops PCMU to change the codec
+    offer = sdp_offer(version=2).replace(b"RTP/SAVP 0 8 101", b"RTP/SAVP 8 101")
     body = _modify(h, alice, "INVITE", offer)
     assert SessionDescription.parse(body).media[0].formats[0] == "8"
     assert h.media.legs[leg_id].codec_name == "PCMA"

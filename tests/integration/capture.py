@@ -5,8 +5,9 @@ in the background (PID kept, only that process is ever signalled). ``read_pcap``
 reader giving UDP datagrams. ``analyse_media`` sorts the datagrams into RTP streams (per 5-tuple and SSRC),
 RTCP and anything else; ``assert_srtp_only`` then demands, for every RTP stream:
 
-* no payload of exactly a clear G.711 frame size (80/160/240 bytes for 10/20/30 ms), while the SRTP form is
-  clear payload + auth tag (170 bytes for 20 ms with AES_CM_128_HMAC_SHA1_80);
+* in a G.711 stream (payload type 0 or 8), no payload of exactly a clear G.711 frame size (80/160/240 bytes
+  for 10/20/30 ms), while the SRTP form is clear payload + auth tag (170 bytes for 20 ms with
+  AES_CM_128_HMAC_SHA1_80);
 * a byte distribution that looks random (Shannon entropy of the concatenated payloads >= 7.5 bits/byte;
   G.711 of one or two tones is far lower);
 * decoded as if it were PCMU, none of the known tones stands out of the spectrum (clear PCMU of a tone
@@ -345,7 +346,10 @@ def assert_srtp_only(
             f"found {len(streams)}"
         )
     for st in rep.rtp.values():
-        clear = {n: c for n, c in st.sizes.items() if n in G711_CLEAR_SIZES}
+        # the size rule is for G.711 streams (static payload types 0 and 8): a variable-rate codec's SRTP
+        # packet (Opus, AMR-WB) may have any size, 80 octets among them
+        g711 = set(st.payload_types) <= {0, 8}
+        clear = {n: c for n, c in st.sizes.items() if n in G711_CLEAR_SIZES} if g711 else {}
         if clear:
             problems.append(f"{st.key}: payloads of a clear G.711 frame size {clear}")
         short = {n: c for n, c in st.sizes.items() if n <= auth_tag_len}

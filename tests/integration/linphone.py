@@ -60,8 +60,9 @@ Its conference client (liblinphone 5.1):
   parameter in the focus's Contact (a convention of its own server): that conference object stays in
   ``CreationPending``, so it is not used here.
 
-The codecs it offers by default (the server answers PCMU): opus/48000, speex/16000, speex/8000, PCMU, PCMA,
-G729, telephone-event; G722, GSM, AMR and AMR-WB are present but off (``[audio_codec_N]`` sections).
+The codecs it offers by default (the server answers Opus, its preference): opus/48000, speex/16000,
+speex/8000, PCMU, PCMA, G729, telephone-event; G722, GSM, AMR and AMR-WB are present but off
+(``[audio_codec_N]`` sections).
 Only the process started here is ever signalled, by its PID.
 """
 

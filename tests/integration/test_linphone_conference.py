@@ -126,8 +126,9 @@ def test_linphone_joins_baresip_conference_over_tls_srtp_both_ways(
             bob.stop()
             cap.stop()
 
-        # linphone's own RTP counters: a G.711 stream in each direction (64 kbit/s + headers)
-        assert len(bw) >= 4 and all(d > 50 and u > 50 for d, u in bw[1:-1]), (
+        # linphone's own RTP counters: a stream in each direction. linphone offers Opus first and the focus
+        # prefers it to G.711 (some 35-50 kbit/s with headers, where G.711 would be 64 + headers)
+        assert len(bw) >= 4 and all(d > 20 and u > 20 for d, u in bw[1:-1]), (
             f"alice bandwidth (down, up): {bw}"
         )
         # each hears the other, not itself

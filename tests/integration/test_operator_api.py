@@ -402,7 +402,8 @@ def test_usage_records_survive_kill_9(tmp_path: Path) -> None:
         )  # fmt: skip
         assert out.returncode == 0, out.stderr
         (row,) = [r for r in json.loads(out.stdout)["legs"] if r["conference_id"] == summary["id"]]
-        assert row["reason"] == "bye" and row["codec"] == "PCMA", row  # conf_join_leave.xml offers PCMA
+        # conf_join_leave.xml offers PCMA then PCMU: the server's preference (audio_codecs) takes PCMU
+        assert row["reason"] == "bye" and row["codec"] == "PCMU", row
 
         srv.start("--config", str(cfg), "--http", f"127.0.0.1:{http_port}", auth="none")
         api = Api(http_port, srv.data_dir)

@@ -261,3 +261,46 @@ def test_mute_deaf_speaking_and_figures_cross_the_channel(tmp_path: Path) -> Non
             remote.leg_stats("a")
 
     run(tmp_path, body, heartbeat=True)
+
+
+def test_a_wideband_codec_crosses_the_channel(tmp_path: Path) -> None:
+    """The negotiated codec (name, RTP clock, fmtp parameters, payload type) reaches the separate mixer's
+    leg, on configure and on update."""
+
+    async def body(remote: RemoteMediaControl, mixer: MixerControlServer) -> None:
+        eng = mixer.control.engine
+        remote.allocate_leg("c2", "w", rtcp_mux=True)
+        params = (("mode-set", "0,1,2"), ("octet-align", "1"))
+        remote.configure_leg(
+            "w",
+            remote_rtp=("127.0.0.1", 5004),
+            remote_rtcp=None,
+            codec_pt=97,
+            codec_name="AMR-WB",
+            dtmf_pt=102,
+            tx_keys=make_keys(),
+            rx_keys=make_keys(),
+            codec_clock=16000,
+            codec_params=params,
+        )
+        await until(lambda: "w" in mixer.control._configs, "configure_leg")
+        cfg = mixer.control._configs["w"]
+        assert (cfg.codec_name, cfg.codec_clock, cfg.codec_params, cfg.codec_pt) == (
+            "AMR-WB",
+            16000,
+            params,
+            97,
+        )
+        assert eng.leg_map["w"].wb is not None and eng.leg_map["w"].clock == 16000
+        remote.update_leg(
+            "w", codec_pt=96, codec_name="opus", codec_clock=48000, codec_params=(), dtmf_pt=103
+        )
+        await until(lambda: mixer.control._configs["w"].codec_name == "opus", "update_leg")
+        cfg = mixer.control._configs["w"]
+        assert (cfg.codec_clock, cfg.codec_params, cfg.codec_pt, cfg.dtmf_pt) == (48000, (), 96, 103)
+        remote.update_leg("w", direction=None)  # no codec fields: the codec stays
+        remote.update_leg("w", codec_pt=9, codec_name="G722", codec_clock=8000, codec_params=())
+        await until(lambda: mixer.control._configs["w"].codec_name == "G722", "update_leg G722")
+        assert not remote.errors
+
+    run(tmp_path, body)

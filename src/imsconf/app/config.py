@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from imsconf.focus.config import NODE_ID_RE
+from imsconf.focus.media_session import OFFER_CODECS
+from imsconf.sdp.codecs import SUPPORTED
 from imsconf.sip.grammar import USER_RE
 
 __all__ = [
@@ -207,6 +209,10 @@ class Settings:
     # digest algorithms offered, preferred first (RFC 8760 §2.4); legacy MD5-only clients that answer the
     # first challenge they see (SIPp 3.6) need "MD5" first
     digest_algorithms: tuple[str, ...] = ("SHA-256", "MD5")
+    # audio codecs, preferred first: AMR-WB, Opus, G722, PCMU, PCMA, AMR (imsconf.sdp.codecs). The answer
+    # takes the first one the offer carries with an a=fmtp we can honour; dial-outs offer them in this
+    # order. Those whose library this installation lacks are left out (G.711 is always there).
+    audio_codecs: tuple[str, ...] = OFFER_CODECS
     # "HOST:PORT" of a separate `imsconf mixer` (mutual TLS); None: the mixer runs in process
     mixer: str | None = None
     # `imsconf mixer` processes the server starts beside the focus, on loopback (mutual TLS, the dev PKI),
@@ -382,6 +388,10 @@ class Settings:
         from imsconf.sip.identity import TrustedPeers
 
         TrustedPeers.parse(self.trusted_peers)  # ValueError naming the bad entry
+        if not self.audio_codecs or any(c not in SUPPORTED for c in self.audio_codecs):
+            raise ValueError(f"audio_codecs: choose from {', '.join(SUPPORTED)}, got {self.audio_codecs!r}")
+        if len(set(self.audio_codecs)) != len(self.audio_codecs):
+            raise ValueError(f"audio_codecs: a codec is named twice in {self.audio_codecs!r}")
         known = ("SHA-256", "MD5", "SHA-512-256")
         if not self.digest_algorithms or any(a not in known for a in self.digest_algorithms):
             raise ValueError(
@@ -503,6 +513,12 @@ def _coerce(key: str, value: Any, base: Path | None) -> Any:
         if not isinstance(items, list | tuple) or not all(isinstance(v, str) for v in items):
             raise bad("a list of algorithm names")
         return tuple(v.strip().upper() for v in items)
+    if key == "audio_codecs":
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple) or not all(isinstance(v, str) for v in items):
+            raise bad("a list of codec names")
+        canonical = {n.upper(): n for n in SUPPORTED}
+        return tuple(canonical.get(v.strip().upper(), v.strip()) for v in items)
     if key == "log_level":
         if not isinstance(value, str):
             raise bad("a level name")

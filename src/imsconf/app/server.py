@@ -24,6 +24,7 @@ from imsconf.focus.planned import BookingSource, PlannedOptions, Refreshed
 from imsconf.focus.routing import Locator
 from imsconf.focus.windows import WindowOptions, WindowSource
 from imsconf.keys.policy import DownlinkMode, RekeyPolicy
+from imsconf.media.codecs import available as available_codecs
 from imsconf.media.control import MediaControl
 from imsconf.media.engine import MediaEngine
 from imsconf.media.remote import RemoteMediaControl
@@ -292,6 +293,8 @@ def build_focus(
         outbound_proxy=settings.outbound_proxy,
         allow_insecure_messages=settings.allow_insecure_messages,
         max_message_bytes=settings.max_message_bytes,
+        # the codecs this installation can run (G.711 always); none of the named ones: G.711
+        audio_codecs=tuple(c for c in settings.audio_codecs if c in available_codecs()) or ("PCMU", "PCMA"),
     )
     planned = None
     if bookings is not None:

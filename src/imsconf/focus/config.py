@@ -11,6 +11,8 @@ from imsconf.conference.model import ConferencePolicy
 from imsconf.sdp.offer_answer import AnswerPolicy
 from imsconf.sip.subscription import ExpiresPolicy
 
+from .media_session import OFFER_CODECS
+
 __all__ = ["DEFAULT_SE", "MIN_SE", "NODE_ID_RE", "FocusConfig"]
 
 # a node id: what a proxy in front (docs/decisions/0018-kamailio-front.md) reads from the user part of an ad
@@ -52,6 +54,9 @@ class FocusConfig:
     max_message_bytes: int = 8192
     message_rate: float = 5.0
     message_burst: int = 10
+    # audio codecs, our preference first (imsconf.sdp.codecs): the answer takes the first one offered whose
+    # a=fmtp we can honour, our offers (dial-out) list them in this order
+    audio_codecs: tuple[str, ...] = OFFER_CODECS
 
     @property
     def conference_host(self) -> str:
@@ -76,4 +81,5 @@ class FocusConfig:
             require_srtp=not self.allow_plain_rtp,
             secure_signalling=secure_signalling,
             allow_sdes_over_insecure=self.allow_sdes_over_insecure,
+            codecs=self.audio_codecs,
         )

@@ -510,13 +510,10 @@ class Focus:
     def _renegotiate(self, ep: SipEndpoint, inc: IncomingRequest, leg: Leg, now: float) -> bytes | None:
         """The answer to a new offer of an existing leg (re-INVITE, UPDATE); None after refusing it."""
         req = inc.request
+        policy = self.config.answer_policy(inc.secure)
         try:
             body = leg.media.negotiate(
-                req.body,
-                self.config.answer_policy(inc.secure),
-                self.media,
-                host=self.config.media_host,
-                initial=False,
+                req.body, policy, self.media, host=self.config.media_host, initial=False
             )
         except NegotiationError as exc:
             ep.respond(inc.key, _refusal(req, exc), now)
@@ -524,6 +521,7 @@ class Focus:
         if self.planned is not None:
             self.planned.after_media_update(leg)  # a lobby leg stays out of the mix
         self.operator.after_media_update(leg)  # muted / deaf stay so
+        self.keying.after_media_update(ep, leg, now)  # a wideband codec now: no group downlink
         return body
 
     def _refresh(self, ep: SipEndpoint, inc: IncomingRequest, leg: Leg, now: float) -> None:

@@ -47,6 +47,7 @@ class DialOutConfig(Protocol):
     media_host: str
     dial_timeout: float
     outbound_proxy: str | None
+    audio_codecs: tuple[str, ...]
 
 
 log = logging.getLogger("imsconf.focus")
@@ -176,6 +177,7 @@ class Dialer(FeatureBase):
                 self.media,
                 host=self.config.media_host,
                 srtp=leg.peer.transport == "tls" or self.config.allow_sdes_over_insecure,
+                codecs=self.config.audio_codecs,
             )
         except (MediaEngineError, OSError, ValueError) as exc:  # no media port: report and drop
             log.warning("event=dial_out_failed leg=%s reason=%r", leg.leg_id, str(exc))

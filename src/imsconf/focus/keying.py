@@ -6,7 +6,9 @@ with :meth:`FocusKeying.configure` (``Settings.downlink`` / ``Settings.rekey``).
 
 * **Join**: once the participant's INVITE is acknowledged (or our dial-out INVITE answered) the leg joins
   its conference's manager.  Legs whose codec is not the common stream's (PCMU/0) are never offered the
-  group key: they stay on their own key.
+  group key: they stay on their own key.  A conference with such a leg mixes at 16 kHz, where the mixer
+  sends every leg its own stream: there, nobody joins the group, and the first such leg demotes the
+  group listeners (:meth:`FocusKeying._wide_conference`).
 * **Leave**: on BYE (either way) and any other release (:meth:`FocusKeying.on_forget`).
 * ``OfferKey`` → a re-INVITE to the listener: our last SDP, ``o=`` version + 1, one ``a=crypto`` with the
   group key and the tag of the negotiated crypto line.  2xx → ACK, ``KeyAnswerReceived(accepted=True)``
@@ -80,6 +82,7 @@ from .routing import dialog_destination
 log = logging.getLogger("imsconf.focus.keying")
 
 GROUP_CODEC = ("PCMU", 0)  # the common stream's codec (MediaControl.add_group_epoch default)
+G711 = frozenset({"PCMU", "PCMA"})  # the codecs the mixer mixes at 8 kHz, where group streams exist
 LOBBY_POLL = 0.25  # how often legs held in a PIN lobby are looked at again (they join once admitted)
 
 
@@ -295,7 +298,8 @@ class FocusKeying(FeatureBase):
             codec_ok = (
                 decision is not None and (decision.codec.name, decision.codec.payload_type) == GROUP_CODEC
             )
-            if mgr.group_mode and not (leg.media.secure and codec_ok):
+            wide = mgr.group_mode and self._wide_conference(ep, leg, mgr, now)
+            if mgr.group_mode and not (leg.media.secure and codec_ok and not wide):
                 log.info(
                     "event=key_scope conf=%s leg=%s scope=per-participant reason=codec-or-plain",
                     leg.conf_id,
@@ -305,6 +309,37 @@ class FocusKeying(FeatureBase):
                 self._record(now, leg.conf_id, "join", leg.leg_id)
                 self._run(ep, leg.conf_id, mgr.join(leg.leg_id, now, capable=self.capable(leg.user)), now)
         self._next(ep, lk, now)
+
+    def after_media_update(self, ep: SipEndpoint, leg: Leg, now: float) -> None:
+        """The leg's offer was answered again (re-INVITE, UPDATE): a move to a non-G.711 codec takes its
+        conference to the 16 kHz mix, whose group listeners go back to their own keys."""
+        decision = leg.media.decision
+        mgr = self.managers.get(leg.conf_id)
+        lk = self.legs.get(leg.leg_id)
+        if decision is None or decision.codec.name in G711 or mgr is None or lk is None or not lk.joined:
+            return
+        if mgr.group_mode:
+            self._ep = ep
+            self._wide_conference(ep, leg, mgr, now)
+
+    def _wide_conference(self, ep: SipEndpoint, leg: Leg, mgr: GroupKeyManager, now: float) -> bool:
+        """Whether *leg*'s conference has a leg whose codec is not G.711 (the mixer then mixes it at 16 kHz
+        and sends no group stream). When *leg* is such a leg, the group listeners it finds are demoted to
+        their own keys: the epoch's stream no longer reaches them (the mixer's evidence would say so)."""
+        wide = [
+            other
+            for other in self.table.legs.values()
+            if other.conf_id == leg.conf_id
+            and other.media.decision is not None
+            and other.media.decision.codec.name not in G711
+        ]
+        if any(other is leg for other in wide):
+            for info in mgr.snapshot().listeners:
+                if info.epoch is not None:
+                    log.info("event=key_scope conf=%s leg=%s scope=per-participant reason=wideband-mix",
+                             leg.conf_id, info.listener)  # fmt: skip
+                    self._run(ep, leg.conf_id, mgr.handle(KeyUseFailed(info.listener, info.epoch), now), now)
+        return bool(wide)
 
     def _admitted(self, leg: Leg) -> bool:
         """In the roster of a live conference and not held in a PIN lobby (focus.planned)."""

@@ -13,7 +13,7 @@ later offer with audio gives it a mixer leg like a first offer would.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from imsconf.keys.authority import MasterKey, new_master_key
@@ -33,6 +33,8 @@ from imsconf.sdp.sdes import CryptoAttribute
 from imsconf.sdp.session import Connection, MediaDescription, Origin, SessionDescription, Timing
 
 OFFER_SUITE = "AES_CM_128_HMAC_SHA1_80"
+# our codec preference for offers and answers (FocusConfig.audio_codecs): HD voice first, then G.711
+OFFER_CODECS: tuple[str, ...] = ("AMR-WB", "opus", "G722", "PCMU", "PCMA")
 
 
 class NegotiationError(Exception):
@@ -127,6 +129,8 @@ class MediaSession:
                 remote_rtcp=remote_rtcp,
                 codec_pt=decision.codec.payload_type,
                 codec_name=decision.codec.name,
+                codec_clock=decision.codec.clock_rate,
+                codec_params=decision.codec_params,
                 dtmf_pt=dtmf,
                 direction=direction,
                 **({"tx_keys": tx_keys} if new_tx else {}),
@@ -181,9 +185,18 @@ class MediaSession:
         self.answer = bytes(answer)
         return self.answer
 
-    def offer(self, media: MediaControl, *, host: str, srtp: bool, suite: str = OFFER_SUITE) -> bytes:
+    def offer(
+        self,
+        media: MediaControl,
+        *,
+        host: str,
+        srtp: bool,
+        suite: str = OFFER_SUITE,
+        codecs: Sequence[str] = OFFER_CODECS,
+    ) -> bytes:
         """Our initial offer for a dial-out: a mixer leg is allocated now (separate RTCP port, no mux), the
-        send key is made by the key authority when ``srtp`` (one ``a=crypto`` line, tag 1)."""
+        send key is made by the key authority when ``srtp`` (one ``a=crypto`` line, tag 1); ``codecs`` in
+        our preference order, each with its ``a=fmtp`` and a telephone-event at each of their clocks."""
         if self.ports is not None:
             raise ValueError("the leg already has media")
         self.ports = media.allocate_leg(self.conf_id, self.leg_id, rtcp_mux=False)
@@ -199,6 +212,7 @@ class MediaSession:
             self.version,
             local_rtcp_port=self.ports.rtcp_port,
             crypto=crypto,
+            codecs=codecs,
         )
         self._offer = sd
         self.answer = bytes(sd)
@@ -230,6 +244,9 @@ class MediaSession:
         self.configure(media, decision, tx_keys, rx_keys)
         self.rx_key_salt = rx_keys.key_salt() if rx_keys is not None else None
         self.decision = decision
+        # what we offer again (a new key, a move to another mixer) is the codec agreed, not the whole list:
+        # an answer choosing another one would leave the mixer leg on the old codec
+        self.answer = bytes(_only_agreed(self._offer, decision))
         self._offer = None
 
     def configure(
@@ -244,6 +261,8 @@ class MediaSession:
             remote_rtcp=None if decision.rtcp_mux else (decision.remote_rtcp.host, decision.remote_rtcp.port),
             codec_pt=decision.codec.payload_type,
             codec_name=decision.codec.name,
+            codec_clock=decision.codec.clock_rate,
+            codec_params=decision.codec_params,
             dtmf_pt=decision.telephone_event,
             tx_keys=tx_keys,
             rx_keys=rx_keys,
@@ -278,6 +297,24 @@ class MediaSession:
                 key.wipe()
         self.tx_key = self.group_key = None
         self.rx_key_salt = None
+
+
+def _only_agreed(offer: SessionDescription, decision: AudioDecision) -> SessionDescription:
+    """*offer* with its audio stream cut down to the agreed codec and telephone-event (their ``a=rtpmap``
+    and ``a=fmtp`` lines; the other attributes stay)."""
+    keep = {str(decision.codec.payload_type)}
+    if decision.telephone_event is not None:
+        keep.add(str(decision.telephone_event))
+    m = offer.media[decision.mline_index]
+    attrs = tuple(
+        a
+        for a in m.attributes
+        if a.name.lower() not in ("rtpmap", "fmtp") or (a.value or "").partition(" ")[0] in keep
+    )
+    cut = replace(m, formats=tuple(f for f in m.formats if f in keep), attributes=attrs)
+    media = list(offer.media)
+    media[decision.mline_index] = cut
+    return replace(offer, media=tuple(media))
 
 
 def _chat_only(offer: SessionDescription) -> bool:

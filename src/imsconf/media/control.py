@@ -11,6 +11,9 @@ Typical use by the focus, per participant::
     media.configure_leg(leg_id, remote_rtp=(ip, port), remote_rtcp=None, codec_pt=0, codec_name="PCMU",
                         dtmf_pt=101, tx_keys=our_answer_key, rx_keys=their_offer_key,
                         direction=Direction.SENDRECV)
+    # a wideband codec: its RTP clock and the a=fmtp parameters the peer gave (sorted (name, value) pairs)
+    media.configure_leg(leg_id, ..., codec_pt=96, codec_name="AMR-WB", codec_clock=16000,
+                        codec_params=(("mode-set", "0,1,2"), ("octet-align", "1")), ...)
     media.update_leg(leg_id, direction=Direction.RECVONLY)   # they put us on hold (offered sendonly)
     media.update_leg(leg_id, rx_keys=new_offer_key)          # re-INVITE with a new a=crypto
     media.release_leg(leg_id)
@@ -130,6 +133,8 @@ class MediaControl(Protocol):
         rx_keys: SrtpKeys | None,
         direction: Direction = Direction.SENDRECV,
         latch: bool = False,
+        codec_clock: int = 8000,
+        codec_params: tuple[tuple[str, str], ...] = (),
     ) -> None: ...
 
     def update_leg(
@@ -144,6 +149,8 @@ class MediaControl(Protocol):
         direction: Direction | None = None,
         tx_keys: SrtpKeys | Keep | None = KEEP,
         rx_keys: SrtpKeys | Keep | None = KEEP,
+        codec_clock: int | None = None,
+        codec_params: tuple[tuple[str, str], ...] | None = None,
     ) -> None: ...
 
     def release_leg(self, leg_id: str) -> None: ...
@@ -252,6 +259,8 @@ class NullMediaControl:
         rx_keys: SrtpKeys | None,
         direction: Direction = Direction.SENDRECV,
         latch: bool = False,
+        codec_clock: int = 8000,
+        codec_params: tuple[tuple[str, str], ...] = (),
     ) -> None:
         return None
 
@@ -267,6 +276,8 @@ class NullMediaControl:
         direction: Direction | None = None,
         tx_keys: SrtpKeys | Keep | None = KEEP,
         rx_keys: SrtpKeys | Keep | None = KEEP,
+        codec_clock: int | None = None,
+        codec_params: tuple[tuple[str, str], ...] | None = None,
     ) -> None:
         return None
 
@@ -385,8 +396,20 @@ class LocalMediaControl(LocalVideoControl):
         rx_keys: SrtpKeys | None,
         direction: Direction = Direction.SENDRECV,
         latch: bool = False,
+        codec_clock: int = 8000,
+        codec_params: tuple[tuple[str, str], ...] = (),
     ) -> None:
-        cfg = LegConfig(remote_rtp, remote_rtcp, codec_pt, codec_name, dtmf_pt, direction, latch)
+        cfg = LegConfig(
+            remote_rtp,
+            remote_rtcp,
+            codec_pt,
+            codec_name,
+            dtmf_pt,
+            direction,
+            latch,
+            codec_clock=codec_clock,
+            codec_params=tuple(codec_params),
+        )
         now = self._now() if self._now is not None else 0.0
         self.engine.configure_leg(leg_id, cfg, tx_keys, rx_keys, now)
         self._configs[leg_id] = cfg
@@ -403,6 +426,8 @@ class LocalMediaControl(LocalVideoControl):
         direction: Direction | None = None,
         tx_keys: SrtpKeys | Keep | None = KEEP,
         rx_keys: SrtpKeys | Keep | None = KEEP,
+        codec_clock: int | None = None,
+        codec_params: tuple[tuple[str, str], ...] | None = None,
     ) -> None:
         old = self._configs.get(leg_id)
         if old is None:
@@ -417,6 +442,10 @@ class LocalMediaControl(LocalVideoControl):
             changes["codec_pt"] = codec_pt
         if codec_name is not None:
             changes["codec_name"] = codec_name
+        if codec_clock is not None:
+            changes["codec_clock"] = codec_clock
+        if codec_params is not None:
+            changes["codec_params"] = tuple(codec_params)
         if not isinstance(dtmf_pt, Keep):
             changes["dtmf_pt"] = dtmf_pt
         if direction is not None:

@@ -18,7 +18,7 @@ from .engine import KEEP, Keep, MediaEngine, MediaEngineError, MediaEvent
 from .srtp import SrtpKeys
 from .video_plane import VideoPlane
 from .video_remote import VIDEO_OPS, apply_video_op, forget_video_conference, release_video_legs
-from .wire import addr_in, event_out, keys_in, leg_stats_out, mixer_stats_out, opt_int
+from .wire import addr_in, event_out, keys_in, leg_stats_out, mixer_stats_out, opt_int, params_in
 
 __all__ = ["POOL_TARGET", "MixerControlServer", "PoolPorts"]
 
@@ -179,6 +179,8 @@ class MixerControlServer:
                 rx_keys=None if isinstance(rx, Keep) else rx,
                 direction=Direction(a["direction"]),
                 latch=bool(a["latch"]),
+                codec_clock=int(a.get("codec_clock", 8000)),
+                codec_params=params_in(a.get("codec_params", [])),
             )
         elif op == "update_leg":
             dtmf = a["dtmf_pt"]
@@ -192,6 +194,8 @@ class MixerControlServer:
                 direction=Direction(a["direction"]) if a["direction"] else None,
                 tx_keys=keys_in(a["tx_keys"]),
                 rx_keys=keys_in(a["rx_keys"]),
+                codec_clock=opt_int(a.get("codec_clock")),
+                codec_params=None if a.get("codec_params") is None else params_in(a["codec_params"]),
             )
         elif op == "release_leg":
             leg = str(a["leg"])

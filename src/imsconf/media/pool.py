@@ -264,6 +264,8 @@ class MixerPool:
         rx_keys: SrtpKeys | None,
         direction: Direction = Direction.SENDRECV,
         latch: bool = False,
+        codec_clock: int = 8000,
+        codec_params: tuple[tuple[str, str], ...] = (),
     ) -> None:
         member = self._by_leg(leg_id)
         if member is None:
@@ -279,6 +281,8 @@ class MixerPool:
             rx_keys=rx_keys,
             direction=direction,
             latch=latch,
+            codec_clock=codec_clock,
+            codec_params=codec_params,
         )
 
     def update_leg(
@@ -293,6 +297,8 @@ class MixerPool:
         direction: Direction | None = None,
         tx_keys: SrtpKeys | Keep | None = KEEP,
         rx_keys: SrtpKeys | Keep | None = KEEP,
+        codec_clock: int | None = None,
+        codec_params: tuple[tuple[str, str], ...] | None = None,
     ) -> None:
         member = self._by_leg(leg_id)
         if member is not None:
@@ -306,6 +312,8 @@ class MixerPool:
                 direction=direction,
                 tx_keys=tx_keys,
                 rx_keys=rx_keys,
+                codec_clock=codec_clock,
+                codec_params=codec_params,
             )
 
     def release_leg(self, leg_id: str) -> None:

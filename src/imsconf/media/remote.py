@@ -50,7 +50,7 @@ from .events import MixerLost, MixerReady, MixerStats
 from .link import LinkAction, MixerLink
 from .srtp import SrtpKeys
 from .video_remote import RemoteVideoControl
-from .wire import MAX_LINE, event_in, keys_out, leg_stats_in, mixer_stats_in
+from .wire import MAX_LINE, event_in, keys_out, leg_stats_in, mixer_stats_in, params_out
 
 __all__ = ["RemoteMediaControl"]
 
@@ -326,6 +326,8 @@ class RemoteMediaControl(RemoteVideoControl):
         rx_keys: SrtpKeys | None,
         direction: Direction = Direction.SENDRECV,
         latch: bool = False,
+        codec_clock: int = 8000,
+        codec_params: tuple[tuple[str, str], ...] = (),
     ) -> None:
         self._send(
             "configure_leg",
@@ -339,6 +341,8 @@ class RemoteMediaControl(RemoteVideoControl):
             rx_keys=keys_out(rx_keys),
             direction=direction.value,
             latch=latch,
+            codec_clock=codec_clock,
+            codec_params=params_out(codec_params),
         )
 
     def update_leg(
@@ -353,6 +357,8 @@ class RemoteMediaControl(RemoteVideoControl):
         direction: Direction | None = None,
         tx_keys: SrtpKeys | Keep | None = KEEP,
         rx_keys: SrtpKeys | Keep | None = KEEP,
+        codec_clock: int | None = None,
+        codec_params: tuple[tuple[str, str], ...] | None = None,
     ) -> None:
         self._send(
             "update_leg",
@@ -365,6 +371,8 @@ class RemoteMediaControl(RemoteVideoControl):
             direction=direction.value if direction is not None else None,
             tx_keys=keys_out(tx_keys),
             rx_keys=keys_out(rx_keys),
+            codec_clock=codec_clock,
+            codec_params=None if codec_params is None else params_out(codec_params),
         )
 
     def release_leg(self, leg_id: str) -> None:

@@ -34,6 +34,8 @@ __all__ = [
     "mixer_stats_in",
     "mixer_stats_out",
     "opt_int",
+    "params_in",
+    "params_out",
 ]
 
 MAX_LINE = 65536  # the longest JSON line either side reads
@@ -55,6 +57,17 @@ def keys_in(value: Any) -> SrtpKeys | Keep | None:
     if not isinstance(value, dict):
         raise ValueError("bad keys")
     return SrtpKeys.from_inline(str(value["suite"]), str(value["inline"]))
+
+
+def params_out(params: tuple[tuple[str, str], ...]) -> list[list[str]]:
+    """A codec's ``a=fmtp`` parameters as ``[[name, value], ...]``."""
+    return [[name, value] for name, value in params]
+
+
+def params_in(value: Any) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, list) or not all(isinstance(p, list) and len(p) == 2 for p in value):
+        raise ValueError("bad codec parameters")
+    return tuple((str(name), str(v)) for name, v in value)
 
 
 def addr_in(value: Any) -> Addr | None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from .errors import OfferAnswerError
-from .offer_answer import TELEPHONE_EVENT, Codec
+from .payload import TELEPHONE_EVENT, Codec
 from .session import Attribute, MediaDescription
 
 __all__ = [
@@ -107,11 +107,17 @@ class CodecChoice:
     opus: OpusFormat | None = None
     telephone_event: int | None = None
     telephone_event_fmtp: str | None = None
+    # the offered format's a=fmtp parameters as (name, value), sorted: what the media leg's codec takes
+    params: tuple[tuple[str, str], ...] = ()
+
+    def fmtp(self) -> str | None:
+        """The ``a=fmtp`` parameters of our answer for the codec (None: no line)."""
+        return self.amr.fmtp() if self.amr else self.opus.fmtp() if self.opus else None
 
     def answer_attributes(self) -> tuple[Attribute, ...]:
         c = self.codec
         attrs = [Attribute("rtpmap", c.rtpmap())]
-        fmtp = self.amr.fmtp() if self.amr else self.opus.fmtp() if self.opus else None
+        fmtp = self.fmtp()
         if fmtp:
             attrs.append(Attribute("fmtp", f"{c.payload_type} {fmtp}"))
         if self.telephone_event is not None:
@@ -235,7 +241,8 @@ def choose_audio_codec(m: MediaDescription, preference: Sequence[str] = PREFEREN
                 rejected.append(f"{name} (payload type {pt}): {exc.reason}")
                 continue
             te, te_fmtp = _telephone_event(m, offered, clock)
-            return CodecChoice(Codec(name, pt, clock, channels), amr, opus, te, te_fmtp)
+            kept = tuple(sorted(params.items()))
+            return CodecChoice(Codec(name, pt, clock, channels), amr, opus, te, te_fmtp, kept)
     detail = "; ".join(rejected) if rejected else f"offered formats: {' '.join(m.formats) or 'none'}"
     raise OfferAnswerError(f"no acceptable codec ({detail}; supported: {', '.join(preference)})")
 

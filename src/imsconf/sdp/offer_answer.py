@@ -20,8 +20,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Final
 
+from .codecs import SUPPORTED, CodecChoice, choose_audio_codec, offer_attributes, rtpmaps
 from .direction import Direction
 from .errors import OfferAnswerError, SdesError
+from .payload import TELEPHONE_EVENT, Codec
 from .sdes import SUITES, CryptoAttribute
 from .session import Attribute, Connection, MediaDescription, Origin, SessionDescription, Timing
 
@@ -41,42 +43,17 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class Codec:
-    """An RTP payload format: encoding name, payload type, RTP clock rate, channels."""
-
-    name: str
-    payload_type: int
-    clock_rate: int = 8000
-    channels: int = 1
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.payload_type <= 127:
-            raise ValueError(f"payload type out of range: {self.payload_type}")
-
-    def rtpmap(self) -> str:
-        value = f"{self.payload_type} {self.name}/{self.clock_rate}"
-        return value if self.channels == 1 else f"{value}/{self.channels}"
-
-
-# Codecs the focus can mix: name -> (static payload type or None, RTP clock rate).  G.722 keeps an RTP
-# clock of 8000 for historical reasons (RFC 3551 §4.5.2).
+# Codecs the focus can mix (imsconf.sdp.codecs): upper-case name -> (static payload type or None, RTP
+# clock rate).  G.722 keeps an RTP clock of 8000 for historical reasons (RFC 3551 §4.5.2).
 KNOWN_CODECS: Final[dict[str, tuple[int | None, int]]] = {
-    "PCMU": (0, 8000),
-    "PCMA": (8, 8000),
-    "G722": (9, 8000),
+    name.upper(): (pt, rate) for name, (rate, _, pt) in SUPPORTED.items()
 }
-_STATIC_PT: Final[dict[int, tuple[str, int]]] = {
-    pt: (name, rate) for name, (pt, rate) in KNOWN_CODECS.items() if pt is not None
-}
-TELEPHONE_EVENT = "telephone-event"
 _DIRECTIONS = frozenset(d.value for d in Direction)
 DEFAULT_SUITES: Final = ("AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32", "AEAD_AES_128_GCM")
 # RFC 4568 session parameters we can honour: only the window-size hint, which changes nothing on the wire.
 _HARMLESS_SESSION_PARAMS = re.compile(r"^WSH=[0-9]+$")
 _PLAIN_PROFILES = frozenset({"RTP/AVP", "RTP/AVPF"})
 _SDES_PROFILES = frozenset({"RTP/SAVP", "RTP/SAVPF"})
-_RTPMAP_RE = re.compile(r"^([0-9]{1,3}) ([^/\s]+)/([0-9]{1,6})(?:/([0-9]{1,2}))?$")
 _RTCP_RE = re.compile(r"^([0-9]{1,5})(?: (\S+) (\S+) (\S+))?$")
 
 
@@ -86,8 +63,9 @@ class AnswerPolicy:
 
     ``secure_signalling`` is a fact about the request being answered (did it arrive over TLS?); the other
     fields are service policy.  Plain RTP is accepted only when ``allow_plain_rtp`` and not
-    ``require_srtp``.  ``codecs`` and ``srtp_suites`` are in our preference order, but the offerer's order
-    decides among those we support (RFC 3264 §6.1).
+    ``require_srtp``.  ``codecs`` is our preference order, and it decides (HD voice first: RFC 3264 §6.1
+    lets the answerer choose among the offered formats, :func:`imsconf.sdp.codecs.choose_audio_codec`);
+    among ``srtp_suites`` the offerer's order decides.
     """
 
     allow_plain_rtp: bool = False
@@ -160,13 +138,17 @@ class AudioDecision:
     remote_rtcp: Endpoint
     remote_direction: Direction
     local_direction: Direction
-    telephone_event: int | None = None
+    telephone_event: int | None = None  # at the codec's RTP clock
     telephone_event_fmtp: str | None = None
     rtcp_mux: bool = False
     on_hold: bool = False
     ptime: int | None = None
     srtp: SrtpParams | None = None
     rejected: tuple[int, ...] = field(default=())
+    # the codec's a=fmtp parameters as the peer gave them (name, value), sorted: the mixer leg's codec
+    # takes them; and the a=fmtp value of our answer for the codec (None: no line)
+    codec_params: tuple[tuple[str, str], ...] = ()
+    codec_fmtp: str | None = None
 
     @property
     def secure(self) -> bool:
@@ -223,16 +205,15 @@ def _answer_audio(
     srtp = _choose_crypto(m, policy, secure_profile=proto in _SDES_PROFILES)
     if srtp is None and not policy.plain_rtp_allowed:
         raise OfferAnswerError("plain RTP refused: SRTP (RTP/SAVP with a=crypto) is required")
-    codec, te, te_fmtp = _choose_codec(m, policy.codecs, {})
-    if not policy.dtmf:
-        te, te_fmtp = None, None
+    choice = choose_audio_codec(m, policy.codecs)
+    te, te_fmtp = (choice.telephone_event, choice.telephone_event_fmtp) if policy.dtmf else (None, None)
     rtp, rtcp, mux, unspecified = _transport(sd, m, mux_allowed=policy.rtcp_mux)
     offered = _direction(sd, m)
     remote = Direction.of(offered.sends, offered.receives and not unspecified)
     return AudioDecision(
         mline_index=index,
         proto=m.proto,
-        codec=codec,
+        codec=choice.codec,
         remote_rtp=rtp,
         remote_rtcp=rtcp,
         remote_direction=remote,
@@ -243,6 +224,8 @@ def _answer_audio(
         on_hold=not remote.receives or offered in (Direction.SENDONLY, Direction.INACTIVE),
         ptime=_ptime(m),
         srtp=srtp,
+        codec_params=choice.params,
+        codec_fmtp=choice.fmtp(),
     )
 
 
@@ -277,57 +260,13 @@ def _choose_crypto(m: MediaDescription, policy: AnswerPolicy, *, secure_profile:
     return None
 
 
-def _rtpmaps(m: MediaDescription) -> dict[int, tuple[str, int, int]]:
-    out: dict[int, tuple[str, int, int]] = {}
-    for value in m.get_attributes("rtpmap"):
-        r = _RTPMAP_RE.match(value.strip())
-        if r is not None and int(r.group(1)) <= 127:
-            out.setdefault(int(r.group(1)), (r.group(2), int(r.group(3)), int(r.group(4) or 1)))
-    return out
-
-
 def _fmtp(m: MediaDescription, pt: int) -> str | None:
+    """The ``a=fmtp`` parameters of payload type *pt* of ``m`` (None: no line)."""
     for value in m.get_attributes("fmtp"):
         head, _, rest = value.partition(" ")
         if head == str(pt):
             return rest.strip()
     return None
-
-
-def _choose_codec(
-    m: MediaDescription, codecs: Sequence[str], fallback_maps: dict[int, tuple[str, int, int]]
-) -> tuple[Codec, int | None, str | None]:
-    """First format of ``m`` (its order) among ``codecs``; and the telephone-event payload type."""
-    maps = _rtpmaps(m)
-    wanted = {c.upper() for c in codecs}
-    codec: Codec | None = None
-    te: int | None = None
-    for fmt in m.formats:
-        if not fmt.isdigit() or int(fmt) > 127:
-            continue
-        pt = int(fmt)
-        mapped = maps.get(pt) or fallback_maps.get(pt)
-        if mapped is None:
-            if pt not in _STATIC_PT:
-                continue
-            name, rate = _STATIC_PT[pt]
-            mapped = (name, rate, 1)
-        name, rate, channels = mapped
-        if name.lower() == TELEPHONE_EVENT and rate == 8000:
-            te = pt if te is None else te
-        elif (
-            codec is None
-            and name.upper() in wanted
-            and channels == 1
-            and KNOWN_CODECS[name.upper()][1] == rate
-        ):
-            codec = Codec(name.upper(), pt, rate)
-    if codec is None:
-        raise OfferAnswerError(
-            f"no acceptable codec (offered formats: {' '.join(m.formats) or 'none'}; "
-            f"supported: {', '.join(codecs)})"
-        )
-    return codec, te, (_fmtp(m, te) if te is not None else None)
 
 
 def _transport(
@@ -460,9 +399,11 @@ def _audio_section(
 ) -> MediaDescription:
     formats = [str(d.codec.payload_type)]
     attrs = [Attribute("rtpmap", d.codec.rtpmap())]
+    if d.codec_fmtp:
+        attrs.append(Attribute("fmtp", f"{d.codec.payload_type} {d.codec_fmtp}"))
     if d.telephone_event is not None:
         formats.append(str(d.telephone_event))
-        attrs.append(Attribute("rtpmap", f"{d.telephone_event} {TELEPHONE_EVENT}/8000"))
+        attrs.append(Attribute("rtpmap", f"{d.telephone_event} {TELEPHONE_EVENT}/{d.codec.clock_rate}"))
         if d.telephone_event_fmtp:
             attrs.append(Attribute("fmtp", f"{d.telephone_event} {d.telephone_event_fmtp}"))
     if d.ptime is not None:
@@ -501,27 +442,32 @@ def build_offer(
     """Our offer for one audio stream (dial-out, or a re-INVITE that carries a new key or holds).
 
     With ``crypto`` the profile is RTP/SAVP (RTP/SAVPF with ``feedback``) and each attribute becomes one
-    ``a=crypto`` line, in order; without, RTP/AVP.  Codecs without a static payload type get 96, 97, ...
+    ``a=crypto`` line, in order; without, RTP/AVP.  ``codecs`` in our preference order
+    (:func:`imsconf.sdp.codecs.offer_attributes`, with their ``a=fmtp``); codecs without a static payload
+    type get 96, 97, ...  A telephone-event is offered at each RTP clock of the codecs: ``telephone_event``
+    at the first, the next free dynamic payload types at the others.
     """
     if not codecs:
         raise ValueError("an offer needs at least one codec")
     tags = [c.tag for c in crypto]
     if len(set(tags)) != len(tags):
         raise ValueError("crypto tags must be distinct")
-    dynamic = iter(pt for pt in range(96, 128) if pt != telephone_event)
-    formats: list[str] = []
-    attrs: list[Attribute] = []
     for name in codecs:
         if name.upper() not in KNOWN_CODECS:
             raise ValueError(f"unknown codec {name}")
-        static, rate = KNOWN_CODECS[name.upper()]
-        codec = Codec(name.upper(), static if static is not None else next(dynamic), rate)
-        formats.append(str(codec.payload_type))
-        attrs.append(Attribute("rtpmap", codec.rtpmap()))
+    fmts, codec_attrs = offer_attributes(codecs, telephone_event=False)
+    if telephone_event is not None and str(telephone_event) in fmts:
+        raise ValueError(f"payload type {telephone_event} is taken by a codec")
+    formats = list(fmts)
+    attrs = list(codec_attrs)
     if telephone_event is not None:
-        formats.append(str(telephone_event))
-        attrs.append(Attribute("rtpmap", f"{telephone_event} {TELEPHONE_EVENT}/8000"))
-        attrs.append(Attribute("fmtp", f"{telephone_event} 0-15"))
+        clocks = list(dict.fromkeys(KNOWN_CODECS[n.upper()][1] for n in codecs))
+        free = iter(pt for pt in range(96, 128) if str(pt) not in fmts and pt != telephone_event)
+        for i, clock in enumerate(clocks):
+            pt = telephone_event if i == 0 else next(free)
+            formats.append(str(pt))
+            attrs.append(Attribute("rtpmap", f"{pt} {TELEPHONE_EVENT}/{clock}"))
+            attrs.append(Attribute("fmtp", f"{pt} 0-15"))
     if ptime is not None:
         attrs.append(Attribute("ptime", str(ptime)))
     if rtcp_mux:
@@ -563,16 +509,16 @@ def parse_answer(offer: SessionDescription, answer: SessionDescription) -> Audio
     if theirs.proto.upper() != ours.proto.upper():
         raise OfferAnswerError(f"the answer changed the transport from {ours.proto} to {theirs.proto}")
     srtp = _answer_crypto(ours, theirs)
-    offered_codecs = [name for name, _, _ in _rtpmaps(ours).values() if name.upper() in KNOWN_CODECS]
-    codec, te, te_fmtp = _choose_codec(theirs, offered_codecs, _rtpmaps(ours))
-    offered_te = any(n.lower() == TELEPHONE_EVENT for n, _, _ in _rtpmaps(ours).values())
+    choice = _answered_codec(ours, theirs)
+    offered_te = any(n.lower() == TELEPHONE_EVENT for n, _, _ in rtpmaps(ours).values())
+    te, te_fmtp = choice.telephone_event, choice.telephone_event_fmtp
     rtp, rtcp, mux, unspecified = _transport(answer, theirs, mux_allowed=ours.has_attribute("rtcp-mux"))
     answered = _direction(answer, theirs)
     remote = Direction.of(answered.sends, answered.receives and not unspecified)
     return AudioDecision(
         mline_index=index,
         proto=ours.proto,
-        codec=codec,
+        codec=choice.codec,
         remote_rtp=rtp,
         remote_rtcp=rtcp,
         remote_direction=remote,
@@ -584,7 +530,30 @@ def parse_answer(offer: SessionDescription, answer: SessionDescription) -> Audio
         ptime=_ptime(theirs),
         srtp=srtp,
         rejected=tuple(i for i in range(len(offer.media)) if i != index),
+        codec_params=choice.params,
+        codec_fmtp=choice.fmtp(),
     )
+
+
+def _answered_codec(ours: MediaDescription, theirs: MediaDescription) -> CodecChoice:
+    """The codec of the answer: its first format that we offered and can honour (the answerer sends what
+    it lists first).  A payload type the answer does not map keeps our offer's ``a=rtpmap``."""
+    offered = rtpmaps(ours)
+    own = rtpmaps(theirs)
+    names: list[str] = []
+    for fmt in theirs.formats:
+        if fmt.isdigit() and int(fmt) in offered:
+            name = own.get(int(fmt), offered[int(fmt)])[0]
+            if name.upper() in KNOWN_CODECS and name not in names:
+                names.append(name)
+    if not names:
+        raise OfferAnswerError(
+            f"no acceptable codec in the answer (formats: {' '.join(theirs.formats) or 'none'})"
+        )
+    missing = tuple(
+        Attribute("rtpmap", Codec(n, pt, r, c).rtpmap()) for pt, (n, r, c) in offered.items() if pt not in own
+    )
+    return choose_audio_codec(replace(theirs, attributes=theirs.attributes + missing), names)
 
 
 def _answer_crypto(ours: MediaDescription, theirs: MediaDescription) -> SrtpParams | None:

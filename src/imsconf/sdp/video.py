@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .codecs import rtpmaps
 from .errors import OfferAnswerError
 from .offer_answer import (
     AnswerPolicy,
@@ -26,7 +27,6 @@ from .offer_answer import (
     _choose_crypto,
     _direction,
     _fmtp,
-    _rtpmaps,
     _transport,
 )
 from .sdes import CryptoAttribute
@@ -111,7 +111,7 @@ def decide_video(
 
 
 def _choose_video_codec(m: MediaDescription, wanted: str | None) -> VideoCodec:
-    maps = _rtpmaps(m)
+    maps = rtpmaps(m)
     for fmt in m.formats:
         if not fmt.isdigit() or int(fmt) > 127 or int(fmt) not in maps:
             continue
