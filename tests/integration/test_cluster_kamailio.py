@@ -3,6 +3,8 @@
 SIPp reaches the front over UDP (Debian's SIPp has no TLS); the front talks TLS to the nodes, so the nodes
 need only ``allow_plain_rtp`` for SIPp's RTP. The factory is dispatched round-robin to a live node; every
 request for a conference URI (conf-<node>-<id>) and every in-dialog request goes to the node the hint names.
+A booked URI is claimed in the nodes' shared directory (PostgreSQL): a node that loses the claim redirects
+(302, ``;node=<holder>``) and the front follows the redirect to the holder.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import re
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -19,7 +22,10 @@ from baresip import BaresipPhone, free_udp_range
 from cluster import Cluster, Node
 from harness import free_port_pair, run_sipp, sipp_bg, sipp_errors, wait_file
 
+from imsconf.booking.model import Booking
+from imsconf.booking.store import DB_NAME, BookingStore
 from peers import require_peer
+from pg import PgCluster
 
 pytestmark = pytest.mark.peer
 
@@ -224,4 +230,63 @@ def test_baresip_over_tls_and_srtp_through_the_front(tmp_path: Path) -> None:
     finally:
         for p in phones:
             p.stop()
+        cl.stop()
+
+
+def _book(data_dir: Path, uri: str) -> None:
+    now = datetime.now(UTC)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    store = BookingStore(data_dir / DB_NAME)
+    try:
+        store.create(Booking(id="b00000001", uri=uri, start=now - timedelta(minutes=5),
+                             end=now + timedelta(hours=1), created_at=now - timedelta(days=1),
+                             capacity=10))  # fmt: skip
+    finally:
+        store.close()
+
+
+@pytest.mark.timeout(120)
+def test_two_callers_of_one_booked_uri_on_two_nodes_meet_in_one_conference(
+    tmp_path: Path, pg_cluster: PgCluster, pg_dsn: str
+) -> None:
+    """Two callers dial the same booked URI at the same moment; the front dispatches one to each node. Both
+    nodes claim the URI in the shared directory: the loser answers 302 toward the winner, the front
+    follows it, and both callers are in the one conference on the winner."""
+    store = f'store = "{pg_dsn}"\nstore_password_file = "{pg_cluster.password_file}"\n'
+    cl = Cluster(tmp_path / "cl", node_config="allow_plain_rtp = true\n" + store, rtp_range=_RTP)
+    booked = "sip:weekly@localhost"
+    for node_id in cl.node_ids:  # each node's booking index (its data directory)
+        _book(tmp_path / "cl" / node_id, booked)
+    cl.start()
+    try:
+        callers = [
+            sipp_bg("conf_join_leave.xml", cl.front_port, "u1", tmp_path / f"caller{i}",
+                    "-key", "conf", "weekly", "-d", "4000")
+            for i in range(2)
+        ]  # fmt: skip
+        uri = booked
+        holder = None
+        deadline = time.monotonic() + 15
+        while holder is None and time.monotonic() < deadline:
+            holder = next((n for n in cl.nodes if _joins_at_least(n, uri, 2)()), None)
+            time.sleep(0.05)
+        assert holder is not None, cl.logs()
+        other = next(n for n in cl.nodes if n is not holder)
+        for i, proc in enumerate(callers):
+            _finish(proc, tmp_path / f"caller{i}", cl)
+        log_k = cl.kamailio_log()
+        dispatched = re.findall(r"dispatch: INVITE weekly -> sip:(127\.0\.0\.\d)", log_k)
+        assert sorted(dispatched) == ["127.0.0.2", "127.0.0.3"], log_k[-3000:]  # one caller per node
+        assert holder.log().count(f"event=conference_created conf_uri={uri}") == 1
+        assert f"event=conference_created conf_uri={uri}" not in other.log()
+        assert f"event=claim_redirect conf_uri={uri} node={holder.node_id}" in other.log(), other.log()
+        assert f"redirect: INVITE weekly -> node {holder.node_id}" in log_k, log_k[-3000:]
+        for node in cl.nodes:
+            assert "Traceback" not in node.log()
+        # both left: the conference ended and the holder gave the URI back
+        _wait(lambda: f"event=claim_released conf_uri={uri}" in holder.log(), "the URI released")
+    except BaseException:
+        print(cl.logs())
+        raise
+    finally:
         cl.stop()

@@ -389,7 +389,8 @@ class Focus:
             ep.respond(inc.key, _refusal(req, exc, to_tag=new_tag()), now)
             return
         self.legs[leg.leg_id] = leg
-        contact = focus_contact(ep, conf.uri, inc.peer.transport, sips=ruri.scheme == "sips")
+        sips, node = ruri.scheme == "sips", self.config.node_id
+        contact = focus_contact(ep, conf.uri, inc.peer.transport, sips=sips, node=node)
         reliable = wants_100rel(req)  # the answer goes in a reliable 183, the 200 after its PRACK
         resources_pending = False  # the caller's mandatory preconditions: the 200 waits for its UPDATE
         if qos:

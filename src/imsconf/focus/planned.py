@@ -8,8 +8,9 @@ waits for the database.  The booking decides:
 * outside its window → ``403 Conference Not Started`` / ``403 Conference Ended``; cancelled or unknown →
   ``404``; inside: the conference is instantiated on the first call (the booking's URI, capacity, the chair as
   owner, moderators from the roster, the keying fields recorded for the key manager) and later callers join
-  it; on a cluster node only once the URI is claimed for it in the directory (:mod:`.claims`: else 302 to
-  the node that holds it); a full conference (participants and callers still in the lobby) → ``486 Conference Full``;
+  it (on a cluster node once the URI is claimed for it in the directory, :mod:`.claims`: else 302 to the
+  node that holds it); a full conference (participants and callers still in the lobby) → ``486 Conference
+  Full``;
 * without a PIN the caller joins at once; with a PIN the caller is answered (200) but held in the *lobby*: its
   mixer leg is neither mixed nor fed the conference, it hears the "enter PIN" prompt, and it is not in the
   roster (so it cannot subscribe to the conference state or REFER until admitted).  The PIN comes by DTMF
