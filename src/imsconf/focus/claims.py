@@ -43,6 +43,7 @@ __all__ = [
     "ClaimWon",
     "Claimer",
     "NoClaims",
+    "Waiter",
     "redirect_uri",
 ]
 
@@ -116,15 +117,19 @@ def _host(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
+Waiter = Callable[[SipEndpoint, ClaimResult, float], None]
+"""``(ep, result, now)``: what waits on a claim, called at the focus's timer once the result is in."""
+
+
 @dataclass(slots=True)
 class _Claim:
     uri: str
-    waiters: list[tuple[IncomingRequest, Work | None]] = field(default_factory=list)
+    waiters: list[Waiter] = field(default_factory=list)
     result: ClaimResult | None = None
 
 
 class BookedClaims:
-    """The claims of one focus: URIs held, claims under way and the INVITEs waiting on them."""
+    """The claims of one focus: URIs held, claims under way and what waits on them."""
 
     def __init__(self, claimer: Claimer | None, inbox: Inbox) -> None:
         self.claimer: Claimer = claimer if claimer is not None else NoClaims()
@@ -132,17 +137,18 @@ class BookedClaims:
         self.held: dict[str, str] = {}  # conference key → the booked URI, while this node holds it
         self.pending: dict[str, _Claim] = {}  # by conference key
 
-    def admit(self, ep: SipEndpoint, inc: IncomingRequest, uri: str, now: float, resume: Work | None) -> bool:
-        """True when this node holds (or at once won) *uri*: open its conference now.  False: the INVITE
-        waits for the claim (*resume* runs once it is won) or was answered (302, 503)."""
+    def acquire(self, uri: str, waiter: Waiter) -> ClaimResult | None:
+        """The claim of *uri* for this node: its result at once (held already, or a claimer that answers
+        at once), or None and *waiter* is called with it later (every caller of one URI meanwhile waits on
+        the same claim).  A won URI is held until :meth:`keep` releases it."""
         key = conference_key(uri)
         if key in self.held:
-            return True
+            return ClaimWon()
         claim = self.pending.get(key)
         if claim is not None:
-            claim.waiters.append((inc, resume))
-            return False
-        claim = _Claim(uri, [(inc, resume)])
+            claim.waiters.append(waiter)
+            return None
+        claim = _Claim(uri)
         self.pending[key] = claim
 
         def done(result: ClaimResult) -> None:
@@ -155,12 +161,31 @@ class BookedClaims:
         sync = False
         if claim.result is None:
             log.info("event=claim_wait conf_uri=%s", uri)
-            return False
+            claim.waiters.append(waiter)
+            return None
         del self.pending[key]
         if isinstance(claim.result, ClaimWon):
             self.held[key] = uri
+        return claim.result
+
+    def admit(self, ep: SipEndpoint, inc: IncomingRequest, uri: str, now: float, resume: Work | None) -> bool:
+        """True when this node holds (or at once won) *uri*: open its conference now.  False: the INVITE
+        waits for the claim (*resume* runs once it is won) or was answered (302, 503)."""
+
+        def waiter(e: SipEndpoint, result: ClaimResult, t: float) -> None:
+            if not isinstance(result, ClaimWon):
+                self._answer(e, inc, uri, result, t)
+            elif resume is not None:
+                resume(e, t)
+            else:  # cannot be dialled in again: ask the caller to try once more
+                self._refuse(e, inc, 503, "Conference Opening", 1, t)
+
+        result = self.acquire(uri, waiter)
+        if result is None:
+            return False
+        if isinstance(result, ClaimWon):
             return True
-        self._answer(ep, claim, claim.result, now)
+        self._answer(ep, inc, uri, result, now)
         return False
 
     def _settle(self, ep: SipEndpoint, key: str, claim: _Claim, now: float) -> None:
@@ -170,22 +195,18 @@ class BookedClaims:
         result = claim.result
         log.info("event=claim_result conf_uri=%s result=%s waiting=%d", claim.uri, _describe(result),
                  len(claim.waiters))  # fmt: skip
-        if not isinstance(result, ClaimWon):
-            self._answer(ep, claim, result, now)
-            return
-        self.held[key] = claim.uri
-        for inc, resume in claim.waiters:
-            if resume is not None:
-                resume(ep, now)
-            else:  # cannot be dialled in again: ask the caller to try once more
-                self._refuse(ep, inc, 503, "Conference Opening", 1, now)
+        if isinstance(result, ClaimWon):
+            self.held[key] = claim.uri
+        for waiter in claim.waiters:
+            waiter(ep, result, now)
 
-    def _answer(self, ep: SipEndpoint, claim: _Claim, result: ClaimResult, now: float) -> None:
-        for inc, _ in claim.waiters:
-            if isinstance(result, ClaimLost):
-                self._redirect(ep, inc, claim.uri, result.node_id, now)
-            elif isinstance(result, ClaimFailed):
-                self._refuse(ep, inc, 503, "Conference Directory Unavailable", result.retry_after, now)
+    def _answer(
+        self, ep: SipEndpoint, inc: IncomingRequest, uri: str, result: ClaimResult, now: float
+    ) -> None:
+        if isinstance(result, ClaimLost):
+            self._redirect(ep, inc, uri, result.node_id, now)
+        elif isinstance(result, ClaimFailed):
+            self._refuse(ep, inc, 503, "Conference Directory Unavailable", result.retry_after, now)
 
     @staticmethod
     def _pending_tx(ep: SipEndpoint, inc: IncomingRequest) -> bool:
