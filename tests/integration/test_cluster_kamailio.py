@@ -233,12 +233,12 @@ def test_baresip_over_tls_and_srtp_through_the_front(tmp_path: Path) -> None:
         cl.stop()
 
 
-def _book(data_dir: Path, uri: str) -> None:
+def _book(data_dir: Path, uri: str, booking_id: str = "b00000001") -> None:
     now = datetime.now(UTC)
     data_dir.mkdir(parents=True, exist_ok=True)
     store = BookingStore(data_dir / DB_NAME)
     try:
-        store.create(Booking(id="b00000001", uri=uri, start=now - timedelta(minutes=5),
+        store.create(Booking(id=booking_id, uri=uri, start=now - timedelta(minutes=5),
                              end=now + timedelta(hours=1), created_at=now - timedelta(days=1),
                              capacity=10))  # fmt: skip
     finally:
@@ -257,6 +257,7 @@ def test_two_callers_of_one_booked_uri_on_two_nodes_meet_in_one_conference(
     booked = "sip:weekly@localhost"
     for node_id in cl.node_ids:  # each node's booking index (its data directory)
         _book(tmp_path / "cl" / node_id, booked)
+        _book(tmp_path / "cl" / node_id, "sip:daily@localhost", "b00000002")
     cl.start()
     try:
         callers = [
@@ -285,6 +286,16 @@ def test_two_callers_of_one_booked_uri_on_two_nodes_meet_in_one_conference(
             assert "Traceback" not in node.log()
         # both left: the conference ended and the holder gave the URI back
         _wait(lambda: f"event=claim_released conf_uri={uri}" in holder.log(), "the URI released")
+        # the directory down: 503 with Retry-After, passed to the caller (no failover, no node marked down)
+        pg_cluster.stop_now()
+        try:
+            res = run_sipp("planned_unavailable.xml", f"127.0.0.1:{cl.front_port}", transport="u1",
+                           workdir=tmp_path / "unavailable", extra=["-key", "conf", "daily"])  # fmt: skip
+            assert res.returncode == 0, sipp_errors(tmp_path / "unavailable") + cl.logs()
+        finally:
+            pg_cluster.start()
+        log_k = cl.kamailio_log()
+        assert "failover: INVITE daily" not in log_k and "node down" not in log_k, log_k[-3000:]
     except BaseException:
         print(cl.logs())
         raise

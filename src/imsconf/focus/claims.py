@@ -35,6 +35,7 @@ from .legs import Inbox, Work
 
 __all__ = [
     "NODE_PARAM",
+    "UNAVAILABLE_REASON",
     "BookedClaims",
     "ClaimFailed",
     "ClaimLost",
@@ -50,6 +51,9 @@ __all__ = [
 log = logging.getLogger("imsconf.focus")
 
 NODE_PARAM: Final = "node"  # the URI parameter of a redirect's Contact that names the holding node
+# the reason of the 503 while the directory is unreachable: the front passes it on instead of failing the
+# call over to another node (contrib/kamailio/kamailio.cfg, failure_route[FAILOVER])
+UNAVAILABLE_REASON: Final = "Conference Directory Unavailable"
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,7 +210,7 @@ class BookedClaims:
         if isinstance(result, ClaimLost):
             self._redirect(ep, inc, uri, result.node_id, now)
         elif isinstance(result, ClaimFailed):
-            self._refuse(ep, inc, 503, "Conference Directory Unavailable", result.retry_after, now)
+            self._refuse(ep, inc, 503, UNAVAILABLE_REASON, result.retry_after, now)
 
     @staticmethod
     def _pending_tx(ep: SipEndpoint, inc: IncomingRequest) -> bool:
