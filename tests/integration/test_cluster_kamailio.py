@@ -247,13 +247,18 @@ def _book(data_dir: Path, uri: str, booking_id: str = "b00000001") -> None:
 
 @pytest.mark.timeout(120)
 def test_two_callers_of_one_booked_uri_on_two_nodes_meet_in_one_conference(
-    tmp_path: Path, pg_cluster: PgCluster, pg_dsn: str
+    tmp_path: Path, pg_cluster: PgCluster
 ) -> None:
     """Two callers dial the same booked URI at the same moment; the front dispatches one to each node. Both
     nodes claim the URI in the shared directory: the loser answers 302 toward the winner, the front
     follows it, and both callers are in the one conference on the winner."""
-    store = f'store = "{pg_dsn}"\nstore_password_file = "{pg_cluster.password_file}"\n'
-    cl = Cluster(tmp_path / "cl", node_config="allow_plain_rtp = true\n" + store, rtp_range=_RTP)
+    db = "claims_" + tmp_path.name[-8:].replace("-", "_").lower()  # a database of its own: the front
+    pg_cluster.admin(f"CREATE DATABASE {db}")  # reads the directory without the test's search_path
+    dsn = pg_cluster.dsn(db)
+    store = f'store = "{dsn}"\nstore_password_file = "{pg_cluster.password_file}"\n'
+    directory = f"postgres://imsconf:{pg_cluster.password}@127.0.0.1:{pg_cluster.port}/{db}"
+    cl = Cluster(tmp_path / "cl", node_config="allow_plain_rtp = true\n" + store, rtp_range=_RTP,
+                 front_env={"DIRECTORY_DB_URL": directory})  # fmt: skip
     booked = "sip:weekly@localhost"
     for node_id in cl.node_ids:  # each node's booking index (its data directory)
         _book(tmp_path / "cl" / node_id, booked)
@@ -273,6 +278,12 @@ def test_two_callers_of_one_booked_uri_on_two_nodes_meet_in_one_conference(
             time.sleep(0.05)
         assert holder is not None, cl.logs()
         other = next(n for n in cl.nodes if n is not holder)
+        # a third caller while the conference lives: the front finds the holder in the directory
+        res = run_sipp("conf_join_leave.xml", f"127.0.0.1:{cl.front_port}", transport="u1",
+                       workdir=tmp_path / "third", extra=["-key", "conf", "weekly", "-d", "200"])  # fmt: skip
+        assert res.returncode == 0, sipp_errors(tmp_path / "third") + cl.logs()
+        assert f"directory: INVITE weekly -> node {holder.node_id}" in cl.kamailio_log(), cl.logs()
+        assert holder.log().count(f"event=participant_joined conf={uri}") == 3
         for i, proc in enumerate(callers):
             _finish(proc, tmp_path / f"caller{i}", cl)
         log_k = cl.kamailio_log()
