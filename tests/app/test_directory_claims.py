@@ -109,6 +109,25 @@ def test_heartbeat_keeps_rows_and_expires_dead_nodes() -> None:
     asyncio.run(scenario())
 
 
+def test_close_gives_back_the_uris_still_held() -> None:
+    async def scenario() -> None:
+        d = FlakyDirectory()
+        a = DirectoryClaims(d, "a", clock=lambda: 1000.0)
+        assert await _claim(a) == ClaimWon()
+        assert await _claim(a, "sip:daily@example.com") == ClaimWon()
+        a.release("sip:daily@example.com")
+        for _ in range(100):  # the release runs in a worker thread
+            if len(d.entries()) == 1:
+                break
+            await asyncio.sleep(0.01)
+        await DirectoryClaims(d, "b", clock=lambda: 1000.0).close()  # holds nothing: nothing given back
+        assert len(d.entries()) == 1
+        await a.close()
+        assert d.entries() == []
+
+    asyncio.run(scenario())
+
+
 def test_open_claims_is_none_for_a_single_node(tmp_path: Path) -> None:
     assert open_claims(Settings(data_dir=tmp_path)) is None
     assert open_claims(Settings(data_dir=tmp_path, node_id="a")) is None  # SQLite: nobody to race

@@ -58,6 +58,7 @@ class DirectoryClaims:
         self.owns_directory = owns_directory
         self._tasks: set[asyncio.Task[None]] = set()
         self._unreleased: set[str] = set()  # releases that failed: retried at each heartbeat
+        self._won: set[str] = set()  # URIs this node holds: given back at close
         self._beat: asyncio.Task[None] | None = None
 
     # ---- the focus's Claimer
@@ -86,6 +87,8 @@ class DirectoryClaims:
         else:
             result = ClaimWon() if holder == self.node_id else ClaimLost(holder)
             self._unreleased.discard(uri)
+            if holder == self.node_id:
+                self._won.add(uri)
         holder_id = self.node_id if isinstance(result, ClaimWon) else None
         if isinstance(result, ClaimLost):
             holder_id = result.node_id
@@ -94,6 +97,7 @@ class DirectoryClaims:
         done(result)
 
     async def _release(self, uri: str) -> None:
+        self._won.discard(uri)
         try:
             await asyncio.to_thread(self.directory.release, uri, self.node_id)
         except StoreUnavailable as exc:
@@ -129,7 +133,8 @@ class DirectoryClaims:
         log.debug("event=heartbeat node=%s held=%d", self.node_id, held)
 
     async def close(self) -> None:
-        """Stop the heartbeat; wait for the claims and releases under way."""
+        """Stop the heartbeat; wait for the claims and releases under way; give back every URI still held
+        (the front would otherwise send callers here until the rows expire)."""
         if self._beat is not None:
             self._beat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -137,6 +142,8 @@ class DirectoryClaims:
             self._beat = None
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        for uri in sorted(self._won | self._unreleased):
+            await self._release(uri)
         if self.owns_directory:
             await asyncio.to_thread(self.directory.close)
 
