@@ -13,6 +13,7 @@ from helpers import DOMAIN, FOCUS_HOST, UA, Harness, Sent, responses, sdp_offer
 from imsconf.booking.model import Booking, Invitee, InviteeRole
 from imsconf.booking.store import BookingStore
 from imsconf.focus.claims import ClaimFailed, ClaimLost, ClaimRequest, ClaimResult, ClaimWon, redirect_uri
+from imsconf.focus.config import FocusConfig
 from imsconf.focus.planned import PlannedConferences, PlannedOptions
 from imsconf.keys.policy import DownlinkMode
 from imsconf.sip.message import Response
@@ -47,11 +48,12 @@ class FakeClaimer:
 
 
 class World:
-    def __init__(self, tmp: Path, claimer: FakeClaimer | None) -> None:
+    def __init__(self, tmp: Path, claimer: FakeClaimer | None, node_id: str = "") -> None:
         self.store = BookingStore(tmp / "bookings.db")
         self.claimer = claimer
         self.h = Harness(
-            planned=PlannedOptions(self.store, wall=lambda: T0 + timedelta(minutes=5), claims=claimer)
+            FocusConfig(domain=DOMAIN, media_host="198.18.0.1", node_id=node_id),
+            planned=PlannedOptions(self.store, wall=lambda: T0 + timedelta(minutes=5), claims=claimer),
         )
         planned = self.h.focus.planned
         assert planned is not None
@@ -192,3 +194,17 @@ def test_the_uri_is_released_when_the_conference_ends(tmp_path: Path) -> None:
 def test_redirect_uri() -> None:
     assert redirect_uri("sip:weekly@example.com;transport=tls", "a") == "sip:weekly@example.com;node=a"
     assert redirect_uri("sips:w@[2001:db8::1]:5061", "b2") == "sips:w@[2001:db8::1]:5061;node=b2"
+
+
+def test_a_cluster_node_names_itself_in_the_contact_of_a_booked_conference(tmp_path: Path) -> None:
+    """The front routes a booked conference's in-dialog requests by ``;node=`` (an ad hoc conference's
+    user part is its hint already)."""
+    w = World(tmp_path, FakeClaimer(ClaimWon()), node_id="a")
+    alice = w.h.ua("alice")
+    (ok,) = w.finals(w.invite(alice))
+    assert (
+        ok.status == 200
+        and ok.headers.get("Contact") == f"<sip:weekly@{DOMAIN}:5061;transport=tls;node=a>;isfocus"
+    )
+    _, adhoc = w.h.create(w.h.ua("bob"))
+    assert adhoc.startswith("sip:conf-a-") and "node=" not in adhoc

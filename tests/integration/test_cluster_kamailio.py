@@ -283,7 +283,8 @@ def test_two_callers_of_one_booked_uri_on_two_nodes_meet_in_one_conference(
                        workdir=tmp_path / "third", extra=["-key", "conf", "weekly", "-d", "200"])  # fmt: skip
         assert res.returncode == 0, sipp_errors(tmp_path / "third") + cl.logs()
         assert f"directory: INVITE weekly -> node {holder.node_id}" in cl.kamailio_log(), cl.logs()
-        assert holder.log().count(f"event=participant_joined conf={uri}") == 3
+        joined = re.findall(rf"event=participant_joined conf={uri} leg=([^ .]+)\.(p\d+)", holder.log())
+        assert len(joined) == 3 and len({c for c, _ in joined}) == 1, joined  # one roster: p1, p2, p3
         for i, proc in enumerate(callers):
             _finish(proc, tmp_path / f"caller{i}", cl)
         log_k = cl.kamailio_log()
