@@ -10,6 +10,7 @@ A booked URI is claimed in the nodes' shared directory (PostgreSQL): a node that
 from __future__ import annotations
 
 import re
+import secrets
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +25,7 @@ from harness import free_port_pair, run_sipp, sipp_bg, sipp_errors, wait_file
 
 from imsconf.booking.model import Booking
 from imsconf.booking.store import DB_NAME, BookingStore
+from imsconf.keys.policy import DownlinkMode
 from peers import require_peer
 from pg import PgCluster
 
@@ -233,14 +235,14 @@ def test_baresip_over_tls_and_srtp_through_the_front(tmp_path: Path) -> None:
         cl.stop()
 
 
-def _book(data_dir: Path, uri: str, booking_id: str = "b00000001") -> None:
+def _book(data_dir: Path, uri: str, booking_id: str = "b00000001", **kw: object) -> None:
     now = datetime.now(UTC)
     data_dir.mkdir(parents=True, exist_ok=True)
     store = BookingStore(data_dir / DB_NAME)
     try:
         store.create(Booking(id=booking_id, uri=uri, start=now - timedelta(minutes=5),
                              end=now + timedelta(hours=1), created_at=now - timedelta(days=1),
-                             capacity=10))  # fmt: skip
+                             capacity=10, **kw))  # type: ignore[arg-type]  # fmt: skip
     finally:
         store.close()
 
@@ -252,11 +254,7 @@ def test_two_callers_of_one_booked_uri_on_two_nodes_meet_in_one_conference(
     """Two callers dial the same booked URI at the same moment; the front dispatches one to each node. Both
     nodes claim the URI in the shared directory: the loser answers 302 toward the winner, the front
     follows it, and both callers are in the one conference on the winner."""
-    db = "claims_" + tmp_path.name[-8:].replace("-", "_").lower()  # a database of its own: the front
-    pg_cluster.admin(f"CREATE DATABASE {db}")  # reads the directory without the test's search_path
-    dsn = pg_cluster.dsn(db)
-    store = f'store = "{dsn}"\nstore_password_file = "{pg_cluster.password_file}"\n'
-    directory = f"postgres://imsconf:{pg_cluster.password}@127.0.0.1:{pg_cluster.port}/{db}"
+    store, directory = _pg_store(pg_cluster, secrets.token_hex(4))
     cl = Cluster(tmp_path / "cl", node_config="allow_plain_rtp = true\n" + store, rtp_range=_RTP,
                  front_env={"DIRECTORY_DB_URL": directory})  # fmt: skip
     booked = "sip:weekly@localhost"
@@ -312,4 +310,69 @@ def test_two_callers_of_one_booked_uri_on_two_nodes_meet_in_one_conference(
         print(cl.logs())
         raise
     finally:
+        cl.stop()
+
+
+def _pg_store(pg_cluster: PgCluster, name: str) -> tuple[str, str]:
+    """A database of its own (the front reads it without the test's search_path): the nodes' settings and
+    the front's DIRECTORY_DB_URL."""
+    db = "claims_" + name
+    pg_cluster.admin(f"CREATE DATABASE {db}")
+    store = f'store = "{pg_cluster.dsn(db)}"\nstore_password_file = "{pg_cluster.password_file}"\n'
+    return store, f"postgres://imsconf:{pg_cluster.password}@127.0.0.1:{pg_cluster.port}/{db}"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+def test_baresip_callers_of_one_booked_uri_on_two_nodes_hear_each_other(
+    tmp_path: Path, pg_cluster: PgCluster
+) -> None:
+    """Two phones on TLS + SDES-SRTP dial the same booked URI at once; the front dispatches one to each
+    node, the node that loses the claim redirects, and each phone hears the other's tone, not its own."""
+    require_peer("baresip")
+    store, _ = _pg_store(pg_cluster, "baresip_" + secrets.token_hex(3))
+    cl = Cluster(tmp_path / "cl", node_config=store, rtp_range=_RTP)
+    for node_id in cl.node_ids:
+        _book(tmp_path / "cl" / node_id, "sip:weekly@localhost", downlink=DownlinkMode.PER_PARTICIPANT)
+    cl.start()
+    tones = {"alice": 440.0, "bob": 970.0}
+    phones = [
+        BaresipPhone(name, tmp_path / name,
+                     tone_wav=write_tone_wav(tmp_path / f"{name}.wav", f, seconds=60),
+                     ca_pem=cl.pki / "ca.pem", cert_combined_pem=cl.pki / "server-combined.pem")
+        for name, f in tones.items()
+    ]  # fmt: skip
+    try:
+        for p in phones:
+            p.start()
+        for p in phones:
+            p.dial(f"sip:weekly@127.0.0.1:{cl.front_tls_port}")
+        t_all = max(_established(p) for p in phones)
+        holders = [n for n in cl.nodes if "event=conference_created conf_uri=sip:weekly@localhost" in n.log()]
+        assert len(holders) == 1, cl.logs()
+        assert holders[0].log().count("event=participant_joined conf=sip:weekly@localhost") == 2
+        assert f"redirect: INVITE weekly -> node {holders[0].node_id}" in cl.kamailio_log(), cl.logs()
+        time.sleep(max(0.0, t_all + 6.0 - time.monotonic()))
+        t_hangup = time.monotonic()
+        for p in phones:
+            p.hangup()
+        for p in phones:
+            p.wait_event("CALL_CLOSED", 5)
+            p.stop()
+        window = t_hangup - t_all - 2.5
+        freqs = sorted(tones.values())
+        for p in phones:
+            decs = p.dec_wavs()
+            assert len(decs) == 1, f"{p.name}: {decs}"
+            lv = tone_levels(decs[0], freqs, last_seconds=window, drop_last_seconds=1.0)
+            own = tones[p.name]
+            assert_hears(lv, present=[f for f in freqs if f != own], absent=[own], who=p.name)
+    except BaseException:
+        for p in phones:
+            print(f"--- {p.name}\n{p.log_tail(30)}")
+        print(cl.logs())
+        raise
+    finally:
+        for p in phones:
+            p.stop()
         cl.stop()
