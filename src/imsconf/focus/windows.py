@@ -9,11 +9,10 @@ conference and to know which live conferences came from which booking:
   to its registered binding when it has one); the booking's roster gives each its role (the chair is the
   owner, moderators are moderators).  On a cluster node only if it holds the booking's URI in the
   directory (:mod:`.claims`: the node that wins the claim dials, the others skip).  Once per booking window
-  in this focus: an invitee who refuses or
-  does not answer is logged and not called again.  A focus that starts while a window is open (a
-  restart) calls, once, every invitee who has no participant in the booked conference — everyone when
-  the conference is not live; nobody already in is called again.  ``tel:`` invitees are skipped (no
-  gateway).
+  in this focus: an invitee who refuses or does not answer is logged and not called again.  A focus that
+  starts while a window is open (a restart) calls, once, every invitee who has no participant in the
+  booked conference — everyone when the conference is not live; nobody already in is called again.
+  ``tel:`` invitees are skipped (no gateway).
 * **one minute before the close** every participant whose media is up hears the ``one-minute-left``
   prompt (a participant who joins later hears it on joining);
 * **the close** — at the window's end plus the booking's ``overrun``, the conference closes with the
