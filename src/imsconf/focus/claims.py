@@ -140,13 +140,27 @@ class BookedClaims:
         self.inbox = inbox
         self.held: dict[str, str] = {}  # conference key → the booked URI, while this node holds it
         self.pending: dict[str, _Claim] = {}  # by conference key
+        self._keys: dict[str, str] = {}  # booked URI → its conference key (keep() runs at every timer)
+
+    def _key(self, uri: str) -> str | None:
+        """The conference key of *uri*; None for a URI that is not ``sip(s):user@host`` (nothing to share)."""
+        key = self._keys.get(uri)
+        if key is None:
+            try:
+                key = conference_key(uri)
+            except ValueError:
+                return None
+            if len(self._keys) >= 4096:
+                self._keys.clear()
+            self._keys[uri] = key
+        return key
 
     def acquire(self, uri: str, waiter: Waiter) -> ClaimResult | None:
         """The claim of *uri* for this node: its result at once (held already, or a claimer that answers
         at once), or None and *waiter* is called with it later (every caller of one URI meanwhile waits on
         the same claim).  A won URI is held until :meth:`keep` releases it."""
-        key = conference_key(uri)
-        if key in self.held:
+        key = self._key(uri)
+        if key is None or key in self.held:
             return ClaimWon()
         claim = self.pending.get(key)
         if claim is not None:
@@ -236,7 +250,9 @@ class BookedClaims:
 
     def keep(self, live_uris: Iterable[str]) -> None:
         """Release every held URI that no live booked conference (*live_uris*) and no claim uses."""
-        live = {conference_key(u) for u in live_uris}
+        if not self.held:
+            return
+        live = {k for k in map(self._key, live_uris) if k is not None}
         for key in [k for k in self.held if k not in live and k not in self.pending]:
             uri = self.held.pop(key)
             log.info("event=claim_released conf_uri=%s", uri)
