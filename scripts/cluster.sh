@@ -10,6 +10,9 @@
 # CLUSTER_PORT (the front: UDP and TCP, TLS on the next port; 5060), CLUSTER_INTERNAL_PORT (5081), CLUSTER_NODE_PORT
 # (5071), CLUSTER_PLAIN (yes: the front also takes UDP/TCP, for SIPp; no: TLS only), CLUSTER_AUTH (digest or none: the nodes challenge, the front does not authenticate; users per node:
 # imsconf users --data-dir var/cluster/a add NAME).
+# Booked conferences need one PostgreSQL store for both nodes (docs/decisions/0021-booked-uri-claims.md):
+# CLUSTER_STORE (postgresql://user@host:port/db) and CLUSTER_STORE_PASSWORD_FILE (mode 0600); with
+# CLUSTER_DIRECTORY_DB_URL (postgres://user:password@host:port/db) the front also reads the directory.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY="${PY:-.venv/bin/python}"
@@ -61,6 +64,10 @@ media_host = "$ip"
 http = "$ip:8080"
 sip_source_rate = 0
 TOML
+        if [ -n "${CLUSTER_STORE:-}" ]; then
+            printf 'store = "%s"\nstore_password_file = "%s"\n' "$CLUSTER_STORE" \
+                "${CLUSTER_STORE_PASSWORD_FILE:?CLUSTER_STORE_PASSWORD_FILE}" >>"$DIR/$id/imsconf.toml"
+        fi
         "$PY" -m imsconf.cli serve --config "$DIR/$id/imsconf.toml" --data-dir "$DIR/$id" \
             --listen "tls:$ip:$NODE_PORT" --auth "$AUTH" >"$DIR/$id/stdout.log" 2>"$DIR/$id/server.log" &
         echo $! >"$DIR/$id.pid"
@@ -73,7 +80,7 @@ TOML
     done
     FRONT_PLAIN="${CLUSTER_PLAIN:-yes}" FRONT_IP=$FRONT_IP FRONT_PORT=$FRONT_PORT FRONT_TLS_PORT=$FRONT_TLS_PORT INTERNAL_PORT=$INTERNAL_PORT \
         TLS_CERT="$PWD/$DIR/pki/server.pem" TLS_KEY="$PWD/$DIR/pki/server.key" TLS_CA="$PWD/$DIR/pki/ca.pem" \
-        NODES="${spec# }" bash contrib/kamailio/render.sh "$DIR/kamailio" >/dev/null
+        NODES="${spec# }" DIRECTORY_DB_URL="${CLUSTER_DIRECTORY_DB_URL:-}" bash contrib/kamailio/render.sh "$DIR/kamailio" >/dev/null
     # -P: the main process's PID (it forks into the background and ends its children on SIGTERM)
     kamailio -f "$DIR/kamailio/kamailio.cfg" -P "$PWD/$DIR/kamailio.pid" -w "$PWD/$DIR/kamailio" -m 64 -M 8 \
         -E >"$DIR/kamailio/kamailio.log" 2>&1 || { echo "kamailio did not start: $DIR/kamailio/kamailio.log" >&2; down; exit 1; }

@@ -14,6 +14,10 @@
 #                   outbound_proxy names it (default FRONT_IP, 5081); keep phones off it
 #   NODES           "id=host:port ..." the nodes' SIP over TLS listeners (the front reaches nodes over TLS only), id = each node's node_id setting
 #   DS_PING_INTERVAL  seconds between OPTIONS probes to every node (default 1)
+#   DIRECTORY_DB_URL  optional: postgres://user:password@host:port/db of the nodes' shared store; the
+#                   front then sends a request for a conference URI held by a live node straight there
+#                   (one query per initial request without a hint; local.cfg is then written mode 0600)
+#   CONFERENCE_DOMAIN  the nodes' domain setting: booked URIs are user@CONFERENCE_DOMAIN (default FRONT_NAME)
 #   LOG_LEVEL       Kamailio's debug level (default 2: info)
 #
 # usage: NODES="a=127.0.0.2:5071 b=127.0.0.3:5071" TLS_CERT=... TLS_KEY=... TLS_CA=... render.sh OUTDIR
@@ -25,6 +29,7 @@ out="$(cd "$out" && pwd)"
 : "${FRONT_IP:=127.0.0.1}" "${FRONT_NAME:=localhost}" "${FRONT_PORT:=5060}" "${FRONT_TLS_PORT:=5061}"
 : "${INTERNAL_IP:=$FRONT_IP}" "${INTERNAL_PORT:=5081}"
 : "${FRONT_PLAIN:=no}" "${DS_PING_INTERVAL:=1}" "${LOG_LEVEL:=2}"
+: "${DIRECTORY_DB_URL:=}" "${CONFERENCE_DOMAIN:=$FRONT_NAME}"
 : "${TLS_CERT:?TLS_CERT: the certificate of the front (PEM)}" "${TLS_KEY:?TLS_KEY: its key}" "${TLS_CA:?TLS_CA}"
 : "${NODES:?NODES: id=host:port ...}"
 modules="${MODULE_PATH:-}"
@@ -35,9 +40,18 @@ if [ -z "$modules" ]; then
     done
 fi
 cp "$here/kamailio.cfg" "$out/kamailio.cfg"
+rm -f "$out/local.cfg"
+if [ -n "$DIRECTORY_DB_URL" ]; then (umask 077 && : >"$out/local.cfg"); fi
 {
     echo "# written by contrib/kamailio/render.sh"
     if [ "$FRONT_PLAIN" = yes ]; then echo "#!define WITH_PLAIN"; fi
+    if [ -n "$DIRECTORY_DB_URL" ]; then
+        echo "#!define WITH_DIRECTORY"
+        # the heartbeat timeout of imsconf.store.directory: rows older than this belong to dead nodes
+        for pair in "DIRECTORY_DB_URL=$DIRECTORY_DB_URL" "CONFERENCE_DOMAIN=$CONFERENCE_DOMAIN" "HEARTBEAT_TIMEOUT=30"; do
+            echo "#!substdef \"!${pair%%=*}!${pair#*=}!g\""
+        done
+    fi
     for pair in "FRONT_IP=$FRONT_IP" "FRONT_NAME=$FRONT_NAME" "FRONT_PORT=$FRONT_PORT" \
                 "FRONT_TLS_PORT=$FRONT_TLS_PORT" "INTERNAL_IP=$INTERNAL_IP" "INTERNAL_PORT=$INTERNAL_PORT" "MODULE_PATH=$modules" "TLS_CFG=$out/tls.cfg" \
                 "DS_LIST=$out/dispatcher.list" "DS_PING_INTERVAL=$DS_PING_INTERVAL" "L_LOG_LEVEL=$LOG_LEVEL"; do

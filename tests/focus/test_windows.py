@@ -4,7 +4,7 @@ window's start, the one-minute-left prompt, the close at the end (or after the o
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -17,6 +17,7 @@ from imsconf.app.focus_wiring import FocusOptions
 from imsconf.booking.model import Booking, Invitee, InviteeRole, hash_pin
 from imsconf.conference.model import Conference
 from imsconf.conference.participant import Role
+from imsconf.focus.claims import Claimer, ClaimLost, ClaimRequest, ClaimResult, ClaimWon
 from imsconf.focus.planned import PlannedOptions
 from imsconf.focus.routing import Locator, Registered
 from imsconf.focus.windows import CLOSE_REASON, WindowConfig, WindowOptions
@@ -69,13 +70,21 @@ def booking(**kw: object) -> Booking:
 class World:
     """A focus whose clock at ``now`` is the wall-clock instant ``T0 + at``."""
 
-    def __init__(self, index: BookingIndex, at: timedelta, locator: Locator | None = None) -> None:
+    def __init__(
+        self,
+        index: BookingIndex,
+        at: timedelta,
+        locator: Locator | None = None,
+        claims: Claimer | None = None,
+    ) -> None:
         self.index = index
         self.media = PromptMedia()
         holder: list[Harness] = []
         offset = (T0 + at).timestamp() - 1000.0  # the harness starts at now=1000
         self.offset = offset
-        planned = PlannedOptions(index, wall=lambda: datetime.fromtimestamp(holder[0].now + offset, UTC))
+        planned = PlannedOptions(
+            index, wall=lambda: datetime.fromtimestamp(holder[0].now + offset, UTC), claims=claims
+        )
         options = FocusOptions(
             planned=planned,
             windows=WindowOptions(index, WindowConfig(poll=2.0, horizon=60.0)),
@@ -266,3 +275,41 @@ def test_a_registered_invitee_is_called_at_its_binding() -> None:
     assert inv.uri == BOB_CONTACT and inv.to.uri.aor == BOB_AOR
     assert dest == BOB_FLOW  # on the connection the REGISTER came over
     assert w.conf().role_of(BOB_AOR) is Role.OWNER
+
+
+class LaterClaims:
+    """A claimer the test answers."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+        self.done: list[Callable[[ClaimResult], None]] = []
+
+    def claim(self, request: ClaimRequest, done: Callable[[ClaimResult], None]) -> None:
+        self.asked.append(request.uri)
+        self.done.append(done)
+
+    def release(self, uri: str) -> None:
+        return None
+
+
+def test_a_cluster_node_dials_out_only_once_it_holds_the_uri(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "imsconf.focus")
+    claims = LaterClaims()
+    w = World(BookingIndex([booking()]), at=-timedelta(seconds=10), claims=claims)
+    assert invites(w.until(timedelta(0))) == []  # the start: the URI is claimed first
+    assert claims.asked == [URI] and w.h.focus.registry.by_uri(URI) is None
+    claims.done.pop()(ClaimWon())
+    sent = w.until(timedelta(seconds=1))
+    assert sorted(r.uri for r in invites(sent)) == [ALICE.uri(), BOB.uri(), CAROL.uri()]
+    assert len(claims.asked) == 1
+
+
+def test_a_cluster_node_that_lost_the_claim_does_not_dial_out(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "imsconf.focus")
+    claims = LaterClaims()
+    w = World(BookingIndex([booking()]), at=-timedelta(seconds=10), claims=claims)
+    w.until(timedelta(0))
+    claims.done.pop()(ClaimLost("b"))
+    assert invites(w.until(timedelta(minutes=1))) == []
+    assert w.h.focus.registry.by_uri(URI) is None
+    assert "event=booking_dial_out_skipped booking=b00000001 reason=held holder=b" in caplog.text

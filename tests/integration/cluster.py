@@ -96,6 +96,7 @@ class Cluster:
     base: Path
     node_ids: tuple[str, ...] = ("a", "b")
     node_config: str = ""  # more settings for every node (TOML lines)
+    front_env: dict[str, str] = field(default_factory=dict)  # more settings for render.sh (the front)
     front_ip: str = "127.0.0.1"
     ping_interval: int = 1
     rtp_range: tuple[int, int] = (20000, 29999)  # split between the nodes
@@ -181,6 +182,7 @@ class Cluster:
             NODES=" ".join(f"{n.node_id}={n.ip}:{n.port}" for n in self.nodes),
             DS_PING_INTERVAL=str(self.ping_interval),
             LOG_LEVEL=os.environ.get("KAMAILIO_LOG_LEVEL", "2"),
+            **self.front_env,
         )
         subprocess.run(["bash", str(RENDER), str(out)], env=env, check=True, capture_output=True)
         log = open(self.kamailio_log_path, "wb")  # noqa: SIM115 - kept open for the process lifetime

@@ -3,14 +3,18 @@
 SIPp reaches the front over UDP (Debian's SIPp has no TLS); the front talks TLS to the nodes, so the nodes
 need only ``allow_plain_rtp`` for SIPp's RTP. The factory is dispatched round-robin to a live node; every
 request for a conference URI (conf-<node>-<id>) and every in-dialog request goes to the node the hint names.
+A booked URI is claimed in the nodes' shared directory (PostgreSQL): a node that loses the claim redirects
+(302, ``;node=<holder>``) and the front follows the redirect to the holder.
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -19,7 +23,12 @@ from baresip import BaresipPhone, free_udp_range
 from cluster import Cluster, Node
 from harness import free_port_pair, run_sipp, sipp_bg, sipp_errors, wait_file
 
+from imsconf.booking.model import Booking
+from imsconf.keys.policy import DownlinkMode
+from imsconf.store.booking_pg import PgBookingStore
+from imsconf.store.pg import PgDatabase
 from peers import require_peer
+from pg import PgCluster
 
 pytestmark = pytest.mark.peer
 
@@ -216,6 +225,147 @@ def test_baresip_over_tls_and_srtp_through_the_front(tmp_path: Path) -> None:
             assert_hears(lv, present=[f for f in freqs if f != own], absent=[own], who=p.name)
         log_k = cl.kamailio_log()
         assert f"hint: INVITE {user} -> node {_host(user)}" in log_k, log_k[-3000:]
+    except BaseException:
+        for p in phones:
+            print(f"--- {p.name}\n{p.log_tail(30)}")
+        print(cl.logs())
+        raise
+    finally:
+        for p in phones:
+            p.stop()
+        cl.stop()
+
+
+def _book(pg_cluster: PgCluster, db: str, uri: str, booking_id: str = "b00000001", **kw: object) -> None:
+    """A booking in the nodes' shared store (both read their bookings from it)."""
+    now = datetime.now(UTC)
+    store = PgBookingStore(PgDatabase(pg_cluster.dsn(db), pg_cluster.password))
+    try:
+        store.create(Booking(id=booking_id, uri=uri, start=now - timedelta(minutes=5),
+                             end=now + timedelta(hours=1), created_at=now - timedelta(days=1),
+                             capacity=10, **kw))  # type: ignore[arg-type]  # fmt: skip
+    finally:
+        store.close()
+
+
+@pytest.mark.timeout(120)
+def test_two_callers_of_one_booked_uri_on_two_nodes_meet_in_one_conference(
+    tmp_path: Path, pg_cluster: PgCluster
+) -> None:
+    """Two callers dial the same booked URI at the same moment; the front dispatches one to each node. Both
+    nodes claim the URI in the shared directory: the loser answers 302 toward the winner, the front
+    follows it, and both callers are in the one conference on the winner."""
+    db, store, directory = _pg_store(pg_cluster, secrets.token_hex(4))
+    cl = Cluster(tmp_path / "cl", node_config="allow_plain_rtp = true\n" + store, rtp_range=_RTP,
+                 front_env={"DIRECTORY_DB_URL": directory})  # fmt: skip
+    booked = "sip:weekly@localhost"
+    _book(pg_cluster, db, booked)
+    _book(pg_cluster, db, "sip:daily@localhost", "b00000002")
+    cl.start()
+    try:
+        callers = [
+            sipp_bg("conf_join_leave.xml", cl.front_port, "u1", tmp_path / f"caller{i}",
+                    "-key", "conf", "weekly", "-d", "4000")
+            for i in range(2)
+        ]  # fmt: skip
+        uri = booked
+        holder = None
+        deadline = time.monotonic() + 15
+        while holder is None and time.monotonic() < deadline:
+            holder = next((n for n in cl.nodes if _joins_at_least(n, uri, 2)()), None)
+            time.sleep(0.05)
+        assert holder is not None, cl.logs()
+        other = next(n for n in cl.nodes if n is not holder)
+        # a third caller while the conference lives: the front finds the holder in the directory
+        res = run_sipp("conf_join_leave.xml", f"127.0.0.1:{cl.front_port}", transport="u1",
+                       workdir=tmp_path / "third", extra=["-key", "conf", "weekly", "-d", "200"])  # fmt: skip
+        assert res.returncode == 0, sipp_errors(tmp_path / "third") + cl.logs()
+        assert f"directory: INVITE weekly -> node {holder.node_id}" in cl.kamailio_log(), cl.logs()
+        joined = re.findall(rf"event=participant_joined conf={uri} leg=([^ .]+)\.(p\d+)", holder.log())
+        assert len(joined) == 3 and len({c for c, _ in joined}) == 1, joined  # one roster: p1, p2, p3
+        for i, proc in enumerate(callers):
+            _finish(proc, tmp_path / f"caller{i}", cl)
+        log_k = cl.kamailio_log()
+        dispatched = re.findall(r"dispatch: INVITE weekly -> sip:(127\.0\.0\.\d)", log_k)
+        assert sorted(dispatched) == ["127.0.0.2", "127.0.0.3"], log_k[-3000:]  # one caller per node
+        assert holder.log().count(f"event=conference_created conf_uri={uri}") == 1
+        assert f"event=conference_created conf_uri={uri}" not in other.log()
+        assert f"event=claim_redirect conf_uri={uri} node={holder.node_id}" in other.log(), other.log()
+        assert f"redirect: INVITE weekly -> node {holder.node_id}" in log_k, log_k[-3000:]
+        for node in cl.nodes:
+            assert "Traceback" not in node.log()
+        # both left: the conference ended and the holder gave the URI back
+        _wait(lambda: f"event=claim_released conf_uri={uri}" in holder.log(), "the URI released")
+        # the directory down: 503 with Retry-After, passed to the caller (no failover, no node marked down)
+        pg_cluster.stop_now()
+        try:
+            res = run_sipp("planned_unavailable.xml", f"127.0.0.1:{cl.front_port}", transport="u1",
+                           workdir=tmp_path / "unavailable", extra=["-key", "conf", "daily"])  # fmt: skip
+            assert res.returncode == 0, sipp_errors(tmp_path / "unavailable") + cl.logs()
+        finally:
+            pg_cluster.start()
+        log_k = cl.kamailio_log()
+        assert "failover: INVITE daily" not in log_k and "node down" not in log_k, log_k[-3000:]
+    except BaseException:
+        print(cl.logs())
+        raise
+    finally:
+        cl.stop()
+
+
+def _pg_store(pg_cluster: PgCluster, name: str) -> tuple[str, str, str]:
+    """A database of its own (the front reads it without the test's search_path): its name, the nodes'
+    settings and the front's DIRECTORY_DB_URL."""
+    db = "claims_" + name
+    pg_cluster.admin(f"CREATE DATABASE {db}")
+    store = f'store = "{pg_cluster.dsn(db)}"\nstore_password_file = "{pg_cluster.password_file}"\n'
+    return db, store, f"postgres://imsconf:{pg_cluster.password}@127.0.0.1:{pg_cluster.port}/{db}"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+def test_baresip_callers_of_one_booked_uri_on_two_nodes_hear_each_other(
+    tmp_path: Path, pg_cluster: PgCluster
+) -> None:
+    """Two phones on TLS + SDES-SRTP dial the same booked URI at once; the front dispatches one to each
+    node, the node that loses the claim redirects, and each phone hears the other's tone, not its own."""
+    require_peer("baresip")
+    db, store, _ = _pg_store(pg_cluster, "baresip_" + secrets.token_hex(3))
+    cl = Cluster(tmp_path / "cl", node_config=store, rtp_range=_RTP)
+    _book(pg_cluster, db, "sip:weekly@localhost", downlink=DownlinkMode.PER_PARTICIPANT)
+    cl.start()
+    tones = {"alice": 440.0, "bob": 970.0}
+    phones = [
+        BaresipPhone(name, tmp_path / name,
+                     tone_wav=write_tone_wav(tmp_path / f"{name}.wav", f, seconds=60),
+                     ca_pem=cl.pki / "ca.pem", cert_combined_pem=cl.pki / "server-combined.pem")
+        for name, f in tones.items()
+    ]  # fmt: skip
+    try:
+        for p in phones:
+            p.start()
+        for p in phones:
+            p.dial(f"sip:weekly@127.0.0.1:{cl.front_tls_port}")
+        t_all = max(_established(p) for p in phones)
+        holders = [n for n in cl.nodes if "event=conference_created conf_uri=sip:weekly@localhost" in n.log()]
+        assert len(holders) == 1, cl.logs()
+        assert holders[0].log().count("event=participant_joined conf=sip:weekly@localhost") == 2
+        assert f"redirect: INVITE weekly -> node {holders[0].node_id}" in cl.kamailio_log(), cl.logs()
+        time.sleep(max(0.0, t_all + 6.0 - time.monotonic()))
+        t_hangup = time.monotonic()
+        for p in phones:
+            p.hangup()
+        for p in phones:
+            p.wait_event("CALL_CLOSED", 5)
+            p.stop()
+        window = t_hangup - t_all - 2.5
+        freqs = sorted(tones.values())
+        for p in phones:
+            decs = p.dec_wavs()
+            assert len(decs) == 1, f"{p.name}: {decs}"
+            lv = tone_levels(decs[0], freqs, last_seconds=window, drop_last_seconds=1.0)
+            own = tones[p.name]
+            assert_hears(lv, present=[f for f in freqs if f != own], absent=[own], who=p.name)
     except BaseException:
         for p in phones:
             print(f"--- {p.name}\n{p.log_tail(30)}")

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from imsconf.booking.backend import BookingStorage
 from imsconf.floor.server import Policy
 from imsconf.focus.admin import ConferenceAdmin
+from imsconf.focus.claims import Claimer
 from imsconf.focus.config import FocusConfig
 from imsconf.focus.core import Focus
 from imsconf.focus.messaging import MESSAGE_TYPES
@@ -50,6 +51,7 @@ from .admin import FocusAdmin
 from .bfcp import FloorListeners, start_floor_listeners
 from .booking_index import IndexedBookingStore, IndexRefresher
 from .config import Settings
+from .directory import DirectoryClaims, open_claims
 from .dispatch import RegistrarService, SipDispatcher
 from .focus_wiring import FocusOptions, assemble_focus
 from .heap import HeapKeeper, realtime_priority, release_heap, settle_heap
@@ -178,6 +180,7 @@ class Server:
     refresher: IndexRefresher | None = None  # keeps the focus's booking index current
     registrar: Registrar | None = None  # when this server is the registrar (settings.registrar)
     registrations: BindingWriter | None = None  # the registrar's bindings on disk
+    claims: DirectoryClaims | None = None  # booked URIs claimed in the cluster's directory (a cluster node)
     users: UserBackend | None = None  # read again on SIGHUP (its lookups re-read a changed file anyway)
     usage: UsageWriter | None = None  # the usage sink: records of ended legs/conferences to the store
     stores: Stores | None = None  # every store of this node (app.stores: SQLite files or PostgreSQL)
@@ -212,6 +215,8 @@ class Server:
         self.driver.close()
         if self.registrations is not None:
             await self.registrations.close()
+        if self.claims is not None:
+            await self.claims.close()
         if self.usage is not None:
             await asyncio.to_thread(self.usage.close, USAGE_CLOSE_SECONDS)
         if self.stores is not None:  # bookings, bindings and usage were closed by their users above
@@ -270,12 +275,13 @@ def build_focus(
     wall_clock_offset: float = 0.0,
     locator: Locator | None = None,
     usage: UsageSink | None = None,
+    claims: Claimer | None = None,
 ) -> tuple[Focus, UdpMediaTransport | None]:
     """The focus over the in-process mixer (default) or over *control* (a separate mixer process); with
     *bookings* it serves booked conferences (PIN checks off *loop*), with *windows* too their windows
     (dial-out at the start, the close at the end); *wake* is the runtime's flush, *floor_wake* the BFCP
     listeners' transmit, *chat_wake* the MSRP listeners'; *locator* the registrar's bindings for dial-out;
-    *usage* takes the usage records of ended legs and conferences."""
+    *usage* takes the usage records of ended legs and conferences; *claims* claims booked URIs."""
     media: UdpMediaTransport | None = None
     if control is None:
         engine = MediaEngine(allow_plain_rtp=settings.allow_plain_rtp)
@@ -299,7 +305,7 @@ def build_focus(
     planned = None
     if bookings is not None:
         pins = ExecutorPinChecker(loop) if loop is not None else None
-        planned = PlannedOptions(bookings, pins=pins, refresh=refresh)
+        planned = PlannedOptions(bookings, pins=pins, refresh=refresh, claims=claims)
     options = FocusOptions(
         planned=planned,
         windows=WindowOptions(windows) if windows is not None else None,
@@ -358,6 +364,7 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
     mixers: SpawnedMixers | None = None
     bookings.publish_on(loop)
     refresher = IndexRefresher(bookings)
+    claims = open_claims(settings, stores.directory)  # a cluster node claims booked URIs in the directory
     driver: EndpointDriver | None = None
 
     floor_listeners: FloorListeners | None = None
@@ -404,6 +411,7 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
             wall_clock_offset=time.time() - loop.time(),  # the driver's clock is the loop's
             locator=registrar,
             usage=usage,
+            claims=claims,
         )
         app = focus
         if media is not None:
@@ -450,6 +458,7 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
     server.refresher = refresher
     server.registrar = registrar
     server.registrations = registrations
+    server.claims = claims
     server.usage = usage
     server.metrics_registry = build_registry(server)
     if focus is not None:  # the operator's commands run on this loop, then the runtime flushes

@@ -52,6 +52,9 @@ class ControlConfig(Protocol):
     @property
     def subscription_expires(self) -> ExpiresPolicy: ...
 
+    @property
+    def node_id(self) -> str: ...
+
 
 class ControlPort(FocusPort, Protocol):
     def watch_bye(self, leg_id: str, callback: ByeWatcher) -> None: ...
@@ -128,10 +131,9 @@ class ConferenceControl(FeatureBase):
             return None
         return identity or inc.request.from_.uri.aor
 
-    @staticmethod
-    def _contact(ep: SipEndpoint, inc: IncomingRequest, conf: Conference) -> str:
+    def _contact(self, ep: SipEndpoint, inc: IncomingRequest, conf: Conference) -> str:
         sips = inc.request.uri[:5].lower() == "sips:"  # the request URI parsed before it got here
-        return focus_contact(ep, conf.uri, inc.peer.transport, sips=sips)
+        return focus_contact(ep, conf.uri, inc.peer.transport, sips=sips, node=self.config.node_id)
 
     def _who(
         self, ep: SipEndpoint, inc: IncomingRequest, now: float, dialog: Dialog | None, leg: Leg | None

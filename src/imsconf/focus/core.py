@@ -261,14 +261,11 @@ class Focus:
             if user.startswith("conf-"):
                 conf = self.registry.get(user[5:])
             if self.planned is not None and (conf is None or self.planned.owns(conf)):
-                # booked: window, capacity, PIN lobby; a refusal may first wait for fresh bookings
-                dial_in = self.planned.dial_in(
-                    ep,
-                    inc,
-                    now,
-                    conf,
-                    retry=None if refreshed else lambda e, t: self._retry_invite(e, inc, t),
-                )
+                # booked: window, capacity, PIN lobby; may first wait for fresh bookings or the URI's claim
+                def retry(e: SipEndpoint, t: float) -> None:
+                    self._retry_invite(e, inc, t)
+
+                dial_in = self.planned.dial_in(ep, inc, now, conf, retry=retry, refreshed=refreshed)
                 if dial_in is None:
                     return
                 conf = dial_in.conf
@@ -392,7 +389,8 @@ class Focus:
             ep.respond(inc.key, _refusal(req, exc, to_tag=new_tag()), now)
             return
         self.legs[leg.leg_id] = leg
-        contact = focus_contact(ep, conf.uri, inc.peer.transport, sips=ruri.scheme == "sips")
+        sips, node = ruri.scheme == "sips", self.config.node_id
+        contact = focus_contact(ep, conf.uri, inc.peer.transport, sips=sips, node=node)
         reliable = wants_100rel(req)  # the answer goes in a reliable 183, the 200 after its PRACK
         resources_pending = False  # the caller's mandatory preconditions: the 200 waits for its UPDATE
         if qos:
@@ -456,7 +454,7 @@ class Focus:
             self.dialer.invite_list(ep, conf, aor, uri_list, inc.peer.transport, now)
 
     def _retry_invite(self, ep: SipEndpoint, inc: IncomingRequest, now: float) -> None:
-        """The dial-in again, once the bookings were re-read (unless it was cancelled meanwhile)."""
+        """The dial-in again, once the bookings were re-read or the URI claimed (unless it was cancelled)."""
         tx = ep.layer.server(inc.key)
         if tx is not None and not tx.has_final_response:
             if self._draining is not None:  # the service began to stop meanwhile

@@ -48,6 +48,7 @@ class DialOutConfig(Protocol):
     dial_timeout: float
     outbound_proxy: str | None
     audio_codecs: tuple[str, ...]
+    node_id: str  # in a cluster: the focus's Contact of a booked conference names the node
 
 
 log = logging.getLogger("imsconf.focus")
@@ -169,7 +170,8 @@ class Dialer(FeatureBase):
             return
         if progress is not None:
             self._progress[leg.leg_id] = progress
-        contact = focus_contact(ep, conf.uri, leg.peer.transport, sips=leg.dial_target.scheme == "sips")
+        sips = leg.dial_target.scheme == "sips"
+        contact = focus_contact(ep, conf.uri, leg.peer.transport, sips=sips, node=self.config.node_id)
         leg.local_contact = contact
         host = ep.local_address(leg.peer.transport)[0]
         try:

@@ -72,7 +72,9 @@ def _host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def focus_contact(ep: SipEndpoint, conf_uri: str, transport: str, *, sips: bool = False) -> str:
+def focus_contact(
+    ep: SipEndpoint, conf_uri: str, transport: str, *, sips: bool = False, node: str = ""
+) -> str:
     """The focus's Contact in every dialog of a conference (RFC 4579 §3): the conference URI itself, at the
     endpoint's local port for *transport*, with ``;isfocus``.
 
@@ -80,13 +82,18 @@ def focus_contact(ep: SipEndpoint, conf_uri: str, transport: str, *, sips: bool 
     server, or its address), so the Contact and the ``entity`` of the conference documents name one URI.
     The scheme follows the dialog (RFC 3261 §8.1.1.8, §12.1.1): ``sips:`` when the request that forms it
     names a SIPS URI (*sips*), else ``sip:`` with the transport as a parameter, TLS included; phones such as
-    baresip 1.0.0 cannot send in-dialog requests to a SIPS target they did not dial."""
+    baresip 1.0.0 cannot send in-dialog requests to a SIPS target they did not dial.
+
+    *node*: this node's id in a cluster: a conference URI without the node hint (``conf-<node>-…``, i.e. a
+    booked one) gets ``;node=<node>``, so the front routes the dialog's requests here
+    (docs/decisions/0021-booked-uri-claims.md)."""
     uri = SipUri.parse(conf_uri)
     _, port = ep.local_address(transport)
     user = uri.user or ""
+    param = f";node={node}" if node and not user.startswith(f"conf-{node}-") else ""
     if sips:
-        return f"<sips:{user}@{_host(uri.host)}:{port}>;isfocus"
-    return f"<sip:{user}@{_host(uri.host)}:{port};transport={transport}>;isfocus"
+        return f"<sips:{user}@{_host(uri.host)}:{port}{param}>;isfocus"
+    return f"<sip:{user}@{_host(uri.host)}:{port};transport={transport}{param}>;isfocus"
 
 
 Work = Callable[[SipEndpoint, float], None]

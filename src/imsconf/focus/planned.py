@@ -8,7 +8,9 @@ waits for the database.  The booking decides:
 * outside its window → ``403 Conference Not Started`` / ``403 Conference Ended``; cancelled or unknown →
   ``404``; inside: the conference is instantiated on the first call (the booking's URI, capacity, the chair as
   owner, moderators from the roster, the keying fields recorded for the key manager) and later callers join
-  it; a full conference (participants and callers still in the lobby) → ``486 Conference Full``;
+  it (on a cluster node once the URI is claimed for it in the directory, :mod:`.claims`: else 302 to the
+  node that holds it); a full conference (participants and callers still in the lobby) → ``486 Conference
+  Full``;
 * without a PIN the caller joins at once; with a PIN the caller is answered (200) but held in the *lobby*: its
   mixer leg is neither mixed nor fed the conference, it hears the "enter PIN" prompt, and it is not in the
   roster (so it cannot subscribe to the conference state or REFER until admitted).  The PIN comes by DTMF
@@ -45,6 +47,7 @@ from imsconf.sip.errors import SipParseError
 from imsconf.sip.uri import SipUri
 from imsconf.sip.util import make_response, new_tag
 
+from .claims import BookedClaims, Claimer
 from .legs import Inbox, Leg, LegTable, Work
 from .locks import LOCKED_REASON, LOCKED_STATUS, ConferenceLocks
 from .ports import FeatureBase, FocusPort
@@ -172,6 +175,9 @@ class PlannedOptions:
     # re-read the bookings and call back on the loop with the outcome (the runtime's index); None: always
     # current
     refresh: Callable[[Callable[[Refreshed], None]], None] | None = None
+    # claims a booked URI in the cluster's directory before the first caller opens it (.claims); None: a
+    # single node, every claim won at once
+    claims: Claimer | None = None
 
 
 class PlannedFocusConfig(Protocol):
@@ -290,6 +296,7 @@ class PlannedConferences(FeatureBase):
         self.config = options.config or PlannedConfig()
         self.refresh = options.refresh
         self.unavailable: int | None = None  # the last re-read failed: the Retry-After of the 503 to answer
+        self.claims = BookedClaims(options.claims, inbox)
         self.booked: dict[str, BookedConference] = {}  # by conf_id
         self.lobby: dict[str, _LobbyLeg] = {}  # by leg_id
         self._lobby_ids = 0
@@ -327,14 +334,17 @@ class PlannedConferences(FeatureBase):
         conf: Conference | None = None,
         *,
         retry: Work | None = None,
+        refreshed: bool = False,
     ) -> DialIn | None:
         """Route an initial INVITE to a booked URI (or to a live booked conference ``conf``).
 
         Returns what to do, or None after answering it (403/404/486) -- or, with *retry* and a booking
-        source that can be refreshed, before answering a refusal: the bookings are re-read (a booking made
-        moments ago by another process) and *retry* runs at the focus's next timer.  When that re-read
-        found the store unreachable, a dial-in the last bookings would refuse is answered 503 with
-        Retry-After (the refusal may be wrong); one they admit goes on from memory.
+        source that can be refreshed (unless *refreshed*: this is the retry), before answering a refusal:
+        the bookings are re-read (a booking made moments ago by another process) and *retry* runs at the
+        focus's next timer -- or while the booked URI is claimed for this node (.claims), *retry* running
+        once the claim is won.  When that re-read found the store unreachable, a dial-in the last bookings
+        would refuse is answered 503 with Retry-After (the refusal may be wrong); one they admit goes on
+        from memory.
         """
         req = inc.request
         ruri = req.request_uri
@@ -351,14 +361,14 @@ class PlannedConferences(FeatureBase):
                 self._unavailable_reply(ep, inc, self.unavailable or LOOKUP_RETRY_AFTER, now)
                 return None
         if booked is None and state is not WindowState.OPEN and self.refresh is not None:
-            if retry is not None:
+            if retry is not None and not refreshed:
                 deferred = retry
 
-                def refreshed(outcome: Refreshed) -> None:
+                def on_refreshed(outcome: Refreshed) -> None:
                     self.unavailable = outcome.retry_after
                     self.inbox.post(deferred)
 
-                self.refresh(refreshed)
+                self.refresh(on_refreshed)
                 return None
             if self.unavailable is not None:
                 log.info("event=dial_in_refused ruri=%s reason=store_unavailable", ruri)
@@ -382,6 +392,8 @@ class PlannedConferences(FeatureBase):
             if live is not None:  # closing: the next instance comes once it is gone
                 self._reply(ep, inc, 480, "Conference Closing", now)
                 return None
+            if not self.claims.admit(ep, inc, booking.uri, now, retry):
+                return None  # waits for the claim, or was sent to the node that holds the URI
             try:
                 live = self.instantiate(booking, now)
             except ConferenceError as exc:
@@ -522,6 +534,7 @@ class PlannedConferences(FeatureBase):
             del self.booked[conf_id]
             if conf is not None:  # instantiated, but nobody got in: release it
                 self.port.apply(ep, conf, conf.close("empty"), now)
+        self.claims.keep(b.booking.uri for b in self.booked.values())
 
     def _step(self, ep: SipEndpoint, entry: _LobbyLeg, leg: Leg, now: float) -> None:
         if entry.bye_at is not None:

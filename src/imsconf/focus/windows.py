@@ -7,11 +7,12 @@ conference and to know which live conferences came from which booking:
   live yet (the same URI and policy as the first dial-in would give it, :func:`.planned.booked_policy`)
   and every invitee is called through the dial-out path of REFER and URI lists (:class:`.dialout.Dialer`,
   to its registered binding when it has one); the booking's roster gives each its role (the chair is the
-  owner, moderators are moderators).  Once per booking window in this focus: an invitee who refuses or
-  does not answer is logged and not called again.  A focus that starts while a window is open (a
-  restart) calls, once, every invitee who has no participant in the booked conference — everyone when
-  the conference is not live; nobody already in is called again.  ``tel:`` invitees are skipped (no
-  gateway).
+  owner, moderators are moderators).  On a cluster node only if it holds the booking's URI in the
+  directory (:mod:`.claims`: the node that wins the claim dials, the others skip).  Once per booking window
+  in this focus: an invitee who refuses or does not answer is logged and not called again.  A focus that
+  starts while a window is open (a restart) calls, once, every invitee who has no participant in the
+  booked conference — everyone when the conference is not live; nobody already in is called again.
+  ``tel:`` invitees are skipped (no gateway).
 * **one minute before the close** every participant whose media is up hears the ``one-minute-left``
   prompt (a participant who joins later hears it on joining);
 * **the close** — at the window's end plus the booking's ``overrun``, the conference closes with the
@@ -45,6 +46,7 @@ from imsconf.sip.endpoint import SipEndpoint
 from imsconf.sip.errors import SipParseError
 from imsconf.sip.uri import SipUri
 
+from .claims import ClaimLost, ClaimResult, ClaimWon
 from .dialout import Dialer, Progress
 from .legs import Leg, LegTable
 from .planned import PlannedConferences, Prompt
@@ -191,11 +193,29 @@ class BookingWindows(FeatureBase):
             log.info("event=booking_dial_out_skipped booking=%s reason=closing", booking.id)
             return
         if conf is None:
+            # a cluster node dials out only if it holds the URI (every node with the booking tries)
+            result = self.planned.claims.acquire(booking.uri, lambda e, r, t: self._claimed(e, booking, r, t))
+            if result is None:
+                return
+            if not isinstance(result, ClaimWon):
+                self._claimed(ep, booking, result, now)
+                return
             try:
                 conf = self.planned.instantiate(booking, now)
             except ConferenceError as exc:
                 log.warning("event=booking_dial_out_failed booking=%s reason=%r", booking.id, exc.reason)
                 return
+        self._call_invitees(ep, booking, conf, now)
+
+    def _claimed(self, ep: SipEndpoint, booking: Booking, result: ClaimResult, now: float) -> None:
+        """The claim of the booking's URI came back: won, the start goes on; else another node dials."""
+        if isinstance(result, ClaimWon):
+            self._dial_out(ep, booking, now)
+            return
+        holder = result.node_id if isinstance(result, ClaimLost) else "unknown"
+        log.info("event=booking_dial_out_skipped booking=%s reason=held holder=%s", booking.id, holder)
+
+    def _call_invitees(self, ep: SipEndpoint, booking: Booking, conf: Conference, now: float) -> None:
         present = {p.user for p in conf.participants}
         log.info("event=booking_dial_out booking=%s conf=%s invitees=%d", booking.id, conf.uri,
                  len(booking.invitees))  # fmt: skip
