@@ -88,9 +88,11 @@ def answered_codec(phone: BaresipPhone) -> str | None:
     return m.group(1).strip() if m else None
 
 
-def run_conference(srv: ServerProcess, tmp_path: Path, specs: dict[str, Spec]) -> dict[str, ToneLevels]:
+def run_conference(
+    srv: ServerProcess, tmp_path: Path, specs: dict[str, Spec], extra_freqs: tuple[float, ...] = ()
+) -> dict[str, ToneLevels]:
     """The first phone creates the conference, the others join; all talk ~7 s, then hang up. Checks each
-    phone's answered codec; returns what each heard (levels of every phone's tone)."""
+    phone's answered codec; returns what each heard (levels of every phone's tone and of *extra_freqs*)."""
     require_peer("baresip")
     for spec in specs.values():
         require_module(spec.module)
@@ -134,7 +136,7 @@ def run_conference(srv: ServerProcess, tmp_path: Path, specs: dict[str, Spec]) -
             for p in phones:
                 got = answered_codec(p)
                 assert got == specs[p.name].rtpmap, f"{p.name}: answered {got!r}"
-            freqs = sorted(s.tone for s in specs.values())
+            freqs = sorted({*(s.tone for s in specs.values()), *extra_freqs})
             for p in phones:
                 decs = p.dec_wavs()
                 assert len(decs) == 1, f"{p.name}: expected one dec recording, found {decs}"
@@ -179,6 +181,23 @@ def test_amr_wb_opus_g722_and_pcmu_phones_in_one_conference(server: ServerProces
     assert_hears(
         heard["dave"], present=[specs[n].tone for n in wide], absent=[specs["dave"].tone], who="dave"
     )
+
+
+@pytest.mark.peer
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_a_6khz_tone_reaches_the_wideband_phone_and_not_the_pcmu_one_nor_aliased(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    """A G.722 phone (16 kHz source) sends 6 kHz, above the narrowband's 4 kHz: the Opus phone hears it, the
+    PCMU phone does not, and not folded to 2 kHz either (the mixer's downsampling filters it out)."""
+    six = replace(G722, tone=6000.0, rate=16000)
+    specs = {"alice": six, "bob": OPUS, "carol": PCMU}
+    heard = run_conference(server, tmp_path, specs, extra_freqs=(2000.0,))
+    assert_hears(heard["bob"], present=[6000.0, 970.0], absent=[620.0, 2000.0], who="bob (opus)")
+    assert heard["carol"].rate == 8000, heard["carol"].describe()
+    assert_hears(heard["carol"], present=[620.0], absent=[2000.0, 970.0], who="carol (pcmu)")
+    assert_hears(heard["alice"], present=[620.0, 970.0], absent=[6000.0], who="alice (g722)")
 
 
 @pytest.mark.peer
