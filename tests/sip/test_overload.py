@@ -299,3 +299,29 @@ def test_a_flooding_source_that_stops_is_served_again_after_window_plus_hold() -
         adm.new_request("a", "INVITE", now)
         now += 1 / 600
     assert adm.new_request("a", "INVITE", now + 2.0) is Verdict.ADMIT  # quiet for 2 s: served
+
+
+def test_a_flood_that_goes_on_keeps_its_mark_as_the_endpoint_asks_for_it() -> None:
+    # the endpoint asks flooding() before each parse, then new_request(): the mark must hold across the
+    # ends of its windows (not only its first flood_hold), so the whole flood takes the quick refusal
+    adm = Admission(MARKS)
+    now, marked_at = 0.0, None
+    while now < 5.0:  # 200/s, twenty times its rate
+        if marked_at is not None:
+            assert adm.flooding("a", now), now
+        verdict = adm.new_request("a", "INVITE", now)
+        if verdict is Verdict.SOURCE_BUSY and marked_at is None:
+            marked_at = now
+        now += 1 / 200
+    assert marked_at is not None and marked_at < 0.1
+    assert adm.counters["source_flood_marked"] == 1
+
+
+def test_every_refusal_of_a_long_flood_after_the_first_takes_the_quick_path() -> None:
+    ep = _endpoint(admission=Admission(MARKS))
+    stateless = [ep.receive_datagram(_invite(n, FLOODER), FLOODER, n / 100) for n in range(400)]  # 4 s
+    refused = sum(r.status == 503 for r, _ in _answers(ep))
+    assert refused >= 400 - 10 - 1  # the burst is admitted
+    assert ep.counters.get("tx_quick_503", 0) == refused - 1  # the first refusal marked it (full path)
+    assert sum(stateless) == refused - 1  # the quick refusals touched no state (the runtime sheds them)
+    assert ep.receive_datagram(b"\r\n\r\n", FLOODER, 4.0)  # a keep-alive neither

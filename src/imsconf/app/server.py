@@ -105,7 +105,12 @@ class EndpointDriver(Receiver):
 
     def receive_datagram(self, data: bytes, peer: Peer) -> None:
         started = time.thread_time()
-        self.endpoint.receive_datagram(data, peer, self.now())
+        if self.endpoint.receive_datagram(data, peer, self.now()):
+            # answered without state (a flooding source's refusal): no timer to look at, and its cost
+            # is shed load, which a smaller call budget would not lower (imsconf.app.loadwatch)
+            self._send_outbox()
+            self.load.shed(time.thread_time() - started)
+            return
         self.flush()
         self.load.spent(time.thread_time() - started)
 
@@ -124,10 +129,13 @@ class EndpointDriver(Receiver):
         self.flush()
 
     def flush(self) -> None:
+        self._send_outbox()
+        self._rearm()
+
+    def _send_outbox(self) -> None:
         assert self.transports is not None
         for data, peer in self.endpoint.take_outbox():
             self.transports.send(data, peer)
-        self._rearm()
 
     def _rearm(self) -> None:
         deadline = self.endpoint.next_deadline()

@@ -17,7 +17,8 @@ one small answer per attempt while established calls keep their media
 * **The call budget follows the load.** New INVITEs that passed their source's limit take a token of the
   server's call budget. Its rate starts at ``invite_rate`` (the ceiling) and is adjusted by
   :meth:`Admission.observe_load`, which the runtime calls every ``load_window`` with how busy its event
-  loop was (the share of the window spent in SIP work, and the lag of a short timer): above
+  loop was (the share of the window spent in SIP work other than the stateless refusals of flooding
+  sources, and the lag of a short timer): above
   ``busy_high`` (or a lag above ``lag_high``) the rate is multiplied by ``cut`` (not below
   ``invite_floor``); below ``busy_low`` and ``lag_low`` it grows by ``grow`` times the ceiling per window.
   The loop so keeps headroom for in-dialog requests, ACKs and the media tick.
@@ -92,10 +93,13 @@ class OverloadConfig:
 @dataclass(frozen=True, slots=True)
 class LoadSample:
     """How busy the event loop was over one window: the share of it spent in SIP work (0..1 and more
-    when work started in an earlier window) and the largest lag of the runtime's short timer (seconds)."""
+    when work started in an earlier window) and the largest lag of the runtime's short timer (seconds).
+    *shed*: the share spent in stateless refusals of flooding sources, not part of *busy* and not
+    acted on (a smaller budget would not make them fewer; the lag shows a loop they saturate)."""
 
     busy: float
     lag: float
+    shed: float = 0.0
 
 
 @dataclass(slots=True)
@@ -148,9 +152,13 @@ class Admission:
         if now < until:
             return True
         src = self._sources.get(host)
-        if src is not None and src.flooding_until > now:  # renewed by a window above the rate
-            self._flooding[host] = src.flooding_until
-            return True
+        if src is not None:
+            # the window that ends with this mark is closed here, before the request is parsed: a source
+            # that stayed above its rate in it keeps its mark, and its requests keep the quick refusal
+            self._close_window(src, now)
+            if src.flooding_until > now:
+                self._flooding[host] = src.flooding_until
+                return True
         del self._flooding[host]
         return False
 
@@ -180,13 +188,8 @@ class Admission:
                 self._sources.pop(old)
                 self._flooding.pop(old, None)
             src = self._sources[host] = _Source(_Bucket(cfg.source_burst, now), window_at=now)
-        if now - src.window_at >= cfg.flood_window:
-            # a window ended (at window_at + flood_window): a mark is renewed from that end while the source
-            # stayed above its rate in it, so it lapses at most window + hold after the source slowed down
-            closed = src.window_at + cfg.flood_window
-            if src.flooding_until and src.window_count > cfg.source_rate * cfg.flood_window:
-                src.flooding_until = max(src.flooding_until, closed + cfg.flood_hold)
-            src.window_at, src.window_count = now, 0
+        if self._close_window(src, now) and src.flooding_until > now:  # renewed: still marked
+            self._flooding[host] = src.flooding_until
         src.window_count += 1
         if src.flooding_until:
             if now < src.flooding_until:
@@ -204,6 +207,22 @@ class Admission:
         self._flooding[host] = src.flooding_until
         self._count("source_flood_marked")
         return False
+
+    def _close_window(self, src: _Source, now: float) -> bool:
+        """Close *src*'s counting window if it ended (at ``window_at + flood_window``; True): a mark is
+        renewed from that end while the source stayed above its rate in it, so it lapses at most window +
+        hold after the source slowed down."""
+        cfg = self.config
+        closed = src.window_at + cfg.flood_window
+        if now < closed:
+            return False
+        if src.flooding_until and src.window_count > cfg.source_rate * cfg.flood_window:
+            src.flooding_until = max(src.flooding_until, closed + cfg.flood_hold)
+        # the windows of a source that goes on follow each other without a gap, so a renewed mark (hold as
+        # long as a window) reaches the end of the next window and is renewed again before it lapses
+        src.window_at = closed if now < closed + cfg.flood_window else now
+        src.window_count = 0
+        return True
 
     # ---- the adaptive call budget ------------------------------------------------------------------
     def observe_load(self, now: float, sample: LoadSample) -> None:
