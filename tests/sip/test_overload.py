@@ -203,8 +203,8 @@ def test_the_call_budget_is_cut_when_busy_and_grows_back_when_idle() -> None:
     for i in range(30):
         adm.observe_load(0.2 + i / 10, LoadSample(busy=0.2, lag=0.080))  # a late timer counts as busy
     assert adm.rate == 20  # never below the floor
-    adm.observe_load(4.0, LoadSample(busy=0.5, lag=0.020))  # between the marks: unchanged
-    assert adm.rate == 20
+    adm.observe_load(4.0, LoadSample(busy=0.5, lag=0.020))  # between the marks: a slow growth
+    assert adm.rate == pytest.approx(30)
     for i in range(20):
         adm.observe_load(4.1 + i / 10, LoadSample(busy=0.1, lag=0.001))
     assert adm.rate == 800  # 5 % of the ceiling per window: back within 2 s
@@ -325,3 +325,15 @@ def test_every_refusal_of_a_long_flood_after_the_first_takes_the_quick_path() ->
     assert ep.counters.get("tx_quick_503", 0) == refused - 1  # the first refusal marked it (full path)
     assert sum(stateless) == refused - 1  # the quick refusals touched no state (the runtime sheds them)
     assert ep.receive_datagram(b"\r\n\r\n", FLOODER, 4.0)  # a keep-alive neither
+
+
+def test_a_budget_cut_by_a_burst_grows_back_under_a_steady_load_between_the_marks() -> None:
+    from imsconf.sip.overload import LoadSample
+
+    adm = Admission(OverloadConfig(invite_rate=800, invite_floor=20))
+    for i in range(12):  # a burst: the budget goes down to its floor
+        adm.observe_load(i / 10, LoadSample(busy=0.9, lag=0.001))
+    assert adm.rate == 20
+    for i in range(40):  # then a steady load that keeps the loop half busy on a loaded machine
+        adm.observe_load(2.0 + i / 10, LoadSample(busy=0.5, lag=0.020))
+    assert adm.rate >= 400  # back to twenty times the floor within 4 s (1.25 % of the ceiling a window)

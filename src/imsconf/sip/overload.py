@@ -20,7 +20,9 @@ one small answer per attempt while established calls keep their media
   loop was (the share of the window spent in SIP work other than the stateless refusals of flooding
   sources, and the lag of a short timer): above
   ``busy_high`` (or a lag above ``lag_high``) the rate is multiplied by ``cut`` (not below
-  ``invite_floor``); below ``busy_low`` and ``lag_low`` it grows by ``grow`` times the ceiling per window.
+  ``invite_floor``); below ``busy_low`` and ``lag_low`` it grows by ``grow`` times the ceiling per window,
+  between the marks by ``creep`` times the ceiling (a budget cut by a burst would otherwise stay below
+  a steady load whose busy share lies between the marks, refusing its calls for good).
   The loop so keeps headroom for in-dialog requests, ACKs and the media tick.
 
 In-dialog requests, ACK, CANCEL and retransmissions are never limited here: they belong to calls that
@@ -63,6 +65,7 @@ class OverloadConfig:
     lag_low: float = 0.010
     cut: float = 0.7
     grow: float = 0.05
+    creep: float = 0.0125  # the growth per window between the marks (a quarter of grow)
     overload_hold: float = 2.0  # seconds after the last refusal the server counts as overloaded
 
     def __post_init__(self) -> None:
@@ -84,8 +87,8 @@ class OverloadConfig:
             raise ValueError("retry_after must be 1 to 3600 seconds")
         if self.flood_window <= 0 or self.flood_hold < 0:
             raise ValueError("flood_window must be positive and flood_hold not negative")
-        if not 0 < self.cut < 1 or not 0 < self.grow <= 1:
-            raise ValueError("cut must be in (0, 1) and grow in (0, 1]")
+        if not 0 < self.cut < 1 or not 0 < self.grow <= 1 or not 0 <= self.creep <= self.grow:
+            raise ValueError("cut must be in (0, 1), grow in (0, 1] and creep in [0, grow]")
         if not 0 <= self.busy_low <= self.busy_high or not 0 <= self.lag_low <= self.lag_high:
             raise ValueError("the low marks must not be above the high marks")
 
@@ -226,7 +229,8 @@ class Admission:
 
     # ---- the adaptive call budget ------------------------------------------------------------------
     def observe_load(self, now: float, sample: LoadSample) -> None:
-        """One window's load figure: cut the call budget's rate when busy, let it grow back when idle."""
+        """One window's load figure: cut the call budget's rate when busy, let it grow back otherwise
+        (fast when idle)."""
         cfg = self.config
         if not cfg.invite_rate:
             return
@@ -235,8 +239,10 @@ class Admission:
             if cut < self.rate:
                 self.rate = cut
                 self._count("call_rate_cut")
-        elif sample.busy < cfg.busy_low and sample.lag < cfg.lag_low and self.rate < cfg.invite_rate:
-            self.rate = min(cfg.invite_rate, self.rate + cfg.grow * cfg.invite_rate)
+        elif self.rate < cfg.invite_rate:
+            idle = sample.busy < cfg.busy_low and sample.lag < cfg.lag_low
+            step = cfg.grow if idle else cfg.creep  # between the marks: slowly, so the load can tell
+            self.rate = min(cfg.invite_rate, self.rate + step * cfg.invite_rate)
 
     def overloaded(self, now: float) -> bool:
         """True within ``overload_hold`` of the last refusal (a new request answered 503): the focus then
