@@ -337,3 +337,18 @@ def test_a_budget_cut_by_a_burst_grows_back_under_a_steady_load_between_the_mark
     for i in range(40):  # then a steady load that keeps the loop half busy on a loaded machine
         adm.observe_load(2.0 + i / 10, LoadSample(busy=0.5, lag=0.020))
     assert adm.rate >= 400  # back to twenty times the floor within 4 s (1.25 % of the ceiling a window)
+
+
+def test_a_new_source_starts_with_part_of_its_burst_and_a_steady_caller_earns_the_rest() -> None:
+    cfg = OverloadConfig(source_rate=250, source_burst=250, source_start=0.1, flood_hold=1.0)
+    flood = Admission(cfg)
+    verdicts = [flood.new_request("f", "INVITE", i / 1500) for i in range(300)]  # a flood starts at 1500/s
+    assert verdicts.index(Verdict.SOURCE_BUSY) < 40  # marked after a few dozen, not after 250 admitted
+    assert flood.flooding("f", 0.2)
+    steady = Admission(cfg)
+    now = 0.0
+    for _ in range(1000):  # a steady 200/s from its first request on: never refused
+        assert steady.new_request("s", "INVITE", now) is Verdict.ADMIT
+        now += 1 / 200
+    burst = [steady.new_request("s", "INVITE", now) for _ in range(150)]  # then a burst (a stalled loop)
+    assert burst == [Verdict.ADMIT] * 150  # the burst it earned

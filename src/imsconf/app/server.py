@@ -414,6 +414,9 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
             source_rate=settings.sip_source_rate,
             # one second's worth: a flooding source is marked after one second's worth of its INVITEs
             source_burst=max(1.0, settings.sip_source_rate),
+            # a new source (or one whose mark lapsed) starts with a tenth of that: a flood that starts is
+            # marked after a few dozen INVITEs instead of having a second's worth of calls admitted
+            source_start=0.1,
             flood_hold=settings.sip_flood_hold,
             # a cut may take the budget down to a fortieth of its ceiling (20/s of the default 800/s): a
             # loop that is saturated must be able to refuse below the rate that arrives, or joins pile up

@@ -7,12 +7,13 @@ one small answer per attempt while established calls keep their media
 (docs/decisions/0006-sip-connection-limits.md, "INVITE floods"):
 
 * **Flooding sources** (as Kamailio's pike). Every new out-of-dialog request from one source address
-  takes a token of that source's bucket (``source_rate`` per second, ``source_burst`` deep). A source
+  takes a token of that source's bucket (``source_rate`` per second, ``source_burst`` deep; a new source
+  starts with ``source_start`` of it and earns the rest by staying under its rate). A source
   whose bucket runs dry is *marked flooding*: while marked, all its new out-of-dialog requests are
   refused (the runtime answers them from a few header fields, without a full parse: :mod:`.refusal`).
   Its attempts are still counted per ``flood_window``; the mark is renewed for ``flood_hold`` seconds
   from the end of every window in which they were above ``source_rate``, so it lapses at most
-  ``flood_window + flood_hold`` after the source slows down or stops, and its bucket is full again then.
+  ``flood_window + flood_hold`` after the source slows down or stops, and its bucket starts again then.
   Sources in ``exempt`` (trusted proxies, which carry many users) are never limited or marked.
 * **The call budget follows the load.** New INVITEs that passed their source's limit take a token of the
   server's call budget. Its rate starts at ``invite_rate`` (the ceiling) and is adjusted by
@@ -52,6 +53,10 @@ class OverloadConfig:
     invite_burst: float = 400.0
     source_rate: float = 0.0  # new out-of-dialog requests per second from one source (0: no limit)
     source_burst: float = 600.0
+    # the share of source_burst in the bucket of a source that is new or whose mark just lapsed: it earns
+    # the rest by staying under its rate, so a flood that starts (or starts again) is marked after a few
+    # requests, not after a whole burst of admitted calls (1: a full bucket; the runtime sets a tenth)
+    source_start: float = 1.0
     retry_after: int = 5  # seconds, in the 503
     max_sources: int = 10000
     flood_window: float = 1.0  # seconds: a flooding source's attempts are counted per window
@@ -85,6 +90,8 @@ class OverloadConfig:
             raise ValueError("source_burst must be at least 1 when source_rate is set")
         if not 1 <= self.retry_after <= 3600:
             raise ValueError("retry_after must be 1 to 3600 seconds")
+        if not 0 < self.source_start <= 1:
+            raise ValueError("source_start must be in (0, 1]")
         if self.flood_window <= 0 or self.flood_hold < 0:
             raise ValueError("flood_window must be positive and flood_hold not negative")
         if not 0 < self.cut < 1 or not 0 < self.grow <= 1 or not 0 <= self.creep <= self.grow:
@@ -190,7 +197,7 @@ class Admission:
                 old = next(iter(self._sources))
                 self._sources.pop(old)
                 self._flooding.pop(old, None)
-            src = self._sources[host] = _Source(_Bucket(cfg.source_burst, now), window_at=now)
+            src = self._sources[host] = _Source(_Bucket(self._start_tokens(), now), window_at=now)
         if self._close_window(src, now) and src.flooding_until > now:  # renewed: still marked
             self._flooding[host] = src.flooding_until
         src.window_count += 1
@@ -198,7 +205,7 @@ class Admission:
             if now < src.flooding_until:
                 return False
             src.flooding_until = 0.0  # the mark lapsed: a fresh start
-            src.bucket = _Bucket(cfg.source_burst, now)
+            src.bucket = _Bucket(self._start_tokens(), now)
             self._flooding.pop(host, None)
             self._count("source_flood_ended")
         if src.bucket.take(cfg.source_rate, cfg.source_burst, now):
@@ -210,6 +217,10 @@ class Admission:
         self._flooding[host] = src.flooding_until
         self._count("source_flood_marked")
         return False
+
+    def _start_tokens(self) -> float:
+        cfg = self.config
+        return max(1.0, cfg.source_burst * cfg.source_start)
 
     def _close_window(self, src: _Source, now: float) -> bool:
         """Close *src*'s counting window if it ended (at ``window_at + flood_window``; True): a mark is
