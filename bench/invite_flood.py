@@ -17,7 +17,9 @@ the flood, which must come down to the established calls.
 Always terminates: every SIPp run has ``-m`` (max calls), ``-timeout`` and ``-timeout_error``, runs under
 ``Popen`` with this script's own wall-clock deadline and is killed by its PID when that passes; the server
 and the clients are stopped in ``finally``. Usage:
-``python bench/invite_flood.py [--rate N] [--factor 5] [--seconds 20] [--legit 200] [--calls 3]``.
+``python bench/invite_flood.py [--rate N] [--factor 5] [--seconds 20] [--legit 200] [--calls 3]``;
+``BENCH_PROFILE=FILE`` (with ``PYTHONMALLOC=malloc``, so that the server does not re-execute itself) runs
+the flood phase's server under cProfile and writes its figures to FILE when it stops.
 """
 
 from __future__ import annotations
