@@ -17,7 +17,9 @@ the flood, which must come down to the established calls.
 Always terminates: every SIPp run has ``-m`` (max calls), ``-timeout`` and ``-timeout_error``, runs under
 ``Popen`` with this script's own wall-clock deadline and is killed by its PID when that passes; the server
 and the clients are stopped in ``finally``. Usage:
-``python bench/invite_flood.py [--rate N] [--factor 5] [--seconds 20] [--legit 200] [--calls 3]``.
+``python bench/invite_flood.py [--rate N] [--factor 5] [--seconds 20] [--legit 200] [--calls 3]``;
+``BENCH_PROFILE=FILE`` (with ``PYTHONMALLOC=malloc``, so that the server does not re-execute itself) runs
+the flood phase's server under cProfile and writes its figures to FILE when it stops.
 """
 
 from __future__ import annotations
@@ -56,7 +58,9 @@ def start_server(work: Path, port: int, *, limits: bool) -> subprocess.Popen[byt
     if not limits:
         text += "sip_call_rate = 0\nsip_source_rate = 0\n"  # raw capacity: no call budget, no source limit
     cfg.write_text(text)
-    cmd = [sys.executable, "-m", "imsconf.cli", "serve", "--config", str(cfg),
+    profile = os.environ.get("BENCH_PROFILE")  # a file: cProfile of the flood phase's server
+    python = [sys.executable, "-m", "cProfile", "-o", profile] if profile and limits else [sys.executable]
+    cmd = [*python, "-m", "imsconf.cli", "serve", "--config", str(cfg),
            "--data-dir", str(work / "var"), "--auth", "none", "--listen", f"udp:127.0.0.1:{port}",
            "--listen", f"tcp:127.0.0.1:{port}", "--listen", f"tls:127.0.0.1:{port + 1}"]  # fmt: skip
     log = open(work / "server.log", "wb")  # noqa: SIM115 - kept open for the server's lifetime
@@ -156,6 +160,19 @@ class Sipp:
             return []
         head = lines[0].split(";")
         return [dict(zip(head, ln.split(";"), strict=False)) for ln in lines[1:]]
+
+    def failure_causes(self) -> dict[str, int]:
+        """SIPp's cumulative ``Failed...(C)`` columns that are not zero, without the prefix and suffix
+        (``UnexpectedMessage``: a 503 where a 200 was expected; ``TimeoutOnRecv``: no answer)."""
+        rows = self.rows("stat.csv")
+        last = rows[-1] if rows else {}
+        out = {}
+        for col, value in last.items():
+            if col.startswith("Failed") and col.endswith("(C)") and col != "FailedCall(C)":
+                n = int(value or 0)
+                if n:
+                    out[col[len("Failed") : -len("(C)")]] = n
+        return out
 
     def totals(self) -> tuple[int, int]:
         rows = self.rows("stat.csv")
@@ -503,6 +520,9 @@ def report(
     pct = 100 * failed / max(1, ok + failed)
     print(f"legitimate calls during the flood: {ok} ok, {failed} failed ({pct:.2f} %); whole run: "
           f"{total_ok} ok, {total_failed} failed; SIPp killed: {legit_run.killed}")  # fmt: skip
+    causes = legit_run.failure_causes()
+    if causes:
+        print("legitimate failures by cause (whole run): " + ", ".join(f"{k} {v}" for k, v in causes.items()))
     if pps_during:
         print(f"established calls' received pps during the flood: min {min(pps_during)}, median "
               f"{statistics.median(pps_during):.0f} (50 expected)")  # fmt: skip

@@ -248,3 +248,40 @@ def test_retransmitted_join_makes_no_second_participant() -> None:
     assert len(h.conference(uri)) == 2
     h.send(bob, bob.ack())
     assert len(h.conference(uri)) == 2
+
+
+# ---- the timer pass: the legs whose deadline came, not every leg -------------------------------------------
+
+
+def test_a_timer_hands_the_focus_only_the_legs_that_are_due() -> None:
+    h = _udp_harness()
+    alice = h.ua("alice", "udp")
+    _, uri = h.create(alice)
+    for n in range(20):  # established calls: no deadline of theirs is near
+        h.join(h.ua(f"u{n}", "udp"), uri)
+    late = h.ua("late", "udp")
+    assert h.call(late, uri).status == 200  # not ACKed: its 2xx is resent at T1
+    assert h.focus.table.due(h.now + 0.4) == []
+    (due,) = h.focus.table.due(h.now + 0.5)
+    assert due.leg_id in h.focus.legs and due.dialog is not None and due.dialog.id.call_id == late.call_id
+    h.focus.table.schedule(due)  # as the timer pass does once it has handled the leg
+    assert len(responses(h.advance(0.6), 200)) == 1  # the 2xx went out again at T1, once
+    assert len(h.focus.legs) == 22
+
+
+def test_an_overload_shortens_the_ack_wait_of_a_2xx_answered_before_it() -> None:
+    from imsconf.sip.overload import Admission, OverloadConfig, Verdict
+
+    h = _udp_harness()
+    alice = h.ua("alice", "tls")  # reliable: no retransmission that would bring its leg up before 32 s
+    assert h.call(alice, FACTORY).status == 200
+    assert requests(h.advance(5.0), "BYE") == []
+    h.ep.config.admission = Admission(OverloadConfig(source_rate=1, source_burst=1))
+    verdicts = [h.ep.config.admission.new_request("192.0.2.9", "INVITE", h.now) for _ in range(2)]
+    assert verdicts[-1] is Verdict.SOURCE_BUSY  # a refusal: the server counts as overloaded for 2 s
+    bob = h.ua("bob", "udp")
+    assert h.call(bob, FACTORY).status == 200  # its 2xx retransmission makes the focus's timer run
+    sent = h.advance(1.0)
+    (bye, _), *_ = requests(sent, "BYE")
+    assert bye.call_id == alice.call_id  # given up: it waited more than 4 s already
+    assert h.ep.counters.get("no_ack_overload") == 1

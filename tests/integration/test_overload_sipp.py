@@ -108,7 +108,9 @@ def test_flood_is_shed_with_503_and_other_callers_are_served(tmp_path: Path) -> 
         srv.stop()
     log = srv.log()
     shed = _counter(log, "tx_source_busy_503") + _counter(log, "tx_busy_503")
-    assert _counter(log, "tx_quick_503") > 0  # the marked source's refusals took the quick path
+    # the marked source's refusals took the quick path, all but the one that marked it: the mark held
+    # across its windows for the whole flood
+    assert _counter(log, "tx_quick_503") >= 0.9 * _counter(log, "tx_source_busy_503") > 0
     admitted = log.count("event=conference_created")
     print(f"flood: 2400 INVITEs at 600/s; shed with 503: {shed}; conferences created: {admitted}")
     assert shed >= 1500, f"only {shed} INVITEs were shed"

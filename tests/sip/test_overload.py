@@ -203,8 +203,8 @@ def test_the_call_budget_is_cut_when_busy_and_grows_back_when_idle() -> None:
     for i in range(30):
         adm.observe_load(0.2 + i / 10, LoadSample(busy=0.2, lag=0.080))  # a late timer counts as busy
     assert adm.rate == 20  # never below the floor
-    adm.observe_load(4.0, LoadSample(busy=0.5, lag=0.020))  # between the marks: unchanged
-    assert adm.rate == 20
+    adm.observe_load(4.0, LoadSample(busy=0.5, lag=0.020))  # between the marks: a slow growth
+    assert adm.rate == pytest.approx(30)
     for i in range(20):
         adm.observe_load(4.1 + i / 10, LoadSample(busy=0.1, lag=0.001))
     assert adm.rate == 800  # 5 % of the ceiling per window: back within 2 s
@@ -299,3 +299,56 @@ def test_a_flooding_source_that_stops_is_served_again_after_window_plus_hold() -
         adm.new_request("a", "INVITE", now)
         now += 1 / 600
     assert adm.new_request("a", "INVITE", now + 2.0) is Verdict.ADMIT  # quiet for 2 s: served
+
+
+def test_a_flood_that_goes_on_keeps_its_mark_as_the_endpoint_asks_for_it() -> None:
+    # the endpoint asks flooding() before each parse, then new_request(): the mark must hold across the
+    # ends of its windows (not only its first flood_hold), so the whole flood takes the quick refusal
+    adm = Admission(MARKS)
+    now, marked_at = 0.0, None
+    while now < 5.0:  # 200/s, twenty times its rate
+        if marked_at is not None:
+            assert adm.flooding("a", now), now
+        verdict = adm.new_request("a", "INVITE", now)
+        if verdict is Verdict.SOURCE_BUSY and marked_at is None:
+            marked_at = now
+        now += 1 / 200
+    assert marked_at is not None and marked_at < 0.1
+    assert adm.counters["source_flood_marked"] == 1
+
+
+def test_every_refusal_of_a_long_flood_after_the_first_takes_the_quick_path() -> None:
+    ep = _endpoint(admission=Admission(MARKS))
+    stateless = [ep.receive_datagram(_invite(n, FLOODER), FLOODER, n / 100) for n in range(400)]  # 4 s
+    refused = sum(r.status == 503 for r, _ in _answers(ep))
+    assert refused >= 400 - 10 - 1  # the burst is admitted
+    assert ep.counters.get("tx_quick_503", 0) == refused - 1  # the first refusal marked it (full path)
+    assert sum(stateless) == refused - 1  # the quick refusals touched no state (the runtime sheds them)
+    assert ep.receive_datagram(b"\r\n\r\n", FLOODER, 4.0)  # a keep-alive neither
+
+
+def test_a_budget_cut_by_a_burst_grows_back_under_a_steady_load_between_the_marks() -> None:
+    from imsconf.sip.overload import LoadSample
+
+    adm = Admission(OverloadConfig(invite_rate=800, invite_floor=20))
+    for i in range(12):  # a burst: the budget goes down to its floor
+        adm.observe_load(i / 10, LoadSample(busy=0.9, lag=0.001))
+    assert adm.rate == 20
+    for i in range(40):  # then a steady load that keeps the loop half busy on a loaded machine
+        adm.observe_load(2.0 + i / 10, LoadSample(busy=0.5, lag=0.020))
+    assert adm.rate >= 400  # back to twenty times the floor within 4 s (1.25 % of the ceiling a window)
+
+
+def test_a_new_source_starts_with_part_of_its_burst_and_a_steady_caller_earns_the_rest() -> None:
+    cfg = OverloadConfig(source_rate=250, source_burst=250, source_start=0.1, flood_hold=1.0)
+    flood = Admission(cfg)
+    verdicts = [flood.new_request("f", "INVITE", i / 1500) for i in range(300)]  # a flood starts at 1500/s
+    assert verdicts.index(Verdict.SOURCE_BUSY) < 40  # marked after a few dozen, not after 250 admitted
+    assert flood.flooding("f", 0.2)
+    steady = Admission(cfg)
+    now = 0.0
+    for _ in range(1000):  # a steady 200/s from its first request on: never refused
+        assert steady.new_request("s", "INVITE", now) is Verdict.ADMIT
+        now += 1 / 200
+    burst = [steady.new_request("s", "INVITE", now) for _ in range(150)]  # then a burst (a stalled loop)
+    assert burst == [Verdict.ADMIT] * 150  # the burst it earned

@@ -6,6 +6,10 @@ spends in the SIP receive path and its timers (:meth:`LoadWatch.spent`). Every 1
 figures, the share of the window spent in SIP work and the largest lag, go to
 :meth:`Admission.observe_load` as a :class:`~imsconf.sip.overload.LoadSample`, which adapts the call
 budget (docs/decisions/0006-sip-connection-limits.md, "INVITE floods").
+
+The stateless refusals of a flooding source's requests (and UDP keep-alives) are *shed* load
+(:meth:`LoadWatch.shed`): kept apart from the busy share, because a smaller call budget would not make
+them fewer, it would only refuse the other sources' calls; how late the timer fires still sees them.
 """
 
 from __future__ import annotations
@@ -28,12 +32,17 @@ class LoadWatch:
         self._due = 0.0
         self._window_at = 0.0
         self._work = 0.0
+        self._shed = 0.0
         self._lag = 0.0
         self.last = LoadSample(0.0, 0.0)
 
     def spent(self, seconds: float) -> None:
         """SIP work the driver did (CPU seconds of the loop's thread)."""
         self._work += seconds
+
+    def shed(self, seconds: float) -> None:
+        """Work of stateless refusals (CPU seconds of the loop's thread): not in the busy share."""
+        self._shed += seconds
 
     def start(self) -> None:
         now = self._loop.time()
@@ -45,9 +54,10 @@ class LoadWatch:
         now = self._loop.time()
         self._lag = max(self._lag, now - self._due)
         if now - self._window_at >= WINDOW:
-            self.last = LoadSample(self._work / (now - self._window_at), self._lag)
+            span = now - self._window_at
+            self.last = LoadSample(self._work / span, self._lag, self._shed / span)
             self._admission.observe_load(now, self.last)
-            self._window_at, self._work, self._lag = now, 0.0, 0.0
+            self._window_at, self._work, self._shed, self._lag = now, 0.0, 0.0, 0.0
         self._due = now + PROBE
         self._timer = self._loop.call_at(self._due, self._probe)
 

@@ -108,7 +108,12 @@ class EndpointDriver(Receiver):
 
     def receive_datagram(self, data: bytes, peer: Peer) -> None:
         started = time.thread_time()
-        self.endpoint.receive_datagram(data, peer, self.now())
+        if self.endpoint.receive_datagram(data, peer, self.now()):
+            # answered without state (a flooding source's refusal): no timer to look at, and its cost
+            # is shed load, which a smaller call budget would not lower (imsconf.app.loadwatch)
+            self._send_outbox()
+            self.load.shed(time.thread_time() - started)
+            return
         self.flush()
         self.load.spent(time.thread_time() - started)
 
@@ -127,10 +132,13 @@ class EndpointDriver(Receiver):
         self.flush()
 
     def flush(self) -> None:
+        self._send_outbox()
+        self._rearm()
+
+    def _send_outbox(self) -> None:
         assert self.transports is not None
         for data, peer in self.endpoint.take_outbox():
             self.transports.send(data, peer)
-        self._rearm()
 
     def _rearm(self) -> None:
         deadline = self.endpoint.next_deadline()
@@ -429,6 +437,9 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
             source_rate=settings.sip_source_rate,
             # one second's worth: a flooding source is marked after one second's worth of its INVITEs
             source_burst=max(1.0, settings.sip_source_rate),
+            # a new source (or one whose mark lapsed) starts with a tenth of that: a flood that starts is
+            # marked after a few dozen INVITEs instead of having a second's worth of calls admitted
+            source_start=0.1,
             flood_hold=settings.sip_flood_hold,
             # a cut may take the budget down to a fortieth of its ceiling (20/s of the default 800/s): a
             # loop that is saturated must be able to refuse below the rate that arrives, or joins pile up

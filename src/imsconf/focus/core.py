@@ -213,11 +213,10 @@ class Focus:
 
     def handle_timer(self, ep: SipEndpoint, now: float) -> None:
         self.early.handle_timer(ep, now)
-        overloaded = ep.config.admission.overloaded(now)
-        for leg in list(self.legs.values()):
+        if ep.config.admission.overloaded(now):
+            self.table.shorten_ack_waits(OVERLOAD_ACK_WAIT)
+        for leg in self.table.due(now):  # the legs whose deadline came, not every leg
             if leg.retrans is not None and leg.invite_key is not None and leg.answer_2xx is not None:
-                if overloaded and leg.retrans.shorten(OVERLOAD_ACK_WAIT):
-                    self.schedule(leg)
                 if leg.retrans.handle_timer(now):
                     try:
                         ep.respond(leg.invite_key, leg.answer_2xx, now)
@@ -239,6 +238,7 @@ class Focus:
                 self.end(ep, leg, "session expired", now, send_bye=True)
             if leg.ring_deadline is not None and now >= leg.ring_deadline and not leg.closing:
                 self.dialer.timeout(ep, leg, now)
+            self.schedule(leg)  # its next deadline, if any (an ended leg has none)
         self.inbox.run(ep, now)
         for feature in self.features:
             feature.handle_timer(ep, now)

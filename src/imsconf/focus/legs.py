@@ -137,6 +137,9 @@ class LegTable:
         # deadline differs from it (re-pushed at its current value) or the leg is gone.
         self._timers: list[tuple[float, int, Leg]] = []
         self._seq = itertools.count()
+        # legs whose 2xx waits the full 64*T1 for its ACK (an entry may be stale: ACKed or gone since), so
+        # that an overload shortens those waits without a walk of every leg (:meth:`shorten_ack_waits`)
+        self._full_ack_waits: dict[str, Leg] = {}
 
     def get(self, leg_id: str) -> Leg | None:
         return self.legs.get(leg_id)
@@ -162,6 +165,7 @@ class LegTable:
     def remove(self, leg: Leg) -> None:
         """Drop the leg and its indexes; its dialog is terminated; its deadlines are cleared."""
         self.legs.pop(leg.leg_id, None)
+        self._full_ack_waits.pop(leg.leg_id, None)
         if leg.invite_key is not None:
             self.by_invite.pop(leg.invite_key, None)
         if leg.dialog is not None:
@@ -188,6 +192,34 @@ class LegTable:
         d = leg_deadline(leg)
         if d is not None:
             heapq.heappush(self._timers, (d, next(self._seq), leg))
+        if leg.retrans is not None and leg.retrans.wait is None:
+            self._full_ack_waits[leg.leg_id] = leg
+
+    def due(self, now: float) -> list[Leg]:
+        """The legs in the table whose earliest deadline has come, each once, taken out of the deadline
+        index: :meth:`schedule` each of them again once handled. The cost follows the legs that are due,
+        not the legs in the table."""
+        heap, legs = self._timers, self.legs
+        found: dict[str, Leg] = {}
+        while heap and heap[0][0] <= now:
+            d, _, leg = heapq.heappop(heap)
+            if legs.get(leg.leg_id) is not leg:
+                continue  # gone
+            current = leg_deadline(leg)
+            if current is None:
+                continue
+            if current <= now:
+                found[leg.leg_id] = leg
+            elif current != d:
+                heapq.heappush(heap, (current, next(self._seq), leg))  # moved later: indexed anew
+        return list(found.values())
+
+    def shorten_ack_waits(self, wait: float) -> None:
+        """Wait at most *wait* seconds for the ACK of every 2xx still waiting the full 64*T1."""
+        waiting, self._full_ack_waits = self._full_ack_waits, {}
+        for leg in waiting.values():
+            if leg.retrans is not None and self.legs.get(leg.leg_id) is leg and leg.retrans.shorten(wait):
+                self.schedule(leg)
 
     def next_deadline(self) -> float | None:
         heap = self._timers

@@ -247,23 +247,27 @@ class SipEndpoint:
         self._drain(now)
 
     # ---- input -----------------------------------------------------------------------------------
-    def receive_datagram(self, data: bytes, peer: Peer, now: float) -> None:
+    def receive_datagram(self, data: bytes, peer: Peer, now: float) -> bool:
+        """One datagram in. True when it was dealt with without any state: a keep-alive, or a new request
+        of a flooding source refused from a scan (:meth:`_refused`); no transaction and no deadline
+        changed, so the runtime need not look at the timers again (and counts it as shed load)."""
         if not data.strip(b"\r\n\x00 "):
             self.count("keepalive")
-            return  # CRLF keep-alives over UDP are ignored
+            return True  # CRLF keep-alives over UDP are ignored
         admission = self.config.admission
         if (
             admission.flooding_sources
             and admission.flooding(peer.host, now)
             and self._refused(data, peer, now)
         ):
-            return
+            return True
         try:
             msg = parse_message(data, datagram=True)
         except SipParseError as exc:
             self._parse_failure(exc, peer, now)
-            return
+            return False
         self.receive_message(msg, peer, now)
+        return False
 
     def receive_stream_error(self, error: SipParseError, peer: Peer, now: float) -> None:
         self._parse_failure(error, peer, now)

@@ -51,6 +51,8 @@ class TrustedPeers:
         return bool(self.networks)
 
     def trusts(self, peer: Peer) -> bool:
+        if not self.networks:  # the common case, asked for every new request: no address parse
+            return False
         try:
             address = ipaddress.ip_address(peer.host.strip("[]"))
         except ValueError:

@@ -7,19 +7,23 @@ one small answer per attempt while established calls keep their media
 (docs/decisions/0006-sip-connection-limits.md, "INVITE floods"):
 
 * **Flooding sources** (as Kamailio's pike). Every new out-of-dialog request from one source address
-  takes a token of that source's bucket (``source_rate`` per second, ``source_burst`` deep). A source
+  takes a token of that source's bucket (``source_rate`` per second, ``source_burst`` deep; a new source
+  starts with ``source_start`` of it and earns the rest by staying under its rate). A source
   whose bucket runs dry is *marked flooding*: while marked, all its new out-of-dialog requests are
   refused (the runtime answers them from a few header fields, without a full parse: :mod:`.refusal`).
   Its attempts are still counted per ``flood_window``; the mark is renewed for ``flood_hold`` seconds
   from the end of every window in which they were above ``source_rate``, so it lapses at most
-  ``flood_window + flood_hold`` after the source slows down or stops, and its bucket is full again then.
+  ``flood_window + flood_hold`` after the source slows down or stops, and its bucket starts again then.
   Sources in ``exempt`` (trusted proxies, which carry many users) are never limited or marked.
 * **The call budget follows the load.** New INVITEs that passed their source's limit take a token of the
   server's call budget. Its rate starts at ``invite_rate`` (the ceiling) and is adjusted by
   :meth:`Admission.observe_load`, which the runtime calls every ``load_window`` with how busy its event
-  loop was (the share of the window spent in SIP work, and the lag of a short timer): above
+  loop was (the share of the window spent in SIP work other than the stateless refusals of flooding
+  sources, and the lag of a short timer): above
   ``busy_high`` (or a lag above ``lag_high``) the rate is multiplied by ``cut`` (not below
-  ``invite_floor``); below ``busy_low`` and ``lag_low`` it grows by ``grow`` times the ceiling per window.
+  ``invite_floor``); below ``busy_low`` and ``lag_low`` it grows by ``grow`` times the ceiling per window,
+  between the marks by ``creep`` times the ceiling (a budget cut by a burst would otherwise stay below
+  a steady load whose busy share lies between the marks, refusing its calls for good).
   The loop so keeps headroom for in-dialog requests, ACKs and the media tick.
 
 In-dialog requests, ACK, CANCEL and retransmissions are never limited here: they belong to calls that
@@ -49,6 +53,10 @@ class OverloadConfig:
     invite_burst: float = 400.0
     source_rate: float = 0.0  # new out-of-dialog requests per second from one source (0: no limit)
     source_burst: float = 600.0
+    # the share of source_burst in the bucket of a source that is new or whose mark just lapsed: it earns
+    # the rest by staying under its rate, so a flood that starts (or starts again) is marked after a few
+    # requests, not after a whole burst of admitted calls (1: a full bucket; the runtime sets a tenth)
+    source_start: float = 1.0
     retry_after: int = 5  # seconds, in the 503
     max_sources: int = 10000
     flood_window: float = 1.0  # seconds: a flooding source's attempts are counted per window
@@ -62,6 +70,7 @@ class OverloadConfig:
     lag_low: float = 0.010
     cut: float = 0.7
     grow: float = 0.05
+    creep: float = 0.0125  # the growth per window between the marks (a quarter of grow)
     overload_hold: float = 2.0  # seconds after the last refusal the server counts as overloaded
 
     def __post_init__(self) -> None:
@@ -81,10 +90,12 @@ class OverloadConfig:
             raise ValueError("source_burst must be at least 1 when source_rate is set")
         if not 1 <= self.retry_after <= 3600:
             raise ValueError("retry_after must be 1 to 3600 seconds")
+        if not 0 < self.source_start <= 1:
+            raise ValueError("source_start must be in (0, 1]")
         if self.flood_window <= 0 or self.flood_hold < 0:
             raise ValueError("flood_window must be positive and flood_hold not negative")
-        if not 0 < self.cut < 1 or not 0 < self.grow <= 1:
-            raise ValueError("cut must be in (0, 1) and grow in (0, 1]")
+        if not 0 < self.cut < 1 or not 0 < self.grow <= 1 or not 0 <= self.creep <= self.grow:
+            raise ValueError("cut must be in (0, 1), grow in (0, 1] and creep in [0, grow]")
         if not 0 <= self.busy_low <= self.busy_high or not 0 <= self.lag_low <= self.lag_high:
             raise ValueError("the low marks must not be above the high marks")
 
@@ -92,10 +103,13 @@ class OverloadConfig:
 @dataclass(frozen=True, slots=True)
 class LoadSample:
     """How busy the event loop was over one window: the share of it spent in SIP work (0..1 and more
-    when work started in an earlier window) and the largest lag of the runtime's short timer (seconds)."""
+    when work started in an earlier window) and the largest lag of the runtime's short timer (seconds).
+    *shed*: the share spent in stateless refusals of flooding sources, not part of *busy* and not
+    acted on (a smaller budget would not make them fewer; the lag shows a loop they saturate)."""
 
     busy: float
     lag: float
+    shed: float = 0.0
 
 
 @dataclass(slots=True)
@@ -148,9 +162,13 @@ class Admission:
         if now < until:
             return True
         src = self._sources.get(host)
-        if src is not None and src.flooding_until > now:  # renewed by a window above the rate
-            self._flooding[host] = src.flooding_until
-            return True
+        if src is not None:
+            # the window that ends with this mark is closed here, before the request is parsed: a source
+            # that stayed above its rate in it keeps its mark, and its requests keep the quick refusal
+            self._close_window(src, now)
+            if src.flooding_until > now:
+                self._flooding[host] = src.flooding_until
+                return True
         del self._flooding[host]
         return False
 
@@ -179,20 +197,15 @@ class Admission:
                 old = next(iter(self._sources))
                 self._sources.pop(old)
                 self._flooding.pop(old, None)
-            src = self._sources[host] = _Source(_Bucket(cfg.source_burst, now), window_at=now)
-        if now - src.window_at >= cfg.flood_window:
-            # a window ended (at window_at + flood_window): a mark is renewed from that end while the source
-            # stayed above its rate in it, so it lapses at most window + hold after the source slowed down
-            closed = src.window_at + cfg.flood_window
-            if src.flooding_until and src.window_count > cfg.source_rate * cfg.flood_window:
-                src.flooding_until = max(src.flooding_until, closed + cfg.flood_hold)
-            src.window_at, src.window_count = now, 0
+            src = self._sources[host] = _Source(_Bucket(self._start_tokens(), now), window_at=now)
+        if self._close_window(src, now) and src.flooding_until > now:  # renewed: still marked
+            self._flooding[host] = src.flooding_until
         src.window_count += 1
         if src.flooding_until:
             if now < src.flooding_until:
                 return False
             src.flooding_until = 0.0  # the mark lapsed: a fresh start
-            src.bucket = _Bucket(cfg.source_burst, now)
+            src.bucket = _Bucket(self._start_tokens(), now)
             self._flooding.pop(host, None)
             self._count("source_flood_ended")
         if src.bucket.take(cfg.source_rate, cfg.source_burst, now):
@@ -205,9 +218,30 @@ class Admission:
         self._count("source_flood_marked")
         return False
 
+    def _start_tokens(self) -> float:
+        cfg = self.config
+        return max(1.0, cfg.source_burst * cfg.source_start)
+
+    def _close_window(self, src: _Source, now: float) -> bool:
+        """Close *src*'s counting window if it ended (at ``window_at + flood_window``; True): a mark is
+        renewed from that end while the source stayed above its rate in it, so it lapses at most window +
+        hold after the source slowed down."""
+        cfg = self.config
+        closed = src.window_at + cfg.flood_window
+        if now < closed:
+            return False
+        if src.flooding_until and src.window_count > cfg.source_rate * cfg.flood_window:
+            src.flooding_until = max(src.flooding_until, closed + cfg.flood_hold)
+        # the windows of a source that goes on follow each other without a gap, so a renewed mark (hold as
+        # long as a window) reaches the end of the next window and is renewed again before it lapses
+        src.window_at = closed if now < closed + cfg.flood_window else now
+        src.window_count = 0
+        return True
+
     # ---- the adaptive call budget ------------------------------------------------------------------
     def observe_load(self, now: float, sample: LoadSample) -> None:
-        """One window's load figure: cut the call budget's rate when busy, let it grow back when idle."""
+        """One window's load figure: cut the call budget's rate when busy, let it grow back otherwise
+        (fast when idle)."""
         cfg = self.config
         if not cfg.invite_rate:
             return
@@ -216,8 +250,10 @@ class Admission:
             if cut < self.rate:
                 self.rate = cut
                 self._count("call_rate_cut")
-        elif sample.busy < cfg.busy_low and sample.lag < cfg.lag_low and self.rate < cfg.invite_rate:
-            self.rate = min(cfg.invite_rate, self.rate + cfg.grow * cfg.invite_rate)
+        elif self.rate < cfg.invite_rate:
+            idle = sample.busy < cfg.busy_low and sample.lag < cfg.lag_low
+            step = cfg.grow if idle else cfg.creep  # between the marks: slowly, so the load can tell
+            self.rate = min(cfg.invite_rate, self.rate + step * cfg.invite_rate)
 
     def overloaded(self, now: float) -> bool:
         """True within ``overload_hold`` of the last refusal (a new request answered 503): the focus then
