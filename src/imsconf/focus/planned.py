@@ -233,7 +233,8 @@ def booked_policy(booking: Booking, base: ConferencePolicy) -> tuple[str | None,
     """The owner (the first chair) and the policy of a conference instantiated from *booking*.
 
     The conference lives for its window: it is not closed when the chair leaves (only when empty), and it
-    holds at most ``capacity`` participants (486 beyond).
+    holds at most ``capacity`` participants (486 beyond); its legs negotiate the booking's audio codecs
+    when it names any.
     """
     owner: str | None = None
     moderators: set[str] = set()
@@ -252,6 +253,7 @@ def booked_policy(booking: Booking, base: ConferencePolicy) -> tuple[str | None,
         close_when_owner_leaves=False,
         close_when_empty=True,
         moderators=base.moderators | frozenset(moderators),
+        audio_codecs=booking.audio_codecs or base.audio_codecs,
     )
     return owner, policy
 
