@@ -4,12 +4,16 @@ setting; an ad hoc conference, and a booking without a list, keep the setting.""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from helpers import FOCUS_HOST, Harness, requests
 from test_hd_voice import G722, OPUS, PCMU, TE8, TE48, offer, parse
 from test_planned import World
+from test_windows import World as WindowWorld
+from test_windows import booking, invites
 
+from imsconf.app.booking_index import BookingIndex
 from imsconf.conference.model import ConferencePolicy
 from imsconf.focus.config import FocusConfig
 from imsconf.sip.uri import SipUri
@@ -68,6 +72,18 @@ def test_dial_out_of_a_booked_conference_offers_the_bookings_codecs(tmp_path: Pa
         v.split(" ", 1)[1].split("/", 1)[0] for v in parse(invite.body).media[0].get_attributes("rtpmap")
     ]
     assert [n for n in names if n != "telephone-event"] == ["G722", "PCMU"]
+
+
+def test_window_dial_out_offers_the_bookings_codecs() -> None:
+    w = WindowWorld(BookingIndex([booking(audio_codecs=("PCMU", "opus"))]), at=-timedelta(seconds=1))
+    sent = invites(w.until(timedelta(0)))
+    assert len(sent) == 3
+    for inv in sent:
+        maps = parse(inv.body).media[0].get_attributes("rtpmap")
+        assert [v.split(" ", 1)[1] for v in maps if "telephone-event" not in v] == [
+            "PCMU/8000",
+            "opus/48000/2",
+        ]
 
 
 def test_codecs_for_cuts_a_conferences_list_to_what_runs() -> None:

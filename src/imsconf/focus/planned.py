@@ -427,7 +427,7 @@ class PlannedConferences(FeatureBase):
         self.booked[live.conf_id] = BookedConference(booking, live.conf_id, booking.downlink, booking.rekey)
         log.info(
             "event=conference_created conf_uri=%s booking=%s owner=%s capacity=%d downlink=%s rekey=%s"
-            " pin=%s",
+            " pin=%s codecs=%s",
             live.uri,
             booking.id,
             owner,
@@ -435,6 +435,7 @@ class PlannedConferences(FeatureBase):
             booking.downlink,
             booking.rekey,
             booking.has_pin,
+            ",".join(booking.audio_codecs) or "default",
         )
         return live
 
