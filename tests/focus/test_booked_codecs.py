@@ -7,7 +7,9 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+from control_helpers import invite_for
 from helpers import FOCUS_HOST, Harness, requests
+from test_conference_control import phone
 from test_hd_voice import G722, OPUS, PCMU, TE8, TE48, offer, parse
 from test_planned import World
 from test_windows import World as WindowWorld
@@ -74,6 +76,16 @@ def test_dial_out_of_a_booked_conference_offers_the_bookings_codecs(tmp_path: Pa
     assert [n for n in names if n != "telephone-event"] == ["G722", "PCMU"]
 
 
+def test_refer_driven_invite_of_a_booked_conference_offers_the_bookings_codecs(tmp_path: Path) -> None:
+    w = World(tmp_path, audio_codecs=("PCMU", "G722"))
+    alice = w.h.ua("alice")
+    w.h.join(alice, f"sip:weekly@{FOCUS_HOST}", offer(*OFFER))
+    bob = phone("bob")
+    sent = w.h.send(alice, alice.refer(f"<{bob.uri()}>"))
+    maps = parse(invite_for(sent, bob).body).media[0].get_attributes("rtpmap")
+    assert [v.split(" ", 1)[1] for v in maps if "telephone-event" not in v] == ["PCMU/8000", "G722/8000"]
+
+
 def test_window_dial_out_offers_the_bookings_codecs() -> None:
     w = WindowWorld(BookingIndex([booking(audio_codecs=("PCMU", "opus"))]), at=-timedelta(seconds=1))
     sent = invites(w.until(timedelta(0)))
@@ -91,3 +103,9 @@ def test_codecs_for_cuts_a_conferences_list_to_what_runs() -> None:
     assert cfg.codecs_for(ConferencePolicy()) == ("PCMU", "PCMA")
     assert cfg.codecs_for(ConferencePolicy(audio_codecs=("opus", "G722"))) == ("G722",)
     assert cfg.codecs_for(ConferencePolicy(audio_codecs=("opus",))) == ("PCMU", "PCMA")
+
+
+def test_the_bookings_list_is_the_whole_choice_an_offer_without_it_is_488(tmp_path: Path) -> None:
+    w = World(tmp_path, audio_codecs=("G722",))
+    alice = w.h.ua("alice")
+    assert w.h.call(alice, f"sip:weekly@{FOCUS_HOST}", offer(PCMU, TE8)).status == 488
