@@ -130,5 +130,9 @@ INVALID: list[tuple[str, dict[str, Any], str, str]] = [
     ("subject-number", {"subject": 5}, "subject", "must be a string"),
     ("subject-long", {"subject": "x" * 201}, "subject", "longer than 200"),
     ("subject-control", {"subject": "a\nb"}, "subject", "control characters"),
+    ("codecs-unknown", {"audio_codecs": ["G722", "G729"]}, "audio_codecs", "unknown codec 'G729' (item 1)"),
+    ("codecs-not-list", {"audio_codecs": "G722,PCMU"}, "audio_codecs", "must be a list of codec names"),
+    ("codecs-item-number", {"audio_codecs": [9]}, "audio_codecs", "unknown codec 9"),
+    ("codecs-twice", {"audio_codecs": ["PCMU", "pcmu"]}, "audio_codecs", "PCMU is named twice"),
     ("unknown-field", {"colour": "red"}, "colour", "unknown field"),
 ]

@@ -76,7 +76,13 @@ def test_create_show_list_cancel(tmp_path: Path) -> None:
 def test_generated_uri_and_pin_flag(tmp_path: Path) -> None:
     b = created(book(tmp_path, "create", *window(), "--pin", "1234"))
     assert b["uri"].startswith("sip:conf-") and b["uri"].endswith("@localhost") and b["has_pin"]
-    assert b["overrun"] == 0
+    assert b["overrun"] == 0 and b["audio_codecs"] == []
+
+
+def test_audio_codecs_option_and_listing(tmp_path: Path) -> None:
+    b = created(book(tmp_path, "create", *window(), "--audio-codecs", "g722, PCMU"))
+    assert b["audio_codecs"] == ["G722", "PCMU"]
+    assert [x["audio_codecs"] for x in created(book(tmp_path, "list"))["bookings"]] == [["G722", "PCMU"]]
 
 
 @pytest.mark.parametrize(
@@ -95,6 +101,7 @@ def test_generated_uri_and_pin_flag(tmp_path: Path) -> None:
         ([*window(), "--allow-pin-in-uri"], ["allow_pin_in_uri"]),
         ([*window(), "--dial-out"], ["dial_out"]),
         ([*window(), "--overrun", "241"], ["overrun"]),
+        ([*window(), "--audio-codecs", "G722,G729"], ["audio_codecs"]),
         ([*window(), "--overrun", "soon", "--capacity", "0"], ["capacity", "overrun"]),
         (["--start", iso(SOON), "--end", iso(SOON + timedelta(days=8))], ["end"]),
     ],

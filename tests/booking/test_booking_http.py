@@ -158,6 +158,20 @@ def test_generated_uri_and_list_filter(api: ApiThread) -> None:
     assert api.request("GET", "/bookings?active_at=2027-03-01T13:00:00Z")[1]["bookings"] == []
 
 
+def test_audio_codecs_shown_and_an_unknown_one_is_422_naming_the_field(api: ApiThread) -> None:
+    status, b, _ = api.request("POST", "/bookings", valid_request(audio_codecs=["g722", "PCMU"]))
+    assert status == 201 and b["audio_codecs"] == ["G722", "PCMU"]
+    assert api.request("GET", f"/bookings/{b['id']}")[1]["audio_codecs"] == ["G722", "PCMU"]
+    status, body, _ = api.request(
+        "POST", "/bookings", valid_request(uri="sip:other@example.com", audio_codecs=["opus", "G729"])
+    )
+    assert status == 422
+    assert [e["field"] for e in body["errors"]] == ["audio_codecs"]
+    assert "G729" in body["errors"][0]["reason"] and "choose from" in body["errors"][0]["reason"]
+    status, plain, _ = api.request("POST", "/bookings", valid_request(uri="sip:plain@example.com"))
+    assert status == 201 and plain["audio_codecs"] == []
+
+
 def test_conflict_is_409_naming_uri(api: ApiThread) -> None:
     assert api.request("POST", "/bookings", valid_request())[0] == 201
     status, body, _ = api.request("POST", "/bookings", valid_request(uri="sips:weekly@example.com"))

@@ -20,9 +20,11 @@ from imsconf.booking.model import (
     WindowState,
     booking_from_request,
     booking_to_json,
+    codecs_text,
     conference_key,
     generate_conference_uri,
     hash_pin,
+    parse_codecs,
     parse_rekey,
     parse_time,
     pin_from_uri,
@@ -97,6 +99,17 @@ def test_every_error_is_collected() -> None:
     assert "start: " in str(info.value)
 
 
+def test_audio_codecs_in_our_spelling_and_order_empty_means_the_setting() -> None:
+    b = build(valid_request(audio_codecs=["g722", "PCMU", "amr-wb"]))
+    assert b.audio_codecs == ("G722", "PCMU", "AMR-WB")
+    assert booking_to_json(b)["audio_codecs"] == ["G722", "PCMU", "AMR-WB"]
+    assert build(valid_request()).audio_codecs == ()
+    assert build(valid_request(audio_codecs=[])).audio_codecs == ()
+    assert build(valid_request(audio_codecs=None)).audio_codecs == ()
+    assert booking_to_json(build(valid_request()))["audio_codecs"] == []
+    assert parse_codecs(codecs_text(b.audio_codecs)) == b.audio_codecs and parse_codecs("") == ()
+
+
 def test_request_must_be_an_object() -> None:
     with pytest.raises(InvalidBooking) as info:
         booking_from_request(["x"], domain=DOMAIN, now=NOW)  # type: ignore[arg-type]
@@ -130,6 +143,7 @@ CTOR_BAD: list[tuple[str, dict[str, Any], str]] = [
     ("dial_out", {"dial_out": None}, "dial_out"),
     ("overrun", {"overrun": 241}, "overrun"),
     ("cancelled", {"cancelled": "no"}, "cancelled"),
+    ("audio_codecs", {"audio_codecs": ("iLBC",)}, "audio_codecs"),
     ("subject", {"subject": "\x00"}, "subject"),
     ("pin_hash", {"pin_hash": "1234"}, "pin"),
 ]

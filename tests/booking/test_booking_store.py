@@ -336,6 +336,70 @@ def test_migrates_a_database_without_the_overrun(tmp_path: Path) -> None:
         assert new.get(later.id) == later
 
 
+def test_audio_codecs_round_trip_in_order(store: BookingStorage) -> None:
+    b = store.create(make(audio_codecs=["G722", "PCMU", "AMR-WB"]))
+    got = store.get(b.id)
+    assert got == b and got is not None and got.audio_codecs == ("G722", "PCMU", "AMR-WB")
+    plain = store.create(make(uri="sip:plain@example.com"))
+    assert {x.id: x.audio_codecs for x in store.list()} == {b.id: ("G722", "PCMU", "AMR-WB"), plain.id: ()}
+    assert store.get(plain.id) == plain
+
+
+def test_migrates_a_database_without_audio_codecs(tmp_path: Path) -> None:
+    path = tmp_path / DB_NAME
+    b = make(subject="before the codecs", overrun=5)
+    with BookingStore(path, migrate_to=3) as old:
+        assert old.schema_version == 3
+    with sqlite3.connect(path) as raw:  # a v3 row, written as a v3 imsconf would have
+        assert "audio_codecs" not in [r[1] for r in raw.execute("PRAGMA table_info(bookings)")]
+        raw.execute(
+            "INSERT INTO bookings (id, uri, uri_key, start_ts, end_ts, pin_hash, capacity, downlink,"
+            " rekey, allow_pin_in_uri, dial_out, created_ts, subject, overrun)"
+            " VALUES (?, ?, ?, ?, ?, NULL, 10, 'group', 'both', 0, 0, ?, ?, 5)",
+            (b.id, b.uri, b.key, int(b.start.timestamp()), int(b.end.timestamp()),
+             int(b.created_at.timestamp()), b.subject),
+        )  # fmt: skip
+    with BookingStore(path) as new:
+        assert new.schema_version == SCHEMA_VERSION >= 4
+        got = new.get(b.id)
+        assert got is not None and got.audio_codecs == () and got.overrun == 5
+        later = new.create(make(uri="sip:later@example.com", audio_codecs=["PCMA"]))
+        assert new.get(later.id) == later
+
+
+def test_pg_migrates_a_database_without_audio_codecs(pg_cluster: PgCluster, pg_dsn: str) -> None:
+    from imsconf.store import booking_pg
+    from imsconf.store.pg import PgDatabase, read_password
+
+    b = make(subject="before the codecs")
+    db = PgDatabase(pg_dsn, read_password(pg_cluster.password_file))
+    old = booking_pg.PgBookingStore(db, migrate_to=1)
+    assert old.schema_version == 1
+    with db.transaction() as cur:  # a v1 row, written as a v1 imsconf would have
+        cur.execute(
+            "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()"
+            " AND table_name = 'bookings' AND column_name = 'audio_codecs'"
+        )
+        assert cur.fetchone() is None
+        cur.execute(
+            "INSERT INTO bookings (id, uri, uri_key, start_ts, end_ts, pin_hash, capacity, downlink,"
+            " rekey, allow_pin_in_uri, dial_out, created_ts, subject)"
+            " VALUES (%s, %s, %s, %s, %s, NULL, 10, 'group', 'both', FALSE, FALSE, %s, %s)",
+            (b.id, b.uri, b.key, int(b.start.timestamp()), int(b.end.timestamp()),
+             int(b.created_at.timestamp()), b.subject),
+        )  # fmt: skip
+    db.close()
+    new = pg_store(pg_cluster, pg_dsn)
+    try:
+        assert new.schema_version == booking_pg.SCHEMA_VERSION >= 2
+        got = new.get(b.id)
+        assert got is not None and got.audio_codecs == () and got.subject == "before the codecs"
+        later = new.create(make(uri="sip:later@example.com", audio_codecs=["opus", "PCMU"]))
+        assert new.get(later.id) == later
+    finally:
+        new.close()
+
+
 def test_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / DB_NAME
     BookingStore(path).close()

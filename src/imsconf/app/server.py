@@ -309,6 +309,7 @@ def build_focus(
         max_message_bytes=settings.max_message_bytes,
         # the codecs this installation can run (G.711 always); none of the named ones: G.711
         audio_codecs=tuple(c for c in settings.audio_codecs if c in available_codecs()) or ("PCMU", "PCMA"),
+        runnable_codecs=available_codecs(),
     )
     planned = None
     if bookings is not None:

@@ -67,6 +67,11 @@ def add_book_parser(sub: Any) -> None:
         help="minutes the conference may run past the end before it is closed, 0-240 (default 0)",
     )
     c.add_argument("--subject", help="a subject line for the conference")
+    c.add_argument(
+        "--audio-codecs",
+        metavar="LIST",
+        help="the conference's audio codecs, preferred first, e.g. G722,PCMU (default: the server's setting)",
+    )
 
     ls = bs.add_parser("list", help="list bookings as JSON")
     ls.add_argument("--active-at", metavar="ISO", help="only bookings whose window holds this instant")
@@ -99,6 +104,8 @@ def _request(args: argparse.Namespace, pin: str | None) -> dict[str, object]:
         data["pin"] = pin
     if args.invite:
         data["invitees"] = [_invitee(t) for t in args.invite]
+    if args.audio_codecs is not None:
+        data["audio_codecs"] = [t.strip() for t in args.audio_codecs.split(",") if t.strip()]
     if args.allow_pin_in_uri:
         data["allow_pin_in_uri"] = True
     if args.dial_out:

@@ -28,6 +28,7 @@ from enum import StrEnum
 from typing import Any, Final, TypeVar
 
 from imsconf.keys.policy import DownlinkMode, RekeyPolicy
+from imsconf.sdp.codecs import SUPPORTED as SUPPORTED_CODECS
 from imsconf.sip.errors import SipParseError
 from imsconf.sip.uri import SipUri
 
@@ -37,6 +38,7 @@ __all__ = [
     "MAX_OVERRUN",
     "MAX_WINDOW",
     "REQUEST_FIELDS",
+    "SUPPORTED_CODECS",
     "Booking",
     "BookingError",
     "DownlinkMode",
@@ -47,11 +49,13 @@ __all__ = [
     "WindowState",
     "booking_from_request",
     "booking_to_json",
+    "codecs_text",
     "conference_key",
     "format_time",
     "generate_conference_uri",
     "hash_pin",
     "new_booking_id",
+    "parse_codecs",
     "parse_rekey",
     "parse_time",
     "pin_from_uri",
@@ -348,6 +352,37 @@ def _check_rekey(value: object) -> RekeyPolicy:
     return parse_rekey(value)
 
 
+_CODEC_NAMES: Final = {name.upper(): name for name in SUPPORTED_CODECS}
+
+
+def _check_codecs(value: object) -> tuple[str, ...]:
+    """An ordered list of audio codec names (case-insensitive; kept in the canonical spelling)."""
+    if isinstance(value, str) or not isinstance(value, list | tuple):
+        raise ValueError(
+            f"must be a list of codec names, our preference first: {', '.join(SUPPORTED_CODECS)}"
+        )
+    out: list[str] = []
+    for i, item in enumerate(value):
+        name = _CODEC_NAMES.get(item.upper()) if isinstance(item, str) else None
+        if name is None:
+            shown = repr(item)[:32]
+            raise ValueError(f"unknown codec {shown} (item {i}): choose from {', '.join(SUPPORTED_CODECS)}")
+        if name in out:
+            raise ValueError(f"codec {name} is named twice")
+        out.append(name)
+    return tuple(out)
+
+
+def parse_codecs(text: str) -> tuple[str, ...]:
+    """The stored or command-line form (``G722,PCMU``; empty: none) → codec names.  Raises ValueError."""
+    return _check_codecs([t.strip() for t in text.split(",") if t.strip()])
+
+
+def codecs_text(codecs: Sequence[str]) -> str:
+    """The comma-separated form of a codec list (what :func:`parse_codecs` reads back)."""
+    return ",".join(codecs)
+
+
 # -- the record --
 
 
@@ -375,6 +410,8 @@ class Booking:
     subject: str | None = None
     pin_hash: str | None = field(default=None, repr=False)
     cancelled: bool = False
+    # the conference's audio codec preference, first preferred; empty: the server's audio_codecs setting
+    audio_codecs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         errors: list[BookingError] = []
@@ -411,6 +448,7 @@ class Booking:
         check("overrun", _check_overrun, self.overrun)
         check("cancelled", _check_bool, self.cancelled)
         check("subject", _check_subject, self.subject)
+        check("audio_codecs", _check_codecs, self.audio_codecs)
         if self.pin_hash is not None and (
             not isinstance(self.pin_hash, str) or not _PIN_HASH_RE.match(self.pin_hash)
         ):
@@ -572,6 +610,7 @@ REQUEST_FIELDS: Final = (
     "dial_out",
     "overrun",
     "subject",
+    "audio_codecs",
 )
 
 _T = TypeVar("_T")
@@ -590,7 +629,8 @@ def booking_from_request(
     Fields: ``uri`` (optional; generated when absent), ``start`` and ``end`` (ISO 8601 with offset),
     ``pin`` (string of 4-12 digits), ``capacity`` (1-1000), ``invitees`` (list of ``{"uri", "role"}``),
     ``downlink``, ``rekey``, ``allow_pin_in_uri``, ``dial_out``, ``overrun`` (minutes past the end,
-    0-240), ``subject``.  Unknown fields are errors.
+    0-240), ``subject``, ``audio_codecs`` (codec names, preferred first; empty: the server's setting).
+    Unknown fields are errors.
     Raises :class:`InvalidBooking` with one :class:`BookingError` per wrong field.
     """
     errors: list[BookingError] = []
@@ -642,6 +682,8 @@ def booking_from_request(
     dial_out = get("dial_out", _check_bool, False)
     overrun = get("overrun", _check_overrun, 0)
     subject = get("subject", _check_subject, None)
+    no_codecs: tuple[str, ...] = ()
+    audio_codecs = get("audio_codecs", _check_codecs, no_codecs)
     if allow_pin_in_uri and data.get("pin") is None:
         errors.append(BookingError("allow_pin_in_uri", "the booking has no PIN"))
     if dial_out and not invitees and not any(e.field.startswith("invitees") for e in errors):
@@ -664,6 +706,7 @@ def booking_from_request(
         overrun=overrun,
         subject=subject,
         pin_hash=hash_pin(pin) if pin is not None else None,
+        audio_codecs=audio_codecs,
     )
 
 
@@ -740,6 +783,7 @@ def booking_to_json(b: Booking) -> dict[str, Any]:
         "overrun": b.overrun,
         "created_at": format_time(b.created_at),
         "cancelled": b.cancelled,
+        "audio_codecs": list(b.audio_codecs),
     }
 
 

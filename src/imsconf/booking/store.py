@@ -35,7 +35,9 @@ from .model import (
     Invitee,
     InviteeRole,
     WindowState,
+    codecs_text,
     conference_key,
+    parse_codecs,
     parse_rekey,
     rekey_text,
     window_status,
@@ -112,16 +114,23 @@ def _migration_3(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE bookings ADD COLUMN overrun INTEGER NOT NULL DEFAULT 0")
 
 
+def _migration_4(db: sqlite3.Connection) -> None:
+    """v4: the conference's audio codecs, comma-separated, preferred first (existing bookings: none, so
+    the server's setting)."""
+    db.execute("ALTER TABLE bookings ADD COLUMN audio_codecs TEXT NOT NULL DEFAULT ''")
+
+
 MIGRATIONS: Final[tuple[Callable[[sqlite3.Connection], None], ...]] = (
     _migration_1,
     _migration_2,
     _migration_3,
+    _migration_4,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 _COLUMNS: Final = (
     "id, uri, start_ts, end_ts, pin_hash, capacity, downlink, rekey, allow_pin_in_uri, dial_out, "
-    "created_ts, cancelled, subject, overrun"
+    "created_ts, cancelled, subject, overrun, audio_codecs"
 )
 
 
@@ -240,7 +249,7 @@ class BookingStore:
             if db.execute("SELECT 1 FROM bookings WHERE id = ?", (booking.id,)).fetchone() is not None:
                 raise InvalidBooking([BookingError("id", "a booking with this id exists")])
             db.execute(
-                f"INSERT INTO bookings ({_COLUMNS}, uri_key) VALUES ({', '.join('?' * 15)})",
+                f"INSERT INTO bookings ({_COLUMNS}, uri_key) VALUES ({', '.join('?' * 16)})",
                 (
                     booking.id,
                     booking.uri,
@@ -256,6 +265,7 @@ class BookingStore:
                     int(booking.cancelled),
                     booking.subject,
                     booking.overrun,
+                    codecs_text(booking.audio_codecs),
                     key,
                 ),
             )
@@ -362,6 +372,7 @@ class BookingStore:
             cancelled,
             subject,
             overrun,
+            audio_codecs,
         ) = r
         assert isinstance(start_ts, int) and isinstance(end_ts, int) and isinstance(created_ts, int)
         try:
@@ -381,6 +392,7 @@ class BookingStore:
                 subject=None if subject is None else str(subject),
                 pin_hash=None if pin_hash is None else str(pin_hash),
                 cancelled=bool(cancelled),
+                audio_codecs=parse_codecs(str(audio_codecs)),
             )
         except ValueError as exc:
             raise BookingStoreError(

@@ -69,6 +69,8 @@ class ConferencePolicy:
     ``allowed_users`` (``None``: anyone) limits who may join; the owner and moderators always may.
     ``operators`` may do everything (remove the owner, close) without being in the roster.
     ``full_status`` is the SIP status of a join beyond ``max_participants`` (486 Busy Here, or 503).
+    ``audio_codecs`` is the conference's own audio codec preference, first preferred (a booking's);
+    empty: the focus's setting.
     """
 
     close_when_owner_leaves: bool = True
@@ -82,6 +84,7 @@ class ConferencePolicy:
     subscribers: Audience = Audience.PARTICIPANTS
     invite_roles: frozenset[Role] = frozenset(Role)
     remove_roles: frozenset[Role] = frozenset({Role.OWNER, Role.MODERATOR})
+    audio_codecs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.max_participants is not None and self.max_participants < 1:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from imsconf.conference.model import ConferencePolicy
+from imsconf.sdp.codecs import PREFERENCE
 from imsconf.sdp.offer_answer import AnswerPolicy
 from imsconf.sip.subscription import ExpiresPolicy
 
@@ -57,6 +58,14 @@ class FocusConfig:
     # audio codecs, our preference first (imsconf.sdp.codecs): the answer takes the first one offered whose
     # a=fmtp we can honour, our offers (dial-out) list them in this order
     audio_codecs: tuple[str, ...] = OFFER_CODECS
+    # the codecs this installation can run: a conference's own preference (a booking's) is cut down to them
+    runnable_codecs: tuple[str, ...] = PREFERENCE
+
+    def codecs_for(self, policy: ConferencePolicy) -> tuple[str, ...]:
+        """The audio codec preference of a conference's legs, answers and offers alike: its own (a
+        booking's) less the codecs this installation cannot run, else the ``audio_codecs`` setting."""
+        own = tuple(c for c in policy.audio_codecs if c in self.runnable_codecs)
+        return own or self.audio_codecs
 
     @property
     def conference_host(self) -> str:

@@ -349,7 +349,7 @@ class Focus:
             conf.conf_id,
             aor,
             inc.peer,
-            MediaSession(f"{conf.conf_id}.{pid}", conf.conf_id),
+            MediaSession(f"{conf.conf_id}.{pid}", conf.conf_id, codecs=self.config.codecs_for(conf.policy)),
             allow=allowed_methods(req),
         )
         leg.media.sdp_hook = self.presentation.sdp_hook(

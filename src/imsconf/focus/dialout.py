@@ -18,7 +18,7 @@ from typing import Protocol
 from imsconf.conference.errors import ConferenceError, PolicyError
 from imsconf.conference.eventinfo import EndpointDetails, JoiningMethod
 from imsconf.conference.events import ConferenceEvent, ParticipantJoined
-from imsconf.conference.model import Conference
+from imsconf.conference.model import Conference, ConferencePolicy
 from imsconf.conference.participant import ParticipantStatus
 from imsconf.conference.registry import ConferenceRegistry
 from imsconf.media.control import MediaControl
@@ -49,6 +49,8 @@ class DialOutConfig(Protocol):
     outbound_proxy: str | None
     audio_codecs: tuple[str, ...]
     node_id: str  # in a cluster: the focus's Contact of a booked conference names the node
+
+    def codecs_for(self, policy: ConferencePolicy) -> tuple[str, ...]: ...
 
 
 log = logging.getLogger("imsconf.focus")
@@ -116,7 +118,8 @@ class Dialer(FeatureBase):
         joined = next(e for e in events if isinstance(e, ParticipantJoined))
         pid = joined.participant.participant_id
         leg_id = f"{conf.conf_id}.{pid}"
-        leg = Leg(leg_id, conf.conf_id, target.aor, dest, MediaSession(leg_id, conf.conf_id))
+        media = MediaSession(leg_id, conf.conf_id, codecs=self.config.codecs_for(conf.policy))
+        leg = Leg(leg_id, conf.conf_id, target.aor, dest, media)
         leg.dialed_out = True
         leg.dial_target = target
         leg.referred_by = referred_by

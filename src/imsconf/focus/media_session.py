@@ -69,6 +69,9 @@ class MediaSession:
     # (offer, answer) -> answer, run last on every answer: the BFCP stream (imsconf.focus.floor_feature)
     sdp_hook: Callable[[SessionDescription, SessionDescription], SessionDescription] | None = None
     chat_only: bool = False  # the session has a message stream and no audio: no mixer leg, no keys
+    # the conference's audio codec preference (FocusConfig.codecs_for), for our answers and our offer;
+    # empty: the answer policy's codecs and the offer's argument
+    codecs: tuple[str, ...] = ()
 
     def negotiate(
         self, body: bytes, policy: AnswerPolicy, media: MediaControl, *, host: str, initial: bool
@@ -78,6 +81,8 @@ class MediaSession:
             offer = SessionDescription.parse(body)
         except SdpParseError as exc:
             raise NegotiationError(400, f"bad SDP: {exc.reason}") from None
+        if self.codecs:
+            policy = replace(policy, codecs=self.codecs)
         try:
             decision = decide_answer(offer, policy)
         except OfferAnswerError as exc:
@@ -212,7 +217,7 @@ class MediaSession:
             self.version,
             local_rtcp_port=self.ports.rtcp_port,
             crypto=crypto,
-            codecs=codecs,
+            codecs=self.codecs or codecs,
         )
         self._offer = sd
         self.answer = bytes(sd)

@@ -233,7 +233,8 @@ def booked_policy(booking: Booking, base: ConferencePolicy) -> tuple[str | None,
     """The owner (the first chair) and the policy of a conference instantiated from *booking*.
 
     The conference lives for its window: it is not closed when the chair leaves (only when empty), and it
-    holds at most ``capacity`` participants (486 beyond).
+    holds at most ``capacity`` participants (486 beyond); its legs negotiate the booking's audio codecs
+    when it names any.
     """
     owner: str | None = None
     moderators: set[str] = set()
@@ -252,6 +253,7 @@ def booked_policy(booking: Booking, base: ConferencePolicy) -> tuple[str | None,
         close_when_owner_leaves=False,
         close_when_empty=True,
         moderators=base.moderators | frozenset(moderators),
+        audio_codecs=booking.audio_codecs or base.audio_codecs,
     )
     return owner, policy
 
@@ -425,7 +427,7 @@ class PlannedConferences(FeatureBase):
         self.booked[live.conf_id] = BookedConference(booking, live.conf_id, booking.downlink, booking.rekey)
         log.info(
             "event=conference_created conf_uri=%s booking=%s owner=%s capacity=%d downlink=%s rekey=%s"
-            " pin=%s",
+            " pin=%s codecs=%s",
             live.uri,
             booking.id,
             owner,
@@ -433,6 +435,7 @@ class PlannedConferences(FeatureBase):
             booking.downlink,
             booking.rekey,
             booking.has_pin,
+            ",".join(booking.audio_codecs) or "default",
         )
         return live
 

@@ -19,7 +19,9 @@ from imsconf.booking.model import (
     Invitee,
     InviteeRole,
     WindowState,
+    codecs_text,
     conference_key,
+    parse_codecs,
     parse_rekey,
     rekey_text,
     window_status,
@@ -61,12 +63,14 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         )""",
         "CREATE INDEX bookings_by_uri ON bookings (uri_key, start_ts, end_ts)",
     ),
+    # v2: the conference's audio codecs, comma-separated, preferred first (existing bookings: none)
+    ("ALTER TABLE bookings ADD COLUMN audio_codecs TEXT NOT NULL DEFAULT ''",),
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 _COLUMNS: Final = (
     "id, uri, start_ts, end_ts, pin_hash, capacity, downlink, rekey, allow_pin_in_uri, dial_out, "
-    "created_ts, cancelled, subject, overrun"
+    "created_ts, cancelled, subject, overrun, audio_codecs"
 )
 
 
@@ -101,12 +105,12 @@ class PgBookingStore(PgComponentStore):
             if cur.fetchone() is not None:
                 raise InvalidBooking([BookingError("id", "a booking with this id exists")])
             cur.execute(
-                f"INSERT INTO bookings ({_COLUMNS}, uri_key) VALUES ({', '.join(['%s'] * 15)})".encode(),
+                f"INSERT INTO bookings ({_COLUMNS}, uri_key) VALUES ({', '.join(['%s'] * 16)})".encode(),
                 (
                     booking.id, booking.uri, _ts(booking.start), _ts(booking.end), booking.pin_hash,
                     booking.capacity, booking.downlink.value, rekey_text(booking.rekey),
                     booking.allow_pin_in_uri, booking.dial_out, _ts(booking.created_at), booking.cancelled,
-                    booking.subject, booking.overrun, key,
+                    booking.subject, booking.overrun, codecs_text(booking.audio_codecs), key,
                 ),
             )  # fmt: skip
             if booking.invitees:
@@ -177,7 +181,7 @@ class PgBookingStore(PgComponentStore):
 
     def _row(self, r: tuple[object, ...], invitees: tuple[Invitee, ...]) -> Booking:
         (booking_id, uri, start_ts, end_ts, pin_hash, capacity, downlink, rekey, allow_pin, dial_out,
-         created_ts, cancelled, subject, overrun) = r  # fmt: skip
+         created_ts, cancelled, subject, overrun, audio_codecs) = r  # fmt: skip
         try:
             return Booking(
                 id=str(booking_id),
@@ -195,6 +199,7 @@ class PgBookingStore(PgComponentStore):
                 subject=None if subject is None else str(subject),
                 pin_hash=None if pin_hash is None else str(pin_hash),
                 cancelled=bool(cancelled),
+                audio_codecs=parse_codecs(str(audio_codecs)),
             )
         except ValueError as exc:
             raise BookingStoreError(f"bookings {self.db.where}: corrupt row {booking_id!r}: {exc}") from None

@@ -21,7 +21,14 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from imsconf.booking.model import Booking, InvalidBooking, booking_from_request, booking_to_json, parse_time
+from imsconf.booking.model import (
+    SUPPORTED_CODECS,
+    Booking,
+    InvalidBooking,
+    booking_from_request,
+    booking_to_json,
+    parse_time,
+)
 from imsconf.booking.store import BookingConflict
 
 from .deps import BookingBackend, deps_of, unavailable
@@ -169,6 +176,11 @@ SCHEMAS: Final[dict[str, dict[str, object]]] = {
             "allow_pin_in_uri": {"type": "boolean"},
             "dial_out": {"type": "boolean"},
             "subject": {"type": "string"},
+            "audio_codecs": {
+                "type": "array",
+                "items": {"type": "string", "enum": list(SUPPORTED_CODECS)},
+                "description": "the conference's audio codecs, preferred first; empty: the server's setting",
+            },
         },
     },
     "Booking": {
@@ -181,6 +193,7 @@ SCHEMAS: Final[dict[str, dict[str, object]]] = {
             "end": _TIME,
             "has_pin": {"type": "boolean"},
             "cancelled": {"type": "boolean"},
+            "audio_codecs": {"type": "array", "items": {"type": "string"}},
         },
         "additionalProperties": True,
     },
