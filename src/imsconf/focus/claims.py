@@ -14,6 +14,11 @@ further INVITEs for the same URI wait on the same claim.  The result comes back 
   (docs/decisions/0021-booked-uri-claims.md);
 * :class:`ClaimFailed` — the directory is unreachable: ``503`` with ``Retry-After``.
 
+An INVITE from a trusted peer (the front, ``trusted_peers``) carrying ``X-Imsconf-Takeover: <node>`` was sent
+here because the front's dispatcher sees *node* as down although it still holds the URI (killed, its
+heartbeat not yet stale): the claim then takes that node's row over (``ClaimRequest.takeover_from``); the
+header from anyone else is ignored.
+
 :class:`NoClaims` (a single node) wins every claim at once: nothing waits.  Sans-I/O: the claimer's
 ``done`` only records the result and posts work to the inbox; answers go out at the focus's timer.
 """
@@ -35,6 +40,7 @@ from .legs import Inbox, Work
 
 __all__ = [
     "NODE_PARAM",
+    "TAKEOVER_HEADER",
     "UNAVAILABLE_REASON",
     "BookedClaims",
     "ClaimFailed",
@@ -54,13 +60,17 @@ NODE_PARAM: Final = "node"  # the URI parameter of a redirect's Contact that nam
 # the reason of the 503 while the directory is unreachable: the front passes it on instead of failing the
 # call over to another node (contrib/kamailio/kamailio.cfg, failure_route[FAILOVER])
 UNAVAILABLE_REASON: Final = "Conference Directory Unavailable"
+# the front's marker of a request re-dispatched because the node holding its URI is down
+TAKEOVER_HEADER: Final = "X-Imsconf-Takeover"
 
 
 @dataclass(frozen=True, slots=True)
 class ClaimRequest:
-    """Take the booked conference *uri* for this node (the runtime knows the node's id)."""
+    """Take the booked conference *uri* for this node (the runtime knows the node's id); *takeover_from*:
+    a node the front reported down, whose claim of *uri* is taken however fresh its heartbeat."""
 
     uri: str
+    takeover_from: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,10 +165,11 @@ class BookedClaims:
             self._keys[uri] = key
         return key
 
-    def acquire(self, uri: str, waiter: Waiter) -> ClaimResult | None:
+    def acquire(self, uri: str, waiter: Waiter, takeover_from: str | None = None) -> ClaimResult | None:
         """The claim of *uri* for this node: its result at once (held already, or a claimer that answers
         at once), or None and *waiter* is called with it later (every caller of one URI meanwhile waits on
-        the same claim).  A won URI is held until :meth:`keep` releases it."""
+        the same claim).  A won URI is held until :meth:`keep` releases it.  *takeover_from*: see
+        :class:`ClaimRequest` (a claim already under way is waited on as it is)."""
         key = self._key(uri)
         if key is None or key in self.held:
             return ClaimWon()
@@ -175,7 +186,9 @@ class BookedClaims:
                 self.inbox.post(lambda e, t: self._settle(e, key, claim, t))
 
         sync = True
-        self.claimer.claim(ClaimRequest(uri), done)
+        if takeover_from is not None:
+            log.warning("event=claim_takeover conf_uri=%s dead_node=%s", uri, takeover_from)
+        self.claimer.claim(ClaimRequest(uri, takeover_from), done)
         sync = False
         if claim.result is None:
             log.info("event=claim_wait conf_uri=%s", uri)
@@ -198,13 +211,24 @@ class BookedClaims:
             else:  # cannot be dialled in again: ask the caller to try once more
                 self._refuse(e, inc, 503, "Conference Opening", 1, t)
 
-        result = self.acquire(uri, waiter)
+        result = self.acquire(uri, waiter, self.takeover_from(ep, inc))
         if result is None:
             return False
         if isinstance(result, ClaimWon):
             return True
         self._answer(ep, inc, uri, result, now)
         return False
+
+    @staticmethod
+    def takeover_from(ep: SipEndpoint, inc: IncomingRequest) -> str | None:
+        """The dead node a trusted peer's (the front's) takeover marker names, else None."""
+        dead = inc.request.headers.get(TAKEOVER_HEADER)
+        if dead is None or not dead.strip():
+            return None
+        if not ep.config.trusted.trusts(inc.peer):
+            log.info("event=takeover_ignored src=%s reason=untrusted_peer", inc.peer)
+            return None
+        return dead.strip()
 
     def _settle(self, ep: SipEndpoint, key: str, claim: _Claim, now: float) -> None:
         if self.pending.get(key) is not claim or claim.result is None:
