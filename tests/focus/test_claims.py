@@ -5,7 +5,6 @@ release when the conference ends."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -148,12 +147,12 @@ def test_claim_lost_redirects_every_waiting_invite_to_the_holder(tmp_path: Path)
 
 
 def test_takeover_marker_is_passed_on_from_a_trusted_peer_only(tmp_path: Path) -> None:
-    """The front re-dispatched a caller because the holder is down (X-Imsconf-Takeover): from a trusted
-    peer the claim names that node to be taken over; from anyone else the marker is ignored."""
+    """The front re-dispatched a caller because the holder is down (X-Imsconf-Takeover): from the front's
+    address (front_peers) the claim names that node to be taken over; from anyone else it is ignored."""
     claimer = FakeClaimer()
     w = World(tmp_path, claimer)
     front, phone = w.h.ua("front"), w.h.ua("mallory")
-    w.h.ep.config = replace(w.h.ep.config, trusted=TrustedPeers.parse([front.peer.host]))
+    w.planned.claims.front = TrustedPeers.parse([front.peer.host])
     marker = (("X-Imsconf-Takeover", "a"),)
     w.h.send(phone, phone.invite(f"sip:weekly@{FOCUS_HOST}", sdp_offer(), marker))
     assert claimer.requests == [ClaimRequest(w.booking.uri)]

@@ -14,10 +14,10 @@ further INVITEs for the same URI wait on the same claim.  The result comes back 
   (docs/decisions/0021-booked-uri-claims.md);
 * :class:`ClaimFailed` — the directory is unreachable: ``503`` with ``Retry-After``.
 
-An INVITE from a trusted peer (the front, ``trusted_peers``) carrying ``X-Imsconf-Takeover: <node>`` was sent
-here because the front's dispatcher sees *node* as down although it still holds the URI (killed, its
-heartbeat not yet stale): the claim then takes that node's row over (``ClaimRequest.takeover_from``); the
-header from anyone else is ignored.
+An INVITE from the cluster's front (an address of the ``front_peers`` setting) carrying
+``X-Imsconf-Takeover: <node>`` was sent here because the front's dispatcher sees *node* as down although it
+still holds the URI (killed, its heartbeat not yet stale): the claim then takes that node's row over
+(``ClaimRequest.takeover_from``); the header from anyone else is ignored.
 
 :class:`NoClaims` (a single node) wins every claim at once: nothing waits.  Sans-I/O: the claimer's
 ``done`` only records the result and posts work to the inbox; answers go out at the focus's timer.
@@ -33,6 +33,7 @@ from typing import Final, Protocol
 from imsconf.booking.model import conference_key
 from imsconf.sip.endpoint import IncomingRequest, SipEndpoint
 from imsconf.sip.headers import Headers
+from imsconf.sip.identity import TrustedPeers
 from imsconf.sip.uri import SipUri
 from imsconf.sip.util import make_response, new_tag
 
@@ -145,9 +146,11 @@ class _Claim:
 class BookedClaims:
     """The claims of one focus: URIs held, claims under way and what waits on them."""
 
-    def __init__(self, claimer: Claimer | None, inbox: Inbox) -> None:
+    def __init__(self, claimer: Claimer | None, inbox: Inbox, front: TrustedPeers | None = None) -> None:
+        """*front*: the addresses whose takeover marker is believed (none: ignored from everyone)."""
         self.claimer: Claimer = claimer if claimer is not None else NoClaims()
         self.inbox = inbox
+        self.front = front if front is not None else TrustedPeers()
         self.held: dict[str, str] = {}  # conference key → the booked URI, while this node holds it
         self.pending: dict[str, _Claim] = {}  # by conference key
         self._keys: dict[str, str] = {}  # booked URI → its conference key (keep() runs at every timer)
@@ -219,13 +222,12 @@ class BookedClaims:
         self._answer(ep, inc, uri, result, now)
         return False
 
-    @staticmethod
-    def takeover_from(ep: SipEndpoint, inc: IncomingRequest) -> str | None:
-        """The dead node a trusted peer's (the front's) takeover marker names, else None."""
+    def takeover_from(self, ep: SipEndpoint, inc: IncomingRequest) -> str | None:
+        """The dead node the front's takeover marker names, else None (no marker, or not from the front)."""
         dead = inc.request.headers.get(TAKEOVER_HEADER)
         if dead is None or not dead.strip():
             return None
-        if not ep.config.trusted.trusts(inc.peer):
+        if not self.front.trusts(inc.peer):
             log.info("event=takeover_ignored src=%s reason=untrusted_peer", inc.peer)
             return None
         return dead.strip()
