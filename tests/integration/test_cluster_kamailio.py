@@ -385,6 +385,7 @@ def test_killed_holder_of_a_booked_conference_is_taken_over_by_the_survivor(
     for up to 30 s). A new caller of the booked URI is sent by the front to the survivor with the takeover
     marker (the dispatcher sees the holder down), the survivor takes the claim over and the conference
     starts there; the booking, the users and the usage written before the kill are untouched."""
+    from imsconf.store.directory_pg import PgDirectory
     from imsconf.store.usage_pg import PgUsageStore
     from imsconf.store.users_pg import PgUserStore
 
@@ -395,6 +396,7 @@ def test_killed_holder_of_a_booked_conference_is_taken_over_by_the_survivor(
                  node_config="allow_plain_rtp = true\n" + store + trust)  # fmt: skip
     uri = "sip:weekly@localhost"
     _book(pg_cluster, db, uri)
+    _book(pg_cluster, db, "sip:daily@localhost", "b00000002")
     users = PgUserStore(PgDatabase(pg_cluster.dsn(db), pg_cluster.password))
     usage = PgUsageStore(PgDatabase(pg_cluster.dsn(db), pg_cluster.password))
     bookings = PgBookingStore(PgDatabase(pg_cluster.dsn(db), pg_cluster.password))
@@ -443,6 +445,27 @@ def test_killed_holder_of_a_booked_conference_is_taken_over_by_the_survivor(
         assert f"taken_from={holder.node_id}" in slog, slog[-3000:]
         assert f"event=conference_created conf_uri={uri}" in slog, slog[-3000:]
         assert f"takeover: INVITE weekly from node {holder.node_id}" in klog, klog[-3000:]
+        # once the dispatcher has marked the dead node down, the front does not even try it: another URI
+        # it still holds (a fresh row, as if it had opened it just before the kill) is taken over too
+        _wait(lambda: f"node down: OPTIONS sip:{holder.ip}:" in cl.kamailio_log(), "the holder marked down")
+        dead_rows = PgDirectory(PgDatabase(pg_cluster.dsn(db), pg_cluster.password))
+        try:
+            assert dead_rows.claim("sip:daily@localhost", holder.node_id, time.time()) == holder.node_id
+        finally:
+            dead_rows.close()
+        began = time.monotonic()
+        res = run_sipp("conf_join_leave.xml", f"127.0.0.1:{cl.front_port}", transport="u1", timeout=10,
+                       workdir=tmp_path / "daily", extra=["-key", "conf", "daily", "-d", "200"])  # fmt: skip
+        assert res.returncode == 0, sipp_errors(tmp_path / "daily") + cl.logs()
+        print(f"a URI of the node marked down: in the conference on node {survivor.node_id} "
+              f"{time.monotonic() - began:.2f} s after the INVITE")  # fmt: skip
+        klog = cl.kamailio_log()
+        assert f"node down: INVITE daily not to node {holder.node_id}" in klog, klog[-3000:]
+        assert f"takeover: INVITE daily from node {holder.node_id} -> sip:{survivor.ip}:" in klog, klog[
+            -3000:
+        ]
+        assert "event=claim conf_uri=sip:daily@localhost holder=" + survivor.node_id in survivor.log()
+        slog = survivor.log()
         # the stores: the booking, the user and the usage of before the kill as they were
         booking = bookings.get("b00000001")
         assert booking is not None and booking.uri == uri
