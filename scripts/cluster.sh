@@ -63,6 +63,7 @@ outbound_proxy = "sip:$FRONT_IP:$INTERNAL_PORT;transport=tls;lr"
 media_host = "$ip"
 http = "$ip:8080"
 sip_source_rate = 0
+front_peers = ["$FRONT_IP"]
 TOML
         if [ -n "${CLUSTER_STORE:-}" ]; then
             printf 'store = "%s"\nstore_password_file = "%s"\n' "$CLUSTER_STORE" \

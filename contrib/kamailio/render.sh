@@ -78,7 +78,7 @@ TLS
 {
     echo "# setid destination flags priority attrs (written by contrib/kamailio/render.sh)"
     for node in $NODES; do
-        echo "1 sip:${node#*=};transport=tls 0 0 node=${node%%=*}"
+        echo "1 sip:${node#*=};transport=tls 0 0 duid=${node%%=*};node=${node%%=*}"
     done
 } >"$out/dispatcher.list"
 {

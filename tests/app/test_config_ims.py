@@ -32,3 +32,11 @@ def test_bad_trusted_peer_is_refused_by_name() -> None:
     with pytest.raises(ValueError, match="trusted_peers"):
         load_settings(None, {"trusted_peers": 5})
     assert load_settings(None, {"trusted_peers": "127.0.0.2, ::1"}).trusted_peers == ("127.0.0.2", "::1")
+
+
+def test_front_peers_are_addresses_like_trusted_peers() -> None:
+    """front_peers (the cluster front, whose takeover marker is believed) parse and fail as trusted_peers."""
+    assert Settings().front_peers == ()
+    assert load_settings(None, {"front_peers": "10.0.0.1"}).front_peers == ("10.0.0.1",)
+    with pytest.raises(ValueError, match=r"front_peers: 'front\.example\.net'"):
+        load_settings(None, {"front_peers": ["front.example.net"]})

@@ -33,9 +33,9 @@ class FlakyDirectory(LocalDirectory):
         if self.down:
             raise StoreUnavailable("down")
 
-    def claim(self, uri: str, node_id: str, now: float) -> str:
+    def claim(self, uri: str, node_id: str, now: float, *, takeover_from: str | None = None) -> str:
         self._check()
-        return super().claim(uri, node_id, now)
+        return super().claim(uri, node_id, now, takeover_from=takeover_from)
 
     def release(self, uri: str, node_id: str) -> None:
         self._check()
@@ -50,7 +50,7 @@ class FlakyDirectory(LocalDirectory):
         return super().expire(now)
 
 
-async def _claim(claims: DirectoryClaims, uri: str = URI) -> ClaimResult:
+async def _claim(claims: DirectoryClaims, uri: str = URI, takeover_from: str | None = None) -> ClaimResult:
     loop = asyncio.get_running_loop()
     got: asyncio.Future[ClaimResult] = loop.create_future()
 
@@ -58,7 +58,7 @@ async def _claim(claims: DirectoryClaims, uri: str = URI) -> ClaimResult:
         assert threading.get_ident() == threading.main_thread().ident  # back on the loop's thread
         got.set_result(result)
 
-    claims.claim(ClaimRequest(uri), done)
+    claims.claim(ClaimRequest(uri, takeover_from), done)
     return await asyncio.wait_for(got, 5)
 
 
@@ -83,6 +83,27 @@ def test_claim_won_lost_and_unavailable_off_the_loop() -> None:
         assert await _claim(b) == ClaimWon()
         await a.close()
         await b.close()
+
+    asyncio.run(scenario())
+
+
+def test_takeover_of_a_dead_nodes_fresh_claim() -> None:
+    """The front named "a" as down: "b" takes a's fresh row at once; a plain claim would not."""
+
+    async def scenario() -> None:
+        now = [1000.0]
+        d = FlakyDirectory()
+        a = DirectoryClaims(d, "a", clock=lambda: now[0])
+        b = DirectoryClaims(d, "b", clock=lambda: now[0])
+        assert await _claim(a) == ClaimWon()
+        assert await _claim(b) == ClaimLost("a")
+        assert await _claim(b, takeover_from="x") == ClaimLost("a")  # a node not holding it: nothing
+        assert await _claim(b, takeover_from="a") == ClaimWon()
+        assert d.lookup(URI, now[0]) == "b"
+        await a.close()  # a's release at close leaves b's row alone
+        assert d.lookup(URI, now[0]) == "b"
+        await b.close()
+        assert d.lookup(URI, now[0]) is None
 
     asyncio.run(scenario())
 

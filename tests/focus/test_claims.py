@@ -16,6 +16,7 @@ from imsconf.focus.claims import ClaimFailed, ClaimLost, ClaimRequest, ClaimResu
 from imsconf.focus.config import FocusConfig
 from imsconf.focus.planned import PlannedConferences, PlannedOptions
 from imsconf.keys.policy import DownlinkMode
+from imsconf.sip.identity import TrustedPeers
 from imsconf.sip.message import Response
 
 T0 = datetime(2030, 6, 1, 9, 0, tzinfo=UTC)
@@ -143,6 +144,25 @@ def test_claim_lost_redirects_every_waiting_invite_to_the_holder(tmp_path: Path)
     # nothing is kept of a lost claim: the next caller asks again (the holder may have died since)
     w.invite(w.h.ua("carol"))
     assert len(claimer.requests) == 2
+
+
+def test_takeover_marker_is_passed_on_from_a_trusted_peer_only(tmp_path: Path) -> None:
+    """The front re-dispatched a caller because the holder is down (X-Imsconf-Takeover): from the front's
+    address (front_peers) the claim names that node to be taken over; from anyone else it is ignored."""
+    claimer = FakeClaimer()
+    w = World(tmp_path, claimer)
+    front, phone = w.h.ua("front"), w.h.ua("mallory")
+    w.planned.claims.front = TrustedPeers.parse([front.peer.host])
+    marker = (("X-Imsconf-Takeover", "a"),)
+    w.h.send(phone, phone.invite(f"sip:weekly@{FOCUS_HOST}", sdp_offer(), marker))
+    assert claimer.requests == [ClaimRequest(w.booking.uri)]
+    claimer.resolve(ClaimLost("a"))
+    assert [r.status for r in w.finals(w.h.advance(0))] == [302]
+    w.h.send(front, front.invite(f"sip:weekly@{FOCUS_HOST}", sdp_offer(), marker))
+    assert claimer.requests[1] == ClaimRequest(w.booking.uri, takeover_from="a")
+    claimer.resolve(ClaimWon())
+    assert [r.status for r in w.finals(w.h.advance(0))] == [200]
+    assert w.live() == 1
 
 
 def test_directory_down_is_503_with_retry_after(tmp_path: Path) -> None:

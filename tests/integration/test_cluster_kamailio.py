@@ -162,6 +162,45 @@ def test_killed_node_marked_down_and_new_conferences_go_to_the_survivor(tmp_path
         cl.stop()
 
 
+def test_factory_invites_go_to_the_node_with_fewer_calls(tmp_path: Path) -> None:
+    """Dispatch by call load: while one node hosts a long call, short factory calls one after another all
+    go to the other node (round-robin would alternate). A second long call then goes to that other node;
+    once the first long call has ended (its BYE passes the front) the short calls go to the first node."""
+    cl = Cluster(tmp_path / "cl", node_config="allow_plain_rtp = true\n", rtp_range=_RTP)
+    cl.start()
+    longs: list[subprocess.Popen[bytes]] = []
+    try:
+
+        def shorts(tag: str) -> list[str]:
+            hosts = []
+            for i in range(3):
+                owner, conf = _create(cl, tmp_path, f"{tag}{i}", 100)
+                hosts.append(_host(conf))
+                _finish(owner, tmp_path / f"{tag}{i}", cl)
+            return hosts
+
+        first, conf = _create(cl, tmp_path, "long1", 5000)
+        longs.append(first)
+        busy = _host(conf)
+        hosts = shorts("short")
+        assert busy not in hosts, (busy, hosts, cl.kamailio_log()[-3000:])
+        second, conf = _create(cl, tmp_path, "long2", 20000)
+        longs.append(second)
+        assert _host(conf) != busy, cl.kamailio_log()[-3000:]
+        _finish(first, tmp_path / "long1", cl)  # its BYE: the first node's load is 0 again
+        hosts = shorts("after")
+        assert set(hosts) == {busy}, (busy, hosts, cl.kamailio_log()[-3000:])
+    except BaseException:
+        print(cl.logs())
+        raise
+    finally:
+        for proc in longs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        cl.stop()
+
+
 _CONF_CREATED = re.compile(r"event=conference_created\b.*?\bconf_uri=sip:(?P<user>conf-[^@]+)@")
 _SUITE = "AES_CM_128_HMAC_SHA1_80"
 
@@ -375,3 +414,113 @@ def test_baresip_callers_of_one_booked_uri_on_two_nodes_hear_each_other(
         for p in phones:
             p.stop()
         cl.stop()
+
+
+@pytest.mark.timeout(150)
+def test_killed_holder_of_a_booked_conference_is_taken_over_by_the_survivor(
+    tmp_path: Path, pg_cluster: PgCluster
+) -> None:
+    """A booked conference lives on one node; that node is killed (kill -9: its directory row stays fresh
+    for up to 30 s). A new caller of the booked URI is sent by the front to the survivor with the takeover
+    marker (the dispatcher sees the holder down), the survivor takes the claim over and the conference
+    starts there; the booking, the users and the usage written before the kill are untouched."""
+    from imsconf.store.directory_pg import PgDirectory
+    from imsconf.store.usage_pg import PgUsageStore
+    from imsconf.store.users_pg import PgUserStore
+
+    db, store, directory = _pg_store(pg_cluster, "takeover_" + secrets.token_hex(3))
+    # the nodes know the front's address: its takeover marker is believed
+    trust = 'front_peers = ["127.0.0.1"]\n'
+    cl = Cluster(tmp_path / "cl", rtp_range=_RTP, front_env={"DIRECTORY_DB_URL": directory},
+                 node_config="allow_plain_rtp = true\n" + store + trust)  # fmt: skip
+    uri = "sip:weekly@localhost"
+    _book(pg_cluster, db, uri)
+    _book(pg_cluster, db, "sip:daily@localhost", "b00000002")
+    users = PgUserStore(PgDatabase(pg_cluster.dsn(db), pg_cluster.password))
+    usage = PgUsageStore(PgDatabase(pg_cluster.dsn(db), pg_cluster.password))
+    bookings = PgBookingStore(PgDatabase(pg_cluster.dsn(db), pg_cluster.password))
+    users.add("alice", "secret-pw", "localhost")
+    cl.start()
+    stayer: subprocess.Popen[bytes] | None = None
+    try:
+        # a first conference, ended: its usage is in the store before the kill
+        res = run_sipp("conf_join_leave.xml", f"127.0.0.1:{cl.front_port}", transport="u1",
+                       workdir=tmp_path / "first", extra=["-key", "conf", "weekly", "-d", "300"])  # fmt: skip
+        assert res.returncode == 0, sipp_errors(tmp_path / "first") + cl.logs()
+        _wait(lambda: len(usage.records(None, None)[0]) >= 1, "the first call's usage in the store")
+        before = usage.records(None, None)
+        # the conference again, with a caller who stays: its holder is killed under it
+        joins = {n.node_id: n.log().count(f"event=participant_joined conf={uri}") for n in cl.nodes}
+        stayer = sipp_bg("conf_join_leave.xml", cl.front_port, "u1", tmp_path / "stayer",
+                         "-key", "conf", "weekly", "-d", "60000", timeout="90s")  # fmt: skip
+        holder = None
+        deadline = time.monotonic() + 15
+        while holder is None and time.monotonic() < deadline:
+            holder = next((n for n in cl.nodes if _joins_at_least(n, uri, joins[n.node_id] + 1)()), None)
+            time.sleep(0.05)
+        assert holder is not None, cl.logs()
+        survivor = next(n for n in cl.nodes if n is not holder)
+        killed = time.monotonic()
+        holder.kill()
+        # callers retry until one is in: the time from the kill to that join is what is measured
+        attempts = 0
+        joined_at = None
+        while joined_at is None and time.monotonic() - killed < 40:
+            attempts += 1
+            work = tmp_path / f"after{attempts}"
+            res = run_sipp("conf_join_leave.xml", f"127.0.0.1:{cl.front_port}", transport="u1", timeout=10,
+                           workdir=work, extra=["-key", "conf", "weekly", "-d", "200"])  # fmt: skip
+            if res.returncode == 0:
+                joined_at = time.monotonic()
+            else:
+                time.sleep(0.2)
+        assert joined_at is not None, cl.logs()
+        took = joined_at - killed
+        print(f"kill -9 of node {holder.node_id} -> a caller in the conference on node {survivor.node_id}: "
+              f"{took:.2f} s, {attempts} attempt(s)")  # fmt: skip
+        assert took < 15, took
+        slog, klog = survivor.log(), cl.kamailio_log()
+        assert f"event=claim conf_uri={uri} holder={survivor.node_id}" in slog, slog[-3000:]
+        assert f"taken_from={holder.node_id}" in slog, slog[-3000:]
+        assert f"event=conference_created conf_uri={uri}" in slog, slog[-3000:]
+        assert f"takeover: INVITE weekly from node {holder.node_id}" in klog, klog[-3000:]
+        # once the dispatcher has marked the dead node down, the front does not even try it: another URI
+        # it still holds (a fresh row, as if it had opened it just before the kill) is taken over too
+        # (by its probe, or by the takeover above if the dispatcher picked the dead node for it first)
+        down = (f"node down: OPTIONS sip:{holder.ip}:", f"node down: no answer from node {holder.node_id}")
+        _wait(lambda: any(d in cl.kamailio_log() for d in down), "the holder marked down")
+        dead_rows = PgDirectory(PgDatabase(pg_cluster.dsn(db), pg_cluster.password))
+        try:
+            assert dead_rows.claim("sip:daily@localhost", holder.node_id, time.time()) == holder.node_id
+        finally:
+            dead_rows.close()
+        began = time.monotonic()
+        res = run_sipp("conf_join_leave.xml", f"127.0.0.1:{cl.front_port}", transport="u1", timeout=10,
+                       workdir=tmp_path / "daily", extra=["-key", "conf", "daily", "-d", "200"])  # fmt: skip
+        assert res.returncode == 0, sipp_errors(tmp_path / "daily") + cl.logs()
+        print(f"a URI of the node marked down: in the conference on node {survivor.node_id} "
+              f"{time.monotonic() - began:.2f} s after the INVITE")  # fmt: skip
+        klog = cl.kamailio_log()
+        assert f"node down: INVITE daily not to node {holder.node_id}" in klog, klog[-3000:]
+        assert f"takeover: INVITE daily from node {holder.node_id} -> sip:{survivor.ip}:" in klog, klog[
+            -3000:
+        ]
+        assert "event=claim conf_uri=sip:daily@localhost holder=" + survivor.node_id in survivor.log()
+        slog = survivor.log()
+        # the stores: the booking, the user and the usage of before the kill as they were
+        booking = bookings.get("b00000001")
+        assert booking is not None and booking.uri == uri
+        assert "alice" in users.list() and users.realm_of("alice") == "localhost"
+        legs, confs = usage.records(None, None)
+        assert legs[: len(before[0])] == before[0] and confs[: len(before[1])] == before[1]
+        assert "Traceback" not in slog
+    except BaseException:
+        print(cl.logs())
+        raise
+    finally:
+        if stayer is not None and stayer.poll() is None:
+            stayer.kill()
+            stayer.wait()
+        cl.stop()
+        for s in (users, usage, bookings):
+            s.close()

@@ -65,6 +65,23 @@ def test_heartbeat_keeps_and_expiry_frees(directory: ConferenceDirectory) -> Non
     assert directory.heartbeat("node-a", 157.0) == 1  # the daily room it still has
 
 
+def test_takeover_from_a_dead_node_takes_only_its_fresh_row(directory: ConferenceDirectory) -> None:
+    """The front saw node-a die: a claim naming it takes its row at once, heartbeat fresh or not; a row of
+    a node not named (or a free URI) is claimed as usual."""
+    directory.claim(URI, "node-a", 100.0)
+    directory.claim("sip:daily@example.com", "node-c", 100.0)
+    assert directory.claim(URI, "node-b", 101.0) == "node-a"  # fresh: no plain claim takes it
+    assert directory.claim(URI, "node-b", 101.0, takeover_from="node-a") == "node-b"
+    assert directory.lookup(URI, 101.0) == "node-b"
+    # a second takeover naming node-a (another caller's) finds node-b: nothing changes
+    assert directory.claim(URI, "node-d", 102.0, takeover_from="node-a") == "node-b"
+    # node-c is not the one named: its row stays
+    assert directory.claim("sip:daily@example.com", "node-b", 102.0, takeover_from="node-a") == "node-c"
+    # nothing held: the takeover is a plain claim
+    assert directory.claim("sip:free@example.com", "node-b", 102.0, takeover_from="node-a") == "node-b"
+    assert directory.heartbeat("node-a", 103.0) == 0  # the dead node's heartbeat (if any) holds nothing
+
+
 def test_pg_claim_race_has_one_winner(pg_cluster: PgCluster, pg_dsn: str) -> None:
     """Eight nodes, each on its own connection, claim one booked URI at the same instant: one wins and
     every claim reports that winner."""

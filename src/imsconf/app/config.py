@@ -283,6 +283,10 @@ class Settings:
     # authenticated identity and whose requests get no digest challenge; from anyone else the header is
     # removed. By address only: the transports do not hand the peer's TLS certificate to the SIP core.
     trusted_peers: tuple[str, ...] = ()
+    # the cluster front's addresses (its nodes' side, docs/decisions/0021-booked-uri-claims.md): from these
+    # only is the front's takeover marker believed (a booked URI whose holder the front saw die is taken
+    # over here at once); unlike trusted_peers no identity is believed and digest still applies
+    front_peers: tuple[str, ...] = ()
     # where the shared state lives: "sqlite" (files in data_dir, one node) or a PostgreSQL DSN
     # "postgresql://user@host:port/db" shared by the nodes of a cluster (docs/decisions/0017-shared-store.md);
     # the DSN carries no password: it is read from store_password_file (mode 0600)
@@ -388,6 +392,10 @@ class Settings:
         from imsconf.sip.identity import TrustedPeers
 
         TrustedPeers.parse(self.trusted_peers)  # ValueError naming the bad entry
+        try:
+            TrustedPeers.parse(self.front_peers)
+        except ValueError as exc:
+            raise ValueError(str(exc).replace("trusted_peers", "front_peers", 1)) from None
         if not self.audio_codecs or any(c not in SUPPORTED for c in self.audio_codecs):
             raise ValueError(f"audio_codecs: choose from {', '.join(SUPPORTED)}, got {self.audio_codecs!r}")
         if len(set(self.audio_codecs)) != len(self.audio_codecs):
@@ -617,7 +625,7 @@ def _coerce(key: str, value: Any, base: Path | None) -> Any:
         if not isinstance(value, str):
             raise bad("a SIP URI such as 'sip:scscf.example.com;lr'")
         return value.strip()
-    if key == "trusted_peers":
+    if key in ("trusted_peers", "front_peers"):
         items = [v for v in value.split(",") if v.strip()] if isinstance(value, str) else value
         if not isinstance(items, list | tuple) or not all(isinstance(v, str) for v in items):
             raise bad("a list of IP addresses or networks, as in ['10.0.0.5', '192.0.2.0/24']")

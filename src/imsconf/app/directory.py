@@ -64,7 +64,7 @@ class DirectoryClaims:
     # ---- the focus's Claimer
 
     def claim(self, request: ClaimRequest, done: Callable[[ClaimResult], None]) -> None:
-        self._spawn(self._claim(request.uri, done))
+        self._spawn(self._claim(request.uri, done, request.takeover_from))
 
     def release(self, uri: str) -> None:
         self._spawn(self._release(uri))
@@ -74,11 +74,15 @@ class DirectoryClaims:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _claim(self, uri: str, done: Callable[[ClaimResult], None]) -> None:
+    async def _claim(
+        self, uri: str, done: Callable[[ClaimResult], None], takeover_from: str | None = None
+    ) -> None:
         result: ClaimResult
         began = time.monotonic()
         try:
-            holder = await asyncio.to_thread(self.directory.claim, uri, self.node_id, self.clock())
+            holder = await asyncio.to_thread(
+                lambda: self.directory.claim(uri, self.node_id, self.clock(), takeover_from=takeover_from)
+            )
         except StoreUnavailable as exc:
             log.warning("event=claim_failed conf_uri=%s reason=%r", uri, str(exc))
             result = ClaimFailed(self.retry_after)
@@ -93,7 +97,10 @@ class DirectoryClaims:
         if isinstance(result, ClaimLost):
             holder_id = result.node_id
         ms = (time.monotonic() - began) * 1000
-        log.info("event=claim conf_uri=%s holder=%s ms=%.1f", uri, holder_id or "-", ms)
+        took = (
+            f" taken_from={takeover_from}" if takeover_from is not None and holder_id == self.node_id else ""
+        )
+        log.info("event=claim conf_uri=%s holder=%s ms=%.1f%s", uri, holder_id or "-", ms, took)
         done(result)
 
     async def _release(self, uri: str) -> None:

@@ -314,7 +314,8 @@ def build_focus(
     planned = None
     if bookings is not None:
         pins = ExecutorPinChecker(loop) if loop is not None else None
-        planned = PlannedOptions(bookings, pins=pins, refresh=refresh, claims=claims)
+        front = TrustedPeers.parse(settings.front_peers)
+        planned = PlannedOptions(bookings, pins=pins, refresh=refresh, claims=claims, front=front)
     options = FocusOptions(
         planned=planned,
         windows=WindowOptions(windows) if windows is not None else None,

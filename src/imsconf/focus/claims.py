@@ -14,6 +14,11 @@ further INVITEs for the same URI wait on the same claim.  The result comes back 
   (docs/decisions/0021-booked-uri-claims.md);
 * :class:`ClaimFailed` — the directory is unreachable: ``503`` with ``Retry-After``.
 
+An INVITE from the cluster's front (an address of the ``front_peers`` setting) carrying
+``X-Imsconf-Takeover: <node>`` was sent here because the front's dispatcher sees *node* as down although it
+still holds the URI (killed, its heartbeat not yet stale): the claim then takes that node's row over
+(``ClaimRequest.takeover_from``); the header from anyone else is ignored.
+
 :class:`NoClaims` (a single node) wins every claim at once: nothing waits.  Sans-I/O: the claimer's
 ``done`` only records the result and posts work to the inbox; answers go out at the focus's timer.
 """
@@ -28,6 +33,7 @@ from typing import Final, Protocol
 from imsconf.booking.model import conference_key
 from imsconf.sip.endpoint import IncomingRequest, SipEndpoint
 from imsconf.sip.headers import Headers
+from imsconf.sip.identity import TrustedPeers
 from imsconf.sip.uri import SipUri
 from imsconf.sip.util import make_response, new_tag
 
@@ -35,6 +41,7 @@ from .legs import Inbox, Work
 
 __all__ = [
     "NODE_PARAM",
+    "TAKEOVER_HEADER",
     "UNAVAILABLE_REASON",
     "BookedClaims",
     "ClaimFailed",
@@ -54,13 +61,17 @@ NODE_PARAM: Final = "node"  # the URI parameter of a redirect's Contact that nam
 # the reason of the 503 while the directory is unreachable: the front passes it on instead of failing the
 # call over to another node (contrib/kamailio/kamailio.cfg, failure_route[FAILOVER])
 UNAVAILABLE_REASON: Final = "Conference Directory Unavailable"
+# the front's marker of a request re-dispatched because the node holding its URI is down
+TAKEOVER_HEADER: Final = "X-Imsconf-Takeover"
 
 
 @dataclass(frozen=True, slots=True)
 class ClaimRequest:
-    """Take the booked conference *uri* for this node (the runtime knows the node's id)."""
+    """Take the booked conference *uri* for this node (the runtime knows the node's id); *takeover_from*:
+    a node the front reported down, whose claim of *uri* is taken however fresh its heartbeat."""
 
     uri: str
+    takeover_from: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,9 +146,11 @@ class _Claim:
 class BookedClaims:
     """The claims of one focus: URIs held, claims under way and what waits on them."""
 
-    def __init__(self, claimer: Claimer | None, inbox: Inbox) -> None:
+    def __init__(self, claimer: Claimer | None, inbox: Inbox, front: TrustedPeers | None = None) -> None:
+        """*front*: the addresses whose takeover marker is believed (none: ignored from everyone)."""
         self.claimer: Claimer = claimer if claimer is not None else NoClaims()
         self.inbox = inbox
+        self.front = front if front is not None else TrustedPeers()
         self.held: dict[str, str] = {}  # conference key → the booked URI, while this node holds it
         self.pending: dict[str, _Claim] = {}  # by conference key
         self._keys: dict[str, str] = {}  # booked URI → its conference key (keep() runs at every timer)
@@ -155,10 +168,11 @@ class BookedClaims:
             self._keys[uri] = key
         return key
 
-    def acquire(self, uri: str, waiter: Waiter) -> ClaimResult | None:
+    def acquire(self, uri: str, waiter: Waiter, takeover_from: str | None = None) -> ClaimResult | None:
         """The claim of *uri* for this node: its result at once (held already, or a claimer that answers
         at once), or None and *waiter* is called with it later (every caller of one URI meanwhile waits on
-        the same claim).  A won URI is held until :meth:`keep` releases it."""
+        the same claim).  A won URI is held until :meth:`keep` releases it.  *takeover_from*: see
+        :class:`ClaimRequest` (a claim already under way is waited on as it is)."""
         key = self._key(uri)
         if key is None or key in self.held:
             return ClaimWon()
@@ -175,7 +189,9 @@ class BookedClaims:
                 self.inbox.post(lambda e, t: self._settle(e, key, claim, t))
 
         sync = True
-        self.claimer.claim(ClaimRequest(uri), done)
+        if takeover_from is not None:
+            log.warning("event=claim_takeover conf_uri=%s dead_node=%s", uri, takeover_from)
+        self.claimer.claim(ClaimRequest(uri, takeover_from), done)
         sync = False
         if claim.result is None:
             log.info("event=claim_wait conf_uri=%s", uri)
@@ -198,13 +214,23 @@ class BookedClaims:
             else:  # cannot be dialled in again: ask the caller to try once more
                 self._refuse(e, inc, 503, "Conference Opening", 1, t)
 
-        result = self.acquire(uri, waiter)
+        result = self.acquire(uri, waiter, self.takeover_from(ep, inc))
         if result is None:
             return False
         if isinstance(result, ClaimWon):
             return True
         self._answer(ep, inc, uri, result, now)
         return False
+
+    def takeover_from(self, ep: SipEndpoint, inc: IncomingRequest) -> str | None:
+        """The dead node the front's takeover marker names, else None (no marker, or not from the front)."""
+        dead = inc.request.headers.get(TAKEOVER_HEADER)
+        if dead is None or not dead.strip():
+            return None
+        if not self.front.trusts(inc.peer):
+            log.info("event=takeover_ignored src=%s reason=untrusted_peer", inc.peer)
+            return None
+        return dead.strip()
 
     def _settle(self, ep: SipEndpoint, key: str, claim: _Claim, now: float) -> None:
         if self.pending.get(key) is not claim or claim.result is None:

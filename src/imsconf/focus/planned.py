@@ -44,6 +44,7 @@ from imsconf.media.events import DtmfReceived, MediaEngineError, MediaEvent
 from imsconf.sdp.direction import Direction
 from imsconf.sip.endpoint import IncomingRequest, SipEndpoint
 from imsconf.sip.errors import SipParseError
+from imsconf.sip.identity import TrustedPeers
 from imsconf.sip.uri import SipUri
 from imsconf.sip.util import make_response, new_tag
 
@@ -178,6 +179,8 @@ class PlannedOptions:
     # claims a booked URI in the cluster's directory before the first caller opens it (.claims); None: a
     # single node, every claim won at once
     claims: Claimer | None = None
+    # the cluster front's addresses: its takeover marker is believed from these only (.claims)
+    front: TrustedPeers = field(default_factory=TrustedPeers)
 
 
 class PlannedFocusConfig(Protocol):
@@ -298,7 +301,7 @@ class PlannedConferences(FeatureBase):
         self.config = options.config or PlannedConfig()
         self.refresh = options.refresh
         self.unavailable: int | None = None  # the last re-read failed: the Retry-After of the 503 to answer
-        self.claims = BookedClaims(options.claims, inbox)
+        self.claims = BookedClaims(options.claims, inbox, options.front)
         self.booked: dict[str, BookedConference] = {}  # by conf_id
         self.lobby: dict[str, _LobbyLeg] = {}  # by leg_id
         self._lobby_ids = 0

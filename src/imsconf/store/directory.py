@@ -5,7 +5,9 @@ wall-clock time of its last heartbeat.  :meth:`ConferenceDirectory.claim` gives 
 unless another node holds it with a fresh heartbeat, so two nodes racing for one booked URI get exactly one
 winner; :meth:`~ConferenceDirectory.heartbeat` refreshes every row of a node; rows whose heartbeat is older
 than the timeout belong to a dead node: a claim takes them over and :meth:`~ConferenceDirectory.expire`
-deletes them.  Times are passed in (``time.time()`` at the runtime), never read here.
+deletes them.  A claim ``takeover_from=<node>`` also takes a row that *node* still holds with a fresh
+heartbeat: the front saw that node die (its dispatcher's probe failed) before its rows went stale; a row held
+by any other node is left alone.  Times are passed in (``time.time()`` at the runtime), never read here.
 
 :class:`LocalDirectory` is the single-node directory (embedded SQLite mode: one process, nobody to race);
 :class:`imsconf.store.directory_pg.PgDirectory` is the shared one, where the claim is one
@@ -43,9 +45,10 @@ class ConferenceDirectory(Protocol):
 
     heartbeat_timeout: float
 
-    def claim(self, uri: str, node_id: str, now: float) -> str:
-        """Take *uri* for *node_id* unless a live node holds it; the node that holds it afterwards (equal
-        to *node_id* when the claim won).  ValueError for a URI that is not ``sip(s):user@host``."""
+    def claim(self, uri: str, node_id: str, now: float, *, takeover_from: str | None = None) -> str:
+        """Take *uri* for *node_id* unless a live node holds it (*takeover_from*: a node known to be dead,
+        whose row is taken however fresh); the node that holds it afterwards (equal to *node_id* when the
+        claim won).  ValueError for a URI that is not ``sip(s):user@host``."""
         ...
 
     def lookup(self, uri: str, now: float) -> str | None:
@@ -77,11 +80,15 @@ class LocalDirectory:
         self._rows: dict[str, DirectoryEntry] = {}
         self._lock = threading.Lock()
 
-    def claim(self, uri: str, node_id: str, now: float) -> str:
+    def claim(self, uri: str, node_id: str, now: float, *, takeover_from: str | None = None) -> str:
         key = conference_key(uri)
         with self._lock:
             row = self._rows.get(key)
-            if row is None or row.node_id == node_id or row.heartbeat < now - self.heartbeat_timeout:
+            if (
+                row is None
+                or row.node_id in (node_id, takeover_from)
+                or row.heartbeat < now - self.heartbeat_timeout
+            ):
                 row = DirectoryEntry(key, node_id, now)
                 self._rows[key] = row
             return row.node_id

@@ -37,17 +37,19 @@ class PgDirectory:
         self.heartbeat_timeout = heartbeat_timeout
         db.migrate(COMPONENT, MIGRATIONS)
 
-    def claim(self, uri: str, node_id: str, now: float) -> str:
+    def claim(self, uri: str, node_id: str, now: float, *, takeover_from: str | None = None) -> str:
         key = conference_key(uri)
         while True:
             with self.db.transaction() as cur:
+                # takeover_from NULL: "d.node_id = NULL" is never true, the plain claim
                 cur.execute(
                     """INSERT INTO conference_directory AS d (uri_key, node_id, heartbeat) VALUES (%s, %s, %s)
                        ON CONFLICT (uri_key) DO UPDATE
                        SET node_id = EXCLUDED.node_id, heartbeat = EXCLUDED.heartbeat
                        WHERE d.node_id = EXCLUDED.node_id OR d.heartbeat < EXCLUDED.heartbeat - %s
+                          OR d.node_id = %s
                        RETURNING d.node_id""",
-                    (key, node_id, now, self.heartbeat_timeout),
+                    (key, node_id, now, self.heartbeat_timeout, takeover_from),
                 )
                 row = cur.fetchone()
                 if row is not None:
