@@ -9,7 +9,7 @@ import base64
 import random
 
 import pytest
-from helpers import FACTORY, SUITE, Harness, RecordingMedia, answer_crypto, new_key
+from helpers import FACTORY, SUITE, UA, Harness, RecordingMedia, answer_crypto, new_key
 from test_keying import GroupMedia
 
 from imsconf.focus.config import FocusConfig
@@ -279,6 +279,32 @@ def test_a_wideband_leg_is_kept_out_of_the_pcmu_group_downlink() -> None:
 def test_the_first_wideband_leg_demotes_the_group_listeners() -> None:
     """Two PCMU listeners on the group key, then an Opus phone joins: the conference is mixed at 16 kHz
     from then on (no group stream), so each group listener is re-INVITEd back to its own key."""
+    from test_keying import _leg, _reinvites
+
+    from imsconf.conference.eventinfo import KeyScope
+
+    h, media, _bob, uri, a_leg, b_leg = _two_group_listeners()
+    dave = h.ua("dave")
+    assert h.call(dave, uri, offer(OPUS, TE48)).status == 200
+    demotions = _reinvites(h.send(dave, dave.ack()))
+    assert sorted(r.uri.split("@")[0].split(":")[1] for r in demotions) == ["alice", "bob"]
+    own = {a_leg: media.legs[a_leg].tx_key, b_leg: media.legs[b_leg].tx_key}
+    for r in demotions:  # each re-INVITE carries the listener's own key again
+        leg_id = a_leg if "alice" in r.uri else b_leg
+        assert answer_crypto(r.body).key_salt == own[leg_id]
+    assert media.streams[a_leg][0] is None and media.streams[b_leg][0] is None
+    assert h.focus.keying.scope(_leg(h, dave)) is KeyScope.PER_PARTICIPANT
+
+
+def _harness_group() -> tuple[Harness, GroupMedia]:
+    from test_keying import _harness
+
+    return _harness()
+
+
+def _two_group_listeners() -> tuple[Harness, GroupMedia, UA, str, str, str]:
+    """alice creates a group-keyed PCMU conference and bob joins: both confirmed on the group key.
+    Returns the harness, its media, bob, the conference URI and alice's and bob's legs."""
     from test_keying import _answer, _confirm, _connect, _create, _leg, _reinvites, ua_keys
 
     from imsconf.conference.eventinfo import KeyScope
@@ -299,22 +325,7 @@ def test_the_first_wideband_leg_demotes_the_group_listeners() -> None:
     _confirm(h, a_leg, 2)
     _confirm(h, b_leg, 2)
     assert h.focus.keying.scope(a_leg) is KeyScope.GROUP and h.focus.keying.scope(b_leg) is KeyScope.GROUP
-    dave = h.ua("dave")
-    assert h.call(dave, uri, offer(OPUS, TE48)).status == 200
-    demotions = _reinvites(h.send(dave, dave.ack()))
-    assert sorted(r.uri.split("@")[0].split(":")[1] for r in demotions) == ["alice", "bob"]
-    own = {a_leg: media.legs[a_leg].tx_key, b_leg: media.legs[b_leg].tx_key}
-    for r in demotions:  # each re-INVITE carries the listener's own key again
-        leg_id = a_leg if "alice" in r.uri else b_leg
-        assert answer_crypto(r.body).key_salt == own[leg_id]
-    assert media.streams[a_leg][0] is None and media.streams[b_leg][0] is None
-    assert h.focus.keying.scope(_leg(h, dave)) is KeyScope.PER_PARTICIPANT
-
-
-def _harness_group() -> tuple[Harness, GroupMedia]:
-    from test_keying import _harness
-
-    return _harness()
+    return h, media, bob, uri, a_leg, b_leg
 
 
 def test_the_operator_view_shows_each_participants_codec() -> None:
@@ -334,26 +345,9 @@ def test_the_operator_view_shows_each_participants_codec() -> None:
 def test_a_reinvite_to_a_wideband_codec_demotes_the_group_listeners() -> None:
     """A group listener's re-INVITE moves it to G.722: its conference is mixed at 16 kHz from then on, so
     the group listeners (it too) are re-INVITEd back to their own keys."""
-    from test_keying import _answer, _confirm, _connect, _create, _leg, _reinvites, ua_keys
+    from test_keying import _reinvites, ua_keys
 
-    from imsconf.conference.eventinfo import KeyScope
-
-    h, media = _harness_group()
-    alice, uri, inv = _create(h)
-    a_leg = _leg(h, alice)
-    _answer(h, alice, inv)
-    _confirm(h, a_leg, 1)
-    bob = h.ua("bob")
-    ua_keys["bob"] = new_key()
-    invites = {
-        r.uri.split("@")[0].split(":")[1]: r for r in _reinvites(_connect(h, bob, uri, ua_keys["bob"]))
-    }
-    b_leg = _leg(h, bob)
-    _answer(h, alice, invites["alice"])
-    _answer(h, bob, invites["bob"])
-    _confirm(h, a_leg, 2)
-    _confirm(h, b_leg, 2)
-    assert h.focus.keying.scope(a_leg) is KeyScope.GROUP and h.focus.keying.scope(b_leg) is KeyScope.GROUP
+    h, media, bob, _uri, a_leg, b_leg = _two_group_listeners()
     sent = h.send(bob, bob.reinvite(offer(G722, TE8, key=ua_keys["bob"])))
     resp = h.final(sent)
     assert resp.status == 200 and media.legs[b_leg].codec_name == "G722"
