@@ -28,7 +28,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 from bfcp_client import HELLO_ACK, BfcpClient
 from helpers import Harness, sdp_offer
 from msrp_client import MsrpClient, cpim_headers
-from msrp_client import self_signed_certificate as self_signed
 
 from imsconf.app.bfcp import start_floor_listeners
 from imsconf.app.focus_wiring import FocusOptions
@@ -40,6 +39,7 @@ from imsconf.focus.chat import FocusChat
 from imsconf.focus.floor_feature import certificate_fingerprint
 from imsconf.sdp.msrp import MessageMedia
 from imsconf.sdp.session import SessionDescription
+from uas.pki import self_signed_certificate as self_signed
 
 Cert = tuple[Path, Path]  # certificate, key (PEM files)
 

@@ -7,49 +7,14 @@ end-line ``-------<tid><flag>`` that begins a line after it. It answers every SE
 
 from __future__ import annotations
 
-import datetime
 import re
 import secrets
 import socket
 import ssl
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 _START = re.compile(rb"MSRP ([A-Za-z0-9][A-Za-z0-9.\-+%=]{3,31}) ([A-Z]+|\d{3})(?: ([^\r\n]*))?\r\n")
-
-
-def self_signed_certificate(directory: Path, name: str) -> tuple[Path, Path]:
-    """A self-signed client certificate (EC P-256, an hour): ``directory/<name>.pem`` and ``.key``, the
-    kind most MSRP clients present with its fingerprint in their SDP (RFC 4975 §14.4)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .sign(key, hashes.SHA256())
-    )
-    directory.mkdir(parents=True, exist_ok=True)
-    cert_pem, key_pem = directory / f"{name}.pem", directory / f"{name}.key"
-    cert_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_pem.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    key_pem.chmod(0o600)
-    return cert_pem, key_pem
 
 
 @dataclass

@@ -27,11 +27,11 @@ from pathlib import Path
 import pytest
 from bfcp_client import GRANTED, PENDING, REVOKED, BfcpClient
 from harness import ServerProcess, free_port_pair, free_tcp_port, with_separate_mixer
-from msrp_client import self_signed_certificate
 
 from imsconf.app.pki import PkiPaths, ensure_dev_pki, issue_cert
 from peers import require_peer
 from uas import Call, UserAgent, tone_present
+from uas.pki import self_signed_certificate
 
 OWNER_HZ, BOB_HZ, CAROL_HZ = 440.0, 1000.0, 1700.0
 pytestmark = pytest.mark.peer

@@ -25,12 +25,13 @@ from pathlib import Path
 
 import pytest
 from harness import ServerProcess, free_port_pair, free_tcp_port
-from msrp_client import MsrpClient, cpim_headers, self_signed_certificate
+from msrp_client import MsrpClient, cpim_headers
 from sipclient import SipClient, build_request
 
 from imsconf.app.pki import PkiPaths, ensure_dev_pki, issue_cert
 from peers import require_peer
 from uas import Call, UserAgent
+from uas.pki import self_signed_certificate
 
 pytestmark = pytest.mark.peer
 

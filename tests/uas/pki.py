@@ -30,6 +30,29 @@ def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
     path.chmod(0o600)
 
 
+def self_signed_certificate(directory: Path, name: str) -> tuple[Path, Path]:
+    """A self-signed client certificate (EC P-256, an hour): ``directory/<name>.pem`` and ``.key``, the
+    kind most MSRP and BFCP clients present with its fingerprint in their SDP (RFC 4975 §14.4)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .sign(key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    cert_pem, key_pem = directory / f"{name}.pem", directory / f"{name}.key"
+    cert_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _write_key(key, key_pem)
+    return cert_pem, key_pem
+
+
 def make_ca(directory: Path, name: str = "uas throwaway CA") -> tuple[Path, Path]:
     directory.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
