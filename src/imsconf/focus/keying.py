@@ -65,7 +65,13 @@ from imsconf.keys import (
 from imsconf.keys.authority import SUITES
 from imsconf.keys.stats import KeyingStats
 from imsconf.media.control import MediaControl
-from imsconf.media.events import GroupStreamConfirmed, GroupStreamFailing, MediaEngineError, MediaEvent
+from imsconf.media.events import (
+    G711_NAMES,  # the codecs the mixer mixes at 8 kHz, where group streams exist
+    GroupStreamConfirmed,
+    GroupStreamFailing,
+    MediaEngineError,
+    MediaEvent,
+)
 from imsconf.media.srtp import SrtpKeys
 from imsconf.sdp.errors import SdpParseError
 from imsconf.sdp.sdes import CryptoAttribute
@@ -82,7 +88,6 @@ from .routing import dialog_destination
 log = logging.getLogger("imsconf.focus.keying")
 
 GROUP_CODEC = ("PCMU", 0)  # the common stream's codec (MediaControl.add_group_epoch default)
-G711 = frozenset({"PCMU", "PCMA"})  # the codecs the mixer mixes at 8 kHz, where group streams exist
 LOBBY_POLL = 0.25  # how often legs held in a PIN lobby are looked at again (they join once admitted)
 
 
@@ -316,7 +321,9 @@ class FocusKeying(FeatureBase):
         decision = leg.media.decision
         mgr = self.managers.get(leg.conf_id)
         lk = self.legs.get(leg.leg_id)
-        if decision is None or decision.codec.name in G711 or mgr is None or lk is None or not lk.joined:
+        if decision is None or decision.codec.name in G711_NAMES:
+            return
+        if mgr is None or lk is None or not lk.joined:
             return
         if mgr.group_mode:
             self._ep = ep
@@ -331,7 +338,7 @@ class FocusKeying(FeatureBase):
             for other in self.table.legs.values()
             if other.conf_id == leg.conf_id
             and other.media.decision is not None
-            and other.media.decision.codec.name not in G711
+            and other.media.decision.codec.name not in G711_NAMES
         ]
         if any(other is leg for other in wide):
             for info in mgr.snapshot().listeners:
