@@ -274,3 +274,21 @@ def test_audio_codecs(tmp_path: Path) -> None:
     for bad in ('audio_codecs = ["G729"]\n', "audio_codecs = []\n", 'audio_codecs = ["PCMU", "pcmu"]\n'):
         with pytest.raises(ValueError, match="audio_codecs"):
             load_settings(write(tmp_path, bad), {})
+
+
+def test_pin_lobby_settings_and_their_bounds(tmp_path: Path) -> None:
+    assert (Settings().pin_timeout_seconds, Settings().pin_attempts) == (10.0, 3)
+    cfg = tmp_path / "imsconf.toml"
+    cfg.write_text("pin_timeout_seconds = 4.5\npin_attempts = 5\n")
+    s = load_settings(cfg, {})
+    assert (s.pin_timeout_seconds, s.pin_attempts) == (4.5, 5)
+    for bad in (
+        "pin_timeout_seconds = 0.2",
+        "pin_timeout_seconds = nan",
+        "pin_attempts = 0",
+        "pin_attempts = 11",
+    ):
+        with pytest.raises(ValueError, match=bad.split()[0]):
+            load_settings(write(tmp_path, bad + "\n"), {})
+    with pytest.raises(ValueError, match="pin_attempts"):
+        Settings(pin_attempts=11)

@@ -74,21 +74,27 @@ def click(drv: WebDriver, find: Callable[[WebDriver], WebElement], what: str) ->
         try:
             find(drv).click()
             return
-        except StaleElementReferenceException:
+        except (StaleElementReferenceException, LookupError):
             if time.monotonic() > deadline:
                 raise AssertionError(f"browser: {what} kept being re-rendered") from None
             time.sleep(0.05)
 
 
 def roster_rows(drv: WebDriver) -> list[str]:
-    return [r.text for r in drv.find_elements(By.CSS_SELECTOR, "#roster tbody tr")]
+    """The roster rows' texts, read in one script run: a re-render between finding a row and reading it
+    cannot make the answer stale."""
+    texts = drv.execute_script(
+        "return Array.from(document.querySelectorAll('#roster tbody tr')).map(r => r.innerText);"
+    )
+    assert isinstance(texts, list)
+    return [str(t) for t in texts]
 
 
 def row_of(drv: WebDriver, name: str) -> WebElement:
     for r in drv.find_elements(By.CSS_SELECTOR, "#roster tbody tr"):
         if name in r.text:
             return r
-    raise AssertionError(f"no roster row for {name}: {roster_rows(drv)}")
+    raise LookupError(f"no roster row for {name}: {roster_rows(drv)}")
 
 
 def button(name: str, action: str) -> Callable[[WebDriver], WebElement]:
@@ -160,7 +166,9 @@ def test_console_shows_mutes_and_kicks_in_a_real_browser(browser: WebDriver, tmp
                 lambda d: row_of(d, "alice").find_element(By.CSS_SELECTOR, "button[data-action=mute]"),
                 "mute",
             )
-            wait_for(drv, "alice shown muted", lambda d: "muted" in row_of(d, "alice").text)
+            wait_for(
+                drv, "alice shown muted", lambda d: any("alice" in r and "muted" in r for r in roster_rows(d))
+            )
             time.sleep(4.0)
 
             # kick bob: its phone receives a BYE and the roster shrinks to one, live

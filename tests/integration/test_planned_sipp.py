@@ -55,7 +55,10 @@ def server(
     and its prompts then go over the control channel)."""
     base = tmp_path_factory.mktemp("planned")
     cfg = base / "imsconf.toml"
-    text = f"allow_plain_rtp = true\nallow_sdes_over_udp = true\nrtp_port_range = [{_RTP[0]}, {_RTP[1]}]\n"
+    text = (
+        f"allow_plain_rtp = true\nallow_sdes_over_udp = true\nrtp_port_range = [{_RTP[0]}, {_RTP[1]}]\n"
+        "pin_timeout_seconds = 3\n"  # the timed-out attempts of the wrong-PIN caller: 6 s, not 20
+    )
     srv = ServerProcess(base / "var", free_port_pair())
     mixer = with_separate_mixer(srv, cfg, text) if request.param == "separate-mixer" else None
     if mixer is None:
@@ -100,7 +103,8 @@ def test_dial_in_with_a_wrong_pin_gets_bye(server: ServerProcess, tmp_path: Path
     res = run_sipp("planned_pin_wrong.xml", f"127.0.0.1:{server.port}", workdir=tmp_path,
                    extra=["-key", "conf", "standup", "-mp", "33600"], timeout=45)  # fmt: skip
     assert res.returncode == 0, sipp_errors(tmp_path) + server.log()[-3000:]
-    assert time.monotonic() - t0 < 40
+    # one wrong entry, two 3 s timeouts, the goodbye prompt: the BYE comes well before a 10 s timeout would
+    assert time.monotonic() - t0 < 20
     log = server.log()
     standup = [line for line in log.splitlines() if "event=pin_wrong" in line]
     assert len(standup) >= 3 and "attempt=3" in standup[-1]

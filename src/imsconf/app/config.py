@@ -279,6 +279,10 @@ class Settings:
     # on SIGTERM: how long to wait for the answers to the BYEs and final NOTIFYs of the calls and
     # subscriptions being ended before the process exits anyway
     drain_seconds: float = 2.0
+    # the PIN lobby of booked conferences: how long a caller has for each attempt (restarted by every key)
+    # and how many failed attempts (wrong or timed out) end the call with a BYE
+    pin_timeout_seconds: float = 10.0
+    pin_attempts: int = 3
     # RFC 3325 trust domain: IP addresses / networks (the S-CSCF) whose P-Asserted-Identity is the caller's
     # authenticated identity and whose requests get no digest challenge; from anyone else the header is
     # removed. By address only: the transports do not hand the peer's TLS certificate to the SIP core.
@@ -337,6 +341,10 @@ class Settings:
             raise ValueError(f"chat_max_message must be 1024 to 16777216 octets, not {self.chat_max_message}")
         if not 0 <= self.drain_seconds <= 3600:
             raise ValueError(f"drain_seconds must be 0 to 3600, not {self.drain_seconds}")
+        if not (1.0 <= self.pin_timeout_seconds <= 300.0):
+            raise ValueError(f"pin_timeout_seconds must be 1 to 300, not {self.pin_timeout_seconds!r}")
+        if isinstance(self.pin_attempts, bool) or not 1 <= self.pin_attempts <= 10:
+            raise ValueError(f"pin_attempts must be 1 to 10, not {self.pin_attempts!r}")
         if not 0 <= self.media_realtime_priority <= 99:
             raise ValueError(f"media_realtime_priority must be 0 to 99, not {self.media_realtime_priority}")
         per_source, total = self.sip_max_connections_per_source, self.sip_max_connections
@@ -556,7 +564,7 @@ def _coerce(key: str, value: Any, base: Path | None) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float) or not (0 <= value < math.inf):
             raise bad("0 or a positive number")
         return float(value)
-    if key in ("sip_idle_unused_seconds", "sip_idle_seconds", "drain_seconds"):
+    if key in ("sip_idle_unused_seconds", "sip_idle_seconds", "drain_seconds", "pin_timeout_seconds"):
         if isinstance(value, str):
             try:
                 value = float(value)
@@ -566,11 +574,15 @@ def _coerce(key: str, value: Any, base: Path | None) -> Any:
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 3600:
                 raise bad("a number of seconds from 0 to 3600")
             return float(value)
+        if key == "pin_timeout_seconds":
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 1 <= value <= 300:
+                raise bad("a number of seconds from 1 to 300")
+            return float(value)
         if isinstance(value, bool) or not isinstance(value, int | float) or not (0 < value < math.inf):
             raise bad("a positive number of seconds")
         return float(value)
     if key in ("register_min_expires", "register_max_expires", "register_default_expires",
-               "register_max_bindings"):  # fmt: skip
+               "register_max_bindings", "pin_attempts"):  # fmt: skip
         if isinstance(value, str) and value.strip().isdigit():
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:

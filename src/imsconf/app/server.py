@@ -21,7 +21,7 @@ from imsconf.focus.claims import Claimer
 from imsconf.focus.config import FocusConfig
 from imsconf.focus.core import Focus
 from imsconf.focus.messaging import MESSAGE_TYPES
-from imsconf.focus.planned import BookingSource, PlannedOptions, Refreshed
+from imsconf.focus.planned import BookingSource, PlannedConfig, PlannedOptions, Refreshed
 from imsconf.focus.routing import Locator
 from imsconf.focus.windows import WindowOptions, WindowSource
 from imsconf.keys.policy import DownlinkMode, RekeyPolicy
@@ -315,7 +315,12 @@ def build_focus(
     if bookings is not None:
         pins = ExecutorPinChecker(loop) if loop is not None else None
         front = TrustedPeers.parse(settings.front_peers)
-        planned = PlannedOptions(bookings, pins=pins, refresh=refresh, claims=claims, front=front)
+        lobby = PlannedConfig(
+            pin_timeout=settings.pin_timeout_seconds, max_pin_attempts=settings.pin_attempts
+        )
+        planned = PlannedOptions(
+            bookings, pins=pins, refresh=refresh, claims=claims, front=front, config=lobby
+        )
     options = FocusOptions(
         planned=planned,
         windows=WindowOptions(windows) if windows is not None else None,
