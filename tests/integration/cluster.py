@@ -62,6 +62,11 @@ class Node:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def start(self, config: Path, timeout: float = 20.0) -> None:
+        self.spawn(config)
+        self.wait_ready(timeout)
+
+    def spawn(self, config: Path) -> None:
+        """Start the process; :meth:`wait_ready` waits for it (the nodes of a cluster start side by side)."""
         cmd = [sys.executable, "-m", "imsconf.cli", "serve", "--config", str(config),
                "--data-dir", str(self.data_dir), "--listen", f"tls:{self.ip}:{self.port}",
                "--auth", "none", "--http", "off"]  # fmt: skip
@@ -70,6 +75,9 @@ class Node:
                                      env=dict(os.environ, PYTHONUNBUFFERED="1"))  # fmt: skip
         assert self.proc.stdout is not None
         os.set_blocking(self.proc.stdout.fileno(), False)
+
+    def wait_ready(self, timeout: float = 40.0) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
         buf, deadline = b"", time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -139,7 +147,9 @@ class Cluster:
                 config = node.data_dir / "imsconf.toml"
                 config.write_text(self.node_toml(node))
                 self.nodes.append(node)
-                node.start(config)
+                node.spawn(config)
+            for node in self.nodes:
+                node.wait_ready()
             for attempt in range(3):  # a port taken between the choice and Kamailio's bind: new ports
                 try:
                     self.start_front(kamailio)

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 
@@ -42,10 +42,6 @@ from imsconf.store.users import UserBackend
 from imsconf.transport.limits import StreamLimits
 from imsconf.transport.manager import Receiver, TransportManager
 from imsconf.usage.records import NullUsageSink, UsageSink
-from imsconf.web.auth import TOKEN_FILE, VIEWER_TOKEN_FILE, Tokens
-from imsconf.web.deps import BookingBackend, WebDeps
-from imsconf.web.server import WebServer, start_web
-from imsconf.web.usage import UsageReader
 
 from .admin import FocusAdmin
 from .bfcp import FloorListeners, start_floor_listeners
@@ -70,6 +66,10 @@ from .stores import Stores, describe, open_stores
 from .systemd import ServiceNotifier
 from .usage import UsageWriter
 from .users import authenticator_for
+
+if TYPE_CHECKING:  # the web stack is imported when the operator plane is on (http): a second less per start
+    from imsconf.web.server import WebServer
+    from imsconf.web.usage import UsageReader
 
 log = logging.getLogger("imsconf.server")
 
@@ -541,6 +541,10 @@ async def start_web_listener(
     """The operator plane on ``settings.http``: the tokens of the data directory (made on first start),
     the booking store, live conference control over the focus, the metrics registry and the usage
     records; ``/health/ready`` follows *ready* (the runtime passes :meth:`Server.serving`)."""
+    from imsconf.web.auth import TOKEN_FILE, VIEWER_TOKEN_FILE, Tokens
+    from imsconf.web.deps import BookingBackend, WebDeps
+    from imsconf.web.server import start_web
+
     address = settings.http_address
     assert address is not None
     deps = WebDeps(
@@ -590,6 +594,8 @@ async def run_server(
         print(f"listening {transport} {shown}:{port}", flush=True)
     for transport, host, port in server.bound:
         if transport in ("http", "https"):
+            from imsconf.web.auth import TOKEN_FILE, VIEWER_TOKEN_FILE
+
             shown = f"[{host}]" if ":" in host else host
             data_dir = Path(settings.data_dir)
             print(f"console {transport}://{shown}:{port}/", flush=True)
