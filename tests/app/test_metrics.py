@@ -158,7 +158,8 @@ def test_the_running_server_has_its_registry_and_usage_sink(tmp_path: Path) -> N
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     settings = load_settings(
-        None, {"data_dir": str(tmp_path), "listen": [f"udp:127.0.0.1:{port}"], "bfcp_listen": []}
+        None,
+        {"data_dir": str(tmp_path), "listen": [f"udp:127.0.0.1:{port}"], "bfcp_listen": [], "http": "off"},
     )
 
     async def scenario() -> None:
