@@ -150,7 +150,11 @@ class GroupDownlink:
         ep = None if st is None else st.epochs.get(epoch)
         if st is None or ep is None:
             raise MediaEngineError(f"no live epoch {epoch} in {leg.conference_id!r}")
-        if leg.rx is not None and leg.wb is None and (leg.codec_id != ep.codec_id or leg.codec_pt != ep.codec_pt):
+        if (
+            leg.rx is not None
+            and leg.wb is None
+            and (leg.codec_id != ep.codec_id or leg.codec_pt != ep.codec_pt)
+        ):
             raise MediaEngineError(f"leg {leg_id!r} does not use the codec of epoch {epoch}'s stream")
         if old is not None and old.ep is ep and speaker_ssrc in (None, old.pssrc):
             old.keep_own = keep_own

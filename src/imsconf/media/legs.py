@@ -216,7 +216,9 @@ class Assign:
         self.private_ticks = 0  # ticks on the private stream since the leg's last receiver report
         self.rr_tick = tick
         self.start_tick = tick
-        self.stream: GroupStream | None = None  # in the 16 kHz mix: its codec group's stream (None: the epoch's)
+        self.stream: GroupStream | None = (
+            None  # in the 16 kHz mix: its codec group's stream (None: the epoch's)
+        )
 
 
 class ConfSettings:
