@@ -227,3 +227,27 @@ def test_retiring_the_epoch_drops_every_codec_groups_stream() -> None:
     assert room.engine.group_epochs("c") == [2]
     with np.testing.assert_raises(Exception):
         SrtpReceiver(key).unprotect(room.log[-1]["o1"][0])
+
+
+def test_receiver_reports_on_a_codec_groups_stream_are_the_epochs_evidence() -> None:
+    """A G.722 listener's report naming its codec group's stream confirms the epoch; one with heavy loss
+    on that stream (it stayed on the common stream) says it is failing."""
+    from imsconf.media.engine import GroupStreamConfirmed, GroupStreamFailing
+    from imsconf.media.rtp import ReceiverReport, ReportBlock, serialize_rtcp
+
+    def report(room: Room, name: str, ssrc: int, lost: int) -> None:
+        p = room.phones[name]
+        block = ReportBlock(ssrc, lost, 0, 0, 0, 0, 0)
+        pkt = p.tx.protect_rtcp(serialize_rtcp([ReceiverReport(0x5000 + p.port, (block,))]))
+        room.engine.receive_batch(room.now, [(p.port, pkt, p.addr)])
+
+    room, _key = wide_room()
+    room.run(60)
+    room.engine.events()
+    g_ssrc = ssrc_of(room.log[-1]["g"][0])
+    report(room, "g", g_ssrc, 0)
+    o_ssrc = ssrc_of(room.log[-1]["o1"][0])
+    report(room, "o1", o_ssrc, 240)
+    events = room.engine.events()
+    assert GroupStreamConfirmed("g", 1) in events
+    assert any(isinstance(ev, GroupStreamFailing) and ev.leg_id == "o1" for ev in events)

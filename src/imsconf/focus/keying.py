@@ -314,6 +314,7 @@ class FocusKeying(FeatureBase):
             lk = self.legs[leg.leg_id] = _LegKeys(leg.leg_id, leg.conf_id)
         if leg.media.chat_only:  # a chat-only session has no media to key (a later audio offer: its own key)
             return
+        self._track_mix(leg, now)
         if not lk.joined:
             if not self._admitted(leg):
                 self._lobby.add(leg.leg_id)
@@ -323,7 +324,6 @@ class FocusKeying(FeatureBase):
             self._lobby.discard(leg.leg_id)
             lk.joined = True
             mgr = self.manager(leg.conf_id)
-            self._track_mix(leg, now)
             if mgr.group_mode and not (leg.media.secure and group_codec(leg.media.decision)):
                 log.info(
                     "event=key_scope conf=%s leg=%s scope=per-participant reason=codec-or-plain",
@@ -343,10 +343,12 @@ class FocusKeying(FeatureBase):
         the 16 kHz mix (the group listeners stay on their streams), and a move to a codec without a group
         stream demotes it, one to a codec with one lets it join."""
         lk = self.legs.get(leg.leg_id)
-        if lk is None or not lk.joined:
+        if lk is None:
             return
         self._track_mix(leg, now)
         mgr = self.managers.get(leg.conf_id)
+        if not lk.joined:
+            return
         if mgr is None or not mgr.group_mode:
             return
         self._ep = ep
@@ -397,8 +399,7 @@ class FocusKeying(FeatureBase):
         lk = self.legs.pop(leg.leg_id, None)
         if lk is None:
             return
-        if lk.joined:
-            self._track_mix(leg, now, gone=True)
+        self._track_mix(leg, now, gone=True)
         for op in ([lk.current] if lk.current is not None else []) + lk.queue:
             _wipe(op)
         lk.current = None
