@@ -251,3 +251,19 @@ def test_receiver_reports_on_a_codec_groups_stream_are_the_epochs_evidence() -> 
     events = room.engine.events()
     assert GroupStreamConfirmed("g", 1) in events
     assert any(isinstance(ev, GroupStreamFailing) and ev.leg_id == "o1" for ev in events)
+
+
+def test_a_listener_changing_codec_moves_to_that_codec_groups_stream() -> None:
+    """The G.722 listener's phone moves to PCMU (a re-INVITE): from the next tick it gets the PCMU
+    listener's packet, byte for byte, still on the epoch."""
+    room, key = wide_room()
+    room.run(5)
+    g = room.phones["g"]
+    g.codec_name, g.clock, g.pt, g.enc = PCMU[0], PCMU[1], PCMU[2], None
+    room.engine.configure_leg("g", g.config, g.own_rx, g.send_keys, room.now)
+    room.run(10)
+    assert all(got["g"] == got["u"] for got in room.log[-9:])
+    assert ssrc_of(room.log[-1]["g"][0]) == 0x2222_0001
+    assert room.engine.leg_stats("g").group_epoch == 1
+    x = heard(room, "g", key, slice(-8, None))
+    assert amp(x, 500.0, 8000) > 1500
