@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import random
+from collections.abc import Sequence
 
 import pytest
 from helpers import FACTORY, SUITE, UA, Harness, RecordingMedia, answer_crypto, new_key
@@ -20,6 +21,7 @@ from imsconf.sdp.errors import OfferAnswerError
 from imsconf.sdp.offer_answer import AnswerPolicy, build_answer, decide_answer, parse_answer
 from imsconf.sdp.sdes import CryptoAttribute
 from imsconf.sdp.session import SessionDescription
+from imsconf.sip.message import Request
 
 HD = AnswerPolicy(codecs=OFFER_CODECS)
 OPUS = ("96", ["a=rtpmap:96 opus/48000/2", "a=fmtp:96 useinbandfec=1; maxplaybackrate=24000"])
@@ -254,78 +256,110 @@ def test_wideband_legs_in_the_real_engine() -> None:
     assert configs == [("AMR-WB", 16000), ("G722", 8000), ("PCMU", 8000), ("opus", 48000)]
 
 
-def test_a_wideband_leg_is_kept_out_of_the_pcmu_group_downlink() -> None:
-    """The group downlink's common stream is PCMU/0, and the mixer sends no group stream in a conference
-    it mixes at 16 kHz: an Opus or G.722 listener keeps its own key (no key re-INVITE), and so does a PCMU
-    listener who joins that conference."""
-    from test_keying import _harness, _reinvites
+PCMA = ("8", ["a=rtpmap:8 PCMA/8000"])
 
-    from imsconf.conference.eventinfo import KeyScope
 
-    h, _media = _harness()
-    alice = h.ua("alice")
-    resp = h.call(alice, FACTORY, offer(OPUS, TE48))
-    assert resp.status == 200 and alice.remote_target is not None
-    assert _reinvites(h.send(alice, alice.ack())) == []
-    uri = alice.remote_target
-    for user, formats in (("bob", (G722, TE8)), ("carol", (PCMU, TE8))):
+def _user(r: Request) -> str:
+    return r.uri.split("@")[0].split(":")[1]
+
+
+def _group_conference(
+    members: Sequence[tuple[str, tuple[tuple[str, list[str]], ...]]],
+) -> tuple[Harness, GroupMedia, dict[str, UA], dict[str, str], str]:
+    """A group-keyed conference: each member (user, formats) calls in turn; each join re-keys everyone
+    (on-join), every offer carries the new epoch's key, is answered and confirmed. Returns the harness,
+    its media, the UAs and legs by user, and the conference URI."""
+    from test_keying import _answer, _confirm, _leg, _reinvites, ua_keys
+
+    h, media = _harness_group()
+    h.focus.keying.trace = []
+    uas: dict[str, UA] = {}
+    legs: dict[str, str] = {}
+    uri = FACTORY
+    for epoch, (user, formats) in enumerate(members, start=1):
         ua = h.ua(user)
-        assert h.call(ua, uri, offer(*formats)).status == 200
-        assert _reinvites(h.send(ua, ua.ack())) == [], user
-    for leg in h.focus.legs.values():
-        assert h.focus.keying.scope(leg.leg_id) is KeyScope.PER_PARTICIPANT
+        ua_keys[user] = new_key()
+        assert h.call(ua, uri, offer(*formats, key=ua_keys[user])).status == 200
+        if uri == FACTORY:
+            assert ua.remote_target is not None
+            uri = ua.remote_target
+        uas[user], legs[user] = ua, _leg(h, ua)
+        invites = {_user(r): r for r in _reinvites(h.send(ua, ua.ack()))}
+        assert sorted(invites) == sorted(uas), (user, sorted(invites))
+        conf_id = h.focus.legs[legs[user]].conf_id
+        key = media.epochs[(conf_id, epoch)][0]
+        assert {answer_crypto(r.body).key_salt for r in invites.values()} == {key}
+        for name, r in invites.items():
+            _answer(h, uas[name], r)
+        for name in uas:
+            _confirm(h, legs[name], epoch)
+    return h, media, uas, legs, uri
 
 
-def test_the_first_wideband_leg_demotes_the_group_listeners() -> None:
-    """Two PCMU listeners on the group key, then an Opus phone joins: the conference is mixed at 16 kHz
-    from then on (no group stream), so each group listener is re-INVITEd back to its own key."""
-    from test_keying import _leg, _reinvites
+WIDE_MEMBERS: list[tuple[str, tuple[tuple[str, list[str]], ...]]] = [
+    ("alice", (OPUS, TE48)),
+    ("bob", (OPUS, TE48)),
+    ("carol", (G722, TE8)),
+    ("erin", (PCMU, TE8)),
+]
+
+
+def test_wideband_and_pcmu_listeners_of_a_16khz_conference_join_the_group() -> None:
+    """Two Opus listeners, a G.722 and a PCMU one in a conference mixed at 16 kHz: each joins the group
+    (the mixer has a stream per codec group under the epoch key), each join re-keys all of them, and a
+    PCMA caller stays on its own key (no group stream for it, no re-INVITE to anybody)."""
+    from test_keying import _reinvites
 
     from imsconf.conference.eventinfo import KeyScope
 
-    h, media, _bob, uri, a_leg, b_leg = _two_group_listeners()
-    dave = h.ua("dave")
-    assert h.call(dave, uri, offer(OPUS, TE48)).status == 200
-    demotions = _reinvites(h.send(dave, dave.ack()))
-    assert sorted(r.uri.split("@")[0].split(":")[1] for r in demotions) == ["alice", "bob"]
-    own = {a_leg: media.legs[a_leg].tx_key, b_leg: media.legs[b_leg].tx_key}
-    for r in demotions:  # each re-INVITE carries the listener's own key again
-        leg_id = a_leg if "alice" in r.uri else b_leg
-        assert answer_crypto(r.body).key_salt == own[leg_id]
-    assert media.streams[a_leg][0] is None and media.streams[b_leg][0] is None
-    assert h.focus.keying.scope(_leg(h, dave)) is KeyScope.PER_PARTICIPANT
+    h, media, _uas, legs, uri = _group_conference(WIDE_MEMBERS)
+    conf_id = h.focus.legs[legs["alice"]].conf_id
+    for user, leg_id in legs.items():
+        assert h.focus.keying.scope(leg_id) is KeyScope.GROUP, user
+        assert media.streams[leg_id] == (4, False), user
+    assert h.focus.keying.wide(conf_id)
+    assert h.focus.keying.wide_legs[conf_id] == {legs["alice"], legs["bob"], legs["carol"]}
+    frank = h.ua("frank")
+    assert h.call(frank, uri, offer(PCMA, TE8)).status == 200
+    assert _reinvites(h.send(frank, frank.ack())) == []
+    assert h.focus.keying.scope(next(k for k in h.focus.legs if k not in legs.values())) is (
+        KeyScope.PER_PARTICIPANT
+    )
+
+
+def test_the_first_wideband_leg_keeps_the_pcmu_listeners_on_the_group() -> None:
+    """Two PCMU listeners on the group key, then an Opus phone joins: the conference moves to the 16 kHz
+    mix and the PCMU listeners stay on the group (the PCMU stream of the 16 kHz mix): the join re-keys the
+    three of them with the group key (checked by the helper), nobody is sent back to its own key. When
+    the Opus phone leaves, the leave re-keys the two, back in the 8 kHz mix and still on the group."""
+    from test_keying import _answer, _reinvites
+
+    from imsconf.conference.eventinfo import KeyScope
+
+    pcmu = (PCMU, TE8)
+    h, media, uas, legs, _uri = _group_conference([("alice", pcmu), ("bob", pcmu), ("dave", (OPUS, TE48))])
+    trace = h.focus.keying.trace or []
+    conf_id = h.focus.legs[legs["alice"]].conf_id
+    assert [(t.what, t.detail) for t in trace if t.what in ("mix", "demote")] == [("mix", "16000")]
+    assert all(h.focus.keying.scope(leg_id) is KeyScope.GROUP for leg_id in legs.values())
+    sent = h.send(uas["dave"], uas["dave"].bye())
+    left = {_user(r): r for r in _reinvites(sent)}
+    assert sorted(left) == ["alice", "bob"]
+    k4 = media.epochs[(conf_id, 4)][0]
+    assert {answer_crypto(r.body).key_salt for r in left.values()} == {k4}
+    for user, r in left.items():
+        _answer(h, uas[user], r)
+    assert not h.focus.keying.wide(conf_id)
+    assert [(t.what, t.detail) for t in trace if t.what in ("mix", "demote")][-1] == ("mix", "8000")
+    for user in ("alice", "bob"):
+        assert media.streams[legs[user]][0] == 4
+        assert h.focus.keying.scope(legs[user]) is KeyScope.GROUP
 
 
 def _harness_group() -> tuple[Harness, GroupMedia]:
     from test_keying import _harness
 
     return _harness()
-
-
-def _two_group_listeners() -> tuple[Harness, GroupMedia, UA, str, str, str]:
-    """alice creates a group-keyed PCMU conference and bob joins: both confirmed on the group key.
-    Returns the harness, its media, bob, the conference URI and alice's and bob's legs."""
-    from test_keying import _answer, _confirm, _connect, _create, _leg, _reinvites, ua_keys
-
-    from imsconf.conference.eventinfo import KeyScope
-
-    h, media = _harness_group()
-    alice, uri, inv = _create(h)
-    a_leg = _leg(h, alice)
-    _answer(h, alice, inv)
-    _confirm(h, a_leg, 1)
-    bob = h.ua("bob")
-    ua_keys["bob"] = new_key()
-    invites = {
-        r.uri.split("@")[0].split(":")[1]: r for r in _reinvites(_connect(h, bob, uri, ua_keys["bob"]))
-    }
-    b_leg = _leg(h, bob)
-    _answer(h, alice, invites["alice"])
-    _answer(h, bob, invites["bob"])
-    _confirm(h, a_leg, 2)
-    _confirm(h, b_leg, 2)
-    assert h.focus.keying.scope(a_leg) is KeyScope.GROUP and h.focus.keying.scope(b_leg) is KeyScope.GROUP
-    return h, media, bob, uri, a_leg, b_leg
 
 
 def test_the_operator_view_shows_each_participants_codec() -> None:
@@ -342,17 +376,32 @@ def test_the_operator_view_shows_each_participants_codec() -> None:
     ]
 
 
-def test_a_reinvite_to_a_wideband_codec_demotes_the_group_listeners() -> None:
-    """A group listener's re-INVITE moves it to G.722: its conference is mixed at 16 kHz from then on, so
-    the group listeners (it too) are re-INVITEd back to their own keys."""
+def test_a_reinvite_to_a_wideband_codec_keeps_the_group_and_one_to_pcma_demotes() -> None:
+    """A group listener's re-INVITE moves it to G.722: its conference is mixed at 16 kHz from then on and
+    it hears the G.722 group stream: no key re-INVITE to anybody. Its next re-INVITE moves it to PCMA,
+    which has no group stream: it alone is re-INVITEd back to its own key."""
     from test_keying import _reinvites, ua_keys
 
-    h, media, bob, _uri, a_leg, b_leg = _two_group_listeners()
+    from imsconf.conference.eventinfo import KeyScope
+
+    pcmu = (PCMU, TE8)
+    h, media, uas, legs, _uri = _group_conference([("alice", pcmu), ("bob", pcmu)])
+    bob = uas["bob"]
+    conf_id = h.focus.legs[legs["bob"]].conf_id
     sent = h.send(bob, bob.reinvite(offer(G722, TE8, key=ua_keys["bob"])))
     resp = h.final(sent)
-    assert resp.status == 200 and media.legs[b_leg].codec_name == "G722"
+    assert resp.status == 200 and media.legs[legs["bob"]].codec_name == "G722"
     sent += h.send(bob, bob.ack())
     sent += h.advance(0.001)
-    demoted = sorted(r.uri.split("@")[0].split(":")[1] for r in _reinvites(sent))
-    assert demoted == ["alice", "bob"]
-    assert media.streams[a_leg][0] is None and media.streams[b_leg][0] is None
+    assert _reinvites(sent) == []
+    assert h.focus.keying.wide(conf_id)
+    assert all(h.focus.keying.scope(leg_id) is KeyScope.GROUP for leg_id in legs.values())
+    sent = h.send(bob, bob.reinvite(offer(PCMA, TE8, key=ua_keys["bob"])))
+    assert h.final(sent).status == 200 and media.legs[legs["bob"]].codec_name == "PCMA"
+    sent += h.send(bob, bob.ack())
+    sent += h.advance(0.001)
+    demoted = _reinvites(sent)
+    assert [_user(r) for r in demoted] == ["bob"]
+    assert answer_crypto(demoted[0].body).key_salt == media.legs[legs["bob"]].tx_key
+    assert media.streams[legs["bob"]][0] is None and media.streams[legs["alice"]][0] == 2
+    assert not h.focus.keying.wide(conf_id)

@@ -26,7 +26,7 @@ from imsconf.media.engine import (
 from imsconf.media.mixer_server import MixerControlServer
 from imsconf.media.remote import RemoteMediaControl
 from imsconf.media.rtp import ReceiverReport, ReportBlock, serialize_rtcp
-from imsconf.media.srtp import SrtpSender
+from imsconf.media.srtp import SrtpReceiver, SrtpSender
 
 
 class FakeTransport(NullPortAllocator):
@@ -301,6 +301,48 @@ def test_a_wideband_codec_crosses_the_channel(tmp_path: Path) -> None:
         remote.update_leg("w", direction=None)  # no codec fields: the codec stays
         remote.update_leg("w", codec_pt=9, codec_name="G722", codec_clock=8000, codec_params=())
         await until(lambda: mixer.control._configs["w"].codec_name == "G722", "update_leg G722")
+        assert not remote.errors
+
+    run(tmp_path, body)
+
+
+def test_group_streams_of_the_16khz_mix_over_the_channel(tmp_path: Path) -> None:
+    """The separate mixer puts Opus listeners and a PCMU listener of a conference mixed at 16 kHz on the
+    epoch the focus sends over the channel: one common stream per codec group, under the group key."""
+
+    async def body(remote: RemoteMediaControl, mixer: MixerControlServer) -> None:
+        eng = mixer.control.engine
+        legs = {"o1": ("opus", 48000, 111), "o2": ("opus", 48000, 111), "u": ("PCMU", 8000, 0)}
+        addr = {}
+        for i, (leg, (name, clock, pt)) in enumerate(legs.items()):
+            remote.allocate_leg("c3", leg, rtcp_mux=True)
+            addr[leg] = ("127.0.0.1", 5100 + 2 * i)
+            remote.configure_leg(
+                leg,
+                remote_rtp=addr[leg],
+                remote_rtcp=None,
+                codec_pt=pt,
+                codec_name=name,
+                dtmf_pt=101,
+                tx_keys=make_keys(),
+                rx_keys=make_keys(),
+                codec_clock=clock,
+                codec_params=(),
+            )
+        remote.set_downlink_mode("c3", DownlinkMode.GROUP)
+        group_key = make_keys()
+        remote.add_group_epoch("c3", 1, group_key, 0x7200_0001)
+        for leg in legs:
+            remote.set_listener_stream(leg, 1)
+        await until(lambda: all(eng.leg_stats(leg).group_epoch == 1 for leg in legs), "listeners")
+        for now in (0.0, 0.02):
+            got = {dst: data for _port, data, dst in eng.tick(now) if not 192 <= data[1] <= 223}
+        assert got[addr["o1"]] == got[addr["o2"]] != got[addr["u"]]
+        ssrcs = {int.from_bytes(got[addr[leg]][8:12], "big") for leg in ("o1", "u")}
+        assert 0x7200_0001 in ssrcs and len(ssrcs) == 2
+        rx = SrtpReceiver(group_key)
+        assert rx.unprotect(got[addr["o1"]])[1] & 0x7F == 111
+        assert rx.unprotect(got[addr["u"]])[1] & 0x7F == 0
         assert not remote.errors
 
     run(tmp_path, body)

@@ -5,10 +5,19 @@ Policy per conference: the booking's ``downlink`` / ``rekey`` for booked confere
 with :meth:`FocusKeying.configure` (``Settings.downlink`` / ``Settings.rekey``).
 
 * **Join**: once the participant's INVITE is acknowledged (or our dial-out INVITE answered) the leg joins
-  its conference's manager.  Legs whose codec is not the common stream's (PCMU/0) are never offered the
-  group key: they stay on their own key.  A conference with such a leg mixes at 16 kHz, where the mixer
-  sends every leg its own stream: there, nobody joins the group, and the first such leg demotes the
-  group listeners (:meth:`FocusKeying._wide_conference`).
+  its conference's manager when its codec has a group stream (:func:`group_codec`): PCMU/0, the epoch's
+  own stream, at 8 kHz and in the 16 kHz mix, and every non-G.711 codec (Opus, G.722, AMR-WB, ...), whose
+  conference the mixer mixes at 16 kHz, with one common stream per listener codec group (codec, payload
+  type, clock, format parameters) under the same epoch key on its own SSRC, which the mixer draws
+  (:mod:`imsconf.media.group_downlink`). Other G.711 legs (PCMA, PCMU on another payload type) stay on
+  their own key. The epoch, its key and its SSRC (the PCMU stream's) are the key manager's as before: the
+  codec groups' SSRCs never leave the mixer, and its evidence names the epoch, whatever the stream.
+* **8 and 16 kHz**: the first non-G.711 leg takes the conference to the 16 kHz mix, the last one's
+  leaving (or its re-INVITE to G.711) takes it back; the PCMU group listeners stay on the epoch's stream
+  (same SSRC, same key) both ways: no re-INVITE. A per-conference index of the non-G.711 legs
+  (:attr:`FocusKeying.wide_legs`) follows the moves (``event=group_mix``, trace ``mix``).
+* **Codec change**: a group listener's re-INVITE to a codec without a group stream demotes it to its own
+  key; a joined leg on its own key for its codec that moves to one with a group stream joins.
 * **Leave**: on BYE (either way) and any other release (:meth:`FocusKeying.on_forget`).
 * ``OfferKey`` → a re-INVITE to the listener: our last SDP, ``o=`` version + 1, one ``a=crypto`` with the
   group key and the tag of the negotiated crypto line.  2xx → ACK, ``KeyAnswerReceived(accepted=True)``
@@ -66,13 +75,14 @@ from imsconf.keys.authority import SUITES
 from imsconf.keys.stats import KeyingStats
 from imsconf.media.control import MediaControl
 from imsconf.media.events import (
-    G711_NAMES,  # the codecs the mixer mixes at 8 kHz, where group streams exist
+    G711_NAMES,  # the codecs the mixer mixes at 8 kHz (any other takes the conference to 16 kHz)
     GroupStreamConfirmed,
     GroupStreamFailing,
     MediaEngineError,
     MediaEvent,
 )
 from imsconf.media.srtp import SrtpKeys
+from imsconf.sdp import AudioDecision
 from imsconf.sdp.errors import SdpParseError
 from imsconf.sdp.sdes import CryptoAttribute
 from imsconf.sdp.session import SessionDescription
@@ -87,7 +97,7 @@ from .routing import dialog_destination
 
 log = logging.getLogger("imsconf.focus.keying")
 
-GROUP_CODEC = ("PCMU", 0)  # the common stream's codec (MediaControl.add_group_epoch default)
+GROUP_CODEC = ("PCMU", 0)  # the epoch's own stream's codec (MediaControl.add_group_epoch default)
 LOBBY_POLL = 0.25  # how often legs held in a PIN lobby are looked at again (they join once admitted)
 
 
@@ -137,10 +147,23 @@ class KeyingTrace:
 
     at: float
     conf_id: str
-    what: str  # rekey, offer, answer, switch, settle, demote, drop, retire, join, leave
+    what: str  # rekey, offer, answer, switch, settle, demote, drop, retire, join, leave, mix
     leg_id: str | None = None
     epoch: int | None = None
     detail: str = ""
+
+
+def group_codec(decision: AudioDecision | None) -> bool:
+    """Whether the mixer has a group stream for a leg of this negotiated codec: PCMU/0 (the epoch's own
+    stream, at 8 and 16 kHz) or any non-G.711 codec (a codec group's stream in the 16 kHz mix)."""
+    if decision is None:
+        return False
+    codec = decision.codec
+    return (codec.name, codec.payload_type) == GROUP_CODEC or codec.name not in G711_NAMES
+
+
+def _wide(decision: AudioDecision | None) -> bool:
+    return decision is not None and decision.codec.name not in G711_NAMES
 
 
 def _copy_key(key: MasterKey) -> MasterKey:
@@ -227,6 +250,7 @@ class FocusKeying(FeatureBase):
             ("reinvites", "answers_2xx", "answers_failed", "retries_491", "acks"), 0
         )
         self._group_confs: set[str] = set()
+        self.wide_legs: dict[str, set[str]] = {}  # conference -> its legs on a non-G.711 codec (16 kHz mix)
         self._lobby: set[str] = set()  # acknowledged legs not (yet) in the roster: no key until admitted
         self._lobby_due: float | None = None
         self._ep: SipEndpoint | None = None
@@ -290,6 +314,7 @@ class FocusKeying(FeatureBase):
             lk = self.legs[leg.leg_id] = _LegKeys(leg.leg_id, leg.conf_id)
         if leg.media.chat_only:  # a chat-only session has no media to key (a later audio offer: its own key)
             return
+        self._track_mix(leg, now)
         if not lk.joined:
             if not self._admitted(leg):
                 self._lobby.add(leg.leg_id)
@@ -299,54 +324,67 @@ class FocusKeying(FeatureBase):
             self._lobby.discard(leg.leg_id)
             lk.joined = True
             mgr = self.manager(leg.conf_id)
-            decision = leg.media.decision
-            codec_ok = (
-                decision is not None and (decision.codec.name, decision.codec.payload_type) == GROUP_CODEC
-            )
-            wide = mgr.group_mode and self._wide_conference(ep, leg, mgr, now)
-            if mgr.group_mode and not (leg.media.secure and codec_ok and not wide):
+            if mgr.group_mode and not (leg.media.secure and group_codec(leg.media.decision)):
                 log.info(
                     "event=key_scope conf=%s leg=%s scope=per-participant reason=codec-or-plain",
                     leg.conf_id,
                     leg.leg_id,
                 )
             else:
-                self._record(now, leg.conf_id, "join", leg.leg_id)
-                self._run(ep, leg.conf_id, mgr.join(leg.leg_id, now, capable=self.capable(leg.user)), now)
+                self._join(ep, leg, mgr, now)
         self._next(ep, lk, now)
 
-    def after_media_update(self, ep: SipEndpoint, leg: Leg, now: float) -> None:
-        """The leg's offer was answered again (re-INVITE, UPDATE): a move to a non-G.711 codec takes its
-        conference to the 16 kHz mix, whose group listeners go back to their own keys."""
-        decision = leg.media.decision
-        mgr = self.managers.get(leg.conf_id)
-        lk = self.legs.get(leg.leg_id)
-        if decision is None or decision.codec.name in G711_NAMES:
-            return
-        if mgr is None or lk is None or not lk.joined:
-            return
-        if mgr.group_mode:
-            self._ep = ep
-            self._wide_conference(ep, leg, mgr, now)
+    def _join(self, ep: SipEndpoint, leg: Leg, mgr: GroupKeyManager, now: float) -> None:
+        self._record(now, leg.conf_id, "join", leg.leg_id)
+        self._run(ep, leg.conf_id, mgr.join(leg.leg_id, now, capable=self.capable(leg.user)), now)
 
-    def _wide_conference(self, ep: SipEndpoint, leg: Leg, mgr: GroupKeyManager, now: float) -> bool:
-        """Whether *leg*'s conference has a leg whose codec is not G.711 (the mixer then mixes it at 16 kHz
-        and sends no group stream). When *leg* is such a leg, the group listeners it finds are demoted to
-        their own keys: the epoch's stream no longer reaches them (the mixer's evidence would say so)."""
-        wide = [
-            other
-            for other in self.table.legs.values()
-            if other.conf_id == leg.conf_id
-            and other.media.decision is not None
-            and other.media.decision.codec.name not in G711_NAMES
-        ]
-        if any(other is leg for other in wide):
+    def after_media_update(self, ep: SipEndpoint, leg: Leg, now: float) -> None:
+        """The leg's offer was answered again (re-INVITE, UPDATE): its conference may move between the 8 and
+        the 16 kHz mix (the group listeners stay on their streams), and a move to a codec without a group
+        stream demotes it, one to a codec with one lets it join."""
+        lk = self.legs.get(leg.leg_id)
+        if lk is None:
+            return
+        self._track_mix(leg, now)
+        mgr = self.managers.get(leg.conf_id)
+        if not lk.joined:
+            return
+        if mgr is None or not mgr.group_mode:
+            return
+        self._ep = ep
+        if group_codec(leg.media.decision):
+            if leg.leg_id not in mgr and leg.media.secure:
+                self._join(ep, leg, mgr, now)
+            return
+        if leg.leg_id in mgr:
             for info in mgr.snapshot().listeners:
-                if info.epoch is not None:
-                    log.info("event=key_scope conf=%s leg=%s scope=per-participant reason=wideband-mix",
-                             leg.conf_id, info.listener)  # fmt: skip
-                    self._run(ep, leg.conf_id, mgr.handle(KeyUseFailed(info.listener, info.epoch), now), now)
-        return bool(wide)
+                if info.listener == leg.leg_id and info.epoch is not None:
+                    log.info("event=key_scope conf=%s leg=%s scope=per-participant reason=codec",
+                             leg.conf_id, leg.leg_id)  # fmt: skip
+                    self._run(ep, leg.conf_id, mgr.handle(KeyUseFailed(leg.leg_id, info.epoch), now), now)
+
+    def _track_mix(self, leg: Leg, now: float, gone: bool = False) -> None:
+        """Keep the per-conference index of non-G.711 legs; log the conference's moves between the 8 kHz
+        and the 16 kHz mix (the group streams follow in the mixer: nothing to re-key)."""
+        wide = self.wide_legs.get(leg.conf_id)
+        before = bool(wide)
+        if not gone and _wide(leg.media.decision):
+            if wide is None:
+                wide = self.wide_legs[leg.conf_id] = set()
+            wide.add(leg.leg_id)
+        elif wide is not None:
+            wide.discard(leg.leg_id)
+            if not wide:
+                del self.wide_legs[leg.conf_id]
+        after = leg.conf_id in self.wide_legs
+        if before != after:
+            rate = 16000 if after else 8000
+            log.info("event=group_mix conf=%s rate=%d leg=%s", leg.conf_id, rate, leg.leg_id)
+            self._record(now, leg.conf_id, "mix", leg.leg_id, None, str(rate))
+
+    def wide(self, conf_id: str) -> bool:
+        """The conference has a non-G.711 leg (the mixer mixes it at 16 kHz)."""
+        return conf_id in self.wide_legs
 
     def _admitted(self, leg: Leg) -> bool:
         """In the roster of a live conference and not held in a PIN lobby (focus.planned)."""
@@ -361,6 +399,7 @@ class FocusKeying(FeatureBase):
         lk = self.legs.pop(leg.leg_id, None)
         if lk is None:
             return
+        self._track_mix(leg, now, gone=True)
         for op in ([lk.current] if lk.current is not None else []) + lk.queue:
             _wipe(op)
         lk.current = None

@@ -220,7 +220,7 @@ class MediaEngine:
         self.lobby_part = Lobby(table)
         self.ingress = Ingress(table, self.group_part)
         self.egress = Egress(table, self.group_part)
-        self.wideband = WidebandMix(table, self.egress, codecs)
+        self.wideband = WidebandMix(table, self.egress, codecs, self.group_part)
         self.mixdown = Mixdown(table, self.egress, self.lobby_part, self.wideband)
 
     # ------------------------------------------------------------------------------ shared state, read

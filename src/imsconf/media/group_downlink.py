@@ -1,6 +1,14 @@
 """Group downlink epochs: per conference a downlink mode; in group mode the key manager's epochs (a key and
 a fresh SSRC each), the listeners on them, the common packet protected once per epoch and tick, the
-listeners' private streams, and the receiver-report evidence that a phone took the epoch key."""
+listeners' private streams, and the receiver-report evidence that a phone took the epoch key.
+
+In a conference mixed at 16 kHz (:mod:`imsconf.media.wideband`) an epoch has one common stream per
+listener codec group: the epoch's own (PCMU/0 listeners, the same SSRC, sequence and timestamp as at
+8 kHz, so they notice no change of mix) and one :class:`~imsconf.media.legs.GroupStream` per other
+(payload type, codec, clock, format parameters), made when its first listener is seen, on an SSRC the
+engine draws (new to the conference, never reused), under the same epoch key: distinct SSRCs keep the
+SRTP keystreams apart (RFC 3711 §9.1), as for the private streams. Each is encoded once (the 16 kHz
+mix's group frame) and protected once per tick."""
 
 from __future__ import annotations
 
@@ -17,7 +25,7 @@ from .events import (
     MediaEngineError,
 )
 from .g711 import codec_by_name
-from .legs import HDR, TS_MASK, Assign, Epoch, Leg, LegTable
+from .legs import HDR, TS_MASK, Assign, Epoch, GroupStream, Leg, LegTable
 from .mixer import CODEC_IDS, FRAME_SAMPLES
 from .rtp import (
     ReportBlock,
@@ -99,6 +107,10 @@ class GroupDownlink:
                 self.table.ssrcs_in_use.discard(leg.group.pssrc)
                 leg.group = None
         self.table.ssrcs_in_use.discard(ep.ssrc)
+        for gs in ep.streams.values():
+            self.table.ssrcs_in_use.discard(gs.ssrc)
+            gs.listeners = []
+        ep.streams = {}
         ep.listeners = []
         ep.handle = None
         ep.tx = None
@@ -138,7 +150,11 @@ class GroupDownlink:
         ep = None if st is None else st.epochs.get(epoch)
         if st is None or ep is None:
             raise MediaEngineError(f"no live epoch {epoch} in {leg.conference_id!r}")
-        if leg.rx is not None and (leg.codec_id != ep.codec_id or leg.codec_pt != ep.codec_pt):
+        if (
+            leg.rx is not None
+            and leg.wb is None
+            and (leg.codec_id != ep.codec_id or leg.codec_pt != ep.codec_pt)
+        ):
             raise MediaEngineError(f"leg {leg_id!r} does not use the codec of epoch {epoch}'s stream")
         if old is not None and old.ep is ep and speaker_ssrc in (None, old.pssrc):
             old.keep_own = keep_own
@@ -168,13 +184,14 @@ class GroupDownlink:
         ep = None if st is None else st.epochs.get(epoch)
         if ep is None:
             raise MediaEngineError(f"no live epoch {epoch} in {conference_id!r}")
+        streams = ep.streams.values()
         return GroupEpochStats(
             conference_id,
             epoch,
             ep.ssrc,
             sum(1 for leg in self.table.leg_map.values() if leg.group is not None and leg.group.ep is ep),
-            ep.encrypted,
-            ep.sent,
+            ep.encrypted + sum(gs.encrypted for gs in streams),
+            ep.sent + sum(gs.sent for gs in streams),
             ep.private_encrypted,
             ep.private_sent,
         )
@@ -200,7 +217,7 @@ class GroupDownlink:
                 self.table.pending_events.append(GroupStreamConfirmed(leg.leg_id, a.ep.epoch))
             return
         if (
-            block.ssrc != a.ep.ssrc
+            block.ssrc != (a.ep.ssrc if a.stream is None else a.stream.ssrc)
             or a.confirmed
             or a.failing
             or block.fraction_lost < self.table.failing_min_loss
@@ -331,3 +348,129 @@ class GroupDownlink:
             except OSError:
                 errors += 1
         return protects, sent, dropped, errors
+
+    # ------------------------------------------------------------------------------ the 16 kHz mix
+
+    def wide_stream(self, leg: Leg, a: Assign) -> GroupStream | None:
+        """The common stream of the epoch *leg* hears in the 16 kHz mix: None for the epoch's own (a G.711
+        leg on its codec), else its codec group's, made on first use."""
+        ep = a.ep
+        if leg.wb is None:
+            return None
+        key = (leg.codec_pt, leg.enc_key)
+        gs = ep.streams.get(key)
+        if gs is None:
+            t = self.table
+            st = t.conf_settings(ep.conference_id)
+            ssrc = t.new_ssrc()
+            while ssrc in st.used_ssrcs:
+                t.ssrcs_in_use.discard(ssrc)
+                t.burned_ssrcs.add(ssrc)
+                ssrc = t.new_ssrc()
+            st.used_ssrcs.add(ssrc)
+            t.burned_ssrcs.add(ssrc)
+            step = leg.ts_step
+            ts0 = (t.rng.randrange(1 << 32) - step * t.ticks) & TS_MASK
+            gs = ep.streams[key] = GroupStream(ssrc, leg.codec_pt, step, t.rng.randrange(1 << 16), ts0)
+        return gs
+
+    def send_wide(
+        self,
+        commons: list[tuple[Epoch, GroupStream | None, bytes, list[Leg]]],
+        private: list[tuple[Leg, bytes]],
+        direct: list[int] | None,
+        append: Callable[[Datagram], None],
+    ) -> None:
+        """This tick's group streams of the 16 kHz mix: each common stream's frame protected once and the
+        same bytes to each of its listeners; each private frame (a speaker's N-1 mix, a prompt) under its
+        epoch's key on the leg's private SSRC, at the leg's codec clock. Adds to the tick's figures."""
+        t = self.table
+        txb, txc, lenp = t.txb, t.txc, t.lenp
+        protect = srtp_lib.srtp_protect
+        tick = t.ticks
+        ticks = tick - 1
+        protects = sent = dropped = errors = 0
+        for ep, gs, payload, listeners in commons:
+            end = 12 + len(payload)
+            if end == 12:
+                continue  # discontinuous transmission: nothing this tick
+            if gs is None:
+                pt, seq, ssrc = ep.codec_pt, ep.seq, ep.ssrc
+                ts = ep.ts0 + FRAME_SAMPLES * ticks
+                if ep.last_tick != tick - 1:
+                    pt |= 0x80
+                ep.last_tick = tick
+                ep.seq = (seq + 1) & 0xFFFF
+            else:
+                pt, seq, ssrc = gs.pt, gs.seq, gs.ssrc
+                ts = gs.ts0 + gs.ts_step * ticks
+                if gs.last_tick != tick - 1:
+                    pt |= 0x80
+                gs.last_tick = tick
+                gs.seq = (seq + 1) & 0xFFFF
+            HDR.pack_into(txb, 0, 0x80, pt, seq, ts & TS_MASK, ssrc)
+            txb[12:end] = payload
+            lenp[0] = end
+            protects += 1
+            if protect(ep.handle, txc, lenp):
+                t.protect_failed += 1
+                continue
+            data = txb[0 : lenp[0]]
+            if gs is None:
+                ep.encrypted += 1
+                ep.sent += len(listeners)
+            else:
+                gs.encrypted += 1
+                gs.sent += len(listeners)
+            for leg in listeners:
+                d, e = _send_one(leg, data, direct, append)
+                dropped += d
+                errors += e
+            sent += len(listeners)
+        for leg, payload in private:
+            a = leg.group
+            assert a is not None
+            end = 12 + len(payload)
+            if end == 12:
+                continue
+            pt = leg.codec_pt
+            if a.plast != tick - 1:
+                pt |= 0x80
+            a.plast = tick
+            a.private_ticks += 1
+            HDR.pack_into(txb, 0, 0x80, pt, a.pseq, (a.pts0 + leg.ts_step * ticks) & TS_MASK, a.pssrc)
+            txb[12:end] = payload
+            a.pseq = (a.pseq + 1) & 0xFFFF
+            lenp[0] = end
+            protects += 1
+            if protect(a.ep.handle, txc, lenp):
+                t.protect_failed += 1
+                continue
+            a.ep.private_encrypted += 1
+            a.ep.private_sent += 1
+            sent += 1
+            d, e = _send_one(leg, txb[0 : lenp[0]], direct, append)
+            dropped += d
+            errors += e
+        t.tick_protects += protects
+        t.tick_sent += sent
+        t.protects_total += protects
+        if direct is not None:
+            direct[0] += dropped
+            direct[1] += errors
+
+
+def _send_one(
+    leg: Leg, data: bytes, direct: list[int] | None, append: Callable[[Datagram], None]
+) -> tuple[int, int]:
+    send = leg.send
+    if send is None or direct is None:
+        append((leg.rtp_port, data, leg.remote_rtp))  # type: ignore[arg-type]
+        return 0, 0
+    try:
+        send(data)
+    except BlockingIOError:
+        return 1, 0
+    except OSError:
+        return 0, 1
+    return 0, 0

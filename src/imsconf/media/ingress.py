@@ -239,7 +239,7 @@ class Ingress:
                         own_seen = True
                         leg.rr = block
                         t.pending_events.append(RtcpReport(leg.leg_id, block))
-                    elif a is not None and (block.ssrc == a.ep.ssrc or block.ssrc == a.pssrc):
+                    elif a is not None and (block.ssrc == a.pssrc or a.ep.has_ssrc(block.ssrc)):
                         group_seen = True
                         leg.rr = block
                         self.group.group_evidence(leg, a, block)

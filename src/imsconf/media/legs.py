@@ -108,9 +108,29 @@ class Counters:
             self.srtp_other += 1
 
 
+class GroupStream:
+    """One more common stream of an epoch in the 16 kHz mix: the listeners of one codec group (payload
+    type, codec, clock, format parameters) that is not the epoch's own codec. Its own SSRC (new to the
+    conference, never reused), sequence and timestamp; protected by the epoch's SRTP context."""
+
+    __slots__ = ("encrypted", "last_tick", "listeners", "pt", "sent", "seq", "ssrc", "ts0", "ts_step")
+
+    def __init__(self, ssrc: int, pt: int, ts_step: int, seq: int, ts0: int) -> None:
+        self.ssrc = ssrc
+        self.pt = pt
+        self.ts_step = ts_step
+        self.seq = seq
+        self.ts0 = ts0
+        self.last_tick = -2
+        self.listeners: list[Leg] = []  # this tick's receivers (the 16 kHz mix's send)
+        self.encrypted = 0
+        self.sent = 0
+
+
 class Epoch:
     """One group key epoch of a conference: the common listener stream (its own SSRC, sequence and
-    timestamp) and the SRTP context of the epoch key, which also protects the listeners' private streams."""
+    timestamp) and the SRTP context of the epoch key, which also protects the listeners' private streams
+    and, in the 16 kHz mix, the common stream of each other codec group (:class:`GroupStream`)."""
 
     __slots__ = (
         "all_direct",
@@ -128,6 +148,7 @@ class Epoch:
         "sent",
         "seq",
         "ssrc",
+        "streams",
         "ts0",
         "tx",
     )
@@ -152,6 +173,12 @@ class Epoch:
         self.sent = 0
         self.private_encrypted = 0
         self.private_sent = 0
+        # The 16 kHz mix's other codec groups: (payload type, codec key) -> stream (made when needed).
+        self.streams: dict[tuple[int, tuple[object, ...]], GroupStream] = {}
+
+    def has_ssrc(self, ssrc: int) -> bool:
+        """One of the epoch's common streams (its own, or a codec group's) is sent on ``ssrc``."""
+        return ssrc == self.ssrc or any(gs.ssrc == ssrc for gs in self.streams.values())
 
 
 class Assign:
@@ -172,6 +199,7 @@ class Assign:
         "pts0",
         "rr_tick",
         "start_tick",
+        "stream",
     )
 
     def __init__(self, ep: Epoch, pssrc: int, pseq: int, pts0: int, keep_own: bool, tick: int) -> None:
@@ -188,6 +216,9 @@ class Assign:
         self.private_ticks = 0  # ticks on the private stream since the leg's last receiver report
         self.rr_tick = tick
         self.start_tick = tick
+        self.stream: GroupStream | None = (
+            None  # in the 16 kHz mix: its codec group's stream (None: the epoch's)
+        )
 
 
 class ConfSettings:
@@ -511,12 +542,13 @@ class LegTable:
 
     @staticmethod
     def group_effective(leg: Leg, a: Assign) -> bool:
+        """The leg receives the epoch's streams: not in the lobby, the epoch live, and a G.711 leg on the
+        epoch's codec (a codec leg's conference mixes at 16 kHz, where each codec group has a stream)."""
         ep = a.ep
         return (
             not leg.lobby
             and ep.tx is not None
-            and leg.codec_id == ep.codec_id
-            and leg.codec_pt == ep.codec_pt
+            and (leg.wb is not None or (leg.codec_id == ep.codec_id and leg.codec_pt == ep.codec_pt))
         )
 
     def new_ssrc(self) -> int:

@@ -97,6 +97,7 @@ class Mixdown:
         for leg in order:
             a = leg.group
             if a is not None:
+                a.stream = None  # the epoch's own stream (a codec group's is the 16 kHz mix's)
                 a.live = leg.sends and group_effective(leg, a)
                 if a.live:
                     if leg.group_ticks.live_from < 0:

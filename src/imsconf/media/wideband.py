@@ -18,7 +18,13 @@ the tick's rebuild and mixed here, at 16 kHz (320 samples per tick), every such 
 
 Prompts reach G.711 legs as on the 8 kHz path; a codec leg hears its prompt encoded by its own codec
 (the prompt's 8 kHz frame, upsampled with the leg's own history for a 16 kHz codec), and silence in the
-lobby or deaf. Group downlink epochs do not carry these conferences (each leg gets its own stream).
+lobby or deaf.
+
+Group downlink: a listener on a live epoch hears its codec group's common stream of the epoch
+(:meth:`~imsconf.media.group_downlink.GroupDownlink.wide_stream`: the epoch's own stream for PCMU/0, one
+per other codec group): the group's frame, encoded once, is protected once and the same bytes go to each
+listener of the group. A speaker's N-1 mix, a prompt, or silence (lobby, deaf) goes on its private stream
+under the epoch key; on probation (``keep_own``) its own stream is sent as well.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ import numpy.typing as npt
 
 from .codec_port import Codec, CodecError, CodecFactory
 from .events import Datagram
-from .legs import ENCODE_TABLES, SILENCE_FRAMES, Leg, LegTable
+from .legs import ENCODE_TABLES, SILENCE_FRAMES, Assign, Epoch, GroupStream, Leg, LegTable
 from .mixer import FRAME_SAMPLES, decode_codes, encode_rows
 from .resample import DOWN_HISTORY, UP_HISTORY, downsample2, upsample2
 
@@ -50,6 +56,21 @@ class FrameSend(Protocol):
         self,
         legs: list[Leg],
         payloads: list[bytes],
+        direct: list[int] | None,
+        append: Callable[[Datagram], None],
+    ) -> None: ...
+
+
+class WideGroup(Protocol):
+    """What the 16 kHz mix asks of the group downlink (:class:`~imsconf.media.group_downlink.GroupDownlink`
+    implements it): a listener's common stream of its epoch, and this tick's group streams sent."""
+
+    def wide_stream(self, leg: Leg, a: Assign) -> GroupStream | None: ...
+
+    def send_wide(
+        self,
+        commons: list[tuple[Epoch, GroupStream | None, bytes, list[Leg]]],
+        private: list[tuple[Leg, bytes]],
         direct: list[int] | None,
         append: Callable[[Datagram], None],
     ) -> None: ...
@@ -80,12 +101,14 @@ class _ConfState:
 
 class WidebandMix:
     """The 16 kHz mix of the conferences in ``table.wide_order``: a part of the engine over the shared
-    leg table, sending through the :class:`FrameSend` port; group encoders come from ``codecs``."""
+    leg table, sending through the :class:`FrameSend` port (own streams) and the :class:`WideGroup` port
+    (group downlink streams); group encoders come from ``codecs``."""
 
-    def __init__(self, table: LegTable, send: FrameSend, codecs: CodecFactory) -> None:
+    def __init__(self, table: LegTable, send: FrameSend, codecs: CodecFactory, group: WideGroup) -> None:
         self.table = table
         self.send = send
         self.codecs = codecs
+        self.group = group
         self.legs: dict[Leg, _LegState] = {}
         self.confs: dict[str, _ConfState] = {}
         self.conf_ids: list[str] = []  # conference of each index (rebuilt)
@@ -97,10 +120,22 @@ class WidebandMix:
     def rebuild(self, legs: list[Leg]) -> None:
         """The legs of the 16 kHz conferences (configured, by conference): states made and dropped."""
         ids: dict[str, int] = {}
+        t = self.table
+        tick = t.ticks
         for leg in legs:
             leg.conf_idx = ids.setdefault(leg.conference_id, len(ids))
             if leg not in self.legs:
                 self.legs[leg] = _LegState()
+            a = leg.group
+            gt = leg.group_ticks
+            if a is not None:
+                a.live = leg.sends and t.group_effective(leg, a)
+                a.stream = self.group.wide_stream(leg, a) if a.live else None
+                if a.live and gt.live_from < 0:
+                    gt.live_from = tick
+            if gt.live_from >= 0 and (a is None or not a.live):
+                gt.before += tick - gt.live_from
+                gt.live_from = -1
         keep = set(legs)
         for leg in [leg for leg in self.legs if leg not in keep]:
             del self.legs[leg]
@@ -226,28 +261,35 @@ class WidebandMix:
         down_common: dict[int, Int16Array] = {}
         common = self.common
         per_leg = not t.wide_shared_encode
+        streams: dict[tuple[Epoch, GroupStream | None], tuple[bytes, list[Leg]]] = {}
+        private: list[tuple[Leg, bytes]] = []
         for leg in t.wide_order:
             if not leg.sends:
                 continue
-            wb = leg.wb
-            payload = leg.mix_payload if wb is None else None  # a G.711 leg's prompt or silence
-            if payload is None:
-                if leg.prompt is not None and wb is not None:
-                    payload = self.prompt_frame(leg, wb)
-                elif leg.lobby or leg.deaf or leg.prompt is not None:
-                    payload = self.silence(leg)
-                elif leg.speaker:
-                    payload = self.encode_own(leg, self.speaker_mix[leg])
-                elif per_leg and wb is not None:
-                    payload = self.encode_own(leg, common[leg.conf_idx])
-                else:
+            a = leg.group
+            if a is not None and a.live:
+                if not (leg.speaker or leg.lobby or leg.deaf or leg.prompt is not None):
                     key = (leg.conf_idx, leg.enc_key)
                     got = shared.get(key)
                     if got is None:
                         got = shared[key] = self.encode_group(leg, down_common)
-                    payload = got
+                    entry = streams.get((a.ep, a.stream))
+                    if entry is None:
+                        streams[(a.ep, a.stream)] = (got, [leg])
+                    else:
+                        entry[1].append(leg)
+                    if a.keep_own:  # probation: its own stream too
+                        legs.append(leg)
+                        payloads.append(got)
+                    continue
+                payload = self.own_frame(leg, common, shared, down_common, per_leg)
+                private.append((leg, payload))  # a speaker's N-1 mix, a prompt or silence
+                if a.keep_own:
+                    legs.append(leg)
+                    payloads.append(payload)
+                continue
             legs.append(leg)
-            payloads.append(payload)
+            payloads.append(self.own_frame(leg, common, shared, down_common, per_leg))
         for ci, cid in enumerate(self.conf_ids):
             st = self.confs[cid]
             row = common[ci].astype(np.float32) if ci < len(common) else np.zeros(WIDE_SAMPLES, np.float32)
@@ -258,6 +300,36 @@ class WidebandMix:
             )[-DOWN_HISTORY:]
         if legs:
             self.send.send_frames(legs, payloads, direct, append)
+        if streams or private:
+            commons = [(ep, gs, got, ls) for (ep, gs), (got, ls) in streams.items()]
+            self.group.send_wide(commons, private, direct, append)
+
+    def own_frame(
+        self,
+        leg: Leg,
+        common: Int16Array,
+        shared: dict[tuple[int, tuple[object, ...]], bytes],
+        down_common: dict[int, Int16Array],
+        per_leg: bool,
+    ) -> bytes:
+        """This tick's frame for *leg*: its prompt, silence, its N-1 mix, or its listener group's frame."""
+        wb = leg.wb
+        payload = leg.mix_payload if wb is None else None  # a G.711 leg's prompt or silence
+        if payload is not None:
+            return payload
+        if leg.prompt is not None and wb is not None:
+            return self.prompt_frame(leg, wb)
+        if leg.lobby or leg.deaf or leg.prompt is not None:
+            return self.silence(leg)
+        if leg.speaker:
+            return self.encode_own(leg, self.speaker_mix[leg])
+        if per_leg and wb is not None:
+            return self.encode_own(leg, common[leg.conf_idx])
+        key = (leg.conf_idx, leg.enc_key)
+        got = shared.get(key)
+        if got is None:
+            got = shared[key] = self.encode_group(leg, down_common)
+        return got
 
     def silence(self, leg: Leg) -> bytes:
         wb = leg.wb
