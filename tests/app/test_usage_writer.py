@@ -90,6 +90,29 @@ def test_queued_records_go_in_one_transaction_per_batch() -> None:
     assert backend.closed and writer.written == 17
 
 
+def test_records_ended_within_the_linger_share_one_commit(tmp_path: Path) -> None:
+    """A churn of short calls: legs ending a few ms apart are committed together, all on disk in 100 ms."""
+    store = UsageStore.open(tmp_path)
+    commits: list[int] = []
+    append = store.append
+
+    def counting(legs: Sequence[LegUsage], conferences: Sequence[ConferenceUsage]) -> None:
+        commits.append(len(legs) + len(conferences))
+        append(legs, conferences)
+
+    store.append = counting  # type: ignore[method-assign]
+    writer = UsageWriter(store, linger=0.05).start()
+    t0 = time.monotonic()
+    for i in range(5):
+        writer.leg_ended(leg(T0, pid=f"p{i}"))
+        time.sleep(0.002)
+    with UsageStore.open(tmp_path) as reader:
+        assert _wait(lambda: len(reader.records(None, None)[0]) == 5, 1.0)
+    assert time.monotonic() - t0 < 0.1
+    assert commits == [5]
+    assert writer.close() is True and writer.written == 5
+
+
 def test_a_full_queue_drops_and_counts_without_blocking(caplog: object) -> None:
     backend = SlowBackend()
     writer = UsageWriter(backend, queue_size=3).start()

@@ -8,7 +8,7 @@ the heap is large under load. A full collection over a large heap stalls the eve
 milliseconds, which the mixer's 20 ms tick feels first.
 
 Memory comes back after a load (docs/decisions/0012-memory-after-load.md): a :class:`HeapKeeper` watches
-the number of live SIP transactions and, once a load has passed, empties the header parse memo tables
+the number of live SIP transactions and, once a load has passed, empties the header and SDP parse memo tables
 (their values are the last calls' and pin the arenas the load filled), collects the load's reference
 cycles and asks the C allocator to hand its free pages back to the system.
 """
@@ -21,6 +21,7 @@ import logging
 import os
 from collections.abc import Callable
 
+from imsconf.sdp.session import clear_parse_memo
 from imsconf.sip.memo import clear_memos
 
 __all__ = ["HeapKeeper", "realtime_priority", "release_heap", "settle_heap"]
@@ -51,6 +52,7 @@ def release_heap() -> None:
     (with the young generation collected rarely, most of them wait in the older generations), then return
     glibc's free pages."""
     clear_memos()
+    clear_parse_memo()
     gc.collect()
     if _TRIM is not None:
         _TRIM(0)

@@ -2,10 +2,13 @@
 
 :meth:`UsageWriter.leg_ended` and :meth:`UsageWriter.conference_ended` return at once: the record goes to
 a bounded queue (a full queue drops it and counts the drop; the event loop never waits).  The writer
-thread wakes on the first record, takes whatever else is queued (at most ``batch`` records) and commits
-them in one transaction, so a record is on disk a few milliseconds after the sink returned — well within
-100 ms — and survives a kill -9 of the server from then on.  :meth:`UsageWriter.close` stops taking
-records, lets the thread write what is queued, waits at most ``timeout`` seconds and closes the store.
+thread wakes on the first record, waits ``linger`` seconds (20 ms) for more, takes whatever is queued then
+(at most ``batch`` records) and commits them in one transaction, so a record is on disk some 20-30 ms after
+the sink returned — well within 100 ms — and survives a kill -9 of the server from then on.  The wait makes
+a churn of short calls one commit (one fsync) per 20 ms instead of one per ended leg: at 300 ended legs/s
+the writer thread's commits, and the GIL hand-overs they cost the event loop, fall about sixfold.
+:meth:`UsageWriter.close` stops taking records, lets the thread write what is queued, waits at most
+``timeout`` seconds and closes the store.
 A store that cannot be reached (PostgreSQL down: :class:`StoreUnavailable`) holds the batch back, tried
 again every few seconds, so the records of an outage are written once the store is back.
 
@@ -30,6 +33,7 @@ log = logging.getLogger("imsconf.usage")
 
 QUEUE_SIZE: Final = 10_000  # records waiting for the writer; beyond this they are dropped (and counted)
 BATCH: Final = 500  # records per transaction at most
+LINGER: Final = 0.02  # how long the writer waits after a first record for more to commit with it
 _IDLE_POLL: Final = 0.05  # how often an idle writer looks whether it should stop
 
 _Record = LegUsage | ConferenceUsage
@@ -48,9 +52,11 @@ class UsageWriter:
         queue_size: int = QUEUE_SIZE,
         batch: int = BATCH,
         retry_interval: float = RETRY_AFTER,
+        linger: float = LINGER,
     ) -> None:
         self.backend = backend
         self.batch = batch
+        self.linger = linger
         self.retry_interval = retry_interval
         self.waiting = False  # a batch waits for an unreachable store
         self._queue: queue.Queue[_Record] = queue.Queue(maxsize=queue_size)
@@ -103,6 +109,8 @@ class UsageWriter:
                 if self._stopping.is_set():
                     return
                 continue
+            if self.linger > 0 and self._queue.qsize() < self.batch - 1:
+                self._stopping.wait(self.linger)  # gather more for the same commit (close cuts it short)
             batch = [first]
             while len(batch) < self.batch:
                 try:

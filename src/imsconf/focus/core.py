@@ -196,13 +196,16 @@ class Focus:
         return None
 
     def next_deadline(self) -> float | None:
-        best: float | None = None
-        for d in (
-            self.inbox.next_deadline(),
-            self.table.next_deadline(),
-            self.early.next_deadline(),
-            *(f.next_deadline() for f in self.features),
-        ):
+        # asked after every message and timer: a plain loop, no tuple or generator per call
+        best = self.inbox.next_deadline()
+        d = self.table.next_deadline()
+        if d is not None and (best is None or d < best):
+            best = d
+        d = self.early.next_deadline()
+        if d is not None and (best is None or d < best):
+            best = d
+        for f in self.features:
+            d = f.next_deadline()
             if d is not None and (best is None or d < best):
                 best = d
         return best

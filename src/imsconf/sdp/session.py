@@ -23,6 +23,7 @@ MAX_MEDIA = 64
 
 __all__ = [
     "MAX_SDP_SIZE",
+    "PARSE_MEMO_MAX",
     "Attribute",
     "Bandwidth",
     "Connection",
@@ -32,6 +33,7 @@ __all__ = [
     "SessionDescription",
     "Timing",
     "ZoneAdjustment",
+    "clear_parse_memo",
 ]
 
 
@@ -415,11 +417,34 @@ class SessionDescription(_AttributeMixin):
 
     @classmethod
     def parse(cls, data: bytes) -> SessionDescription:
-        """Parse an SDP body; any problem raises ``SdpParseError`` (status_hint 400, 413 for size caps)."""
+        """Parse an SDP body; any problem raises ``SdpParseError`` (status_hint 400, 413 for size caps).
+
+        The value is frozen, so a body seen a moment ago is answered from a small table (an offer sent
+        again, the same client's bodies in a churn of calls); errors are never kept."""
+        memo = isinstance(data, bytes)
+        hit = _PARSED.get(data) if memo else None
+        if hit is not None:
+            return hit
         try:
-            return _Parser(data).parse()
+            sdp = _Parser(data).parse()
         except ValueError as exc:  # a field the line regexes let through but the dataclasses refuse
             raise SdpParseError(f"invalid SDP: {exc}") from None
+        if memo:
+            if len(_PARSED) >= PARSE_MEMO_MAX:
+                _PARSED.clear()
+            _PARSED[data] = sdp
+        return sdp
+
+
+# Recently parsed bodies (bounded: peers choose them; a full table is dropped).  The runtime empties it
+# with the SIP memo tables once a load has passed (imsconf.app.heap), so no load's values outlive it.
+PARSE_MEMO_MAX = 64
+_PARSED: dict[bytes, SessionDescription] = {}
+
+
+def clear_parse_memo() -> None:
+    """Empty the table of recently parsed bodies."""
+    _PARSED.clear()
 
 
 # Line order (RFC 8866 §5): the rank of each type at session level and at media level.  A line whose
