@@ -51,6 +51,8 @@ from typing import Any
 from mixer_capacity import capacity
 from mixer_load import CODECS, TALKERS, TICK, core_busy, generator_main, proc_cpu
 
+from imsconf.media.codecs.opus import OpusSettings
+
 PLUGINS = Path("/usr/lib/x86_64-linux-gnu/janus/plugins")
 TRANSPORTS = Path("/usr/lib/x86_64-linux-gnu/janus/transports")
 NICE = -10
@@ -155,17 +157,18 @@ class Janus:
     def message(self, handle: int, body: dict[str, Any]) -> dict[str, Any]:
         return self.post(f"{self.base}/{self.session}/{handle}", {"janus": "message", "body": body})
 
-    def join_rtp(self, handle: int, room: int, port: int, codec: str = "pcmu") -> int:
-        """Join a plain-RTP participant (PCMU or Opus); returns the port Janus receives its RTP on."""
-        self.message(
-            handle,
-            {
-                "request": "join",
-                "room": room,
-                "codec": codec,
-                "rtp": {"ip": "127.0.0.1", "port": port, "payload_type": CODECS[codec][0]},
-            },
-        )
+    def join_rtp(
+        self, handle: int, room: int, port: int, codec: str = "pcmu", opus: dict[str, Any] | None = None
+    ) -> int:
+        """Join a plain-RTP participant (PCMU or Opus); returns the port Janus receives its RTP on.
+        ``opus``: the encoder's join options (``quality``, ``bitrate``, ``expected_loss``; ``fec`` goes in
+        the ``rtp`` block), None: Janus's defaults."""
+        rtp: dict[str, Any] = {"ip": "127.0.0.1", "port": port, "payload_type": CODECS[codec][0]}
+        body: dict[str, Any] = {"request": "join", "room": room, "codec": codec, "rtp": rtp}
+        if opus is not None:
+            body.update({k: v for k, v in opus.items() if k != "fec"})
+            rtp["fec"] = bool(opus.get("fec"))
+        self.message(handle, body)
         deadline = time.monotonic() + 10
         with self.cond:
             while time.monotonic() < deadline:
@@ -190,7 +193,14 @@ class Janus:
 
 
 def janus_step(
-    workdir: Path, n: int, layout: str, rate: int, warm: float, measure: float, codec: str = "pcmu"
+    workdir: Path,
+    n: int,
+    layout: str,
+    rate: int,
+    warm: float,
+    measure: float,
+    codec: str = "pcmu",
+    opus: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     g_parent, g_child = ctx.Pipe()
@@ -216,7 +226,7 @@ def janus_step(
         for i in range(n):
             h = janus.attach()
             room = 1000 + (0 if layout == "one" else i // 5)
-            dests.append(("127.0.0.1", janus.join_rtp(h, room, addrs[i][1], codec)))
+            dests.append(("127.0.0.1", janus.join_rtp(h, room, addrs[i][1], codec, opus)))
         g_parent.send((dests, None))
         assert g_parent.recv() == "ready"
         g_parent.send((warm + measure + 0.5, warm, warm + measure))
@@ -251,6 +261,27 @@ def realtime_threads(pid: int) -> None:
             pass
 
 
+# Janus 1.1.2's AudioBridge when a join names none of these: complexity ("quality") 4, libopus's automatic
+# bitrate, in-band FEC off (expected_loss 0), a 20 ms frame, the room's rate (WIDEBAND at 16 kHz).
+JANUS_DEFAULTS = "Janus defaults (quality 4, bitrate auto, FEC off)"
+
+
+def matched_opus() -> dict[str, Any]:
+    """Janus join options that set its per-participant Opus encoder as imsconf sets its own."""
+    s = OpusSettings()
+    return {
+        "quality": s.complexity,
+        "bitrate": s.bitrate,
+        "expected_loss": min(s.loss_percent, 20),
+        "fec": s.fec,
+    }
+
+
+def imsconf_opus() -> str:
+    s = OpusSettings()
+    return f"complexity {s.complexity}, {s.bitrate} bit/s, FEC {'on' if s.fec else 'off'} ({s.loss_percent} % loss), {s.sample_rate} Hz, 20 ms"
+
+
 def janus_passes(r: dict[str, Any]) -> bool:
     return bool(r["cpu"] < 1.0 and r["min_pps"] >= 49 and r["max_p99_ia"] < 40)
 
@@ -263,6 +294,7 @@ def janus_capacity(
     warm: float,
     measure: float,
     codec: str = "pcmu",
+    opus: dict[str, Any] | None = None,
 ) -> dict[str, int]:
     out = {}
     print(
@@ -272,7 +304,7 @@ def janus_capacity(
         best = 0
         for n in sizes:
             try:
-                r = janus_step(workdir, n, layout, rate, warm, measure, codec)
+                r = janus_step(workdir, n, layout, rate, warm, measure, codec, opus)
             except RuntimeError as exc:
                 print(f"{layout:7} {n:>5}  janus failed: {exc}")
                 break
@@ -308,8 +340,15 @@ def main() -> None:
         default=10,
         help="SCHED_RR priority for both mixers (every Janus thread; imsconf's media_realtime_priority); 0: nice",
     )
+    ap.add_argument(
+        "--janus-opus",
+        choices=("matched", "defaults"),
+        default="matched",
+        help="Janus's Opus encoders: matched to imsconf's OpusSettings (complexity, bitrate, FEC) or Janus's own defaults",
+    )
     args = ap.parse_args()
     rate = args.janus_rate or (8000 if args.codec == "pcmu" else 16000)
+    opus = matched_opus() if args.codec == "opus" and args.janus_opus == "matched" else None
     os.environ["BENCH_RT"] = str(args.realtime)
     layouts = args.layouts.split(",")
     print(
@@ -325,6 +364,8 @@ def main() -> None:
     else:
         talk = f", {TALKERS} talkers per conference" if args.codec != "pcmu" else ""
         print(f"\n== Janus AudioBridge, plain RTP {args.codec} participants{talk}, {rate} Hz rooms")
+        if args.codec == "opus":
+            print(f"# Janus Opus encoders: {opus if opus else JANUS_DEFAULTS}; imsconf: {imsconf_opus()}")
         with tempfile.TemporaryDirectory(prefix="janus-bench-") as d:
             try:
                 janus = janus_capacity(
@@ -335,6 +376,7 @@ def main() -> None:
                     args.warm,
                     args.measure,
                     args.codec,
+                    opus,
                 )
             except (OSError, RuntimeError) as exc:
                 why = f"janus could not be run: {exc}"

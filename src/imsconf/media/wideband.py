@@ -38,6 +38,7 @@ from .resample import DOWN_HISTORY, UP_HISTORY, downsample2, upsample2
 __all__ = ["WIDE_SAMPLES", "FrameSend", "WidebandMix"]
 
 WIDE_SAMPLES = 2 * FRAME_SAMPLES  # 20 ms at 16 kHz
+assert DOWN_HISTORY < WIDE_SAMPLES  # a stream's downsampling history lies within its last frame
 
 Int16Array = npt.NDArray[np.int16]
 Float32Array = npt.NDArray[np.float32]
@@ -248,14 +249,17 @@ class WidebandMix:
                     payload = got
             legs.append(leg)
             payloads.append(payload)
+        # A downsampler's history is the last DOWN_HISTORY samples of what the stream carried, all of them
+        # in this tick's frame (DOWN_HISTORY < WIDE_SAMPLES): one slice for every conference at once.
+        confs = self.confs
+        tails = common[:, -DOWN_HISTORY:].astype(np.float32)
+        have = len(tails)
         for ci, cid in enumerate(self.conf_ids):
-            st = self.confs[cid]
-            row = common[ci].astype(np.float32) if ci < len(common) else np.zeros(WIDE_SAMPLES, np.float32)
-            st.common_tail = np.concatenate((st.common_tail, row))[-DOWN_HISTORY:]
+            confs[cid].common_tail = tails[ci] if ci < have else np.zeros(DOWN_HISTORY, np.float32)
+        states = self.legs
+        speaker_mix = self.speaker_mix
         for leg in self.speakers:
-            self.legs[leg].heard = np.concatenate(
-                (self.legs[leg].heard, self.speaker_mix[leg].astype(np.float32))
-            )[-DOWN_HISTORY:]
+            states[leg].heard = speaker_mix[leg][-DOWN_HISTORY:].astype(np.float32)
         if legs:
             self.send.send_frames(legs, payloads, direct, append)
 
