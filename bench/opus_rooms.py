@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import os
+import socket
 import statistics
 import struct
 import time
@@ -25,6 +26,7 @@ import time
 import numpy as np
 
 from imsconf.media.codec_port import negotiated_codec
+from imsconf.media.egress import CollectingSink
 from imsconf.media.engine import LegConfig, MediaEngine
 from imsconf.media.srtp import SrtpKeys, SrtpSender
 
@@ -52,11 +54,17 @@ def streams(n: int, per_conf: int, frames: int) -> list[list[bytes]]:
 
 
 def run(
-    n: int, layout: str, srtp: bool, ticks: int, prof: cProfile.Profile | None = None
+    n: int, layout: str, srtp: bool, ticks: int, prof: cProfile.Profile | None = None, sockets: bool = True
 ) -> tuple[float, float]:
-    """Median CPU seconds of (receive, tick) per tick."""
+    """Median CPU seconds of (receive, tick) per tick. ``sockets``: each leg sends on a UDP socket
+    connected to one loopback socket nobody reads (the engine's ``tick_send``: its C send path), else
+    the sans-I/O ``tick`` collects the datagrams."""
     per_conf = n if layout == "one" else 5
     eng = MediaEngine(allow_plain_rtp=not srtp)
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)
+    sink.bind(("127.0.0.1", 0))
+    socks = []
     senders: list[SrtpSender | None] = []
     for i in range(n):
         port = 30000 + 2 * i
@@ -68,6 +76,12 @@ def run(
             rx = SrtpKeys(SUITE, os.urandom(16), os.urandom(14))
         eng.configure_leg(f"l{i}", cfg, tx, rx)
         senders.append(SrtpSender(rx) if rx is not None else None)
+        if sockets:
+            so = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            so.setblocking(False)
+            so.connect(sink.getsockname())
+            socks.append(so)
+            eng.set_send(port, so.send, so.fileno())
     frames = 50
     payloads = streams(n, per_conf, frames)
     now = 0.0
@@ -86,7 +100,10 @@ def run(
         t0 = time.process_time()
         eng.receive_batch(now, batch)
         t1 = time.process_time()
-        eng.tick(now)
+        if sockets:
+            eng.tick_send(now, CollectingSink())
+        else:
+            eng.tick(now)
         t2 = time.process_time()
         if prof is not None:
             prof.disable()
@@ -94,6 +111,9 @@ def run(
             rx_t.append(t1 - t0)
             tick_t.append(t2 - t1)
         now += 0.020
+    for so in socks:
+        so.close()
+    sink.close()
     return statistics.median(rx_t), statistics.median(tick_t)
 
 
@@ -104,14 +124,17 @@ def main() -> None:
     ap.add_argument("--plain", action="store_true", help="plain RTP instead of SRTP")
     ap.add_argument("--ticks", type=int, default=110)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument(
+        "--sans-io", action="store_true", help="no sockets: the sans-I/O tick collects the packets"
+    )
     ap.add_argument("--profile", default="", help="write a cProfile of one more run to this file")
     a = ap.parse_args()
-    runs = [run(a.n, a.layout, not a.plain, a.ticks) for _ in range(a.repeat)]
+    runs = [run(a.n, a.layout, not a.plain, a.ticks, sockets=not a.sans_io) for _ in range(a.repeat)]
     rx = statistics.median(r[0] for r in runs)
     tk = statistics.median(r[1] for r in runs)
     tot = [r[0] + r[1] for r in runs]
     print(
-        f"# opus, {a.layout} N={a.n}, {'plain RTP' if a.plain else 'SRTP'}, {TALKERS} talkers per conference, "
+        f"# opus, {a.layout} N={a.n}, {'plain RTP' if a.plain else 'SRTP'}, {'sans-I/O' if a.sans_io else 'sockets'}, {TALKERS} talkers per conference, "
         f"median of {a.repeat} runs x {a.ticks - 10} ticks"
     )
     print(
@@ -121,7 +144,7 @@ def main() -> None:
     )
     if a.profile:
         prof = cProfile.Profile(time.process_time)
-        run(a.n, a.layout, not a.plain, a.ticks, prof)
+        run(a.n, a.layout, not a.plain, a.ticks, prof, sockets=not a.sans_io)
         prof.dump_stats(a.profile)
 
 

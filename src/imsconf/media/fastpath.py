@@ -272,6 +272,16 @@ class SlotTable:
         result: tuple[int, int, int, int] = _c.send_rtp(slots, payloads, ts_now, self.tab, _PROTECT)
         return result
 
+    def send_frames(
+        self, slots: npt.NDArray[np.int64], payloads: list[bytes], ts: npt.NDArray[np.int64]
+    ) -> tuple[int, int, int, int]:
+        """Send one RTP packet of any length per slot, ``ts`` its timestamp's offset from the slot's
+        TS0; an empty payload sends nothing (see ``_fastpath.send_frames``):
+        (dropped, errors, protect_failed, protects)."""
+        assert _c is not None
+        result: tuple[int, int, int, int] = _c.send_frames(slots, payloads, ts, self.tab, _PROTECT)
+        return result
+
 
 class SlotJitter:
     """:class:`~imsconf.media.jitter.JitterBuffer`'s interface over a slot's jitter buffer in C.
