@@ -23,6 +23,20 @@ ground), and imsconf runs with SRTP on (nothing relaxed: its Opus legs as the fo
 encode per listener group) against Janus on plain RTP. ``--codec g722`` and ``--codec amr-wb`` measure
 imsconf alone (Janus 1.1's AudioBridge takes Opus, PCMU and PCMA only).
 
+Like with like, Opus (``--janus-opus matched``, the default): each Janus participant joins with the
+encoder settings imsconf's ``OpusSettings`` gives its own encoders: ``quality`` (libopus complexity) 5,
+``bitrate`` 24000, ``expected_loss`` 10 and ``"fec": true`` in the ``rtp`` block. Janus 1.1.2's own
+defaults (``--janus-opus defaults``) are complexity 4 (the join option is named ``quality``;
+``DEFAULT_COMPLEXITY`` in ``janus_audiobridge.c``), libopus's automatic bitrate, and no FEC
+(``expected_loss`` 0). Both encode 20 ms frames at 16 kHz (Janus: the room's ``sampling_rate``, its
+encoders capped at WIDEBAND) with OPUS_APPLICATION_VOIP, mono; both get the same packets from the same
+generator (3 talkers per conference, the others encoded silence, none DTX). What still differs, by
+design: Janus decodes every participant's packet on arrival and encodes one frame per participant per
+tick (its mix minus the participant's own contribution, in a thread per participant, silent or not);
+imsconf decodes every leg, mixes the loudest three and encodes once per distinct mix (each speaker's
+N-1, one frame for all its listeners). Janus sums every participant, imsconf the three loudest.
+Transport: imsconf SRTP (AES_CM_128_HMAC_SHA1_80), Janus plain RTP.
+
     .venv/bin/python bench/janus_compare.py
     .venv/bin/python bench/janus_compare.py --janus-sizes 200,300,400,500 --imsconf-sizes 1500,2000,2500
     .venv/bin/python bench/janus_compare.py --codec opus --janus-sizes 50,100,150 --imsconf-sizes 200,300,400

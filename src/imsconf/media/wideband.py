@@ -154,7 +154,7 @@ class WidebandMix:
             else:
                 narrow_pcm.append(pcm)
                 narrow_pcm_legs.append(leg)
-        rows: list[Float32Array] = []
+        rows: list[npt.NDArray[np.int32]] = []
         in_legs: list[Leg] = []
         up_legs = narrow_legs + narrow_pcm_legs
         if up_legs:
@@ -177,18 +177,17 @@ class WidebandMix:
             for st, h in zip(states, hist, strict=True):
                 st.up = h
                 st.in_tick = tick
-            rows.append(up)
+            rows.append(np.clip(np.rint(up), -32768, 32767).astype(np.int32))
             in_legs.extend(up_legs)
         if wide_legs:
-            rows.append(np.stack(wide_pcm).astype(np.float32))
+            rows.append(np.stack(wide_pcm).astype(np.int32))  # int16 PCM: nothing to round or clip
             in_legs.extend(wide_legs)
         m = len(in_legs)
         if m == 0:
             self.common = np.zeros((n_conf, WIDE_SAMPLES), dtype=np.int16)
             self.speakers = []
             return []
-        x16 = np.concatenate(rows) if len(rows) > 1 else rows[0]
-        frames = np.clip(np.rint(x16), -32768, 32767).astype(np.int32)
+        frames = np.concatenate(rows) if len(rows) > 1 else rows[0]
         conf_index = np.fromiter((leg.conf_idx for leg in in_legs), dtype=np.intp, count=m)
         prev = np.fromiter((leg.chosen_tick == tick - 1 for leg in in_legs), dtype=np.bool_, count=m)
         res = t.mixer.mix(frames, conf_index, max(n_conf, 1), prev)
