@@ -240,12 +240,12 @@ class GroupTicks:
 
 class Leg:
     __slots__ = (
+        "_codec_pt",
         "c",
         "chosen_tick",
         "clock",
         "codec",
         "codec_id",
-        "_codec_pt",
         "conf_idx",
         "conference_id",
         "corrupt",
