@@ -72,6 +72,7 @@ static const double FADE[] = {1.0, 0.8, 0.6, 0.4, 0.2};
 #define BUF_SIZE 2048
 #define MAX_SRTP_IN 1500 /* longest datagram the Python path unprotects; the same limit here */
 #define FRAME 160
+#define API 2 /* the functions fastpath.py calls: 2 adds send_frames */
 #define MAX_EVENTS 1024
 
 typedef int (*srtp_fn)(void *ctx, void *hdr, int *len);
@@ -845,7 +846,8 @@ PyInit__fastpath(void)
     if (m == NULL)
         return NULL;
     if (PyModule_AddIntConstant(m, "NCOLS", NCOLS) < 0 || PyModule_AddIntConstant(m, "FRAME", FRAME) < 0 ||
-        PyModule_AddIntConstant(m, "RING", RING) < 0 || PyModule_AddIntConstant(m, "NFCOLS", NFCOLS) < 0) {
+        PyModule_AddIntConstant(m, "RING", RING) < 0 || PyModule_AddIntConstant(m, "NFCOLS", NFCOLS) < 0 ||
+        PyModule_AddIntConstant(m, "API", API) < 0) {
         Py_DECREF(m);
         return NULL;
     }
