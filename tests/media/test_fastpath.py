@@ -146,6 +146,54 @@ def test_send_rejects_bad_arguments_before_sending(pair: Pair) -> None:
     assert table.send(one, [bytes(160)], 0)[1] == 1
 
 
+def test_send_frames_takes_any_length_a_timestamp_per_slot_and_sends_nothing_for_an_empty_one(
+    pair: Pair,
+) -> None:
+    keys = make_keys()
+    table = SlotTable(capacity=2)
+    slot = table.alloc("leg")
+    sender = SrtpSender(keys.copy())
+    table.set_tx(slot, sender.handle, sender.owner)
+    table.set_fd(slot, pair.ours.fileno())
+    table.tab[slot, [SSRC, SEQ, TS0, PT, MARKER]] = [0xCAFE, 0xFFFF, 0xFFFFFC40, 111, 1]
+    phone = SrtpReceiver(keys)
+    one = np.array([slot], dtype=np.int64)
+    frames = [b"\x08", bytes(range(60)), b"", bytes(640)]
+    for k, payload in enumerate(frames):
+        ts = np.array([960 * k], dtype=np.int64)
+        assert table.send_frames(one, [payload], ts) == (0, 0, 0, 1 if payload else 0)
+        if not payload:
+            continue  # discontinuous transmission: no packet, no sequence number used
+        pt, marker, seq, rtp_ts, ssrc, got = parse_rtp_fast(phone.unprotect(pair.phone.recv(2048)))
+        assert (pt, ssrc, got) == (111, 0xCAFE, payload)
+        assert marker == (k == 0)
+        assert seq == {0: 0xFFFF, 1: 0, 3: 1}[k]
+        assert rtp_ts == (0xFFFFFC40 + 960 * k) & 0xFFFFFFFF
+    assert table.tab[slot, SEQ] == 2 and table.tab[slot, SENT] == 3
+    # a payload with no room left for the authentication tag is refused, nothing sent
+    assert table.send_frames(one, [bytes(2048 - 16 - 11)], np.zeros(1, np.int64))[2] == 1
+    assert table.tab[slot, SEQ] == 2
+
+
+def test_send_frames_rejects_bad_arguments_before_sending(pair: Pair) -> None:
+    table = SlotTable(capacity=1)
+    slot = table.alloc("leg")
+    table.set_fd(slot, pair.ours.fileno())
+    two = np.array([slot, slot], dtype=np.int64)
+    with pytest.raises(ValueError, match="one timestamp per slot"):
+        table.send_frames(two, [b"a", b"b"], np.zeros(1, np.int64))
+    with pytest.raises(ValueError, match="one payload"):
+        table.send_frames(two, [b"a"], np.zeros(2, np.int64))
+    with pytest.raises(TypeError, match="bytes"):
+        table.send_frames(two, [b"a", bytearray(b"b")], np.zeros(2, np.int64))  # type: ignore[list-item]
+    with pytest.raises(IndexError):
+        table.send_frames(np.array([slot, 9], dtype=np.int64), [b"a", b"b"], np.zeros(2, np.int64))
+    assert table.tab[slot, SEQ] == 0 and table.tab[slot, SENT] == 0
+    pair.phone.settimeout(0.05)
+    with pytest.raises(TimeoutError):
+        pair.phone.recv(2048)
+
+
 # ----------------------------------------------------------------------------------------- receiving
 
 
@@ -414,3 +462,28 @@ def test_the_engine_compacts_after_a_load_and_its_live_leg_keeps_playing() -> No
     assert len(eng.table.slots.tag) == 64
     sent = [eng.tick(0.02 * (n + 1)) for n in range(5)]
     assert all(len(out) == 1 for out in sent)  # l0 is sent its frame every tick
+
+
+def test_the_c_send_path_sends_the_negotiated_payload_type() -> None:
+    """A PCMA leg on a connected socket (the C batch) labels its packets PT 8, not the row's default 0."""
+    import random
+
+    from imsconf.media.egress import CollectingSink
+    from imsconf.media.engine import LegConfig, MediaEngine
+
+    eng = MediaEngine(rng=random.Random(1), allow_plain_rtp=True)
+    pairs = []
+    try:
+        for i, (pt, name) in enumerate([(8, "PCMA"), (0, "PCMU")]):
+            port = 20000 + 2 * i
+            eng.add_leg(f"l{i}", "c", port, port, True)
+            eng.configure_leg(f"l{i}", LegConfig(("127.0.0.1", 9), None, pt, name, 101), None, None, 0.0)
+            p = Pair()
+            eng.set_send(port, p.ours.send, p.ours.fileno())
+            pairs.append(p)
+        assert eng.c_path
+        eng.tick_send(0.0, CollectingSink())
+        assert [p.phone.recv(2048)[1] & 0x7F for p in pairs] == [8, 0]
+    finally:
+        for p in pairs:
+            p.close()

@@ -291,6 +291,60 @@ def test_the_16khz_mix_is_the_same_with_and_without_the_c_path(monkeypatch: pyte
     assert all(np.array_equal(x, y) for x, y in zip(heard[0], heard[1], strict=True))
 
 
+def test_codec_legs_on_connected_sockets_get_the_packets_the_sans_io_tick_gives() -> None:
+    """The C send path of the 16 kHz mix (a leg with a connected socket) and the Python one (the
+    sans-I/O tick) put the same packets on the wire: header, sequence, timestamp at the codec clock."""
+    import socket
+
+    from imsconf.media.egress import CollectingSink
+
+    streams: list[dict[int, list[bytes]]] = []
+    for direct in (False, True):
+        phones = [
+            Phone("a", 20000, True, 6000.0),
+            Phone("b", 20002, True, 500.0),
+            Phone("c", 20004, False, None),
+        ]
+        room = Room(phones)
+        socks: dict[int, tuple[socket.socket, socket.socket]] = {}
+        if direct:
+            assert room.engine.c_path
+            for p in phones:
+                phone = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                phone.bind(("127.0.0.1", 0))
+                phone.setblocking(False)
+                ours = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                ours.connect(phone.getsockname())
+                room.engine.set_send(p.port, ours.send, ours.fileno())
+                socks[p.port] = (phone, ours)
+        got: dict[int, list[bytes]] = {p.port: [] for p in phones}
+        try:
+            for _ in range(12):
+                batch = [(p.port, p.packet(), p.addr) for p in phones if p.freq is not None]
+                room.engine.receive_batch(room.now, batch)
+                if direct:
+                    sink = CollectingSink()
+                    assert room.engine.tick_send(room.now, sink) == (0, 0)
+                    for port, (phone, _ours) in socks.items():
+                        while True:
+                            try:
+                                got[port].append(phone.recv(2048))
+                            except BlockingIOError:
+                                break
+                else:
+                    for port, data, _dst in room.engine.tick(room.now):
+                        if not 192 <= data[1] <= 223:
+                            got[port].append(data)
+                room.now += T
+        finally:
+            for phone, ours in socks.values():
+                phone.close()
+                ours.close()
+        streams.append(got)
+    assert all(len(v) == 12 for v in streams[0].values())
+    assert streams[0] == streams[1]
+
+
 @pytest.mark.parametrize(("name", "clock"), [("opus", 48000), ("AMR-WB", 16000), ("G722", 8000)])
 def test_a_real_wideband_codec_leg_and_a_pcmu_leg(name: str, clock: int) -> None:
     """A 1 kHz tone encoded by the phone's codec reaches the PCMU leg; the PCMU leg's 500 Hz reaches

@@ -72,6 +72,7 @@ static const double FADE[] = {1.0, 0.8, 0.6, 0.4, 0.2};
 #define BUF_SIZE 2048
 #define MAX_SRTP_IN 1500 /* longest datagram the Python path unprotects; the same limit here */
 #define FRAME 160
+#define API 2 /* the functions fastpath.py calls: 2 adds send_frames */
 #define MAX_EVENTS 1024
 
 typedef int (*srtp_fn)(void *ctx, void *hdr, int *len);
@@ -711,10 +712,122 @@ done:
     return result;
 }
 
+PyDoc_STRVAR(send_frames_doc,
+"send_frames(slots, payloads, ts, table, protect_addr) -> (dropped, errors, protect_failed, protects)\n\n"
+"send_rtp for payloads of any length (a leg's own codec stream): slots and ts int64 arrays of the same\n"
+"length (ts: each slot's timestamp offset from its TS0), payloads a list of bytes; an empty payload sends\n"
+"nothing (discontinuous transmission), one too long for the buffer counts as protect_failed.");
+
+static PyObject *
+fp_send_frames(PyObject *self, PyObject *args)
+{
+    PyObject *slots_obj, *payloads, *ts_obj, *table_obj;
+    unsigned long long protect_addr;
+    if (!PyArg_ParseTuple(args, "OO!OOK", &slots_obj, &PyList_Type, &payloads, &ts_obj, &table_obj,
+                          &protect_addr))
+        return NULL;
+    Py_buffer sv, tv, tab;
+    if (get_i64(slots_obj, &sv, 0, "slots") < 0)
+        return NULL;
+    if (get_i64(ts_obj, &tv, 0, "ts") < 0) {
+        PyBuffer_Release(&sv);
+        return NULL;
+    }
+    if (get_i64(table_obj, &tab, 1, "table") < 0) {
+        PyBuffer_Release(&sv);
+        PyBuffer_Release(&tv);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    const int64_t *slots = (const int64_t *)sv.buf;
+    const int64_t *tss = (const int64_t *)tv.buf;
+    Py_ssize_t m = sv.len / 8;
+    int64_t *t = (int64_t *)tab.buf;
+    Py_ssize_t nslots = tab.len / (8 * NCOLS);
+    srtp_fn protect = (srtp_fn)(uintptr_t)protect_addr;
+    unsigned char buf[BUF_SIZE];
+    long dropped = 0, errors = 0, failed = 0, protects = 0;
+
+    if (tab.len % (8 * NCOLS) != 0 || protect_addr == 0) {
+        PyErr_SetString(PyExc_ValueError, "bad slot table or protect address");
+        goto done;
+    }
+    if (PyList_GET_SIZE(payloads) != m || tv.len / 8 != m) {
+        PyErr_SetString(PyExc_ValueError, "one payload and one timestamp per slot");
+        goto done;
+    }
+    /* Check everything before sending anything, so an error never leaves half a tick sent. */
+    for (Py_ssize_t i = 0; i < m; i++) {
+        if (slots[i] < 0 || slots[i] >= nslots) {
+            PyErr_SetString(PyExc_IndexError, "slot out of range");
+            goto done;
+        }
+        if (!PyBytes_Check(PyList_GET_ITEM(payloads, i))) {
+            PyErr_SetString(PyExc_TypeError, "payloads must be bytes objects");
+            goto done;
+        }
+    }
+    for (Py_ssize_t i = 0; i < m; i++) {
+        PyObject *p = PyList_GET_ITEM(payloads, i);
+        Py_ssize_t plen = PyBytes_GET_SIZE(p);
+        if (plen == 0)
+            continue;
+        if (12 + plen > BUF_SIZE - 16) { /* room for the SRTP authentication tag */
+            failed++;
+            continue;
+        }
+        int64_t *row = t + slots[i] * NCOLS;
+        unsigned int seq = (unsigned int)row[COL_SEQ] & 0xFFFF;
+        uint32_t ts = (uint32_t)((uint64_t)row[COL_TS0] + (uint64_t)tss[i]);
+        uint32_t ssrc = (uint32_t)row[COL_SSRC];
+        buf[0] = 0x80;
+        buf[1] = (unsigned char)((row[COL_PT] & 0x7F) | (row[COL_MARKER] ? 0x80 : 0));
+        buf[2] = (unsigned char)(seq >> 8);
+        buf[3] = (unsigned char)seq;
+        buf[4] = (unsigned char)(ts >> 24);
+        buf[5] = (unsigned char)(ts >> 16);
+        buf[6] = (unsigned char)(ts >> 8);
+        buf[7] = (unsigned char)ts;
+        buf[8] = (unsigned char)(ssrc >> 24);
+        buf[9] = (unsigned char)(ssrc >> 16);
+        buf[10] = (unsigned char)(ssrc >> 8);
+        buf[11] = (unsigned char)ssrc;
+        memcpy(buf + 12, PyBytes_AS_STRING(p), (size_t)plen);
+        row[COL_MARKER] = 0;
+        row[COL_SEQ] = (seq + 1) & 0xFFFF;
+        int len = 12 + (int)plen;
+        if (row[COL_TXH] != 0) {
+            protects++;
+            if (protect((void *)(uintptr_t)row[COL_TXH], buf, &len) != 0) {
+                failed++;
+                continue;
+            }
+        }
+        row[COL_SENT] += 1;
+        if (row[COL_FD] < 0) {
+            errors++;
+            continue;
+        }
+        if (send((int)row[COL_FD], buf, (size_t)len, MSG_DONTWAIT) < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                dropped++;
+            else
+                errors++;
+        }
+    }
+    result = Py_BuildValue("(llll)", dropped, errors, failed, protects);
+done:
+    PyBuffer_Release(&sv);
+    PyBuffer_Release(&tv);
+    PyBuffer_Release(&tab);
+    return result;
+}
+
 static PyMethodDef fp_methods[] = {
     {"drain", fp_drain, METH_VARARGS, drain_doc},
     {"pop_all", fp_pop_all, METH_VARARGS, pop_all_doc},
     {"send_rtp", fp_send_rtp, METH_VARARGS, send_doc},
+    {"send_frames", fp_send_frames, METH_VARARGS, send_frames_doc},
     {"jb_push", fp_jb_push, METH_VARARGS, "jb_push(tab, ftab, pay, slot, seq, payload, now, capacity, delay) -> bool"},
     {"jb_pop", fp_jb_pop, METH_VARARGS, "jb_pop(tab, ftab, pay, slot, now) -> None | (payload, gain or None)"},
     {"jb_reset", fp_jb_reset, METH_VARARGS, "jb_reset(tab, slot)"},
@@ -733,7 +846,8 @@ PyInit__fastpath(void)
     if (m == NULL)
         return NULL;
     if (PyModule_AddIntConstant(m, "NCOLS", NCOLS) < 0 || PyModule_AddIntConstant(m, "FRAME", FRAME) < 0 ||
-        PyModule_AddIntConstant(m, "RING", RING) < 0 || PyModule_AddIntConstant(m, "NFCOLS", NFCOLS) < 0) {
+        PyModule_AddIntConstant(m, "RING", RING) < 0 || PyModule_AddIntConstant(m, "NFCOLS", NFCOLS) < 0 ||
+        PyModule_AddIntConstant(m, "API", API) < 0) {
         Py_DECREF(m);
         return NULL;
     }

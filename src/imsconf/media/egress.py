@@ -14,6 +14,7 @@ from .events import (
     Addr,
     Datagram,
 )
+from .fastpath import FD
 from .legs import BUFFER_SIZE, HDR, TS_MASK, Epoch, Leg, LegTable, SendFunc
 from .mixer import FRAME_SAMPLES
 from .rtp import ReceiverReport as RtcpReceiverReport
@@ -49,6 +50,13 @@ class RtpBatchSink(Protocol):
         self, slots: npt.NDArray[np.int64], payloads: list[bytes], ts_now: int
     ) -> tuple[int, int, int, int]:
         """Returns (dropped, refused, protect failures, protect calls)."""
+        ...
+
+    def send_frames(
+        self, slots: npt.NDArray[np.int64], payloads: list[bytes], ts: npt.NDArray[np.int64]
+    ) -> tuple[int, int, int, int]:
+        """The same for payloads of any length (empty: nothing sent), ``ts`` each slot's timestamp
+        offset from its first; returns (dropped, refused, protect failures, protect calls)."""
         ...
 
 
@@ -144,7 +152,31 @@ class Egress:
         :mod:`imsconf.media.wideband`): payloads of any length, the timestamp at the leg's codec clock.
         Adds to the tick's figures; the dropped and refused sends to ``direct``."""
         t = self.table
-        protects, dropped, errors, failed = self.send_own(legs, payloads, direct, append)
+        protects = dropped = errors = failed = 0
+        if direct is not None and t.c_path:
+            # The C path for every leg with a connected socket: header, protect and send in one call.
+            fds = t.slots.tab[:, FD]
+            c_legs = [i for i, leg in enumerate(legs) if leg.send is not None and fds[leg.slot] >= 0]
+            if c_legs:
+                ticks = t.ticks - 1
+                slots = np.fromiter((legs[i].slot for i in c_legs), dtype=np.int64, count=len(c_legs))
+                ts = np.fromiter((legs[i].ts_step * ticks for i in c_legs), dtype=np.int64, count=len(c_legs))
+                dropped, errors, failed, protects = self.rtp_batch.send_frames(
+                    slots, [payloads[i] for i in c_legs], ts
+                )
+                if len(c_legs) < len(legs):
+                    taken = set(c_legs)
+                    rest = [i for i in range(len(legs)) if i not in taken]
+                    legs = [legs[i] for i in rest]
+                    payloads = [payloads[i] for i in rest]
+                else:
+                    legs, payloads = [], []
+        if legs:
+            p, d, e, f = self.send_own(legs, payloads, direct, append)
+            protects += p
+            dropped += d
+            errors += e
+            failed += f
         if failed:
             t.protect_failed += failed
         t.tick_protects += protects

@@ -70,6 +70,7 @@ NCOLS = J_KEYS + RING
 F_START, F_RJITTER = 0, 1  # float64 table
 NFCOLS = 2
 FRAME = 160
+API = 2  # the extension's functions this module calls (2: send_frames); an older build is not used
 _EMPTY = np.iinfo(np.int64).min
 _JITTER_STATS = {
     "pushed": J_PUSHED,
@@ -104,6 +105,7 @@ def extension_loaded() -> bool:
     return (
         _c is not None
         and (_c.NCOLS, _c.RING, _c.NFCOLS) == (NCOLS, RING, NFCOLS)
+        and getattr(_c, "API", 1) == API  # a build from before a function this module calls
         and bool(_PROTECT and _UNPROTECT)
     )
 
@@ -270,6 +272,16 @@ class SlotTable:
         (dropped, errors, protect_failed, protects)."""
         assert _c is not None
         result: tuple[int, int, int, int] = _c.send_rtp(slots, payloads, ts_now, self.tab, _PROTECT)
+        return result
+
+    def send_frames(
+        self, slots: npt.NDArray[np.int64], payloads: list[bytes], ts: npt.NDArray[np.int64]
+    ) -> tuple[int, int, int, int]:
+        """Send one RTP packet of any length per slot, ``ts`` its timestamp's offset from the slot's
+        TS0; an empty payload sends nothing (see ``_fastpath.send_frames``):
+        (dropped, errors, protect_failed, protects)."""
+        assert _c is not None
+        result: tuple[int, int, int, int] = _c.send_frames(slots, payloads, ts, self.tab, _PROTECT)
         return result
 
 

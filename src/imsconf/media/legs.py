@@ -27,6 +27,7 @@ from .events import (
 from .fastpath import (
     MARKER,
     MIXES,
+    PT,
     RING,
     SENT,
     SEQ,
@@ -270,12 +271,12 @@ class GroupTicks:
 
 class Leg:
     __slots__ = (
+        "_codec_pt",
         "c",
         "chosen_tick",
         "clock",
         "codec",
         "codec_id",
-        "codec_pt",
         "conf_idx",
         "conference_id",
         "corrupt",
@@ -376,6 +377,17 @@ class Leg:
         self.speaking = False  # as last reported (SpeakingChanged)
 
     # The transmit state lives in the leg's slot row (read and advanced by the C path as well).
+    @property
+    def codec_pt(self) -> int:
+        """The payload type it sends and accepts (-1: none negotiated yet); the C send path reads the
+        row's copy."""
+        return self._codec_pt
+
+    @codec_pt.setter
+    def codec_pt(self, value: int) -> None:
+        self._codec_pt = value
+        self.t.tab[self.slot, PT] = max(value, 0)
+
     @property
     def ssrc(self) -> int:
         return int(self.t.tab[self.slot, SSRC])

@@ -44,6 +44,7 @@ from .resample import DOWN_HISTORY, UP_HISTORY, downsample2, upsample2
 __all__ = ["WIDE_SAMPLES", "FrameSend", "WidebandMix"]
 
 WIDE_SAMPLES = 2 * FRAME_SAMPLES  # 20 ms at 16 kHz
+assert DOWN_HISTORY < WIDE_SAMPLES  # a stream's downsampling history lies within its last frame
 
 Int16Array = npt.NDArray[np.int16]
 Float32Array = npt.NDArray[np.float32]
@@ -188,7 +189,7 @@ class WidebandMix:
             else:
                 narrow_pcm.append(pcm)
                 narrow_pcm_legs.append(leg)
-        rows: list[Float32Array] = []
+        rows: list[npt.NDArray[np.int32]] = []
         in_legs: list[Leg] = []
         up_legs = narrow_legs + narrow_pcm_legs
         if up_legs:
@@ -211,18 +212,17 @@ class WidebandMix:
             for st, h in zip(states, hist, strict=True):
                 st.up = h
                 st.in_tick = tick
-            rows.append(up)
+            rows.append(np.clip(np.rint(up), -32768, 32767).astype(np.int32))
             in_legs.extend(up_legs)
         if wide_legs:
-            rows.append(np.stack(wide_pcm).astype(np.float32))
+            rows.append(np.stack(wide_pcm).astype(np.int32))  # int16 PCM: nothing to round or clip
             in_legs.extend(wide_legs)
         m = len(in_legs)
         if m == 0:
             self.common = np.zeros((n_conf, WIDE_SAMPLES), dtype=np.int16)
             self.speakers = []
             return []
-        x16 = np.concatenate(rows) if len(rows) > 1 else rows[0]
-        frames = np.clip(np.rint(x16), -32768, 32767).astype(np.int32)
+        frames = np.concatenate(rows) if len(rows) > 1 else rows[0]
         conf_index = np.fromiter((leg.conf_idx for leg in in_legs), dtype=np.intp, count=m)
         prev = np.fromiter((leg.chosen_tick == tick - 1 for leg in in_legs), dtype=np.bool_, count=m)
         res = t.mixer.mix(frames, conf_index, max(n_conf, 1), prev)
@@ -290,14 +290,17 @@ class WidebandMix:
                 continue
             legs.append(leg)
             payloads.append(self.own_frame(leg, common, shared, down_common, per_leg))
+        # A downsampler's history is the last DOWN_HISTORY samples of what the stream carried, all of them
+        # in this tick's frame (DOWN_HISTORY < WIDE_SAMPLES): one slice for every conference at once.
+        confs = self.confs
+        tails = common[:, -DOWN_HISTORY:].astype(np.float32)
+        have = len(tails)
         for ci, cid in enumerate(self.conf_ids):
-            st = self.confs[cid]
-            row = common[ci].astype(np.float32) if ci < len(common) else np.zeros(WIDE_SAMPLES, np.float32)
-            st.common_tail = np.concatenate((st.common_tail, row))[-DOWN_HISTORY:]
+            confs[cid].common_tail = tails[ci] if ci < have else np.zeros(DOWN_HISTORY, np.float32)
+        states = self.legs
+        speaker_mix = self.speaker_mix
         for leg in self.speakers:
-            self.legs[leg].heard = np.concatenate(
-                (self.legs[leg].heard, self.speaker_mix[leg].astype(np.float32))
-            )[-DOWN_HISTORY:]
+            states[leg].heard = speaker_mix[leg][-DOWN_HISTORY:].astype(np.float32)
         if legs:
             self.send.send_frames(legs, payloads, direct, append)
         if streams or private:
