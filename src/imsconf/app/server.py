@@ -443,6 +443,13 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
             # marked after a few dozen INVITEs instead of having a second's worth of calls admitted
             source_start=0.1,
             flood_hold=settings.sip_flood_hold,
+            # a marked source keeps its mark above half its rate: a starved loop takes the flood's
+            # datagrams more slowly than they arrive, which must not lapse the mark mid-flood
+            flood_keep=0.5,
+            # a cut after two high windows in a row (one late timer is not a load), and a lag counts only
+            # when the loop's thread ran for half the window (otherwise it waited for a core)
+            cut_after=2,
+            starved_cpu=0.5,
             # a cut may take the budget down to a fortieth of its ceiling (20/s of the default 800/s): a
             # loop that is saturated must be able to refuse below the rate that arrives, or joins pile up
             invite_floor=settings.sip_call_rate / 40,
