@@ -475,3 +475,31 @@ def test_a_starved_loop_busy_with_sip_work_still_cuts_the_budget() -> None:
     for i in range(5):  # a fifth of a core, three quarters of it SIP work: the loop carries less than asked
         adm.observe_load(i / 10, LoadSample(busy=0.15, lag=0.300, cpu=0.2))
     assert adm.rate < 800 * 0.7**3
+
+
+def test_a_caller_under_its_rate_that_catches_up_after_a_stall_is_not_marked() -> None:
+    from dataclasses import replace
+
+    # the runtime's source limits: a burst of two seconds' worth, a new source starting with a tenth of a
+    # second's worth (the call budget apart)
+    cfg = replace(RUNTIME, invite_rate=0, source_burst=500, source_start=0.05)
+    adm = Admission(cfg)
+    now = 0.0
+    for _ in range(2000):  # 10 s at 200/s
+        assert adm.new_request("legit", "INVITE", now) is Verdict.ADMIT
+        now += 1 / 200
+    now += 2.0  # a 2 s stall (the sender's or the loop's), then the 400 calls it owes at once
+    assert [adm.new_request("legit", "INVITE", now) for _ in range(400)] == [Verdict.ADMIT] * 400
+    assert not adm.flooding("legit", now) and "source_flood_marked" not in adm.counters
+    # with a burst of one second's worth the same catch-up marks the caller
+    one = Admission(replace(cfg, source_burst=250, source_start=0.1))
+    now = 0.0
+    for _ in range(2000):
+        one.new_request("legit", "INVITE", now)
+        now += 1 / 200
+    now += 2.0
+    assert Verdict.SOURCE_BUSY in [one.new_request("legit", "INVITE", now) for _ in range(400)]
+    # a flood that starts is still marked after a few dozen: the start is a tenth of a second's worth
+    flood = Admission(cfg)
+    verdicts = [flood.new_request("f", "INVITE", i / 1500) for i in range(300)]
+    assert verdicts.index(Verdict.SOURCE_BUSY) < 40

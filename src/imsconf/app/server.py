@@ -437,11 +437,12 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
             invite_rate=settings.sip_call_rate,
             invite_burst=max(1.0, settings.sip_call_rate / 2),
             source_rate=settings.sip_source_rate,
-            # one second's worth: a flooding source is marked after one second's worth of its INVITEs
-            source_burst=max(1.0, settings.sip_source_rate),
-            # a new source (or one whose mark lapsed) starts with a tenth of that: a flood that starts is
-            # marked after a few dozen INVITEs instead of having a second's worth of calls admitted
-            source_start=0.1,
+            # two seconds' worth: a caller under its rate that catches up after a stall (SIPp sends what
+            # it owes at once; a starved loop takes a second or two of datagrams in one go) is not marked
+            source_burst=max(1.0, 2 * settings.sip_source_rate),
+            # a new source (or one whose mark lapsed) starts with a twentieth of that (a tenth of a second's
+            # worth): a flood that starts is marked after a few dozen INVITEs, not after a burst of calls
+            source_start=0.05,
             flood_hold=settings.sip_flood_hold,
             # a marked source keeps its mark above half its rate: a starved loop takes the flood's
             # datagrams more slowly than they arrive, which must not lapse the mark mid-flood
