@@ -444,9 +444,6 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
             # worth): a flood that starts is marked after a few dozen INVITEs, not after a burst of calls
             source_start=0.05,
             flood_hold=settings.sip_flood_hold,
-            # a marked source keeps its mark above half its rate: a starved loop takes the flood's
-            # datagrams more slowly than they arrive, which must not lapse the mark mid-flood
-            flood_keep=0.5,
             # a cut after two high windows in a row (one late timer is not a load), and a lag counts only
             # when the loop's thread ran for half the window (otherwise it waited for a core)
             cut_after=2,

@@ -12,10 +12,9 @@ one small answer per attempt while established calls keep their media
   whose bucket runs dry is *marked flooding*: while marked, all its new out-of-dialog requests are
   refused (the runtime answers them from a few header fields, without a full parse: :mod:`.refusal`).
   Its attempts are still counted per ``flood_window``; the mark is renewed for ``flood_hold`` seconds
-  from the end of every window in which they were above ``flood_keep`` times ``source_rate`` (a starved
-  loop takes a flood's datagrams more slowly than they arrive: the mark must not lapse mid-flood), so it
-  lapses at most ``flood_window + flood_hold`` after the source slows down or stops, and its bucket
-  starts again then.
+  from the end of every window in which they were above ``source_rate`` (not below it: a caller marked
+  for a catch-up burst that goes on under its rate must get its mark back off), so it lapses at most
+  ``flood_window + flood_hold`` after the source slows down or stops, and its bucket starts again then.
   Sources in ``exempt`` (trusted proxies, which carry many users) are never limited or marked.
 * **The call budget follows the load.** New INVITEs that passed their source's limit take a token of the
   server's call budget. Its rate starts at ``invite_rate`` (the ceiling) and is adjusted by
@@ -70,10 +69,6 @@ class OverloadConfig:
     flood_window: float = 1.0  # seconds: a flooding source's attempts are counted per window
     flood_hold: float = 0.0  # seconds the mark holds after a window above the rate (0: no marks, only
     # the source's bucket; the runtime sets sip_flood_hold)
-    # a marked source keeps its mark while its attempts per window stay above this share of its rate: a
-    # starved server takes fewer of the flood's datagrams per second than arrive (and a starved sender
-    # sends fewer), which must not lapse the mark while the flood goes on (1: the rate itself)
-    flood_keep: float = 1.0
     # the adaptive call budget (observe_load): the figures are shares of a window and seconds of lag
     invite_floor: float = 20.0  # calls per second the budget is never cut below
     busy_high: float = 0.60
@@ -111,8 +106,8 @@ class OverloadConfig:
             raise ValueError("source_start must be in (0, 1]")
         if self.flood_window <= 0 or self.flood_hold < 0:
             raise ValueError("flood_window must be positive and flood_hold not negative")
-        if not 0 < self.flood_keep <= 1 or self.cut_after < 1 or not 0 <= self.starved_cpu <= 1:
-            raise ValueError("flood_keep must be in (0, 1], cut_after at least 1, starved_cpu in [0, 1]")
+        if self.cut_after < 1 or not 0 <= self.starved_cpu <= 1:
+            raise ValueError("cut_after must be at least 1 and starved_cpu in [0, 1]")
         if not 0 < self.cut < 1 or not 0 < self.grow <= 1 or not 0 <= self.creep <= self.grow:
             raise ValueError("cut must be in (0, 1), grow in (0, 1] and creep in [0, grow]")
         if not 0 <= self.busy_low <= self.busy_high or not 0 <= self.lag_low <= self.lag_high:
@@ -253,7 +248,7 @@ class Admission:
         closed = src.window_at + cfg.flood_window
         if now < closed:
             return False
-        if src.flooding_until and src.window_count > cfg.source_rate * cfg.flood_keep * cfg.flood_window:
+        if src.flooding_until and src.window_count > cfg.source_rate * cfg.flood_window:
             src.flooding_until = max(src.flooding_until, closed + cfg.flood_hold)
         # the windows of a source that goes on follow each other without a gap, so a renewed mark (hold as
         # long as a window) reaches the end of the next window and is renewed again before it lapses
