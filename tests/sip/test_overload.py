@@ -497,3 +497,15 @@ def test_a_caller_under_its_rate_that_catches_up_after_a_stall_is_not_marked() -
     flood = Admission(cfg)
     verdicts = [flood.new_request("f", "INVITE", i / 1500) for i in range(300)]
     assert verdicts.index(Verdict.SOURCE_BUSY) < 40
+
+
+def test_a_loop_late_for_two_windows_counts_as_overloaded_whatever_the_cause() -> None:
+    from imsconf.sip.overload import LoadSample
+
+    adm = Admission(RUNTIME)
+    adm.observe_load(0.1, LoadSample(busy=0.05, lag=0.200, cpu=0.2))  # one late window: not yet
+    assert not adm.overloaded(0.1)
+    adm.observe_load(0.2, LoadSample(busy=0.05, lag=0.200, cpu=0.2))  # starved, the budget untouched...
+    assert adm.rate == 800
+    assert adm.overloaded(0.2)  # ...but the ACK waits are shortened: late answers, callers giving up
+    assert not adm.overloaded(0.2 + RUNTIME.overload_hold)

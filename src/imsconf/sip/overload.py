@@ -165,6 +165,7 @@ class Admission:
     _logged: dict[str, float] = field(default_factory=dict)  # host -> when its last line was logged
     _strained_at: float = float("-inf")  # the last refusal
     _high: int = 0  # consecutive high load windows
+    _late: int = 0  # consecutive windows with the timer late (above lag_high), whatever the cause
 
     def __post_init__(self) -> None:
         if self.rate < 0:
@@ -268,6 +269,11 @@ class Admission:
         cfg = self.config
         if not cfg.invite_rate:
             return
+        # a loop late for two windows in a row answers late, whatever the cause: the calls it admits then
+        # get their ACK waits shortened (overloaded()), or the legs of callers that gave up pile up
+        self._late = self._late + 1 if sample.lag > cfg.lag_high else 0
+        if self._late >= 2:
+            self._strained_at = now
         starved = sample.cpu is not None and sample.cpu < cfg.starved_cpu
         own_lag = not starved and not self._marked(now)
         # a starved loop has less than a core: its SIP work is then weighed against the CPU it got, so a
@@ -294,9 +300,11 @@ class Admission:
         return any(until > now for until in self._flooding.values())
 
     def overloaded(self, now: float) -> bool:
-        """True within ``overload_hold`` of the last refusal (a new request answered 503): the focus then
-        waits less for the ACKs of its 2xx answers.  A budget cut alone refuses nobody and does not count:
-        a machine slowed by other work must not end calls whose ACK is merely late."""
+        """True within ``overload_hold`` of the last refusal (a new request answered 503) or of the second
+        window in a row with the timer more than ``lag_high`` late: the focus then waits less for the ACKs
+        of its 2xx answers (4 s, not 32 s).  A budget cut alone refuses nobody and does not count; a late
+        loop does, whatever the cause, as the budget may now leave its lag alone (a starved loop, a marked
+        flood): its answers are late, callers give up, and their legs must not pile up."""
         return now - self._strained_at < self.config.overload_hold
 
     @property
