@@ -509,3 +509,14 @@ def test_a_loop_late_for_two_windows_counts_as_overloaded_whatever_the_cause() -
     assert adm.rate == 800
     assert adm.overloaded(0.2)  # ...but the ACK waits are shortened: late answers, callers giving up
     assert not adm.overloaded(0.2 + RUNTIME.overload_hold)
+
+
+def test_an_idle_loop_is_not_taken_for_a_starved_one() -> None:
+    from imsconf.sip.overload import LoadSample
+
+    # measured: an idle loop (the thread ran 5 % of the window, its timer on time) had its little SIP work
+    # weighed against that 5 % and the budget was held at its floor after the flood
+    adm = Admission(RUNTIME)
+    for i in range(30):
+        adm.observe_load(i / 10, LoadSample(busy=0.04, lag=0.002, cpu=0.05))
+    assert adm.rate == 800 and "call_rate_cut" not in adm.counters

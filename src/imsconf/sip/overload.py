@@ -274,7 +274,10 @@ class Admission:
         self._late = self._late + 1 if sample.lag > cfg.lag_high else 0
         if self._late >= 2:
             self._strained_at = now
-        starved = sample.cpu is not None and sample.cpu < cfg.starved_cpu
+        # starved: the timer was late while the thread ran less than starved_cpu of the window (it was due
+        # and waited for a core); a thread that ran little with its timer on time is merely idle
+        light = sample.cpu is not None and sample.cpu < cfg.starved_cpu
+        starved = light and sample.lag > cfg.lag_high
         own_lag = not starved and not self._marked(now)
         # a starved loop has less than a core: its SIP work is then weighed against the CPU it got, so a
         # machine busy with other work still cuts the budget to what the loop can carry (no pile-up)
@@ -291,7 +294,8 @@ class Admission:
         self._high = 0
         if self.rate < cfg.invite_rate:
             # idle: little SIP work and a timer on time, or late for reasons a budget does not change
-            idle = busy < cfg.busy_low and (sample.lag < cfg.lag_low or not own_lag)
+            # (a thread that ran less than starved_cpu of the window was not held up by its own work)
+            idle = busy < cfg.busy_low and (sample.lag < cfg.lag_low or not own_lag or light)
             step = cfg.grow if idle else cfg.creep  # between the marks: slowly, so the load can tell
             self.rate = min(cfg.invite_rate, self.rate + step * cfg.invite_rate)
 
