@@ -475,6 +475,10 @@ def flood(sipp: str, work: Path, rate: int, seconds: float, legit: int, ncalls: 
         print(
             f"server log: {log.count('Traceback')} tracebacks, {log.count('event=overload')} overload events"
         )
+        # one line per source and limit at most every 10 s: which limit refused whom
+        for line in sorted({ln.split("event=overload", 1)[1].strip() for ln in log.splitlines()
+                            if "event=overload" in ln}):  # fmt: skip
+            print(f"  overload: {line}")
 
 
 def report(

@@ -26,3 +26,28 @@ def test_the_stateless_refusals_are_shed_load_and_not_in_the_busy_share() -> Non
     sample = asyncio.run(run()).last
     assert sample.shed > 0 and 0 < sample.busy < sample.shed
     assert sample.shed / sample.busy == pytest.approx(50.0)
+
+
+def test_the_share_of_the_window_the_loop_ran_is_measured() -> None:
+    import time
+
+    async def run() -> tuple[LoadWatch, float]:
+        watch = LoadWatch(asyncio.get_running_loop(), Admission(OverloadConfig(invite_rate=800)))
+        watch.start()
+        started = time.thread_time()
+        until = time.monotonic() + 0.15
+        while time.monotonic() < until:  # the loop's thread works (blocks the loop) for 150 ms
+            pass
+        ran = time.thread_time() - started
+        for _ in range(500):
+            await asyncio.sleep(0.01)
+            if watch.last.cpu is not None:
+                break
+        watch.close()
+        return watch, ran
+
+    watch, ran = asyncio.run(run())
+    cpu = watch.last.cpu
+    assert cpu is not None and cpu > 0.0
+    assert cpu <= 1.05 and watch.last.lag >= 0.05  # the blocked loop's probe fired late
+    assert ran > 0

@@ -3,7 +3,8 @@
 A 10 ms timer measures its own lag (how late it fires); the driver adds the CPU time of its thread
 (``time.thread_time``: time the process waits for a core on a shared machine is not counted) that it
 spends in the SIP receive path and its timers (:meth:`LoadWatch.spent`). Every 100 ms the window's
-figures, the share of the window spent in SIP work and the largest lag, go to
+figures, the share of the window spent in SIP work, the largest lag and the share in which the thread
+ran at all (its CPU time: a lag while it mostly waited for a core is other processes' work), go to
 :meth:`Admission.observe_load` as a :class:`~imsconf.sip.overload.LoadSample`, which adapts the call
 budget (docs/decisions/0006-sip-connection-limits.md, "INVITE floods").
 
@@ -15,6 +16,7 @@ them fewer, it would only refuse the other sources' calls; how late the timer fi
 from __future__ import annotations
 
 import asyncio
+import time
 
 from imsconf.sip.overload import Admission, LoadSample
 
@@ -34,6 +36,7 @@ class LoadWatch:
         self._work = 0.0
         self._shed = 0.0
         self._lag = 0.0
+        self._cpu_at = 0.0  # the thread's CPU time when the window began
         self.last = LoadSample(0.0, 0.0)
 
     def spent(self, seconds: float) -> None:
@@ -47,6 +50,7 @@ class LoadWatch:
     def start(self) -> None:
         now = self._loop.time()
         self._window_at = now
+        self._cpu_at = time.thread_time()
         self._due = now + PROBE
         self._timer = self._loop.call_at(self._due, self._probe)
 
@@ -55,9 +59,11 @@ class LoadWatch:
         self._lag = max(self._lag, now - self._due)
         if now - self._window_at >= WINDOW:
             span = now - self._window_at
-            self.last = LoadSample(self._work / span, self._lag, self._shed / span)
+            cpu = time.thread_time()
+            ran = (cpu - self._cpu_at) / span
+            self.last = LoadSample(self._work / span, self._lag, self._shed / span, ran)
             self._admission.observe_load(now, self.last)
-            self._window_at, self._work, self._shed, self._lag = now, 0.0, 0.0, 0.0
+            self._window_at, self._work, self._shed, self._lag, self._cpu_at = now, 0.0, 0.0, 0.0, cpu
         self._due = now + PROBE
         self._timer = self._loop.call_at(self._due, self._probe)
 

@@ -442,12 +442,17 @@ async def start_server(settings: Settings, app: Application | None = None) -> Se
             invite_rate=settings.sip_call_rate,
             invite_burst=max(1.0, settings.sip_call_rate / 2),
             source_rate=settings.sip_source_rate,
-            # one second's worth: a flooding source is marked after one second's worth of its INVITEs
-            source_burst=max(1.0, settings.sip_source_rate),
-            # a new source (or one whose mark lapsed) starts with a tenth of that: a flood that starts is
-            # marked after a few dozen INVITEs instead of having a second's worth of calls admitted
-            source_start=0.1,
+            # two seconds' worth: a caller under its rate that catches up after a stall (SIPp sends what
+            # it owes at once; a starved loop takes a second or two of datagrams in one go) is not marked
+            source_burst=max(1.0, 2 * settings.sip_source_rate),
+            # a new source (or one whose mark lapsed) starts with a twentieth of that (a tenth of a second's
+            # worth): a flood that starts is marked after a few dozen INVITEs, not after a burst of calls
+            source_start=0.05,
             flood_hold=settings.sip_flood_hold,
+            # a cut after two high windows in a row (one late timer is not a load), and a lag counts only
+            # when the loop's thread ran for half the window (otherwise it waited for a core)
+            cut_after=2,
+            starved_cpu=0.5,
             # a cut may take the budget down to a fortieth of its ceiling (20/s of the default 800/s): a
             # loop that is saturated must be able to refuse below the rate that arrives, or joins pile up
             invite_floor=settings.sip_call_rate / 40,

@@ -323,7 +323,7 @@ class SipEndpoint:
         verdict = admission.new_request(peer.host, req.method, now)
         if verdict is not Verdict.ADMIT:
             self.count("tx_busy_503" if verdict is Verdict.BUSY else "tx_source_busy_503")
-            if admission.log_due(peer.host, now):
+            if admission.log_due(f"{peer.host} {verdict.value}", now):  # a line per source and limit
                 log.warning("event=overload src=%s limit=%s", peer.host, verdict.value)
             retry = (("Retry-After", str(admission.config.retry_after)),)
             self._answer_stateless(req, 503, "Service Unavailable", peer, retry)

@@ -12,7 +12,8 @@ one small answer per attempt while established calls keep their media
   whose bucket runs dry is *marked flooding*: while marked, all its new out-of-dialog requests are
   refused (the runtime answers them from a few header fields, without a full parse: :mod:`.refusal`).
   Its attempts are still counted per ``flood_window``; the mark is renewed for ``flood_hold`` seconds
-  from the end of every window in which they were above ``source_rate``, so it lapses at most
+  from the end of every window in which they were above ``source_rate`` (not below it: a caller marked
+  for a catch-up burst that goes on under its rate must get its mark back off), so it lapses at most
   ``flood_window + flood_hold`` after the source slows down or stops, and its bucket starts again then.
   Sources in ``exempt`` (trusted proxies, which carry many users) are never limited or marked.
 * **The call budget follows the load.** New INVITEs that passed their source's limit take a token of the
@@ -23,7 +24,13 @@ one small answer per attempt while established calls keep their media
   ``busy_high`` (or a lag above ``lag_high``) the rate is multiplied by ``cut`` (not below
   ``invite_floor``); below ``busy_low`` and ``lag_low`` it grows by ``grow`` times the ceiling per window,
   between the marks by ``creep`` times the ceiling (a budget cut by a burst would otherwise stay below
-  a steady load whose busy share lies between the marks, refusing its calls for good).
+  a steady load whose busy share lies between the marks, refusing its calls for good). A cut takes
+  ``cut_after`` high windows in a row (one late timer is not a load). The lag counts only as the loop's
+  own: not when its thread ran less than ``starved_cpu`` of the window (it waited for a core: other
+  processes' work, which a cut does not lessen) and not while a source is marked (the flood's refusals
+  and socket backlog are the cause; a cut would refuse the other sources' calls, not the flood's
+  datagrams); such a lag does not slow the growth either. A starved loop's busy share is taken of the
+  CPU time its thread got instead of the window, so the budget still follows what the loop can carry.
   The loop so keeps headroom for in-dialog requests, ACKs and the media tick.
 
 In-dialog requests, ACK, CANCEL and retransmissions are never limited here: they belong to calls that
@@ -69,6 +76,11 @@ class OverloadConfig:
     lag_high: float = 0.050  # two and a half media ticks
     lag_low: float = 0.010
     cut: float = 0.7
+    cut_after: int = 1  # consecutive high windows before the budget is cut (1: at the first)
+    # the share of a window the loop's thread must have run for its timer lag to count as load: a lag
+    # while the thread mostly waited for a core is the machine's other work, which a smaller budget does
+    # not lessen (0: every lag counts)
+    starved_cpu: float = 0.0
     grow: float = 0.05
     creep: float = 0.0125  # the growth per window between the marks (a quarter of grow)
     overload_hold: float = 2.0  # seconds after the last refusal the server counts as overloaded
@@ -94,6 +106,8 @@ class OverloadConfig:
             raise ValueError("source_start must be in (0, 1]")
         if self.flood_window <= 0 or self.flood_hold < 0:
             raise ValueError("flood_window must be positive and flood_hold not negative")
+        if self.cut_after < 1 or not 0 <= self.starved_cpu <= 1:
+            raise ValueError("cut_after must be at least 1 and starved_cpu in [0, 1]")
         if not 0 < self.cut < 1 or not 0 < self.grow <= 1 or not 0 <= self.creep <= self.grow:
             raise ValueError("cut must be in (0, 1), grow in (0, 1] and creep in [0, grow]")
         if not 0 <= self.busy_low <= self.busy_high or not 0 <= self.lag_low <= self.lag_high:
@@ -105,11 +119,14 @@ class LoadSample:
     """How busy the event loop was over one window: the share of it spent in SIP work (0..1 and more
     when work started in an earlier window) and the largest lag of the runtime's short timer (seconds).
     *shed*: the share spent in stateless refusals of flooding sources, not part of *busy* and not
-    acted on (a smaller budget would not make them fewer; the lag shows a loop they saturate)."""
+    acted on (a smaller budget would not make them fewer; the lag shows a loop they saturate).
+    *cpu*: the share of the window the loop's thread ran at all (its CPU time, any work); None when not
+    measured. A lag with a low *cpu* is starvation by other processes, not the loop's own load."""
 
     busy: float
     lag: float
     shed: float = 0.0
+    cpu: float | None = None
 
 
 @dataclass(slots=True)
@@ -147,6 +164,8 @@ class Admission:
     _flooding: dict[str, float] = field(default_factory=dict)  # marked host -> when its mark lapses
     _logged: dict[str, float] = field(default_factory=dict)  # host -> when its last line was logged
     _strained_at: float = float("-inf")  # the last refusal
+    _high: int = 0  # consecutive high load windows
+    _late: int = 0  # consecutive windows with the timer late (above lag_high), whatever the cause
 
     def __post_init__(self) -> None:
         if self.rate < 0:
@@ -240,25 +259,56 @@ class Admission:
 
     # ---- the adaptive call budget ------------------------------------------------------------------
     def observe_load(self, now: float, sample: LoadSample) -> None:
-        """One window's load figure: cut the call budget's rate when busy, let it grow back otherwise
-        (fast when idle)."""
+        """One window's load figure: cut the call budget's rate when busy for ``cut_after`` windows in a
+        row, let it grow back otherwise (fast when idle).
+
+        The timer lag counts as load only when it is the loop's own: not when its thread mostly waited
+        for a core (``starved_cpu``: other processes' work, which a cut would not lessen), and not while
+        a source is marked flooding (its refusals and its socket backlog are the cause: a cut would refuse
+        the other sources' calls and not one of the flood's datagrams); the busy share still cuts then."""
         cfg = self.config
         if not cfg.invite_rate:
             return
-        if sample.busy > cfg.busy_high or sample.lag > cfg.lag_high:
+        # a loop late for two windows in a row answers late, whatever the cause: the calls it admits then
+        # get their ACK waits shortened (overloaded()), or the legs of callers that gave up pile up
+        self._late = self._late + 1 if sample.lag > cfg.lag_high else 0
+        if self._late >= 2:
+            self._strained_at = now
+        # starved: the timer was late while the thread ran less than starved_cpu of the window (it was due
+        # and waited for a core); a thread that ran little with its timer on time is merely idle
+        light = sample.cpu is not None and sample.cpu < cfg.starved_cpu
+        starved = light and sample.lag > cfg.lag_high
+        own_lag = not starved and not self._marked(now)
+        # a starved loop has less than a core: its SIP work is then weighed against the CPU it got, so a
+        # machine busy with other work still cuts the budget to what the loop can carry (no pile-up)
+        busy = sample.busy / max(sample.cpu, 0.05) if starved and sample.cpu is not None else sample.busy
+        if busy > cfg.busy_high or (own_lag and sample.lag > cfg.lag_high):
+            self._high += 1
+            if self._high < cfg.cut_after:
+                return
             cut = max(min(cfg.invite_floor, cfg.invite_rate), self.rate * cfg.cut)
             if cut < self.rate:
                 self.rate = cut
                 self._count("call_rate_cut")
-        elif self.rate < cfg.invite_rate:
-            idle = sample.busy < cfg.busy_low and sample.lag < cfg.lag_low
+            return
+        self._high = 0
+        if self.rate < cfg.invite_rate:
+            # idle: little SIP work and a timer on time, or late for reasons a budget does not change
+            # (a thread that ran less than starved_cpu of the window was not held up by its own work)
+            idle = busy < cfg.busy_low and (sample.lag < cfg.lag_low or not own_lag or light)
             step = cfg.grow if idle else cfg.creep  # between the marks: slowly, so the load can tell
             self.rate = min(cfg.invite_rate, self.rate + step * cfg.invite_rate)
 
+    def _marked(self, now: float) -> bool:
+        """A source's mark is live (a lapsed one stays in ``_flooding`` until its source is seen again)."""
+        return any(until > now for until in self._flooding.values())
+
     def overloaded(self, now: float) -> bool:
-        """True within ``overload_hold`` of the last refusal (a new request answered 503): the focus then
-        waits less for the ACKs of its 2xx answers.  A budget cut alone refuses nobody and does not count:
-        a machine slowed by other work must not end calls whose ACK is merely late."""
+        """True within ``overload_hold`` of the last refusal (a new request answered 503) or of the second
+        window in a row with the timer more than ``lag_high`` late: the focus then waits less for the ACKs
+        of its 2xx answers (4 s, not 32 s).  A budget cut alone refuses nobody and does not count; a late
+        loop does, whatever the cause, as the budget may now leave its lag alone (a starved loop, a marked
+        flood): its answers are late, callers give up, and their legs must not pile up."""
         return now - self._strained_at < self.config.overload_hold
 
     @property
