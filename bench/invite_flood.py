@@ -62,7 +62,8 @@ def start_server(work: Path, port: int, *, limits: bool) -> subprocess.Popen[byt
     python = [sys.executable, "-m", "cProfile", "-o", profile] if profile and limits else [sys.executable]
     cmd = [*python, "-m", "imsconf.cli", "serve", "--config", str(cfg),
            "--data-dir", str(work / "var"), "--auth", "none", "--listen", f"udp:127.0.0.1:{port}",
-           "--listen", f"tcp:127.0.0.1:{port}", "--listen", f"tls:127.0.0.1:{port + 1}"]  # fmt: skip
+           "--listen", f"tcp:127.0.0.1:{port}", "--listen", f"tls:127.0.0.1:{port + 1}",
+           "--http", "off"]  # fmt: skip
     log = open(work / "server.log", "wb")  # noqa: SIM115 - kept open for the server's lifetime
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, cwd=REPO)
     assert proc.stdout is not None
