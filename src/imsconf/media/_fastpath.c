@@ -621,6 +621,56 @@ PyDoc_STRVAR(send_doc,
 "slots: int64 array of slot numbers; payloads: list of the same length of 160-byte bytes objects.\n"
 "A full socket buffer drops the packet (dropped); other send errors count as errors.");
 
+/* What a send loop counts: datagrams the socket had no room for, send errors (no socket included),
+ * packets SRTP could not protect, and packets protected. */
+typedef struct {
+    long dropped, errors, failed, protects;
+} send_counts;
+
+/* One RTP packet of a slot: the header from its row (the sequence advanced, the marker cleared), the
+ * payload (plen <= BUF_SIZE - 28), SRTP when the row has a sender, sent on the row's connected socket. */
+static void
+send_one(int64_t *row, uint32_t ts, const char *payload, Py_ssize_t plen, srtp_fn protect, unsigned char *buf,
+         send_counts *c)
+{
+    unsigned int seq = (unsigned int)row[COL_SEQ] & 0xFFFF;
+    uint32_t ssrc = (uint32_t)row[COL_SSRC];
+    buf[0] = 0x80;
+    buf[1] = (unsigned char)((row[COL_PT] & 0x7F) | (row[COL_MARKER] ? 0x80 : 0));
+    buf[2] = (unsigned char)(seq >> 8);
+    buf[3] = (unsigned char)seq;
+    buf[4] = (unsigned char)(ts >> 24);
+    buf[5] = (unsigned char)(ts >> 16);
+    buf[6] = (unsigned char)(ts >> 8);
+    buf[7] = (unsigned char)ts;
+    buf[8] = (unsigned char)(ssrc >> 24);
+    buf[9] = (unsigned char)(ssrc >> 16);
+    buf[10] = (unsigned char)(ssrc >> 8);
+    buf[11] = (unsigned char)ssrc;
+    memcpy(buf + 12, payload, (size_t)plen);
+    row[COL_MARKER] = 0;
+    row[COL_SEQ] = (seq + 1) & 0xFFFF;
+    int len = 12 + (int)plen;
+    if (row[COL_TXH] != 0) {
+        c->protects++;
+        if (protect((void *)(uintptr_t)row[COL_TXH], buf, &len) != 0) {
+            c->failed++;
+            return;
+        }
+    }
+    row[COL_SENT] += 1;
+    if (row[COL_FD] < 0) {
+        c->errors++;
+        return;
+    }
+    if (send((int)row[COL_FD], buf, (size_t)len, MSG_DONTWAIT) < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            c->dropped++;
+        else
+            c->errors++;
+    }
+}
+
 static PyObject *
 fp_send_rtp(PyObject *self, PyObject *args)
 {
@@ -643,7 +693,7 @@ fp_send_rtp(PyObject *self, PyObject *args)
     Py_ssize_t nslots = tab.len / (8 * NCOLS);
     srtp_fn protect = (srtp_fn)(uintptr_t)protect_addr;
     unsigned char buf[BUF_SIZE];
-    long dropped = 0, errors = 0, failed = 0, protects = 0;
+    send_counts c = {0, 0, 0, 0};
 
     if (tab.len % (8 * NCOLS) != 0 || protect_addr == 0) {
         PyErr_SetString(PyExc_ValueError, "bad slot table or protect address");
@@ -667,45 +717,10 @@ fp_send_rtp(PyObject *self, PyObject *args)
     }
     for (Py_ssize_t i = 0; i < m; i++) {
         int64_t *row = t + slots[i] * NCOLS;
-        unsigned int seq = (unsigned int)row[COL_SEQ] & 0xFFFF;
-        uint32_t ts = (uint32_t)((uint64_t)row[COL_TS0] + ts_now);
-        uint32_t ssrc = (uint32_t)row[COL_SSRC];
-        buf[0] = 0x80;
-        buf[1] = (unsigned char)((row[COL_PT] & 0x7F) | (row[COL_MARKER] ? 0x80 : 0));
-        buf[2] = (unsigned char)(seq >> 8);
-        buf[3] = (unsigned char)seq;
-        buf[4] = (unsigned char)(ts >> 24);
-        buf[5] = (unsigned char)(ts >> 16);
-        buf[6] = (unsigned char)(ts >> 8);
-        buf[7] = (unsigned char)ts;
-        buf[8] = (unsigned char)(ssrc >> 24);
-        buf[9] = (unsigned char)(ssrc >> 16);
-        buf[10] = (unsigned char)(ssrc >> 8);
-        buf[11] = (unsigned char)ssrc;
-        memcpy(buf + 12, PyBytes_AS_STRING(PyList_GET_ITEM(payloads, i)), FRAME);
-        row[COL_MARKER] = 0;
-        row[COL_SEQ] = (seq + 1) & 0xFFFF;
-        int len = 12 + FRAME;
-        if (row[COL_TXH] != 0) {
-            protects++;
-            if (protect((void *)(uintptr_t)row[COL_TXH], buf, &len) != 0) {
-                failed++;
-                continue;
-            }
-        }
-        row[COL_SENT] += 1;
-        if (row[COL_FD] < 0) {
-            errors++;
-            continue;
-        }
-        if (send((int)row[COL_FD], buf, (size_t)len, MSG_DONTWAIT) < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                dropped++;
-            else
-                errors++;
-        }
+        send_one(row, (uint32_t)((uint64_t)row[COL_TS0] + ts_now),
+                 PyBytes_AS_STRING(PyList_GET_ITEM(payloads, i)), FRAME, protect, buf, &c);
     }
-    result = Py_BuildValue("(llll)", dropped, errors, failed, protects);
+    result = Py_BuildValue("(llll)", c.dropped, c.errors, c.failed, c.protects);
 done:
     PyBuffer_Release(&sv);
     PyBuffer_Release(&tab);
@@ -746,7 +761,7 @@ fp_send_frames(PyObject *self, PyObject *args)
     Py_ssize_t nslots = tab.len / (8 * NCOLS);
     srtp_fn protect = (srtp_fn)(uintptr_t)protect_addr;
     unsigned char buf[BUF_SIZE];
-    long dropped = 0, errors = 0, failed = 0, protects = 0;
+    send_counts c = {0, 0, 0, 0};
 
     if (tab.len % (8 * NCOLS) != 0 || protect_addr == 0) {
         PyErr_SetString(PyExc_ValueError, "bad slot table or protect address");
@@ -773,49 +788,14 @@ fp_send_frames(PyObject *self, PyObject *args)
         if (plen == 0)
             continue;
         if (12 + plen > BUF_SIZE - 16) { /* room for the SRTP authentication tag */
-            failed++;
+            c.failed++;
             continue;
         }
         int64_t *row = t + slots[i] * NCOLS;
-        unsigned int seq = (unsigned int)row[COL_SEQ] & 0xFFFF;
-        uint32_t ts = (uint32_t)((uint64_t)row[COL_TS0] + (uint64_t)tss[i]);
-        uint32_t ssrc = (uint32_t)row[COL_SSRC];
-        buf[0] = 0x80;
-        buf[1] = (unsigned char)((row[COL_PT] & 0x7F) | (row[COL_MARKER] ? 0x80 : 0));
-        buf[2] = (unsigned char)(seq >> 8);
-        buf[3] = (unsigned char)seq;
-        buf[4] = (unsigned char)(ts >> 24);
-        buf[5] = (unsigned char)(ts >> 16);
-        buf[6] = (unsigned char)(ts >> 8);
-        buf[7] = (unsigned char)ts;
-        buf[8] = (unsigned char)(ssrc >> 24);
-        buf[9] = (unsigned char)(ssrc >> 16);
-        buf[10] = (unsigned char)(ssrc >> 8);
-        buf[11] = (unsigned char)ssrc;
-        memcpy(buf + 12, PyBytes_AS_STRING(p), (size_t)plen);
-        row[COL_MARKER] = 0;
-        row[COL_SEQ] = (seq + 1) & 0xFFFF;
-        int len = 12 + (int)plen;
-        if (row[COL_TXH] != 0) {
-            protects++;
-            if (protect((void *)(uintptr_t)row[COL_TXH], buf, &len) != 0) {
-                failed++;
-                continue;
-            }
-        }
-        row[COL_SENT] += 1;
-        if (row[COL_FD] < 0) {
-            errors++;
-            continue;
-        }
-        if (send((int)row[COL_FD], buf, (size_t)len, MSG_DONTWAIT) < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                dropped++;
-            else
-                errors++;
-        }
+        send_one(row, (uint32_t)((uint64_t)row[COL_TS0] + (uint64_t)tss[i]), PyBytes_AS_STRING(p), plen,
+                 protect, buf, &c);
     }
-    result = Py_BuildValue("(llll)", dropped, errors, failed, protects);
+    result = Py_BuildValue("(llll)", c.dropped, c.errors, c.failed, c.protects);
 done:
     PyBuffer_Release(&sv);
     PyBuffer_Release(&tv);
