@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from imsconf.memo import clear_memos
 from imsconf.sdp.errors import SdpParseError
-from imsconf.sdp.session import PARSE_MEMO_MAX, SessionDescription, clear_parse_memo
+from imsconf.sdp.session import PARSE_MEMO_MAX, SessionDescription
 
 BODY = (
     b"v=0\r\no=member 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
@@ -14,11 +15,11 @@ BODY = (
 
 
 def test_the_same_body_gives_the_same_value_and_a_cleared_table_parses_again() -> None:
-    clear_parse_memo()
+    clear_memos()
     first = SessionDescription.parse(BODY)
     assert SessionDescription.parse(bytes(bytearray(BODY))) is first  # equal bytes, another object
     assert first.media[0].port == 6000 and first.media[0].formats == ("8", "0")
-    clear_parse_memo()
+    clear_memos()
     again = SessionDescription.parse(BODY)
     assert again is not first and again == first
 
@@ -31,7 +32,7 @@ def test_errors_are_not_kept() -> None:
 
 
 def test_the_table_is_bounded() -> None:
-    clear_parse_memo()
+    clear_memos()
     first = SessionDescription.parse(BODY)
     for port in range(PARSE_MEMO_MAX):  # as many other bodies as the table holds: it is dropped once
         parsed = SessionDescription.parse(BODY.replace(b"6000", str(7000 + 2 * port).encode()))

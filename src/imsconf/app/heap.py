@@ -21,8 +21,7 @@ import logging
 import os
 from collections.abc import Callable
 
-from imsconf.sdp.session import clear_parse_memo
-from imsconf.sip.memo import clear_memos
+from imsconf.memo import clear_memos
 
 __all__ = ["HeapKeeper", "realtime_priority", "release_heap", "settle_heap"]
 
@@ -52,7 +51,6 @@ def release_heap() -> None:
     (with the young generation collected rarely, most of them wait in the older generations), then return
     glibc's free pages."""
     clear_memos()
-    clear_parse_memo()
     gc.collect()
     if _TRIM is not None:
         _TRIM(0)

@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+from imsconf.memo import memo_table, memoised
+
 from . import grammar
 from .errors import SdpParseError
 
@@ -33,7 +35,6 @@ __all__ = [
     "SessionDescription",
     "Timing",
     "ZoneAdjustment",
-    "clear_parse_memo",
 ]
 
 
@@ -421,30 +422,22 @@ class SessionDescription(_AttributeMixin):
 
         The value is frozen, so a body seen a moment ago is answered from a small table (an offer sent
         again, the same client's bodies in a churn of calls); errors are never kept."""
-        memo = isinstance(data, bytes)
-        hit = _PARSED.get(data) if memo else None
-        if hit is not None:
-            return hit
-        try:
-            sdp = _Parser(data).parse()
-        except ValueError as exc:  # a field the line regexes let through but the dataclasses refuse
-            raise SdpParseError(f"invalid SDP: {exc}") from None
-        if memo:
-            if len(_PARSED) >= PARSE_MEMO_MAX:
-                _PARSED.clear()
-            _PARSED[data] = sdp
-        return sdp
+        if isinstance(data, bytes):  # (a bytearray or memoryview is not hashable: parsed every time)
+            return memoised(_PARSED, data, _parse, PARSE_MEMO_MAX)
+        return _parse(data)
 
 
-# Recently parsed bodies (bounded: peers choose them; a full table is dropped).  The runtime empties it
-# with the SIP memo tables once a load has passed (imsconf.app.heap), so no load's values outlive it.
+def _parse(data: bytes) -> SessionDescription:
+    try:
+        return _Parser(data).parse()
+    except ValueError as exc:  # a field the line regexes let through but the dataclasses refuse
+        raise SdpParseError(f"invalid SDP: {exc}") from None
+
+
+# Recently parsed bodies (bounded: peers choose them; a full table is dropped), emptied with the SIP memo
+# tables once a load has passed (imsconf.app.heap), so no load's values outlive it.
 PARSE_MEMO_MAX = 64
-_PARSED: dict[bytes, SessionDescription] = {}
-
-
-def clear_parse_memo() -> None:
-    """Empty the table of recently parsed bodies."""
-    _PARSED.clear()
+_PARSED: dict[bytes, SessionDescription] = memo_table()
 
 
 # Line order (RFC 8866 §5): the rank of each type at session level and at media level.  A line whose

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+from imsconf.memo import memo_table, memoised
+
 from . import grammar
 from .errors import SipParseError
-from .memo import memo_table, memoised
 from .uri import NameAddr, format_params, parse_params, split_quoted
 
 # RFC 3261 §7.3.3 and later RFCs: compact forms.

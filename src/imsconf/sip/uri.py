@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
+from imsconf.memo import memo_table, memoised
+
 from . import grammar
 from .errors import SipParseError
-from .memo import memo_table, memoised
 
 
 def split_quoted(text: str, sep: str, *, brackets: bool = True) -> list[str]:
